@@ -1,1 +1,118 @@
-fn main() {}
+//! The command line: parse arguments, load the config, start.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use rpcgate::config::Config;
+use rpcgate::server::Server;
+
+/// A JSON-RPC gateway for Ethereum node fleets.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The YAML config file to serve (see config/rpcgate.example.yaml).
+    #[arg(long, short, env = "RPCGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Override the `listen` address of the config.
+    #[arg(long, env = "RPCGATE_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Log filter, e.g. `info` or `rpcgate=debug` (RUST_LOG is also read).
+    #[arg(long, env = "RPCGATE_LOG", default_value = "info")]
+    log: String,
+    /// Log lines as JSON objects.
+    #[arg(long)]
+    log_json: bool,
+    /// How long in-flight requests may take to finish on shutdown.
+    #[arg(long, default_value = "10s", value_parser = rpcgate::config::parse_duration)]
+    drain_timeout: Duration,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config file and exit (0 when valid, 2 when not).
+    CheckConfig { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(&cli.log, cli.log_json);
+    match &cli.command {
+        Some(Command::CheckConfig { file }) => match Config::load(file) {
+            Ok(c) => {
+                println!(
+                    "{}: valid ({} network(s))",
+                    file.display(),
+                    c.networks.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                ExitCode::from(2)
+            }
+        },
+        None => {
+            let Some(path) = &cli.config else {
+                eprintln!("rpcgate: --config FILE is required (see --help)");
+                return ExitCode::from(2);
+            };
+            let mut config = match Config::load(path) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            };
+            if let Some(listen) = cli.listen {
+                config.listen = listen;
+            }
+            serve(config, cli.drain_timeout)
+        }
+    }
+}
+
+fn serve(config: Config, drain: Duration) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async move {
+        let server = match Server::bind(&config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("rpcgate: cannot listen on {}: {e}", config.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(listen = %server.local_addr(), networks = config.networks.len(), "rpcgate serving");
+        server.run(shutdown_signal(), drain).await;
+        tracing::info!("rpcgate stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+    }
+}
+
+fn init_logs(default: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

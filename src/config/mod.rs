@@ -1,1 +1,126 @@
-//! placeholder
+//! Configuration: the YAML file an operator writes, checked and typed.
+//!
+//! Loading goes in three steps so that every mistake is reported with the path
+//! of the key that caused it, before anything listens:
+//! 1. [`raw`]: serde structs that reject unknown keys (the path of a bad key
+//!    comes from `serde_path_to_error`);
+//! 2. [`validate`]: semantic checks (URLs, names, durations, ranges) and
+//!    defaults, producing an immutable [`Config`];
+//! 3. the running gateway receives it as an `Arc<Config>`.
+
+mod duration;
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use duration::parse_duration;
+
+/// A configuration problem, with the dotted path of the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The validated configuration of one gateway process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub server: ServerLimits,
+    /// Networks in name order.
+    pub networks: Vec<NetworkConfig>,
+}
+
+/// Limits applied by the HTTP tier, before any call is routed.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    pub max_body_bytes: usize,
+    pub max_batch_len: usize,
+    pub max_connections: usize,
+    pub max_method_len: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    pub name: String,
+    pub chain_id: u64,
+    /// Also served at `/`.
+    pub default: bool,
+    pub max_lag_blocks: u64,
+    /// Time limit of one attempt at one backend.
+    pub request_timeout: Duration,
+    /// Attempts of one read across backends (1 = no retry).
+    pub max_attempts: usize,
+    /// Consecutive failed requests after which a backend is ejected until a
+    /// probe succeeds.
+    pub eject_after_failures: u32,
+    pub max_response_bytes: usize,
+    pub head: HeadConfig,
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// Timing of the head-tracking control loops.
+#[derive(Debug, Clone)]
+pub struct HeadConfig {
+    /// Polling of `latest` when no WebSocket subscription is live.
+    pub poll_interval: Duration,
+    /// Polling of `latest` while newHeads arrive over WebSocket (a liveness check).
+    pub ws_poll_interval: Duration,
+    pub finality_poll_interval: Duration,
+    pub syncing_poll_interval: Duration,
+    pub probe_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub http: http::Uri,
+    pub ws: Option<http::Uri>,
+}
+
+impl Config {
+    /// Reads and validates a YAML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_yaml(&text)
+    }
+
+    /// Parses and validates YAML text.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." {
+                "(top level)".to_string()
+            } else {
+                path
+            };
+            ConfigError::invalid(path, e.into_inner().to_string())
+        })?;
+        validate::validate(raw)
+    }
+
+    pub fn network(&self, name: &str) -> Option<&NetworkConfig> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+}

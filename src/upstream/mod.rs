@@ -1,1 +1,16 @@
-//! placeholder
+//! Backends: clients, head tracking, latency, and the network view.
+//!
+//! Each backend has a control loop ([`head`]) publishing what it knows on a
+//! `watch` channel; a per-network loop ([`view`]) folds those into one
+//! immutable [`view::NetworkView`] that the router reads lock-free.
+
+mod client;
+pub mod head;
+pub mod latency;
+mod network;
+mod newheads;
+pub mod view;
+
+pub use client::{http_client, Backend, HttpClient, Reply, ReplyKind, UpstreamError};
+pub use network::Network;
+pub use view::{BackendView, Ineligible, NetworkView};

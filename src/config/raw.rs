@@ -1,0 +1,62 @@
+//! The YAML schema exactly as operators write it.
+//!
+//! Every struct rejects unknown keys, so a typo such as `max_lag_block` is an
+//! error that names its path instead of a silently ignored setting. Values are
+//! kept as written (strings for URLs and durations); `validate` turns this into
+//! the typed [`super::Config`] and is the only place that judges them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub server: RawServer,
+    pub networks: Option<BTreeMap<String, RawNetwork>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub max_body_bytes: Option<u64>,
+    pub max_batch_len: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub max_method_len: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    pub chain_id: Option<u64>,
+    #[serde(default)]
+    pub default: bool,
+    pub max_lag_blocks: Option<u64>,
+    pub request_timeout: Option<String>,
+    pub max_attempts: Option<u64>,
+    pub eject_after_failures: Option<u64>,
+    pub max_response_bytes: Option<u64>,
+    #[serde(default)]
+    pub head: RawHead,
+    pub upstreams: Option<Vec<RawUpstream>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHead {
+    pub poll_interval: Option<String>,
+    pub ws_poll_interval: Option<String>,
+    pub finality_poll_interval: Option<String>,
+    pub syncing_poll_interval: Option<String>,
+    pub probe_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub name: Option<String>,
+    pub http: Option<String>,
+    pub ws: Option<String>,
+}

@@ -1,0 +1,346 @@
+//! Semantic checks and defaults: raw YAML in, an immutable [`Config`] out.
+//! Every error names the dotted path of the key at fault.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::raw::{RawConfig, RawHead, RawNetwork, RawUpstream};
+use super::{
+    parse_duration, Config, ConfigError, HeadConfig, NetworkConfig, ServerLimits, UpstreamConfig,
+};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8545";
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 5 * 1024 * 1024;
+pub const DEFAULT_MAX_BATCH_LEN: u64 = 100;
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+pub const DEFAULT_MAX_METHOD_LEN: u64 = 128;
+pub const DEFAULT_MAX_LAG_BLOCKS: u64 = 2;
+pub const DEFAULT_MAX_ATTEMPTS: u64 = 3;
+pub const DEFAULT_EJECT_AFTER_FAILURES: u64 = 3;
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 128 * 1024 * 1024;
+
+pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen: SocketAddr = listen.parse().map_err(|_| {
+        ConfigError::invalid(
+            "listen",
+            format!("{listen:?} is not an address like 127.0.0.1:8545"),
+        )
+    })?;
+
+    let server = ServerLimits {
+        max_body_bytes: in_range(
+            "server.max_body_bytes",
+            raw.server.max_body_bytes,
+            DEFAULT_MAX_BODY_BYTES,
+            1,
+            1 << 30,
+        )?,
+        max_batch_len: in_range(
+            "server.max_batch_len",
+            raw.server.max_batch_len,
+            DEFAULT_MAX_BATCH_LEN,
+            1,
+            100_000,
+        )?,
+        max_connections: in_range(
+            "server.max_connections",
+            raw.server.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+            1,
+            10_000_000,
+        )?,
+        max_method_len: in_range(
+            "server.max_method_len",
+            raw.server.max_method_len,
+            DEFAULT_MAX_METHOD_LEN,
+            8,
+            4096,
+        )?,
+    };
+
+    let raw_networks = raw
+        .networks
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ConfigError::invalid("networks", "at least one network is required"))?;
+    let only_one = raw_networks.len() == 1;
+    let mut networks = Vec::with_capacity(raw_networks.len());
+    for (name, net) in raw_networks {
+        networks.push(network(&name, net, only_one)?);
+    }
+    let defaults: Vec<&str> = networks
+        .iter()
+        .filter(|n| n.default)
+        .map(|n| n.name.as_str())
+        .collect();
+    if defaults.len() > 1 {
+        return Err(ConfigError::invalid(
+            format!("networks.{}.default", defaults[1]),
+            format!(
+                "only one network can be the default; {} already is",
+                defaults[0]
+            ),
+        ));
+    }
+    Ok(Config {
+        listen,
+        server,
+        networks,
+    })
+}
+
+fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig, ConfigError> {
+    let at = |key: &str| format!("networks.{name}.{key}");
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ConfigError::invalid(
+            format!("networks.{name}"),
+            "a network name is served as a URL path: use letters, digits, '-' and '_'",
+        ));
+    }
+    let chain_id = raw.chain_id.ok_or_else(|| {
+        ConfigError::invalid(
+            at("chain_id"),
+            "is required (each backend's eth_chainId is checked against it)",
+        )
+    })?;
+    let upstreams_raw = raw.upstreams.filter(|u| !u.is_empty()).ok_or_else(|| {
+        ConfigError::invalid(at("upstreams"), "at least one upstream is required")
+    })?;
+    let mut seen = HashSet::new();
+    let mut upstreams = Vec::with_capacity(upstreams_raw.len());
+    for (i, u) in upstreams_raw.into_iter().enumerate() {
+        let up = upstream(&format!("networks.{name}.upstreams[{i}]"), u)?;
+        if !seen.insert(up.name.clone()) {
+            return Err(ConfigError::invalid(
+                format!("networks.{name}.upstreams[{i}].name"),
+                format!("duplicate upstream name {:?}", up.name),
+            ));
+        }
+        upstreams.push(up);
+    }
+    Ok(NetworkConfig {
+        name: name.to_string(),
+        chain_id,
+        default: raw.default || only_one,
+        max_lag_blocks: in_range(
+            &at("max_lag_blocks"),
+            raw.max_lag_blocks,
+            DEFAULT_MAX_LAG_BLOCKS,
+            0,
+            1_000_000,
+        )? as u64,
+        request_timeout: duration(
+            &at("request_timeout"),
+            raw.request_timeout.as_deref(),
+            Duration::from_secs(10),
+        )?,
+        max_attempts: in_range(
+            &at("max_attempts"),
+            raw.max_attempts,
+            DEFAULT_MAX_ATTEMPTS,
+            1,
+            10,
+        )?,
+        eject_after_failures: in_range(
+            &at("eject_after_failures"),
+            raw.eject_after_failures,
+            DEFAULT_EJECT_AFTER_FAILURES,
+            1,
+            1000,
+        )? as u32,
+        max_response_bytes: in_range(
+            &at("max_response_bytes"),
+            raw.max_response_bytes,
+            DEFAULT_MAX_RESPONSE_BYTES,
+            1024,
+            1 << 32,
+        )?,
+        head: head(&at("head"), raw.head)?,
+        upstreams,
+    })
+}
+
+fn head(at: &str, raw: RawHead) -> Result<HeadConfig, ConfigError> {
+    let key = |k: &str| format!("{at}.{k}");
+    Ok(HeadConfig {
+        poll_interval: duration(
+            &key("poll_interval"),
+            raw.poll_interval.as_deref(),
+            Duration::from_millis(500),
+        )?,
+        ws_poll_interval: duration(
+            &key("ws_poll_interval"),
+            raw.ws_poll_interval.as_deref(),
+            Duration::from_secs(2),
+        )?,
+        finality_poll_interval: duration(
+            &key("finality_poll_interval"),
+            raw.finality_poll_interval.as_deref(),
+            Duration::from_secs(3),
+        )?,
+        syncing_poll_interval: duration(
+            &key("syncing_poll_interval"),
+            raw.syncing_poll_interval.as_deref(),
+            Duration::from_secs(5),
+        )?,
+        probe_timeout: duration(
+            &key("probe_timeout"),
+            raw.probe_timeout.as_deref(),
+            Duration::from_secs(2),
+        )?,
+    })
+}
+
+fn upstream(at: &str, raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+    let name = raw
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| ConfigError::invalid(format!("{at}.name"), "is required"))?;
+    let http_url = raw.http.ok_or_else(|| {
+        ConfigError::invalid(
+            format!("{at}.http"),
+            "is required (the node's HTTP JSON-RPC URL)",
+        )
+    })?;
+    let http = url(&format!("{at}.http"), &http_url, "http")?;
+    let ws = match raw.ws {
+        Some(ws) => Some(url(&format!("{at}.ws"), &ws, "ws")?),
+        None => None,
+    };
+    Ok(UpstreamConfig { name, http, ws })
+}
+
+fn url(at: &str, text: &str, scheme: &str) -> Result<http::Uri, ConfigError> {
+    let bad = |why: &str| ConfigError::invalid(at, format!("{text:?} {why}"));
+    let uri: http::Uri = text.parse().map_err(|_| bad("is not a URL"))?;
+    match uri.scheme_str() {
+        Some(s) if s == scheme => {}
+        Some(s) if s == format!("{scheme}s") => {
+            return Err(bad(&format!(
+                "uses {s}://, which this build does not support yet; use {scheme}://"
+            )))
+        }
+        _ => return Err(bad(&format!("must start with {scheme}://"))),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("has no host"));
+    }
+    Ok(uri)
+}
+
+fn duration(at: &str, text: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+    match text {
+        None => Ok(default),
+        Some(t) => {
+            let d = parse_duration(t).map_err(|e| ConfigError::invalid(at, e))?;
+            if d.is_zero() {
+                return Err(ConfigError::invalid(at, "must be greater than zero"));
+            }
+            Ok(d)
+        }
+    }
+}
+
+fn in_range(
+    at: &str,
+    value: Option<u64>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<usize, ConfigError> {
+    let v = value.unwrap_or(default);
+    if v < min || v > max {
+        return Err(ConfigError::invalid(
+            at,
+            format!("{v} is out of range ({min} to {max})"),
+        ));
+    }
+    Ok(v as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError};
+
+    const GOOD: &str = r#"
+listen: 127.0.0.1:8545
+networks:
+  mainnet:
+    chain_id: 1
+    default: true
+    max_lag_blocks: 2
+    upstreams:
+      - name: geth-0
+        http: http://127.0.0.1:9545
+        ws: ws://127.0.0.1:9545
+      - name: geth-1
+        http: http://127.0.0.1:9546
+"#;
+
+    fn err_path(yaml: &str) -> String {
+        match Config::from_yaml(yaml) {
+            Err(ConfigError::Invalid { path, .. }) => path,
+            other => panic!("expected an invalid config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_documented_shape_loads() {
+        let c = Config::from_yaml(GOOD).unwrap();
+        let n = c.network("mainnet").unwrap();
+        assert_eq!(n.chain_id, 1);
+        assert!(n.default);
+        assert_eq!(n.upstreams.len(), 2);
+        assert_eq!(n.upstreams[0].ws.as_ref().unwrap().port_u16(), Some(9545));
+        assert_eq!(c.server.max_batch_len, 100);
+        assert_eq!(c.server.max_body_bytes, 5 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_keys_name_their_path() {
+        let y = GOOD.replace("max_lag_blocks", "max_lag_block");
+        assert_eq!(err_path(&y), "networks.mainnet.max_lag_block");
+        let y = GOOD.replace("ws: ws", "wss_url: ws");
+        assert_eq!(err_path(&y), "networks.mainnet.upstreams[0].wss_url");
+    }
+
+    #[test]
+    fn bad_values_name_their_path() {
+        assert_eq!(
+            err_path(&GOOD.replace("http://127.0.0.1:9546", "ftp://x")),
+            "networks.mainnet.upstreams[1].http"
+        );
+        assert_eq!(
+            err_path(&GOOD.replace("http://127.0.0.1:9546", "not a url")),
+            "networks.mainnet.upstreams[1].http"
+        );
+        assert_eq!(
+            err_path(&GOOD.replace("geth-1", "geth-0")),
+            "networks.mainnet.upstreams[1].name"
+        );
+        assert_eq!(
+            err_path(&GOOD.replace("chain_id: 1", "chain_id: one")),
+            "networks.mainnet.chain_id"
+        );
+        assert_eq!(
+            err_path(&GOOD.replace("127.0.0.1:8545", "nowhere")),
+            "listen"
+        );
+        let empty = "networks:\n  mainnet:\n    chain_id: 1\n    upstreams: []\n";
+        assert_eq!(err_path(empty), "networks.mainnet.upstreams");
+        assert_eq!(err_path("listen: 127.0.0.1:1\n"), "networks");
+    }
+
+    #[test]
+    fn only_one_default() {
+        let two = format!(
+            "{GOOD}  goerli:\n    chain_id: 5\n    default: true\n    upstreams:\n      - name: a\n        http: http://127.0.0.1:1\n"
+        );
+        assert_eq!(err_path(&two), "networks.mainnet.default");
+    }
+}

@@ -1,0 +1,283 @@
+//! Parsing a request body into calls, without copying params.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+/// The caller's id, kept as raw JSON text: a string, a number or `null`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Id<'a>(&'a str);
+
+impl<'a> Id<'a> {
+    pub const NULL: Id<'static> = Id("null");
+    pub fn raw(&self) -> &'a str {
+        self.0
+    }
+}
+
+/// One valid call.
+#[derive(Debug, Clone)]
+pub struct Call<'a> {
+    pub method: Cow<'a, str>,
+    /// `None` for a notification (no `id` member), which gets no answer.
+    pub id: Option<Id<'a>>,
+    pub params: Option<&'a RawValue>,
+}
+
+impl Call<'_> {
+    pub fn is_notification(&self) -> bool {
+        self.id.is_none()
+    }
+    /// The id to answer with (a notification never is answered, but errors
+    /// about it still need one).
+    pub fn reply_id(&self) -> Id<'_> {
+        self.id.unwrap_or(Id::NULL)
+    }
+}
+
+/// An entry that is not a valid request: answered with -32600 and the id
+/// when one could be read.
+#[derive(Debug, Clone)]
+pub struct Invalid<'a> {
+    pub id: Id<'a>,
+    pub reason: &'static str,
+}
+
+pub type Entry<'a> = Result<Call<'a>, Invalid<'a>>;
+
+#[derive(Debug)]
+pub enum Payload<'a> {
+    Single(Entry<'a>),
+    Batch(Vec<Entry<'a>>),
+}
+
+/// A body that cannot be read as calls at all: answered with one error object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("parse error: {0}")]
+    Parse(&'static str),
+    #[error("invalid request: {0}")]
+    NotRequest(&'static str),
+    #[error("invalid request: empty batch")]
+    EmptyBatch,
+    #[error("invalid request: batch of {len} entries is over the limit of {max}")]
+    BatchTooLarge { len: usize, max: usize },
+}
+
+/// Fields kept raw so that a bad `method` does not lose the `id`.
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(default, borrow, deserialize_with = "present")]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    method: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
+}
+
+/// `Some` whenever the member is present, even when it is `null`: a missing
+/// `id` (notification) and `"id": null` mean different things.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// Parses a body: a single call or a batch of at most `max_batch` entries.
+pub fn parse(
+    body: &[u8],
+    max_batch: usize,
+    max_method_len: usize,
+) -> Result<Payload<'_>, PayloadError> {
+    let text =
+        std::str::from_utf8(body).map_err(|_| PayloadError::Parse("body is not valid UTF-8"))?;
+    match text.trim_start().as_bytes().first() {
+        Some(b'[') => {
+            let entries: Vec<&RawValue> = match serde_json::from_str(text) {
+                Ok(e) => e,
+                Err(_) => return Err(not_json_or_not_request(text)),
+            };
+            if entries.is_empty() {
+                return Err(PayloadError::EmptyBatch);
+            }
+            if entries.len() > max_batch {
+                return Err(PayloadError::BatchTooLarge {
+                    len: entries.len(),
+                    max: max_batch,
+                });
+            }
+            Ok(Payload::Batch(
+                entries
+                    .into_iter()
+                    .map(|e| entry(e, max_method_len))
+                    .collect(),
+            ))
+        }
+        Some(b'{') => {
+            let raw: &RawValue = serde_json::from_str(text)
+                .map_err(|_| PayloadError::Parse("body is not valid JSON"))?;
+            Ok(Payload::Single(entry(raw, max_method_len)))
+        }
+        _ => Err(not_json_or_not_request(text)),
+    }
+}
+
+/// Valid JSON of the wrong shape is an invalid request; anything else a parse error.
+fn not_json_or_not_request(text: &str) -> PayloadError {
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Ok(_) => PayloadError::NotRequest("a request is a JSON object or an array of them"),
+        Err(_) => PayloadError::Parse("body is not valid JSON"),
+    }
+}
+
+fn entry(raw: &RawValue, max_method_len: usize) -> Entry<'_> {
+    let not_object = Invalid {
+        id: Id::NULL,
+        reason: "a request must be a JSON object",
+    };
+    if !raw.get().starts_with('{') {
+        return Err(not_object);
+    }
+    let wire: Wire = serde_json::from_str(raw.get()).map_err(|_| Invalid {
+        id: Id::NULL,
+        reason: "a request object must not repeat a member",
+    })?;
+    let id = match wire.id {
+        None => None,
+        Some(id) => match id.get().as_bytes()[0] {
+            b'"' | b'-' | b'0'..=b'9' | b'n' => Some(Id(id.get())),
+            _ => {
+                return Err(Invalid {
+                    id: Id::NULL,
+                    reason: "id must be a string, a number or null",
+                })
+            }
+        },
+    };
+    let invalid = |reason| Invalid {
+        id: id.unwrap_or(Id::NULL),
+        reason,
+    };
+    if wire.jsonrpc.map(RawValue::get) != Some("\"2.0\"") {
+        return Err(invalid("jsonrpc must be \"2.0\""));
+    }
+    let method = wire.method.ok_or_else(|| invalid("method is missing"))?;
+    if !method.get().starts_with('"') {
+        return Err(invalid("method must be a string"));
+    }
+    // Checked on the raw text first so that a huge name is never unescaped.
+    if method.get().len() > max_method_len + 2 {
+        return Err(invalid("method name is too long"));
+    }
+    // Borrowed unless the name has escapes (serde's `Cow<str>` always allocates).
+    let method: Cow<str> = match serde_json::from_str::<&str>(method.get()) {
+        Ok(m) => Cow::Borrowed(m),
+        Err(_) => Cow::Owned(
+            serde_json::from_str::<String>(method.get())
+                .map_err(|_| invalid("method must be a string"))?,
+        ),
+    };
+    if method.is_empty() || method.len() > max_method_len {
+        return Err(invalid("method name is empty or too long"));
+    }
+    if let Some(p) = wire.params {
+        if !matches!(p.get().as_bytes()[0], b'[' | b'{') {
+            return Err(invalid("params must be an array or an object"));
+        }
+    }
+    Ok(Call {
+        method,
+        id,
+        params: wire.params,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn single(body: &str) -> Entry<'_> {
+        match parse(body.as_bytes(), 100, 128).unwrap() {
+            Payload::Single(e) => e,
+            Payload::Batch(_) => panic!("expected a single call"),
+        }
+    }
+
+    #[test]
+    fn ids_are_kept_as_written() {
+        for id in ["1", "\"abc\"", "null", "1.50", "1e400", "-7", "\"\\u0041\""] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"eth_chainId"}}"#);
+            let call = single(&body).unwrap();
+            assert_eq!(call.id.unwrap().raw(), id);
+        }
+    }
+
+    #[test]
+    fn notification_has_no_id() {
+        let call = single(r#"{"jsonrpc":"2.0","method":"eth_chainId","params":[]}"#).unwrap();
+        assert!(call.is_notification());
+        assert_eq!(call.params.unwrap().get(), "[]");
+    }
+
+    #[test]
+    fn params_stay_raw_and_borrowed() {
+        let body =
+            r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0xab", "latest"]}"#;
+        let call = single(body).unwrap();
+        assert_eq!(call.params.unwrap().get(), r#"["0xab", "latest"]"#);
+        assert!(matches!(call.method, Cow::Borrowed("eth_getBalance")));
+    }
+
+    #[test]
+    fn invalid_requests_keep_the_id() {
+        let e = single(r#"{"jsonrpc":"1.0","id":"k","method":"m"}"#).unwrap_err();
+        assert_eq!(e.id.raw(), "\"k\"");
+        let e = single(r#"{"jsonrpc":"2.0","id":9,"method":5}"#).unwrap_err();
+        assert_eq!(e.id.raw(), "9");
+        let e = single(r#"{"jsonrpc":"2.0","id":9,"method":"m","params":"x"}"#).unwrap_err();
+        assert_eq!(e.id.raw(), "9");
+        let e = single(r#"{"jsonrpc":"2.0","id":{"a":1},"method":"m"}"#).unwrap_err();
+        assert_eq!(e.id, Id::NULL);
+        let e = single(r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"m"}"#).unwrap_err();
+        assert_eq!(e.id, Id::NULL);
+    }
+
+    #[test]
+    fn bodies_that_are_not_calls() {
+        let p = |b: &[u8]| parse(b, 3, 128).unwrap_err();
+        assert!(matches!(p(b"{nope"), PayloadError::Parse(_)));
+        assert!(matches!(p(b"\xff\xfe"), PayloadError::Parse(_)));
+        assert!(matches!(p(b""), PayloadError::Parse(_)));
+        assert!(matches!(p(b"42"), PayloadError::NotRequest(_)));
+        assert!(matches!(p(b"\"x\""), PayloadError::NotRequest(_)));
+        assert!(matches!(p(b"[1,"), PayloadError::Parse(_)));
+        assert_eq!(p(b" [ ] "), PayloadError::EmptyBatch);
+        assert_eq!(
+            p(b"[1,2,3,4]"),
+            PayloadError::BatchTooLarge { len: 4, max: 3 }
+        );
+    }
+
+    #[test]
+    fn batch_entries_are_judged_one_by_one() {
+        let body = br#"[{"jsonrpc":"2.0","id":1,"method":"a"}, 7, {"jsonrpc":"2.0","method":"b"}]"#;
+        let Payload::Batch(entries) = parse(body, 100, 128).unwrap() else {
+            panic!()
+        };
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].as_ref().unwrap().method, "a");
+        assert!(entries[1].is_err());
+        assert!(entries[2].as_ref().unwrap().is_notification());
+    }
+
+    #[test]
+    fn a_huge_method_name_is_refused_before_unescaping() {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":3,"method":"{}"}}"#,
+            "a".repeat(1 << 20)
+        );
+        let e = single(&body).unwrap_err();
+        assert_eq!(e.id.raw(), "3");
+    }
+}

@@ -1,0 +1,270 @@
+//! Which block a call needs, and `latest` pinned to the served head.
+//!
+//! A client must never see the chain go backwards, so `latest` is rewritten to
+//! the served head's number before the call leaves (every entry of a batch
+//! gets the same number), and the call goes only to backends whose head is at
+//! least the block it needs. Everything that reads "the present" (no block
+//! parameter, `pending`, `safe`, `finalized`, a block hash) needs a backend at
+//! the served head; an explicit block N needs a head of at least N, which
+//! older but eligible backends can serve.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+
+use crate::upstream::head::parse_quantity;
+
+/// Where a method takes its block parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockArg {
+    /// Required at this index.
+    At(usize),
+    /// At this index; absent means `latest`.
+    AtOrLatest(usize),
+    /// An `eth_getLogs` filter object at index 0.
+    LogFilter,
+}
+
+fn block_arg(method: &str) -> Option<BlockArg> {
+    use BlockArg::*;
+    Some(match method {
+        "eth_getBlockByNumber"
+        | "eth_getHeaderByNumber"
+        | "eth_getBlockTransactionCountByNumber"
+        | "eth_getTransactionByBlockNumberAndIndex"
+        | "eth_getUncleByBlockNumberAndIndex"
+        | "eth_getUncleCountByBlockNumber"
+        | "eth_getBlockReceipts" => At(0),
+        "eth_getBalance" | "eth_getCode" | "eth_getTransactionCount" | "eth_feeHistory" => At(1),
+        "eth_getStorageAt" | "eth_getProof" => At(2),
+        "eth_call" | "eth_estimateGas" | "eth_createAccessList" => AtOrLatest(1),
+        "eth_getLogs" => LogFilter,
+        _ => return None,
+    })
+}
+
+/// What routing needs to know about one call.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Need<'a> {
+    /// The lowest backend head that can serve the call.
+    pub min_head: u64,
+    /// The params to send: the caller's text, or a rewrite with `latest` pinned.
+    pub params: Option<Cow<'a, str>>,
+}
+
+/// A block reference as a client writes it.
+enum BlockRef {
+    Latest,
+    Number(u64),
+    Earliest,
+    /// pending, safe, finalized, a hash, or anything we do not read.
+    Present,
+}
+
+fn block_ref(raw: &RawValue) -> BlockRef {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Eip1898<'a> {
+        block_number: Option<&'a str>,
+    }
+    let text = raw.get();
+    match text {
+        "\"latest\"" => BlockRef::Latest,
+        "\"earliest\"" => BlockRef::Earliest,
+        _ if text.starts_with("\"0x") && text.len() <= 20 => {
+            parse_quantity(&text[1..text.len() - 1]).map_or(BlockRef::Present, BlockRef::Number)
+        }
+        _ if text.starts_with('{') => match serde_json::from_str::<Eip1898>(text) {
+            Ok(Eip1898 {
+                block_number: Some("latest"),
+            }) => BlockRef::Latest,
+            Ok(Eip1898 {
+                block_number: Some(n),
+            }) => parse_quantity(n).map_or(BlockRef::Present, BlockRef::Number),
+            _ => BlockRef::Present,
+        },
+        _ => BlockRef::Present,
+    }
+}
+
+/// Analyses a call's params against the served head `served`.
+pub fn analyze<'a>(method: &str, params: Option<&'a RawValue>, served: u64) -> Need<'a> {
+    let original = || params.map(|p| Cow::Borrowed(p.get()));
+    let present = Need {
+        min_head: served,
+        params: original(),
+    };
+    let Some(arg) = block_arg(method) else {
+        return present;
+    };
+    let Some(params) = params.filter(|p| p.get().starts_with('[')) else {
+        return present;
+    };
+    let Ok(mut list) = serde_json::from_str::<Vec<&RawValue>>(params.get()) else {
+        return present;
+    };
+    let pinned = pinned_latest(served);
+    match arg {
+        BlockArg::At(i) | BlockArg::AtOrLatest(i) => {
+            let min_head = match list.get(i).map(|raw| block_ref(raw)) {
+                Some(BlockRef::Latest) => {
+                    list[i] = &pinned;
+                    served
+                }
+                None if matches!(arg, BlockArg::AtOrLatest(_)) && list.len() == i => {
+                    list.push(&pinned);
+                    served
+                }
+                Some(BlockRef::Number(n)) => {
+                    return Need {
+                        min_head: n,
+                        params: original(),
+                    }
+                }
+                Some(BlockRef::Earliest) => {
+                    return Need {
+                        min_head: 0,
+                        params: original(),
+                    }
+                }
+                _ => return present,
+            };
+            Need {
+                min_head,
+                params: Some(Cow::Owned(to_json(&list))),
+            }
+        }
+        BlockArg::LogFilter => {
+            let Some(filter) = list.first().copied() else {
+                return present;
+            };
+            let Ok(mut filter) = serde_json::from_str::<BTreeMap<String, &RawValue>>(filter.get())
+            else {
+                return present;
+            };
+            if filter.contains_key("blockHash") {
+                return present;
+            }
+            let mut rewrote = false;
+            let mut min_head = 0;
+            for key in ["fromBlock", "toBlock"] {
+                let at = match filter.get(key).map(|raw| block_ref(raw)) {
+                    None | Some(BlockRef::Latest) => {
+                        filter.insert(key.to_string(), &pinned);
+                        rewrote = true;
+                        served
+                    }
+                    Some(BlockRef::Number(n)) => n,
+                    Some(BlockRef::Earliest) => 0,
+                    Some(BlockRef::Present) => served,
+                };
+                min_head = min_head.max(at);
+            }
+            if !rewrote {
+                return Need {
+                    min_head,
+                    params: original(),
+                };
+            }
+            let filter = to_json(&filter);
+            let filter = RawValue::from_string(filter).expect("a serialized map is valid JSON");
+            list[0] = &filter;
+            Need {
+                min_head,
+                params: Some(Cow::Owned(to_json(&list))),
+            }
+        }
+    }
+}
+
+fn pinned_latest(served: u64) -> Box<RawValue> {
+    RawValue::from_string(format!("\"0x{served:x}\"")).expect("a quoted hex number is valid JSON")
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("raw values serialize verbatim")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(method: &str, params: &str) -> (u64, Option<String>) {
+        let raw = RawValue::from_string(params.to_string()).unwrap();
+        let need = analyze(method, Some(&raw), 0x20);
+        (need.min_head, need.params.map(|p| p.into_owned()))
+    }
+
+    #[test]
+    fn latest_is_pinned_to_the_served_head() {
+        assert_eq!(
+            run("eth_getBalance", r#"["0xab","latest"]"#),
+            (0x20, Some(r#"["0xab","0x20"]"#.into()))
+        );
+        assert_eq!(
+            run("eth_getBlockByNumber", r#"["latest", true]"#),
+            (0x20, Some(r#"["0x20",true]"#.into()))
+        );
+        assert_eq!(
+            run(
+                "eth_getStorageAt",
+                r#"["0xab","0x0",{"blockNumber":"latest"}]"#
+            )
+            .1
+            .unwrap(),
+            r#"["0xab","0x0","0x20"]"#
+        );
+        // eth_call without a block means latest.
+        assert_eq!(
+            run("eth_call", r#"[{"to":"0x1"}]"#),
+            (0x20, Some(r#"[{"to":"0x1"},"0x20"]"#.into()))
+        );
+    }
+
+    #[test]
+    fn explicit_blocks_are_kept_and_need_that_head() {
+        assert_eq!(
+            run("eth_getBalance", r#"["0xab","0x7"]"#),
+            (7, Some(r#"["0xab","0x7"]"#.into()))
+        );
+        assert_eq!(run("eth_getBlockByNumber", r#"["0x30",false]"#).0, 0x30);
+        assert_eq!(run("eth_getCode", r#"["0xab",{"blockNumber":"0x9"}]"#).0, 9);
+        assert_eq!(run("eth_getBalance", r#"["0xab","earliest"]"#).0, 0);
+        // The present: pending, safe, a hash, or no block parameter at all.
+        assert_eq!(
+            run("eth_getBalance", r#"["0xab","pending"]"#),
+            (0x20, Some(r#"["0xab","pending"]"#.into()))
+        );
+        assert_eq!(
+            run("eth_getCode", r#"["0xab",{"blockHash":"0xff"}]"#).0,
+            0x20
+        );
+        assert_eq!(run("eth_getTransactionReceipt", r#"["0xff"]"#).0, 0x20);
+    }
+
+    #[test]
+    fn log_ranges_are_pinned_and_need_their_top() {
+        let (min, params) = run("eth_getLogs", r#"[{"fromBlock":"0x1","address":"0xab"}]"#);
+        assert_eq!(min, 0x20);
+        let v: serde_json::Value = serde_json::from_str(&params.unwrap()).unwrap();
+        assert_eq!(v[0]["toBlock"], "0x20");
+        assert_eq!(v[0]["fromBlock"], "0x1");
+        assert_eq!(v[0]["address"], "0xab");
+        assert_eq!(
+            run("eth_getLogs", r#"[{"fromBlock":"0x1","toBlock":"0x5"}]"#),
+            (5, Some(r#"[{"fromBlock":"0x1","toBlock":"0x5"}]"#.into()))
+        );
+        assert_eq!(run("eth_getLogs", r#"[{"blockHash":"0xaa"}]"#).0, 0x20);
+    }
+
+    #[test]
+    fn odd_params_are_left_alone() {
+        assert_eq!(run("eth_getBalance", r#"{"a":1}"#).1.unwrap(), r#"{"a":1}"#);
+        assert_eq!(
+            run("eth_getBalance", r#"["0xab"]"#).1.unwrap(),
+            r#"["0xab"]"#
+        );
+        assert_eq!(run("eth_getBalance", r#"["0xab","0xzz"]"#).0, 0x20);
+    }
+}

@@ -1,0 +1,98 @@
+//! `eth_sendRawTransaction`: at most once per backend that may have it.
+
+use bytes::Bytes;
+use sha3::{Digest, Keccak256};
+
+use super::{note_failure, select, RouteError};
+use crate::upstream::{BackendView, Network, Reply};
+
+/// Messages with which nodes say a transaction is already in their pool.
+const ALREADY_KNOWN: [&str; 3] = ["already known", "already imported", "known transaction"];
+
+pub(super) async fn send(
+    net: &Network,
+    mut candidates: Vec<&BackendView>,
+    params: Option<&str>,
+) -> Result<Reply, RouteError> {
+    let mut last = RouteError::NoBackend;
+    for _ in 0..net.config.max_attempts {
+        let Some(choice) = select::pick(&candidates) else {
+            break;
+        };
+        let (res, ejected_now) = choice
+            .backend
+            .call("eth_sendRawTransaction", params, net.config.request_timeout)
+            .await;
+        match res {
+            Ok(reply) => {
+                let known = reply.error_message().is_some_and(|m| {
+                    ALREADY_KNOWN
+                        .iter()
+                        .any(|k| m.to_ascii_lowercase().contains(k))
+                });
+                if known {
+                    if let Some(hash) = params.and_then(tx_hash) {
+                        return Ok(Reply::result_from(Bytes::from(format!("\"{hash}\""))));
+                    }
+                }
+                return Ok(reply);
+            }
+            Err(error) => {
+                note_failure(net, choice, &error, ejected_now);
+                let again = error.surely_not_received();
+                last = RouteError::Upstream {
+                    backend: choice.backend.name.clone(),
+                    error,
+                };
+                if !again {
+                    break;
+                }
+                candidates.retain(|c| !std::ptr::eq(*c, choice));
+            }
+        }
+    }
+    Err(last)
+}
+
+/// The hash of the raw transaction in `params` (`["0x..."]`): keccak256 of its bytes.
+fn tx_hash(params: &str) -> Option<String> {
+    let [raw]: [String; 1] = serde_json::from_str(params).ok()?;
+    let bytes = decode_hex(raw.strip_prefix("0x")?)?;
+    let digest = Keccak256::digest(&bytes);
+    let mut out = String::with_capacity(66);
+    out.push_str("0x");
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    Some(out)
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_of_a_raw_transaction() {
+        // keccak256 of the empty string and of 0x01.
+        assert_eq!(
+            tx_hash(r#"["0x"]"#).unwrap(),
+            "0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+        );
+        assert_eq!(
+            tx_hash(r#"["0x01"]"#).unwrap(),
+            "0x5fe7f977e71dba2ea1a68e21057beebb9be2ac30c6410aa38d4f3fbe41dcffd2"
+        );
+        assert!(tx_hash(r#"["0x0"]"#).is_none());
+        assert!(tx_hash(r#"["zz"]"#).is_none());
+    }
+}

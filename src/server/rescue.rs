@@ -1,0 +1,93 @@
+//! The one place where errors of every layer become JSON-RPC error objects
+//! and HTTP statuses. Nothing else decides what a client sees on failure.
+
+use http::StatusCode;
+
+use crate::jsonrpc::{code, ErrorObject, Invalid, PayloadError};
+use crate::router::RouteError;
+
+/// A body that could not be read as calls.
+pub fn payload(e: &PayloadError) -> ErrorObject {
+    match e {
+        PayloadError::Parse(why) => {
+            ErrorObject::new(code::PARSE_ERROR, format!("parse error: {why}"))
+        }
+        PayloadError::NotRequest(_)
+        | PayloadError::EmptyBatch
+        | PayloadError::BatchTooLarge { .. } => {
+            ErrorObject::new(code::INVALID_REQUEST, e.to_string())
+        }
+    }
+}
+
+/// One entry that is not a valid request.
+pub fn invalid(e: &Invalid<'_>) -> ErrorObject {
+    ErrorObject::new(
+        code::INVALID_REQUEST,
+        format!("invalid request: {}", e.reason),
+    )
+}
+
+/// A call no backend answered, and the HTTP status when it was the only call.
+pub fn route(e: &RouteError) -> (ErrorObject, StatusCode) {
+    let object = match e {
+        RouteError::NoBackend => ErrorObject::new(
+            code::UNAVAILABLE,
+            "no backend is available to serve this request",
+        ),
+        RouteError::BlockUnavailable(n) => ErrorObject::new(
+            code::UNAVAILABLE,
+            format!("no available backend has block {n} yet"),
+        ),
+        // The backend's name stays in our logs; the client learns what happened.
+        RouteError::Upstream { error, .. } => ErrorObject::new(
+            code::UNAVAILABLE,
+            format!("upstream request failed: {error}"),
+        ),
+    };
+    (object, StatusCode::SERVICE_UNAVAILABLE)
+}
+
+/// HTTP-tier refusals, before any call is read.
+#[derive(Debug)]
+pub enum HttpRefusal {
+    UnknownNetwork,
+    MethodNotAllowed,
+    UnsupportedMediaType,
+    TooLarge { limit: usize },
+    BodyRead,
+}
+
+pub fn http(r: &HttpRefusal) -> (ErrorObject, StatusCode) {
+    match r {
+        HttpRefusal::UnknownNetwork => (
+            ErrorObject::new(code::METHOD_NOT_FOUND, "no network is served at this path"),
+            StatusCode::NOT_FOUND,
+        ),
+        HttpRefusal::MethodNotAllowed => (
+            ErrorObject::new(
+                code::INVALID_REQUEST,
+                "JSON-RPC requests are sent with POST",
+            ),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        HttpRefusal::UnsupportedMediaType => (
+            ErrorObject::new(
+                code::INVALID_REQUEST,
+                "content type must be application/json",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        HttpRefusal::TooLarge { limit } => (
+            ErrorObject::new(
+                code::INVALID_REQUEST,
+                format!("request body is larger than {limit} bytes"),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        HttpRefusal::BodyRead => (
+            ErrorObject::new(code::PARSE_ERROR, "the request body could not be read"),
+            StatusCode::BAD_REQUEST,
+        ),
+    }
+}

@@ -1,0 +1,322 @@
+//! One backend node: its pooled HTTP client, its load, its failure count.
+//!
+//! Every call carries our own small integer id upstream (some nodes reject or
+//! normalize ids such as `1.50`); the caller's id is put back by the
+//! response stage. A reply is kept as the backend's bytes plus the span of its
+//! `result` or `error` member, so that member is copied out verbatim.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::latency::PeakEwma;
+use crate::config::UpstreamConfig;
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A client with keep-alive pooling, shared by all backends of a process.
+pub fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    connector.set_keepalive(Some(Duration::from_secs(30)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(1024)
+        .build(connector)
+}
+
+/// Why a call to a backend did not produce a JSON-RPC reply.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connection failed: {0}")]
+    Transport(String),
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("reply larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("reply is not a JSON-RPC response")]
+    BadReply,
+}
+
+impl UpstreamError {
+    /// Whether another backend may do better with the same read.
+    pub fn worth_retrying(&self) -> bool {
+        !matches!(self, UpstreamError::TooLarge(_))
+    }
+
+    /// Whether the backend surely did not act on the request: a write such as
+    /// `eth_sendRawTransaction` may be sent elsewhere only then.
+    pub fn surely_not_received(&self) -> bool {
+        matches!(self, UpstreamError::Connect(_) | UpstreamError::Status(429))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    Result,
+    Error,
+}
+
+/// A backend's JSON-RPC answer, kept as bytes.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    body: Bytes,
+    span: Range<usize>,
+    pub kind: ReplyKind,
+}
+
+impl Reply {
+    /// The raw `result` value or `error` object.
+    pub fn raw(&self) -> &[u8] {
+        &self.body[self.span.clone()]
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.kind == ReplyKind::Error
+    }
+
+    /// The `message` of an error reply.
+    pub fn error_message(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct E {
+            message: Option<String>,
+        }
+        if !self.is_error() {
+            return None;
+        }
+        serde_json::from_slice::<E>(self.raw()).ok()?.message
+    }
+
+    /// Parses a result as `T` (for the control loops).
+    pub fn parse_result<'a, T: Deserialize<'a>>(&'a self) -> Option<T> {
+        if self.is_error() {
+            return None;
+        }
+        serde_json::from_slice(self.raw()).ok()
+    }
+
+    fn from_body(body: Bytes) -> Result<Reply, UpstreamError> {
+        #[derive(Deserialize)]
+        struct Wire<'a> {
+            #[serde(default, borrow, deserialize_with = "present")]
+            result: Option<&'a RawValue>,
+            #[serde(default, borrow, deserialize_with = "present")]
+            error: Option<&'a RawValue>,
+        }
+        fn present<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<&'de RawValue>, D::Error> {
+            <&RawValue>::deserialize(d).map(Some)
+        }
+        let wire: Wire = serde_json::from_slice(&body).map_err(|_| UpstreamError::BadReply)?;
+        let (raw, kind) = match (wire.error, wire.result) {
+            (Some(e), _) if e.get() != "null" => (e, ReplyKind::Error),
+            (_, Some(r)) => (r, ReplyKind::Result),
+            _ => return Err(UpstreamError::BadReply),
+        };
+        let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+        let span = start..start + raw.get().len();
+        Ok(Reply { body, span, kind })
+    }
+
+    /// A reply built by the gateway itself (e.g. a computed transaction hash).
+    pub fn result_from(raw: Bytes) -> Reply {
+        let span = 0..raw.len();
+        Reply {
+            body: raw,
+            span,
+            kind: ReplyKind::Result,
+        }
+    }
+}
+
+/// One backend node of a network.
+pub struct Backend {
+    pub name: String,
+    http: http::Uri,
+    pub ws: Option<http::Uri>,
+    client: HttpClient,
+    next_id: AtomicU64,
+    max_reply_bytes: usize,
+    pub load: PeakEwma,
+    consecutive_failures: AtomicU32,
+    ejected: AtomicBool,
+    eject_after: u32,
+}
+
+impl Backend {
+    pub fn new(
+        cfg: &UpstreamConfig,
+        client: HttpClient,
+        max_reply_bytes: usize,
+        eject_after: u32,
+    ) -> Arc<Backend> {
+        Arc::new(Backend {
+            name: cfg.name.clone(),
+            http: cfg.http.clone(),
+            ws: cfg.ws.clone(),
+            client,
+            next_id: AtomicU64::new(1),
+            max_reply_bytes,
+            load: PeakEwma::new(Duration::from_millis(5)),
+            consecutive_failures: AtomicU32::new(0),
+            ejected: AtomicBool::new(false),
+            eject_after,
+        })
+    }
+
+    pub fn is_ejected(&self) -> bool {
+        self.ejected.load(Ordering::Relaxed)
+    }
+
+    /// A call on the request path: counted in the load estimate and in the
+    /// failure count that ejects a backend. Returns true in the second field
+    /// when this failure just ejected the backend.
+    pub async fn call(
+        &self,
+        method: &str,
+        params: Option<&str>,
+        timeout: Duration,
+    ) -> (Result<Reply, UpstreamError>, bool) {
+        let _in_flight = self.load.start();
+        let started = Instant::now();
+        let res = self.send(method, params, timeout).await;
+        let rtt = started.elapsed();
+        match &res {
+            Ok(_) => {
+                self.load.observe(rtt);
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+                (res, false)
+            }
+            Err(_) => {
+                // A failure counts as slow, so the backend is avoided at once.
+                self.load.observe(rtt.max(timeout));
+                let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                let ejected_now =
+                    n >= self.eject_after && !self.ejected.swap(true, Ordering::Relaxed);
+                (res, ejected_now)
+            }
+        }
+    }
+
+    /// Re-admits an ejected backend after a successful probe. Returns whether it was ejected.
+    pub fn readmit(&self) -> bool {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.ejected.swap(false, Ordering::Relaxed)
+    }
+
+    /// One JSON-RPC call, with no bookkeeping (used by probes).
+    pub async fn send(
+        &self,
+        method: &str,
+        params: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Reply, UpstreamError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = request_body(id, method, params);
+        let request = http::Request::post(self.http.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .expect("a POST to a validated URI is a valid request");
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    UpstreamError::Connect(e.to_string())
+                } else {
+                    UpstreamError::Transport(e.to_string())
+                }
+            })?;
+            let status = response.status();
+            if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+                return Err(UpstreamError::Status(status.as_u16()));
+            }
+            let body = Limited::new(response.into_body(), self.max_reply_bytes)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        UpstreamError::TooLarge(self.max_reply_bytes)
+                    } else {
+                        UpstreamError::Transport(e.to_string())
+                    }
+                })?
+                .to_bytes();
+            match Reply::from_body(body) {
+                Ok(r) => Ok(r),
+                // A non-JSON-RPC body with an error status is reported as the status.
+                Err(_) if !status.is_success() => Err(UpstreamError::Status(status.as_u16())),
+                Err(e) => Err(e),
+            }
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout(timeout)))
+    }
+}
+
+fn request_body(id: u64, method: &str, params: Option<&str>) -> Bytes {
+    let mut out = Vec::with_capacity(64 + method.len() + params.map_or(0, str::len));
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(b",\"method\":");
+    serde_json::to_writer(&mut out, method).expect("string serialization is infallible");
+    if let Some(p) = params {
+        out.extend_from_slice(b",\"params\":");
+        out.extend_from_slice(p.as_bytes());
+    }
+    out.push(b'}');
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_keep_the_member_verbatim() {
+        let r = Reply::from_body(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"result":{"a" : [1, 2]}}"#,
+        ))
+        .unwrap();
+        assert_eq!(r.raw(), br#"{"a" : [1, 2]}"#);
+        assert!(!r.is_error());
+        let r = Reply::from_body(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"result":null}"#,
+        ))
+        .unwrap();
+        assert_eq!(r.raw(), b"null");
+        let r = Reply::from_body(Bytes::from_static(
+            br#"{"id":1,"error":{"code":-32003,"message":"already known"}}"#,
+        ))
+        .unwrap();
+        assert!(r.is_error());
+        assert_eq!(r.error_message().as_deref(), Some("already known"));
+        assert!(Reply::from_body(Bytes::from_static(br#"{"id":1}"#)).is_err());
+        assert!(Reply::from_body(Bytes::from_static(b"<html>")).is_err());
+    }
+
+    #[test]
+    fn request_bodies_are_json() {
+        let b = request_body(7, "eth_call", Some(r#"[{"to":"0x1"},"0x5"]"#));
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["id"], 7);
+        assert_eq!(v["params"][1], "0x5");
+        let b = request_body(8, "eth_chainId", None);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert!(v.get("params").is_none());
+    }
+}

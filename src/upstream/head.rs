@@ -1,0 +1,370 @@
+//! Head tracking: one control loop per backend.
+//!
+//! The loop owns everything known about a backend's chain position and
+//! publishes it as an immutable [`HeadState`] on a `watch` channel, then wakes
+//! the network's view builder. Nothing on the request path writes here.
+//!
+//! - chain id: checked first, and again whenever the backend was unreachable
+//!   (a restarted node may be a different node); a mismatch refuses it.
+//! - latest: newHeads over WebSocket when configured (lowest delay), and
+//!   polling of `eth_getBlockByNumber("latest")` always: fast while no
+//!   subscription is live, slow (a liveness check) while one is.
+//! - safe and finalized: polled.
+//! - syncing: `eth_syncing` polled.
+//! - reachability: a failed probe marks the backend unreachable; a successful
+//!   one re-admits a backend that the request path ejected.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::Instant;
+
+use super::client::Backend;
+use super::newheads;
+use crate::config::HeadConfig;
+
+/// A block's number and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockId {
+    pub number: u64,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainCheck {
+    /// Not checked yet (or not reachable since the last check).
+    Unknown,
+    Ok,
+    Mismatch {
+        got: u64,
+    },
+}
+
+/// What the head tracker knows of one backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadState {
+    pub chain: ChainCheck,
+    pub reachable: bool,
+    pub syncing: bool,
+    pub latest: Option<BlockId>,
+    pub safe: Option<u64>,
+    pub finalized: Option<u64>,
+    /// How many times the head went back or was replaced at the same height.
+    pub reorgs: u64,
+    pub last_error: Option<String>,
+}
+
+impl HeadState {
+    fn initial() -> Self {
+        HeadState {
+            chain: ChainCheck::Unknown,
+            reachable: false,
+            syncing: false,
+            latest: None,
+            safe: None,
+            finalized: None,
+            reorgs: 0,
+            last_error: None,
+        }
+    }
+
+    fn set_latest(&mut self, head: BlockId) {
+        if let Some(old) = &self.latest {
+            if head.number < old.number || (head.number == old.number && head.hash != old.hash) {
+                self.reorgs += 1;
+            }
+        }
+        self.latest = Some(head);
+    }
+}
+
+/// How long a refused backend waits before its chain id is checked again.
+const RECHECK_MISMATCH: Duration = Duration::from_secs(30);
+
+/// Starts the tracker of one backend. The task ends when `stop` turns true or
+/// every receiver is gone.
+pub fn spawn(
+    backend: Arc<Backend>,
+    chain_id: u64,
+    cfg: HeadConfig,
+    changed: Arc<Notify>,
+) -> (watch::Receiver<HeadState>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = watch::channel(HeadState::initial());
+    let ws_live = Arc::new(AtomicBool::new(false));
+    let task = tokio::spawn(
+        Tracker {
+            backend,
+            chain_id,
+            cfg,
+            changed,
+            tx,
+            ws_live,
+        }
+        .run(),
+    );
+    (rx, task)
+}
+
+struct Tracker {
+    backend: Arc<Backend>,
+    chain_id: u64,
+    cfg: HeadConfig,
+    changed: Arc<Notify>,
+    tx: watch::Sender<HeadState>,
+    ws_live: Arc<AtomicBool>,
+}
+
+#[derive(Deserialize)]
+struct BlockHeader {
+    number: String,
+    hash: String,
+}
+
+impl Tracker {
+    async fn run(self) {
+        let ws_live = self.ws_live.clone();
+        let (heads_tx, mut heads_rx) = mpsc::channel::<BlockId>(16);
+        let _ws = self.backend.ws.clone().map(|url| {
+            let task = tokio::spawn(newheads::follow(
+                url,
+                self.backend.name.clone(),
+                heads_tx,
+                ws_live.clone(),
+            ));
+            AbortOnDrop(task)
+        });
+        let mut next_latest = Instant::now();
+        let mut next_finality = Instant::now();
+        let mut next_syncing = Instant::now();
+        loop {
+            if self.tx.is_closed() {
+                return;
+            }
+            if self.tx.borrow().chain != ChainCheck::Ok {
+                let wait = self.check_chain().await;
+                if self.tx.borrow().chain != ChainCheck::Ok {
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                next_latest = Instant::now();
+                next_finality = Instant::now();
+                next_syncing = Instant::now();
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_latest) => {
+                    self.poll_latest().await;
+                    let every = if ws_live.load(Ordering::Relaxed) { self.cfg.ws_poll_interval } else { self.cfg.poll_interval };
+                    next_latest = Instant::now() + every;
+                }
+                _ = tokio::time::sleep_until(next_finality) => {
+                    self.poll_finality().await;
+                    next_finality = Instant::now() + self.cfg.finality_poll_interval;
+                }
+                _ = tokio::time::sleep_until(next_syncing) => {
+                    self.poll_syncing().await;
+                    next_syncing = Instant::now() + self.cfg.syncing_poll_interval;
+                }
+                Some(head) = heads_rx.recv() => {
+                    self.publish(|s| s.set_latest(head));
+                }
+            }
+        }
+    }
+
+    fn publish(&self, change: impl FnOnce(&mut HeadState)) {
+        let modified = self.tx.send_if_modified(|s| {
+            let before = s.clone();
+            change(s);
+            *s != before
+        });
+        if modified {
+            self.changed.notify_one();
+        }
+    }
+
+    fn unreachable(&self, error: String) {
+        self.publish(|s| {
+            s.reachable = false;
+            // A node that comes back may be another node: check its chain again.
+            s.chain = ChainCheck::Unknown;
+            s.last_error = Some(error);
+        });
+    }
+
+    fn reachable(&self) {
+        if self.backend.readmit() {
+            tracing::info!(backend = %self.backend.name, "backend re-admitted after a successful probe");
+        }
+        self.publish(|s| {
+            s.reachable = true;
+            s.last_error = None;
+        });
+    }
+
+    /// Checks eth_chainId; returns how long to wait before the next attempt.
+    async fn check_chain(&self) -> Duration {
+        match self
+            .backend
+            .send("eth_chainId", None, self.cfg.probe_timeout)
+            .await
+        {
+            Err(e) => {
+                self.unreachable(e.to_string());
+                self.cfg.poll_interval
+            }
+            Ok(reply) => {
+                let got = reply
+                    .parse_result::<String>()
+                    .as_deref()
+                    .and_then(parse_quantity);
+                match got {
+                    Some(got) if got == self.chain_id => {
+                        tracing::info!(backend = %self.backend.name, chain_id = got, "backend chain id verified");
+                        self.reachable();
+                        self.publish(|s| s.chain = ChainCheck::Ok);
+                        Duration::ZERO
+                    }
+                    Some(got) => {
+                        tracing::error!(
+                            backend = %self.backend.name, expected = self.chain_id, got,
+                            "backend refused: it serves another chain"
+                        );
+                        self.publish(|s| {
+                            s.reachable = true;
+                            s.chain = ChainCheck::Mismatch { got };
+                            s.last_error =
+                                Some(format!("chain id {got}, expected {}", self.chain_id));
+                        });
+                        RECHECK_MISMATCH
+                    }
+                    None => {
+                        self.unreachable("eth_chainId returned no number".into());
+                        self.cfg.poll_interval
+                    }
+                }
+            }
+        }
+    }
+
+    async fn poll_latest(&self) {
+        match self.block("latest").await {
+            Ok(Some(head)) => {
+                self.reachable();
+                // A poll that started before the last pushed head may be older than it.
+                let stale = self.ws_live.load(Ordering::Relaxed)
+                    && self
+                        .tx
+                        .borrow()
+                        .latest
+                        .as_ref()
+                        .is_some_and(|l| l.number > head.number);
+                if !stale {
+                    self.publish(|s| s.set_latest(head));
+                }
+            }
+            Ok(None) => self.unreachable("latest block has no number".into()),
+            Err(e) => self.unreachable(e),
+        }
+    }
+
+    async fn poll_finality(&self) {
+        let safe = self.block("safe").await;
+        let finalized = self.block("finalized").await;
+        // Nodes before the merge, or without finality, answer an error or null: not a fault.
+        self.publish(|s| {
+            s.safe = safe.ok().flatten().map(|b| b.number);
+            s.finalized = finalized.ok().flatten().map(|b| b.number);
+        });
+    }
+
+    async fn poll_syncing(&self) {
+        match self
+            .backend
+            .send("eth_syncing", Some("[]"), self.cfg.probe_timeout)
+            .await
+        {
+            // `false` when in sync, an object with progress otherwise.
+            Ok(reply) if !reply.is_error() => {
+                let syncing = reply.raw() != b"false";
+                if syncing != self.tx.borrow().syncing {
+                    tracing::warn!(backend = %self.backend.name, syncing, "backend sync state changed");
+                }
+                self.publish(|s| s.syncing = syncing);
+            }
+            Ok(_) => {}
+            Err(e) => self.unreachable(e.to_string()),
+        }
+    }
+
+    async fn block(&self, tag: &str) -> Result<Option<BlockId>, String> {
+        let params = format!("[\"{tag}\",false]");
+        let reply = self
+            .backend
+            .send(
+                "eth_getBlockByNumber",
+                Some(&params),
+                self.cfg.probe_timeout,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(reply
+            .parse_result::<Option<BlockHeader>>()
+            .flatten()
+            .and_then(|h| {
+                Some(BlockId {
+                    number: parse_quantity(&h.number)?,
+                    hash: h.hash,
+                })
+            }))
+    }
+}
+
+/// Parses a hex quantity such as `"0x1b4"`.
+pub fn parse_quantity(text: &str) -> Option<u64> {
+    let digits = text.strip_prefix("0x")?;
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity("0x0"), Some(0));
+        assert_eq!(parse_quantity("0x1b4"), Some(436));
+        assert_eq!(parse_quantity("0x"), None);
+        assert_eq!(parse_quantity("12"), None);
+        assert_eq!(parse_quantity("0x10000000000000000"), None);
+    }
+
+    #[test]
+    fn a_replaced_or_lower_head_counts_as_a_reorg() {
+        let mut s = HeadState::initial();
+        let id = |n, h: &str| BlockId {
+            number: n,
+            hash: h.into(),
+        };
+        s.set_latest(id(5, "a"));
+        s.set_latest(id(6, "b"));
+        assert_eq!(s.reorgs, 0);
+        s.set_latest(id(6, "c"));
+        assert_eq!(s.reorgs, 1);
+        s.set_latest(id(4, "d"));
+        assert_eq!(s.reorgs, 2);
+    }
+}

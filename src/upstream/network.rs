@@ -1,0 +1,77 @@
+//! One network's backends and the control loops that watch them.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::client::{Backend, HttpClient};
+use super::head;
+use super::view::{self, NetworkView, Tracked};
+use crate::config::NetworkConfig;
+
+/// The running state of one network: its config, its backends, its view.
+/// Dropping it stops its control loops.
+pub struct Network {
+    pub config: NetworkConfig,
+    view: Arc<ArcSwap<NetworkView>>,
+    changed: Arc<Notify>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Network {
+    /// Starts head tracking for every upstream and the view builder.
+    pub fn start(config: NetworkConfig, client: &HttpClient) -> Network {
+        let changed = Arc::new(Notify::new());
+        let mut tasks = Vec::new();
+        let mut tracked = Vec::new();
+        for up in &config.upstreams {
+            let backend = Backend::new(
+                up,
+                client.clone(),
+                config.max_response_bytes,
+                config.eject_after_failures,
+            );
+            let (state, task) = head::spawn(
+                backend.clone(),
+                config.chain_id,
+                config.head.clone(),
+                changed.clone(),
+            );
+            tasks.push(task);
+            tracked.push(Tracked { backend, state });
+        }
+        let view = Arc::new(ArcSwap::from_pointee(NetworkView::default()));
+        tasks.push(tokio::spawn(view::run(
+            tracked,
+            config.max_lag_blocks,
+            changed.clone(),
+            view.clone(),
+        )));
+        Network {
+            config,
+            view,
+            changed,
+            tasks,
+        }
+    }
+
+    /// The current snapshot (one atomic load).
+    pub fn view(&self) -> Arc<NetworkView> {
+        self.view.load_full()
+    }
+
+    /// Asks the view builder to look again (after the request path ejected a backend).
+    pub fn refresh(&self) {
+        self.changed.notify_one();
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

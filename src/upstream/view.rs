@@ -1,0 +1,319 @@
+//! The network view: which backends may serve, and the head the gateway serves.
+//!
+//! A control loop rebuilds the view whenever a head tracker publishes, and
+//! stores it in an `ArcSwap`; the request path loads it once per request (so
+//! every entry of a batch sees the same head) and never waits on this loop.
+//!
+//! **Eligible**: reachable, on the configured chain, not syncing, not ejected,
+//! and with a head within `max_lag_blocks` of the best head.
+//!
+//! **Served head** (what `latest` means to clients): the second-highest head
+//! among eligible backends (the highest when only one is eligible), and never
+//! lower than before. Requiring two holders costs the few milliseconds a block
+//! takes to reach the second node, and buys this: when the one node that was
+//! ahead dies, another still has the served block, so `latest` neither goes
+//! backwards nor stalls. The served head only goes down on a real reorg, seen
+//! as a head that a tracker saw fall or be replaced, when no eligible backend
+//! still has the old served height.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{watch, Notify};
+
+use super::client::Backend;
+use super::head::{ChainCheck, HeadState};
+
+/// Why a backend is not eligible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ineligible {
+    Unreachable,
+    WrongChain { got: u64 },
+    ChainUnchecked,
+    Syncing,
+    NoHead,
+    Ejected,
+    Lagging { behind: u64 },
+}
+
+impl std::fmt::Display for Ineligible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ineligible::Unreachable => f.write_str("unreachable"),
+            Ineligible::WrongChain { got } => write!(f, "serves chain id {got}"),
+            Ineligible::ChainUnchecked => f.write_str("chain id not checked yet"),
+            Ineligible::Syncing => f.write_str("syncing"),
+            Ineligible::NoHead => f.write_str("no head yet"),
+            Ineligible::Ejected => f.write_str("ejected after failed requests"),
+            Ineligible::Lagging { behind } => write!(f, "lagging {behind} blocks"),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct BackendView {
+    pub backend: Arc<Backend>,
+    pub state: HeadState,
+    /// The head number (0 when unknown).
+    pub head: u64,
+    pub ineligible: Option<Ineligible>,
+}
+
+impl BackendView {
+    pub fn eligible(&self) -> bool {
+        self.ineligible.is_none()
+    }
+}
+
+/// An immutable snapshot of one network's backends.
+#[derive(Clone, Default)]
+pub struct NetworkView {
+    pub backends: Vec<BackendView>,
+    pub best_head: Option<u64>,
+    pub served_head: Option<u64>,
+    pub safe: Option<u64>,
+    pub finalized: Option<u64>,
+}
+
+impl NetworkView {
+    pub fn eligible(&self) -> impl Iterator<Item = &BackendView> {
+        self.backends.iter().filter(|b| b.eligible())
+    }
+}
+
+/// A backend and its tracker's channel.
+pub struct Tracked {
+    pub backend: Arc<Backend>,
+    pub state: watch::Receiver<HeadState>,
+}
+
+/// The state the view builder carries from one build to the next.
+#[derive(Default)]
+pub struct ServedHead {
+    served: Option<u64>,
+    reorgs_seen: u64,
+    safe: Option<u64>,
+    finalized: Option<u64>,
+}
+
+/// Rebuilds the view on every change until `changed` is no longer signalled
+/// by anyone (the task is aborted when the network is dropped).
+pub async fn run(
+    tracked: Vec<Tracked>,
+    max_lag: u64,
+    changed: Arc<Notify>,
+    out: Arc<ArcSwap<NetworkView>>,
+) {
+    let mut carry = ServedHead::default();
+    loop {
+        changed.notified().await;
+        let states: Vec<(Arc<Backend>, HeadState)> = tracked
+            .iter()
+            .map(|t| (t.backend.clone(), t.state.borrow().clone()))
+            .collect();
+        out.store(Arc::new(build(states, max_lag, &mut carry)));
+    }
+}
+
+/// Computes a view from the trackers' states (pure, for tests).
+pub fn build(
+    states: Vec<(Arc<Backend>, HeadState)>,
+    max_lag: u64,
+    carry: &mut ServedHead,
+) -> NetworkView {
+    let ejected: Vec<bool> = states.iter().map(|(b, _)| b.is_ejected()).collect();
+    let base = |s: &HeadState, ejected: bool| -> Option<Ineligible> {
+        if !s.reachable {
+            return Some(Ineligible::Unreachable);
+        }
+        match s.chain {
+            ChainCheck::Ok => {}
+            ChainCheck::Mismatch { got } => return Some(Ineligible::WrongChain { got }),
+            ChainCheck::Unknown => return Some(Ineligible::ChainUnchecked),
+        }
+        if s.syncing {
+            return Some(Ineligible::Syncing);
+        }
+        if s.latest.is_none() {
+            return Some(Ineligible::NoHead);
+        }
+        ejected.then_some(Ineligible::Ejected)
+    };
+    let head_of = |s: &HeadState| s.latest.as_ref().map_or(0, |l| l.number);
+    let best_head = states
+        .iter()
+        .zip(&ejected)
+        .filter(|((_, s), e)| base(s, **e).is_none())
+        .map(|((_, s), _)| head_of(s))
+        .max();
+    let backends: Vec<BackendView> = states
+        .into_iter()
+        .zip(ejected)
+        .map(|((backend, state), ejected)| {
+            let head = head_of(&state);
+            let ineligible = base(&state, ejected).or_else(|| {
+                let best = best_head.unwrap_or(0);
+                (head + max_lag < best).then_some(Ineligible::Lagging {
+                    behind: best - head,
+                })
+            });
+            BackendView {
+                backend,
+                state,
+                head,
+                ineligible,
+            }
+        })
+        .collect();
+
+    let mut heads: Vec<u64> = backends
+        .iter()
+        .filter(|b| b.eligible())
+        .map(|b| b.head)
+        .collect();
+    heads.sort_unstable_by(|a, b| b.cmp(a));
+    let candidate = heads.get(1).or(heads.first()).copied();
+    let reorgs: u64 = backends.iter().map(|b| b.state.reorgs).sum();
+    let reorged = reorgs != carry.reorgs_seen;
+    carry.reorgs_seen = reorgs;
+    carry.served = match (carry.served, candidate) {
+        (None, c) => c,
+        (Some(s), Some(c)) if c >= s => Some(c),
+        // Nobody eligible still has the served height, and a head went back: a real reorg.
+        (Some(s), Some(c)) if reorged && heads[0] < s => Some(c),
+        (s, _) => s,
+    };
+    let eligible_max = |f: fn(&HeadState) -> Option<u64>| {
+        backends
+            .iter()
+            .filter(|b| b.eligible())
+            .filter_map(|b| f(&b.state))
+            .max()
+    };
+    carry.safe = carry.safe.max(eligible_max(|s| s.safe));
+    carry.finalized = carry.finalized.max(eligible_max(|s| s.finalized));
+    if reorged {
+        // Finality does not go back, but a restarted fleet (a new chain) must reset it.
+        carry.safe = eligible_max(|s| s.safe);
+        carry.finalized = eligible_max(|s| s.finalized);
+    }
+    NetworkView {
+        backends,
+        best_head,
+        served_head: carry.served,
+        safe: carry.safe,
+        finalized: carry.finalized,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UpstreamConfig;
+    use crate::upstream::head::BlockId;
+
+    fn backend(name: &str) -> Arc<Backend> {
+        let cfg = UpstreamConfig {
+            name: name.into(),
+            http: "http://127.0.0.1:1".parse().unwrap(),
+            ws: None,
+        };
+        Backend::new(&cfg, crate::upstream::http_client(), 1 << 20, 3)
+    }
+
+    fn at(number: u64, hash: &str, reorgs: u64) -> HeadState {
+        HeadState {
+            chain: ChainCheck::Ok,
+            reachable: true,
+            syncing: false,
+            latest: Some(BlockId {
+                number,
+                hash: hash.into(),
+            }),
+            safe: None,
+            finalized: None,
+            reorgs,
+            last_error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn laggards_are_not_eligible_and_the_served_head_needs_two_holders() {
+        let (a, b, c) = (backend("a"), backend("b"), backend("c"));
+        let mut carry = ServedHead::default();
+        let v = build(
+            vec![
+                (a.clone(), at(10, "x", 0)),
+                (b.clone(), at(9, "y", 0)),
+                (c.clone(), at(6, "z", 0)),
+            ],
+            2,
+            &mut carry,
+        );
+        assert_eq!(v.best_head, Some(10));
+        assert_eq!(v.served_head, Some(9));
+        assert_eq!(
+            v.backends[2].ineligible,
+            Some(Ineligible::Lagging { behind: 4 })
+        );
+        assert_eq!(v.eligible().count(), 2);
+
+        // The node that was ahead dies: the served head does not go back.
+        let mut dead = at(10, "x", 0);
+        dead.reachable = false;
+        let v = build(
+            vec![
+                (a.clone(), dead),
+                (b.clone(), at(9, "y", 0)),
+                (c.clone(), at(8, "z", 0)),
+            ],
+            2,
+            &mut carry,
+        );
+        assert_eq!(v.served_head, Some(9));
+
+        // A lower head with no reorg seen keeps the served head.
+        let v = build(
+            vec![
+                (a.clone(), at(8, "x", 0)),
+                (b.clone(), at(8, "y", 0)),
+                (c.clone(), at(8, "z", 0)),
+            ],
+            2,
+            &mut carry,
+        );
+        assert_eq!(v.served_head, Some(9));
+        // The same, after a reorg was seen: the served head follows the chain.
+        let v = build(
+            vec![(a, at(8, "x", 1)), (b, at(8, "y", 1)), (c, at(8, "z", 0))],
+            2,
+            &mut carry,
+        );
+        assert_eq!(v.served_head, Some(8));
+    }
+
+    #[tokio::test]
+    async fn wrong_chain_and_syncing_are_refused() {
+        let mut carry = ServedHead::default();
+        let mut wrong = at(10, "x", 0);
+        wrong.chain = ChainCheck::Mismatch { got: 5 };
+        let mut syncing = at(3, "y", 0);
+        syncing.syncing = true;
+        let v = build(
+            vec![
+                (backend("a"), wrong),
+                (backend("b"), syncing),
+                (backend("c"), at(4, "z", 0)),
+            ],
+            2,
+            &mut carry,
+        );
+        assert_eq!(
+            v.backends[0].ineligible,
+            Some(Ineligible::WrongChain { got: 5 })
+        );
+        assert_eq!(v.backends[1].ineligible, Some(Ineligible::Syncing));
+        assert_eq!(v.best_head, Some(4));
+        assert_eq!(v.served_head, Some(4));
+    }
+}
