@@ -1,0 +1,188 @@
+//! Test support: a gateway in this process on 127.0.0.1:0, in front of a
+//! real anvil fleet, and a plain HTTP client to talk to it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use rpcgate::config::Config;
+use rpcgate::fleet::{Fleet, FleetOptions};
+use rpcgate::server::{Gateway, Server};
+use rpcgate::upstream::{Network, NetworkView};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+/// The dev account anvil funds; the harness signs with it.
+pub const DEV: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+/// Another funded dev account, the receiver of transfers in tests.
+pub const OTHER: &str = "0x70997970C51812dc3A010C7d01b54e5C0979720C";
+
+pub struct Gw {
+    pub url: String,
+    pub gateway: Arc<Gateway>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Gw {
+    pub fn network(&self) -> Arc<Network> {
+        self.gateway.routes().network_for_path("/").expect("a default network").clone()
+    }
+
+    pub fn view(&self) -> Arc<NetworkView> {
+        self.network().view()
+    }
+
+    /// Stops accepting and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// One upstream line of a config.
+pub struct Up {
+    pub name: String,
+    pub http: String,
+    pub ws: Option<String>,
+}
+
+pub fn up(name: &str, http: String, ws: Option<String>) -> Up {
+    Up { name: name.into(), http, ws }
+}
+
+/// The fleet's replicas as upstreams r0, r1, ... (with newHeads over ws).
+pub fn fleet_ups(fleet: &Fleet) -> Vec<Up> {
+    (0..fleet.len()).map(|i| up(&format!("r{i}"), fleet.http_url(i), Some(fleet.ws_url(i)))).collect()
+}
+
+/// A config for one network `dev`, with fast head polling; `extra` adds network keys.
+pub fn yaml(chain_id: u64, ups: &[Up], extra: &str) -> String {
+    let mut y = format!(
+        "listen: 127.0.0.1:0\nnetworks:\n  dev:\n    chain_id: {chain_id}\n    head:\n      poll_interval: 50ms\n      ws_poll_interval: 200ms\n      finality_poll_interval: 200ms\n      syncing_poll_interval: 500ms\n      probe_timeout: 1s\n"
+    );
+    for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+        y.push_str(&format!("    {}\n", line.trim()));
+    }
+    y.push_str("    upstreams:\n");
+    for u in ups {
+        y.push_str(&format!("      - name: {}\n        http: {}\n", u.name, u.http));
+        if let Some(ws) = &u.ws {
+            y.push_str(&format!("        ws: {ws}\n"));
+        }
+    }
+    y
+}
+
+pub async fn start_gateway(yaml: &str) -> Gw {
+    let config = Config::from_yaml(yaml).unwrap_or_else(|e| panic!("test config: {e}\n{yaml}"));
+    let server = Server::bind(&config).await.expect("bind 127.0.0.1:0");
+    let url = format!("http://{}", server.local_addr());
+    let gateway = server.gateway();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(
+        async move {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(5),
+    ));
+    Gw { url, gateway, stop: Some(stop), task: Some(task) }
+}
+
+pub async fn fleet(replicas: usize) -> Fleet {
+    Fleet::start(FleetOptions { replicas, ..FleetOptions::default() }).await.expect("start the anvil fleet")
+}
+
+/// Waits (bounded) until the gateway's view satisfies `ok`.
+pub async fn wait_view(gw: &Gw, what: &str, ok: impl Fn(&NetworkView) -> bool) {
+    let net = gw.network();
+    wait_for(what, || {
+        let v = net.view();
+        let pass = ok(&v);
+        async move { pass }
+    })
+    .await
+}
+
+/// Waits until every backend is eligible with the served head at `height`.
+pub async fn wait_synced(gw: &Gw, backends: usize, height: u64) {
+    wait_view(gw, &format!("{backends} eligible backends at height {height}"), |v| {
+        v.eligible().count() == backends && v.served_head == Some(height) && v.eligible().all(|b| b.head == height)
+    })
+    .await
+}
+
+pub async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// POSTs `body` with the given content type (None: no header); returns status and body.
+pub async fn post_with(url: &str, body: impl Into<Bytes>, content_type: Option<&str>) -> (u16, Bytes) {
+    let mut req = http::Request::post(url);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let response = client().request(req.body(Full::new(body.into())).unwrap()).await.expect("HTTP exchange");
+    let status = response.status().as_u16();
+    (status, response.into_body().collect().await.expect("body").to_bytes())
+}
+
+pub async fn post(url: &str, body: impl Into<Bytes>) -> (u16, Bytes) {
+    post_with(url, body, Some("application/json")).await
+}
+
+/// POSTs JSON and parses the JSON answer.
+pub async fn post_json(url: &str, body: &Value) -> Value {
+    let (status, bytes) = post(url, body.to_string()).await;
+    serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("HTTP {status}: not JSON: {}", String::from_utf8_lossy(&bytes)))
+}
+
+/// A single call; returns the whole response object.
+pub async fn call(url: &str, method: &str, params: Value) -> Value {
+    post_json(url, &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})).await
+}
+
+/// A single call that must succeed; returns its result.
+pub async fn result(url: &str, method: &str, params: Value) -> Value {
+    let r = call(url, method, params).await;
+    assert!(r.get("error").is_none(), "{method} failed: {r}");
+    r["result"].clone()
+}
+
+pub fn hex(n: u64) -> String {
+    format!("{n:#x}")
+}
+
+pub fn quantity(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().expect("a hex string").trim_start_matches("0x"), 16).expect("a hex quantity")
+}
