@@ -13,12 +13,10 @@
 //! - a reorg reverts replicas to an `evm_snapshot`, truncates the history and mines
 //!   new blocks with shifted timestamps, so the hashes at those heights change.
 //!
-//! Applying a block to a replica is: drop its transaction pool, send the block's raw
-//! transactions, `evm_mine` with the block's timestamp. Dropping the pool first matters:
-//! a transaction sent straight to a node (for instance through the gateway under test)
-//! must not slip into an earlier block on that node only. Such transactions therefore
-//! have to be given to [`Fleet::submit`] too, which tolerates that a node already has
-//! them.
+//! What one replica does with a block (and why its pool is dropped first) lives in
+//! `replica.rs`. Transactions sent straight to a node, e.g. through the gateway under
+//! test, must also be given to [`Fleet::submit`], which tolerates that a node already
+//! has them; otherwise they are not mined.
 //!
 //! State sits behind one tokio mutex, held across the RPC calls of an operation: this
 //! is test support, and serialized operations are what make the replay reasoning hold.
@@ -33,6 +31,7 @@ use tokio::sync::Mutex;
 
 use super::anvil::{Anvil, AnvilOptions};
 use super::autominer::{self, AutoMiner};
+use super::replica::{MinedBlock, Replica};
 use super::rpc::{parse_quantity, RpcClient};
 use super::FleetError;
 
@@ -114,32 +113,6 @@ struct State {
     next_checkpoint: u64,
     /// Orders snapshots: anvil's `evm_revert` also deletes every later snapshot.
     next_snapshot_seq: u64,
-}
-
-#[derive(Debug, Clone)]
-struct MinedBlock {
-    timestamp: u64,
-    txs: Vec<String>,
-}
-
-struct Replica {
-    index: usize,
-    port: u16,
-    process: Option<Anvil>,
-    rpc: RpcClient,
-    /// History blocks applied to this process.
-    synced: u64,
-    /// Held back: never advanced past this height.
-    held_at: Option<u64>,
-    /// Checkpoint id -> this process's snapshot for it.
-    snapshots: HashMap<u64, Snapshot>,
-}
-
-#[derive(Debug, Clone)]
-struct Snapshot {
-    id: Value,
-    synced: u64,
-    seq: u64,
 }
 
 impl Fleet {
@@ -337,7 +310,13 @@ impl Fleet {
             .call("web3_sha3", json!([raw]))
             .await
             .map_err(|e| e.on_replica(index))?;
-        let hash = hash.as_str().unwrap_or_default().to_owned();
+        let hash = hash.as_str().map(str::to_owned).ok_or_else(|| {
+            FleetError::BadResponse {
+                method: "web3_sha3".into(),
+                detail: format!("expected a hex string, got {hash}"),
+            }
+            .on_replica(index)
+        })?;
         Ok((raw, hash))
     }
 
@@ -426,7 +405,7 @@ impl Fleet {
             ..
         } = &mut *state;
         for replica in replicas.iter_mut().filter(|r| r.process.is_some()) {
-            replica.snapshot(id, next_snapshot_seq).await?;
+            replica.snapshot(id, next_snapshot_seq, None).await?;
         }
         state.checkpoints.insert(id, height);
         Ok(Checkpoint { id, height })
@@ -591,106 +570,6 @@ impl State {
     }
 }
 
-impl Replica {
-    fn target(&self, fleet_height: u64) -> u64 {
-        self.held_at.map_or(fleet_height, |at| at.min(fleet_height))
-    }
-
-    async fn call(&self, method: &str, params: Value) -> Result<Value, FleetError> {
-        self.rpc
-            .call(method, params)
-            .await
-            .map_err(|e| e.on_replica(self.index))
-    }
-
-    async fn sync_to(&mut self, history: &[MinedBlock], target: u64) -> Result<(), FleetError> {
-        while self.synced < target {
-            let block = &history[self.synced as usize];
-            self.apply(block).await?;
-        }
-        Ok(())
-    }
-
-    async fn apply(&mut self, block: &MinedBlock) -> Result<(), FleetError> {
-        self.call("anvil_dropAllTransactions", json!([])).await?;
-        for raw in &block.txs {
-            match self.call("eth_sendRawTransaction", json!([raw])).await {
-                Ok(_) => {}
-                Err(FleetError::Replica { source, .. }) if is_already_known(&source) => {}
-                Err(error) => return Err(error),
-            }
-        }
-        self.call("evm_mine", json!([block.timestamp])).await?;
-        self.synced += 1;
-        Ok(())
-    }
-
-    async fn snapshot(&mut self, checkpoint: u64, seq: &mut u64) -> Result<(), FleetError> {
-        let id = self.call("evm_snapshot", json!([])).await?;
-        self.snapshots.insert(
-            checkpoint,
-            Snapshot {
-                id,
-                synced: self.synced,
-                seq: *seq,
-            },
-        );
-        *seq += 1;
-        Ok(())
-    }
-
-    /// Returns this replica to its snapshot for `checkpoint` (then takes a fresh one, as
-    /// `evm_revert` consumes it), or rebuilds it from genesis when it has none.
-    async fn revert(
-        &mut self,
-        checkpoint: u64,
-        seq: &mut u64,
-        anvil_opts: &AnvilOptions,
-    ) -> Result<(), FleetError> {
-        if let Some(snapshot) = self.snapshots.get(&checkpoint).cloned() {
-            let reverted = self.call("evm_revert", json!([snapshot.id])).await;
-            // anvil deletes the reverted snapshot and every later one.
-            self.snapshots.retain(|_, s| s.seq < snapshot.seq);
-            if let Ok(Value::Bool(true)) = reverted {
-                self.synced = snapshot.synced;
-                return self.snapshot(checkpoint, seq).await;
-            }
-            tracing::warn!(
-                replica = self.index,
-                ?reverted,
-                "evm_revert failed, rebuilding"
-            );
-        }
-        self.respawn(anvil_opts).await
-    }
-
-    /// Replaces the process by a fresh one at genesis on the same port.
-    async fn respawn(&mut self, anvil_opts: &AnvilOptions) -> Result<(), FleetError> {
-        if let Some(mut process) = self.process.take() {
-            process.kill().await.map_err(|e| e.on_replica(self.index))?;
-        }
-        self.snapshots.clear();
-        self.synced = 0;
-        let process = Anvil::spawn_on_port(anvil_opts, self.port)
-            .await
-            .map_err(|e| e.on_replica(self.index))?;
-        // A new client: pooled connections to the old process are dead.
-        self.rpc = RpcClient::new(&process.http_url())?;
-        self.process = Some(process);
-        Ok(())
-    }
-}
-
-fn is_already_known(error: &FleetError) -> bool {
-    match error {
-        FleetError::Rpc { message, .. } => {
-            let message = message.to_ascii_lowercase();
-            message.contains("already imported") || message.contains("already known")
-        }
-        _ => false,
-    }
-}
-
 fn check_raw_tx(raw: String) -> Result<String, FleetError> {
     let valid = raw
         .strip_prefix("0x")
@@ -729,37 +608,5 @@ mod tests {
         assert!(check_raw_tx("02f8".into()).is_err());
         assert!(check_raw_tx("0x".into()).is_err());
         assert!(check_raw_tx("0xzz".into()).is_err());
-    }
-
-    #[test]
-    fn already_known_errors_are_recognised() {
-        let rpc = |message: &str| FleetError::Rpc {
-            method: "eth_sendRawTransaction".into(),
-            code: -32003,
-            message: message.into(),
-        };
-        assert!(is_already_known(&rpc("transaction already imported")));
-        assert!(is_already_known(&rpc("Already known")));
-        assert!(!is_already_known(&rpc("nonce too low")));
-    }
-
-    #[test]
-    fn held_replica_targets_its_hold_height() {
-        let replica = Replica {
-            index: 0,
-            port: 1,
-            process: None,
-            rpc: RpcClient::new("http://127.0.0.1:1").unwrap(),
-            synced: 4,
-            held_at: Some(4),
-            snapshots: HashMap::new(),
-        };
-        assert_eq!(replica.target(10), 4);
-        assert_eq!(replica.target(2), 2);
-        let free = Replica {
-            held_at: None,
-            ..replica
-        };
-        assert_eq!(free.target(10), 10);
     }
 }

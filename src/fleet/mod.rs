@@ -13,6 +13,7 @@
 //! - [`rpc`]: the harness's own small JSON-RPC client.
 //! - [`lockstep`]: [`Fleet`], the block history and per-replica progress: mining,
 //!   holding back, stopping, restarting and reorging replicas.
+//! - `replica`: one replica's process, progress and snapshots; replays blocks onto it.
 //! - [`autominer`]: the background miner for the demo (blocks on a timer, random lag).
 //! - [`tap`]: [`Tap`], a counting relay and fault injector in front of one node, for
 //!   the faults anvil itself cannot show (HTTP errors, stalls, dropped connections).
@@ -20,6 +21,7 @@
 pub mod anvil;
 pub mod autominer;
 pub mod lockstep;
+mod replica;
 pub mod rpc;
 pub mod tap;
 
