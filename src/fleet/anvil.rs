@@ -1,0 +1,230 @@
+//! One anvil process: finding the binary, starting it, learning its port, stopping it.
+//!
+//! anvil is started with `--port 0` so the kernel picks a free port, and the port is
+//! read back from the `Listening on 127.0.0.1:PORT` line anvil prints on stdout. After
+//! that line both pipes are drained by background tasks until the process exits:
+//! anvil logs every request on stdout, and a full pipe would stall it. The last few
+//! KiB of stderr are kept so a failed start can say why.
+//!
+//! The process is started with `kill_on_drop`, so forgetting an [`Anvil`] never leaks
+//! a node; [`Anvil::kill`] stops it and waits until the port is free again, which
+//! [`Anvil::spawn_on_port`] relies on to restart a node at the same address.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+use super::FleetError;
+
+/// Environment variable that overrides where the anvil binary is found.
+pub const ANVIL_ENV: &str = "RPCGATE_ANVIL";
+
+/// Where `scripts/install-anvil` puts the pinned binary.
+const INSTALLED_ANVIL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/.tools/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+);
+
+/// How long anvil may take to print its port (it is quick, but CI machines are slow).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How much of stderr is kept for error messages.
+const STDERR_TAIL_BYTES: usize = 8 * 1024;
+
+/// How one anvil node is started. Two nodes with equal options start from the same
+/// genesis block, which is what lockstep mining builds on.
+#[derive(Debug, Clone)]
+pub struct AnvilOptions {
+    pub chain_id: u64,
+    /// Timestamp of the genesis block (`--timestamp`).
+    pub genesis_timestamp: u64,
+    /// `--slots-in-an-epoch`: with 1, `safe` is latest-1 and `finalized` latest-2.
+    pub slots_in_an_epoch: u64,
+    /// Passed to anvil after the harness's own arguments.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for AnvilOptions {
+    fn default() -> Self {
+        Self {
+            chain_id: 31337,
+            genesis_timestamp: 1_700_000_000,
+            slots_in_an_epoch: 1,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// Finds the anvil binary: `$RPCGATE_ANVIL`, then the copy installed by
+/// `scripts/install-anvil`, then `anvil` on `PATH`.
+pub fn anvil_binary() -> Result<PathBuf, FleetError> {
+    if let Some(path) = std::env::var_os(ANVIL_ENV) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(FleetError::AnvilNotFound {
+                looked_at: format!("${ANVIL_ENV}={}", path.display()),
+            })
+        };
+    }
+    let installed = Path::new(INSTALLED_ANVIL);
+    if installed.is_file() {
+        return Ok(installed.to_path_buf());
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("anvil"))
+        .find(|candidate| candidate.is_file());
+    on_path.ok_or_else(|| FleetError::AnvilNotFound {
+        looked_at: format!("{INSTALLED_ANVIL} and PATH"),
+    })
+}
+
+/// A running anvil process on 127.0.0.1.
+#[derive(Debug)]
+pub struct Anvil {
+    child: Child,
+    port: u16,
+}
+
+impl Anvil {
+    /// Starts anvil on a port the kernel chooses.
+    pub async fn spawn(opts: &AnvilOptions) -> Result<Self, FleetError> {
+        Self::spawn_on_port(opts, 0).await
+    }
+
+    /// Starts anvil on `port` (0: any free port). Restarting a stopped node on its old
+    /// port keeps the URLs that clients (such as the gateway under test) hold valid.
+    pub async fn spawn_on_port(opts: &AnvilOptions, port: u16) -> Result<Self, FleetError> {
+        let path = anvil_binary()?;
+        let mut child = Command::new(&path)
+            .args(["--host", "127.0.0.1", "--no-mining"])
+            .args(["--port", &port.to_string()])
+            .args(["--timestamp", &opts.genesis_timestamp.to_string()])
+            .args(["--chain-id", &opts.chain_id.to_string()])
+            .args(["--slots-in-an-epoch", &opts.slots_in_an_epoch.to_string()])
+            .args(&opts.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| FleetError::Spawn {
+                path: path.clone(),
+                source,
+            })?;
+
+        let stderr_tail = Arc::new(Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(keep_tail(stderr, Arc::clone(&stderr_tail)));
+        }
+        let stdout = child.stdout.take().ok_or_else(|| FleetError::AnvilExited {
+            status: "stdout was not captured".to_owned(),
+            stderr: String::new(),
+        })?;
+
+        let tail = || stderr_tail.lock().map(|s| s.clone()).unwrap_or_default();
+        match tokio::time::timeout(START_TIMEOUT, read_port(stdout)).await {
+            Ok(Some((port, rest))) => {
+                tokio::spawn(drain(rest));
+                tracing::debug!(port, "anvil listening");
+                Ok(Self { child, port })
+            }
+            Ok(None) => {
+                // stdout closed: the process is gone or about to be; give stderr a
+                // moment to arrive so the error says why.
+                let status = tokio::time::timeout(Duration::from_secs(2), child.wait())
+                    .await
+                    .map(|s| s.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))
+                    .unwrap_or_else(|_| "still running".to_owned());
+                Err(FleetError::AnvilExited {
+                    status,
+                    stderr: tail(),
+                })
+            }
+            Err(_) => {
+                let _ = child.kill().await;
+                Err(FleetError::StartTimeout {
+                    after: START_TIMEOUT,
+                    stderr: tail(),
+                })
+            }
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the process and waits for it to exit, so its port can be bound again.
+    pub async fn kill(&mut self) -> Result<(), FleetError> {
+        self.child.kill().await.map_err(|source| FleetError::Io {
+            context: "killing anvil",
+            source,
+        })
+    }
+}
+
+/// Reads stdout until the `Listening on HOST:PORT` line; returns the port and the
+/// reader so the caller can keep draining it.
+async fn read_port(stdout: ChildStdout) -> Option<(u16, BufReader<ChildStdout>)> {
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        if let Some(addr) = line.trim().strip_prefix("Listening on ") {
+            let port = addr.rsplit(':').next()?.parse().ok()?;
+            return Some((port, reader));
+        }
+    }
+}
+
+async fn drain(mut reader: BufReader<ChildStdout>) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => tracing::trace!(target: "rpcgate::fleet::anvil", "{}", line.trim_end()),
+        }
+    }
+}
+
+async fn keep_tail(stream: impl AsyncRead + Unpin, tail: Arc<Mutex<String>>) {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let Ok(mut tail) = tail.lock() else { return };
+        tail.push_str(&line);
+        if tail.len() > STDERR_TAIL_BYTES {
+            let mut cut = tail.len() - STDERR_TAIL_BYTES;
+            while !tail.is_char_boundary(cut) {
+                cut += 1;
+            }
+            tail.drain(..cut);
+        }
+    }
+}
