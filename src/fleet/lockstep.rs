@@ -42,6 +42,11 @@ const TRANSFER_GAS: u64 = 21_000;
 const MAX_FEE_PER_GAS: u64 = 10_000_000_000;
 const MAX_PRIORITY_FEE_PER_GAS: u64 = 1_000_000_000;
 
+/// The fields of a plain transfer; `sign_locked` adds sender, nonce and fees.
+fn transfer(to: &str, value_wei: u128) -> serde_json::Value {
+    json!({ "to": to, "value": format!("{value_wei:#x}"), "gas": format!("{TRANSFER_GAS:#x}") })
+}
+
 /// How a fleet is started.
 #[derive(Debug, Clone)]
 pub struct FleetOptions {
@@ -254,7 +259,19 @@ impl Fleet {
         value_wei: u128,
     ) -> Result<(String, String), FleetError> {
         let mut state = self.inner.state.lock().await;
-        let (raw, hash) = self.sign_locked(&mut state, to, value_wei).await?;
+        let (raw, hash) = self
+            .sign_locked(&mut state, transfer(to, value_wei))
+            .await?;
+        state.enqueue(raw.clone());
+        Ok((raw, hash))
+    }
+
+    /// Signs a contract creation with `init_code` (hex) from [`DEV_ACCOUNT`] and queues
+    /// it for the next block. Returns the raw transaction and its hash.
+    pub async fn deploy(&self, init_code: &str, gas: u64) -> Result<(String, String), FleetError> {
+        let mut state = self.inner.state.lock().await;
+        let tx = json!({ "data": init_code, "gas": format!("{gas:#x}"), "value": "0x0" });
+        let (raw, hash) = self.sign_locked(&mut state, tx).await?;
         state.enqueue(raw.clone());
         Ok((raw, hash))
     }
@@ -268,14 +285,13 @@ impl Fleet {
         value_wei: u128,
     ) -> Result<(String, String), FleetError> {
         let mut state = self.inner.state.lock().await;
-        self.sign_locked(&mut state, to, value_wei).await
+        self.sign_locked(&mut state, transfer(to, value_wei)).await
     }
 
     async fn sign_locked(
         &self,
         state: &mut State,
-        to: &str,
-        value_wei: u128,
+        mut tx: serde_json::Value,
     ) -> Result<(String, String), FleetError> {
         let (index, rpc) = state
             .replicas
@@ -283,16 +299,16 @@ impl Fleet {
             .find(|r| r.process.is_some())
             .map(|r| (r.index, r.rpc.clone()))
             .ok_or(FleetError::NoLiveReplica)?;
-        let tx = json!({
+        let common = json!({
             "from": DEV_ACCOUNT,
-            "to": to,
-            "value": format!("{value_wei:#x}"),
-            "gas": format!("{TRANSFER_GAS:#x}"),
             "nonce": format!("{:#x}", state.nonce),
             "maxFeePerGas": format!("{MAX_FEE_PER_GAS:#x}"),
             "maxPriorityFeePerGas": format!("{MAX_PRIORITY_FEE_PER_GAS:#x}"),
             "chainId": format!("{:#x}", self.inner.opts.chain_id),
         });
+        if let (Some(tx), serde_json::Value::Object(common)) = (tx.as_object_mut(), common) {
+            tx.extend(common);
+        }
         let raw = rpc
             .call("eth_signTransaction", json!([tx]))
             .await

@@ -309,6 +309,34 @@ mod tests {
         assert!(Reply::from_body(Bytes::from_static(b"<html>")).is_err());
     }
 
+    #[tokio::test]
+    async fn repeated_failures_eject_and_readmit_clears() {
+        // Port 9 (discard) is closed on loopback: every call is refused.
+        let cfg = UpstreamConfig {
+            name: "gone".into(),
+            http: "http://127.0.0.1:9".parse().unwrap(),
+            ws: None,
+        };
+        let b = Backend::new(&cfg, http_client(), 1 << 20, 3);
+        let timeout = Duration::from_secs(1);
+        let (r, ejected) = b.call("eth_chainId", None, timeout).await;
+        assert!(matches!(r, Err(UpstreamError::Connect(_))));
+        assert!(!ejected && !b.is_ejected());
+        assert!(!b.call("eth_chainId", None, timeout).await.1);
+        assert!(
+            b.call("eth_chainId", None, timeout).await.1,
+            "the third failure ejects"
+        );
+        assert!(b.is_ejected());
+        assert!(
+            !b.call("eth_chainId", None, timeout).await.1,
+            "ejected once, not again"
+        );
+        assert!(b.readmit());
+        assert!(!b.is_ejected());
+        assert!(!b.readmit());
+    }
+
     #[test]
     fn request_bodies_are_json() {
         let b = request_body(7, "eth_call", Some(r#"[{"to":"0x1"},"0x5"]"#));

@@ -42,7 +42,13 @@ impl Network {
             tasks.push(task);
             tracked.push(Tracked { backend, state });
         }
-        let view = Arc::new(ArcSwap::from_pointee(NetworkView::default()));
+        // Until the first build, every backend is listed as not checked yet.
+        let initial = tracked
+            .iter()
+            .map(|t| (t.backend.clone(), t.state.borrow().clone()))
+            .collect();
+        let first = view::build(initial, config.max_lag_blocks, &mut Default::default());
+        let view = Arc::new(ArcSwap::from_pointee(first));
         tasks.push(tokio::spawn(view::run(
             tracked,
             config.max_lag_blocks,

@@ -25,26 +25,15 @@ pub struct Gw {
     pub url: String,
     pub gateway: Arc<Gateway>,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Gw {
     pub fn network(&self) -> Arc<Network> {
-        self.gateway.routes().network_for_path("/").expect("a default network").clone()
-    }
-
-    pub fn view(&self) -> Arc<NetworkView> {
-        self.network().view()
-    }
-
-    /// Stops accepting and waits for the server task.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+        self.gateway
+            .routes()
+            .network_for_path("/")
+            .expect("a default network")
+            .clone()
     }
 }
 
@@ -64,12 +53,18 @@ pub struct Up {
 }
 
 pub fn up(name: &str, http: String, ws: Option<String>) -> Up {
-    Up { name: name.into(), http, ws }
+    Up {
+        name: name.into(),
+        http,
+        ws,
+    }
 }
 
 /// The fleet's replicas as upstreams r0, r1, ... (with newHeads over ws).
 pub fn fleet_ups(fleet: &Fleet) -> Vec<Up> {
-    (0..fleet.len()).map(|i| up(&format!("r{i}"), fleet.http_url(i), Some(fleet.ws_url(i)))).collect()
+    (0..fleet.len())
+        .map(|i| up(&format!("r{i}"), fleet.http_url(i), Some(fleet.ws_url(i))))
+        .collect()
 }
 
 /// A config for one network `dev`, with fast head polling; `extra` adds network keys.
@@ -82,7 +77,10 @@ pub fn yaml(chain_id: u64, ups: &[Up], extra: &str) -> String {
     }
     y.push_str("    upstreams:\n");
     for u in ups {
-        y.push_str(&format!("      - name: {}\n        http: {}\n", u.name, u.http));
+        y.push_str(&format!(
+            "      - name: {}\n        http: {}\n",
+            u.name, u.http
+        ));
         if let Some(ws) = &u.ws {
             y.push_str(&format!("        ws: {ws}\n"));
         }
@@ -96,17 +94,26 @@ pub async fn start_gateway(yaml: &str) -> Gw {
     let url = format!("http://{}", server.local_addr());
     let gateway = server.gateway();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(
+    tokio::spawn(server.run(
         async move {
             let _ = stopped.await;
         },
         Duration::from_secs(5),
     ));
-    Gw { url, gateway, stop: Some(stop), task: Some(task) }
+    Gw {
+        url,
+        gateway,
+        stop: Some(stop),
+    }
 }
 
 pub async fn fleet(replicas: usize) -> Fleet {
-    Fleet::start(FleetOptions { replicas, ..FleetOptions::default() }).await.expect("start the anvil fleet")
+    Fleet::start(FleetOptions {
+        replicas,
+        ..FleetOptions::default()
+    })
+    .await
+    .expect("start the anvil fleet")
 }
 
 /// Waits (bounded) until the gateway's view satisfies `ok`.
@@ -122,9 +129,15 @@ pub async fn wait_view(gw: &Gw, what: &str, ok: impl Fn(&NetworkView) -> bool) {
 
 /// Waits until every backend is eligible with the served head at `height`.
 pub async fn wait_synced(gw: &Gw, backends: usize, height: u64) {
-    wait_view(gw, &format!("{backends} eligible backends at height {height}"), |v| {
-        v.eligible().count() == backends && v.served_head == Some(height) && v.eligible().all(|b| b.head == height)
-    })
+    wait_view(
+        gw,
+        &format!("{backends} eligible backends at height {height}"),
+        |v| {
+            v.eligible().count() == backends
+                && v.served_head == Some(height)
+                && v.eligible().all(|b| b.head == height)
+        },
+    )
     .await
 }
 
@@ -147,14 +160,29 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
 }
 
 /// POSTs `body` with the given content type (None: no header); returns status and body.
-pub async fn post_with(url: &str, body: impl Into<Bytes>, content_type: Option<&str>) -> (u16, Bytes) {
+pub async fn post_with(
+    url: &str,
+    body: impl Into<Bytes>,
+    content_type: Option<&str>,
+) -> (u16, Bytes) {
     let mut req = http::Request::post(url);
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
-    let response = client().request(req.body(Full::new(body.into())).unwrap()).await.expect("HTTP exchange");
+    let response = client()
+        .request(req.body(Full::new(body.into())).unwrap())
+        .await
+        .expect("HTTP exchange");
     let status = response.status().as_u16();
-    (status, response.into_body().collect().await.expect("body").to_bytes())
+    (
+        status,
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes(),
+    )
 }
 
 pub async fn post(url: &str, body: impl Into<Bytes>) -> (u16, Bytes) {
@@ -164,12 +192,21 @@ pub async fn post(url: &str, body: impl Into<Bytes>) -> (u16, Bytes) {
 /// POSTs JSON and parses the JSON answer.
 pub async fn post_json(url: &str, body: &Value) -> Value {
     let (status, bytes) = post(url, body.to_string()).await;
-    serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("HTTP {status}: not JSON: {}", String::from_utf8_lossy(&bytes)))
+    serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        panic!(
+            "HTTP {status}: not JSON: {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
 }
 
 /// A single call; returns the whole response object.
 pub async fn call(url: &str, method: &str, params: Value) -> Value {
-    post_json(url, &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})).await
+    post_json(
+        url,
+        &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+    )
+    .await
 }
 
 /// A single call that must succeed; returns its result.
@@ -184,5 +221,9 @@ pub fn hex(n: u64) -> String {
 }
 
 pub fn quantity(v: &Value) -> u64 {
-    u64::from_str_radix(v.as_str().expect("a hex string").trim_start_matches("0x"), 16).expect("a hex quantity")
+    u64::from_str_radix(
+        v.as_str().expect("a hex string").trim_start_matches("0x"),
+        16,
+    )
+    .expect("a hex quantity")
 }

@@ -1,0 +1,7 @@
+//! Integration tests of the gateway against a real anvil fleet on loopback.
+
+mod envelope;
+mod failover;
+mod routing;
+mod support;
+mod transparency;
