@@ -6,6 +6,7 @@
 //! Beside that path, the control loops in [`upstream`] track each backend's
 //! head and publish immutable snapshots that the router reads.
 pub mod config;
+pub mod demo;
 pub mod fleet;
 pub mod jsonrpc;
 pub mod router;

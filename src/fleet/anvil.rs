@@ -103,7 +103,8 @@ impl Anvil {
     /// port keeps the URLs that clients (such as the gateway under test) hold valid.
     pub async fn spawn_on_port(opts: &AnvilOptions, port: u16) -> Result<Self, FleetError> {
         let path = anvil_binary()?;
-        let mut child = Command::new(&path)
+        let mut command = Command::new(&path);
+        command
             .args(["--host", "127.0.0.1", "--no-mining"])
             .args(["--port", &port.to_string()])
             .args(["--timestamp", &opts.genesis_timestamp.to_string()])
@@ -113,12 +114,23 @@ impl Anvil {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| FleetError::Spawn {
-                path: path.clone(),
-                source,
-            })?;
+            .kill_on_drop(true);
+        // A test run killed from outside never drops its fleet: have the kernel end the
+        // node when the thread that started it goes (for a test, its runtime thread).
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|source| FleetError::Spawn {
+            path: path.clone(),
+            source,
+        })?;
 
         let stderr_tail = Arc::new(Mutex::new(String::new()));
         if let Some(stderr) = child.stderr.take() {

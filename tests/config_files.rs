@@ -1,0 +1,66 @@
+//! The config files we ship are valid, and the binary reports bad ones with
+//! the key's path and exit code 2, before anything listens.
+
+use std::process::Command;
+
+use rpcgate::config::Config;
+use serde::Deserialize;
+
+#[test]
+fn the_example_config_is_valid() {
+    let c = Config::load(std::path::Path::new("config/rpcgate.example.yaml")).unwrap();
+    assert_eq!(c.networks[0].name, "mainnet");
+}
+
+#[test]
+fn the_kubernetes_configmap_holds_a_valid_config() {
+    let text = std::fs::read_to_string("k8s/rpcgate.yaml").unwrap();
+    let mut found = 0;
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value = serde_yaml_ng::Value::deserialize(doc).unwrap();
+        if value["kind"].as_str() == Some("ConfigMap") {
+            let embedded = value["data"]["rpcgate.yaml"]
+                .as_str()
+                .expect("data.rpcgate.yaml");
+            let c = Config::from_yaml(embedded).unwrap();
+            assert_eq!(c.networks[0].upstreams.len(), 3);
+            found += 1;
+        }
+    }
+    assert_eq!(found, 1);
+}
+
+fn rpcgate(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rpcgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_exit_codes() {
+    let (code, _) = rpcgate(&["check-config", "config/rpcgate.example.yaml"]);
+    assert_eq!(code, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "networks:\n  main:\n    chain_id: 1\n    upstreams:\n      - name: a\n        http: ftp://x\n").unwrap();
+    let (code, stderr) = rpcgate(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("networks.main.upstreams[0].http"),
+        "{stderr}"
+    );
+    // Serving a bad config fails the same way, before listening.
+    let (code, stderr) = rpcgate(&["--config", bad.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("upstreams[0].http"), "{stderr}");
+    let (code, _) = rpcgate(&[
+        "check-config",
+        dir.path().join("missing.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+}
