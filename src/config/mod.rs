@@ -55,6 +55,12 @@ pub struct ServerLimits {
     pub max_batch_len: usize,
     pub max_connections: usize,
     pub max_method_len: usize,
+    /// Once a batch's answers pass this size, its remaining entries get an error.
+    pub max_batch_response_bytes: usize,
+    /// Entries of one batch in flight at once.
+    pub batch_concurrency: usize,
+    /// Time allowed to receive a request's headers, and then its body.
+    pub body_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

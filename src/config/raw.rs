@@ -25,6 +25,9 @@ pub struct RawServer {
     pub max_batch_len: Option<u64>,
     pub max_connections: Option<u64>,
     pub max_method_len: Option<u64>,
+    pub max_batch_response_bytes: Option<u64>,
+    pub batch_concurrency: Option<u64>,
+    pub body_read_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,10 +15,12 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 5 * 1024 * 1024;
 pub const DEFAULT_MAX_BATCH_LEN: u64 = 100;
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
 pub const DEFAULT_MAX_METHOD_LEN: u64 = 128;
+pub const DEFAULT_MAX_BATCH_RESPONSE_BYTES: u64 = 25 * 1024 * 1024;
+pub const DEFAULT_BATCH_CONCURRENCY: u64 = 8;
 pub const DEFAULT_MAX_LAG_BLOCKS: u64 = 2;
 pub const DEFAULT_MAX_ATTEMPTS: u64 = 3;
 pub const DEFAULT_EJECT_AFTER_FAILURES: u64 = 3;
-pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 128 * 1024 * 1024;
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
 pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
@@ -57,6 +59,25 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             DEFAULT_MAX_METHOD_LEN,
             8,
             4096,
+        )?,
+        max_batch_response_bytes: in_range(
+            "server.max_batch_response_bytes",
+            raw.server.max_batch_response_bytes,
+            DEFAULT_MAX_BATCH_RESPONSE_BYTES,
+            1024,
+            1 << 32,
+        )?,
+        batch_concurrency: in_range(
+            "server.batch_concurrency",
+            raw.server.batch_concurrency,
+            DEFAULT_BATCH_CONCURRENCY,
+            1,
+            1000,
+        )?,
+        body_read_timeout: duration(
+            "server.body_read_timeout",
+            raw.server.body_read_timeout.as_deref(),
+            Duration::from_secs(30),
         )?,
     };
 

@@ -258,6 +258,52 @@ mod tests {
         assert_eq!(run("eth_getLogs", r#"[{"blockHash":"0xaa"}]"#).0, 0x20);
     }
 
+    /// Seeded random params for every block method: analysis never panics, and
+    /// a rewrite is valid JSON.
+    #[test]
+    fn random_params_never_panic() {
+        let methods = [
+            "eth_getBalance",
+            "eth_call",
+            "eth_getLogs",
+            "eth_getStorageAt",
+            "eth_getBlockByNumber",
+        ];
+        let atoms = [
+            "\"latest\"",
+            "\"earliest\"",
+            "\"pending\"",
+            "\"0x\"",
+            "\"0x1f\"",
+            "\"0xffffffffffffffffff\"",
+            "{\"blockNumber\":\"latest\"}",
+            "{\"blockHash\":\"0x1\"}",
+            "{\"fromBlock\":\"latest\"}",
+            "{\"toBlock\":7}",
+            "null",
+            "1",
+            "[]",
+            "{}",
+            "\"\\u0030x1\"",
+            "{\"fromBlock\":\"0x\\u0031\"}",
+        ];
+        let mut rng = fastrand::Rng::with_seed(11);
+        for _ in 0..20_000 {
+            let n = rng.usize(..5);
+            let items: Vec<&str> = (0..n).map(|_| atoms[rng.usize(..atoms.len())]).collect();
+            let params = format!("[{}]", items.join(","));
+            let raw = RawValue::from_string(params).unwrap();
+            let need = analyze(
+                methods[rng.usize(..methods.len())],
+                Some(&raw),
+                rng.u64(..1 << 40),
+            );
+            if let Some(p) = need.params {
+                serde_json::from_str::<serde_json::Value>(&p).expect("params stay JSON");
+            }
+        }
+    }
+
     #[test]
     fn odd_params_are_left_alone() {
         assert_eq!(run("eth_getBalance", r#"{"a":1}"#).1.unwrap(), r#"{"a":1}"#);

@@ -5,10 +5,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use futures_util::future::join_all;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use tokio::sync::Semaphore;
 
 use super::rescue::{self, HttpRefusal};
 use super::Gateway;
@@ -58,9 +61,10 @@ async fn serve(gateway: &Gateway, req: Request<Incoming>) -> Result<Response<Bod
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(HttpRefusal::TooLarge { limit });
     }
-    let body = Limited::new(req.into_body(), limit)
-        .collect()
+    let read = Limited::new(req.into_body(), limit).collect();
+    let body = tokio::time::timeout(routes.limits.body_read_timeout, read)
         .await
+        .map_err(|_| HttpRefusal::BodyTimeout)?
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 HttpRefusal::TooLarge { limit }
@@ -81,8 +85,20 @@ async fn serve(gateway: &Gateway, req: Request<Incoming>) -> Result<Response<Bod
         ),
         Ok(Payload::Single(entry)) => answer(&network, &view, entry).await,
         Ok(Payload::Batch(entries)) => {
-            let answers = join_all(entries.into_iter().map(|e| answer(&network, &view, e))).await;
-            let parts: Vec<Bytes> = answers.into_iter().filter_map(|(_, a)| a).collect();
+            // Bounded concurrency and a size budget: a batch of heavy calls cannot
+            // hold more than a few large replies at once.
+            let used = AtomicUsize::new(0);
+            let budget = routes.limits.max_batch_response_bytes;
+            let slots = Semaphore::new(routes.limits.batch_concurrency);
+            let answers = join_all(entries.into_iter().map(|entry| async {
+                let _slot = slots
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed");
+                batch_entry(&network, &view, entry, &used, budget).await
+            }))
+            .await;
+            let parts: Vec<Bytes> = answers.into_iter().flatten().collect();
             // A batch of notifications only gets no answer at all.
             (
                 StatusCode::OK,
@@ -94,6 +110,29 @@ async fn serve(gateway: &Gateway, req: Request<Incoming>) -> Result<Response<Bod
         Some(body) => json(status, body),
         None => empty(status),
     })
+}
+
+/// One batch entry, refused once the batch's answers are over `budget` bytes.
+async fn batch_entry(
+    network: &Network,
+    view: &NetworkView,
+    entry: Entry<'_>,
+    used: &AtomicUsize,
+    budget: usize,
+) -> Option<Bytes> {
+    if used.load(Ordering::Relaxed) > budget {
+        let id = match &entry {
+            Ok(call) if call.is_notification() => return None,
+            Ok(call) => call.reply_id(),
+            Err(invalid) => invalid.id,
+        };
+        return Some(error_response(id, &rescue::batch_over_budget(budget)));
+    }
+    let (_, answer) = answer(network, view, entry).await;
+    if let Some(a) = &answer {
+        used.fetch_add(a.len(), Ordering::Relaxed);
+    }
+    answer
 }
 
 /// One entry: `None` for a notification.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -82,6 +82,7 @@ pub struct Server {
     listener: TcpListener,
     gateway: Arc<Gateway>,
     max_connections: usize,
+    header_timeout: Duration,
 }
 
 impl Server {
@@ -92,6 +93,7 @@ impl Server {
             listener,
             gateway: Gateway::start(config),
             max_connections: config.server.max_connections,
+            header_timeout: config.server.body_read_timeout,
         })
     }
 
@@ -110,7 +112,12 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
         let permits = Arc::new(Semaphore::new(self.max_connections));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // A client that never finishes its headers does not hold a connection forever.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout);
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {

@@ -28,6 +28,14 @@ pub fn invalid(e: &Invalid<'_>) -> ErrorObject {
     )
 }
 
+/// A batch entry refused because the batch's answers are already too large.
+pub fn batch_over_budget(limit: usize) -> ErrorObject {
+    ErrorObject::new(
+        code::LIMIT_EXCEEDED,
+        format!("batch response is over the limit of {limit} bytes"),
+    )
+}
+
 /// A call no backend answered, and the HTTP status when it was the only call.
 pub fn route(e: &RouteError) -> (ErrorObject, StatusCode) {
     let object = match e {
@@ -56,6 +64,7 @@ pub enum HttpRefusal {
     UnsupportedMediaType,
     TooLarge { limit: usize },
     BodyRead,
+    BodyTimeout,
 }
 
 pub fn http(r: &HttpRefusal) -> (ErrorObject, StatusCode) {
@@ -84,6 +93,13 @@ pub fn http(r: &HttpRefusal) -> (ErrorObject, StatusCode) {
                 format!("request body is larger than {limit} bytes"),
             ),
             StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        HttpRefusal::BodyTimeout => (
+            ErrorObject::new(
+                code::INVALID_REQUEST,
+                "the request body was not received in time",
+            ),
+            StatusCode::REQUEST_TIMEOUT,
         ),
         HttpRefusal::BodyRead => (
             ErrorObject::new(code::PARSE_ERROR, "the request body could not be read"),

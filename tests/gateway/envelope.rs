@@ -239,3 +239,69 @@ async fn raw_tcp_garbage_and_wrong_http_are_handled() {
         "0x7a69"
     );
 }
+
+async fn gateway_with_server_limits(server: &str) -> (rpcgate::fleet::Fleet, Gw) {
+    let fleet = fleet(1).await;
+    fleet.mine_blocks(2).await.unwrap();
+    let y = yaml(fleet.chain_id(), &fleet_ups(&fleet), "").replacen(
+        "listen: 127.0.0.1:0\n",
+        &format!("listen: 127.0.0.1:0\nserver:\n{server}"),
+        1,
+    );
+    let gw = start_gateway(&y).await;
+    wait_synced(&gw, 1, 2).await;
+    (fleet, gw)
+}
+
+#[tokio::test]
+async fn a_batch_stops_growing_past_its_response_budget() {
+    let (_fleet, gw) =
+        gateway_with_server_limits("  max_batch_response_bytes: 4096\n  batch_concurrency: 1\n")
+            .await;
+    let entries: Vec<Value> = (0..20)
+        .map(|i| json!({"jsonrpc":"2.0","id":i,"method":"eth_getBlockByNumber","params":["0x1",true]}))
+        .collect();
+    let (status, answer) = post(&gw.url, Value::Array(entries).to_string()).await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    let v = v.as_array().unwrap();
+    assert_eq!(v.len(), 20, "every entry is answered");
+    let served = v.iter().filter(|e| e.get("result").is_some()).count();
+    assert!((1..20).contains(&served), "served {served} of 20");
+    for (i, e) in v.iter().enumerate() {
+        assert_eq!(e["id"], i, "order and ids kept");
+        if e.get("error").is_some() {
+            assert_eq!(e["error"]["code"], -32005);
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    let (_fleet, gw) = gateway_with_server_limits("  body_read_timeout: 300ms\n").await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let exchange = |request: &'static [u8]| {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            s.write_all(request).unwrap();
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    // A body that never arrives in full: 408 with a JSON-RPC error.
+    let reply = exchange(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"jsonrpc\"")
+        .await
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("\"error\""), "{reply}");
+    // Headers that never end: the connection is closed (hyper answers 408 or just closes).
+    let reply = exchange(b"POST / HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 408"),
+        "{reply}"
+    );
+}
