@@ -114,11 +114,14 @@ pub fn parse(
                     .collect(),
             ))
         }
-        Some(b'{') => {
-            let raw: &RawValue = serde_json::from_str(text)
-                .map_err(|_| PayloadError::Parse("body is not valid JSON"))?;
-            Ok(Payload::Single(entry(raw, max_method_len)))
-        }
+        // One pass over a single call: straight into the envelope.
+        Some(b'{') => match serde_json::from_str::<Wire>(text) {
+            Ok(wire) => Ok(Payload::Single(from_wire(wire, max_method_len))),
+            Err(_) => match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                Err(_) => Err(PayloadError::Parse("body is not valid JSON")),
+                Ok(_) => Ok(Payload::Single(Err(REPEATED_MEMBER))),
+            },
+        },
         _ => Err(not_json_or_not_request(text)),
     }
 }
@@ -139,10 +142,17 @@ fn entry(raw: &RawValue, max_method_len: usize) -> Entry<'_> {
     if !raw.get().starts_with('{') {
         return Err(not_object);
     }
-    let wire: Wire = serde_json::from_str(raw.get()).map_err(|_| Invalid {
-        id: Id::NULL,
-        reason: "a request object must not repeat a member",
-    })?;
+    let wire: Wire = serde_json::from_str(raw.get()).map_err(|_| REPEATED_MEMBER)?;
+    from_wire(wire, max_method_len)
+}
+
+/// Valid JSON that serde refuses as an envelope: a member given twice.
+const REPEATED_MEMBER: Invalid<'static> = Invalid {
+    id: Id::NULL,
+    reason: "a request object must not repeat a member",
+};
+
+fn from_wire(wire: Wire<'_>, max_method_len: usize) -> Entry<'_> {
     let id = match wire.id {
         None => None,
         Some(id) => match id.get().as_bytes()[0] {
