@@ -80,7 +80,7 @@ struct Wire<'a> {
 
 /// `Some` whenever the member is present, even when it is `null`: a missing
 /// `id` (notification) and `"id": null` mean different things.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+pub(crate) fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
 }
 

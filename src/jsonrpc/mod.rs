@@ -10,6 +10,7 @@ mod envelope;
 mod error;
 mod response;
 
+pub(crate) use envelope::present;
 pub use envelope::{parse, Call, Entry, Id, Invalid, Payload, PayloadError};
 pub use error::{code, ErrorObject};
 pub use response::{error_response, join_batch, raw_member, result_response};

@@ -64,6 +64,25 @@ pub async fn route(
     if call.method == "eth_sendRawTransaction" {
         return sendtx::send(net, candidates, params).await;
     }
+    attempt(
+        net,
+        candidates,
+        &call.method,
+        params,
+        UpstreamError::worth_retrying,
+    )
+    .await
+}
+
+/// Calls one candidate after another (P2C among those not tried yet), at most
+/// `max_attempts` times, while `again` says a failure may be retried elsewhere.
+async fn attempt(
+    net: &Network,
+    mut candidates: Vec<&BackendView>,
+    method: &str,
+    params: Option<&str>,
+    again: fn(&UpstreamError) -> bool,
+) -> Result<Reply, RouteError> {
     let mut last = RouteError::NoBackend;
     for _ in 0..net.config.max_attempts {
         let Some(choice) = select::pick(&candidates) else {
@@ -71,23 +90,22 @@ pub async fn route(
         };
         let (res, ejected_now) = choice
             .backend
-            .call(&call.method, params, net.config.request_timeout)
+            .call(method, params, net.config.request_timeout)
             .await;
-        match res {
+        let error = match res {
             Ok(reply) => return Ok(reply),
-            Err(error) => {
-                note_failure(net, choice, &error, ejected_now);
-                let retry = error.worth_retrying();
-                last = RouteError::Upstream {
-                    backend: choice.backend.name.clone(),
-                    error,
-                };
-                if !retry {
-                    break;
-                }
-                candidates.retain(|c| !std::ptr::eq(*c, choice));
-            }
+            Err(error) => error,
+        };
+        note_failure(net, choice, &error, ejected_now);
+        let retry = again(&error);
+        last = RouteError::Upstream {
+            backend: choice.backend.name.clone(),
+            error,
+        };
+        if !retry {
+            break;
         }
+        candidates.retain(|c| !std::ptr::eq(*c, choice));
     }
     Err(last)
 }

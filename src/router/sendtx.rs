@@ -3,55 +3,28 @@
 use bytes::Bytes;
 use sha3::{Digest, Keccak256};
 
-use super::{note_failure, select, RouteError};
-use crate::upstream::{BackendView, Network, Reply};
+use super::{attempt, RouteError};
+use crate::upstream::{BackendView, Network, Reply, UpstreamError};
 
 /// Messages with which nodes say a transaction is already in their pool.
 const ALREADY_KNOWN: [&str; 3] = ["already known", "already imported", "known transaction"];
 
 pub(super) async fn send(
     net: &Network,
-    mut candidates: Vec<&BackendView>,
+    candidates: Vec<&BackendView>,
     params: Option<&str>,
 ) -> Result<Reply, RouteError> {
-    let mut last = RouteError::NoBackend;
-    for _ in 0..net.config.max_attempts {
-        let Some(choice) = select::pick(&candidates) else {
-            break;
-        };
-        let (res, ejected_now) = choice
-            .backend
-            .call("eth_sendRawTransaction", params, net.config.request_timeout)
-            .await;
-        match res {
-            Ok(reply) => {
-                let known = reply.error_message().is_some_and(|m| {
-                    ALREADY_KNOWN
-                        .iter()
-                        .any(|k| m.to_ascii_lowercase().contains(k))
-                });
-                if known {
-                    if let Some(hash) = params.and_then(tx_hash) {
-                        return Ok(Reply::result_from(Bytes::from(format!("\"{hash}\""))));
-                    }
-                }
-                return Ok(reply);
-            }
-            Err(error) => {
-                note_failure(net, choice, &error, ejected_now);
-                let again = error.surely_not_received();
-                last = RouteError::Upstream {
-                    backend: choice.backend.name.clone(),
-                    error,
-                };
-                if !again {
-                    break;
-                }
-                candidates.retain(|c| !std::ptr::eq(*c, choice));
-            }
-        }
+    let method = "eth_sendRawTransaction";
+    let again = UpstreamError::surely_not_received;
+    let reply = attempt(net, candidates, method, params, again).await?;
+    let known = reply.error_message().is_some_and(|m| {
+        let m = m.to_ascii_lowercase();
+        ALREADY_KNOWN.iter().any(|k| m.contains(k))
+    });
+    match params.and_then(tx_hash) {
+        Some(hash) if known => Ok(Reply::result_from(Bytes::from(format!("\"{hash}\"")))),
+        _ => Ok(reply),
     }
-    Err(last)
 }
 
 /// The hash of the raw transaction in `params` (`["0x..."]`): keccak256 of its bytes.

@@ -112,15 +112,10 @@ impl Reply {
     fn from_body(body: Bytes) -> Result<Reply, UpstreamError> {
         #[derive(Deserialize)]
         struct Wire<'a> {
-            #[serde(default, borrow, deserialize_with = "present")]
+            #[serde(default, borrow, deserialize_with = "crate::jsonrpc::present")]
             result: Option<&'a RawValue>,
-            #[serde(default, borrow, deserialize_with = "present")]
+            #[serde(default, borrow, deserialize_with = "crate::jsonrpc::present")]
             error: Option<&'a RawValue>,
-        }
-        fn present<'de, D: serde::Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<&'de RawValue>, D::Error> {
-            <&RawValue>::deserialize(d).map(Some)
         }
         let wire: Wire = serde_json::from_slice(&body).map_err(|_| UpstreamError::BadReply)?;
         let (raw, kind) = match (wire.error, wire.result) {
