@@ -339,3 +339,35 @@ async fn reorg_while_a_replica_is_held_back() {
     assert_eq!(after[..2], before[..2]);
     assert_ne!(after[2], before[2]);
 }
+
+#[tokio::test]
+async fn a_real_redis_server_starts_answers_and_dies() {
+    use rpcgate::fleet::RedisServer;
+    let mut redis = RedisServer::start().await.unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let v: String = redis::cmd("GET")
+        .arg("k")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(v, "v");
+    let port = redis.port();
+    redis.kill().await.unwrap();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    // Back on the same port, empty (no persistence).
+    let _again = RedisServer::start_on(port).await.unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let v: Option<String> = redis::cmd("GET")
+        .arg("k")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(v, None);
+}

@@ -46,6 +46,14 @@ pub struct Config {
     pub server: ServerLimits,
     /// Networks in name order.
     pub networks: Vec<NetworkConfig>,
+    /// State shared by gateway replicas (rate limits, the cache's shared tier).
+    pub redis: Option<RedisConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://host:port[/db]`
+    pub url: String,
 }
 
 /// Limits applied by the HTTP tier, before any call is routed.

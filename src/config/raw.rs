@@ -16,6 +16,13 @@ pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
     pub networks: Option<BTreeMap<String, RawNetwork>>,
+    pub redis: Option<RawRedis>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

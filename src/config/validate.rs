@@ -5,9 +5,10 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawHead, RawNetwork, RawUpstream};
+use super::raw::{RawConfig, RawHead, RawNetwork, RawRedis, RawUpstream};
 use super::{
-    parse_duration, Config, ConfigError, HeadConfig, NetworkConfig, ServerLimits, UpstreamConfig,
+    parse_duration, Config, ConfigError, HeadConfig, NetworkConfig, RedisConfig, ServerLimits,
+    UpstreamConfig,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8545";
@@ -104,10 +105,15 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             ),
         ));
     }
+    let redis = match raw.redis {
+        None => None,
+        Some(r) => Some(redis(r)?),
+    };
     Ok(Config {
         listen,
         server,
         networks,
+        redis,
     })
 }
 
@@ -184,6 +190,22 @@ fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig,
         head: head(&at("head"), raw.head)?,
         upstreams,
     })
+}
+
+fn redis(raw: RawRedis) -> Result<RedisConfig, ConfigError> {
+    let url = raw
+        .url
+        .ok_or_else(|| ConfigError::invalid("redis.url", "is required (redis://host:port)"))?;
+    let parsed: http::Uri = url
+        .parse()
+        .map_err(|_| ConfigError::invalid("redis.url", format!("{url:?} is not a URL")))?;
+    if parsed.scheme_str() != Some("redis") || parsed.host().is_none_or(str::is_empty) {
+        return Err(ConfigError::invalid(
+            "redis.url",
+            format!("{url:?} must look like redis://host:port"),
+        ));
+    }
+    Ok(RedisConfig { url })
 }
 
 fn head(at: &str, raw: RawHead) -> Result<HeadConfig, ConfigError> {
@@ -355,6 +377,21 @@ networks:
         let empty = "networks:\n  mainnet:\n    chain_id: 1\n    upstreams: []\n";
         assert_eq!(err_path(empty), "networks.mainnet.upstreams");
         assert_eq!(err_path("listen: 127.0.0.1:1\n"), "networks");
+    }
+
+    #[test]
+    fn redis_url_is_checked() {
+        let c =
+            Config::from_yaml(&format!("{GOOD}redis:\n  url: redis://127.0.0.1:6379\n")).unwrap();
+        assert_eq!(c.redis.unwrap().url, "redis://127.0.0.1:6379");
+        assert_eq!(
+            err_path(&format!("{GOOD}redis:\n  url: http://x\n")),
+            "redis.url"
+        );
+        assert_eq!(
+            err_path(&format!("{GOOD}redis:\n  host: x\n")),
+            "redis.host"
+        );
     }
 
     #[test]

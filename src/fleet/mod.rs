@@ -15,12 +15,14 @@
 //!   holding back, stopping, restarting and reorging replicas.
 //! - `replica`: one replica's process, progress and snapshots; replays blocks onto it.
 //! - [`autominer`]: the background miner for the demo (blocks on a timer, random lag).
+//! - [`redis`]: [`RedisServer`], a real redis-server on a free loopback port.
 //! - [`tap`]: [`Tap`], a counting relay and fault injector in front of one node, for
 //!   the faults anvil itself cannot show (HTTP errors, stalls, dropped connections).
 
 pub mod anvil;
 pub mod autominer;
 pub mod lockstep;
+pub mod redis;
 mod replica;
 pub mod rpc;
 pub mod tap;
@@ -31,6 +33,7 @@ use std::time::Duration;
 pub use anvil::{anvil_binary, Anvil, AnvilOptions};
 pub use autominer::AutoMiner;
 pub use lockstep::{BlockRef, Checkpoint, Fleet, FleetOptions, DEV_ACCOUNT};
+pub use redis::RedisServer;
 pub use rpc::RpcClient;
 pub use tap::{Fault, Tap};
 
@@ -47,6 +50,8 @@ pub enum FleetError {
     },
     #[error("anvil exited before listening ({status}); stderr: {stderr}")]
     AnvilExited { status: String, stderr: String },
+    #[error("redis-server: {0}")]
+    Redis(String),
     #[error("anvil did not print its port within {after:?}; stderr: {stderr}")]
     StartTimeout { after: Duration, stderr: String },
     #[error("{context}: {source}")]

@@ -1,0 +1,148 @@
+//! A real redis-server (Debian's package) on a free loopback port, for tests
+//! of state shared between gateway replicas.
+//!
+//! redis-server cannot bind port 0 and report it, so a free port is found by
+//! binding 127.0.0.1:0 and releasing it just before the server starts; the
+//! start is retried on another port if that one was taken in between.
+//! Persistence is off: each server starts empty. Like anvil nodes, the
+//! process gets SIGKILL when the thread that started it goes.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+use super::FleetError;
+
+/// A running redis-server; killed on drop.
+pub struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts redis-server on a free loopback port and waits until it answers PING.
+    pub async fn start() -> Result<RedisServer, FleetError> {
+        let mut last = None;
+        for _ in 0..5 {
+            let port = free_port()?;
+            match RedisServer::start_on(port).await {
+                Ok(server) => return Ok(server),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    /// Starts redis-server on `port` (used to bring a killed server back).
+    pub async fn start_on(port: u16) -> Result<RedisServer, FleetError> {
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|e| {
+            FleetError::Redis(format!(
+                "cannot start it ({e}); apt-get install redis-server"
+            ))
+        })?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut out = String::new();
+                if let Some(mut stdout) = child.stdout.take() {
+                    let _ = stdout.read_to_string(&mut out).await;
+                }
+                return Err(FleetError::Redis(format!(
+                    "exited on port {port} ({status}): {out}"
+                )));
+            }
+            if ping(port).await {
+                // Drain its output so a chatty server never blocks on a full pipe.
+                if let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) {
+                    tokio::spawn(async move {
+                        let mut sink = Vec::new();
+                        let _ = tokio::join!(out.read_to_end(&mut sink), async {
+                            let mut sink = Vec::new();
+                            err.read_to_end(&mut sink).await
+                        });
+                    });
+                }
+                return Ok(RedisServer {
+                    port,
+                    child: Some(child),
+                });
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(FleetError::Redis(format!(
+                    "no PONG on port {port} within 10s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub async fn kill(&mut self) -> Result<(), FleetError> {
+        if let Some(mut child) = self.child.take() {
+            child
+                .kill()
+                .await
+                .map_err(|e| FleetError::Redis(format!("kill: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+fn free_port() -> Result<u16, FleetError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| FleetError::Redis(format!("no free port: {e}")))?;
+    Ok(listener.port())
+}
+
+/// One RESP PING over a fresh connection.
+async fn ping(port: u16) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut buf)).await,
+        Ok(Ok(_))
+    ) && &buf == b"+PONG\r\n"
+}
