@@ -180,3 +180,26 @@ async fn block_number_is_monotonic_while_a_replica_lags_and_catches_up() {
         "the chain advanced during the test ({first} -> {last_number})"
     );
 }
+
+#[tokio::test]
+async fn heads_arrive_over_websocket_and_finality_is_tracked() {
+    let fleet = fleet(2).await;
+    fleet.mine_blocks(3).await.unwrap();
+    // Polling so slow that only newHeads can move the head within the test.
+    let slow =
+        "head:\n  poll_interval: 60s\n  ws_poll_interval: 60s\n  finality_poll_interval: 100ms";
+    let y = yaml(fleet.chain_id(), &fleet_ups(&fleet), "").replace(
+        "    head:\n      poll_interval: 50ms\n      ws_poll_interval: 200ms\n      finality_poll_interval: 200ms\n",
+        &slow.lines().map(|l| format!("    {l}\n")).collect::<String>(),
+    );
+    assert!(y.contains("60s"), "{y}");
+    let gw = start_gateway(&y).await;
+    wait_synced(&gw, 2, 3).await;
+    let h = fleet.mine_blocks(2).await.unwrap();
+    wait_synced(&gw, 2, h).await;
+    // anvil with one slot per epoch: safe is latest - 1, finalized latest - 2.
+    wait_view(&gw, "safe and finalized follow the chain", |v| {
+        v.safe == Some(h - 1) && v.finalized == Some(h - 2)
+    })
+    .await;
+}
