@@ -65,6 +65,7 @@ pub async fn run(
             source,
         })?;
     let addr = server.local_addr();
+    let admin = server.admin_addr();
     let gateway = server.gateway();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run(
@@ -87,6 +88,7 @@ pub async fn run(
     println!("The gateway's config:\n\n{yaml}");
     println!("JSON-RPC at http://{addr}/  (also http://{addr}/dev)");
     println!("Try:\n  curl -s -H 'content-type: application/json' \\\n    -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_getBlockByNumber\",\"params\":[\"latest\",false]}}' http://{addr}/");
+    println!("Status of every replica as the gateway sees it: curl -s http://{admin}/status");
     println!("Ctrl-C stops the gateway and the replicas.\n");
 
     let status = async {
@@ -126,7 +128,7 @@ pub async fn run(
 
 fn demo_yaml(fleet: &Fleet, listen: SocketAddr) -> String {
     let mut y = format!(
-        "listen: {listen}\nnetworks:\n  dev:\n    chain_id: {}\n    default: true\n    max_lag_blocks: 1\n    head:\n      poll_interval: 250ms\n    upstreams:\n",
+        "listen: {listen}\nadmin_listen: 127.0.0.1:0\nnetworks:\n  dev:\n    chain_id: {}\n    default: true\n    max_lag_blocks: 1\n    head:\n      poll_interval: 250ms\n    upstreams:\n",
         fleet.chain_id()
     );
     for i in 0..fleet.len() {

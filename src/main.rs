@@ -18,6 +18,9 @@ struct Cli {
     /// Override the `listen` address of the config.
     #[arg(long, env = "RPCGATE_LISTEN")]
     listen: Option<std::net::SocketAddr>,
+    /// Override the `admin_listen` address of the config (livez, readyz, status).
+    #[arg(long, env = "RPCGATE_ADMIN_LISTEN")]
+    admin_listen: Option<std::net::SocketAddr>,
     /// Log filter, e.g. `info` or `rpcgate=debug` (RUST_LOG is also read).
     #[arg(long, env = "RPCGATE_LOG", default_value = "info", global = true)]
     log: String,
@@ -109,6 +112,9 @@ fn main() -> ExitCode {
             if let Some(listen) = cli.listen {
                 config.listen = listen;
             }
+            if let Some(admin) = cli.admin_listen {
+                config.admin_listen = admin;
+            }
             serve(config, cli.drain_timeout)
         }
     }
@@ -127,7 +133,12 @@ fn serve(config: Config, drain: Duration) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(listen = %server.local_addr(), networks = config.networks.len(), "rpcgate serving");
+        tracing::info!(
+            listen = %server.local_addr(),
+            admin = %server.admin_addr(),
+            networks = config.networks.len(),
+            "rpcgate serving"
+        );
         server.run(shutdown_signal(), drain).await;
         tracing::info!("rpcgate stopped");
         ExitCode::SUCCESS
@@ -146,8 +157,11 @@ async fn shutdown_signal() {
 fn init_logs(default: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only for a person at a terminal, never in files or pipes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

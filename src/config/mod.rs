@@ -43,6 +43,8 @@ impl ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Health, readiness and status (and metrics).
+    pub admin_listen: SocketAddr,
     pub server: ServerLimits,
     /// Networks in name order.
     pub networks: Vec<NetworkConfig>,

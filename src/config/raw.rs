@@ -13,6 +13,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub listen: Option<String>,
+    pub admin_listen: Option<String>,
     #[serde(default)]
     pub server: RawServer,
     pub networks: Option<BTreeMap<String, RawNetwork>>,

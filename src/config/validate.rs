@@ -12,6 +12,7 @@ use super::{
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8545";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 5 * 1024 * 1024;
 pub const DEFAULT_MAX_BATCH_LEN: u64 = 100;
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
@@ -24,13 +25,11 @@ pub const DEFAULT_EJECT_AFTER_FAILURES: u64 = 3;
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
 pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
-    let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-    let listen: SocketAddr = listen.parse().map_err(|_| {
-        ConfigError::invalid(
-            "listen",
-            format!("{listen:?} is not an address like 127.0.0.1:8545"),
-        )
-    })?;
+    let listen = address("listen", raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
+    let admin_listen = address(
+        "admin_listen",
+        raw.admin_listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN),
+    )?;
 
     let server = ServerLimits {
         max_body_bytes: in_range(
@@ -111,6 +110,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     };
     Ok(Config {
         listen,
+        admin_listen,
         server,
         networks,
         redis,
@@ -189,6 +189,15 @@ fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig,
         )?,
         head: head(&at("head"), raw.head)?,
         upstreams,
+    })
+}
+
+fn address(at: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        ConfigError::invalid(
+            at,
+            format!("{text:?} is not an address like 127.0.0.1:8545"),
+        )
     })
 }
 

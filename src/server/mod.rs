@@ -6,12 +6,14 @@
 //! a semaphore taken before `accept`, so a flood waits in the kernel's
 //! backlog instead of growing memory here.
 
+pub mod admin;
 mod http;
 mod rescue;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +49,8 @@ impl Routes {
 /// What a running gateway serves.
 pub struct Gateway {
     routes: ArcSwap<Routes>,
+    /// Set when shutdown begins: readiness turns false at once.
+    draining: AtomicBool,
 }
 
 impl Gateway {
@@ -69,17 +73,36 @@ impl Gateway {
         };
         Arc::new(Gateway {
             routes: ArcSwap::from_pointee(routes),
+            draining: AtomicBool::new(false),
         })
     }
 
     pub fn routes(&self) -> Arc<Routes> {
         self.routes.load_full()
     }
+
+    /// Why the gateway should not get traffic now (empty when ready): it is
+    /// shutting down, or a network has no eligible backend.
+    pub fn not_ready(&self) -> Vec<String> {
+        if self.draining.load(Ordering::Relaxed) {
+            return vec!["shutting down".into()];
+        }
+        let routes = self.routes();
+        let mut reasons: Vec<String> = routes
+            .networks
+            .iter()
+            .filter(|(_, net)| net.view().eligible().next().is_none())
+            .map(|(name, _)| format!("network {name} has no eligible backend"))
+            .collect();
+        reasons.sort();
+        reasons
+    }
 }
 
 /// A bound listener, ready to serve.
 pub struct Server {
     listener: TcpListener,
+    admin: TcpListener,
     gateway: Arc<Gateway>,
     max_connections: usize,
     header_timeout: Duration,
@@ -89,8 +112,15 @@ impl Server {
     /// Binds the configured address and starts the gateway's control loops.
     pub async fn bind(config: &Config) -> std::io::Result<Server> {
         let listener = TcpListener::bind(config.listen).await?;
+        let admin = TcpListener::bind(config.admin_listen).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("admin listener {}: {e}", config.admin_listen),
+            )
+        })?;
         Ok(Server {
             listener,
+            admin,
             gateway: Gateway::start(config),
             max_connections: config.server.max_connections,
             header_timeout: config.server.body_read_timeout,
@@ -103,13 +133,21 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
     pub fn gateway(&self) -> Arc<Gateway> {
         self.gateway.clone()
     }
 
-    /// Serves until `shutdown` completes, then lets open connections finish
-    /// their requests for at most `drain`.
+    /// Serves until `shutdown` completes; then reports not ready, stops
+    /// accepting, and lets open connections finish their requests for at
+    /// most `drain`. The admin listener answers until the drain ends.
     pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
+        let admin = tokio::spawn(admin::serve(self.admin, self.gateway.clone()));
         let permits = Arc::new(Semaphore::new(self.max_connections));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -150,12 +188,15 @@ impl Server {
                 drop(permit);
             });
         }
+        self.gateway.draining.store(true, Ordering::Relaxed);
         drop(self.listener);
+        tracing::info!("stopped accepting; draining open requests");
         if tokio::time::timeout(drain, graceful.shutdown())
             .await
             .is_err()
         {
             tracing::warn!(?drain, "drain timeout passed with requests still open");
         }
+        admin.abort();
     }
 }

@@ -2,6 +2,7 @@
 
 mod envelope;
 mod failover;
+mod operations;
 mod routing;
 mod support;
 mod transparency;

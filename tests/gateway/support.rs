@@ -23,6 +23,8 @@ pub const OTHER: &str = "0x70997970C51812dc3A010C7d01b54e5C0979720C";
 
 pub struct Gw {
     pub url: String,
+    /// The admin listener: livez, readyz, status.
+    pub admin: String,
     pub gateway: Arc<Gateway>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -70,7 +72,7 @@ pub fn fleet_ups(fleet: &Fleet) -> Vec<Up> {
 /// A config for one network `dev`, with fast head polling; `extra` adds network keys.
 pub fn yaml(chain_id: u64, ups: &[Up], extra: &str) -> String {
     let mut y = format!(
-        "listen: 127.0.0.1:0\nnetworks:\n  dev:\n    chain_id: {chain_id}\n    head:\n      poll_interval: 50ms\n      ws_poll_interval: 200ms\n      finality_poll_interval: 200ms\n      syncing_poll_interval: 500ms\n      probe_timeout: 1s\n"
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nnetworks:\n  dev:\n    chain_id: {chain_id}\n    head:\n      poll_interval: 50ms\n      ws_poll_interval: 200ms\n      finality_poll_interval: 200ms\n      syncing_poll_interval: 500ms\n      probe_timeout: 1s\n"
     );
     for line in extra.lines().filter(|l| !l.trim().is_empty()) {
         y.push_str(&format!("    {}\n", line.trim()));
@@ -92,6 +94,7 @@ pub async fn start_gateway(yaml: &str) -> Gw {
     let config = Config::from_yaml(yaml).unwrap_or_else(|e| panic!("test config: {e}\n{yaml}"));
     let server = Server::bind(&config).await.expect("bind 127.0.0.1:0");
     let url = format!("http://{}", server.local_addr());
+    let admin = format!("http://{}", server.admin_addr());
     let gateway = server.gateway();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(server.run(
@@ -102,6 +105,7 @@ pub async fn start_gateway(yaml: &str) -> Gw {
     ));
     Gw {
         url,
+        admin,
         gateway,
         stop: Some(stop),
     }

@@ -1,0 +1,168 @@
+//! What operators rely on: readiness, status, and a graceful SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpcgate::fleet::{Fault, Tap};
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+async fn get(url: &str) -> (u16, String) {
+    let response = client()
+        .request(http::Request::get(url).body(Default::default()).unwrap())
+        .await
+        .expect("admin request");
+    let status = response.status().as_u16();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn readiness_follows_the_fleet_and_status_shows_each_backend() {
+    let fleet = fleet(2).await;
+    fleet.mine_blocks(3).await.unwrap();
+    let gw = start_gateway(&yaml(fleet.chain_id(), &fleet_ups(&fleet), "")).await;
+    wait_synced(&gw, 2, 3).await;
+    assert_eq!(get(&format!("{}/livez", gw.admin)).await.0, 200);
+    assert_eq!(get(&format!("{}/readyz", gw.admin)).await.0, 200);
+
+    fleet.hold(1).await.unwrap();
+    fleet.mine_blocks(3).await.unwrap();
+    wait_view(&gw, "r1 lagging", |v| v.backends[1].ineligible.is_some()).await;
+    let (status, body) = get(&format!("{}/status", gw.admin)).await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let net = &v["networks"]["dev"];
+    assert_eq!(net["served_head"], 6);
+    assert_eq!(net["backends"][0]["eligible"], true);
+    assert_eq!(net["backends"][0]["head"], 6);
+    assert_eq!(net["backends"][1]["eligible"], false);
+    assert_eq!(net["backends"][1]["lag"], 3);
+    assert_eq!(net["backends"][1]["reason"], "lagging 3 blocks");
+    assert!(net["backends"][0]["latency_ms"].as_f64().unwrap() > 0.0);
+
+    fleet.stop(0).await.unwrap();
+    fleet.stop(1).await.unwrap();
+    wait_for("not ready without backends", || {
+        let url = format!("{}/readyz", gw.admin);
+        async move { get(&url).await.0 == 503 }
+    })
+    .await;
+    let (_, why) = get(&format!("{}/readyz", gw.admin)).await;
+    assert!(why.contains("network dev has no eligible backend"), "{why}");
+
+    fleet.restart(0).await.unwrap();
+    fleet.restart(1).await.unwrap();
+    fleet.release(1).await.unwrap();
+    wait_for("ready again", || {
+        let url = format!("{}/readyz", gw.admin);
+        async move { get(&url).await.0 == 200 }
+    })
+    .await;
+}
+
+/// The rpcgate binary, serving `config`; returns the child and its two addresses.
+fn spawn_rpcgate(config: &std::path::Path) -> (std::process::Child, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rpcgate"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--drain-timeout",
+            "10s",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut listen, mut admin) = (String::new(), String::new());
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("rpcgate serving") {
+            let field = |name: &str| {
+                let at = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+                line[at..].split_whitespace().next().unwrap().to_string()
+            };
+            listen = format!("http://{}", field("listen"));
+            admin = format!("http://{}", field("admin"));
+            break;
+        }
+    }
+    assert!(!listen.is_empty(), "rpcgate did not start");
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, listen, admin)
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    let fleet = fleet(1).await;
+    fleet.mine().await.unwrap();
+    let tap = Tap::start(&fleet.http_url(0)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rpcgate.yaml");
+    let y = yaml(
+        fleet.chain_id(),
+        &[up("r0", tap.url(), None)],
+        "request_timeout: 5s",
+    )
+    .replace("probe_timeout: 1s", "probe_timeout: 3s");
+    std::fs::write(&config, y).unwrap();
+    let (mut child, url, admin) = spawn_rpcgate(&config);
+    wait_for("ready", || {
+        let url = format!("{admin}/readyz");
+        async move { get(&url).await.0 == 200 }
+    })
+    .await;
+
+    // Ten slow requests in flight, then SIGTERM.
+    tap.set_fault(Fault::Delay(Duration::from_millis(800)));
+    tap.reset();
+    let url = Arc::new(url);
+    let in_flight: Vec<_> = (0..10)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                post_json(&url, &json!({"jsonrpc":"2.0","id":i,"method":"eth_getBalance","params":[OTHER,"0x1"]})).await
+            })
+        })
+        .collect();
+    wait_for("all ten at the backend", || {
+        let n = tap.count("eth_getBalance");
+        async move { n == 10 }
+    })
+    .await;
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+
+    // While draining: not ready, and new connections are refused.
+    wait_for("not ready while draining", || {
+        let url = format!("{admin}/readyz");
+        async move { get(&url).await.0 == 503 }
+    })
+    .await;
+    let addr = url.trim_start_matches("http://").to_string();
+    wait_for("new connections refused", || {
+        let addr = addr.clone();
+        async move { tokio::net::TcpStream::connect(addr).await.is_err() }
+    })
+    .await;
+
+    for request in in_flight {
+        let answer = request.await.unwrap();
+        assert!(
+            answer["result"].is_string(),
+            "an in-flight request was cut: {answer}"
+        );
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
