@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use rpcgate::config::Config;
+use rpcgate::server::reload::{Overrides, Watch};
 use rpcgate::server::Server;
 
 /// A JSON-RPC gateway for Ethereum node fleets.
@@ -30,6 +31,9 @@ struct Cli {
     /// How long in-flight requests may take to finish on shutdown.
     #[arg(long, default_value = "10s", value_parser = rpcgate::config::parse_duration)]
     drain_timeout: Duration,
+    /// How often the config file is checked for changes (SIGHUP reloads at once).
+    #[arg(long, default_value = "2s", value_parser = rpcgate::config::parse_duration)]
+    reload_interval: Duration,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -102,25 +106,41 @@ fn main() -> ExitCode {
                 eprintln!("rpcgate: --config FILE is required (see --help)");
                 return ExitCode::from(2);
             };
-            let mut config = match Config::load(path) {
-                Ok(c) => c,
+            // Read once: what is validated here is what the reloader compares against.
+            let loaded = match std::fs::read(path) {
+                Ok(bytes) => bytes,
                 Err(e) => {
-                    eprintln!("{}: {e}", path.display());
+                    eprintln!("{}: cannot read: {e}", path.display());
                     return ExitCode::from(2);
                 }
             };
-            if let Some(listen) = cli.listen {
-                config.listen = listen;
-            }
-            if let Some(admin) = cli.admin_listen {
-                config.admin_listen = admin;
-            }
-            serve(config, cli.drain_timeout)
+            let parsed =
+                std::str::from_utf8(&loaded).map_err(|_| "the file is not UTF-8".to_string());
+            let mut config =
+                match parsed.and_then(|t| Config::from_yaml(t).map_err(|e| e.to_string())) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("{}: {e}", path.display());
+                        return ExitCode::from(2);
+                    }
+                };
+            let overrides = Overrides {
+                listen: cli.listen,
+                admin_listen: cli.admin_listen,
+            };
+            overrides.apply(&mut config);
+            let watch = Watch {
+                path: path.clone(),
+                loaded,
+                every: cli.reload_interval,
+                overrides,
+            };
+            serve(config, cli.drain_timeout, watch)
         }
     }
 }
 
-fn serve(config: Config, drain: Duration) -> ExitCode {
+fn serve(config: Config, drain: Duration, watch: Watch) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -139,7 +159,9 @@ fn serve(config: Config, drain: Duration) -> ExitCode {
             networks = config.networks.len(),
             "rpcgate serving"
         );
+        let watcher = tokio::spawn(rpcgate::server::reload::watch(watch, server.gateway()));
         server.run(shutdown_signal(), drain).await;
+        watcher.abort();
         tracing::info!("rpcgate stopped");
         ExitCode::SUCCESS
     })

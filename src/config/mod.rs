@@ -73,7 +73,7 @@ pub struct ServerLimits {
     pub body_read_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NetworkConfig {
     pub name: String,
     pub chain_id: u64,
@@ -93,7 +93,7 @@ pub struct NetworkConfig {
 }
 
 /// Timing of the head-tracking control loops.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HeadConfig {
     /// Polling of `latest` when no WebSocket subscription is live.
     pub poll_interval: Duration,
@@ -104,7 +104,7 @@ pub struct HeadConfig {
     pub probe_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     pub name: String,
     pub http: http::Uri,

@@ -8,12 +8,13 @@
 
 pub mod admin;
 mod http;
+pub mod reload;
 mod rescue;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::{Config, ServerLimits};
-use crate::upstream::{http_client, Network};
+use crate::upstream::{http_client, HttpClient, Network};
 
 /// The routing table: which network answers which path.
 pub struct Routes {
@@ -35,6 +36,32 @@ pub struct Routes {
 }
 
 impl Routes {
+    /// The routes of `config`, reusing what `old` already runs.
+    fn build(config: &Config, client: &HttpClient, old: Option<&Routes>) -> Routes {
+        let mut networks = HashMap::new();
+        let mut default = None;
+        for net in &config.networks {
+            let previous = old.and_then(|o| o.networks.get(&net.name));
+            let network = match previous {
+                Some(p) if p.config == *net => p.clone(),
+                _ => Arc::new(Network::start_after(
+                    net.clone(),
+                    client,
+                    previous.map(|p| &**p),
+                )),
+            };
+            if net.default {
+                default = Some(network.clone());
+            }
+            networks.insert(net.name.clone(), network);
+        }
+        Routes {
+            networks,
+            default,
+            limits: config.server.clone(),
+        }
+    }
+
     /// `/` is the default network, `/<name>` (with or without a trailing slash) a named one.
     pub fn network_for_path(&self, path: &str) -> Option<&Arc<Network>> {
         let name = path.trim_start_matches('/').trim_end_matches('/');
@@ -49,32 +76,74 @@ impl Routes {
 /// What a running gateway serves.
 pub struct Gateway {
     routes: ArcSwap<Routes>,
+    client: HttpClient,
+    /// The addresses bound at start: a reload cannot move them.
+    bound: (SocketAddr, SocketAddr),
     /// Set when shutdown begins: readiness turns false at once.
     draining: AtomicBool,
+    pub reloads: ReloadCounters,
+}
+
+/// How many reloads took effect and how many were refused.
+#[derive(Default)]
+pub struct ReloadCounters {
+    pub applied: AtomicU64,
+    pub refused: AtomicU64,
 }
 
 impl Gateway {
     /// Starts the networks (their head tracking begins at once).
     pub fn start(config: &Config) -> Arc<Gateway> {
         let client = http_client();
-        let mut networks = HashMap::new();
-        let mut default = None;
-        for net in &config.networks {
-            let network = Arc::new(Network::start(net.clone(), &client));
-            if net.default {
-                default = Some(network.clone());
-            }
-            networks.insert(net.name.clone(), network);
-        }
-        let routes = Routes {
-            networks,
-            default,
-            limits: config.server.clone(),
-        };
+        let routes = Routes::build(config, &client, None);
         Arc::new(Gateway {
             routes: ArcSwap::from_pointee(routes),
+            client,
+            bound: (config.listen, config.admin_listen),
             draining: AtomicBool::new(false),
+            reloads: ReloadCounters::default(),
         })
+    }
+
+    /// Swaps in a new validated config. Networks whose config is unchanged
+    /// are kept as they are; changed ones are rebuilt around the trackers of
+    /// the backends they keep, so their views are warm at once. Requests in
+    /// flight finish on the routes they started with.
+    pub fn reload(&self, config: &Config) {
+        if (config.listen, config.admin_listen) != self.bound {
+            tracing::warn!(
+                "listen and admin_listen changes take effect only after a restart; still on {} and {}",
+                self.bound.0,
+                self.bound.1
+            );
+        }
+        let old = self.routes();
+        let routes = Routes::build(config, &self.client, Some(&old));
+        for name in old
+            .networks
+            .keys()
+            .filter(|n| !routes.networks.contains_key(*n))
+        {
+            tracing::info!(network = %name, "network removed");
+        }
+        for (name, net) in &routes.networks {
+            match old.networks.get(name) {
+                None => tracing::info!(network = %name, "network added"),
+                Some(prev) if !Arc::ptr_eq(prev, net) => {
+                    let names = |n: &Network| {
+                        n.config
+                            .upstreams
+                            .iter()
+                            .map(|u| u.name.clone())
+                            .collect::<Vec<_>>()
+                    };
+                    tracing::info!(network = %name, upstreams = ?names(net), was = ?names(prev), "network reconfigured");
+                }
+                Some(_) => {}
+            }
+        }
+        self.routes.store(Arc::new(routes));
+        self.reloads.applied.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn routes(&self) -> Arc<Routes> {

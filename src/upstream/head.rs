@@ -1,8 +1,9 @@
 //! Head tracking: one control loop per backend.
 //!
 //! The loop owns everything known about a backend's chain position and
-//! publishes it as an immutable [`HeadState`] on a `watch` channel, then wakes
-//! the network's view builder. Nothing on the request path writes here.
+//! publishes it as an immutable [`HeadState`] on a `watch` channel, which the
+//! view builder of every network using this backend waits on. Nothing on the
+//! request path writes here.
 //!
 //! - chain id: checked first, and again whenever the backend was unreachable
 //!   (a restarted node may be a different node); a mismatch refuses it.
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::client::Backend;
@@ -90,7 +91,6 @@ pub fn spawn(
     backend: Arc<Backend>,
     chain_id: u64,
     cfg: HeadConfig,
-    changed: Arc<Notify>,
 ) -> (watch::Receiver<HeadState>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(HeadState::initial());
     let ws_live = Arc::new(AtomicBool::new(false));
@@ -99,7 +99,6 @@ pub fn spawn(
             backend,
             chain_id,
             cfg,
-            changed,
             tx,
             ws_live,
         }
@@ -112,7 +111,6 @@ struct Tracker {
     backend: Arc<Backend>,
     chain_id: u64,
     cfg: HeadConfig,
-    changed: Arc<Notify>,
     tx: watch::Sender<HeadState>,
     ws_live: Arc<AtomicBool>,
 }
@@ -175,14 +173,11 @@ impl Tracker {
     }
 
     fn publish(&self, change: impl FnOnce(&mut HeadState)) {
-        let modified = self.tx.send_if_modified(|s| {
+        self.tx.send_if_modified(|s| {
             let before = s.clone();
             change(s);
             *s != before
         });
-        if modified {
-            self.changed.notify_one();
-        }
     }
 
     fn unreachable(&self, error: String) {

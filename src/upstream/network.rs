@@ -1,65 +1,140 @@
 //! One network's backends and the control loops that watch them.
+//!
+//! A backend's head tracker is shared through an `Arc` by every [`Network`]
+//! built with the same backend settings, so a config reload that keeps a
+//! backend keeps its tracker, its state and its latency estimate: the new
+//! network's view is warm the moment it is built, and no request fails
+//! because a reload made the gateway forget where its backends are.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::client::{Backend, HttpClient};
-use super::head;
-use super::view::{self, NetworkView, Tracked};
-use crate::config::NetworkConfig;
+use super::head::{self, HeadState};
+use super::view::{self, NetworkView, ServedHead, Tracked};
+use crate::config::{HeadConfig, NetworkConfig, UpstreamConfig};
+
+/// Everything that makes two trackers interchangeable.
+#[derive(PartialEq)]
+struct TrackerKey {
+    upstream: UpstreamConfig,
+    chain_id: u64,
+    head: HeadConfig,
+    max_response_bytes: usize,
+    eject_after: u32,
+}
+
+impl TrackerKey {
+    fn of(config: &NetworkConfig, upstream: &UpstreamConfig) -> TrackerKey {
+        TrackerKey {
+            upstream: upstream.clone(),
+            chain_id: config.chain_id,
+            head: config.head.clone(),
+            max_response_bytes: config.max_response_bytes,
+            eject_after: config.eject_after_failures,
+        }
+    }
+}
+
+/// A backend and its running head tracker; the tracker stops when the last
+/// network using it is dropped.
+struct TrackedBackend {
+    key: TrackerKey,
+    backend: Arc<Backend>,
+    state: watch::Receiver<HeadState>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TrackedBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
 
 /// The running state of one network: its config, its backends, its view.
-/// Dropping it stops its control loops.
+/// Dropping it stops its view builder (and trackers no other network uses).
 pub struct Network {
     pub config: NetworkConfig,
     view: Arc<ArcSwap<NetworkView>>,
-    changed: Arc<Notify>,
-    tasks: Vec<JoinHandle<()>>,
+    refresh: Arc<Notify>,
+    backends: Vec<Arc<TrackedBackend>>,
+    builder: JoinHandle<()>,
 }
 
 impl Network {
     /// Starts head tracking for every upstream and the view builder.
     pub fn start(config: NetworkConfig, client: &HttpClient) -> Network {
-        let changed = Arc::new(Notify::new());
-        let mut tasks = Vec::new();
-        let mut tracked = Vec::new();
-        for up in &config.upstreams {
-            let backend = Backend::new(
-                up,
-                client.clone(),
-                config.max_response_bytes,
-                config.eject_after_failures,
-            );
-            let (state, task) = head::spawn(
-                backend.clone(),
-                config.chain_id,
-                config.head.clone(),
-                changed.clone(),
-            );
-            tasks.push(task);
-            tracked.push(Tracked { backend, state });
-        }
-        // Until the first build, every backend is listed as not checked yet.
-        let initial = tracked
+        Network::start_after(config, client, None)
+    }
+
+    /// Like [`Network::start`], taking over from `previous` (the same network
+    /// under the old config): unchanged backends keep their trackers, and the
+    /// served head continues from where it was.
+    pub fn start_after(
+        config: NetworkConfig,
+        client: &HttpClient,
+        previous: Option<&Network>,
+    ) -> Network {
+        let backends: Vec<Arc<TrackedBackend>> = config
+            .upstreams
+            .iter()
+            .map(|up| {
+                let key = TrackerKey::of(&config, up);
+                let kept = previous.and_then(|p| p.backends.iter().find(|b| b.key == key));
+                match kept {
+                    Some(b) => b.clone(),
+                    None => {
+                        let backend = Backend::new(
+                            up,
+                            client.clone(),
+                            config.max_response_bytes,
+                            config.eject_after_failures,
+                        );
+                        let (state, task) =
+                            head::spawn(backend.clone(), config.chain_id, config.head.clone());
+                        Arc::new(TrackedBackend {
+                            key,
+                            backend,
+                            state,
+                            task,
+                        })
+                    }
+                }
+            })
+            .collect();
+        let tracked: Vec<Tracked> = backends
+            .iter()
+            .map(|b| Tracked {
+                backend: b.backend.clone(),
+                state: b.state.clone(),
+            })
+            .collect();
+        let mut carry =
+            previous.map_or_else(ServedHead::default, |p| ServedHead::continuing(&p.view()));
+        // Built now, so the network is ready to serve the moment it exists.
+        let states = tracked
             .iter()
             .map(|t| (t.backend.clone(), t.state.borrow().clone()))
             .collect();
-        let first = view::build(initial, config.max_lag_blocks, &mut Default::default());
+        let first = view::build(states, config.max_lag_blocks, &mut carry);
         let view = Arc::new(ArcSwap::from_pointee(first));
-        tasks.push(tokio::spawn(view::run(
+        let refresh = Arc::new(Notify::new());
+        let builder = tokio::spawn(view::run(
             tracked,
             config.max_lag_blocks,
-            changed.clone(),
+            refresh.clone(),
             view.clone(),
-        )));
+            carry,
+        ));
         Network {
             config,
             view,
-            changed,
-            tasks,
+            refresh,
+            backends,
+            builder,
         }
     }
 
@@ -70,14 +145,12 @@ impl Network {
 
     /// Asks the view builder to look again (after the request path ejected a backend).
     pub fn refresh(&self) {
-        self.changed.notify_one();
+        self.refresh.notify_one();
     }
 }
 
 impl Drop for Network {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.builder.abort();
     }
 }

@@ -82,13 +82,14 @@ impl NetworkView {
 }
 
 /// A backend and its tracker's channel.
+#[derive(Clone)]
 pub struct Tracked {
     pub backend: Arc<Backend>,
     pub state: watch::Receiver<HeadState>,
 }
 
 /// The state the view builder carries from one build to the next.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ServedHead {
     served: Option<u64>,
     reorgs_seen: u64,
@@ -96,22 +97,46 @@ pub struct ServedHead {
     finalized: Option<u64>,
 }
 
-/// Rebuilds the view on every change until `changed` is no longer signalled
-/// by anyone (the task is aborted when the network is dropped).
+impl ServedHead {
+    /// Continues from an earlier view of the same network (after a reload),
+    /// so the served head does not go back when the config changes.
+    pub fn continuing(view: &NetworkView) -> ServedHead {
+        ServedHead {
+            served: view.served_head,
+            reorgs_seen: view.backends.iter().map(|b| b.state.reorgs).sum(),
+            safe: view.safe,
+            finalized: view.finalized,
+        }
+    }
+}
+
+/// Rebuilds the view whenever a tracker publishes or `refresh` is signalled
+/// (the request path ejected a backend). Ends when the trackers are gone;
+/// the owner aborts it when the network is dropped.
 pub async fn run(
-    tracked: Vec<Tracked>,
+    mut tracked: Vec<Tracked>,
     max_lag: u64,
-    changed: Arc<Notify>,
+    refresh: Arc<Notify>,
     out: Arc<ArcSwap<NetworkView>>,
+    mut carry: ServedHead,
 ) {
-    let mut carry = ServedHead::default();
     loop {
-        changed.notified().await;
         let states: Vec<(Arc<Backend>, HeadState)> = tracked
-            .iter()
-            .map(|t| (t.backend.clone(), t.state.borrow().clone()))
+            .iter_mut()
+            .map(|t| (t.backend.clone(), t.state.borrow_and_update().clone()))
             .collect();
         out.store(Arc::new(build(states, max_lag, &mut carry)));
+        if tracked.is_empty() {
+            refresh.notified().await;
+            continue;
+        }
+        let any = futures_util::future::select_all(
+            tracked.iter_mut().map(|t| Box::pin(t.state.changed())),
+        );
+        tokio::select! {
+            (changed, _, _) = any => if changed.is_err() { return },
+            _ = refresh.notified() => {}
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use rpcgate::fleet::{Fault, Tap};
 use serde_json::{json, Value};
 
@@ -68,7 +69,10 @@ async fn readiness_follows_the_fleet_and_status_shows_each_backend() {
 }
 
 /// The rpcgate binary, serving `config`; returns the child and its two addresses.
-fn spawn_rpcgate(config: &std::path::Path) -> (std::process::Child, String, String) {
+fn spawn_rpcgate(
+    config: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rpcgate"))
         .args([
             "--config",
@@ -76,6 +80,7 @@ fn spawn_rpcgate(config: &std::path::Path) -> (std::process::Child, String, Stri
             "--drain-timeout",
             "10s",
         ])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -115,7 +120,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     )
     .replace("probe_timeout: 1s", "probe_timeout: 3s");
     std::fs::write(&config, y).unwrap();
-    let (mut child, url, admin) = spawn_rpcgate(&config);
+    let (mut child, url, admin) = spawn_rpcgate(&config, &[]);
     wait_for("ready", || {
         let url = format!("{admin}/readyz");
         async move { get(&url).await.0 == 200 }
@@ -165,4 +170,146 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         .await
         .unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+/// Writes `content` the way Kubernetes updates a mounted ConfigMap: into a new
+/// directory, then an atomic swap of the `..data` symlink.
+fn configmap_write(dir: &std::path::Path, version: u32, content: &str) {
+    let data = dir.join(format!("..v{version}"));
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("rpcgate.yaml"), content).unwrap();
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(format!("..v{version}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    let link = dir.join("rpcgate.yaml");
+    if std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink("..data/rpcgate.yaml", &link).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn reload_under_traffic_fails_no_request_and_refuses_a_bad_file() {
+    use rpcgate::server::reload::{watch, Overrides, Watch};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let fleet = fleet(3).await;
+    fleet.mine_blocks(2).await.unwrap();
+    let ups = fleet_ups(&fleet);
+    let first = yaml(fleet.chain_id(), &ups[..2], "");
+    let dir = tempfile::tempdir().unwrap();
+    configmap_write(dir.path(), 1, &first);
+    let gw = start_gateway(&first).await;
+    wait_synced(&gw, 2, 2).await;
+    let path = dir.path().join("rpcgate.yaml");
+    let w = Watch {
+        path: path.clone(),
+        loaded: first.clone().into_bytes(),
+        every: Duration::from_millis(50),
+        overrides: Overrides::default(),
+    };
+    let watcher = tokio::spawn(watch(w, gw.gateway.clone()));
+
+    let done = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let (url, done, ok, failed) = (gw.url.clone(), done.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                while !done.load(Ordering::Relaxed) {
+                    let a = post_json(&url, &json!({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":[OTHER,"latest"]})).await;
+                    if a["result"].is_string() { ok.fetch_add(1, Ordering::Relaxed); } else { eprintln!("failed: {a}"); failed.fetch_add(1, Ordering::Relaxed); }
+                }
+            })
+        })
+        .collect();
+    let names = |gw: &Gw| {
+        gw.network()
+            .config
+            .upstreams
+            .iter()
+            .map(|u| u.name.clone())
+            .collect::<Vec<_>>()
+    };
+
+    // Add r2, remove r0, tighten the batch limit: one swap.
+    let second = yaml(fleet.chain_id(), &ups[1..], "").replacen(
+        "networks:",
+        "server:\n  max_batch_len: 5\nnetworks:",
+        1,
+    );
+    configmap_write(dir.path(), 2, &second);
+    wait_for("the swap to be noticed", || {
+        let n = names(&gw);
+        async move { n == ["r1", "r2"] }
+    })
+    .await;
+    wait_synced(&gw, 2, 2).await;
+    let batch: Vec<Value> = (0..6)
+        .map(|i| json!({"jsonrpc":"2.0","id":i,"method":"eth_chainId"}))
+        .collect();
+    let answer = post_json(&gw.url, &Value::Array(batch)).await;
+    assert_eq!(
+        answer["error"]["code"], -32600,
+        "the tightened batch limit applies: {answer}"
+    );
+
+    // An invalid file is refused; the config before it keeps serving.
+    let refused = gw.gateway.reloads.refused.load(Ordering::Relaxed);
+    configmap_write(
+        dir.path(),
+        3,
+        &second
+            .replace("max_lag_blocks", "max_lag_blokcs")
+            .replace("chain_id:", "chian_id:"),
+    );
+    wait_for("the bad file to be refused", || {
+        let n = gw.gateway.reloads.refused.load(Ordering::Relaxed);
+        async move { n > refused }
+    })
+    .await;
+    assert_eq!(names(&gw), ["r1", "r2"]);
+    let before = ok.load(Ordering::Relaxed);
+    wait_for("traffic still flows", || {
+        let n = ok.load(Ordering::Relaxed);
+        async move { n > before + 100 }
+    })
+    .await;
+
+    done.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    watcher.abort();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during reloads"
+    );
+    assert_eq!(gw.gateway.reloads.applied.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_binary() {
+    let fleet = fleet(2).await;
+    fleet.mine().await.unwrap();
+    let ups = fleet_ups(&fleet);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rpcgate.yaml");
+    std::fs::write(&config, yaml(fleet.chain_id(), &ups[..1], "")).unwrap();
+    // File polling effectively off: only SIGHUP can reload.
+    let (mut child, _url, admin) = spawn_rpcgate(&config, &["--reload-interval", "60m"]);
+    let backends = |admin: String| async move {
+        let (_, body) = get(&format!("{admin}/status")).await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["networks"]["dev"]["backends"].as_array().unwrap().len()
+    };
+    assert_eq!(backends(admin.clone()).await, 1);
+    std::fs::write(&config, yaml(fleet.chain_id(), &ups, "")).unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    wait_for("two backends after SIGHUP", || {
+        backends(admin.clone()).then(|n| async move { n == 2 })
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
