@@ -89,7 +89,24 @@ pub struct NetworkConfig {
     pub eject_after_failures: u32,
     pub max_response_bytes: usize,
     pub head: HeadConfig,
+    /// Backends listed in the config.
     pub upstreams: Vec<UpstreamConfig>,
+    /// Groups of backends found in DNS (a headless Service), added to `upstreams`.
+    pub discover: Vec<DiscoverConfig>,
+}
+
+/// Backends found by resolving a DNS name: one per address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscoverConfig {
+    /// Prefix of the backends' names: `<name>-<address>`.
+    pub name: String,
+    /// e.g. `geth-headless.web3.svc.cluster.local`
+    pub dns: String,
+    pub http_port: u16,
+    pub ws_port: Option<u16>,
+    pub interval: Duration,
+    /// The DNS server to ask; the system's resolver when absent.
+    pub resolver: Option<SocketAddr>,
 }
 
 /// Timing of the head-tracking control loops.

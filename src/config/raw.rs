@@ -52,6 +52,18 @@ pub struct RawNetwork {
     #[serde(default)]
     pub head: RawHead,
     pub upstreams: Option<Vec<RawUpstream>>,
+    pub discover: Option<Vec<RawDiscover>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscover {
+    pub name: Option<String>,
+    pub dns: Option<String>,
+    pub http_port: Option<u16>,
+    pub ws_port: Option<u16>,
+    pub interval: Option<String>,
+    pub resolver: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

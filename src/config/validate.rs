@@ -5,10 +5,10 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawHead, RawNetwork, RawRedis, RawUpstream};
+use super::raw::{RawConfig, RawDiscover, RawHead, RawNetwork, RawRedis, RawUpstream};
 use super::{
-    parse_duration, Config, ConfigError, HeadConfig, NetworkConfig, RedisConfig, ServerLimits,
-    UpstreamConfig,
+    parse_duration, Config, ConfigError, DiscoverConfig, HeadConfig, NetworkConfig, RedisConfig,
+    ServerLimits, UpstreamConfig,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8545";
@@ -135,9 +135,20 @@ fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig,
             "is required (each backend's eth_chainId is checked against it)",
         )
     })?;
-    let upstreams_raw = raw.upstreams.filter(|u| !u.is_empty()).ok_or_else(|| {
-        ConfigError::invalid(at("upstreams"), "at least one upstream is required")
-    })?;
+    let discover = raw
+        .discover
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| discover(&format!("networks.{name}.discover[{i}]"), d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let upstreams_raw = raw.upstreams.unwrap_or_default();
+    if upstreams_raw.is_empty() && discover.is_empty() {
+        return Err(ConfigError::invalid(
+            at("upstreams"),
+            "at least one upstream (or a discover group) is required",
+        ));
+    }
     let mut seen = HashSet::new();
     let mut upstreams = Vec::with_capacity(upstreams_raw.len());
     for (i, u) in upstreams_raw.into_iter().enumerate() {
@@ -189,6 +200,41 @@ fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig,
         )?,
         head: head(&at("head"), raw.head)?,
         upstreams,
+        discover,
+    })
+}
+
+fn discover(at: &str, raw: RawDiscover) -> Result<DiscoverConfig, ConfigError> {
+    let key = |k: &str| format!("{at}.{k}");
+    let name = raw
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| ConfigError::invalid(key("name"), "is required"))?;
+    let dns = raw.dns.filter(|d| !d.trim().is_empty()).ok_or_else(|| {
+        ConfigError::invalid(
+            key("dns"),
+            "is required (a DNS name, e.g. a headless Service)",
+        )
+    })?;
+    let http_port = raw
+        .http_port
+        .filter(|p| *p != 0)
+        .ok_or_else(|| ConfigError::invalid(key("http_port"), "is required (1 to 65535)"))?;
+    let resolver = match raw.resolver {
+        None => None,
+        Some(r) => Some(address(&key("resolver"), &r)?),
+    };
+    Ok(DiscoverConfig {
+        name,
+        dns,
+        http_port,
+        ws_port: raw.ws_port.filter(|p| *p != 0),
+        interval: duration(
+            &key("interval"),
+            raw.interval.as_deref(),
+            Duration::from_secs(10),
+        )?,
+        resolver,
     })
 }
 
@@ -400,6 +446,26 @@ networks:
         assert_eq!(
             err_path(&format!("{GOOD}redis:\n  host: x\n")),
             "redis.host"
+        );
+    }
+
+    #[test]
+    fn discover_groups() {
+        let y = "networks:\n  m:\n    chain_id: 1\n    discover:\n      - name: geth\n        dns: geth-headless.web3.svc.cluster.local\n        http_port: 8545\n        ws_port: 8546\n";
+        let c = Config::from_yaml(y).unwrap();
+        let d = &c.networks[0].discover[0];
+        assert_eq!(
+            (d.http_port, d.ws_port, d.interval.as_secs()),
+            (8545, Some(8546), 10)
+        );
+        assert!(c.networks[0].upstreams.is_empty());
+        assert_eq!(
+            err_path(&y.replace("        http_port: 8545\n", "")),
+            "networks.m.discover[0].http_port"
+        );
+        assert_eq!(
+            err_path(&y.replace("dns:", "dnss:")),
+            "networks.m.discover[0].dnss"
         );
     }
 

@@ -46,6 +46,9 @@ pub struct AnvilOptions {
     pub slots_in_an_epoch: u64,
     /// Passed to anvil after the harness's own arguments.
     pub extra_args: Vec<String>,
+    /// The loopback address to listen on (127.0.0.1 unless a test needs
+    /// several nodes on one port, as pods behind a headless Service are).
+    pub host: std::net::Ipv4Addr,
 }
 
 impl Default for AnvilOptions {
@@ -55,6 +58,7 @@ impl Default for AnvilOptions {
             genesis_timestamp: 1_700_000_000,
             slots_in_an_epoch: 1,
             extra_args: Vec::new(),
+            host: std::net::Ipv4Addr::LOCALHOST,
         }
     }
 }
@@ -86,10 +90,11 @@ pub fn anvil_binary() -> Result<PathBuf, FleetError> {
     })
 }
 
-/// A running anvil process on 127.0.0.1.
+/// A running anvil process on a loopback address.
 #[derive(Debug)]
 pub struct Anvil {
     child: Child,
+    host: std::net::Ipv4Addr,
     port: u16,
 }
 
@@ -105,7 +110,7 @@ impl Anvil {
         let path = anvil_binary()?;
         let mut command = Command::new(&path);
         command
-            .args(["--host", "127.0.0.1", "--no-mining"])
+            .args(["--host", &opts.host.to_string(), "--no-mining"])
             .args(["--port", &port.to_string()])
             .args(["--timestamp", &opts.genesis_timestamp.to_string()])
             .args(["--chain-id", &opts.chain_id.to_string()])
@@ -146,7 +151,11 @@ impl Anvil {
             Ok(Some((port, rest))) => {
                 tokio::spawn(drain(rest));
                 tracing::debug!(port, "anvil listening");
-                Ok(Self { child, port })
+                Ok(Self {
+                    child,
+                    host: opts.host,
+                    port,
+                })
             }
             Ok(None) => {
                 // stdout closed: the process is gone or about to be; give stderr a
@@ -175,11 +184,11 @@ impl Anvil {
     }
 
     pub fn http_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     pub fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.port)
+        format!("ws://{}:{}", self.host, self.port)
     }
 
     /// Kills the process and waits for it to exit, so its port can be bound again.

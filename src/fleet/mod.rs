@@ -15,12 +15,14 @@
 //!   holding back, stopping, restarting and reorging replicas.
 //! - `replica`: one replica's process, progress and snapshots; replays blocks onto it.
 //! - [`autominer`]: the background miner for the demo (blocks on a timer, random lag).
+//! - [`dns`]: [`DnsServer`], an authoritative DNS server for discovery tests.
 //! - [`redis`]: [`RedisServer`], a real redis-server on a free loopback port.
 //! - [`tap`]: [`Tap`], a counting relay and fault injector in front of one node, for
 //!   the faults anvil itself cannot show (HTTP errors, stalls, dropped connections).
 
 pub mod anvil;
 pub mod autominer;
+pub mod dns;
 pub mod lockstep;
 pub mod redis;
 mod replica;
@@ -32,6 +34,7 @@ use std::time::Duration;
 
 pub use anvil::{anvil_binary, Anvil, AnvilOptions};
 pub use autominer::AutoMiner;
+pub use dns::DnsServer;
 pub use lockstep::{BlockRef, Checkpoint, Fleet, FleetOptions, DEV_ACCOUNT};
 pub use redis::RedisServer;
 pub use rpc::RpcClient;
@@ -52,6 +55,8 @@ pub enum FleetError {
     AnvilExited { status: String, stderr: String },
     #[error("redis-server: {0}")]
     Redis(String),
+    #[error("test DNS server: {0}")]
+    Dns(String),
     #[error("anvil did not print its port within {after:?}; stderr: {stderr}")]
     StartTimeout { after: Duration, stderr: String },
     #[error("{context}: {source}")]

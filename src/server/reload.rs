@@ -90,7 +90,7 @@ pub async fn watch(w: Watch, gateway: Arc<Gateway>) {
 
 /// Validates `content` and applies it; returns whether it was applied.
 pub fn reload(
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
     path: &std::path::Path,
     content: &[u8],
     overrides: Overrides,

@@ -5,6 +5,7 @@
 //! immutable [`view::NetworkView`] that the router reads lock-free.
 
 mod client;
+pub mod discovery;
 pub mod head;
 pub mod latency;
 mod network;

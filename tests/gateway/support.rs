@@ -30,6 +30,10 @@ pub struct Gw {
 }
 
 impl Gw {
+    pub fn view(&self) -> Arc<NetworkView> {
+        self.network().view()
+    }
+
     pub fn network(&self) -> Arc<Network> {
         self.gateway
             .routes()

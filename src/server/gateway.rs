@@ -1,0 +1,254 @@
+//! What a running gateway serves, and the control-plane operations that
+//! change it: config reloads and DNS discovery.
+//!
+//! Both build a new [`Routes`] from the current config plus the discovered
+//! backends, reusing every network (and every backend's tracker) that stays
+//! the same, then swap it in with one atomic store. Requests read the routes
+//! with one atomic load and never wait on these operations; the operations
+//! serialize among themselves on a mutex the request path never touches.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use arc_swap::ArcSwap;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, DiscoverConfig, NetworkConfig, ServerLimits, UpstreamConfig};
+use crate::upstream::{discovery, http_client, HttpClient, Network};
+
+/// The routing table: which network answers which path.
+pub struct Routes {
+    pub networks: HashMap<String, Arc<Network>>,
+    pub default: Option<Arc<Network>>,
+    pub limits: ServerLimits,
+}
+
+/// One discovery loop per discover group; each holds only a weak reference,
+/// so a dropped gateway ends them.
+fn spawn_discovery(gateway: &Arc<Gateway>, config: &Config) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for net in &config.networks {
+        for group in &net.discover {
+            let weak: Weak<Gateway> = Arc::downgrade(gateway);
+            let (name, g) = (net.name.clone(), group.clone());
+            let publish: discovery::Publish = Arc::new(move |ups| {
+                if let Some(gateway) = weak.upgrade() {
+                    gateway.discovered(&name, &g, ups);
+                }
+            });
+            tasks.push(tokio::spawn(discovery::run(
+                net.name.clone(),
+                group.clone(),
+                publish,
+            )));
+        }
+    }
+    tasks
+}
+
+impl Routes {
+    /// The routes of `config` plus the `discovered` backends, reusing what
+    /// `old` already runs.
+    fn build(
+        config: &Config,
+        client: &HttpClient,
+        old: Option<&Routes>,
+        discovered: &Discovered,
+    ) -> Routes {
+        let mut networks = HashMap::new();
+        let mut default = None;
+        for net in &config.networks {
+            let net = &with_discovered(net, discovered);
+            let previous = old.and_then(|o| o.networks.get(&net.name));
+            let network = match previous {
+                Some(p) if p.config == *net => p.clone(),
+                _ => Arc::new(Network::start_after(
+                    net.clone(),
+                    client,
+                    previous.map(|p| &**p),
+                )),
+            };
+            if net.default {
+                default = Some(network.clone());
+            }
+            networks.insert(net.name.clone(), network);
+        }
+        Routes {
+            networks,
+            default,
+            limits: config.server.clone(),
+        }
+    }
+
+    /// `/` is the default network, `/<name>` (with or without a trailing slash) a named one.
+    pub fn network_for_path(&self, path: &str) -> Option<&Arc<Network>> {
+        let name = path.trim_start_matches('/').trim_end_matches('/');
+        if name.is_empty() {
+            self.default.as_ref()
+        } else {
+            self.networks.get(name)
+        }
+    }
+}
+
+/// Discovered upstreams, by network and discover group (with the group's
+/// config, so a reload that changes the group drops what it found).
+type Discovered = HashMap<(String, String), (DiscoverConfig, Vec<UpstreamConfig>)>;
+
+/// The network's configured upstreams followed by those its groups found.
+fn with_discovered(net: &NetworkConfig, discovered: &Discovered) -> NetworkConfig {
+    let mut net = net.clone();
+    for group in &net.discover {
+        if let Some((cfg, ups)) = discovered.get(&(net.name.clone(), group.name.clone())) {
+            if cfg == group {
+                net.upstreams.extend(ups.iter().cloned());
+            }
+        }
+    }
+    net
+}
+
+/// Control-plane state: changed only by reloads and discovery, one at a time.
+struct Control {
+    config: Config,
+    discovered: Discovered,
+    discovery: Vec<JoinHandle<()>>,
+}
+
+/// What a running gateway serves.
+pub struct Gateway {
+    routes: ArcSwap<Routes>,
+    control: Mutex<Control>,
+    client: HttpClient,
+    /// The addresses bound at start: a reload cannot move them.
+    bound: (SocketAddr, SocketAddr),
+    /// Set when shutdown begins: readiness turns false at once.
+    pub(super) draining: AtomicBool,
+    pub reloads: ReloadCounters,
+}
+
+/// How many reloads took effect and how many were refused.
+#[derive(Default)]
+pub struct ReloadCounters {
+    pub applied: AtomicU64,
+    pub refused: AtomicU64,
+}
+
+impl Gateway {
+    /// Starts the networks (their head tracking begins at once).
+    pub fn start(config: &Config) -> Arc<Gateway> {
+        let client = http_client();
+        let discovered = Discovered::new();
+        let routes = Routes::build(config, &client, None, &discovered);
+        let gateway = Arc::new(Gateway {
+            routes: ArcSwap::from_pointee(routes),
+            control: Mutex::new(Control {
+                config: config.clone(),
+                discovered,
+                discovery: Vec::new(),
+            }),
+            client,
+            bound: (config.listen, config.admin_listen),
+            draining: AtomicBool::new(false),
+            reloads: ReloadCounters::default(),
+        });
+        let mut control = gateway.control.lock().expect("control lock");
+        control.discovery = spawn_discovery(&gateway, config);
+        drop(control);
+        gateway
+    }
+
+    /// A discover group found a new set of upstreams.
+    fn discovered(&self, network: &str, group: &DiscoverConfig, ups: Vec<UpstreamConfig>) {
+        let mut control = self.control.lock().expect("control lock");
+        let key = (network.to_string(), group.name.clone());
+        control.discovered.insert(key, (group.clone(), ups));
+        let old = self.routes();
+        let routes = Routes::build(
+            &control.config,
+            &self.client,
+            Some(&old),
+            &control.discovered,
+        );
+        self.routes.store(Arc::new(routes));
+    }
+
+    /// Swaps in a new validated config. Networks whose config is unchanged
+    /// are kept as they are; changed ones are rebuilt around the trackers of
+    /// the backends they keep, so their views are warm at once. Requests in
+    /// flight finish on the routes they started with.
+    pub fn reload(self: &Arc<Self>, config: &Config) {
+        if (config.listen, config.admin_listen) != self.bound {
+            tracing::warn!(
+                "listen and admin_listen changes take effect only after a restart; still on {} and {}",
+                self.bound.0,
+                self.bound.1
+            );
+        }
+        let mut control = self.control.lock().expect("control lock");
+        // What was discovered for a group that is gone or changed is dropped.
+        let keep = |(net, group): &(String, String),
+                    (cfg, _): &mut (DiscoverConfig, Vec<UpstreamConfig>)| {
+            config
+                .network(net)
+                .is_some_and(|n| n.discover.iter().any(|g| &g.name == group && g == cfg))
+        };
+        control.discovered.retain(|k, v| keep(k, v));
+        let old = self.routes();
+        let routes = Routes::build(config, &self.client, Some(&old), &control.discovered);
+        for name in old
+            .networks
+            .keys()
+            .filter(|n| !routes.networks.contains_key(*n))
+        {
+            tracing::info!(network = %name, "network removed");
+        }
+        for (name, net) in &routes.networks {
+            match old.networks.get(name) {
+                None => tracing::info!(network = %name, "network added"),
+                Some(prev) if !Arc::ptr_eq(prev, net) => {
+                    let names = |n: &Network| {
+                        n.config
+                            .upstreams
+                            .iter()
+                            .map(|u| u.name.clone())
+                            .collect::<Vec<_>>()
+                    };
+                    tracing::info!(network = %name, upstreams = ?names(net), was = ?names(prev), "network reconfigured");
+                }
+                Some(_) => {}
+            }
+        }
+        self.routes.store(Arc::new(routes));
+        control.config = config.clone();
+        for task in control.discovery.drain(..) {
+            task.abort();
+        }
+        control.discovery = spawn_discovery(self, config);
+        drop(control);
+        self.reloads.applied.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn routes(&self) -> Arc<Routes> {
+        self.routes.load_full()
+    }
+
+    /// Why the gateway should not get traffic now (empty when ready): it is
+    /// shutting down, or a network has no eligible backend.
+    pub fn not_ready(&self) -> Vec<String> {
+        if self.draining.load(Ordering::Relaxed) {
+            return vec!["shutting down".into()];
+        }
+        let routes = self.routes();
+        let mut reasons: Vec<String> = routes
+            .networks
+            .iter()
+            .filter(|(_, net)| net.view().eligible().next().is_none())
+            .map(|(name, _)| format!("network {name} has no eligible backend"))
+            .collect();
+        reasons.sort();
+        reasons
+    }
+}
