@@ -109,11 +109,13 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         None => None,
         Some(r) => Some(redis(r)?),
     };
+    let policy = super::policy::policy(raw.policy)?;
     Ok(Config {
         listen,
         server,
         networks,
         redis,
+        policy,
     })
 }
 
@@ -276,7 +278,11 @@ fn url(at: &str, text: &str, scheme: &str) -> Result<http::Uri, ConfigError> {
     Ok(uri)
 }
 
-fn duration(at: &str, text: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+pub(super) fn duration(
+    at: &str,
+    text: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match text {
         None => Ok(default),
         Some(t) => {
@@ -289,7 +295,7 @@ fn duration(at: &str, text: Option<&str>, default: Duration) -> Result<Duration,
     }
 }
 
-fn in_range(
+pub(super) fn in_range(
     at: &str,
     value: Option<u64>,
     default: u64,

@@ -4,7 +4,8 @@
 //! `ArcSwap`, so a request takes one snapshot of it and a reload can swap in
 //! a new one without touching requests in flight. Connections are bounded by
 //! a semaphore taken before `accept`, so a flood waits in the kernel's
-//! backlog instead of growing memory here.
+//! backlog instead of growing memory here; one IP's share of them is capped
+//! by the client policy right after `accept`.
 
 mod http;
 mod rescue;
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::{Config, ServerLimits};
+use crate::policy::Policy;
 use crate::upstream::{http_client, Network};
 
 /// The routing table: which network answers which path.
@@ -30,18 +32,37 @@ pub struct Routes {
     pub networks: HashMap<String, Arc<Network>>,
     pub default: Option<Arc<Network>>,
     pub limits: ServerLimits,
+    pub policy: Arc<Policy>,
 }
 
 impl Routes {
     /// `/` is the default network, `/<name>` (with or without a trailing slash) a named one.
     pub fn network_for_path(&self, path: &str) -> Option<&Arc<Network>> {
-        let name = path.trim_start_matches('/').trim_end_matches('/');
-        if name.is_empty() {
-            self.default.as_ref()
-        } else {
-            self.networks.get(name)
+        self.resolve(path).map(|(network, _)| network)
+    }
+
+    /// The network a path names, and the API key in its last segment:
+    /// `/`, `/<network>`, `/<network>/<key>` (trailing slashes ignored).
+    pub fn resolve<'p>(&self, path: &'p str) -> Option<(&Arc<Network>, Option<&'p str>)> {
+        let path = path.trim_start_matches('/').trim_end_matches('/');
+        if path.is_empty() {
+            return self.default.as_ref().map(|n| (n, None));
+        }
+        match path.split_once('/') {
+            None => self.networks.get(path).map(|n| (n, None)),
+            Some((name, key)) if !key.is_empty() && !key.contains('/') => {
+                self.networks.get(name).map(|n| (n, Some(key)))
+            }
+            Some(_) => None,
         }
     }
+}
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 /// What a running gateway serves.
@@ -50,8 +71,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts the networks (their head tracking begins at once).
-    pub fn start(config: &Config) -> Arc<Gateway> {
+    /// Starts the networks (their head tracking begins at once) and the
+    /// client policy.
+    pub fn start(config: &Config) -> Result<Arc<Gateway>, StartError> {
         let client = http_client();
         let mut networks = HashMap::new();
         let mut default = None;
@@ -62,19 +84,38 @@ impl Gateway {
             }
             networks.insert(net.name.clone(), network);
         }
+        let policy = Arc::new(Policy::new(&config.policy, config.redis.as_ref())?);
+        forget_idle_clients(Arc::downgrade(&policy));
         let routes = Routes {
             networks,
             default,
             limits: config.server.clone(),
+            policy,
         };
-        Arc::new(Gateway {
+        Ok(Arc::new(Gateway {
             routes: ArcSwap::from_pointee(routes),
-        })
+        }))
     }
 
     pub fn routes(&self) -> Arc<Routes> {
         self.routes.load_full()
     }
+}
+
+/// Trims the anonymous tier's per-IP limiter state now and then, until the
+/// policy is dropped.
+fn forget_idle_clients(policy: std::sync::Weak<Policy>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match policy.upgrade() {
+                Some(p) => p.forget_idle(),
+                None => return,
+            }
+        }
+    });
 }
 
 /// A bound listener, ready to serve.
@@ -91,7 +132,7 @@ impl Server {
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Server {
             listener,
-            gateway: Gateway::start(config),
+            gateway: Gateway::start(config).map_err(std::io::Error::other)?,
             max_connections: config.server.max_connections,
             header_timeout: config.server.body_read_timeout,
         })
@@ -136,9 +177,20 @@ impl Server {
                     }
                 },
             };
+            let Some(slot) = self
+                .gateway
+                .routes()
+                .policy
+                .connections()
+                .try_open(peer.ip())
+            else {
+                crate::metrics::metrics().connections_refused.inc();
+                http::refuse_connection(stream);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let gateway = self.gateway.clone();
-            let service = service_fn(move |req| http::handle(gateway.clone(), req));
+            let service = service_fn(move |req| http::handle(gateway.clone(), peer, req));
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
@@ -147,7 +199,7 @@ impl Server {
                 if let Err(e) = conn.await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
-                drop(permit);
+                drop((slot, permit));
             });
         }
         drop(self.listener);
