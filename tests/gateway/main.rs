@@ -2,6 +2,7 @@
 
 mod envelope;
 mod failover;
+mod policy;
 mod routing;
 mod support;
 mod transparency;
