@@ -5,6 +5,8 @@
 //! Baseline, measured in the same run: parsing one small call into a
 //! `serde_json::Value` (what a gateway pays for any request before routing
 //! it). Report the ratio beside the absolute time: the machine is shared.
+//! First run (2 shared cores, 200 clients): keyed client 322 ns, anonymous
+//! 189 ns, baseline 714 ns (ratios 0.45 and 0.27).
 
 use std::net::IpAddr;
 
@@ -20,7 +22,7 @@ const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"eth_getBalance","params"
 fn config() -> Config {
     // 200 clients with a key each, limits far above what the bench spends.
     let mut yaml = String::from(
-        "networks:\n  dev:\n    chain_id: 1\n    upstreams:\n      - name: a\n        http: http://127.0.0.1:1\npolicy:\n  anonymous:\n    limits:\n      requests_per_second: 1000000000\n      compute_units_per_second: 1000000000\n  clients:\n",
+        "networks:\n  dev:\n    chain_id: 1\n    upstreams:\n      - name: a\n        http: http://127.0.0.1:1\npolicy:\n  anonymous:\n    limits:\n      requests_per_second: 10000000\n      burst: 4000000000\n      compute_units_per_second: 10000000\n      compute_burst: 4000000000\n  clients:\n",
     );
     for i in 0..200 {
         let key = if i == 77 {
@@ -34,7 +36,7 @@ fn config() -> Config {
             .map(|b| format!("{b:02x}"))
             .collect();
         yaml.push_str(&format!(
-            "    c{i}:\n      key_sha256: [{hex}]\n      allow: ['@default', debug_trace*]\n      deny: [eth_sendRawTransaction]\n      limits:\n        requests_per_second: 1000000000\n        compute_units_per_second: 1000000000\n"
+            "    c{i}:\n      key_sha256: [{hex}]\n      allow: ['@default', debug_trace*]\n      deny: [eth_sendRawTransaction]\n      limits:\n        requests_per_second: 10000000\n        burst: 4000000000\n        compute_units_per_second: 10000000\n        compute_burst: 4000000000\n"
         ));
     }
     Config::from_yaml(&yaml).expect("bench config")

@@ -183,7 +183,8 @@ impl<C: Clock + Clone> Policy<C> {
                 Some(i) => &self.clients[i],
                 None => {
                     metrics().unauthorized.inc();
-                    tracing::info!(client_ip = %ip, "request with an unknown API key refused");
+                    // Debug only: a key scan must not flood the logs.
+                    tracing::debug!(client_ip = %ip, "request with an unknown API key refused");
                     return Err(Refusal::UnknownKey);
                 }
             },
@@ -228,10 +229,18 @@ impl<C: Clock + Clone> Policy<C> {
             format!("c:{}", tier.name)
         };
         match shared.check(&bucket, &tier.limits, cost).await {
-            Ok(v) => self.verdict(caller, v, cost),
+            Ok(v) => {
+                if shared.mark_up() {
+                    tracing::info!("shared rate limits available again in redis");
+                }
+                self.verdict(caller, v, cost)
+            }
             Err(e) => {
                 metrics().redis_fallbacks.inc();
-                tracing::warn!(error = %e, client = %tier.name, fallback = ?self.fallback, "shared rate limit unavailable");
+                // Once per outage, not once per call.
+                if shared.mark_down() {
+                    tracing::warn!(error = %e, fallback = ?self.fallback, "shared rate limits unavailable; falling back until redis answers");
+                }
                 match self.fallback {
                     RedisFallback::Open => self.check_local(caller, cost),
                     RedisFallback::Closed => Err(Refusal::LimiterUnavailable),

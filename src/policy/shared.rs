@@ -15,6 +15,7 @@
 //! after errors. Every check has a deadline (`policy.redis_timeout`); a check
 //! that fails or misses it is the caller's to decide (see `RedisFallback`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -65,6 +66,8 @@ pub struct SharedLimits {
     conn: ConnectionManager,
     script: Script,
     timeout: Duration,
+    /// Whether the last check failed (for logging transitions only).
+    down: AtomicBool,
 }
 
 impl SharedLimits {
@@ -80,7 +83,18 @@ impl SharedLimits {
             conn: ConnectionManager::new_lazy_with_config(client, config)?,
             script: Script::new(GCRA),
             timeout,
+            down: AtomicBool::new(false),
         })
+    }
+
+    /// Notes a failed check; true when Redis was up until now.
+    pub fn mark_down(&self) -> bool {
+        !self.down.swap(true, Ordering::Relaxed)
+    }
+
+    /// Notes an answered check; true when Redis was down until now.
+    pub fn mark_up(&self) -> bool {
+        self.down.load(Ordering::Relaxed) && self.down.swap(false, Ordering::Relaxed)
     }
 
     /// Charges one request of `cost` units to `bucket` (a client's name, or
