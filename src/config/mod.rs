@@ -7,8 +7,11 @@
 //! 2. [`validate`]: semantic checks (URLs, names, durations, ranges) and
 //!    defaults, producing an immutable [`Config`];
 //! 3. the running gateway receives it as an `Arc<Config>`.
+//!
+//! The `policy:` section has its own module, [`policy`], for its validation.
 
 mod duration;
+mod policy;
 mod raw;
 mod validate;
 
@@ -17,6 +20,10 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use duration::parse_duration;
+pub use policy::{
+    canonical_ip, ClientConfig, IpNet, KeyDigest, LimitsConfig, PolicyConfig, Rate, RedisFallback,
+    TierConfig,
+};
 
 /// A configuration problem, with the dotted path of the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +57,11 @@ pub struct Config {
     pub networks: Vec<NetworkConfig>,
     /// State shared by gateway replicas (rate limits, the cache's shared tier).
     pub redis: Option<RedisConfig>,
+    /// Clients, keys, method rules and rate limits.
+    pub policy: PolicyConfig,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RedisConfig {
     /// `redis://host:port[/db]`
     pub url: String,

@@ -18,6 +18,51 @@ pub struct RawConfig {
     pub server: RawServer,
     pub networks: Option<BTreeMap<String, RawNetwork>>,
     pub redis: Option<RawRedis>,
+    #[serde(default)]
+    pub policy: RawPolicy,
+}
+
+/// `policy:`: who may call what, and how often (see `config::policy`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub trusted_proxies: Option<Vec<String>>,
+    pub max_connections_per_ip: Option<u64>,
+    pub redis_fallback: Option<String>,
+    pub redis_timeout: Option<String>,
+    pub default_cost: Option<u64>,
+    pub costs: Option<BTreeMap<String, u64>>,
+    pub anonymous: Option<RawAnonymous>,
+    pub clients: Option<BTreeMap<String, RawClient>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnonymous {
+    pub enabled: Option<bool>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub key_sha256: Option<Vec<String>>,
+    pub keys_env: Option<String>,
+    pub keys_file: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub requests_per_second: Option<f64>,
+    pub burst: Option<u64>,
+    pub compute_units_per_second: Option<f64>,
+    pub compute_burst: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -108,12 +108,14 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         None => None,
         Some(r) => Some(redis(r)?),
     };
+    let policy = super::policy::policy(raw.policy)?;
     Ok(Config {
         listen,
         admin_listen,
         server,
         networks,
         redis,
+        policy,
     })
 }
 
@@ -331,7 +333,11 @@ fn url(at: &str, text: &str, scheme: &str) -> Result<http::Uri, ConfigError> {
     Ok(uri)
 }
 
-fn duration(at: &str, text: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+pub(super) fn duration(
+    at: &str,
+    text: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match text {
         None => Ok(default),
         Some(t) => {
@@ -344,7 +350,7 @@ fn duration(at: &str, text: Option<&str>, default: Duration) -> Result<Duration,
     }
 }
 
-fn in_range(
+pub(super) fn in_range(
     at: &str,
     value: Option<u64>,
     default: u64,

@@ -11,11 +11,15 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, DiscoverConfig, NetworkConfig, ServerLimits, UpstreamConfig};
+use crate::config::{
+    Config, DiscoverConfig, NetworkConfig, PolicyConfig, RedisConfig, ServerLimits, UpstreamConfig,
+};
+use crate::policy::Policy;
 use crate::upstream::{discovery, http_client, HttpClient, Network};
 
 /// The routing table: which network answers which path.
@@ -23,6 +27,16 @@ pub struct Routes {
     pub networks: HashMap<String, Arc<Network>>,
     pub default: Option<Arc<Network>>,
     pub limits: ServerLimits,
+    pub policy: Arc<Policy>,
+    /// What `policy` was built from, so a reload can tell whether it changed.
+    policy_source: (PolicyConfig, Option<RedisConfig>),
+}
+
+/// Why a gateway could not start, or a config could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 /// One discovery loop per discover group; each holds only a weak reference,
@@ -56,7 +70,18 @@ impl Routes {
         client: &HttpClient,
         old: Option<&Routes>,
         discovered: &Discovered,
-    ) -> Routes {
+    ) -> Result<Routes, StartError> {
+        // The policy keeps its limiter state (budgets spent, connections
+        // open) across a reload that does not change it.
+        let policy_source = (config.policy.clone(), config.redis.clone());
+        let policy = match old {
+            Some(o) if o.policy_source == policy_source => o.policy.clone(),
+            _ => {
+                let policy = Arc::new(Policy::new(&config.policy, config.redis.as_ref())?);
+                forget_idle_clients(Arc::downgrade(&policy));
+                policy
+            }
+        };
         let mut networks = HashMap::new();
         let mut default = None;
         for net in &config.networks {
@@ -75,10 +100,28 @@ impl Routes {
             }
             networks.insert(net.name.clone(), network);
         }
-        Routes {
+        Ok(Routes {
             networks,
             default,
             limits: config.server.clone(),
+            policy,
+            policy_source,
+        })
+    }
+
+    /// The network a path names, and the API key in its last segment:
+    /// `/`, `/<network>`, `/<network>/<key>` (trailing slashes ignored).
+    pub fn resolve<'p>(&self, path: &'p str) -> Option<(&Arc<Network>, Option<&'p str>)> {
+        let path = path.trim_start_matches('/').trim_end_matches('/');
+        if path.is_empty() {
+            return self.default.as_ref().map(|n| (n, None));
+        }
+        match path.split_once('/') {
+            None => self.networks.get(path).map(|n| (n, None)),
+            Some((name, key)) if !key.is_empty() && !key.contains('/') => {
+                self.networks.get(name).map(|n| (n, Some(key)))
+            }
+            Some(_) => None,
         }
     }
 
@@ -137,11 +180,12 @@ pub struct ReloadCounters {
 }
 
 impl Gateway {
-    /// Starts the networks (their head tracking begins at once).
-    pub fn start(config: &Config) -> Arc<Gateway> {
+    /// Starts the networks (their head tracking begins at once), the client
+    /// policy and DNS discovery.
+    pub fn start(config: &Config) -> Result<Arc<Gateway>, StartError> {
         let client = http_client();
         let discovered = Discovered::new();
-        let routes = Routes::build(config, &client, None, &discovered);
+        let routes = Routes::build(config, &client, None, &discovered)?;
         let gateway = Arc::new(Gateway {
             routes: ArcSwap::from_pointee(routes),
             control: Mutex::new(Control {
@@ -157,7 +201,7 @@ impl Gateway {
         let mut control = gateway.control.lock().expect("control lock");
         control.discovery = spawn_discovery(&gateway, config);
         drop(control);
-        gateway
+        Ok(gateway)
     }
 
     /// A discover group found a new set of upstreams.
@@ -166,20 +210,24 @@ impl Gateway {
         let key = (network.to_string(), group.name.clone());
         control.discovered.insert(key, (group.clone(), ups));
         let old = self.routes();
-        let routes = Routes::build(
+        // The policy is reused from `old`, so this does not fail in
+        // practice; if it did, the old routes would stay.
+        match Routes::build(
             &control.config,
             &self.client,
             Some(&old),
             &control.discovered,
-        );
-        self.routes.store(Arc::new(routes));
+        ) {
+            Ok(routes) => self.routes.store(Arc::new(routes)),
+            Err(e) => tracing::error!(%network, error = %e, "discovered backends not applied"),
+        }
     }
 
     /// Swaps in a new validated config. Networks whose config is unchanged
     /// are kept as they are; changed ones are rebuilt around the trackers of
     /// the backends they keep, so their views are warm at once. Requests in
     /// flight finish on the routes they started with.
-    pub fn reload(self: &Arc<Self>, config: &Config) {
+    pub fn reload(self: &Arc<Self>, config: &Config) -> Result<(), StartError> {
         if (config.listen, config.admin_listen) != self.bound {
             tracing::warn!(
                 "listen and admin_listen changes take effect only after a restart; still on {} and {}",
@@ -195,9 +243,11 @@ impl Gateway {
                 .network(net)
                 .is_some_and(|n| n.discover.iter().any(|g| &g.name == group && g == cfg))
         };
-        control.discovered.retain(|k, v| keep(k, v));
+        let mut discovered = control.discovered.clone();
+        discovered.retain(|k, v| keep(k, v));
         let old = self.routes();
-        let routes = Routes::build(config, &self.client, Some(&old), &control.discovered);
+        let routes = Routes::build(config, &self.client, Some(&old), &discovered)?;
+        control.discovered = discovered;
         for name in old
             .networks
             .keys()
@@ -229,6 +279,7 @@ impl Gateway {
         control.discovery = spawn_discovery(self, config);
         drop(control);
         self.reloads.applied.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     pub fn routes(&self) -> Arc<Routes> {
@@ -251,4 +302,20 @@ impl Gateway {
         reasons.sort();
         reasons
     }
+}
+
+/// Trims the anonymous tier's per-IP limiter state now and then, until the
+/// policy is dropped.
+fn forget_idle_clients(policy: std::sync::Weak<Policy>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match policy.upgrade() {
+                Some(p) => p.forget_idle(),
+                None => return,
+            }
+        }
+    });
 }

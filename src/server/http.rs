@@ -1,8 +1,11 @@
-//! The HTTP tier: path to network, method, content type and body limits,
-//! then the calls of the body, answered in order.
+//! The HTTP tier: path to network, method, content type, the caller's
+//! identity (before the body is read) and body limits, then the calls of the
+//! body, each admitted by the client policy and answered in order.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +19,7 @@ use tokio::sync::Semaphore;
 use super::rescue::{self, HttpRefusal};
 use super::Gateway;
 use crate::jsonrpc::{self, error_response, join_batch, Call, Entry, Id, Payload};
+use crate::policy::{Caller, Refusal};
 use crate::router;
 use crate::upstream::{Network, NetworkView, Reply, ReplyKind};
 
@@ -23,9 +27,10 @@ type Body = Full<Bytes>;
 
 pub async fn handle(
     gateway: Arc<Gateway>,
+    peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(match serve(&gateway, req).await {
+    Ok(match serve(&gateway, peer, req).await {
         Ok(response) => response,
         Err(refusal) => {
             let (object, status) = rescue::http(&refusal);
@@ -35,23 +40,44 @@ pub async fn handle(
                     .headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("POST"));
             }
+            if matches!(refusal, HttpRefusal::Unauthorized(_)) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
             response
         }
     })
 }
 
-async fn serve(gateway: &Gateway, req: Request<Incoming>) -> Result<Response<Body>, HttpRefusal> {
+/// A connection over the per-IP cap: one 429 written without waiting (it
+/// fits any socket buffer), then closed. No task, so a flood of them holds
+/// nothing.
+pub fn refuse_connection(stream: tokio::net::TcpStream) {
+    const TOO_MANY: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    let _ = stream.try_write(TOO_MANY);
+}
+
+async fn serve(
+    gateway: &Gateway,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, HttpRefusal> {
     let routes = gateway.routes();
-    let network = routes
-        .network_for_path(req.uri().path())
-        .ok_or(HttpRefusal::UnknownNetwork)?
-        .clone();
+    let (network, path_key) = routes
+        .resolve(req.uri().path())
+        .ok_or(HttpRefusal::UnknownNetwork)?;
+    let network = network.clone();
     if req.method() != Method::POST {
         return Err(HttpRefusal::MethodNotAllowed);
     }
     if !json_content_type(req.headers().get(header::CONTENT_TYPE)) {
         return Err(HttpRefusal::UnsupportedMediaType);
     }
+    let policy = &routes.policy;
+    let caller = policy
+        .identify(peer.ip(), req.headers(), path_key)
+        .map_err(HttpRefusal::Unauthorized)?;
     let limit = routes.limits.max_body_bytes;
     let declared = req
         .headers()
@@ -74,6 +100,7 @@ async fn serve(gateway: &Gateway, req: Request<Incoming>) -> Result<Response<Bod
         })?;
     let body = body.to_bytes();
     let view = network.view();
+    let mut retry_after = None;
     let (status, answer) = match jsonrpc::parse(
         &body,
         routes.limits.max_batch_len,
@@ -83,33 +110,83 @@ async fn serve(gateway: &Gateway, req: Request<Incoming>) -> Result<Response<Bod
             StatusCode::OK,
             Some(error_response(Id::NULL, &rescue::payload(&e))),
         ),
-        Ok(Payload::Single(entry)) => answer(&network, &view, entry).await,
+        Ok(Payload::Single(entry)) => {
+            let admitted = admit(policy, &caller, &entry).await;
+            if let Err(refusal) = &admitted {
+                retry_after = refusal.retry_after();
+            }
+            answer(&network, &view, entry, admitted).await
+        }
         Ok(Payload::Batch(entries)) => {
+            // Admitted in order before any is routed: a batch costs the sum of
+            // its entries, and which entries pass does not depend on timing.
+            let mut verdicts = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                verdicts.push(admit(policy, &caller, entry).await);
+            }
+            let limited = verdicts
+                .iter()
+                .filter_map(|v| v.as_ref().err()?.retry_after());
+            let all_limited = verdicts
+                .iter()
+                .all(|v| v.as_ref().err().and_then(Refusal::retry_after).is_some());
+            if all_limited {
+                retry_after = limited.max();
+            }
             // Bounded concurrency and a size budget: a batch of heavy calls cannot
             // hold more than a few large replies at once.
             let used = AtomicUsize::new(0);
             let budget = routes.limits.max_batch_response_bytes;
             let slots = Semaphore::new(routes.limits.batch_concurrency);
-            let answers = join_all(entries.into_iter().map(|entry| async {
-                let _slot = slots
-                    .acquire()
-                    .await
-                    .expect("the semaphore is never closed");
-                batch_entry(&network, &view, entry, &used, budget).await
-            }))
+            let answers = join_all(entries.into_iter().zip(verdicts).map(
+                |(entry, admitted)| async {
+                    let _slot = slots
+                        .acquire()
+                        .await
+                        .expect("the semaphore is never closed");
+                    batch_entry(&network, &view, entry, admitted, &used, budget).await
+                },
+            ))
             .await;
             let parts: Vec<Bytes> = answers.into_iter().flatten().collect();
-            // A batch of notifications only gets no answer at all.
-            (
-                StatusCode::OK,
-                (!parts.is_empty()).then(|| join_batch(&parts)),
-            )
+            // A batch of notifications only gets no answer at all; a batch
+            // refused whole by rate limits is a 429.
+            let status = if all_limited {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::OK
+            };
+            (status, (!parts.is_empty()).then(|| join_batch(&parts)))
         }
     };
-    Ok(match answer {
+    let mut response = match answer {
         Some(body) => json(status, body),
         None => empty(status),
-    })
+    };
+    if let Some(wait) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry_after_value(wait));
+    }
+    Ok(response)
+}
+
+/// The policy's verdict on one entry (invalid entries are answered as such).
+async fn admit(
+    policy: &crate::policy::Policy,
+    caller: &Caller<'_>,
+    entry: &Entry<'_>,
+) -> Result<(), Refusal> {
+    match entry {
+        Ok(call) => policy.admit(caller, &call.method).await,
+        Err(_) => Ok(()),
+    }
+}
+
+/// Whole seconds, rounded up, at least 1.
+fn retry_after_value(wait: Duration) -> HeaderValue {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
 }
 
 /// One batch entry, refused once the batch's answers are over `budget` bytes.
@@ -117,6 +194,7 @@ async fn batch_entry(
     network: &Network,
     view: &NetworkView,
     entry: Entry<'_>,
+    admitted: Result<(), Refusal>,
     used: &AtomicUsize,
     budget: usize,
 ) -> Option<Bytes> {
@@ -128,7 +206,7 @@ async fn batch_entry(
         };
         return Some(error_response(id, &rescue::batch_over_budget(budget)));
     }
-    let (_, answer) = answer(network, view, entry).await;
+    let (_, answer) = answer(network, view, entry, admitted).await;
     if let Some(a) = &answer {
         used.fetch_add(a.len(), Ordering::Relaxed);
     }
@@ -140,6 +218,7 @@ async fn answer(
     network: &Network,
     view: &NetworkView,
     entry: Entry<'_>,
+    admitted: Result<(), Refusal>,
 ) -> (StatusCode, Option<Bytes>) {
     let call = match entry {
         Ok(call) => call,
@@ -150,6 +229,13 @@ async fn answer(
             )
         }
     };
+    if let Err(refusal) = admitted {
+        let (object, status) = rescue::policy(&refusal);
+        return (
+            status,
+            (!call.is_notification()).then(|| error_response(call.reply_id(), &object)),
+        );
+    }
     let (status, body) = match router::route(network, view, &call).await {
         Ok(reply) => (StatusCode::OK, reply_body(&call, &reply)),
         Err(e) => {

@@ -4,7 +4,8 @@
 //! `ArcSwap`, so a request takes one snapshot of it and a reload can swap in
 //! a new one without touching requests in flight. Connections are bounded by
 //! a semaphore taken before `accept`, so a flood waits in the kernel's
-//! backlog instead of growing memory here.
+//! backlog instead of growing memory here; one IP's share of them is capped
+//! by the client policy right after `accept`.
 
 pub mod admin;
 mod gateway;
@@ -24,7 +25,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-pub use gateway::{Gateway, ReloadCounters, Routes};
+pub use gateway::{Gateway, ReloadCounters, Routes, StartError};
 
 use crate::config::Config;
 
@@ -50,7 +51,7 @@ impl Server {
         Ok(Server {
             listener,
             admin,
-            gateway: Gateway::start(config),
+            gateway: Gateway::start(config).map_err(std::io::Error::other)?,
             max_connections: config.server.max_connections,
             header_timeout: config.server.body_read_timeout,
         })
@@ -103,9 +104,20 @@ impl Server {
                     }
                 },
             };
+            let Some(slot) = self
+                .gateway
+                .routes()
+                .policy
+                .connections()
+                .try_open(peer.ip())
+            else {
+                crate::metrics::metrics().connections_refused.inc();
+                http::refuse_connection(stream);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let gateway = self.gateway.clone();
-            let service = service_fn(move |req| http::handle(gateway.clone(), req));
+            let service = service_fn(move |req| http::handle(gateway.clone(), peer, req));
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
@@ -114,7 +126,7 @@ impl Server {
                 if let Err(e) = conn.await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
-                drop(permit);
+                drop((slot, permit));
             });
         }
         self.gateway.draining.store(true, Ordering::Relaxed);

@@ -97,11 +97,13 @@ pub fn reload(
 ) -> bool {
     let parsed = std::str::from_utf8(content)
         .map_err(|_| "the file is not UTF-8".to_string())
-        .and_then(|text| Config::from_yaml(text).map_err(|e| e.to_string()));
-    match parsed {
-        Ok(mut config) => {
+        .and_then(|text| Config::from_yaml(text).map_err(|e| e.to_string()))
+        .and_then(|mut config| {
             overrides.apply(&mut config);
-            gateway.reload(&config);
+            gateway.reload(&config).map_err(|e| e.to_string())
+        });
+    match parsed {
+        Ok(()) => {
             tracing::info!(path = %path.display(), "config reloaded");
             true
         }

@@ -4,6 +4,7 @@
 use http::StatusCode;
 
 use crate::jsonrpc::{code, ErrorObject, Invalid, PayloadError};
+use crate::policy::Refusal;
 use crate::router::RouteError;
 
 /// A body that could not be read as calls.
@@ -56,13 +57,53 @@ pub fn route(e: &RouteError) -> (ErrorObject, StatusCode) {
     (object, StatusCode::SERVICE_UNAVAILABLE)
 }
 
+/// A call the client policy refused, and the HTTP status when it was the only call.
+pub fn policy(r: &Refusal) -> (ErrorObject, StatusCode) {
+    match r {
+        // As a node answers a method it does not have: HTTP 200.
+        Refusal::MethodBlocked(method) => (
+            ErrorObject::new(
+                code::METHOD_NOT_FOUND,
+                format!("method {method} is not allowed for this client"),
+            ),
+            StatusCode::OK,
+        ),
+        Refusal::Limited { .. } => (
+            ErrorObject::new(code::LIMIT_EXCEEDED, "limit exceeded: rate limit"),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        Refusal::TooCostly { cost } => (
+            ErrorObject::new(
+                code::LIMIT_EXCEEDED,
+                format!("limit exceeded: the call costs {cost} compute units, more than this client's burst"),
+            ),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        Refusal::LimiterUnavailable => (
+            ErrorObject::new(
+                code::LIMIT_EXCEEDED,
+                "limit exceeded: rate limits cannot be checked now",
+            ),
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+        Refusal::UnknownKey | Refusal::KeyRequired => (
+            ErrorObject::new(code::INVALID_REQUEST, r.to_string()),
+            StatusCode::UNAUTHORIZED,
+        ),
+    }
+}
+
 /// HTTP-tier refusals, before any call is read.
 #[derive(Debug)]
 pub enum HttpRefusal {
     UnknownNetwork,
+    /// An unknown key, or none where one is required.
+    Unauthorized(Refusal),
     MethodNotAllowed,
     UnsupportedMediaType,
-    TooLarge { limit: usize },
+    TooLarge {
+        limit: usize,
+    },
     BodyRead,
     BodyTimeout,
 }
@@ -101,6 +142,10 @@ pub fn http(r: &HttpRefusal) -> (ErrorObject, StatusCode) {
             ),
             StatusCode::REQUEST_TIMEOUT,
         ),
+        HttpRefusal::Unauthorized(refusal) => {
+            let (object, _) = policy(refusal);
+            (object, StatusCode::UNAUTHORIZED)
+        }
         HttpRefusal::BodyRead => (
             ErrorObject::new(code::PARSE_ERROR, "the request body could not be read"),
             StatusCode::BAD_REQUEST,

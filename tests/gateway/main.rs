@@ -4,6 +4,7 @@ mod discovery;
 mod envelope;
 mod failover;
 mod operations;
+mod policy;
 mod routing;
 mod support;
 mod transparency;

@@ -105,8 +105,18 @@ async fn answers_match_a_replica() {
     )
     .await;
     assert!(e.get("error").is_some());
-    let e = same(&direct, g, "eth_noSuchMethod", json!([])).await;
-    assert_eq!(e["error"]["code"], -32601);
+    // A method outside the default list never reaches a node: the gateway
+    // answers as a node would (-32601), naming the method.
+    let (d, e) = both(&direct, g, "eth_noSuchMethod", json!([])).await;
+    assert_eq!(d["error"]["code"], -32601);
+    assert_eq!(
+        (e["id"].clone(), e["error"]["code"].clone()),
+        (json!(42), json!(-32601))
+    );
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("eth_noSuchMethod"));
     let e = same(&direct, g, "eth_sendRawTransaction", json!(["0xdeadbeef"])).await;
     assert!(e.get("error").is_some());
 }

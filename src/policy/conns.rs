@@ -1,0 +1,102 @@
+//! A cap on open connections per client IP.
+//!
+//! The listener's global cap (`server.max_connections`) keeps the process
+//! alive; this one keeps a single address from taking all of it. Counted at
+//! accept, by the socket's peer address (headers are not read yet), so
+//! trusted proxies are exempt: behind an Ingress every client shares the
+//! proxy's address. An address's entry is removed when its last connection
+//! closes, so the map holds only addresses with open connections.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::config::{canonical_ip, IpNet};
+
+pub struct ConnLimits {
+    max: u32,
+    exempt: Vec<IpNet>,
+    open: DashMap<IpAddr, u32>,
+}
+
+/// One counted connection; closing it (dropping this) gives its slot back.
+pub struct ConnGuard {
+    limits: Arc<ConnLimits>,
+    ip: Option<IpAddr>,
+}
+
+impl ConnLimits {
+    pub fn new(max: u32, exempt: Vec<IpNet>) -> ConnLimits {
+        ConnLimits {
+            max,
+            exempt,
+            open: DashMap::new(),
+        }
+    }
+
+    /// A slot for a connection from `ip`, or `None` when it has `max` open.
+    pub fn try_open(self: &Arc<Self>, ip: IpAddr) -> Option<ConnGuard> {
+        let ip = canonical_ip(ip);
+        if self.exempt.iter().any(|n| n.contains(ip)) {
+            return Some(ConnGuard {
+                limits: self.clone(),
+                ip: None,
+            });
+        }
+        let mut count = self.open.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(ConnGuard {
+            limits: self.clone(),
+            ip: Some(ip),
+        })
+    }
+
+    /// Addresses with open connections (for tests and metrics).
+    pub fn tracked(&self) -> usize {
+        self.open.len()
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            self.limits.open.remove_if_mut(&ip, |_, n| {
+                *n = n.saturating_sub(1);
+                *n == 0
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_per_ip_and_release() {
+        let limits = Arc::new(ConnLimits::new(
+            2,
+            vec![IpNet {
+                addr: "10.0.0.1".parse().unwrap(),
+                prefix: 32,
+            }],
+        ));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let g1 = limits.try_open(a).unwrap();
+        let g2 = limits.try_open(a).unwrap();
+        assert!(limits.try_open(a).is_none());
+        assert!(limits.try_open("192.0.2.2".parse().unwrap()).is_some());
+        drop(g1);
+        let g3 = limits.try_open(a).unwrap();
+        drop((g2, g3));
+        assert_eq!(limits.tracked(), 0);
+        let proxies: Vec<_> = (0..5)
+            .map(|_| limits.try_open("10.0.0.1".parse().unwrap()).unwrap())
+            .collect();
+        assert_eq!(proxies.len(), 5);
+    }
+}

@@ -1,0 +1,280 @@
+//! Client policy: who is calling, what they may call, and how often.
+//!
+//! Every request is attributed to a tier before its body is read: a named
+//! client (by API key, see [`keys`] and [`identity`]) or the anonymous tier
+//! (no key; budgets per client IP). Then each call, alone or in a batch, is
+//! judged on its own by [`Policy::admit`]: the tier's method rules
+//! ([`methods`]), then its budgets of requests and compute units ([`cost`]),
+//! locally ([`local`], governor's GCRA) or, with `redis:` configured, shared
+//! by every replica ([`shared`]). A batch therefore costs the sum of its
+//! entries, and a refused entry fails alone. [`conns`] caps open
+//! connections per IP at accept time.
+//!
+//! The policy is built once from the config and read by requests without
+//! locks; the only shared mutable state is the limiters' atomic words and
+//! the keyed maps of the anonymous tier, which a timer trims.
+//!
+//! Nothing here logs a key or its hash, or puts either in a metric label:
+//! callers are named by their configured client name (or `anonymous`).
+
+pub mod conns;
+pub mod cost;
+pub mod identity;
+pub mod keys;
+pub mod local;
+pub mod methods;
+pub mod shared;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use http::HeaderMap;
+use prometheus::IntCounter;
+
+use crate::config::{IpNet, LimitsConfig, PolicyConfig, RedisConfig, RedisFallback, TierConfig};
+use crate::metrics::metrics;
+use conns::ConnLimits;
+use cost::CostTable;
+use keys::KeyTable;
+use local::{LocalLimits, Verdict};
+use methods::MethodRules;
+use shared::SharedLimits;
+
+/// Why a request or a call is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("unknown API key")]
+    UnknownKey,
+    #[error("an API key is required")]
+    KeyRequired,
+    #[error("method {0} is not allowed")]
+    MethodBlocked(String),
+    #[error("rate limit exceeded")]
+    Limited { retry_after: Duration },
+    #[error("the call costs {cost} compute units, more than the client's burst")]
+    TooCostly { cost: u32 },
+    #[error("rate limits cannot be checked now")]
+    LimiterUnavailable,
+}
+
+impl Refusal {
+    /// How long the caller should wait before trying again, when that is known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Refusal::Limited { retry_after } => Some(*retry_after),
+            Refusal::LimiterUnavailable => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+}
+
+/// One tier: a named client, or the anonymous one.
+pub struct Tier<C: Clock = DefaultClock> {
+    name: Box<str>,
+    anonymous: bool,
+    methods: MethodRules,
+    limits: LimitsConfig,
+    local: LocalLimits<C>,
+    rate_limited: IntCounter,
+    blocked: IntCounter,
+}
+
+impl<C: Clock + Clone> Tier<C> {
+    fn new(name: &str, anonymous: bool, config: &TierConfig, clock: &C) -> Tier<C> {
+        Tier {
+            name: name.into(),
+            anonymous,
+            methods: MethodRules::new(config),
+            limits: config.limits.clone(),
+            local: LocalLimits::new(&config.limits, anonymous, clock),
+            rate_limited: metrics().rate_limited.with_label_values(&[name]),
+            blocked: metrics().blocked.with_label_values(&[name]),
+        }
+    }
+}
+
+/// Who is calling, for the length of one HTTP request.
+pub struct Caller<'p, C: Clock = DefaultClock> {
+    tier: &'p Tier<C>,
+    ip: IpAddr,
+}
+
+impl<C: Clock> Caller<'_, C> {
+    /// The configured client name, or `anonymous`.
+    pub fn name(&self) -> &str {
+        &self.tier.name
+    }
+
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
+/// The policy of one gateway process.
+pub struct Policy<C: Clock = DefaultClock> {
+    clients: Vec<Tier<C>>,
+    anonymous: Option<Tier<C>>,
+    keys: KeyTable,
+    costs: CostTable,
+    trusted_proxies: Vec<IpNet>,
+    shared: Option<SharedLimits>,
+    fallback: RedisFallback,
+    conns: Arc<ConnLimits>,
+}
+
+impl Policy {
+    /// The policy with the system clock; shares limits through `redis` if given.
+    pub fn new(
+        config: &PolicyConfig,
+        redis: Option<&RedisConfig>,
+    ) -> Result<Policy, redis::RedisError> {
+        Policy::with_clock(config, redis, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> Policy<C> {
+    pub fn with_clock(
+        config: &PolicyConfig,
+        redis: Option<&RedisConfig>,
+        clock: C,
+    ) -> Result<Policy<C>, redis::RedisError> {
+        let mut keys = KeyTable::default();
+        let mut clients = Vec::with_capacity(config.clients.len());
+        for (i, c) in config.clients.iter().enumerate() {
+            for digest in &c.keys {
+                keys.insert(*digest, i);
+            }
+            clients.push(Tier::new(&c.name, false, &c.tier, &clock));
+        }
+        let shared = match redis {
+            Some(r) => Some(SharedLimits::new(&r.url, config.redis_timeout)?),
+            None => None,
+        };
+        Ok(Policy {
+            clients,
+            anonymous: config
+                .anonymous
+                .as_ref()
+                .map(|t| Tier::new("anonymous", true, t, &clock)),
+            keys,
+            costs: CostTable::new(config),
+            trusted_proxies: config.trusted_proxies.clone(),
+            shared,
+            fallback: config.redis_fallback,
+            conns: Arc::new(ConnLimits::new(
+                config.max_connections_per_ip,
+                config.trusted_proxies.clone(),
+            )),
+        })
+    }
+
+    /// Attributes a request to a tier: by its key, or as anonymous by IP.
+    pub fn identify(
+        &self,
+        peer: IpAddr,
+        headers: &HeaderMap,
+        path_key: Option<&str>,
+    ) -> Result<Caller<'_, C>, Refusal> {
+        let ip = identity::client_ip(peer, headers, &self.trusted_proxies);
+        let tier = match identity::presented_key(headers, path_key) {
+            Some(key) => match self.keys.find(key) {
+                Some(i) => &self.clients[i],
+                None => {
+                    metrics().unauthorized.inc();
+                    // Debug only: a key scan must not flood the logs.
+                    tracing::debug!(client_ip = %ip, "request with an unknown API key refused");
+                    return Err(Refusal::UnknownKey);
+                }
+            },
+            None => match &self.anonymous {
+                Some(t) => t,
+                None => {
+                    metrics().unauthorized.inc();
+                    return Err(Refusal::KeyRequired);
+                }
+            },
+        };
+        Ok(Caller { tier, ip })
+    }
+
+    /// The method check: the call's cost when the tier may call it.
+    pub fn permit_method(&self, caller: &Caller<'_, C>, method: &str) -> Result<u32, Refusal> {
+        if !caller.tier.methods.allows(method) {
+            caller.tier.blocked.inc();
+            return Err(Refusal::MethodBlocked(method.to_string()));
+        }
+        Ok(self.costs.cost(method))
+    }
+
+    /// The process-local budget check of one call of `cost` units.
+    pub fn check_local(&self, caller: &Caller<'_, C>, cost: u32) -> Result<(), Refusal> {
+        self.verdict(caller, caller.tier.local.check(caller.ip, cost), cost)
+    }
+
+    /// Judges one call: its method, then the caller's budgets.
+    pub async fn admit(&self, caller: &Caller<'_, C>, method: &str) -> Result<(), Refusal> {
+        let cost = self.permit_method(caller, method)?;
+        let tier = caller.tier;
+        if tier.local.is_unlimited() {
+            return Ok(());
+        }
+        let Some(shared) = &self.shared else {
+            return self.check_local(caller, cost);
+        };
+        let bucket = if tier.anonymous {
+            format!("ip:{}", local::ip_bucket(caller.ip))
+        } else {
+            format!("c:{}", tier.name)
+        };
+        match shared.check(&bucket, &tier.limits, cost).await {
+            Ok(v) => {
+                if shared.mark_up() {
+                    tracing::info!("shared rate limits available again in redis");
+                }
+                self.verdict(caller, v, cost)
+            }
+            Err(e) => {
+                metrics().redis_fallbacks.inc();
+                // Once per outage, not once per call.
+                if shared.mark_down() {
+                    tracing::warn!(error = %e, fallback = ?self.fallback, "shared rate limits unavailable; falling back until redis answers");
+                }
+                match self.fallback {
+                    RedisFallback::Open => self.check_local(caller, cost),
+                    RedisFallback::Closed => Err(Refusal::LimiterUnavailable),
+                }
+            }
+        }
+    }
+
+    fn verdict(&self, caller: &Caller<'_, C>, v: Verdict, cost: u32) -> Result<(), Refusal> {
+        match v {
+            Verdict::Admit => Ok(()),
+            Verdict::Wait(retry_after) => {
+                caller.tier.rate_limited.inc();
+                Err(Refusal::Limited { retry_after })
+            }
+            Verdict::Never => {
+                caller.tier.rate_limited.inc();
+                Err(Refusal::TooCostly { cost })
+            }
+        }
+    }
+
+    /// The per-IP connection cap, checked at accept.
+    pub fn connections(&self) -> &Arc<ConnLimits> {
+        &self.conns
+    }
+
+    /// Drops the state of anonymous IPs whose budgets have refilled.
+    pub fn forget_idle(&self) {
+        if let Some(t) = &self.anonymous {
+            t.local.forget_idle();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
