@@ -1,10 +1,13 @@
 //! rpcgate: a JSON-RPC gateway for Ethereum node fleets.
 //!
 //! A request crosses the crate in one direction:
-//! [`server`] (HTTP tier) → [`jsonrpc`] (envelope) → [`router`] (backend choice,
-//! retries) → [`upstream`] (backend clients) → response with the caller's id.
+//! [`server`] (HTTP tier) → [`jsonrpc`] (envelope) → [`router`] (pins
+//! `latest`, asks the [`cache`], chooses a backend, retries) → [`upstream`]
+//! (backend clients) → response with the caller's id.
 //! Beside that path, the control loops in [`upstream`] track each backend's
-//! head and publish immutable snapshots that the router reads.
+//! head and publish immutable snapshots that the router reads; the cache's
+//! reorg loop follows those snapshots.
+pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod fleet;

@@ -56,7 +56,7 @@ impl Gateway {
         let mut networks = HashMap::new();
         let mut default = None;
         for net in &config.networks {
-            let network = Arc::new(Network::start(net.clone(), &client));
+            let network = Arc::new(Network::start(net.clone(), &client, config.redis.as_ref()));
             if net.default {
                 default = Some(network.clone());
             }

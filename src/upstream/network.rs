@@ -3,26 +3,34 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::client::{Backend, HttpClient};
 use super::head;
 use super::view::{self, NetworkView, Tracked};
-use crate::config::NetworkConfig;
+use crate::cache::Cache;
+use crate::config::{NetworkConfig, RedisConfig};
 
-/// The running state of one network: its config, its backends, its view.
-/// Dropping it stops its control loops.
+/// The running state of one network: its config, its backends, its view,
+/// its response cache. Dropping it stops its control loops.
 pub struct Network {
     pub config: NetworkConfig,
+    /// `None` when the network's cache is disabled.
+    pub cache: Option<Arc<Cache>>,
     view: Arc<ArcSwap<NetworkView>>,
     changed: Arc<Notify>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Network {
-    /// Starts head tracking for every upstream and the view builder.
-    pub fn start(config: NetworkConfig, client: &HttpClient) -> Network {
+    /// Starts head tracking for every upstream, the view builder and the
+    /// cache's loops (`redis` serves the cache's shared tier when enabled).
+    pub fn start(
+        config: NetworkConfig,
+        client: &HttpClient,
+        redis: Option<&RedisConfig>,
+    ) -> Network {
         let changed = Arc::new(Notify::new());
         let mut tasks = Vec::new();
         let mut tracked = Vec::new();
@@ -49,14 +57,29 @@ impl Network {
             .collect();
         let first = view::build(initial, config.max_lag_blocks, &mut Default::default());
         let view = Arc::new(ArcSwap::from_pointee(first));
+        let (published, on_publish) = watch::channel(());
         tasks.push(tokio::spawn(view::run(
             tracked,
             config.max_lag_blocks,
             changed.clone(),
             view.clone(),
+            published,
         )));
+        let cache = config.cache.enabled.then(|| {
+            let (cache, cache_tasks) = Cache::start(
+                &config.name,
+                &config.cache,
+                redis,
+                view.clone(),
+                on_publish,
+                config.head.probe_timeout,
+            );
+            tasks.extend(cache_tasks);
+            cache
+        });
         Network {
             config,
+            cache,
             view,
             changed,
             tasks,

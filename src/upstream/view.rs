@@ -97,12 +97,14 @@ pub struct ServedHead {
 }
 
 /// Rebuilds the view on every change until `changed` is no longer signalled
-/// by anyone (the task is aborted when the network is dropped).
+/// by anyone (the task is aborted when the network is dropped). Each new view
+/// is announced on `published` (the cache's reorg loop follows it).
 pub async fn run(
     tracked: Vec<Tracked>,
     max_lag: u64,
     changed: Arc<Notify>,
     out: Arc<ArcSwap<NetworkView>>,
+    published: watch::Sender<()>,
 ) {
     let mut carry = ServedHead::default();
     loop {
@@ -112,6 +114,7 @@ pub async fn run(
             .map(|t| (t.backend.clone(), t.state.borrow().clone()))
             .collect();
         out.store(Arc::new(build(states, max_lag, &mut carry)));
+        published.send_replace(());
     }
 }
 
