@@ -336,6 +336,12 @@ impl Cache {
         self.config.max_bytes
     }
 
+    /// Whether the cache's chain was read for `view`, so that entries bound
+    /// to recent blocks can be stored and served.
+    pub fn chain_current(&self, view: &NetworkView) -> bool {
+        self.canon.load().is_current(view)
+    }
+
     /// Calls in flight that followers may join.
     pub fn in_flight(&self) -> usize {
         self.flights.in_flight()

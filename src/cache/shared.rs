@@ -12,16 +12,18 @@
 //! [`LOOKUP_TIMEOUT`], writes go through a bounded queue to one writer task
 //! (dropped when it is full), and while Redis is down every lookup is an
 //! immediate miss. The connection is made in the background and kept by
-//! redis' `ConnectionManager`, which reconnects by itself.
+//! redis' `ConnectionManager`, which reconnects by itself; lookups made while
+//! the very first connection is being made wait for it (within the same
+//! timeout), so a replica that just started is warm from its first request.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::canon::Hash;
@@ -35,9 +37,19 @@ pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(100);
 const WRITE_QUEUE: usize = 1024;
 const PREFIX: &str = "rpcgate:cache:v1:";
 
+/// The connection as the lookups see it.
+#[derive(Clone)]
+enum Link {
+    /// The first attempt is under way.
+    Connecting,
+    /// The first attempt failed; retrying in the background.
+    Down,
+    Up(ConnectionManager),
+}
+
 pub struct SharedTier {
     prefix: String,
-    conn: Arc<OnceLock<ConnectionManager>>,
+    link: watch::Receiver<Link>,
     writes: mpsc::Sender<(String, Vec<u8>)>,
 }
 
@@ -50,14 +62,14 @@ impl SharedTier {
         ttl: Duration,
         stats: Arc<Stats>,
     ) -> (SharedTier, Vec<JoinHandle<()>>) {
-        let conn = Arc::new(OnceLock::new());
+        let (link_tx, link) = watch::channel(Link::Connecting);
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
-        let connect = tokio::spawn(connect(url.to_string(), conn.clone()));
-        let writer = tokio::spawn(write_loop(queue, conn.clone(), ttl, stats));
+        let connect = tokio::spawn(connect(url.to_string(), link_tx));
+        let writer = tokio::spawn(write_loop(queue, link.clone(), ttl, stats));
         (
             SharedTier {
                 prefix: format!("{PREFIX}{network}:"),
-                conn,
+                link,
                 writes,
             },
             vec![connect, writer],
@@ -73,34 +85,40 @@ impl SharedTier {
 
     /// The entry under `key`, if Redis has it and answers in time.
     pub async fn get(&self, key: &Key) -> Option<Entry> {
-        let mut conn = self.conn.get()?.clone();
         let redis_key = self.redis_key(key);
-        let read = conn.get::<_, Option<Vec<u8>>>(redis_key);
-        match tokio::time::timeout(LOOKUP_TIMEOUT, read).await {
-            Ok(Ok(Some(value))) => decode(&value),
-            Ok(Ok(None)) => None,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "cache: shared tier read failed");
-                None
+        let read = async {
+            let mut link = self.link.clone();
+            let mut conn = match &*link.wait_for(|l| !matches!(l, Link::Connecting)).await.ok()? {
+                Link::Up(conn) => conn.clone(),
+                _ => return None,
+            };
+            match conn.get::<_, Option<Vec<u8>>>(redis_key).await {
+                Ok(value) => value,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cache: shared tier read failed");
+                    None
+                }
             }
-            Err(_) => None,
-        }
+        };
+        let value = tokio::time::timeout(LOOKUP_TIMEOUT, read).await.ok()??;
+        decode(&value)
     }
 
     /// Queues `entry` for Redis; dropped when the queue is full.
     pub fn put(&self, key: &Key, entry: &Entry) {
-        if self.conn.get().is_none() {
+        if !matches!(&*self.link.borrow(), Link::Up(_)) {
             return;
         }
         let _ = self.writes.try_send((self.redis_key(key), encode(entry)));
     }
 }
 
-async fn connect(url: String, slot: Arc<OnceLock<ConnectionManager>>) {
+async fn connect(url: String, link: watch::Sender<Link>) {
     let client = match redis::Client::open(url.as_str()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cache: the redis url is unusable; shared tier off");
+            link.send_replace(Link::Down);
             return;
         }
     };
@@ -114,11 +132,12 @@ async fn connect(url: String, slot: Arc<OnceLock<ConnectionManager>>) {
             .await
         {
             Ok(conn) => {
-                let _ = slot.set(conn);
+                link.send_replace(Link::Up(conn));
                 tracing::info!("cache: shared tier connected");
                 return;
             }
             Err(e) => {
+                link.send_replace(Link::Down);
                 tracing::warn!(error = %e, "cache: cannot reach redis yet; serving without the shared tier");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
@@ -129,14 +148,16 @@ async fn connect(url: String, slot: Arc<OnceLock<ConnectionManager>>) {
 
 async fn write_loop(
     mut queue: mpsc::Receiver<(String, Vec<u8>)>,
-    conn: Arc<OnceLock<ConnectionManager>>,
+    link: watch::Receiver<Link>,
     ttl: Duration,
     stats: Arc<Stats>,
 ) {
     let ttl = ttl.as_secs().max(1);
     while let Some((key, value)) = queue.recv().await {
-        let Some(conn) = conn.get() else { continue };
-        let mut conn = conn.clone();
+        let mut conn = match &*link.borrow() {
+            Link::Up(conn) => conn.clone(),
+            _ => continue,
+        };
         let write = conn.set_ex::<_, _, ()>(key, value, ttl);
         match tokio::time::timeout(Duration::from_secs(1), write).await {
             Ok(Ok(())) => {

@@ -1,5 +1,6 @@
 //! Integration tests of the gateway against a real anvil fleet on loopback.
 
+mod cache;
 mod envelope;
 mod failover;
 mod routing;
