@@ -31,7 +31,12 @@ struct Named<'a> {
 impl Named<'_> {
     /// `None` for an object that names no block (a pending transaction).
     fn block(&self) -> Result<Option<(u64, Hash)>, ()> {
-        let (n, h) = match (&self.block_number, &self.block_hash, &self.number, &self.hash) {
+        let (n, h) = match (
+            &self.block_number,
+            &self.block_hash,
+            &self.number,
+            &self.hash,
+        ) {
             (Some(n), Some(h), _, _) => (n, h),
             (None, None, Some(n), Some(h)) => (n, h),
             _ => return Ok(None),

@@ -229,7 +229,10 @@ mod tests {
         // Blocks 10..=12 replaced, the new chain as long as the old.
         let (next, mut replaced, calls) = build(&canon, &chain(1, 9, 12), 12, 5).await;
         replaced.sort();
-        assert_eq!(replaced, vec![(10, h(0, 10)), (11, h(0, 11)), (12, h(0, 12))]);
+        assert_eq!(
+            replaced,
+            vec![(10, h(0, 10)), (11, h(0, 11)), (12, h(0, 12))]
+        );
         assert_eq!(calls, 3);
         assert_eq!(next.hash(11), Some(&h(1, 11)));
         assert_eq!(next.hash(9), Some(&h(0, 9)));
@@ -248,7 +251,11 @@ mod tests {
         let b = chain(1, 5, 12);
         let r = rebuild(&old, 12, 5, |n| {
             // The top comes from fork 1, the rest from fork 0.
-            let got = if n == 12 { b[&n].clone() } else { a[&n].clone() };
+            let got = if n == 12 {
+                b[&n].clone()
+            } else {
+                a[&n].clone()
+            };
             async move { Ok(got) }
         })
         .await;
@@ -261,6 +268,9 @@ mod tests {
         assert_eq!(hash_hex(&parse_hash(text).unwrap()), text);
         assert!(parse_hash(&text[..65]).is_none());
         assert!(parse_hash(&text.replace('8', "g")).is_none());
-        assert!(parse_hash("88e96d4537bea4d9c05d12549907b32561d3bf31f45aae734cdc119f13406cb6aa").is_none());
+        assert!(
+            parse_hash("88e96d4537bea4d9c05d12549907b32561d3bf31f45aae734cdc119f13406cb6aa")
+                .is_none()
+        );
     }
 }

@@ -80,11 +80,7 @@ impl Lead<'_> {
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        let mut table = self
-            .flights
-            .table
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut table = self.flights.table.lock().unwrap_or_else(|p| p.into_inner());
         // Only our own flight: a new leader may already own the key.
         if table
             .get(&self.key)
@@ -124,7 +120,10 @@ mod tests {
             assert_eq!(outcome.unwrap().raw(), b"\"0x5\"");
         }
         assert_eq!(flights.in_flight(), 0);
-        assert!(matches!(flights.join(&key()), Joined::Lead(_)), "a new flight");
+        assert!(
+            matches!(flights.join(&key()), Joined::Lead(_)),
+            "a new flight"
+        );
     }
 
     #[tokio::test]

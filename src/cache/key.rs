@@ -10,6 +10,7 @@
 //! Ethereum JSON-RPC reads hex data and checksummed addresses without regard
 //! to case. Anything else is kept byte for byte.
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 /// `<method length>:<method><normalized params>`; the length prefix keeps
@@ -19,13 +20,12 @@ pub struct Key(Arc<str>);
 
 impl Key {
     pub fn new(method: &str, params: Option<&str>) -> Key {
-        let params = params.unwrap_or("");
-        let mut out = String::with_capacity(method.len() + params.len() + 8);
-        out.push_str(itoa(method.len()).as_str());
-        out.push(':');
-        out.push_str(method);
-        normalize_into(&mut out, params);
-        Key(out.into())
+        Key::from_text(text(method, params))
+    }
+
+    /// A key from [`text`], for when a lookup by text missed.
+    pub fn from_text(text: String) -> Key {
+        Key(text.into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -41,8 +41,22 @@ impl Key {
     }
 }
 
-fn itoa(n: usize) -> String {
-    n.to_string()
+/// Lookups go by the key's text, so a hit never builds the shared key.
+impl Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The text of the key of `method` with `params`.
+pub fn text(method: &str, params: Option<&str>) -> String {
+    let params = params.unwrap_or("");
+    let mut out = String::with_capacity(method.len() + params.len() + 8);
+    out.push_str(&method.len().to_string());
+    out.push(':');
+    out.push_str(method);
+    normalize_into(&mut out, params);
+    out
 }
 
 /// Appends `json` without insignificant whitespace and with hex strings lowercased.
@@ -117,7 +131,10 @@ mod tests {
     #[test]
     fn different_requests_stay_apart() {
         let k = |m: &str, p: Option<&str>| Key::new(m, p);
-        assert_ne!(k("eth_getCode", Some("[1]")), k("eth_getBalance", Some("[1]")));
+        assert_ne!(
+            k("eth_getCode", Some("[1]")),
+            k("eth_getBalance", Some("[1]"))
+        );
         assert_ne!(k("a", Some("[]")), k("a", None));
         // Method and params cannot run into each other.
         assert_ne!(k("ab", Some("[]")), k("a", Some("b[]")));
@@ -129,7 +146,14 @@ mod tests {
 
     #[test]
     fn escapes_and_broken_text_never_panic() {
-        for p in [r#"["a\"b "]"#, r#"["\\", 1]"#, "[\"é \"]", "\"unterminated", "\"\\", "é"] {
+        for p in [
+            r#"["a\"b "]"#,
+            r#"["\\", 1]"#,
+            "[\"é \"]",
+            "\"unterminated",
+            "\"\\",
+            "é",
+        ] {
             let _ = Key::new("m", Some(p));
         }
         assert_eq!(

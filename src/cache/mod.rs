@@ -183,12 +183,13 @@ impl Cache {
         if policy == Policy::Never {
             return Lookup::Pass;
         }
-        let key = Key::new(method, params);
+        let text = key::text(method, params);
         if policy.may_store() {
-            if let Some(hit) = self.hit(&key, view).await {
+            if let Some(hit) = self.hit(&text, view).await {
                 return Lookup::Answered(Ok(hit));
             }
         }
+        let key = Key::from_text(text);
         let mut rejoined = 0;
         let lead = loop {
             match self.flights.join(&key) {
@@ -207,7 +208,7 @@ impl Cache {
         };
         if policy.may_store() {
             // The leader before us may have stored it between our look and our join.
-            if let Some(hit) = self.hit(&key, view).await {
+            if let Some(hit) = self.hit(key.as_str(), view).await {
                 let outcome = Ok(hit);
                 lead.finish(&outcome);
                 return Lookup::Answered(outcome);
@@ -232,7 +233,7 @@ impl Cache {
         })
     }
 
-    async fn hit(&self, key: &Key, view: &NetworkView) -> Option<Reply> {
+    async fn hit(&self, key: &str, view: &NetworkView) -> Option<Reply> {
         let entry = self.store.get(key).await?;
         if !self.holds(&entry, view) {
             return None;
@@ -281,9 +282,7 @@ impl Cache {
         match *policy {
             Policy::Never | Policy::Share => (Plan::Share, None),
             Policy::Constant | Policy::ByHash(_) | Policy::Transaction => (Plan::Decide, None),
-            Policy::AtBlock { number, .. } if finalized(number) => {
-                (Plan::Store(Bind::Final), None)
-            }
+            Policy::AtBlock { number, .. } if finalized(number) => (Plan::Store(Bind::Final), None),
             Policy::AtBlock { number, pin_at } => match bound(number) {
                 None => (Plan::Share, None),
                 Some(h) => match pin_at {

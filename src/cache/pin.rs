@@ -55,7 +55,11 @@ mod tests {
         );
         assert!(block_param(r#"["0x1"]"#, 1, &h).is_none());
         assert!(block_param(r#"{"a":1}"#, 0, &h).is_none());
-        let f = log_filter(r#"[{"fromBlock":"0x5","toBlock":"0x5","address":"0xa"}]"#, &h).unwrap();
+        let f = log_filter(
+            r#"[{"fromBlock":"0x5","toBlock":"0x5","address":"0xa"}]"#,
+            &h,
+        )
+        .unwrap();
         assert_eq!(f, format!(r#"[{{"address":"0xa","blockHash":"{hx}"}}]"#));
     }
 }

@@ -137,7 +137,10 @@ pub fn decide(method: &str, params: Option<&str>, pinned_latest: bool) -> Policy
         "eth_getLogs" => logs(list().as_deref(), pinned_latest),
         "eth_getTransactionByHash" | "eth_getTransactionReceipt" => Policy::Transaction,
         // Reads of the present with no block argument: shared while in flight.
-        "eth_gasPrice" | "eth_maxPriorityFeePerGas" | "eth_blobBaseFee" | "eth_feeHistory"
+        "eth_gasPrice"
+        | "eth_maxPriorityFeePerGas"
+        | "eth_blobBaseFee"
+        | "eth_feeHistory"
         | "eth_estimateGas" => Policy::Share,
         _ => Policy::Never,
     }
@@ -197,18 +200,27 @@ mod tests {
             Policy::ByHash(hash())
         );
         assert_eq!(
-            p("eth_getTransactionByBlockHashAndIndex", &format!(r#"["{H}","0x0"]"#)),
+            p(
+                "eth_getTransactionByBlockHashAndIndex",
+                &format!(r#"["{H}","0x0"]"#)
+            ),
             Policy::ByHash(hash())
         );
         assert_eq!(
-            p("eth_call", &format!(r#"[{{"to":"0x1"}},{{"blockHash":"{H}"}}]"#)),
+            p(
+                "eth_call",
+                &format!(r#"[{{"to":"0x1"}},{{"blockHash":"{H}"}}]"#)
+            ),
             Policy::ByHash(hash())
         );
         assert_eq!(
             p("eth_getLogs", &format!(r#"[{{"blockHash":"{H}"}}]"#)),
             Policy::ByHash(hash())
         );
-        assert_eq!(p("eth_getBlockReceipts", &format!(r#"["{H}"]"#)), Policy::ByHash(hash()));
+        assert_eq!(
+            p("eth_getBlockReceipts", &format!(r#"["{H}"]"#)),
+            Policy::ByHash(hash())
+        );
         assert_eq!(p("eth_getBlockByHash", r#"["0x12",false]"#), Policy::Never);
     }
 
@@ -216,19 +228,34 @@ mod tests {
     fn explicit_blocks() {
         assert_eq!(
             p("eth_getBlockByNumber", r#"["0x10",true]"#),
-            Policy::AtBlock { number: 16, pin_at: None }
+            Policy::AtBlock {
+                number: 16,
+                pin_at: None
+            }
         );
         assert_eq!(
             p("eth_getBalance", r#"["0xab","0x7"]"#),
-            Policy::AtBlock { number: 7, pin_at: Some(1) }
+            Policy::AtBlock {
+                number: 7,
+                pin_at: Some(1)
+            }
         );
         assert_eq!(
-            p("eth_getStorageAt", r#"["0xab","0x0",{"blockNumber":"0x9"}]"#),
-            Policy::AtBlock { number: 9, pin_at: Some(2) }
+            p(
+                "eth_getStorageAt",
+                r#"["0xab","0x0",{"blockNumber":"0x9"}]"#
+            ),
+            Policy::AtBlock {
+                number: 9,
+                pin_at: Some(2)
+            }
         );
         assert_eq!(
             p("eth_getCode", r#"["0xab","earliest"]"#),
-            Policy::AtBlock { number: 0, pin_at: Some(1) }
+            Policy::AtBlock {
+                number: 0,
+                pin_at: Some(1)
+            }
         );
         assert_eq!(
             p("eth_getLogs", r#"[{"fromBlock":"0x1","toBlock":"0x5"}]"#),
@@ -248,14 +275,24 @@ mod tests {
             Policy::Share
         );
         assert_eq!(
-            decide("eth_getLogs", Some(r#"[{"fromBlock":"0x1","toBlock":"0x20"}]"#), true),
+            decide(
+                "eth_getLogs",
+                Some(r#"[{"fromBlock":"0x1","toBlock":"0x20"}]"#),
+                true
+            ),
             Policy::Share
         );
         assert_eq!(p("eth_getBalance", r#"["0xab","pending"]"#), Policy::Never);
         assert_eq!(p("eth_getBalance", r#"["0xab","safe"]"#), Policy::Share);
-        assert_eq!(p("eth_getBlockByNumber", r#"["finalized",false]"#), Policy::Share);
+        assert_eq!(
+            p("eth_getBlockByNumber", r#"["finalized",false]"#),
+            Policy::Share
+        );
         assert_eq!(p("eth_getLogs", r#"[{"fromBlock":"0x1"}]"#), Policy::Share);
-        assert_eq!(p("eth_getLogs", r#"[{"fromBlock":"0x5","toBlock":"0x1"}]"#), Policy::Share);
+        assert_eq!(
+            p("eth_getLogs", r#"[{"fromBlock":"0x5","toBlock":"0x1"}]"#),
+            Policy::Share
+        );
         for m in [
             "eth_sendRawTransaction",
             "eth_newFilter",

@@ -88,7 +88,11 @@ impl SharedTier {
         let redis_key = self.redis_key(key);
         let read = async {
             let mut link = self.link.clone();
-            let mut conn = match &*link.wait_for(|l| !matches!(l, Link::Connecting)).await.ok()? {
+            let mut conn = match &*link
+                .wait_for(|l| !matches!(l, Link::Connecting))
+                .await
+                .ok()?
+            {
                 Link::Up(conn) => conn.clone(),
                 _ => return None,
             };

@@ -40,11 +40,14 @@ impl Bind {
             Bind::Final => true,
             Bind::Blocks { from, hashes } => {
                 current
-                    && hashes.iter().zip(*from..).all(|(h, n)| match canon.hash(n) {
-                        Some(known) => known == h,
-                        // Below the window: only a final block stays valid.
-                        None => finalized.is_some_and(|f| n <= f),
-                    })
+                    && hashes
+                        .iter()
+                        .zip(*from..)
+                        .all(|(h, n)| match canon.hash(n) {
+                            Some(known) => known == h,
+                            // Below the window: only a final block stays valid.
+                            None => finalized.is_some_and(|f| n <= f),
+                        })
             }
         }
     }
@@ -82,15 +85,13 @@ impl Store {
     pub fn new(max_bytes: u64) -> Store {
         let entries = moka::future::Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|k: &Key, e: &Entry| {
-                u32::try_from(weight(k, e)).unwrap_or(u32::MAX)
-            })
+            .weigher(|k: &Key, e: &Entry| u32::try_from(weight(k, e)).unwrap_or(u32::MAX))
             .support_invalidation_closures()
             .build();
         Store { entries }
     }
 
-    pub async fn get(&self, key: &Key) -> Option<Entry> {
+    pub async fn get(&self, key: &str) -> Option<Entry> {
         self.entries.get(key).await
     }
 
@@ -155,8 +156,14 @@ mod tests {
         let bind = Bind::block(7, h(1));
         let empty = Canon::default();
         assert!(Bind::Final.holds(&empty, false, None));
-        assert!(!bind.holds(&empty, false, Some(9)), "a stale chain serves no bound entry");
-        assert!(bind.holds(&empty, true, Some(7)), "final and below the window");
+        assert!(
+            !bind.holds(&empty, false, Some(9)),
+            "a stale chain serves no bound entry"
+        );
+        assert!(
+            bind.holds(&empty, true, Some(7)),
+            "final and below the window"
+        );
         assert!(!bind.holds(&empty, true, Some(6)));
         assert!(bind.touches(&[(7, h(1))]));
         assert!(!bind.touches(&[(7, h(2))]));

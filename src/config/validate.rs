@@ -458,14 +458,18 @@ networks:
         assert_eq!(cache.max_entry_bytes, 1024 * 1024);
         assert_eq!(cache.confirmations, None);
         assert!(!cache.shared);
-        let with = |section: &str| GOOD.replace("    upstreams:", &format!("{section}    upstreams:"));
+        let with =
+            |section: &str| GOOD.replace("    upstreams:", &format!("{section}    upstreams:"));
         let c = Config::from_yaml(&with(
             "    cache:\n      max_bytes: 65536\n      confirmations: 3\n",
         ))
         .unwrap();
         let cache = &c.network("mainnet").unwrap().cache;
         assert_eq!(cache.max_bytes, 65536);
-        assert_eq!(cache.max_entry_bytes, 65536, "the entry limit follows a small store");
+        assert_eq!(
+            cache.max_entry_bytes, 65536,
+            "the entry limit follows a small store"
+        );
         assert_eq!(cache.confirmations, Some(3));
         assert_eq!(
             err_path(&with("    cache:\n      max_byte: 1\n")),
@@ -496,8 +500,8 @@ networks:
         // The shared tier lives in the top-level redis.
         let shared = with("    cache:\n      shared: true\n");
         assert_eq!(err_path(&shared), "networks.mainnet.cache.shared");
-        let c = Config::from_yaml(&format!("{shared}redis:\n  url: redis://127.0.0.1:6379\n"))
-            .unwrap();
+        let c =
+            Config::from_yaml(&format!("{shared}redis:\n  url: redis://127.0.0.1:6379\n")).unwrap();
         assert!(c.network("mainnet").unwrap().cache.shared);
     }
 

@@ -43,7 +43,10 @@ impl Tapped {
 pub fn quiet(yaml: &str) -> String {
     yaml.replace("ws_poll_interval: 200ms", "ws_poll_interval: 60s")
         .replace("poll_interval: 50ms", "poll_interval: 60s")
-        .replace("finality_poll_interval: 200ms", "finality_poll_interval: 60s")
+        .replace(
+            "finality_poll_interval: 200ms",
+            "finality_poll_interval: 60s",
+        )
         .replace("syncing_poll_interval: 500ms", "syncing_poll_interval: 60s")
 }
 
@@ -117,7 +120,10 @@ async fn a_repeated_cacheable_request_makes_one_upstream_call() {
         ("eth_getTransactionCount", json!([DEV, "0x2"])),
         ("eth_getStorageAt", json!([OTHER, "0x0", "0x2"])),
         ("eth_call", json!([{"to": OTHER, "data": "0x"}, "0x3"])),
-        ("eth_getLogs", json!([{"fromBlock": "0x2", "toBlock": "0x2"}])),
+        (
+            "eth_getLogs",
+            json!([{"fromBlock": "0x2", "toBlock": "0x2"}]),
+        ),
         ("net_version", json!([])),
     ];
     t.reset();
@@ -144,7 +150,11 @@ async fn a_repeated_cacheable_request_makes_one_upstream_call() {
             t.upstream(method)
         );
     }
-    assert_eq!(t.upstream_total(), cases.len() as u64, "one call per distinct request");
+    assert_eq!(
+        t.upstream_total(),
+        cases.len() as u64,
+        "one call per distinct request"
+    );
     let counts = t.cache().counts();
     assert_eq!(counts.stored, cases.len() as u64);
     assert_eq!(counts.hits, 4 * cases.len() as u64);
@@ -189,9 +199,12 @@ async fn latest_pending_null_and_errors_are_never_cached() {
         ("eth_getBlockByNumber", json!(["0x99", false])), // null
         ("eth_getTransactionReceipt", json!([unknown])), // null
         ("eth_getTransactionByHash", json!([mined_tx])), // its block is not final
-        ("eth_call", json!([{"data": "0xfe"}, "0x2"])), // reverts: an error
+        ("eth_call", json!([{"data": "0xfe"}, "0x2"])),  // reverts: an error
         ("eth_getStorageAt", json!(["0xzz", "0x0", "0x2"])), // invalid: an error
-        ("eth_getLogs", json!([{"fromBlock": "0x1", "toBlock": "0x3"}])), // a range above finality
+        (
+            "eth_getLogs",
+            json!([{"fromBlock": "0x1", "toBlock": "0x3"}]),
+        ), // a range above finality
     ];
     for (method, params) in &cases {
         t.reset();
@@ -249,7 +262,12 @@ async fn a_flood_of_large_answers_stays_under_the_byte_bound() {
     // Contract creation code returning 20000 zero bytes, with a distinct unreachable tail.
     let call_data = |i: u32| format!("0x614e206000f3{i:08x}");
     for i in 0..60u32 {
-        let r = result(&t.gw.url, "eth_call", json!([{"data": call_data(i)}, "0x1"])).await;
+        let r = result(
+            &t.gw.url,
+            "eth_call",
+            json!([{"data": call_data(i)}, "0x1"]),
+        )
+        .await;
         assert_eq!(r.as_str().unwrap().len(), 2 + 40_000);
         if i % 10 == 9 {
             let bytes = cache.weighted_bytes().await;
@@ -257,12 +275,21 @@ async fn a_flood_of_large_answers_stays_under_the_byte_bound() {
             assert!(bytes > 0);
         }
     }
-    assert_eq!(cache.counts().stored, 60, "every answer was offered to the store");
+    assert_eq!(
+        cache.counts().stored,
+        60,
+        "every answer was offered to the store"
+    );
     // Over max_entry_bytes: never stored.
     t.reset();
     for _ in 0..2 {
         // 24000 bytes: 48000 hex digits.
-        result(&t.gw.url, "eth_call", json!([{"data": "0x615dc06000f3"}, "0x1"])).await;
+        result(
+            &t.gw.url,
+            "eth_call",
+            json!([{"data": "0x615dc06000f3"}, "0x1"]),
+        )
+        .await;
     }
     assert_eq!(t.upstream("eth_call"), 2);
     assert_eq!(cache.counts().stored, 60);
@@ -334,9 +361,12 @@ async fn nothing_a_reorg_replaced_is_served() {
     assert_eq!(new_top.number, top);
     assert_ne!(new_top.hash, old_hashes[2]);
     wait_view(&t.gw, "every tracker on the new chain", |v| {
-        v.backends
-            .iter()
-            .all(|b| b.state.latest.as_ref().is_some_and(|l| l.hash == new_top.hash))
+        v.backends.iter().all(|b| {
+            b.state
+                .latest
+                .as_ref()
+                .is_some_and(|l| l.hash == new_top.hash)
+        })
     })
     .await;
 
@@ -385,7 +415,11 @@ async fn a_second_gateway_process_answers_from_redis() {
             &yaml(t.fleet.chain_id(), &ups, ""),
             &["shared: true"],
         ));
-        format!("{}redis:\n  url: {}\n", y.replace("127.0.0.1:0", listen), redis.url())
+        format!(
+            "{}redis:\n  url: {}\n",
+            y.replace("127.0.0.1:0", listen),
+            redis.url()
+        )
     };
     let first = start_gateway(&config("127.0.0.1:0")).await;
     wait_synced(&first, 3, 2).await;

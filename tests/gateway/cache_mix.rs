@@ -26,7 +26,10 @@ const BLOCK_EVERY: usize = 400;
 fn production_intervals(yaml: &str) -> String {
     yaml.replace("ws_poll_interval: 200ms", "ws_poll_interval: 2s")
         .replace("poll_interval: 50ms", "poll_interval: 500ms")
-        .replace("finality_poll_interval: 200ms", "finality_poll_interval: 3s")
+        .replace(
+            "finality_poll_interval: 200ms",
+            "finality_poll_interval: 3s",
+        )
         .replace("syncing_poll_interval: 500ms", "syncing_poll_interval: 5s")
 }
 
@@ -50,15 +53,30 @@ fn draw(
     };
     let account = |rng: &mut fastrand::Rng| [OTHER, DEV][rng.usize(..2)];
     let (m, p) = match rng.u32(..100) {
-        0..=9 => ("eth_call", json!([{"to": account(rng), "data": "0x"}, now(rng)])),
-        10..=19 => ("eth_call", json!([{"to": account(rng), "data": "0x"}, recent(rng)])),
-        20..=24 => ("eth_call", json!([{"to": account(rng), "data": "0x"}, old(rng)])),
-        25..=39 => ("eth_getTransactionReceipt", json!([txs[rng.usize(..txs.len())]])),
+        0..=9 => (
+            "eth_call",
+            json!([{"to": account(rng), "data": "0x"}, now(rng)]),
+        ),
+        10..=19 => (
+            "eth_call",
+            json!([{"to": account(rng), "data": "0x"}, recent(rng)]),
+        ),
+        20..=24 => (
+            "eth_call",
+            json!([{"to": account(rng), "data": "0x"}, old(rng)]),
+        ),
+        25..=39 => (
+            "eth_getTransactionReceipt",
+            json!([txs[rng.usize(..txs.len())]]),
+        ),
         40..=44 => ("eth_getBlockReceipts", json!([old(rng)])),
         45..=49 => ("eth_getBlockByNumber", json!([now(rng), false])),
         50..=59 => ("eth_getBlockByNumber", json!([recent(rng), false])),
         60..=64 => ("eth_getBlockByNumber", json!([old(rng), true])),
-        65..=74 => ("eth_getBlockByHash", json!([hashes[rng.usize(..hashes.len())], false])),
+        65..=74 => (
+            "eth_getBlockByHash",
+            json!([hashes[rng.usize(..hashes.len())], false]),
+        ),
         75..=79 => ("eth_getBalance", json!([account(rng), now(rng)])),
         80..=89 => ("eth_getBalance", json!([account(rng), recent(rng)])),
         _ => ("eth_getBalance", json!([account(rng), old(rng)])),
@@ -77,7 +95,11 @@ async fn a_read_heavy_mix_makes_few_upstream_calls() {
     }
     let head = t.fleet.height().await;
     // The setup's gateway polls at test speed: measure with a fresh one.
-    let Tapped { fleet, taps, gw: setup } = t;
+    let Tapped {
+        fleet,
+        taps,
+        gw: setup,
+    } = t;
     drop(setup);
     let ups: Vec<Up> = taps
         .iter()
@@ -119,8 +141,13 @@ async fn run_mix(
     let url = gw.url.clone();
     let (txs, hashes) = (txs.to_vec(), hashes.to_vec());
     let clients = (0..CLIENTS).map(|c| {
-        let (url, txs, hashes, done, fleet) =
-            (url.clone(), txs.clone(), hashes.clone(), done.clone(), fleet.clone());
+        let (url, txs, hashes, done, fleet) = (
+            url.clone(),
+            txs.clone(),
+            hashes.clone(),
+            done.clone(),
+            fleet.clone(),
+        );
         async move {
             let client = client();
             let mut rng = fastrand::Rng::with_seed(c as u64 + 1);
@@ -132,7 +159,13 @@ async fn run_mix(
                     .header("content-type", "application/json")
                     .body(Full::new(Bytes::from(body.to_string())))
                     .unwrap();
-                let answer = client.request(req).await.unwrap().into_body().collect().await;
+                let answer = client
+                    .request(req)
+                    .await
+                    .unwrap()
+                    .into_body()
+                    .collect()
+                    .await;
                 let v: Value = serde_json::from_slice(&answer.unwrap().to_bytes()).unwrap();
                 assert!(v.get("error").is_none(), "{m} {p}: {v}");
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
@@ -147,7 +180,12 @@ async fn run_mix(
     let calls = (CLIENTS * CALLS_PER_CLIENT) as f64;
     let upstream = taps.iter().map(|tap| tap.total()).sum::<u64>() as f64;
     let ratio = upstream / calls;
-    let c = gw.network().cache.clone().expect("the cache is on").counts();
+    let c = gw
+        .network()
+        .cache
+        .clone()
+        .expect("the cache is on")
+        .counts();
     eprintln!(
         "mix (latest: {latest}): {calls} client calls, {upstream} upstream calls: {ratio:.3} per client call; finalized {finalized} at start; {c:?}"
     );
