@@ -2,11 +2,13 @@
 //!
 //! A request crosses the crate in one direction:
 //! [`server`] (HTTP tier) → [`jsonrpc`] (envelope) → [`policy`] (keys, method
-//! rules, rate limits) → [`router`] (backend choice, retries) → [`upstream`]
-//! (backend clients) → response with the caller's id. [`metrics`] holds the
-//! counters.
+//! rules, rate limits) → [`router`] (pins `latest`, asks the [`cache`],
+//! chooses a backend, retries) → [`upstream`] (backend clients) → response
+//! with the caller's id. [`metrics`] holds the counters.
 //! Beside that path, the control loops in [`upstream`] track each backend's
-//! head and publish immutable snapshots that the router reads.
+//! head and publish immutable snapshots that the router reads; the cache's
+//! reorg loop follows those snapshots.
+pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod fleet;

@@ -10,6 +10,10 @@ use serde::Deserialize;
 fn the_example_config_is_valid() {
     let c = Config::load(std::path::Path::new("config/rpcgate.example.yaml")).unwrap();
     assert_eq!(c.networks[0].name, "mainnet");
+    let cache = &c.networks[0].cache;
+    assert!(cache.enabled && !cache.shared);
+    assert_eq!(cache.max_bytes, 256 * 1024 * 1024);
+    assert_eq!(cache.shared_ttl, std::time::Duration::from_secs(24 * 3600));
 }
 
 #[test]

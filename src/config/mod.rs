@@ -98,6 +98,7 @@ pub struct NetworkConfig {
     pub eject_after_failures: u32,
     pub max_response_bytes: usize,
     pub head: HeadConfig,
+    pub cache: CacheConfig,
     /// Backends listed in the config.
     pub upstreams: Vec<UpstreamConfig>,
     /// Groups of backends found in DNS (a headless Service), added to `upstreams`.
@@ -116,6 +117,36 @@ pub struct DiscoverConfig {
     pub interval: Duration,
     /// The DNS server to ask; the system's resolver when absent.
     pub resolver: Option<SocketAddr>,
+}
+
+/// The response cache of one network (see [`crate::cache`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Bound of the in-memory store: keys and results, in bytes.
+    pub max_bytes: u64,
+    /// Larger results are never cached.
+    pub max_entry_bytes: usize,
+    /// Cache reads of block N once N is this deep below the served head, even
+    /// before it is finalized (bound to N's hash). `None`: finalized blocks only.
+    pub confirmations: Option<u64>,
+    /// Also keep forever-cacheable answers in the shared Redis (`redis.url`).
+    pub shared: bool,
+    /// How long an entry lives in the shared tier.
+    pub shared_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            max_bytes: validate::DEFAULT_CACHE_MAX_BYTES,
+            max_entry_bytes: validate::DEFAULT_CACHE_MAX_ENTRY_BYTES as usize,
+            confirmations: None,
+            shared: false,
+            shared_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// Timing of the head-tracking control loops.

@@ -96,6 +96,8 @@ pub struct RawNetwork {
     pub max_response_bytes: Option<u64>,
     #[serde(default)]
     pub head: RawHead,
+    #[serde(default)]
+    pub cache: RawCache,
     pub upstreams: Option<Vec<RawUpstream>>,
     pub discover: Option<Vec<RawDiscover>>,
 }
@@ -109,6 +111,17 @@ pub struct RawDiscover {
     pub ws_port: Option<u16>,
     pub interval: Option<String>,
     pub resolver: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub enabled: Option<bool>,
+    pub max_bytes: Option<u64>,
+    pub max_entry_bytes: Option<u64>,
+    pub confirmations: Option<u64>,
+    pub shared: Option<bool>,
+    pub shared_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

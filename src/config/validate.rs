@@ -5,10 +5,10 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawDiscover, RawHead, RawNetwork, RawRedis, RawUpstream};
+use super::raw::{RawCache, RawConfig, RawDiscover, RawHead, RawNetwork, RawRedis, RawUpstream};
 use super::{
-    parse_duration, Config, ConfigError, DiscoverConfig, HeadConfig, NetworkConfig, RedisConfig,
-    ServerLimits, UpstreamConfig,
+    parse_duration, CacheConfig, Config, ConfigError, DiscoverConfig, HeadConfig, NetworkConfig,
+    RedisConfig, ServerLimits, UpstreamConfig,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8545";
@@ -23,6 +23,11 @@ pub const DEFAULT_MAX_LAG_BLOCKS: u64 = 2;
 pub const DEFAULT_MAX_ATTEMPTS: u64 = 3;
 pub const DEFAULT_EJECT_AFTER_FAILURES: u64 = 3;
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 256 * 1024 * 1024;
+pub const DEFAULT_CACHE_MAX_ENTRY_BYTES: u64 = 1024 * 1024;
+/// Deeper than this, blocks leave the cache's window of tracked hashes
+/// (see `cache::canon`), so `confirmations` must stay below it.
+pub const MAX_CACHE_CONFIRMATIONS: u64 = crate::cache::CANON_WINDOW - 1;
 
 pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let listen = address("listen", raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
@@ -108,6 +113,14 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         None => None,
         Some(r) => Some(redis(r)?),
     };
+    if let Some(net) = networks.iter().find(|n| n.cache.shared) {
+        if redis.is_none() {
+            return Err(ConfigError::invalid(
+                format!("networks.{}.cache.shared", net.name),
+                "needs the top-level redis.url",
+            ));
+        }
+    }
     let policy = super::policy::policy(raw.policy)?;
     Ok(Config {
         listen,
@@ -201,6 +214,7 @@ fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig,
             1 << 32,
         )?,
         head: head(&at("head"), raw.head)?,
+        cache: cache(&at("cache"), raw.cache)?,
         upstreams,
         discover,
     })
@@ -263,6 +277,47 @@ fn redis(raw: RawRedis) -> Result<RedisConfig, ConfigError> {
         ));
     }
     Ok(RedisConfig { url })
+}
+
+fn cache(at: &str, raw: RawCache) -> Result<CacheConfig, ConfigError> {
+    let key = |k: &str| format!("{at}.{k}");
+    let max_bytes = in_range(
+        &key("max_bytes"),
+        raw.max_bytes,
+        DEFAULT_CACHE_MAX_BYTES,
+        4096,
+        1 << 40,
+    )? as u64;
+    let max_entry_bytes = in_range(
+        &key("max_entry_bytes"),
+        raw.max_entry_bytes,
+        DEFAULT_CACHE_MAX_ENTRY_BYTES.min(max_bytes),
+        1,
+        max_bytes,
+    )?;
+    let confirmations = match raw.confirmations {
+        None => None,
+        Some(c) => Some(in_range(
+            &key("confirmations"),
+            Some(c),
+            c,
+            1,
+            MAX_CACHE_CONFIRMATIONS,
+        )? as u64),
+    };
+    let defaults = CacheConfig::default();
+    Ok(CacheConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        max_bytes,
+        max_entry_bytes,
+        confirmations,
+        shared: raw.shared.unwrap_or(false),
+        shared_ttl: duration(
+            &key("shared_ttl"),
+            raw.shared_ttl.as_deref(),
+            defaults.shared_ttl,
+        )?,
+    })
 }
 
 fn head(at: &str, raw: RawHead) -> Result<HeadConfig, ConfigError> {
@@ -473,6 +528,62 @@ networks:
             err_path(&y.replace("dns:", "dnss:")),
             "networks.m.discover[0].dnss"
         );
+    }
+
+    #[test]
+    fn cache_keys_are_checked() {
+        let c = Config::from_yaml(GOOD).unwrap();
+        let cache = &c.network("mainnet").unwrap().cache;
+        assert!(cache.enabled);
+        assert_eq!(cache.max_bytes, 256 * 1024 * 1024);
+        assert_eq!(cache.max_entry_bytes, 1024 * 1024);
+        assert_eq!(cache.confirmations, None);
+        assert!(!cache.shared);
+        let with =
+            |section: &str| GOOD.replace("    upstreams:", &format!("{section}    upstreams:"));
+        let c = Config::from_yaml(&with(
+            "    cache:\n      max_bytes: 65536\n      confirmations: 3\n",
+        ))
+        .unwrap();
+        let cache = &c.network("mainnet").unwrap().cache;
+        assert_eq!(cache.max_bytes, 65536);
+        assert_eq!(
+            cache.max_entry_bytes, 65536,
+            "the entry limit follows a small store"
+        );
+        assert_eq!(cache.confirmations, Some(3));
+        assert_eq!(
+            err_path(&with("    cache:\n      max_byte: 1\n")),
+            "networks.mainnet.cache.max_byte"
+        );
+        assert_eq!(
+            err_path(&with("    cache:\n      max_bytes: 10\n")),
+            "networks.mainnet.cache.max_bytes"
+        );
+        assert_eq!(
+            err_path(&with(
+                "    cache:\n      max_bytes: 65536\n      max_entry_bytes: 65537\n"
+            )),
+            "networks.mainnet.cache.max_entry_bytes"
+        );
+        assert_eq!(
+            err_path(&with("    cache:\n      confirmations: 0\n")),
+            "networks.mainnet.cache.confirmations"
+        );
+        assert_eq!(
+            err_path(&with("    cache:\n      confirmations: 100000\n")),
+            "networks.mainnet.cache.confirmations"
+        );
+        assert_eq!(
+            err_path(&with("    cache:\n      shared_ttl: 0s\n")),
+            "networks.mainnet.cache.shared_ttl"
+        );
+        // The shared tier lives in the top-level redis.
+        let shared = with("    cache:\n      shared: true\n");
+        assert_eq!(err_path(&shared), "networks.mainnet.cache.shared");
+        let c =
+            Config::from_yaml(&format!("{shared}redis:\n  url: redis://127.0.0.1:6379\n")).unwrap();
+        assert!(c.network("mainnet").unwrap().cache.shared);
     }
 
     #[test]

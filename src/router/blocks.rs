@@ -51,6 +51,9 @@ pub struct Need<'a> {
     pub min_head: u64,
     /// The params to send: the caller's text, or a rewrite with `latest` pinned.
     pub params: Option<Cow<'a, str>>,
+    /// Whether `latest` was pinned: the call reads the present, which the
+    /// cache never keeps.
+    pub pinned_latest: bool,
 }
 
 /// A block reference as a client writes it.
@@ -94,6 +97,7 @@ pub fn analyze<'a>(method: &str, params: Option<&'a RawValue>, served: u64) -> N
     let present = Need {
         min_head: served,
         params: original(),
+        pinned_latest: false,
     };
     let Some(arg) = block_arg(method) else {
         return present;
@@ -120,12 +124,14 @@ pub fn analyze<'a>(method: &str, params: Option<&'a RawValue>, served: u64) -> N
                     return Need {
                         min_head: n,
                         params: original(),
+                        pinned_latest: false,
                     }
                 }
                 Some(BlockRef::Earliest) => {
                     return Need {
                         min_head: 0,
                         params: original(),
+                        pinned_latest: false,
                     }
                 }
                 _ => return present,
@@ -133,6 +139,7 @@ pub fn analyze<'a>(method: &str, params: Option<&'a RawValue>, served: u64) -> N
             Need {
                 min_head,
                 params: Some(Cow::Owned(to_json(&list))),
+                pinned_latest: true,
             }
         }
         BlockArg::LogFilter => {
@@ -165,6 +172,7 @@ pub fn analyze<'a>(method: &str, params: Option<&'a RawValue>, served: u64) -> N
                 return Need {
                     min_head,
                     params: original(),
+                    pinned_latest: false,
                 };
             }
             let filter = to_json(&filter);
@@ -173,6 +181,7 @@ pub fn analyze<'a>(method: &str, params: Option<&'a RawValue>, served: u64) -> N
             Need {
                 min_head,
                 params: Some(Cow::Owned(to_json(&list))),
+                pinned_latest: true,
             }
         }
     }
@@ -193,6 +202,12 @@ mod tests {
     fn run(method: &str, params: &str) -> (u64, Option<String>) {
         let raw = RawValue::from_string(params.to_string()).unwrap();
         let need = analyze(method, Some(&raw), 0x20);
+        // `pinned_latest` says exactly whether the params were rewritten.
+        assert_eq!(
+            need.pinned_latest,
+            matches!(need.params, Some(Cow::Owned(_))),
+            "{method} {params}"
+        );
         (need.min_head, need.params.map(|p| p.into_owned()))
     }
 

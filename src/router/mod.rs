@@ -6,6 +6,10 @@
 //! `eth_sendRawTransaction` is sent again only when the backend surely did
 //! not receive it (the connection was refused, or it answered 429), and an
 //! "already known" answer is a success: the transaction is in a pool.
+//!
+//! The cache sits between block pinning and backend choice: it sees the
+//! params with `latest` already pinned (so its keys do too), answers hits and
+//! identical calls in flight, and stores what the backends answer.
 
 pub mod blocks;
 mod select;
@@ -13,6 +17,7 @@ mod sendtx;
 
 use bytes::Bytes;
 
+use crate::cache::Lookup;
 use crate::jsonrpc::Call;
 use crate::upstream::{BackendView, Network, NetworkView, Reply, UpstreamError};
 
@@ -51,23 +56,49 @@ pub async fn route(
         _ => {}
     }
     let need = blocks::analyze(&call.method, call.params, served);
-    let mut candidates = candidates(view, need.min_head);
+    let params = need.params.as_deref();
+    let Some(cache) = net.cache.as_deref() else {
+        return forward(net, view, served, need.min_head, &call.method, params).await;
+    };
+    match cache
+        .lookup(view, &call.method, params, need.pinned_latest)
+        .await
+    {
+        Lookup::Answered(outcome) => outcome,
+        Lookup::Pass => forward(net, view, served, need.min_head, &call.method, params).await,
+        Lookup::Fetch(ticket) => {
+            let sent = ticket.params(params);
+            let outcome = forward(net, view, served, need.min_head, &call.method, sent).await;
+            ticket.complete(view, outcome).await
+        }
+    }
+}
+
+/// Chooses backends that have block `min_head` and calls them.
+async fn forward(
+    net: &Network,
+    view: &NetworkView,
+    served: u64,
+    min_head: u64,
+    method: &str,
+    params: Option<&str>,
+) -> Result<Reply, RouteError> {
+    let mut candidates = candidates(view, min_head);
     if candidates.is_empty() {
-        if view.best_head.is_some_and(|best| need.min_head <= best) {
-            return Err(RouteError::BlockUnavailable(need.min_head));
+        if view.best_head.is_some_and(|best| min_head <= best) {
+            return Err(RouteError::BlockUnavailable(min_head));
         }
         // A block no backend has yet: any backend at the served head answers
         // as a node would (null, or "header not found").
         candidates = self::candidates(view, served);
     }
-    let params = need.params.as_deref();
-    if call.method == "eth_sendRawTransaction" {
+    if method == "eth_sendRawTransaction" {
         return sendtx::send(net, candidates, params).await;
     }
     attempt(
         net,
         candidates,
-        &call.method,
+        method,
         params,
         UpstreamError::worth_retrying,
     )

@@ -92,6 +92,7 @@ impl Routes {
                 _ => Arc::new(Network::start_after(
                     net.clone(),
                     client,
+                    config.redis.as_ref(),
                     previous.map(|p| &**p),
                 )),
             };

@@ -15,7 +15,8 @@ use tokio::task::JoinHandle;
 use super::client::{Backend, HttpClient};
 use super::head::{self, HeadState};
 use super::view::{self, NetworkView, ServedHead, Tracked};
-use crate::config::{HeadConfig, NetworkConfig, UpstreamConfig};
+use crate::cache::Cache;
+use crate::config::{HeadConfig, NetworkConfig, RedisConfig, UpstreamConfig};
 
 /// Everything that makes two trackers interchangeable.
 #[derive(PartialEq)]
@@ -54,10 +55,14 @@ impl Drop for TrackedBackend {
     }
 }
 
-/// The running state of one network: its config, its backends, its view.
-/// Dropping it stops its view builder (and trackers no other network uses).
+/// The running state of one network: its config, its backends, its view,
+/// its response cache. Dropping it stops its view builder, its cache's loops
+/// (and trackers no other network uses).
 pub struct Network {
     pub config: NetworkConfig,
+    /// `None` when the network's cache is disabled.
+    pub cache: Option<Arc<Cache>>,
+    cache_tasks: Vec<JoinHandle<()>>,
     view: Arc<ArcSwap<NetworkView>>,
     refresh: Arc<Notify>,
     backends: Vec<Arc<TrackedBackend>>,
@@ -65,9 +70,14 @@ pub struct Network {
 }
 
 impl Network {
-    /// Starts head tracking for every upstream and the view builder.
-    pub fn start(config: NetworkConfig, client: &HttpClient) -> Network {
-        Network::start_after(config, client, None)
+    /// Starts head tracking for every upstream, the view builder and the
+    /// cache's loops (`redis` serves the cache's shared tier when enabled).
+    pub fn start(
+        config: NetworkConfig,
+        client: &HttpClient,
+        redis: Option<&RedisConfig>,
+    ) -> Network {
+        Network::start_after(config, client, redis, None)
     }
 
     /// Like [`Network::start`], taking over from `previous` (the same network
@@ -76,6 +86,7 @@ impl Network {
     pub fn start_after(
         config: NetworkConfig,
         client: &HttpClient,
+        redis: Option<&RedisConfig>,
         previous: Option<&Network>,
     ) -> Network {
         let backends: Vec<Arc<TrackedBackend>> = config
@@ -122,15 +133,34 @@ impl Network {
         let first = view::build(states, config.max_lag_blocks, &mut carry);
         let view = Arc::new(ArcSwap::from_pointee(first));
         let refresh = Arc::new(Notify::new());
+        let (published, on_publish) = watch::channel(());
         let builder = tokio::spawn(view::run(
             tracked,
             config.max_lag_blocks,
             refresh.clone(),
             view.clone(),
+            published,
             carry,
         ));
+        // A reconfigured network starts with an empty cache: its entries are
+        // bound to this network's view and reorg loop.
+        let mut cache_tasks = Vec::new();
+        let cache = config.cache.enabled.then(|| {
+            let (cache, tasks) = Cache::start(
+                &config.name,
+                &config.cache,
+                redis,
+                view.clone(),
+                on_publish,
+                config.head.probe_timeout,
+            );
+            cache_tasks = tasks;
+            cache
+        });
         Network {
             config,
+            cache,
+            cache_tasks,
             view,
             refresh,
             backends,
@@ -152,5 +182,8 @@ impl Network {
 impl Drop for Network {
     fn drop(&mut self) {
         self.builder.abort();
+        for task in &self.cache_tasks {
+            task.abort();
+        }
     }
 }

@@ -111,13 +111,15 @@ impl ServedHead {
 }
 
 /// Rebuilds the view whenever a tracker publishes or `refresh` is signalled
-/// (the request path ejected a backend). Ends when the trackers are gone;
-/// the owner aborts it when the network is dropped.
+/// (the request path ejected a backend), and announces each new view on
+/// `published` (the cache's reorg loop follows it). Ends when the trackers
+/// are gone; the owner aborts it when the network is dropped.
 pub async fn run(
     mut tracked: Vec<Tracked>,
     max_lag: u64,
     refresh: Arc<Notify>,
     out: Arc<ArcSwap<NetworkView>>,
+    published: watch::Sender<()>,
     mut carry: ServedHead,
 ) {
     loop {
@@ -126,6 +128,7 @@ pub async fn run(
             .map(|t| (t.backend.clone(), t.state.borrow_and_update().clone()))
             .collect();
         out.store(Arc::new(build(states, max_lag, &mut carry)));
+        published.send_replace(());
         if tracked.is_empty() {
             refresh.notified().await;
             continue;

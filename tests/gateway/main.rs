@@ -1,5 +1,7 @@
 //! Integration tests of the gateway against a real anvil fleet on loopback.
 
+mod cache;
+mod cache_mix;
 mod discovery;
 mod envelope;
 mod failover;

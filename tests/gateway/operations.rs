@@ -127,7 +127,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     })
     .await;
 
-    // Ten slow requests in flight, then SIGTERM.
+    // Ten slow requests in flight (distinct, so none is coalesced), then SIGTERM.
     tap.set_fault(Fault::Delay(Duration::from_millis(800)));
     tap.reset();
     let url = Arc::new(url);
@@ -135,7 +135,12 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         .map(|i| {
             let url = url.clone();
             tokio::spawn(async move {
-                post_json(&url, &json!({"jsonrpc":"2.0","id":i,"method":"eth_getBalance","params":[OTHER,"0x1"]})).await
+                let who = format!("0x{:040x}", i + 1);
+                post_json(
+                    &url,
+                    &json!({"jsonrpc":"2.0","id":i,"method":"eth_getBalance","params":[who,"0x1"]}),
+                )
+                .await
             })
         })
         .collect();

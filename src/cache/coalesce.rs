@@ -1,0 +1,141 @@
+//! Coalescing: identical calls in flight at the same time make one upstream call.
+//!
+//! The first caller of a key becomes the leader and calls upstream; callers
+//! that arrive while it is in flight follow it and get a copy of its outcome
+//! (each answer is wrapped with its own caller's id later, in the HTTP tier).
+//! The table holds only calls in flight, so it is bounded by the requests the
+//! server accepts at once. The lock is held only to look up, insert or remove
+//! one key, never across an await, and no control loop takes it.
+//!
+//! A leader whose client went away is dropped mid-call: its guard removes the
+//! key and closes the channel, and its followers start over (one of them
+//! becomes the new leader), so nobody waits for an answer that never comes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+use super::key::Key;
+use crate::router::RouteError;
+use crate::upstream::Reply;
+
+pub type Outcome = Result<Reply, RouteError>;
+type Slot = watch::Receiver<Option<Outcome>>;
+
+#[derive(Default)]
+pub struct Flights {
+    table: Mutex<HashMap<Key, Slot>>,
+}
+
+/// Either the call to make, or the leader to wait for.
+pub enum Joined<'a> {
+    Lead(Lead<'a>),
+    Follow(Slot),
+}
+
+/// The leader's duty: call upstream, then [`Lead::finish`].
+pub struct Lead<'a> {
+    flights: &'a Flights,
+    key: Key,
+    tx: watch::Sender<Option<Outcome>>,
+}
+
+impl Flights {
+    pub fn join(&self, key: &Key) -> Joined<'_> {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = table.get(key) {
+            return Joined::Follow(slot.clone());
+        }
+        let (tx, rx) = watch::channel(None);
+        table.insert(key.clone(), rx);
+        Joined::Lead(Lead {
+            flights: self,
+            key: key.clone(),
+            tx,
+        })
+    }
+
+    /// Calls in flight (for tests and metrics).
+    pub fn in_flight(&self) -> usize {
+        self.table.lock().map_or(0, |t| t.len())
+    }
+}
+
+/// Waits for the leader. `None`: it gave up, start over.
+pub async fn follow(mut slot: Slot) -> Option<Outcome> {
+    match slot.wait_for(Option::is_some).await {
+        Ok(outcome) => outcome.clone(),
+        Err(_) => None,
+    }
+}
+
+impl Lead<'_> {
+    /// Hands the outcome to every follower and ends the flight.
+    pub fn finish(self, outcome: &Outcome) {
+        self.tx.send_replace(Some(outcome.clone()));
+        // Drop removes the key.
+    }
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        let mut table = self.flights.table.lock().unwrap_or_else(|p| p.into_inner());
+        // Only our own flight: a new leader may already own the key.
+        if table
+            .get(&self.key)
+            .is_some_and(|slot| slot.same_channel(&self.tx.subscribe()))
+        {
+            table.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn key() -> Key {
+        Key::new("eth_getBalance", Some(r#"["0x1","0x2"]"#))
+    }
+
+    #[tokio::test]
+    async fn followers_get_the_leaders_outcome() {
+        let flights = Flights::default();
+        let Joined::Lead(lead) = flights.join(&key()) else {
+            panic!("the first caller leads")
+        };
+        let followers: Vec<_> = (0..5)
+            .map(|_| match flights.join(&key()) {
+                Joined::Follow(slot) => tokio::spawn(follow(slot)),
+                Joined::Lead(_) => panic!("a second leader"),
+            })
+            .collect();
+        let other = Key::new("eth_getBalance", Some(r#"["0x1","0x3"]"#));
+        assert!(matches!(flights.join(&other), Joined::Lead(_)));
+        lead.finish(&Ok(Reply::result_from(Bytes::from_static(b"\"0x5\""))));
+        for f in followers {
+            let outcome = f.await.unwrap().expect("an outcome");
+            assert_eq!(outcome.unwrap().raw(), b"\"0x5\"");
+        }
+        assert_eq!(flights.in_flight(), 0);
+        assert!(
+            matches!(flights.join(&key()), Joined::Lead(_)),
+            "a new flight"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_leader_releases_its_followers() {
+        let flights = Flights::default();
+        let lead = flights.join(&key());
+        let Joined::Follow(slot) = flights.join(&key()) else {
+            panic!()
+        };
+        drop(lead);
+        assert!(follow(slot).await.is_none());
+        assert_eq!(flights.in_flight(), 0);
+        assert!(matches!(flights.join(&key()), Joined::Lead(_)));
+    }
+}

@@ -1,0 +1,164 @@
+//! Cache keys: the full normalized request, compared whole.
+//!
+//! Two calls share an answer only when their keys are equal as text: the key
+//! holds the method and the params (after `latest` was pinned), never just a
+//! hash of them, so a hash collision can never serve another request's answer
+//! (the map hashes keys to find them, then compares them in full).
+//!
+//! Normalizing makes spellings of the same request meet: whitespace outside
+//! strings is dropped, and hex strings (`"0xAbC"`) are lowercased, since
+//! Ethereum JSON-RPC reads hex data and checksummed addresses without regard
+//! to case. Anything else is kept byte for byte.
+
+use std::borrow::Borrow;
+use std::sync::Arc;
+
+/// `<method length>:<method><normalized params>`; the length prefix keeps
+/// method and params from running into each other.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct Key(Arc<str>);
+
+impl Key {
+    pub fn new(method: &str, params: Option<&str>) -> Key {
+        Key::from_text(text(method, params))
+    }
+
+    /// A key from [`text`], for when a lookup by text missed.
+    pub fn from_text(text: String) -> Key {
+        Key(text.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Lookups go by the key's text, so a hit never builds the shared key.
+impl Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The text of the key of `method` with `params`.
+pub fn text(method: &str, params: Option<&str>) -> String {
+    let params = params.unwrap_or("");
+    let mut out = String::with_capacity(method.len() + params.len() + 8);
+    out.push_str(&method.len().to_string());
+    out.push(':');
+    out.push_str(method);
+    normalize_into(&mut out, params);
+    out
+}
+
+/// Appends `json` without insignificant whitespace and with hex strings lowercased.
+fn normalize_into(out: &mut String, json: &str) {
+    let bytes = json.as_bytes();
+    let mut i = 0;
+    let mut run = 0; // start of the pending run of kept bytes outside strings
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                out.push_str(&json[run..i]);
+                let end = string_end(bytes, i);
+                let s = &json[i..end];
+                if is_hex_string(s) {
+                    out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
+                } else {
+                    out.push_str(s);
+                }
+                i = end;
+                run = end;
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                out.push_str(&json[run..i]);
+                i += 1;
+                run = i;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&json[run..]);
+}
+
+/// The index just past the string that opens at `start` (or the end of input).
+fn string_end(bytes: &[u8], start: usize) -> usize {
+    let mut j = start + 1;
+    while j < bytes.len() {
+        match bytes[j] {
+            b'\\' => j += 2,
+            b'"' => return j + 1,
+            _ => j += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// `"0x..."` with hex digits only (no escapes).
+fn is_hex_string(s: &str) -> bool {
+    let Some(inner) = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) else {
+        return false;
+    };
+    let Some(digits) = inner
+        .strip_prefix("0x")
+        .or_else(|| inner.strip_prefix("0X"))
+    else {
+        return false;
+    };
+    digits.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_of_one_request_meet() {
+        let a = Key::new("eth_getBalance", Some(r#"["0xAbCd", "0x1F"]"#));
+        let b = Key::new("eth_getBalance", Some(r#"[ "0xabcd","0x1f" ]"#));
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), r#"14:eth_getBalance["0xabcd","0x1f"]"#);
+    }
+
+    #[test]
+    fn different_requests_stay_apart() {
+        let k = |m: &str, p: Option<&str>| Key::new(m, p);
+        assert_ne!(
+            k("eth_getCode", Some("[1]")),
+            k("eth_getBalance", Some("[1]"))
+        );
+        assert_ne!(k("a", Some("[]")), k("a", None));
+        // Method and params cannot run into each other.
+        assert_ne!(k("ab", Some("[]")), k("a", Some("b[]")));
+        // Strings keep their case and their spaces unless they are hex.
+        assert_ne!(k("m", Some(r#"["Latest"]"#)), k("m", Some(r#"["latest"]"#)));
+        assert_ne!(k("m", Some(r#"["a b"]"#)), k("m", Some(r#"["ab"]"#)));
+        assert_ne!(k("m", Some(r#"["0xg1"]"#)), k("m", Some(r#"["0xG1"]"#)));
+    }
+
+    #[test]
+    fn escapes_and_broken_text_never_panic() {
+        for p in [
+            r#"["a\"b "]"#,
+            r#"["\\", 1]"#,
+            "[\"é \"]",
+            "\"unterminated",
+            "\"\\",
+            "é",
+        ] {
+            let _ = Key::new("m", Some(p));
+        }
+        assert_eq!(
+            Key::new("m", Some(r#"["a\" b", 1]"#)).as_str(),
+            r#"1:m["a\" b",1]"#
+        );
+    }
+}

@@ -1,0 +1,437 @@
+//! The response cache: answers that cannot change, served from memory, and
+//! never anything a reorg replaced.
+//!
+//! The router asks the cache after `latest` was pinned to the served head, so
+//! keys hold the pinned params. One call goes:
+//!
+//! 1. [`policy`]: the method and params decide whether the call may be cached
+//!    (a typed [`Policy`]), only shared while in flight, or passed through.
+//! 2. [`store`]: a hit is served when its binding still holds: either it is
+//!    final, or every block it is bound to still has the bound hash in the
+//!    [`canon`] chain, and that chain was read for the very view the request
+//!    reads. Each hit is wrapped with the caller's id by the HTTP tier.
+//! 3. [`coalesce`]: identical calls in flight make one upstream call.
+//! 4. [`shared`]: on a local miss, forever-cacheable calls look in Redis.
+//! 5. The leader calls upstream (pinned to the bound block's hash, see
+//!    [`pin`]), checks the answer against the block it will be bound to
+//!    ([`answer`]), stores it, and hands it to its followers.
+//!
+//! Errors, `null`, answers over `max_entry_bytes`, reads of the present and
+//! of blocks not yet final (or not `confirmations` deep) are never stored.
+//! The [`reorg`] control loop, beside the request path, keeps the canonical
+//! chain current and drops entries bound to replaced blocks.
+//!
+//! Counters ([`Counts`]) are plain atomics, for the metrics work to export.
+
+mod answer;
+pub mod canon;
+mod coalesce;
+mod key;
+mod pin;
+pub mod policy;
+mod reorg;
+mod shared;
+mod store;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{CacheConfig, RedisConfig};
+use crate::router::RouteError;
+use crate::upstream::{NetworkView, Reply};
+use canon::Canon;
+use coalesce::{Flights, Joined, Lead};
+pub use key::Key;
+pub use policy::Policy;
+use shared::SharedTier;
+use store::{Bind, Entry, Store};
+
+/// Blocks below the served head whose hashes the cache tracks.
+pub const CANON_WINDOW: u64 = 128;
+
+/// How many times a follower starts over after its leader gave up, before it
+/// goes upstream on its own.
+const MAX_REJOIN: usize = 3;
+
+/// Counters kept for the metrics to export.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub coalesced: AtomicU64,
+    pub stored: AtomicU64,
+    pub shared_hits: AtomicU64,
+    pub shared_writes: AtomicU64,
+    pub evicted_by_reorg: AtomicU64,
+}
+
+/// A copy of [`Stats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub hits: u64,
+    pub misses: u64,
+    pub coalesced: u64,
+    pub stored: u64,
+    pub shared_hits: u64,
+    pub shared_writes: u64,
+    pub evicted_by_reorg: u64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The cache of one network.
+pub struct Cache {
+    network: String,
+    config: CacheConfig,
+    store: Store,
+    flights: Flights,
+    canon: ArcSwap<Canon>,
+    shared: Option<SharedTier>,
+    stats: Arc<Stats>,
+}
+
+/// What the router does with a call after asking the cache.
+pub enum Lookup<'a> {
+    /// Answered without a backend: a hit, or the outcome of an identical call.
+    Answered(Result<Reply, RouteError>),
+    /// Not the cache's business: call upstream as usual.
+    Pass,
+    /// A miss this caller leads: call upstream with [`Ticket::params`], then
+    /// hand the outcome to [`Ticket::complete`].
+    Fetch(Ticket<'a>),
+}
+
+/// How a miss will be stored.
+enum Plan {
+    /// Not stored, only shared with the calls in flight.
+    Share,
+    /// Stored with this binding, decided before the call.
+    Store(Bind),
+    /// Stored if the answer shows it may be (its block is final or known).
+    Decide,
+}
+
+pub struct Ticket<'a> {
+    cache: &'a Cache,
+    lead: Lead<'a>,
+    key: Key,
+    policy: Policy,
+    plan: Plan,
+    pinned: Option<String>,
+    generation: u64,
+}
+
+impl Cache {
+    /// Creates the cache of `network` and starts its control loops: the reorg
+    /// follower (woken by `published` whenever the view changes) and, with
+    /// `shared`, the Redis tier. Returns the tasks to abort with the network.
+    pub fn start(
+        network: &str,
+        config: &CacheConfig,
+        redis: Option<&RedisConfig>,
+        view: Arc<ArcSwap<NetworkView>>,
+        published: watch::Receiver<()>,
+        probe_timeout: Duration,
+    ) -> (Arc<Cache>, Vec<JoinHandle<()>>) {
+        let stats = Arc::new(Stats::default());
+        let mut tasks = Vec::new();
+        let shared = match (config.shared, redis) {
+            (true, Some(redis)) => {
+                let (tier, t) =
+                    SharedTier::start(&redis.url, network, config.shared_ttl, stats.clone());
+                tasks.extend(t);
+                Some(tier)
+            }
+            _ => None,
+        };
+        let cache = Arc::new(Cache {
+            network: network.to_string(),
+            config: config.clone(),
+            store: Store::new(config.max_bytes),
+            flights: Flights::default(),
+            canon: ArcSwap::from_pointee(Canon::default()),
+            shared,
+            stats,
+        });
+        tasks.push(tokio::spawn(reorg::follow(
+            cache.clone(),
+            view,
+            published,
+            probe_timeout,
+        )));
+        (cache, tasks)
+    }
+
+    /// Looks a call up; `params` are the ones the router will send (`latest`
+    /// pinned), `pinned_latest` whether the caller asked for `latest`.
+    pub async fn lookup<'a>(
+        &'a self,
+        view: &NetworkView,
+        method: &str,
+        params: Option<&str>,
+        pinned_latest: bool,
+    ) -> Lookup<'a> {
+        let policy = policy::decide(method, params, pinned_latest);
+        if policy == Policy::Never {
+            return Lookup::Pass;
+        }
+        let text = key::text(method, params);
+        if policy.may_store() {
+            if let Some(hit) = self.hit(&text, view).await {
+                return Lookup::Answered(Ok(hit));
+            }
+        }
+        let key = Key::from_text(text);
+        let mut rejoined = 0;
+        let lead = loop {
+            match self.flights.join(&key) {
+                Joined::Lead(lead) => break lead,
+                Joined::Follow(slot) => {
+                    if let Some(outcome) = coalesce::follow(slot).await {
+                        bump(&self.stats.coalesced);
+                        return Lookup::Answered(outcome);
+                    }
+                    rejoined += 1;
+                    if rejoined >= MAX_REJOIN {
+                        return Lookup::Pass;
+                    }
+                }
+            }
+        };
+        if policy.may_store() {
+            // The leader before us may have stored it between our look and our join.
+            if let Some(hit) = self.hit(key.as_str(), view).await {
+                let outcome = Ok(hit);
+                lead.finish(&outcome);
+                return Lookup::Answered(outcome);
+            }
+            bump(&self.stats.misses);
+            if let Some(hit) = self.shared_hit(&policy, &key, view).await {
+                let outcome = Ok(hit);
+                lead.finish(&outcome);
+                return Lookup::Answered(outcome);
+            }
+        }
+        let canon = self.canon.load();
+        let (plan, pinned) = self.plan(&policy, params, view, &canon);
+        Lookup::Fetch(Ticket {
+            cache: self,
+            lead,
+            key,
+            policy,
+            plan,
+            pinned,
+            generation: canon.generation,
+        })
+    }
+
+    async fn hit(&self, key: &str, view: &NetworkView) -> Option<Reply> {
+        let entry = self.store.get(key).await?;
+        if !self.holds(&entry, view) {
+            return None;
+        }
+        bump(&self.stats.hits);
+        Some(Reply::result_from(entry.result))
+    }
+
+    fn holds(&self, entry: &Entry, view: &NetworkView) -> bool {
+        let canon = self.canon.load();
+        entry
+            .bind
+            .holds(&canon, canon.is_current(view), view.finalized)
+    }
+
+    async fn shared_hit(&self, policy: &Policy, key: &Key, view: &NetworkView) -> Option<Reply> {
+        let shared = self.shared.as_ref().filter(|_| policy.is_forever())?;
+        let entry = shared.get(key).await?;
+        if !self.holds(&entry, view) {
+            return None;
+        }
+        bump(&self.stats.shared_hits);
+        let reply = Reply::result_from(entry.result.clone());
+        self.store.insert(key.clone(), entry).await;
+        Some(reply)
+    }
+
+    /// Decides, before the call, how its answer may be stored.
+    fn plan(
+        &self,
+        policy: &Policy,
+        params: Option<&str>,
+        view: &NetworkView,
+        canon: &Canon,
+    ) -> (Plan, Option<String>) {
+        let finalized = |n: u64| view.finalized.is_some_and(|f| n <= f);
+        // Deep enough, and its hash known to a chain read for this view.
+        let bound = |n: u64| {
+            let c = self.config.confirmations?;
+            let served = view.served_head?;
+            if n.checked_add(c)? > served || !canon.is_current(view) {
+                return None;
+            }
+            canon.hash(n).copied()
+        };
+        match *policy {
+            Policy::Never | Policy::Share => (Plan::Share, None),
+            Policy::Constant | Policy::ByHash(_) | Policy::Transaction => (Plan::Decide, None),
+            Policy::AtBlock { number, .. } if finalized(number) => (Plan::Store(Bind::Final), None),
+            Policy::AtBlock { number, pin_at } => match bound(number) {
+                None => (Plan::Share, None),
+                Some(h) => match pin_at {
+                    None => (Plan::Store(Bind::block(number, h)), None),
+                    Some(i) => match params.and_then(|p| pin::block_param(p, i, &h)) {
+                        Some(p) => (Plan::Store(Bind::block(number, h)), Some(p)),
+                        None => (Plan::Share, None),
+                    },
+                },
+            },
+            Policy::LogRange { to, .. } if finalized(to) => (Plan::Store(Bind::Final), None),
+            // Above finality only one block at a time, pinned by hash: a node on
+            // the other side of a reorg cannot answer it with other blocks' logs.
+            Policy::LogRange { from, to } if from == to => {
+                match bound(to).and_then(|h| Some((h, pin::log_filter(params?, &h)?))) {
+                    Some((h, p)) => (Plan::Store(Bind::block(to, h)), Some(p)),
+                    None => (Plan::Share, None),
+                }
+            }
+            Policy::LogRange { .. } => (Plan::Share, None),
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn counts(&self) -> Counts {
+        let s = &self.stats;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Counts {
+            hits: get(&s.hits),
+            misses: get(&s.misses),
+            coalesced: get(&s.coalesced),
+            stored: get(&s.stored),
+            shared_hits: get(&s.shared_hits),
+            shared_writes: get(&s.shared_writes),
+            evicted_by_reorg: get(&s.evicted_by_reorg),
+        }
+    }
+
+    /// Bytes held by the in-memory store (after its pending housekeeping).
+    pub async fn weighted_bytes(&self) -> u64 {
+        self.store.weighted_bytes().await
+    }
+
+    /// Entries in the in-memory store (after its pending housekeeping).
+    pub async fn entries(&self) -> u64 {
+        self.store.len().await
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.config.max_bytes
+    }
+
+    /// Whether the cache's chain was read for `view`, so that entries bound
+    /// to recent blocks can be stored and served.
+    pub fn chain_current(&self, view: &NetworkView) -> bool {
+        self.canon.load().is_current(view)
+    }
+
+    /// Calls in flight that followers may join.
+    pub fn in_flight(&self) -> usize {
+        self.flights.in_flight()
+    }
+}
+
+impl<'a> Ticket<'a> {
+    /// The params to send upstream: the router's, or pinned to the block hash
+    /// the answer will be bound to.
+    pub fn params<'p>(&'p self, original: Option<&'p str>) -> Option<&'p str> {
+        self.pinned.as_deref().or(original)
+    }
+
+    /// Stores the answer when it may be kept, hands the outcome to the
+    /// followers, and returns it.
+    pub async fn complete(
+        self,
+        view: &NetworkView,
+        outcome: Result<Reply, RouteError>,
+    ) -> Result<Reply, RouteError> {
+        if let Ok(reply) = &outcome {
+            if let Some(entry) = self.entry_for(view, reply) {
+                let cache = self.cache;
+                if let (Some(shared), true) = (&cache.shared, self.policy.is_forever()) {
+                    shared.put(&self.key, &entry);
+                }
+                cache.store.insert(self.key.clone(), entry).await;
+                bump(&cache.stats.stored);
+            }
+        }
+        self.lead.finish(&outcome);
+        outcome
+    }
+
+    /// The entry to keep for `reply`, if it may be kept.
+    fn entry_for(&self, view: &NetworkView, reply: &Reply) -> Option<Entry> {
+        if matches!(self.plan, Plan::Share) || reply.is_error() {
+            return None;
+        }
+        let raw = reply.raw();
+        if raw == b"null" || raw.len() > self.cache.config.max_entry_bytes {
+            return None;
+        }
+        let canon = self.cache.canon.load();
+        // A reorg seen during the call: bind nothing to the chain we started from.
+        let current = canon.is_current(view) && canon.generation == self.generation;
+        let finalized = |n: u64| view.finalized.is_some_and(|f| n <= f);
+        let bind = match (&self.plan, &self.policy) {
+            (Plan::Store(Bind::Final), _) | (Plan::Decide, Policy::Constant) => Bind::Final,
+            (Plan::Store(bind @ Bind::Blocks { from, hashes }), _) => {
+                if !current {
+                    return None;
+                }
+                if self.pinned.is_none() {
+                    // Unpinned (a block by number, receipts): the answer must
+                    // show it comes from the bound block.
+                    let named = answer::blocks_named(raw).ok()?;
+                    let expected = (*from, *hashes.first()?);
+                    if named.is_empty() || named.iter().any(|b| *b != expected) {
+                        return None;
+                    }
+                }
+                bind.clone()
+            }
+            (Plan::Decide, Policy::ByHash(h)) => {
+                let named = answer::blocks_named(raw).ok()?;
+                if named.iter().any(|(_, x)| x != h) {
+                    return None;
+                }
+                let number = match named.first() {
+                    Some((n, _)) => *n,
+                    None => canon.number_of(h)?,
+                };
+                if finalized(number) {
+                    Bind::Final
+                } else if current && canon.hash(number) == Some(h) {
+                    Bind::block(number, *h)
+                } else {
+                    return None;
+                }
+            }
+            (Plan::Decide, Policy::Transaction) => match answer::blocks_named(raw).ok()?[..] {
+                [(n, _)] if finalized(n) => Bind::Final,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        Some(Entry {
+            // A copy of the result alone: the entry's weight is what it holds.
+            result: Bytes::copy_from_slice(raw),
+            bind,
+        })
+    }
+}

@@ -1,0 +1,126 @@
+//! The reorg control loop: keeps the cache's chain ([`super::canon`]) in step
+//! with the network view, and evicts entries bound to replaced blocks.
+//!
+//! It wakes whenever the view builder publishes. When the view's stamp (served
+//! head, reorgs counted by the trackers) differs from the chain's, it reads
+//! headers from a backend at the served head, from the top down until it
+//! meets the chain it knew: one header per new block, a few more on a reorg.
+//! The new chain is published first (from then on, bound entries of replaced
+//! blocks are misses), then those entries are dropped from the store. The
+//! request path never waits for this loop: until it catches up, bound entries
+//! are simply misses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use super::canon::{self, parse_hash, stamp_of, Header};
+use super::{Cache, CANON_WINDOW};
+use crate::upstream::head::parse_quantity;
+use crate::upstream::{Backend, NetworkView};
+
+/// Wait before trying again after a failed read of the chain.
+const RETRY: Duration = Duration::from_millis(200);
+
+pub async fn follow(
+    cache: Arc<Cache>,
+    view: Arc<ArcSwap<NetworkView>>,
+    mut published: watch::Receiver<()>,
+    probe_timeout: Duration,
+) {
+    loop {
+        let v = view.load_full();
+        let mut failed = false;
+        if let Some(stamp) = stamp_of(&v) {
+            if cache.canon.load().stamp != Some(stamp) {
+                if let Err(e) = refresh(&cache, &v, stamp, probe_timeout).await {
+                    tracing::debug!(error = %e, "cache: could not read the chain; bound entries are misses until it can");
+                    failed = true;
+                }
+            }
+        }
+        if failed {
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY) => continue,
+                changed = published.changed() => if changed.is_err() { return },
+            }
+        } else if published.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn refresh(
+    cache: &Cache,
+    view: &NetworkView,
+    stamp: (u64, u64),
+    timeout: Duration,
+) -> Result<(), String> {
+    let served = stamp.0;
+    let old = cache.canon.load_full();
+    // Prefer a backend exactly at the served head whose head differs from
+    // what we knew: it has seen the change this refresh is about.
+    let backend = view
+        .eligible()
+        .filter(|b| b.head >= served && !b.backend.is_ejected())
+        .min_by_key(|b| {
+            let changed = b.state.latest.as_ref().and_then(|l| {
+                let known = old.hash(l.number)?;
+                Some(parse_hash(&l.hash).as_ref() != Some(known))
+            });
+            (b.head, !changed.unwrap_or(true))
+        })
+        .map(|b| b.backend.clone())
+        .ok_or("no backend at the served head")?;
+    let lower = served.saturating_sub(CANON_WINDOW - 1);
+    let lower = match view.finalized {
+        Some(f) => lower.max(f.saturating_add(1).min(served)),
+        None => lower,
+    };
+    let (mut next, replaced) =
+        canon::rebuild(&old, served, lower, |n| header(backend.clone(), n, timeout)).await?;
+    next.stamp = Some(stamp);
+    cache.canon.store(Arc::new(next));
+    if !replaced.is_empty() {
+        tracing::info!(
+            network = %cache.network, blocks = replaced.len(),
+            "cache: reorg replaced blocks; dropping the entries bound to them"
+        );
+        cache.store.evict_bound_to(replaced, cache.stats.clone());
+    }
+    Ok(())
+}
+
+async fn header(backend: Arc<Backend>, n: u64, timeout: Duration) -> Result<Header, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Wire {
+        number: String,
+        hash: String,
+        parent_hash: String,
+    }
+    let params = format!("[\"0x{n:x}\",false]");
+    let reply = backend
+        .send("eth_getBlockByNumber", Some(&params), timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let wire = reply
+        .parse_result::<Option<Wire>>()
+        .flatten()
+        .ok_or_else(|| format!("{} has no block {n}", backend.name))?;
+    match (
+        parse_quantity(&wire.number),
+        parse_hash(&wire.hash),
+        parse_hash(&wire.parent_hash),
+    ) {
+        (Some(number), Some(hash), Some(parent)) => Ok(Header {
+            number,
+            hash,
+            parent,
+        }),
+        _ => Err(format!("{} sent an unreadable header", backend.name)),
+    }
+}

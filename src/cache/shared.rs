@@ -1,0 +1,258 @@
+//! The shared tier: forever-cacheable answers in Redis, so that a fresh
+//! gateway replica starts warm.
+//!
+//! Only chain constants and lookups by block hash go here: they are the same
+//! for every replica, for good (entries bound to a recent block carry their
+//! binding, and the reader checks it against its own view of the chain).
+//! The Redis key is the full cache key under a versioned prefix with the
+//! network's name; the value is a small binary header (the binding) followed
+//! by the result text.
+//!
+//! Redis must never slow down or break serving: a lookup waits at most
+//! [`LOOKUP_TIMEOUT`], writes go through a bounded queue to one writer task
+//! (dropped when it is full), and while Redis is down every lookup is an
+//! immediate miss. The connection is made in the background and kept by
+//! redis' `ConnectionManager`, which reconnects by itself; lookups made while
+//! the very first connection is being made wait for it (within the same
+//! timeout), so a replica that just started is warm from its first request.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::canon::Hash;
+use super::key::Key;
+use super::store::{Bind, Entry};
+use super::Stats;
+
+/// The longest a request waits for Redis before going upstream instead.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(100);
+/// Writes waiting for the writer task; more are dropped.
+const WRITE_QUEUE: usize = 1024;
+const PREFIX: &str = "rpcgate:cache:v1:";
+
+/// The connection as the lookups see it.
+#[derive(Clone)]
+enum Link {
+    /// The first attempt is under way.
+    Connecting,
+    /// The first attempt failed; retrying in the background.
+    Down,
+    Up(ConnectionManager),
+}
+
+pub struct SharedTier {
+    prefix: String,
+    link: watch::Receiver<Link>,
+    writes: mpsc::Sender<(String, Vec<u8>)>,
+}
+
+impl SharedTier {
+    /// Starts connecting to `url` and the writer task; returns the tasks to
+    /// abort when the network goes.
+    pub fn start(
+        url: &str,
+        network: &str,
+        ttl: Duration,
+        stats: Arc<Stats>,
+    ) -> (SharedTier, Vec<JoinHandle<()>>) {
+        let (link_tx, link) = watch::channel(Link::Connecting);
+        let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        let connect = tokio::spawn(connect(url.to_string(), link_tx));
+        let writer = tokio::spawn(write_loop(queue, link.clone(), ttl, stats));
+        (
+            SharedTier {
+                prefix: format!("{PREFIX}{network}:"),
+                link,
+                writes,
+            },
+            vec![connect, writer],
+        )
+    }
+
+    fn redis_key(&self, key: &Key) -> String {
+        let mut k = String::with_capacity(self.prefix.len() + key.len());
+        k.push_str(&self.prefix);
+        k.push_str(key.as_str());
+        k
+    }
+
+    /// The entry under `key`, if Redis has it and answers in time.
+    pub async fn get(&self, key: &Key) -> Option<Entry> {
+        let redis_key = self.redis_key(key);
+        let read = async {
+            let mut link = self.link.clone();
+            let mut conn = match &*link
+                .wait_for(|l| !matches!(l, Link::Connecting))
+                .await
+                .ok()?
+            {
+                Link::Up(conn) => conn.clone(),
+                _ => return None,
+            };
+            match conn.get::<_, Option<Vec<u8>>>(redis_key).await {
+                Ok(value) => value,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cache: shared tier read failed");
+                    None
+                }
+            }
+        };
+        let value = tokio::time::timeout(LOOKUP_TIMEOUT, read).await.ok()??;
+        decode(&value)
+    }
+
+    /// Queues `entry` for Redis; dropped when the queue is full.
+    pub fn put(&self, key: &Key, entry: &Entry) {
+        if !matches!(&*self.link.borrow(), Link::Up(_)) {
+            return;
+        }
+        let _ = self.writes.try_send((self.redis_key(key), encode(entry)));
+    }
+}
+
+async fn connect(url: String, link: watch::Sender<Link>) {
+    let client = match redis::Client::open(url.as_str()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cache: the redis url is unusable; shared tier off");
+            link.send_replace(Link::Down);
+            return;
+        }
+    };
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(1)));
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match client
+            .get_connection_manager_with_config(config.clone())
+            .await
+        {
+            Ok(conn) => {
+                link.send_replace(Link::Up(conn));
+                tracing::info!("cache: shared tier connected");
+                return;
+            }
+            Err(e) => {
+                link.send_replace(Link::Down);
+                tracing::warn!(error = %e, "cache: cannot reach redis yet; serving without the shared tier");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn write_loop(
+    mut queue: mpsc::Receiver<(String, Vec<u8>)>,
+    link: watch::Receiver<Link>,
+    ttl: Duration,
+    stats: Arc<Stats>,
+) {
+    let ttl = ttl.as_secs().max(1);
+    while let Some((key, value)) = queue.recv().await {
+        let mut conn = match &*link.borrow() {
+            Link::Up(conn) => conn.clone(),
+            _ => continue,
+        };
+        let write = conn.set_ex::<_, _, ()>(key, value, ttl);
+        match tokio::time::timeout(Duration::from_secs(1), write).await {
+            Ok(Ok(())) => {
+                stats.shared_writes.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "cache: shared tier write failed"),
+            Err(_) => tracing::debug!("cache: shared tier write timed out"),
+        }
+    }
+}
+
+/// `F` + result, or `B` + from (8 bytes) + count (2 bytes) + hashes + result.
+fn encode(entry: &Entry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entry.result.len() + 64);
+    match &entry.bind {
+        Bind::Final => out.push(b'F'),
+        Bind::Blocks { from, hashes } => {
+            out.push(b'B');
+            out.extend_from_slice(&from.to_be_bytes());
+            out.extend_from_slice(&(hashes.len() as u16).to_be_bytes());
+            for h in hashes.iter() {
+                out.extend_from_slice(h);
+            }
+        }
+    }
+    out.extend_from_slice(&entry.result);
+    out
+}
+
+/// Reads what [`encode`] wrote; anything else (another version, a truncated
+/// value) is a miss, never a panic.
+fn decode(value: &[u8]) -> Option<Entry> {
+    let (&tag, rest) = value.split_first()?;
+    let (bind, result) = match tag {
+        b'F' => (Bind::Final, rest),
+        b'B' => {
+            let from = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+            let count = u16::from_be_bytes(rest.get(8..10)?.try_into().ok()?) as usize;
+            let end = 10 + 32 * count;
+            let hashes: Vec<Hash> = rest
+                .get(10..end)?
+                .chunks_exact(32)
+                .map(|c| c.try_into().expect("chunks of 32"))
+                .collect();
+            if hashes.is_empty() {
+                return None;
+            }
+            (
+                Bind::Blocks {
+                    from,
+                    hashes: hashes.into(),
+                },
+                &rest[end..],
+            )
+        }
+        _ => return None,
+    };
+    if result.is_empty() {
+        return None;
+    }
+    Some(Entry {
+        result: Bytes::copy_from_slice(result),
+        bind,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_and_garbage_is_a_miss() {
+        for bind in [Bind::Final, Bind::block(9, [7; 32])] {
+            let e = Entry {
+                result: Bytes::from_static(b"{\"a\":1}"),
+                bind,
+            };
+            let back = decode(&encode(&e)).unwrap();
+            assert_eq!(back.result, e.result);
+            assert_eq!(back.bind, e.bind);
+        }
+        let good = encode(&Entry {
+            result: Bytes::from_static(b"\"0x1\""),
+            bind: Bind::block(1, [1; 32]),
+        });
+        // Every cut that loses the result (or part of the header) is a miss.
+        for cut in 0..good.len() - 5 {
+            assert!(decode(&good[..cut]).is_none(), "cut at {cut}");
+        }
+        assert!(decode(b"X123").is_none());
+        assert!(decode(b"").is_none());
+        assert!(decode(b"F").is_none());
+    }
+}
