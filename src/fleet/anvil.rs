@@ -120,18 +120,7 @@ impl Anvil {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        // A test run killed from outside never drops its fleet: have the kernel end the
-        // node when the thread that started it goes (for a test, its runtime thread).
-        #[cfg(target_os = "linux")]
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        super::die_with_parent(&mut command);
         let mut child = command.spawn().map_err(|source| FleetError::Spawn {
             path: path.clone(),
             source,
