@@ -7,6 +7,10 @@
 //!   gateway is not shutting down; 503 with the reasons otherwise.
 //! - `/status`: JSON, per network and backend: head, lag, latency estimate,
 //!   in-flight requests, eligibility and the reason when not eligible.
+//! - `/metrics`: Prometheus text. Counters come from the registry in
+//!   [`crate::metrics`]; the state of backends, heads, caches and reloads is
+//!   read from the current snapshots at scrape time, so the request path
+//!   pays nothing for it.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -76,9 +80,19 @@ fn route(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             );
             r
         }
+        "/metrics" => {
+            let mut body = crate::metrics::metrics().render();
+            body.push_str(&state_metrics(gateway));
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
         _ => text(
             StatusCode::NOT_FOUND,
-            "unknown path: try /livez, /readyz or /status\n",
+            "unknown path: try /livez, /readyz, /status or /metrics\n",
         ),
     }
 }
@@ -139,4 +153,187 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// Gauges and counters read from the gateway's snapshots, in the text format.
+fn state_metrics(gateway: &Gateway) -> String {
+    let routes = gateway.routes();
+    let mut names: Vec<&String> = routes.networks.keys().collect();
+    names.sort();
+    let mut out = Exposition::default();
+    for name in &names {
+        let net = &routes.networks[*name];
+        let view = net.view();
+        let best = view.best_head.unwrap_or(0);
+        for b in &view.backends {
+            let labels = [
+                ("network", name.as_str()),
+                ("backend", b.backend.name.as_str()),
+            ];
+            if let Some(h) = b.state.latest.as_ref().map(|l| l.number) {
+                out.sample(
+                    "rpcgate_backend_head",
+                    "gauge",
+                    "Latest block number of a backend.",
+                    &labels,
+                    h as f64,
+                );
+                let lag = best.saturating_sub(h) as f64;
+                out.sample(
+                    "rpcgate_backend_lag_blocks",
+                    "gauge",
+                    "Blocks a backend is behind the best head.",
+                    &labels,
+                    lag,
+                );
+            }
+            let eligible = f64::from(u8::from(b.eligible()));
+            out.sample(
+                "rpcgate_backend_eligible",
+                "gauge",
+                "1 when a backend may serve.",
+                &labels,
+                eligible,
+            );
+            let in_flight = f64::from(b.backend.load.in_flight());
+            out.sample(
+                "rpcgate_backend_in_flight",
+                "gauge",
+                "Requests in flight at a backend.",
+                &labels,
+                in_flight,
+            );
+            let latency = b.backend.load.estimate().as_secs_f64();
+            out.sample(
+                "rpcgate_backend_latency_seconds",
+                "gauge",
+                "Peak-EWMA latency estimate of a backend.",
+                &labels,
+                latency,
+            );
+        }
+        let labels = [("network", name.as_str())];
+        if let Some(h) = view.served_head {
+            out.sample(
+                "rpcgate_served_head",
+                "gauge",
+                "The head rpcgate serves as latest.",
+                &labels,
+                h as f64,
+            );
+        }
+        if let Some(f) = view.finalized {
+            out.sample(
+                "rpcgate_finalized_block",
+                "gauge",
+                "The finalized block of a network.",
+                &labels,
+                f as f64,
+            );
+        }
+        let eligible = view.eligible().count() as f64;
+        out.sample(
+            "rpcgate_eligible_backends",
+            "gauge",
+            "Backends that may serve.",
+            &labels,
+            eligible,
+        );
+        if let Some(cache) = &net.cache {
+            let c = cache.counts();
+            let events = [
+                ("hit", c.hits),
+                ("miss", c.misses),
+                ("coalesced", c.coalesced),
+                ("stored", c.stored),
+                ("shared_hit", c.shared_hits),
+                ("evicted_by_reorg", c.evicted_by_reorg),
+            ];
+            for (event, n) in events {
+                let labels = [("network", name.as_str()), ("event", event)];
+                out.sample(
+                    "rpcgate_cache_events_total",
+                    "counter",
+                    "Cache lookups and stores by outcome.",
+                    &labels,
+                    n as f64,
+                );
+            }
+        }
+    }
+    let reloads = [
+        ("applied", &gateway.reloads.applied),
+        ("refused", &gateway.reloads.refused),
+    ];
+    for (result, n) in reloads {
+        let n = n.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        out.sample(
+            "rpcgate_reloads_total",
+            "counter",
+            "Config reloads by result.",
+            &[("result", result)],
+            n,
+        );
+    }
+    let ready = f64::from(u8::from(gateway.not_ready().is_empty()));
+    out.sample(
+        "rpcgate_ready",
+        "gauge",
+        "1 when ready for traffic.",
+        &[],
+        ready,
+    );
+    out.finish()
+}
+
+/// A small writer of the Prometheus text format: samples grouped by name
+/// (a family must be contiguous), HELP and TYPE once each, label values
+/// escaped.
+#[derive(Default)]
+struct Exposition {
+    families: Vec<(&'static str, String)>,
+}
+
+impl Exposition {
+    fn sample(
+        &mut self,
+        name: &'static str,
+        kind: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        use std::fmt::Write;
+        let at = match self.families.iter().position(|(n, _)| *n == name) {
+            Some(i) => i,
+            None => {
+                self.families.push((
+                    name,
+                    format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"),
+                ));
+                self.families.len() - 1
+            }
+        };
+        let text = &mut self.families[at].1;
+        text.push_str(name);
+        if !labels.is_empty() {
+            text.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                let v = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = write!(text, "{k}=\"{v}\"");
+            }
+            text.push('}');
+        }
+        let _ = writeln!(text, " {value}");
+    }
+
+    fn finish(self) -> String {
+        self.families.into_iter().map(|(_, text)| text).collect()
+    }
 }

@@ -48,6 +48,54 @@ async fn readiness_follows_the_fleet_and_status_shows_each_backend() {
     assert_eq!(net["backends"][1]["reason"], "lagging 3 blocks");
     assert!(net["backends"][0]["latency_ms"].as_f64().unwrap() > 0.0);
 
+    // The same state in Prometheus text: well-formed, and the numbers agree.
+    let (status, text) = get(&format!("{}/metrics", gw.admin)).await;
+    assert_eq!(status, 200);
+    let samples = prometheus_samples(&text);
+    let sample = |name: &str| {
+        samples
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+    };
+    assert_eq!(sample(r#"rpcgate_served_head{network="dev"}"#), 6.0);
+    assert_eq!(
+        sample(r#"rpcgate_backend_eligible{network="dev",backend="r0"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(r#"rpcgate_backend_eligible{network="dev",backend="r1"}"#),
+        0.0
+    );
+    assert_eq!(
+        sample(r#"rpcgate_backend_lag_blocks{network="dev",backend="r1"}"#),
+        3.0
+    );
+    assert_eq!(sample(r#"rpcgate_eligible_backends{network="dev"}"#), 1.0);
+    assert_eq!(sample("rpcgate_ready"), 1.0);
+    // scripts/test installs promtool; a bare `cargo test` without it skips this part.
+    if let Ok(promtool) = which_promtool() {
+        let checked = std::process::Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(text.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        // Lint findings (exit 3) are style advice; exit 1 is a parse failure.
+        assert_ne!(
+            checked.status.code(),
+            Some(1),
+            "promtool: {}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    }
+
     fleet.stop(0).await.unwrap();
     fleet.stop(1).await.unwrap();
     wait_for("not ready without backends", || {
@@ -317,4 +365,45 @@ async fn sighup_reloads_the_binary() {
     .await;
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Parses the text format strictly enough for a test: every line is a
+/// comment or `name{labels} value`, and HELP/TYPE come before their samples.
+fn prometheus_samples(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut samples = std::collections::HashMap::new();
+    let mut typed = std::collections::HashSet::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            typed.insert(rest.split_whitespace().next().unwrap().to_string());
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            typed.contains(name),
+            "{name} has no TYPE before its samples"
+        );
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        assert!(
+            samples.insert(series.to_string(), value).is_none(),
+            "duplicate series {series}"
+        );
+    }
+    samples
+}
+
+/// promtool, from Debian's prometheus package, when installed.
+fn which_promtool() -> Result<std::path::PathBuf, ()> {
+    ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or(())
 }
