@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod fleet;
 pub mod jsonrpc;
+pub mod logs;
 pub mod metrics;
 pub mod policy;
 pub mod router;

@@ -22,10 +22,11 @@ struct Cli {
     /// Override the `admin_listen` address of the config (livez, readyz, status).
     #[arg(long, env = "RPCGATE_ADMIN_LISTEN")]
     admin_listen: Option<std::net::SocketAddr>,
-    /// Log filter, e.g. `info` or `rpcgate=debug` (RUST_LOG is also read).
-    #[arg(long, env = "RPCGATE_LOG", default_value = "info", global = true)]
-    log: String,
-    /// Log lines as JSON objects.
+    /// Log filter, e.g. `info` or `warn,rpcgate=debug`. RUST_LOG wins over
+    /// it; it wins over the config's `log.level` (default `info`).
+    #[arg(long, env = "RPCGATE_LOG", global = true)]
+    log: Option<String>,
+    /// Log lines as JSON objects (else as the config's `log.format` says).
     #[arg(long, global = true)]
     log_json: bool,
     /// How long in-flight requests may take to finish on shutdown.
@@ -61,7 +62,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli.log, cli.log_json);
+    if cli.command.is_some() {
+        rpcgate::logs::init(cli.log.as_deref(), cli.log_json, None);
+    }
     match &cli.command {
         Some(Command::CheckConfig { file }) => match Config::load(file) {
             Ok(c) => {
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
                 admin_listen: cli.admin_listen,
             };
             overrides.apply(&mut config);
+            rpcgate::logs::init(cli.log.as_deref(), cli.log_json, Some(&config.log));
             let watch = Watch {
                 path: path.clone(),
                 loaded,
@@ -173,21 +177,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
-    }
-}
-
-fn init_logs(default: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Colours only for a person at a terminal, never in files or pipes.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }

@@ -1,16 +1,128 @@
 //! The metrics registry and the names of rpcgate's metrics.
 //!
 //! One process-wide [`prometheus::Registry`] owned here, so every metric name
-//! is declared in one file. Today it holds the client-policy counters; issue 5
-//! extends it (request latency, backend health, the `/metrics` endpoint).
+//! is declared in one file: the counters and histograms the request path and
+//! the upstream clients update. The state of backends, heads, caches and
+//! reloads is not kept here: `/metrics` reads it from the current snapshots at
+//! scrape time (see `server::admin`), so the request path pays nothing for it.
 //!
-//! Labels only ever carry names from the config (a client's name, or
-//! `anonymous`) and fixed words: nothing a caller sends becomes a label, so a
-//! client cannot grow the registry, and no key or key hash ever appears.
+//! Labels only ever carry names from the config (a network, a backend, a
+//! client's name or `anonymous`) and fixed words. A method name becomes a
+//! label only when it is one of [`KNOWN_METHODS`]; anything else a caller
+//! invents is counted as `other`. So nothing a caller sends can grow the
+//! registry, and no key or key hash ever appears.
 
-use std::sync::LazyLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::policy::methods::DEFAULT_METHODS;
+
+/// Methods that get a label of their own besides the default open list:
+/// the ones operators commonly open to trusted clients, and the dangerous
+/// ones whose blocked calls are worth seeing by name.
+const OTHER_KNOWN_METHODS: &[&str] = &[
+    "eth_accounts",
+    "eth_sign",
+    "eth_signTransaction",
+    "eth_signTypedData_v4",
+    "eth_sendTransaction",
+    "eth_coinbase",
+    "eth_getWork",
+    "eth_submitWork",
+    "debug_traceTransaction",
+    "debug_traceCall",
+    "debug_traceBlockByNumber",
+    "debug_traceBlockByHash",
+    "debug_getRawTransaction",
+    "trace_block",
+    "trace_transaction",
+    "trace_call",
+    "trace_filter",
+    "trace_replayTransaction",
+    "trace_replayBlockTransactions",
+    "txpool_content",
+    "txpool_status",
+    "txpool_inspect",
+    "admin_peers",
+    "admin_nodeInfo",
+    "admin_addPeer",
+    "personal_sign",
+    "personal_unlockAccount",
+    "miner_start",
+    "miner_stop",
+    "engine_forkchoiceUpdatedV3",
+    "engine_newPayloadV3",
+    "engine_getPayloadV3",
+];
+
+/// Every method with a label of its own.
+pub static KNOWN_METHODS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    DEFAULT_METHODS
+        .iter()
+        .chain(OTHER_KNOWN_METHODS)
+        .copied()
+        .collect()
+});
+
+/// The label for a method a caller named: itself when known, else `other`.
+pub fn method_label(method: &str) -> &'static str {
+    KNOWN_METHODS.get(method).copied().unwrap_or("other")
+}
+
+/// How one call ended, as the `outcome` label of `rpcgate_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A result, from a backend or the cache.
+    Ok,
+    /// A backend's JSON-RPC error (a revert, a bad argument): the node's
+    /// answer, passed on.
+    RpcError,
+    /// No answer: no backend could serve, or every attempt failed.
+    Failed,
+    /// A method the caller may not call.
+    Blocked,
+    /// Over the caller's rate limit, or over a batch's response budget.
+    Limited,
+    /// Not a valid JSON-RPC call.
+    Invalid,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::RpcError => "rpc_error",
+            Outcome::Failed => "failed",
+            Outcome::Blocked => "blocked",
+            Outcome::Limited => "limited",
+            Outcome::Invalid => "invalid",
+        }
+    }
+}
+
+/// The `outcome` labels of `rpcgate_upstream_requests_total`.
+pub const UPSTREAM_OUTCOMES: &[&str] = &[
+    "ok",
+    "rpc_error",
+    "connect",
+    "timeout",
+    "transport",
+    "status",
+    "too_large",
+    "bad_reply",
+];
+
+/// Seconds, from half a millisecond (a cache hit) to ten seconds (a slow
+/// eth_getLogs).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 pub struct Metrics {
     pub registry: Registry,
@@ -26,6 +138,22 @@ pub struct Metrics {
     /// `rpcgate_policy_redis_fallbacks_total`: rate-limit checks that Redis did
     /// not answer, decided by the fallback setting instead.
     pub redis_fallbacks: IntCounter,
+    /// `rpcgate_requests_total{network,method,client,outcome}`: calls (each
+    /// batch entry is one) by how they ended.
+    pub requests: IntCounterVec,
+    /// `rpcgate_request_duration_seconds{network,method}`: time to answer a
+    /// call that was routed (a hit, or backend calls with their retries).
+    pub request_duration: HistogramVec,
+    /// `rpcgate_http_responses_total{code}`: HTTP responses by status code.
+    pub http_responses: IntCounterVec,
+    /// `rpcgate_upstream_requests_total{network,backend,outcome}`: calls sent
+    /// to a backend on the request path (probes excluded).
+    pub upstream_requests: IntCounterVec,
+    /// `rpcgate_upstream_request_duration_seconds{network,backend}`.
+    pub upstream_duration: HistogramVec,
+    /// How many live backends hold each (network, backend) series: a reload
+    /// can build a backend's successor before the old one is dropped.
+    upstream_holders: Mutex<HashMap<[String; 2], usize>>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -69,6 +197,58 @@ impl Metrics {
             "Rate-limit checks Redis did not answer, decided by the fallback setting.",
         )
         .expect("a valid metric");
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "rpcgate_requests_total",
+                "JSON-RPC calls (each batch entry is one) by network, method, client and outcome.",
+            ),
+            &["network", "method", "client", "outcome"],
+        )
+        .expect("a valid metric");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "rpcgate_request_duration_seconds",
+                "Time to answer a routed call, from the cache or backends (retries included).",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["network", "method"],
+        )
+        .expect("a valid metric");
+        let http_responses = IntCounterVec::new(
+            Opts::new(
+                "rpcgate_http_responses_total",
+                "HTTP responses on the JSON-RPC listener by status code.",
+            ),
+            &["code"],
+        )
+        .expect("a valid metric");
+        let upstream_requests = IntCounterVec::new(
+            Opts::new(
+                "rpcgate_upstream_requests_total",
+                "Calls sent to a backend on the request path, by outcome.",
+            ),
+            &["network", "backend", "outcome"],
+        )
+        .expect("a valid metric");
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "rpcgate_upstream_request_duration_seconds",
+                "Round trip of one call to a backend.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["network", "backend"],
+        )
+        .expect("a valid metric");
+        for c in [&requests, &http_responses, &upstream_requests] {
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric names");
+        }
+        for h in [&request_duration, &upstream_duration] {
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric names");
+        }
         for c in [&rate_limited, &blocked] {
             registry
                 .register(Box::new(c.clone()))
@@ -86,6 +266,12 @@ impl Metrics {
             unauthorized,
             connections_refused,
             redis_fallbacks,
+            requests,
+            request_duration,
+            http_responses,
+            upstream_requests,
+            upstream_duration,
+            upstream_holders: Mutex::default(),
         }
     }
 
@@ -96,6 +282,100 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("encoding into a Vec cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
+    }
+
+    /// Counts one call; `elapsed` is given for routed calls.
+    pub fn call(
+        &self,
+        network: &str,
+        method: &str,
+        client: &str,
+        outcome: Outcome,
+        elapsed: Option<Duration>,
+    ) {
+        let method = method_label(method);
+        self.requests
+            .with_label_values(&[network, method, client, outcome.label()])
+            .inc();
+        if let Some(elapsed) = elapsed {
+            self.request_duration
+                .with_label_values(&[network, method])
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Counts one HTTP response.
+    pub fn http_response(&self, code: http::StatusCode) {
+        self.http_responses
+            .with_label_values(&[code.as_str()])
+            .inc();
+    }
+
+    /// The series of one backend, resolved once when the backend is built.
+    pub fn upstream(&self, network: &str, backend: &str) -> UpstreamSeries {
+        let labels = [network.to_string(), backend.to_string()];
+        *self
+            .upstream_holders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(labels.clone())
+            .or_default() += 1;
+        let outcome = |o: &str| {
+            self.upstream_requests
+                .with_label_values(&[network, backend, o])
+        };
+        UpstreamSeries {
+            labels,
+            ok: outcome("ok"),
+            rpc_error: outcome("rpc_error"),
+            duration: self
+                .upstream_duration
+                .with_label_values(&[network, backend]),
+        }
+    }
+}
+
+/// One backend's upstream series. When the last backend holding them is
+/// dropped the series leave the registry, so backends that DNS discovery or
+/// reloads remove do not stay in `/metrics` forever.
+pub struct UpstreamSeries {
+    labels: [String; 2],
+    pub ok: IntCounter,
+    pub rpc_error: IntCounter,
+    pub duration: Histogram,
+}
+
+impl UpstreamSeries {
+    /// Counts a failed call by its kind (one of [`UPSTREAM_OUTCOMES`]).
+    pub fn failed(&self, kind: &'static str) {
+        let [network, backend] = &self.labels;
+        metrics()
+            .upstream_requests
+            .with_label_values(&[network, backend, kind])
+            .inc();
+    }
+}
+
+impl Drop for UpstreamSeries {
+    fn drop(&mut self) {
+        let m = metrics();
+        // Held while the series go, so a successor cannot be resolved in between.
+        let mut holders = m.upstream_holders.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(n) = holders.get_mut(&self.labels) else {
+            return;
+        };
+        *n -= 1;
+        if *n > 0 {
+            return;
+        }
+        holders.remove(&self.labels);
+        let [network, backend] = &self.labels;
+        for outcome in UPSTREAM_OUTCOMES {
+            let _ = m
+                .upstream_requests
+                .remove_label_values(&[network.as_str(), backend, outcome]);
+        }
+        let _ = m.upstream_duration.remove_label_values(&[network, backend]);
     }
 }
 

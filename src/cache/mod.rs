@@ -69,6 +69,7 @@ pub struct Stats {
     pub shared_hits: AtomicU64,
     pub shared_writes: AtomicU64,
     pub evicted_by_reorg: AtomicU64,
+    pub evicted_by_size: AtomicU64,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -81,6 +82,7 @@ pub struct Counts {
     pub shared_hits: u64,
     pub shared_writes: u64,
     pub evicted_by_reorg: u64,
+    pub evicted_by_size: u64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -155,7 +157,7 @@ impl Cache {
         let cache = Arc::new(Cache {
             network: network.to_string(),
             config: config.clone(),
-            store: Store::new(config.max_bytes),
+            store: Store::new(config.max_bytes, stats.clone()),
             flights: Flights::default(),
             canon: ArcSwap::from_pointee(Canon::default()),
             shared,
@@ -318,6 +320,7 @@ impl Cache {
             shared_hits: get(&s.shared_hits),
             shared_writes: get(&s.shared_writes),
             evicted_by_reorg: get(&s.evicted_by_reorg),
+            evicted_by_size: get(&s.evicted_by_size),
         }
     }
 
@@ -329,6 +332,11 @@ impl Cache {
     /// Entries in the in-memory store (after its pending housekeeping).
     pub async fn entries(&self) -> u64 {
         self.store.len().await
+    }
+
+    /// Bytes and entries held, as last accounted (for metrics).
+    pub fn size_now(&self) -> (u64, u64) {
+        self.store.size_now()
     }
 
     pub fn max_bytes(&self) -> u64 {

@@ -82,11 +82,16 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(max_bytes: u64) -> Store {
+    pub fn new(max_bytes: u64, stats: Arc<Stats>) -> Store {
         let entries = moka::future::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &Key, e: &Entry| u32::try_from(weight(k, e)).unwrap_or(u32::MAX))
             .support_invalidation_closures()
+            .eviction_listener(move |_, _, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    stats.evicted_by_size.fetch_add(1, Ordering::Relaxed);
+                }
+            })
             .build();
         Store { entries }
     }
@@ -120,6 +125,12 @@ impl Store {
         self.entries.weighted_size()
     }
 
+    /// The weight and count of entries as last accounted, without waiting
+    /// for moka's pending work: for metrics, read at scrape time.
+    pub fn size_now(&self) -> (u64, u64) {
+        (self.entries.weighted_size(), self.entries.entry_count())
+    }
+
     pub async fn len(&self) -> u64 {
         self.entries.run_pending_tasks().await;
         self.entries.entry_count()
@@ -136,7 +147,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_byte_bound_holds() {
-        let store = Store::new(64 * 1024);
+        let stats = Arc::new(Stats::default());
+        let store = Store::new(64 * 1024, stats.clone());
         for i in 0..200 {
             let key = Key::new("eth_call", Some(&format!("[{i}]")));
             let entry = Entry {
@@ -148,6 +160,7 @@ mod tests {
         let bytes = store.weighted_bytes().await;
         assert!(bytes <= 64 * 1024, "{bytes} bytes");
         assert!(bytes > 0);
+        assert!(stats.evicted_by_size.load(Ordering::Relaxed) > 0);
     }
 
     #[test]

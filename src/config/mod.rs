@@ -59,6 +59,26 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     /// Clients, keys, method rules and rate limits.
     pub policy: PolicyConfig,
+    pub log: LogConfig,
+}
+
+/// `log:`. `RUST_LOG`, then `--log` / `RPCGATE_LOG`, win over `level`; a
+/// reload applies a new `level`, while `format` is read at start only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, or `warn,rpcgate=debug`.
+    pub level: String,
+    /// JSON objects, one per line (else human-readable lines).
+    pub json: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            json: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

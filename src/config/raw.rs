@@ -20,6 +20,16 @@ pub struct RawConfig {
     pub redis: Option<RawRedis>,
     #[serde(default)]
     pub policy: RawPolicy,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `log:`: what the process logs, and how.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
 }
 
 /// `policy:`: who may call what, and how often (see `config::policy`).

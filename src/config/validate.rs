@@ -5,10 +5,12 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::raw::{RawCache, RawConfig, RawDiscover, RawHead, RawNetwork, RawRedis, RawUpstream};
+use super::raw::{
+    RawCache, RawConfig, RawDiscover, RawHead, RawLog, RawNetwork, RawRedis, RawUpstream,
+};
 use super::{
-    parse_duration, CacheConfig, Config, ConfigError, DiscoverConfig, HeadConfig, NetworkConfig,
-    RedisConfig, ServerLimits, UpstreamConfig,
+    parse_duration, CacheConfig, Config, ConfigError, DiscoverConfig, HeadConfig, LogConfig,
+    NetworkConfig, RedisConfig, ServerLimits, UpstreamConfig,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8545";
@@ -122,6 +124,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     }
     let policy = super::policy::policy(raw.policy)?;
+    let log = log(raw.log)?;
     Ok(Config {
         listen,
         admin_listen,
@@ -129,7 +132,29 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         networks,
         redis,
         policy,
+        log,
     })
+}
+
+fn log(raw: RawLog) -> Result<LogConfig, ConfigError> {
+    let level = raw.level.unwrap_or_else(|| LogConfig::default().level);
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
+        return Err(ConfigError::invalid(
+            "log.level",
+            format!("{level:?} is not a log filter (e.g. info, or warn,rpcgate=debug): {e}"),
+        ));
+    }
+    let json = match raw.format.as_deref() {
+        None | Some("human") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "log.format",
+                format!("{other:?} must be human or json"),
+            ))
+        }
+    };
+    Ok(LogConfig { level, json })
 }
 
 fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig, ConfigError> {

@@ -248,6 +248,7 @@ fn state_metrics(gateway: &Gateway) -> String {
                 ("stored", c.stored),
                 ("shared_hit", c.shared_hits),
                 ("evicted_by_reorg", c.evicted_by_reorg),
+                ("evicted_by_size", c.evicted_by_size),
             ];
             for (event, n) in events {
                 let labels = [("network", name.as_str()), ("event", event)];
@@ -259,6 +260,29 @@ fn state_metrics(gateway: &Gateway) -> String {
                     n as f64,
                 );
             }
+            let labels = [("network", name.as_str())];
+            let (bytes, entries) = cache.size_now();
+            out.sample(
+                "rpcgate_cache_bytes",
+                "gauge",
+                "Bytes held by the in-memory cache (keys, answers, bookkeeping).",
+                &labels,
+                bytes as f64,
+            );
+            out.sample(
+                "rpcgate_cache_max_bytes",
+                "gauge",
+                "The byte bound of the in-memory cache.",
+                &labels,
+                cache.max_bytes() as f64,
+            );
+            out.sample(
+                "rpcgate_cache_entries",
+                "gauge",
+                "Entries in the in-memory cache.",
+                &labels,
+                entries as f64,
+            );
         }
     }
     let reloads = [

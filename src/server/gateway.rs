@@ -279,6 +279,7 @@ impl Gateway {
         }
         control.discovery = spawn_discovery(self, config);
         drop(control);
+        crate::logs::apply(&config.log);
         self.reloads.applied.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -1,14 +1,20 @@
 //! The HTTP tier: path to network, method, content type, the caller's
 //! identity (before the body is read) and body limits, then the calls of the
 //! body, each admitted by the client policy and answered in order.
+//!
+//! Each call is counted in `rpcgate_requests_total` by how it ended. A
+//! request that fails gets one log line carrying a request id (the caller's
+//! `X-Request-Id` when it is short and plain, else a random one), and the id
+//! goes back in the response's `X-Request-Id`, so a user's report can be
+//! matched with the log. The id is only formatted when something fails.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use futures_util::future::join_all;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -18,7 +24,8 @@ use tokio::sync::Semaphore;
 
 use super::rescue::{self, HttpRefusal};
 use super::Gateway;
-use crate::jsonrpc::{self, error_response, join_batch, Call, Entry, Id, Payload};
+use crate::jsonrpc::{self, error_response, join_batch, Call, Entry, ErrorObject, Id, Payload};
+use crate::metrics::{metrics, Outcome};
 use crate::policy::{Caller, Refusal};
 use crate::router;
 use crate::upstream::{Network, NetworkView, Reply, ReplyKind};
@@ -30,10 +37,13 @@ pub async fn handle(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(match serve(&gateway, peer, req).await {
+    let request_id = RequestId::of(&req);
+    let mut response = match serve(&gateway, peer, req, &request_id).await {
         Ok(response) => response,
         Err(refusal) => {
             let (object, status) = rescue::http(&refusal);
+            tracing::info!(request_id = %request_id, %peer, status = status.as_u16(), error = %object.message, "request refused");
+            request_id.failed();
             let mut response = json(status, error_response(Id::NULL, &object));
             if matches!(refusal, HttpRefusal::MethodNotAllowed) {
                 response
@@ -47,7 +57,93 @@ pub async fn handle(
             }
             response
         }
-    })
+    };
+    if request_id.has_failed() {
+        if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
+            response.headers_mut().insert(X_REQUEST_ID, value);
+        }
+    }
+    metrics().http_response(response.status());
+    Ok(response)
+}
+
+const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+/// The id a failed request is logged and answered with.
+pub struct RequestId {
+    /// The caller's own id, when it is short and made of plain characters.
+    given: Option<HeaderValue>,
+    random: u64,
+    failed: AtomicBool,
+}
+
+impl RequestId {
+    fn of<B>(req: &Request<B>) -> RequestId {
+        let plain = |v: &&HeaderValue| {
+            let b = v.as_bytes();
+            !b.is_empty()
+                && b.len() <= 64
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+        };
+        RequestId {
+            given: req.headers().get(&X_REQUEST_ID).filter(plain).cloned(),
+            random: fastrand::u64(..),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the request as failed: its answer will carry the id.
+    fn failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.given.as_ref().and_then(|v| v.to_str().ok()) {
+            Some(given) => f.write_str(given),
+            None => write!(f, "{:016x}", self.random),
+        }
+    }
+}
+
+/// What each call of a request is counted and logged with.
+struct Ctx<'a> {
+    network: &'a Network,
+    view: &'a NetworkView,
+    client: &'a str,
+    request_id: &'a RequestId,
+}
+
+impl Ctx<'_> {
+    fn count(&self, method: &str, outcome: Outcome, elapsed: Option<Duration>) {
+        metrics().call(
+            &self.network.config.name,
+            method,
+            self.client,
+            outcome,
+            elapsed,
+        );
+    }
+
+    /// One log line for a call that failed or was refused.
+    fn log_failure(&self, method: &str, outcome: Outcome, error: &ErrorObject) {
+        self.request_id.failed();
+        let method = bounded(method);
+        let network = &self.network.config.name;
+        let outcome = outcome.label();
+        let (request_id, client, code) = (self.request_id, self.client, error.code);
+        if outcome == Outcome::Failed.label() {
+            tracing::warn!(request_id = %request_id, network = %network, client, method, outcome, code, error = %error.message, "request failed");
+        } else {
+            tracing::info!(request_id = %request_id, network = %network, client, method, outcome, code, error = %error.message, "request failed");
+        }
+    }
 }
 
 /// A connection over the per-IP cap: one 429 written without waiting (it
@@ -62,6 +158,7 @@ async fn serve(
     gateway: &Gateway,
     peer: SocketAddr,
     req: Request<Incoming>,
+    request_id: &RequestId,
 ) -> Result<Response<Body>, HttpRefusal> {
     let routes = gateway.routes();
     let (network, path_key) = routes
@@ -100,22 +197,30 @@ async fn serve(
         })?;
     let body = body.to_bytes();
     let view = network.view();
+    let ctx = Ctx {
+        network: &network,
+        view: &view,
+        client: caller.name(),
+        request_id,
+    };
     let mut retry_after = None;
     let (status, answer) = match jsonrpc::parse(
         &body,
         routes.limits.max_batch_len,
         routes.limits.max_method_len,
     ) {
-        Err(e) => (
-            StatusCode::OK,
-            Some(error_response(Id::NULL, &rescue::payload(&e))),
-        ),
+        Err(e) => {
+            let object = rescue::payload(&e);
+            ctx.count("", Outcome::Invalid, None);
+            ctx.log_failure("", Outcome::Invalid, &object);
+            (StatusCode::OK, Some(error_response(Id::NULL, &object)))
+        }
         Ok(Payload::Single(entry)) => {
             let admitted = admit(policy, &caller, &entry).await;
             if let Err(refusal) = &admitted {
                 retry_after = refusal.retry_after();
             }
-            answer(&network, &view, entry, admitted).await
+            answer(&ctx, entry, admitted).await
         }
         Ok(Payload::Batch(entries)) => {
             // Admitted in order before any is routed: a batch costs the sum of
@@ -144,7 +249,7 @@ async fn serve(
                         .acquire()
                         .await
                         .expect("the semaphore is never closed");
-                    batch_entry(&network, &view, entry, admitted, &used, budget).await
+                    batch_entry(&ctx, entry, admitted, &used, budget).await
                 },
             ))
             .await;
@@ -191,22 +296,23 @@ fn retry_after_value(wait: Duration) -> HeaderValue {
 
 /// One batch entry, refused once the batch's answers are over `budget` bytes.
 async fn batch_entry(
-    network: &Network,
-    view: &NetworkView,
+    ctx: &Ctx<'_>,
     entry: Entry<'_>,
     admitted: Result<(), Refusal>,
     used: &AtomicUsize,
     budget: usize,
 ) -> Option<Bytes> {
     if used.load(Ordering::Relaxed) > budget {
-        let id = match &entry {
-            Ok(call) if call.is_notification() => return None,
-            Ok(call) => call.reply_id(),
-            Err(invalid) => invalid.id,
+        let object = rescue::batch_over_budget(budget);
+        let (method, id) = match &entry {
+            Ok(call) => (call.method.as_ref(), call.id.map(|_| call.reply_id())),
+            Err(invalid) => ("", Some(invalid.id)),
         };
-        return Some(error_response(id, &rescue::batch_over_budget(budget)));
+        ctx.count(method, Outcome::Limited, None);
+        ctx.log_failure(method, Outcome::Limited, &object);
+        return Some(error_response(id?, &object));
     }
-    let (_, answer) = answer(network, view, entry, admitted).await;
+    let (_, answer) = answer(ctx, entry, admitted).await;
     if let Some(a) = &answer {
         used.fetch_add(a.len(), Ordering::Relaxed);
     }
@@ -215,32 +321,49 @@ async fn batch_entry(
 
 /// One entry: `None` for a notification.
 async fn answer(
-    network: &Network,
-    view: &NetworkView,
+    ctx: &Ctx<'_>,
     entry: Entry<'_>,
     admitted: Result<(), Refusal>,
 ) -> (StatusCode, Option<Bytes>) {
     let call = match entry {
         Ok(call) => call,
         Err(invalid) => {
-            return (
-                StatusCode::OK,
-                Some(error_response(invalid.id, &rescue::invalid(&invalid))),
-            )
+            let object = rescue::invalid(&invalid);
+            ctx.count("", Outcome::Invalid, None);
+            ctx.log_failure("", Outcome::Invalid, &object);
+            return (StatusCode::OK, Some(error_response(invalid.id, &object)));
         }
     };
     if let Err(refusal) = admitted {
         let (object, status) = rescue::policy(&refusal);
+        let outcome = match refusal {
+            Refusal::MethodBlocked(_) => Outcome::Blocked,
+            _ => Outcome::Limited,
+        };
+        ctx.count(&call.method, outcome, None);
+        ctx.log_failure(&call.method, outcome, &object);
         return (
             status,
             (!call.is_notification()).then(|| error_response(call.reply_id(), &object)),
         );
     }
-    let (status, body) = match router::route(network, view, &call).await {
-        Ok(reply) => (StatusCode::OK, reply_body(&call, &reply)),
+    let started = Instant::now();
+    let routed = router::route(ctx.network, ctx.view, &call).await;
+    let elapsed = Some(started.elapsed());
+    let (status, body) = match routed {
+        Ok(reply) => {
+            let outcome = match reply.kind {
+                ReplyKind::Result => Outcome::Ok,
+                ReplyKind::Error => Outcome::RpcError,
+            };
+            ctx.count(&call.method, outcome, elapsed);
+            (StatusCode::OK, reply_body(&call, &reply))
+        }
         Err(e) => {
-            tracing::warn!(network = %network.config.name, method = %method_for_log(&call), error = %e, "request failed");
             let (object, status) = rescue::route(&e);
+            ctx.count(&call.method, Outcome::Failed, elapsed);
+            let detailed = ErrorObject::new(object.code, e.to_string());
+            ctx.log_failure(&call.method, Outcome::Failed, &detailed);
             (status, error_response(call.reply_id(), &object))
         }
     };
@@ -255,11 +378,13 @@ fn reply_body(call: &Call<'_>, reply: &Reply) -> Bytes {
     jsonrpc::raw_member(call.reply_id(), member, reply.raw())
 }
 
-/// Method names come from clients: log a bounded, printable form.
-fn method_for_log<'a>(call: &'a Call<'_>) -> &'a str {
-    let m = call.method.as_ref();
-    let end = m.char_indices().nth(64).map_or(m.len(), |(i, _)| i);
-    &m[..end]
+/// Method names come from clients: log a bounded form.
+fn bounded(method: &str) -> &str {
+    let end = method
+        .char_indices()
+        .nth(64)
+        .map_or(method.len(), |(i, _)| i);
+    &method[..end]
 }
 
 /// application/json (and the two JSON-RPC variants Geth also accepts), or no content type.

@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 
 use super::latency::PeakEwma;
 use crate::config::UpstreamConfig;
+use crate::metrics::UpstreamSeries;
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -53,6 +54,18 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// A fixed word for metrics: one of `metrics::UPSTREAM_OUTCOMES`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect(_) => "connect",
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::Transport(_) => "transport",
+            UpstreamError::Status(_) => "status",
+            UpstreamError::TooLarge(_) => "too_large",
+            UpstreamError::BadReply => "bad_reply",
+        }
+    }
+
     /// Whether another backend may do better with the same read.
     pub fn worth_retrying(&self) -> bool {
         !matches!(self, UpstreamError::TooLarge(_))
@@ -151,10 +164,12 @@ pub struct Backend {
     consecutive_failures: AtomicU32,
     ejected: AtomicBool,
     eject_after: u32,
+    series: UpstreamSeries,
 }
 
 impl Backend {
     pub fn new(
+        network: &str,
         cfg: &UpstreamConfig,
         client: HttpClient,
         max_reply_bytes: usize,
@@ -171,6 +186,7 @@ impl Backend {
             consecutive_failures: AtomicU32::new(0),
             ejected: AtomicBool::new(false),
             eject_after,
+            series: crate::metrics::metrics().upstream(network, &cfg.name),
         })
     }
 
@@ -191,6 +207,12 @@ impl Backend {
         let started = Instant::now();
         let res = self.send(method, params, timeout).await;
         let rtt = started.elapsed();
+        self.series.duration.observe(rtt.as_secs_f64());
+        match &res {
+            Ok(reply) if reply.is_error() => self.series.rpc_error.inc(),
+            Ok(_) => self.series.ok.inc(),
+            Err(e) => self.series.failed(e.kind()),
+        }
         match &res {
             Ok(_) => {
                 self.load.observe(rtt);
@@ -312,7 +334,7 @@ mod tests {
             http: "http://127.0.0.1:9".parse().unwrap(),
             ws: None,
         };
-        let b = Backend::new(&cfg, http_client(), 1 << 20, 3);
+        let b = Backend::new("test", &cfg, http_client(), 1 << 20, 3);
         let timeout = Duration::from_secs(1);
         let (r, ejected) = b.call("eth_chainId", None, timeout).await;
         assert!(matches!(r, Err(UpstreamError::Connect(_))));

@@ -99,6 +99,7 @@ impl Network {
                     Some(b) => b.clone(),
                     None => {
                         let backend = Backend::new(
+                            &config.name,
                             up,
                             client.clone(),
                             config.max_response_bytes,

@@ -246,7 +246,7 @@ mod tests {
             http: "http://127.0.0.1:1".parse().unwrap(),
             ws: None,
         };
-        Backend::new(&cfg, crate::upstream::http_client(), 1 << 20, 3)
+        Backend::new("test", &cfg, crate::upstream::http_client(), 1 << 20, 3)
     }
 
     fn at(number: u64, hash: &str, reorgs: u64) -> HeadState {

@@ -5,6 +5,7 @@ mod cache_mix;
 mod discovery;
 mod envelope;
 mod failover;
+mod metrics;
 mod operations;
 mod policy;
 mod routing;

@@ -1,0 +1,396 @@
+//! What operators read: `/metrics` as a Prometheus parser sees it, and the
+//! log line of a failed request.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use prometheus_parse::{Sample, Scrape, Value as Prom};
+use serde_json::{json, Value};
+
+use crate::policy::sha256_hex;
+use crate::support::*;
+
+const NET: &str = "metered";
+const KEY: &str = "metrics-key-8c1d77e0SECRET";
+const INVENTED: &str = "eth_inventedSECRETMETHOD";
+
+/// A config for network `metered` with one keyed client and a tight anonymous tier.
+fn metered_yaml(chain_id: u64, ups: &[Up]) -> String {
+    let mut y = yaml(chain_id, ups, "").replace("  dev:\n", &format!("  {NET}:\n"));
+    y.push_str(&format!(
+        "policy:\n  anonymous:\n    limits:\n      requests_per_second: 0.001\n      burst: 3\n  clients:\n    meter-dapp:\n      key_sha256: [{}]\n",
+        sha256_hex(KEY)
+    ));
+    y
+}
+
+async fn scrape(admin: &str) -> (String, Scrape) {
+    let response = client()
+        .request(
+            http::Request::get(format!("{admin}/metrics"))
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8(body.to_vec()).expect("UTF-8 exposition");
+    let parsed = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses");
+    (text, parsed)
+}
+
+fn labelled<'a>(s: &'a Sample, want: &[(&str, &str)]) -> bool {
+    want.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+}
+
+/// The value of the one counter `name` with `labels` (0 when absent).
+fn counter(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labelled(s, labels))
+        .map(|s| match s.value {
+            Prom::Counter(v) | Prom::Gauge(v) | Prom::Untyped(v) => v,
+            _ => panic!("{name} is not a counter"),
+        })
+        .sum()
+}
+
+async fn send(url: &str, key: Option<&str>, body: &str) -> (u16, Value) {
+    let mut req = http::Request::post(url).header("content-type", "application/json");
+    if let Some(key) = key {
+        req = req.header("authorization", format!("Bearer {key}"));
+    }
+    let response = client()
+        .request(req.body(body.to_string().into()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn request_metrics_follow_traffic_and_carry_no_client_input() {
+    let fleet = fleet(2).await;
+    fleet.mine_blocks(2).await.unwrap();
+    let gw = start_gateway(&metered_yaml(fleet.chain_id(), &fleet_ups(&fleet))).await;
+    wait_synced(&gw, 2, 2).await;
+    let url = gw.url.as_str();
+    let (_, before) = scrape(&gw.admin).await;
+    let calls = |method: &str, client: &str, outcome: &str| {
+        [
+            ("network", NET),
+            ("method", method),
+            ("client", client),
+            ("outcome", outcome),
+        ]
+        .map(|(k, v)| (k, v.to_string()))
+    };
+    let count = |s: &Scrape, l: [(&str, String); 4]| {
+        let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        counter(s, "rpcgate_requests_total", &l)
+    };
+    assert_eq!(
+        count(&before, calls("eth_getBalance", "meter-dapp", "ok")),
+        0.0
+    );
+
+    let body = |id: u32, method: &str, params: Value| {
+        json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string()
+    };
+    for i in 0..5 {
+        let (status, answer) = send(
+            url,
+            Some(KEY),
+            &body(i, "eth_getBalance", json!([DEV, "latest"])),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(answer["result"].is_string(), "{answer}");
+    }
+    // The node's own error, passed on.
+    let (_, answer) = send(
+        url,
+        Some(KEY),
+        &body(9, "eth_getTransactionCount", json!(["0x12", "latest"])),
+    )
+    .await;
+    assert!(answer["error"].is_object(), "{answer}");
+    // Blocked: a closed namespace, and a name nobody knows.
+    let (_, answer) = send(url, Some(KEY), &body(10, "admin_peers", json!([]))).await;
+    assert_eq!(answer["error"]["code"], -32601);
+    let (_, answer) = send(url, Some(KEY), &body(11, INVENTED, json!([]))).await;
+    assert_eq!(answer["error"]["code"], -32601);
+    // An invalid entry in a batch.
+    let (_, answer) = send(url, Some(KEY), r#"[{"jsonrpc":"2.0","id":12}]"#).await;
+    assert_eq!(answer[0]["error"]["code"], -32600);
+    // Anonymous: a burst of 3, then limited.
+    let mut limited = 0;
+    for i in 0..5 {
+        let (status, _) = send(url, None, &body(20 + i, "eth_chainId", json!([]))).await;
+        limited += u32::from(status == 429);
+    }
+    assert_eq!(limited, 2);
+
+    let (text, after) = scrape(&gw.admin).await;
+    assert_eq!(
+        count(&after, calls("eth_getBalance", "meter-dapp", "ok")),
+        5.0
+    );
+    assert_eq!(
+        count(
+            &after,
+            calls("eth_getTransactionCount", "meter-dapp", "rpc_error")
+        ),
+        1.0
+    );
+    assert_eq!(
+        count(&after, calls("admin_peers", "meter-dapp", "blocked")),
+        1.0
+    );
+    assert_eq!(count(&after, calls("other", "meter-dapp", "blocked")), 1.0);
+    assert_eq!(count(&after, calls("other", "meter-dapp", "invalid")), 1.0);
+    assert_eq!(count(&after, calls("eth_chainId", "anonymous", "ok")), 3.0);
+    assert_eq!(
+        count(&after, calls("eth_chainId", "anonymous", "limited")),
+        2.0
+    );
+
+    // Five observations of eth_getBalance latency, every bucket monotonic.
+    let histogram = after
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "rpcgate_request_duration_seconds"
+                && labelled(s, &[("network", NET), ("method", "eth_getBalance")])
+        })
+        .unwrap_or_else(|| panic!("no latency histogram:\n{text}"));
+    let Prom::Histogram(buckets) = &histogram.value else {
+        panic!("not a histogram")
+    };
+    let top = buckets.iter().find(|b| b.less_than.is_infinite()).unwrap();
+    assert_eq!(top.count, 5.0);
+    assert!(buckets.windows(2).all(|w| w[0].count <= w[1].count));
+    let upstream_ok = counter(
+        &after,
+        "rpcgate_upstream_requests_total",
+        &[("network", NET), ("outcome", "ok")],
+    );
+    assert!(upstream_ok >= 5.0, "upstream ok {upstream_ok}");
+    let upstream_error = counter(
+        &after,
+        "rpcgate_upstream_requests_total",
+        &[("network", NET), ("outcome", "rpc_error")],
+    );
+    assert!(upstream_error >= 1.0);
+    assert!(counter(&after, "rpcgate_http_responses_total", &[("code", "429")]) >= 2.0);
+    assert_eq!(
+        counter(
+            &after,
+            "rpcgate_policy_rate_limited_total",
+            &[("client", "anonymous")]
+        ) - counter(
+            &before,
+            "rpcgate_policy_rate_limited_total",
+            &[("client", "anonymous")]
+        ),
+        2.0
+    );
+
+    // Nothing a client sent is a label: no key, no key digest, no invented method.
+    for secret in [KEY, &sha256_hex(KEY), "SECRET"] {
+        assert!(!text.contains(secret), "{secret} appears in /metrics");
+    }
+    let known = &*rpcgate::metrics::KNOWN_METHODS;
+    for s in after
+        .samples
+        .iter()
+        .filter(|s| labelled(s, &[("network", NET)]))
+    {
+        if let Some(m) = s.labels.get("method") {
+            assert!(m == "other" || known.contains(m), "method label {m}");
+        }
+        if let Some(c) = s.labels.get("client") {
+            assert!(["meter-dapp", "anonymous"].contains(&c), "client label {c}");
+        }
+    }
+}
+
+/// The binary with a JSON log, its lines kept for the test to read.
+struct Logged {
+    child: std::process::Child,
+    url: String,
+    lines: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_logged(config: &std::path::Path) -> Logged {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rpcgate"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--reload-interval",
+            "100ms",
+        ])
+        .env_remove("RUST_LOG")
+        .env_remove("RPCGATE_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let kept = lines.clone();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|_| panic!("log.format json, yet: {line}"));
+            if v["fields"]["message"] == "rpcgate serving" {
+                let _ = tx.send(v["fields"]["listen"].as_str().unwrap().to_string());
+            }
+            kept.lock().unwrap().push(v);
+        }
+    });
+    let listen = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("rpcgate serving");
+    Logged {
+        child,
+        url: format!("http://{listen}"),
+        lines,
+    }
+}
+
+impl Logged {
+    fn failures(&self) -> Vec<Value> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["fields"]["message"] == "request failed")
+            .cloned()
+            .collect()
+    }
+}
+
+async fn blocked_call(url: &str, request_id: &str) -> http::Response<hyper::body::Incoming> {
+    client()
+        .request(
+            http::Request::post(url)
+                .header("content-type", "application/json")
+                .header("x-request-id", request_id)
+                .body(r#"{"jsonrpc":"2.0","id":1,"method":"admin_peers"}"#.into())
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_failed_request_logs_one_line_with_its_id_at_the_configured_level() {
+    let fleet = fleet(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rpcgate.yaml");
+    let base = yaml(fleet.chain_id(), &fleet_ups(&fleet), "");
+    let with_level = |level: &str| format!("{base}log:\n  level: {level}\n  format: json\n");
+    std::fs::write(&config, with_level("info")).unwrap();
+    let gw = spawn_logged(&config);
+
+    // At info, a refused call is one line, and its answer carries the same id.
+    let response = blocked_call(&gw.url, "req-loud-1").await;
+    assert_eq!(response.headers()["x-request-id"], "req-loud-1");
+    wait_for("one failure line", || {
+        let n = gw.failures().len();
+        async move { n == 1 }
+    })
+    .await;
+    let line = &gw.failures()[0];
+    assert_eq!(line["fields"]["request_id"], "req-loud-1", "{line}");
+    assert_eq!(line["fields"]["outcome"], "blocked");
+    assert_eq!(line["fields"]["method"], "admin_peers");
+    assert_eq!(line["fields"]["code"], -32601);
+    let said = |message: &'static str| {
+        let lines = gw.lines.clone();
+        move || {
+            let found = lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|v| v["fields"]["message"] == message);
+            async move { found }
+        }
+    };
+
+    // A reload raises the level to warn: the same failure leaves no line. (The
+    // refused reload after it logs at error; lines arrive in order, so once
+    // that one is read, the failure's line would have been read too.)
+    std::fs::write(&config, with_level("warn")).unwrap();
+    wait_for("the level raised", said("log level changed")).await;
+    let response = blocked_call(&gw.url, "req-quiet-2").await;
+    assert_eq!(response.headers()["x-request-id"], "req-quiet-2");
+    std::fs::write(&config, format!("{}\nnot: valid\n", with_level("warn"))).unwrap();
+    wait_for(
+        "the bad file refused",
+        said("reload refused; the previous config keeps serving"),
+    )
+    .await;
+    assert_eq!(
+        gw.failures().len(),
+        1,
+        "a line at warn: {:?}",
+        gw.failures()
+    );
+
+    std::fs::write(&config, with_level("info")).unwrap();
+    wait_for("back at info", || {
+        let n = gw
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["fields"]["message"] == "log level changed")
+            .count();
+        async move { n == 2 }
+    })
+    .await;
+    // Without an id of its own, a failure gets a generated one, the same in
+    // the answer and the log.
+    let response = client()
+        .request(
+            http::Request::post(&gw.url)
+                .header("content-type", "application/json")
+                .body("{not json".into())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(id.len(), 16);
+    wait_for("the parse failure's line", || {
+        let found = gw.failures().iter().any(|v| {
+            v["fields"]["request_id"] == id.as_str() && v["fields"]["outcome"] == "invalid"
+        });
+        async move { found }
+    })
+    .await;
+}
