@@ -44,7 +44,7 @@ async fn scrape(admin: &str) -> (String, Scrape) {
     (text, parsed)
 }
 
-fn labelled<'a>(s: &'a Sample, want: &[(&str, &str)]) -> bool {
+fn labelled(s: &Sample, want: &[(&str, &str)]) -> bool {
     want.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
 }
 
