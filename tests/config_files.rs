@@ -27,7 +27,11 @@ fn the_kubernetes_configmap_holds_a_valid_config() {
                 .as_str()
                 .expect("data.rpcgate.yaml");
             let c = Config::from_yaml(embedded).unwrap();
-            assert_eq!(c.networks[0].upstreams.len(), 3);
+            let net = &c.networks[0];
+            assert_eq!(net.discover.len(), 1);
+            assert_eq!(net.discover[0].dns, "geth-headless.web3.svc.cluster.local");
+            assert_eq!(c.admin_listen.port(), 9090);
+            assert!(c.log.json);
             found += 1;
         }
     }

@@ -394,3 +394,281 @@ async fn a_failed_request_logs_one_line_with_its_id_at_the_configured_level() {
     })
     .await;
 }
+
+/// A file the operator ships, from the repository root.
+fn shipped(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A tool from Debian's `prometheus` package (scripts/test installs it).
+fn prometheus_tool(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new("/usr/bin").join(name);
+    assert!(
+        path.exists(),
+        "{name} is missing: scripts/test installs it (apt-get install prometheus)"
+    );
+    path
+}
+
+#[test]
+fn the_alert_rules_are_valid_and_their_unit_tests_pass() {
+    let promtool = prometheus_tool("promtool");
+    for args in [
+        ["check", "rules", "k8s/monitoring/alerts.yaml"],
+        ["test", "rules", "k8s/monitoring/alerts.test.yaml"],
+    ] {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A real Prometheus server on loopback, gone with this value.
+struct PrometheusServer {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PrometheusServer {
+    /// Scrapes `target` (host:port) every second and evaluates `rules`.
+    fn start(target: &str, rules: &std::path::Path) -> PrometheusServer {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: rpcgate\n    static_configs:\n      - targets: ['{target}']\n",
+                rules.display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(prometheus_tool("prometheus"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg("--web.listen-address=127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if line.contains("msg=\"Listening on\"") {
+                    if let Some(at) = line.find("address=") {
+                        let addr = line[at + 8..].split_whitespace().next().unwrap();
+                        let _ = tx.send(addr.to_string());
+                    }
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("prometheus listening");
+        PrometheusServer {
+            child,
+            url: format!("http://{addr}"),
+            _dir: dir,
+        }
+    }
+
+    /// `GET /api/v1/<path>` with one query parameter; the parsed answer.
+    async fn api(&self, path: &str, query: &str) -> Value {
+        let encoded: String = query
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let url = format!("{}/api/v1/{path}?query={encoded}", self.url);
+        let response = client()
+            .request(http::Request::get(url).body(Default::default()).unwrap())
+            .await
+            .unwrap();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        serde_json::from_slice(&body)
+            .unwrap_or_else(|_| panic!("{path}: not JSON: {}", String::from_utf8_lossy(&body)))
+    }
+
+    /// Waits until the server answers queries (its storage is open).
+    async fn ready(&self) {
+        let url = format!("{}/-/ready", self.url);
+        wait_for("Prometheus ready", || {
+            let url = url.clone();
+            async move {
+                let request = http::Request::get(url).body(Default::default()).unwrap();
+                matches!(client().request(request).await, Ok(r) if r.status() == 200)
+            }
+        })
+        .await;
+    }
+
+    /// The value of an instant query that returns one sample, if it does.
+    async fn scalar(&self, expr: &str) -> Option<f64> {
+        let answer = self.api("query", expr).await;
+        let result = answer["data"]["result"].as_array()?;
+        result.first()?["value"][1].as_str()?.parse().ok()
+    }
+}
+
+/// The PromQL of the dashboard's panels and of the alert rules, with the
+/// dashboard's variables filled in as Grafana would.
+fn shipped_queries() -> Vec<(String, String)> {
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(shipped("k8s/monitoring/grafana-dashboard.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$network", ".*")
+                .replace("$__rate_interval", "1m");
+            queries.push((format!("panel {}", panel["title"]), expr));
+        }
+    }
+    let rules: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(shipped("k8s/monitoring/alerts.yaml")).unwrap(),
+    )
+    .unwrap();
+    for rule in rules["groups"][0]["rules"].as_sequence().unwrap() {
+        queries.push((
+            format!("alert {}", rule["alert"].as_str().unwrap()),
+            rule["expr"].as_str().unwrap().to_string(),
+        ));
+    }
+    queries
+}
+
+#[tokio::test]
+async fn a_real_prometheus_scrapes_rpcgate_and_evaluates_the_shipped_queries() {
+    let fleet = fleet(1).await;
+    fleet.mine().await.unwrap();
+    let y = metered_yaml(fleet.chain_id(), &fleet_ups(&fleet)).replace(NET, "scraped");
+    let gw = start_gateway(&y).await;
+    wait_synced(&gw, 1, 1).await;
+    let rules = shipped("k8s/monitoring/alerts.yaml");
+    let prometheus = PrometheusServer::start(gw.admin.trim_start_matches("http://"), &rules);
+    prometheus.ready().await;
+
+    // Traffic of every kind, so that every series the dashboard reads exists.
+    let body = |method: &str, params: Value| {
+        json!({"jsonrpc":"2.0","id":1,"method":method,"params":params}).to_string()
+    };
+    for _ in 0..20 {
+        let (status, _) = send(
+            &gw.url,
+            Some(KEY),
+            &body("eth_getBalance", json!([DEV, "latest"])),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    send(
+        &gw.url,
+        Some(KEY),
+        &body("eth_getBlockByNumber", json!(["0x0", false])),
+    )
+    .await;
+    send(
+        &gw.url,
+        Some(KEY),
+        &body("eth_getBlockByNumber", json!(["0x0", false])),
+    )
+    .await;
+    send(&gw.url, Some(KEY), &body("admin_peers", json!([]))).await;
+    send(
+        &gw.url,
+        Some("not-a-known-key-000000"),
+        &body("eth_chainId", json!([])),
+    )
+    .await;
+    for _ in 0..4 {
+        send(&gw.url, None, &body("eth_chainId", json!([]))).await;
+    }
+
+    let ok =
+        r#"sum(rpcgate_requests_total{network="scraped",method="eth_getBalance",outcome="ok"})"#;
+    wait_for("Prometheus has scraped the 20 calls", || async {
+        prometheus.scalar(ok).await == Some(20.0)
+    })
+    .await;
+    assert_eq!(prometheus.scalar(r#"up{job="rpcgate"}"#).await, Some(1.0));
+    // rate() needs the counters to move between two scrapes.
+    for _ in 0..5 {
+        send(
+            &gw.url,
+            Some(KEY),
+            &body("eth_getBalance", json!([DEV, "latest"])),
+        )
+        .await;
+    }
+    let rate = r#"sum(rate(rpcgate_requests_total{network="scraped"}[1m]))"#;
+    wait_for("a request rate", || async {
+        prometheus.scalar(rate).await.is_some_and(|r| r > 0.0)
+    })
+    .await;
+
+    // Every panel and every alert is valid PromQL over names rpcgate exports.
+    let (text, _) = scrape(&gw.admin).await;
+    let exported: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for (what, expr) in shipped_queries() {
+        let answer = prometheus.api("query", &expr).await;
+        assert_eq!(answer["status"], "success", "{what}: {expr}: {answer}");
+        for name in expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("rpcgate_"))
+        {
+            let base = name.strip_suffix("_bucket").unwrap_or(name);
+            assert!(
+                exported.contains(base),
+                "{what} reads {name}, which rpcgate does not export"
+            );
+        }
+    }
+
+    // The alert rules load and evaluate over rpcgate's series.
+    wait_for("the rules evaluated", || async {
+        let rules = prometheus.api("rules", "").await;
+        let group = &rules["data"]["groups"][0];
+        group["rules"].as_array().is_some_and(|r| {
+            r.len() == 5
+                && r.iter().all(|rule| {
+                    rule["health"] == "ok" && rule["lastEvaluation"] != "0001-01-01T00:00:00Z"
+                })
+        })
+    })
+    .await;
+}

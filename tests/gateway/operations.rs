@@ -73,8 +73,10 @@ async fn readiness_follows_the_fleet_and_status_shows_each_backend() {
     );
     assert_eq!(sample(r#"rpcgate_eligible_backends{network="dev"}"#), 1.0);
     assert_eq!(sample("rpcgate_ready"), 1.0);
-    // scripts/test installs promtool; a bare `cargo test` without it skips this part.
-    if let Ok(promtool) = which_promtool() {
+    // scripts/test installs promtool (Debian's prometheus package).
+    {
+        let promtool = which_promtool()
+            .expect("promtool is missing: scripts/test installs it (apt-get install prometheus)");
         let checked = std::process::Command::new(promtool)
             .args(["check", "metrics"])
             .stdin(std::process::Stdio::piped())
@@ -384,8 +386,12 @@ fn prometheus_samples(text: &str) -> std::collections::HashMap<String, f64> {
             .rsplit_once(' ')
             .unwrap_or_else(|| panic!("bad line {line:?}"));
         let name = series.split('{').next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix).filter(|f| typed.contains(*f)))
+            .unwrap_or(name);
         assert!(
-            typed.contains(name),
+            typed.contains(family),
             "{name} has no TYPE before its samples"
         );
         let value: f64 = value
