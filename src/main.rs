@@ -11,7 +11,14 @@ use rpcgate::server::Server;
 
 /// A JSON-RPC gateway for Ethereum node fleets.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Signals: SIGHUP reloads the config at once (it is also reloaded when the file \
+changes, a Kubernetes ConfigMap symlink swap included); SIGTERM or Ctrl-C stops accepting, \
+reports not ready, lets in-flight requests finish for --drain-timeout, and exits 0.\n\
+Logs: RUST_LOG, if set, wins over --log / RPCGATE_LOG, which win over the config's log.level."
+)]
 struct Cli {
     /// The YAML config file to serve (see config/rpcgate.example.yaml).
     #[arg(long, short, env = "RPCGATE_CONFIG")]
@@ -19,7 +26,7 @@ struct Cli {
     /// Override the `listen` address of the config.
     #[arg(long, env = "RPCGATE_LISTEN")]
     listen: Option<std::net::SocketAddr>,
-    /// Override the `admin_listen` address of the config (livez, readyz, status).
+    /// Override the `admin_listen` address of the config (/livez, /readyz, /status, /metrics).
     #[arg(long, env = "RPCGATE_ADMIN_LISTEN")]
     admin_listen: Option<std::net::SocketAddr>,
     /// Log filter, e.g. `info` or `warn,rpcgate=debug`. RUST_LOG wins over
@@ -29,11 +36,11 @@ struct Cli {
     /// Log lines as JSON objects (else as the config's `log.format` says).
     #[arg(long, global = true)]
     log_json: bool,
-    /// How long in-flight requests may take to finish on shutdown.
-    #[arg(long, default_value = "10s", value_parser = rpcgate::config::parse_duration)]
+    /// How long in-flight requests may take to finish on shutdown (e.g. 500ms, 20s, 1m).
+    #[arg(long, env = "RPCGATE_DRAIN_TIMEOUT", default_value = "10s", value_parser = rpcgate::config::parse_duration)]
     drain_timeout: Duration,
     /// How often the config file is checked for changes (SIGHUP reloads at once).
-    #[arg(long, default_value = "2s", value_parser = rpcgate::config::parse_duration)]
+    #[arg(long, env = "RPCGATE_RELOAD_INTERVAL", default_value = "2s", value_parser = rpcgate::config::parse_duration)]
     reload_interval: Duration,
     #[command(subcommand)]
     command: Option<Command>,

@@ -72,3 +72,85 @@ fn check_config_exit_codes() {
     ]);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn version_and_help_name_every_flag_and_its_env_var() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rpcgate"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("rpcgate {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_rpcgate"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (flag, env) in [
+        ("--config", "RPCGATE_CONFIG"),
+        ("--listen", "RPCGATE_LISTEN"),
+        ("--admin-listen", "RPCGATE_ADMIN_LISTEN"),
+        ("--log", "RPCGATE_LOG"),
+        ("--drain-timeout", "RPCGATE_DRAIN_TIMEOUT"),
+        ("--reload-interval", "RPCGATE_RELOAD_INTERVAL"),
+    ] {
+        let line = help
+            .lines()
+            .position(|l| l.contains(&format!("{flag} <")))
+            .unwrap_or_else(|| panic!("{flag} missing from --help:\n{help}"));
+        // The explanation is on the next line, and ends with the env var.
+        let text = help.lines().nth(line + 1).unwrap();
+        assert!(text.contains(&format!("[env: {env}=")), "{flag}: {text}");
+        assert!(
+            text.split('[').next().unwrap().trim().len() > 20,
+            "{flag} is not explained"
+        );
+    }
+    assert!(help.contains("--log-json") && help.contains("SIGHUP") && help.contains("SIGTERM"));
+}
+
+#[test]
+fn env_vars_override_the_listen_addresses() {
+    // The config names a port that is taken; the env var moves the listener.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rpcgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: {}\nadmin_listen: {}\nnetworks:\n  main:\n    chain_id: 1\n    upstreams:\n      - name: a\n        http: http://127.0.0.1:9\n",
+            taken.local_addr().unwrap(),
+            taken.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rpcgate"))
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the taken port fails to bind");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rpcgate"))
+        .args(["--config", config.to_str().unwrap()])
+        .env("RPCGATE_LISTEN", "127.0.0.1:0")
+        .env("RPCGATE_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("RPCGATE_LOG", "info")
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let serving = std::io::BufRead::lines(stderr)
+        .map_while(Result::ok)
+        .find(|l| l.contains("rpcgate serving"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let serving = serving.expect("rpcgate serving with the env addresses");
+    assert!(
+        !serving.contains(&taken.local_addr().unwrap().to_string()),
+        "{serving}"
+    );
+}
