@@ -10,7 +10,7 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -26,6 +26,15 @@ pub struct Metrics {
     /// `rpcgate_policy_redis_fallbacks_total`: rate-limit checks that Redis did
     /// not answer, decided by the fallback setting instead.
     pub redis_fallbacks: IntCounter,
+    // WebSocket listener and subscriptions (labels: configured network names
+    // and the three subscription kinds).
+    /// `rpcgate_ws_connections{network}`: open client WebSocket connections.
+    pub ws_connections: IntGaugeVec,
+    /// `rpcgate_ws_subscriptions{network,kind}`: client subscriptions held now.
+    pub ws_subscriptions: IntGaugeVec,
+    /// `rpcgate_ws_subscription_failovers_total{network}`: upstream
+    /// subscriptions moved to another backend.
+    pub ws_subscription_failovers: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -79,6 +88,7 @@ impl Metrics {
                 .register(Box::new(c.clone()))
                 .expect("unique metric names");
         }
+        let (ws_connections, ws_subscriptions, ws_subscription_failovers) = ws_metrics(&registry);
         Metrics {
             registry,
             rate_limited,
@@ -86,6 +96,9 @@ impl Metrics {
             unauthorized,
             connections_refused,
             redis_fallbacks,
+            ws_connections,
+            ws_subscriptions,
+            ws_subscription_failovers,
         }
     }
 
@@ -97,6 +110,43 @@ impl Metrics {
             .expect("encoding into a Vec cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
     }
+}
+
+/// The WebSocket metrics, registered in `registry`.
+fn ws_metrics(registry: &Registry) -> (IntGaugeVec, IntGaugeVec, IntCounterVec) {
+    let connections = IntGaugeVec::new(
+        Opts::new(
+            "rpcgate_ws_connections",
+            "Open client WebSocket connections.",
+        ),
+        &["network"],
+    )
+    .expect("a valid metric");
+    let subscriptions = IntGaugeVec::new(
+        Opts::new(
+            "rpcgate_ws_subscriptions",
+            "Client eth_subscribe subscriptions held now, by kind (newHeads, logs, newPendingTransactions).",
+        ),
+        &["network", "kind"],
+    )
+    .expect("a valid metric");
+    let failovers = IntCounterVec::new(
+        Opts::new(
+            "rpcgate_ws_subscription_failovers_total",
+            "Upstream subscriptions moved to another backend after their socket dropped or their backend left the eligible set.",
+        ),
+        &["network"],
+    )
+    .expect("a valid metric");
+    for g in [&connections, &subscriptions] {
+        registry
+            .register(Box::new(g.clone()))
+            .expect("unique metric names");
+    }
+    registry
+        .register(Box::new(failovers.clone()))
+        .expect("unique metric names");
+    (connections, subscriptions, failovers)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The HTTP tier: path to network, method, content type, the caller's
 //! identity (before the body is read) and body limits, then the calls of the
-//! body, each admitted by the client policy and answered in order.
+//! body, answered by [`super::calls`]. A GET asking for a WebSocket upgrade
+//! on a network's path is handed to [`super::ws`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -8,29 +9,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use futures_util::future::join_all;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use tokio::sync::Semaphore;
 
 use super::rescue::{self, HttpRefusal};
-use super::Gateway;
-use crate::jsonrpc::{self, error_response, join_batch, Call, Entry, Id, Payload};
-use crate::policy::{Caller, Refusal};
-use crate::router;
-use crate::upstream::{Network, NetworkView, Reply, ReplyKind};
+use super::{calls, ws, ConnHold, Gateway};
+use crate::jsonrpc::{error_response, Id};
 
-type Body = Full<Bytes>;
+pub(super) type Body = Full<Bytes>;
 
 pub async fn handle(
     gateway: Arc<Gateway>,
     peer: SocketAddr,
     req: Request<Incoming>,
+    hold: Arc<ConnHold>,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(match serve(&gateway, peer, req).await {
+    Ok(match serve(&gateway, peer, req, hold).await {
         Ok(response) => response,
         Err(refusal) => {
             let (object, status) = rescue::http(&refusal);
@@ -59,15 +54,20 @@ pub fn refuse_connection(stream: tokio::net::TcpStream) {
 }
 
 async fn serve(
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
     peer: SocketAddr,
     req: Request<Incoming>,
+    hold: Arc<ConnHold>,
 ) -> Result<Response<Body>, HttpRefusal> {
     let routes = gateway.routes();
     let (network, path_key) = routes
         .resolve(req.uri().path())
         .ok_or(HttpRefusal::UnknownNetwork)?;
     let network = network.clone();
+    if ws::is_upgrade(&req) {
+        let key = path_key.map(str::to_string);
+        return ws::upgrade(gateway, &routes, &network, key.as_deref(), peer, req, hold);
+    }
     if req.method() != Method::POST {
         return Err(HttpRefusal::MethodNotAllowed);
     }
@@ -99,66 +99,8 @@ async fn serve(
             }
         })?;
     let body = body.to_bytes();
-    let view = network.view();
-    let mut retry_after = None;
-    let (status, answer) = match jsonrpc::parse(
-        &body,
-        routes.limits.max_batch_len,
-        routes.limits.max_method_len,
-    ) {
-        Err(e) => (
-            StatusCode::OK,
-            Some(error_response(Id::NULL, &rescue::payload(&e))),
-        ),
-        Ok(Payload::Single(entry)) => {
-            let admitted = admit(policy, &caller, &entry).await;
-            if let Err(refusal) = &admitted {
-                retry_after = refusal.retry_after();
-            }
-            answer(&network, &view, entry, admitted).await
-        }
-        Ok(Payload::Batch(entries)) => {
-            // Admitted in order before any is routed: a batch costs the sum of
-            // its entries, and which entries pass does not depend on timing.
-            let mut verdicts = Vec::with_capacity(entries.len());
-            for entry in &entries {
-                verdicts.push(admit(policy, &caller, entry).await);
-            }
-            let limited = verdicts
-                .iter()
-                .filter_map(|v| v.as_ref().err()?.retry_after());
-            let all_limited = verdicts
-                .iter()
-                .all(|v| v.as_ref().err().and_then(Refusal::retry_after).is_some());
-            if all_limited {
-                retry_after = limited.max();
-            }
-            // Bounded concurrency and a size budget: a batch of heavy calls cannot
-            // hold more than a few large replies at once.
-            let used = AtomicUsize::new(0);
-            let budget = routes.limits.max_batch_response_bytes;
-            let slots = Semaphore::new(routes.limits.batch_concurrency);
-            let answers = join_all(entries.into_iter().zip(verdicts).map(
-                |(entry, admitted)| async {
-                    let _slot = slots
-                        .acquire()
-                        .await
-                        .expect("the semaphore is never closed");
-                    batch_entry(&network, &view, entry, admitted, &used, budget).await
-                },
-            ))
-            .await;
-            let parts: Vec<Bytes> = answers.into_iter().flatten().collect();
-            // A batch of notifications only gets no answer at all; a batch
-            // refused whole by rate limits is a 429.
-            let status = if all_limited {
-                StatusCode::TOO_MANY_REQUESTS
-            } else {
-                StatusCode::OK
-            };
-            (status, (!parts.is_empty()).then(|| join_batch(&parts)))
-        }
-    };
+    let answered = calls::answer_message(&routes, &network, &caller, &body, None).await;
+    let (status, answer, retry_after) = (answered.status, answered.body, answered.retry_after);
     let mut response = match answer {
         Some(body) => json(status, body),
         None => empty(status),
@@ -171,95 +113,10 @@ async fn serve(
     Ok(response)
 }
 
-/// The policy's verdict on one entry (invalid entries are answered as such).
-async fn admit(
-    policy: &crate::policy::Policy,
-    caller: &Caller<'_>,
-    entry: &Entry<'_>,
-) -> Result<(), Refusal> {
-    match entry {
-        Ok(call) => policy.admit(caller, &call.method).await,
-        Err(_) => Ok(()),
-    }
-}
-
 /// Whole seconds, rounded up, at least 1.
 fn retry_after_value(wait: Duration) -> HeaderValue {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     HeaderValue::from(secs.max(1))
-}
-
-/// One batch entry, refused once the batch's answers are over `budget` bytes.
-async fn batch_entry(
-    network: &Network,
-    view: &NetworkView,
-    entry: Entry<'_>,
-    admitted: Result<(), Refusal>,
-    used: &AtomicUsize,
-    budget: usize,
-) -> Option<Bytes> {
-    if used.load(Ordering::Relaxed) > budget {
-        let id = match &entry {
-            Ok(call) if call.is_notification() => return None,
-            Ok(call) => call.reply_id(),
-            Err(invalid) => invalid.id,
-        };
-        return Some(error_response(id, &rescue::batch_over_budget(budget)));
-    }
-    let (_, answer) = answer(network, view, entry, admitted).await;
-    if let Some(a) = &answer {
-        used.fetch_add(a.len(), Ordering::Relaxed);
-    }
-    answer
-}
-
-/// One entry: `None` for a notification.
-async fn answer(
-    network: &Network,
-    view: &NetworkView,
-    entry: Entry<'_>,
-    admitted: Result<(), Refusal>,
-) -> (StatusCode, Option<Bytes>) {
-    let call = match entry {
-        Ok(call) => call,
-        Err(invalid) => {
-            return (
-                StatusCode::OK,
-                Some(error_response(invalid.id, &rescue::invalid(&invalid))),
-            )
-        }
-    };
-    if let Err(refusal) = admitted {
-        let (object, status) = rescue::policy(&refusal);
-        return (
-            status,
-            (!call.is_notification()).then(|| error_response(call.reply_id(), &object)),
-        );
-    }
-    let (status, body) = match router::route(network, view, &call).await {
-        Ok(reply) => (StatusCode::OK, reply_body(&call, &reply)),
-        Err(e) => {
-            tracing::warn!(network = %network.config.name, method = %method_for_log(&call), error = %e, "request failed");
-            let (object, status) = rescue::route(&e);
-            (status, error_response(call.reply_id(), &object))
-        }
-    };
-    (status, (!call.is_notification()).then_some(body))
-}
-
-fn reply_body(call: &Call<'_>, reply: &Reply) -> Bytes {
-    let member: &[u8] = match reply.kind {
-        ReplyKind::Result => b"result",
-        ReplyKind::Error => b"error",
-    };
-    jsonrpc::raw_member(call.reply_id(), member, reply.raw())
-}
-
-/// Method names come from clients: log a bounded, printable form.
-fn method_for_log<'a>(call: &'a Call<'_>) -> &'a str {
-    let m = call.method.as_ref();
-    let end = m.char_indices().nth(64).map_or(m.len(), |(i, _)| i);
-    &m[..end]
 }
 
 /// application/json (and the two JSON-RPC variants Geth also accepts), or no content type.
@@ -280,7 +137,7 @@ fn json_content_type(value: Option<&HeaderValue>) -> bool {
     )
 }
 
-fn json(status: StatusCode, body: Bytes) -> Response<Body> {
+pub(super) fn json(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response.headers_mut().insert(

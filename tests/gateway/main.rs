@@ -10,3 +10,4 @@ mod policy;
 mod routing;
 mod support;
 mod transparency;
+mod websocket;
