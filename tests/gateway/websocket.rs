@@ -469,3 +469,64 @@ async fn websocket_gauges_go_up_and_back_down() {
         .render()
         .contains("rpcgate_ws_connections{network=\"wsgauges\"} 0"));
 }
+
+#[tokio::test]
+async fn new_heads_move_off_a_backend_that_falls_behind() {
+    let (fleet, gw) = setup(3, "").await;
+    let mut ws = connect(&gw, "/dev").await;
+    let id = subscribe(&mut ws, json!(["newHeads"])).await;
+    fleet.mine().await.unwrap();
+    let mut numbers = vec![quantity(&notification(&mut ws, &id).await["number"])];
+    let carrying = carrier(&gw, Kind::NewHeads).await;
+    // Its socket stays up, but it gets no blocks: once it lags more than
+    // max_lag_blocks (2) it is not eligible, and the feed moves.
+    fleet.hold(carrying).await.unwrap();
+    fleet.mine_blocks(3).await.unwrap();
+    let hub = gw.gateway.subscriptions().hub("dev");
+    wait_for("the feed to move", || {
+        let moved = hub.failovers() >= 1;
+        async move { moved }
+    })
+    .await;
+    let top = fleet.mine().await.unwrap();
+    while numbers.last() != Some(&top) {
+        numbers.push(quantity(&notification(&mut ws, &id).await["number"]));
+    }
+    assert_eq!(numbers, (2..=top).collect::<Vec<_>>());
+    assert_ne!(carrier(&gw, Kind::NewHeads).await, carrying);
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_disconnected() {
+    let (_fleet, gw) = setup(1, "server:\n  max_batch_len: 1000\n").await;
+    let mut ws = connect(&gw, "/").await;
+    // Each batch is answered locally with ~45 KB; the client reads none of it.
+    let one = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#;
+    let batch = format!("[{}]", vec![one; 1000].join(","));
+    let mut sent = 0;
+    for _ in 0..800 {
+        let send = ws.send(Message::text(batch.clone()));
+        match tokio::time::timeout(Duration::from_secs(5), send).await {
+            Ok(Ok(())) => sent += 1,
+            _ => break,
+        }
+    }
+    // The gateway closed the connection instead of queueing the rest: the
+    // client finds its socket ended after what was already in flight.
+    let mut answers = 0;
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(_))) => answers += 1,
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break None,
+            }
+        }
+    })
+    .await
+    .expect("the gateway ends the connection");
+    assert!(matches!(ended, None | Some(CloseCode::Policy)), "{ended:?}");
+    eprintln!("{sent} batches sent, {answers} answered, then {ended:?}");
+    assert!(answers < sent, "{answers} answers of {sent} batches");
+}
