@@ -530,3 +530,31 @@ async fn a_client_that_does_not_read_is_disconnected() {
     eprintln!("{sent} batches sent, {answers} answered, then {ended:?}");
     assert!(answers < sent, "{answers} answers of {sent} batches");
 }
+
+#[tokio::test]
+async fn new_heads_repeat_a_number_only_after_a_reorg() {
+    let (fleet, gw) = setup(2, "").await;
+    let mut ws = connect(&gw, "/dev").await;
+    let id = subscribe(&mut ws, json!(["newHeads"])).await;
+    let mut seen = Vec::new();
+    fleet.mine().await.unwrap();
+    let checkpoint = fleet.checkpoint().await.unwrap();
+    fleet.mine_blocks(2).await.unwrap();
+    for _ in 0..3 {
+        let h = notification(&mut ws, &id).await;
+        seen.push((quantity(&h["number"]), h["hash"].clone()));
+    }
+    // Blocks 3 and 4 are replaced, and 5 is new.
+    let top = fleet.reorg_to(&checkpoint, 3).await.unwrap();
+    while seen.last().map(|(n, _)| *n) != Some(top) {
+        let h = notification(&mut ws, &id).await;
+        seen.push((quantity(&h["number"]), h["hash"].clone()));
+    }
+    let numbers: Vec<u64> = seen.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, [2, 3, 4, 3, 4, 5]);
+    assert_ne!(seen[1].1, seen[3].1, "block 3 again, with its new hash");
+    assert_eq!(
+        seen[3].1,
+        json!(fleet.block_hash(0, 3).await.unwrap().unwrap())
+    );
+}
