@@ -30,6 +30,8 @@ use crate::upstream::Backend;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A subscription that lived this long moves to another backend without a pause.
+const STEADY: Duration = Duration::from_secs(1);
 /// How often the carrying backend's eligibility is checked.
 const ELIGIBILITY_CHECK: Duration = Duration::from_millis(250);
 /// Blocks per `eth_getLogs` call when a gap is filled.
@@ -94,6 +96,7 @@ pub(super) async fn run(
             continue;
         };
         hub.set_carrier(&topic, feed, Some(&target.backend.name));
+        let began = tokio::time::Instant::now();
         let mut established = false;
         let outcome = session(
             &hub,
@@ -111,9 +114,12 @@ pub(super) async fn run(
             Ok(()) => return,
             Err(why) => why,
         };
+        // A subscription that lived a while moves at once; one that keeps
+        // failing right away (or never took) is retried with backoff, so two
+        // flapping backends cannot make this loop spin.
+        let lasted = began.elapsed() >= STEADY;
         if established {
             sessions += 1;
-            backoff = MIN_BACKOFF;
             warned = false;
             tracing::warn!(network = %hub.network, backend = %target.backend.name,
                 kind = topic.kind.label(), error = %why, "upstream subscription lost; moving it");
@@ -122,9 +128,9 @@ pub(super) async fn run(
                 error = %why, "upstream subscription failed");
         }
         avoid = Some(target.backend.name.clone());
-        // Straight to another backend after a loss; a backend that would not
-        // take the subscription at all is retried with backoff.
-        if !established {
+        if established && lasted {
+            backoff = MIN_BACKOFF;
+        } else {
             if pause(&mut stop, backoff).await {
                 return;
             }
