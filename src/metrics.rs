@@ -17,8 +17,8 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::policy::methods::DEFAULT_METHODS;
@@ -154,6 +154,15 @@ pub struct Metrics {
     /// How many live backends hold each (network, backend) series: a reload
     /// can build a backend's successor before the old one is dropped.
     upstream_holders: Mutex<HashMap<[String; 2], usize>>,
+    // WebSocket listener and subscriptions (labels: configured network names
+    // and the three subscription kinds).
+    /// `rpcgate_ws_connections{network}`: open client WebSocket connections.
+    pub ws_connections: IntGaugeVec,
+    /// `rpcgate_ws_subscriptions{network,kind}`: client subscriptions held now.
+    pub ws_subscriptions: IntGaugeVec,
+    /// `rpcgate_ws_subscription_failovers_total{network}`: upstream
+    /// subscriptions moved to another backend.
+    pub ws_subscription_failovers: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -259,6 +268,7 @@ impl Metrics {
                 .register(Box::new(c.clone()))
                 .expect("unique metric names");
         }
+        let (ws_connections, ws_subscriptions, ws_subscription_failovers) = ws_metrics(&registry);
         Metrics {
             registry,
             rate_limited,
@@ -272,6 +282,9 @@ impl Metrics {
             upstream_requests,
             upstream_duration,
             upstream_holders: Mutex::default(),
+            ws_connections,
+            ws_subscriptions,
+            ws_subscription_failovers,
         }
     }
 
@@ -302,6 +315,16 @@ impl Metrics {
                 .with_label_values(&[network, method])
                 .observe(elapsed.as_secs_f64());
         }
+    }
+
+    /// Creates a network's per-network series at zero, so that they exist
+    /// (and `rate()` over them works) before the first event.
+    pub fn network_started(&self, network: &str) {
+        self.ws_connections.with_label_values(&[network]);
+        for kind in ["newHeads", "logs", "newPendingTransactions"] {
+            self.ws_subscriptions.with_label_values(&[network, kind]);
+        }
+        self.ws_subscription_failovers.with_label_values(&[network]);
     }
 
     /// Counts one HTTP response.
@@ -377,6 +400,43 @@ impl Drop for UpstreamSeries {
         }
         let _ = m.upstream_duration.remove_label_values(&[network, backend]);
     }
+}
+
+/// The WebSocket metrics, registered in `registry`.
+fn ws_metrics(registry: &Registry) -> (IntGaugeVec, IntGaugeVec, IntCounterVec) {
+    let connections = IntGaugeVec::new(
+        Opts::new(
+            "rpcgate_ws_connections",
+            "Open client WebSocket connections.",
+        ),
+        &["network"],
+    )
+    .expect("a valid metric");
+    let subscriptions = IntGaugeVec::new(
+        Opts::new(
+            "rpcgate_ws_subscriptions",
+            "Client eth_subscribe subscriptions held now, by kind (newHeads, logs, newPendingTransactions).",
+        ),
+        &["network", "kind"],
+    )
+    .expect("a valid metric");
+    let failovers = IntCounterVec::new(
+        Opts::new(
+            "rpcgate_ws_subscription_failovers_total",
+            "Upstream subscriptions moved to another backend after their socket dropped or their backend left the eligible set.",
+        ),
+        &["network"],
+    )
+    .expect("a valid metric");
+    for g in [&connections, &subscriptions] {
+        registry
+            .register(Box::new(g.clone()))
+            .expect("unique metric names");
+    }
+    registry
+        .register(Box::new(failovers.clone()))
+        .expect("unique metric names");
+    (connections, subscriptions, failovers)
 }
 
 #[cfg(test)]

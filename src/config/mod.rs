@@ -100,6 +100,8 @@ pub struct ServerLimits {
     pub batch_concurrency: usize,
     /// Time allowed to receive a request's headers, and then its body.
     pub body_read_timeout: Duration,
+    /// `eth_subscribe` subscriptions one WebSocket connection may hold.
+    pub max_subscriptions_per_connection: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -91,6 +91,7 @@ pub struct RawServer {
     pub max_batch_response_bytes: Option<u64>,
     pub batch_concurrency: Option<u64>,
     pub body_read_timeout: Option<String>,
+    pub max_subscriptions_per_connection: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

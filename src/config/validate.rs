@@ -21,6 +21,7 @@ pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
 pub const DEFAULT_MAX_METHOD_LEN: u64 = 128;
 pub const DEFAULT_MAX_BATCH_RESPONSE_BYTES: u64 = 25 * 1024 * 1024;
 pub const DEFAULT_BATCH_CONCURRENCY: u64 = 8;
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: u64 = 100;
 pub const DEFAULT_MAX_LAG_BLOCKS: u64 = 2;
 pub const DEFAULT_MAX_ATTEMPTS: u64 = 3;
 pub const DEFAULT_EJECT_AFTER_FAILURES: u64 = 3;
@@ -85,6 +86,13 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             "server.body_read_timeout",
             raw.server.body_read_timeout.as_deref(),
             Duration::from_secs(30),
+        )?,
+        max_subscriptions_per_connection: in_range(
+            "server.max_subscriptions_per_connection",
+            raw.server.max_subscriptions_per_connection,
+            DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+            1,
+            100_000,
         )?,
     };
 
@@ -483,6 +491,16 @@ networks:
         assert_eq!(n.upstreams[0].ws.as_ref().unwrap().port_u16(), Some(9545));
         assert_eq!(c.server.max_batch_len, 100);
         assert_eq!(c.server.max_body_bytes, 5 * 1024 * 1024);
+        assert_eq!(c.server.max_subscriptions_per_connection, 100);
+    }
+
+    #[test]
+    fn the_subscription_cap_is_checked() {
+        let y = format!("server:\n  max_subscriptions_per_connection: 0\n{GOOD}");
+        assert_eq!(err_path(&y), "server.max_subscriptions_per_connection");
+        let y = format!("server:\n  max_subscriptions_per_connection: 3\n{GOOD}");
+        let c = Config::from_yaml(&y).unwrap();
+        assert_eq!(c.server.max_subscriptions_per_connection, 3);
     }
 
     #[test]

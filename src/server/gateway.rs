@@ -14,12 +14,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{
     Config, DiscoverConfig, NetworkConfig, PolicyConfig, RedisConfig, ServerLimits, UpstreamConfig,
 };
 use crate::policy::Policy;
+use crate::subscriptions::{Hubs, NetworkSource};
 use crate::upstream::{discovery, http_client, HttpClient, Network};
 
 /// The routing table: which network answers which path.
@@ -171,6 +173,12 @@ pub struct Gateway {
     /// Set when shutdown begins: readiness turns false at once.
     pub(super) draining: AtomicBool,
     pub reloads: ReloadCounters,
+    /// Client subscriptions and their upstream feeds, per network.
+    subscriptions: Hubs,
+    /// Turns true when shutdown begins. Every open client WebSocket holds a
+    /// receiver: it says goodbye (1001) on the change, and the listener's
+    /// drain waits until every receiver is gone.
+    pub(super) closing: watch::Sender<bool>,
 }
 
 /// How many reloads took effect and how many were refused.
@@ -187,7 +195,9 @@ impl Gateway {
         let client = http_client();
         let discovered = Discovered::new();
         let routes = Routes::build(config, &client, None, &discovered)?;
-        let gateway = Arc::new(Gateway {
+        let gateway = Arc::new_cyclic(|weak: &Weak<Gateway>| Gateway {
+            subscriptions: Hubs::new(network_source(weak.clone())),
+            closing: watch::channel(false).0,
             routes: ArcSwap::from_pointee(routes),
             control: Mutex::new(Control {
                 config: config.clone(),
@@ -288,6 +298,11 @@ impl Gateway {
         self.routes.load_full()
     }
 
+    /// Client subscriptions, per network.
+    pub fn subscriptions(&self) -> &Hubs {
+        &self.subscriptions
+    }
+
     /// Why the gateway should not get traffic now (empty when ready): it is
     /// shutting down, or a network has no eligible backend.
     pub fn not_ready(&self) -> Vec<String> {
@@ -304,6 +319,16 @@ impl Gateway {
         reasons.sort();
         reasons
     }
+}
+
+/// Subscription feeds find their network in the current routes each time,
+/// so they follow reloads; a dropped gateway has no networks.
+fn network_source(gateway: Weak<Gateway>) -> NetworkSource {
+    Arc::new(move |name: &str| {
+        gateway
+            .upgrade()
+            .and_then(|g| g.routes().networks.get(name).cloned())
+    })
 }
 
 /// Trims the anonymous tier's per-IP limiter state now and then, until the

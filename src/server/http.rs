@@ -1,49 +1,43 @@
 //! The HTTP tier: path to network, method, content type, the caller's
 //! identity (before the body is read) and body limits, then the calls of the
-//! body, each admitted by the client policy and answered in order.
+//! body, answered by [`super::calls`]. A GET asking for a WebSocket upgrade
+//! on a network's path is handed to [`super::ws`].
 //!
-//! Each call is counted in `rpcgate_requests_total` by how it ended. A
-//! request that fails gets one log line carrying a request id (the caller's
-//! `X-Request-Id` when it is short and plain, else a random one), and the id
-//! goes back in the response's `X-Request-Id`, so a user's report can be
-//! matched with the log. The id is only formatted when something fails.
+//! A request that fails gets one log line with its [`RequestId`], and that
+//! id in the response's `X-Request-Id`; every response is counted by status
+//! in `rpcgate_http_responses_total`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-use futures_util::future::join_all;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use tokio::sync::Semaphore;
 
+use super::calls::{self, RequestId};
 use super::rescue::{self, HttpRefusal};
-use super::Gateway;
-use crate::jsonrpc::{self, error_response, join_batch, Call, Entry, ErrorObject, Id, Payload};
-use crate::metrics::{metrics, Outcome};
-use crate::policy::{Caller, Refusal};
-use crate::router;
-use crate::upstream::{Network, NetworkView, Reply, ReplyKind};
+use super::{ws, ConnHold, Gateway};
+use crate::jsonrpc::{error_response, Id};
+use crate::metrics::metrics;
 
-type Body = Full<Bytes>;
+pub(super) type Body = Full<Bytes>;
 
 pub async fn handle(
     gateway: Arc<Gateway>,
     peer: SocketAddr,
     req: Request<Incoming>,
+    hold: Arc<ConnHold>,
 ) -> Result<Response<Body>, Infallible> {
-    let request_id = RequestId::of(&req);
-    let mut response = match serve(&gateway, peer, req, &request_id).await {
+    let request_id = RequestId::of(req.headers());
+    let mut response = match serve(&gateway, peer, req, hold, &request_id).await {
         Ok(response) => response,
         Err(refusal) => {
             let (object, status) = rescue::http(&refusal);
             tracing::info!(request_id = %request_id, %peer, status = status.as_u16(), error = %object.message, "request refused");
-            request_id.failed();
+            request_id.mark_failed();
             let mut response = json(status, error_response(Id::NULL, &object));
             if matches!(refusal, HttpRefusal::MethodNotAllowed) {
                 response
@@ -60,90 +54,11 @@ pub async fn handle(
     };
     if request_id.has_failed() {
         if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
-            response.headers_mut().insert(X_REQUEST_ID, value);
+            response.headers_mut().insert("x-request-id", value);
         }
     }
     metrics().http_response(response.status());
     Ok(response)
-}
-
-const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
-
-/// The id a failed request is logged and answered with.
-pub struct RequestId {
-    /// The caller's own id, when it is short and made of plain characters.
-    given: Option<HeaderValue>,
-    random: u64,
-    failed: AtomicBool,
-}
-
-impl RequestId {
-    fn of<B>(req: &Request<B>) -> RequestId {
-        let plain = |v: &&HeaderValue| {
-            let b = v.as_bytes();
-            !b.is_empty()
-                && b.len() <= 64
-                && b.iter()
-                    .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
-        };
-        RequestId {
-            given: req.headers().get(&X_REQUEST_ID).filter(plain).cloned(),
-            random: fastrand::u64(..),
-            failed: AtomicBool::new(false),
-        }
-    }
-
-    /// Marks the request as failed: its answer will carry the id.
-    fn failed(&self) {
-        self.failed.store(true, Ordering::Relaxed);
-    }
-
-    fn has_failed(&self) -> bool {
-        self.failed.load(Ordering::Relaxed)
-    }
-}
-
-impl std::fmt::Display for RequestId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.given.as_ref().and_then(|v| v.to_str().ok()) {
-            Some(given) => f.write_str(given),
-            None => write!(f, "{:016x}", self.random),
-        }
-    }
-}
-
-/// What each call of a request is counted and logged with.
-struct Ctx<'a> {
-    network: &'a Network,
-    view: &'a NetworkView,
-    client: &'a str,
-    request_id: &'a RequestId,
-}
-
-impl Ctx<'_> {
-    fn count(&self, method: &str, outcome: Outcome, elapsed: Option<Duration>) {
-        metrics().call(
-            &self.network.config.name,
-            method,
-            self.client,
-            outcome,
-            elapsed,
-        );
-    }
-
-    /// One log line for a call that failed or was refused.
-    fn log_failure(&self, method: &str, outcome: Outcome, error: &ErrorObject) {
-        self.request_id.failed();
-        let method = bounded(method);
-        let network = &self.network.config.name;
-        let outcome = outcome.label();
-        let (request_id, client, code) = (self.request_id, self.client, error.code);
-        if outcome == Outcome::Failed.label() {
-            tracing::warn!(request_id = %request_id, network = %network, client, method, outcome, code, error = %error.message, "request failed");
-        } else {
-            tracing::info!(request_id = %request_id, network = %network, client, method, outcome, code, error = %error.message, "request failed");
-        }
-    }
 }
 
 /// A connection over the per-IP cap: one 429 written without waiting (it
@@ -155,9 +70,10 @@ pub fn refuse_connection(stream: tokio::net::TcpStream) {
 }
 
 async fn serve(
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
     peer: SocketAddr,
     req: Request<Incoming>,
+    hold: Arc<ConnHold>,
     request_id: &RequestId,
 ) -> Result<Response<Body>, HttpRefusal> {
     let routes = gateway.routes();
@@ -165,6 +81,10 @@ async fn serve(
         .resolve(req.uri().path())
         .ok_or(HttpRefusal::UnknownNetwork)?;
     let network = network.clone();
+    if ws::is_upgrade(&req) {
+        let key = path_key.map(str::to_string);
+        return ws::upgrade(gateway, &routes, &network, key.as_deref(), peer, req, hold);
+    }
     if req.method() != Method::POST {
         return Err(HttpRefusal::MethodNotAllowed);
     }
@@ -196,74 +116,8 @@ async fn serve(
             }
         })?;
     let body = body.to_bytes();
-    let view = network.view();
-    let ctx = Ctx {
-        network: &network,
-        view: &view,
-        client: caller.name(),
-        request_id,
-    };
-    let mut retry_after = None;
-    let (status, answer) = match jsonrpc::parse(
-        &body,
-        routes.limits.max_batch_len,
-        routes.limits.max_method_len,
-    ) {
-        Err(e) => {
-            let object = rescue::payload(&e);
-            ctx.count("", Outcome::Invalid, None);
-            ctx.log_failure("", Outcome::Invalid, &object);
-            (StatusCode::OK, Some(error_response(Id::NULL, &object)))
-        }
-        Ok(Payload::Single(entry)) => {
-            let admitted = admit(policy, &caller, &entry).await;
-            if let Err(refusal) = &admitted {
-                retry_after = refusal.retry_after();
-            }
-            answer(&ctx, entry, admitted).await
-        }
-        Ok(Payload::Batch(entries)) => {
-            // Admitted in order before any is routed: a batch costs the sum of
-            // its entries, and which entries pass does not depend on timing.
-            let mut verdicts = Vec::with_capacity(entries.len());
-            for entry in &entries {
-                verdicts.push(admit(policy, &caller, entry).await);
-            }
-            let limited = verdicts
-                .iter()
-                .filter_map(|v| v.as_ref().err()?.retry_after());
-            let all_limited = verdicts
-                .iter()
-                .all(|v| v.as_ref().err().and_then(Refusal::retry_after).is_some());
-            if all_limited {
-                retry_after = limited.max();
-            }
-            // Bounded concurrency and a size budget: a batch of heavy calls cannot
-            // hold more than a few large replies at once.
-            let used = AtomicUsize::new(0);
-            let budget = routes.limits.max_batch_response_bytes;
-            let slots = Semaphore::new(routes.limits.batch_concurrency);
-            let answers = join_all(entries.into_iter().zip(verdicts).map(
-                |(entry, admitted)| async {
-                    let _slot = slots
-                        .acquire()
-                        .await
-                        .expect("the semaphore is never closed");
-                    batch_entry(&ctx, entry, admitted, &used, budget).await
-                },
-            ))
-            .await;
-            let parts: Vec<Bytes> = answers.into_iter().flatten().collect();
-            // A batch of notifications only gets no answer at all; a batch
-            // refused whole by rate limits is a 429.
-            let status = if all_limited {
-                StatusCode::TOO_MANY_REQUESTS
-            } else {
-                StatusCode::OK
-            };
-            (status, (!parts.is_empty()).then(|| join_batch(&parts)))
-        }
-    };
+    let answered = calls::answer_message(&routes, &network, &caller, &body, None, request_id).await;
+    let (status, answer, retry_after) = (answered.status, answered.body, answered.retry_after);
     let mut response = match answer {
         Some(body) => json(status, body),
         None => empty(status),
@@ -276,115 +130,10 @@ async fn serve(
     Ok(response)
 }
 
-/// The policy's verdict on one entry (invalid entries are answered as such).
-async fn admit(
-    policy: &crate::policy::Policy,
-    caller: &Caller<'_>,
-    entry: &Entry<'_>,
-) -> Result<(), Refusal> {
-    match entry {
-        Ok(call) => policy.admit(caller, &call.method).await,
-        Err(_) => Ok(()),
-    }
-}
-
 /// Whole seconds, rounded up, at least 1.
 fn retry_after_value(wait: Duration) -> HeaderValue {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     HeaderValue::from(secs.max(1))
-}
-
-/// One batch entry, refused once the batch's answers are over `budget` bytes.
-async fn batch_entry(
-    ctx: &Ctx<'_>,
-    entry: Entry<'_>,
-    admitted: Result<(), Refusal>,
-    used: &AtomicUsize,
-    budget: usize,
-) -> Option<Bytes> {
-    if used.load(Ordering::Relaxed) > budget {
-        let object = rescue::batch_over_budget(budget);
-        let (method, id) = match &entry {
-            Ok(call) => (call.method.as_ref(), call.id.map(|_| call.reply_id())),
-            Err(invalid) => ("", Some(invalid.id)),
-        };
-        ctx.count(method, Outcome::Limited, None);
-        ctx.log_failure(method, Outcome::Limited, &object);
-        return Some(error_response(id?, &object));
-    }
-    let (_, answer) = answer(ctx, entry, admitted).await;
-    if let Some(a) = &answer {
-        used.fetch_add(a.len(), Ordering::Relaxed);
-    }
-    answer
-}
-
-/// One entry: `None` for a notification.
-async fn answer(
-    ctx: &Ctx<'_>,
-    entry: Entry<'_>,
-    admitted: Result<(), Refusal>,
-) -> (StatusCode, Option<Bytes>) {
-    let call = match entry {
-        Ok(call) => call,
-        Err(invalid) => {
-            let object = rescue::invalid(&invalid);
-            ctx.count("", Outcome::Invalid, None);
-            ctx.log_failure("", Outcome::Invalid, &object);
-            return (StatusCode::OK, Some(error_response(invalid.id, &object)));
-        }
-    };
-    if let Err(refusal) = admitted {
-        let (object, status) = rescue::policy(&refusal);
-        let outcome = match refusal {
-            Refusal::MethodBlocked(_) => Outcome::Blocked,
-            _ => Outcome::Limited,
-        };
-        ctx.count(&call.method, outcome, None);
-        ctx.log_failure(&call.method, outcome, &object);
-        return (
-            status,
-            (!call.is_notification()).then(|| error_response(call.reply_id(), &object)),
-        );
-    }
-    let started = Instant::now();
-    let routed = router::route(ctx.network, ctx.view, &call).await;
-    let elapsed = Some(started.elapsed());
-    let (status, body) = match routed {
-        Ok(reply) => {
-            let outcome = match reply.kind {
-                ReplyKind::Result => Outcome::Ok,
-                ReplyKind::Error => Outcome::RpcError,
-            };
-            ctx.count(&call.method, outcome, elapsed);
-            (StatusCode::OK, reply_body(&call, &reply))
-        }
-        Err(e) => {
-            let (object, status) = rescue::route(&e);
-            ctx.count(&call.method, Outcome::Failed, elapsed);
-            let detailed = ErrorObject::new(object.code, e.to_string());
-            ctx.log_failure(&call.method, Outcome::Failed, &detailed);
-            (status, error_response(call.reply_id(), &object))
-        }
-    };
-    (status, (!call.is_notification()).then_some(body))
-}
-
-fn reply_body(call: &Call<'_>, reply: &Reply) -> Bytes {
-    let member: &[u8] = match reply.kind {
-        ReplyKind::Result => b"result",
-        ReplyKind::Error => b"error",
-    };
-    jsonrpc::raw_member(call.reply_id(), member, reply.raw())
-}
-
-/// Method names come from clients: log a bounded form.
-fn bounded(method: &str) -> &str {
-    let end = method
-        .char_indices()
-        .nth(64)
-        .map_or(method.len(), |(i, _)| i);
-    &method[..end]
 }
 
 /// application/json (and the two JSON-RPC variants Geth also accepts), or no content type.
@@ -405,7 +154,7 @@ fn json_content_type(value: Option<&HeaderValue>) -> bool {
     )
 }
 
-fn json(status: StatusCode, body: Bytes) -> Response<Body> {
+pub(super) fn json(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -5,13 +5,22 @@
 //! a new one without touching requests in flight. Connections are bounded by
 //! a semaphore taken before `accept`, so a flood waits in the kernel's
 //! backlog instead of growing memory here; one IP's share of them is capped
-//! by the client policy right after `accept`.
+//! by the client policy right after `accept`. A connection upgraded to a
+//! WebSocket ([`ws`]) keeps both its permit and its per-IP slot until it
+//! closes.
+//!
+//! Shutdown: hyper's graceful drain covers HTTP connections; upgraded
+//! sockets are no longer hyper's, so they follow the gateway's `closing`
+//! signal instead: each sends a Close frame (1001, going away) and ends, and
+//! the drain waits for them as well.
 
 pub mod admin;
+mod calls;
 mod gateway;
 mod http;
 pub mod reload;
 mod rescue;
+mod ws;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,11 +32,19 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use gateway::{Gateway, ReloadCounters, Routes, StartError};
 
 use crate::config::Config;
+use crate::policy::conns::ConnGuard;
+
+/// What an accepted connection holds until it closes (a WebSocket task
+/// takes a share, so an upgraded socket still counts).
+pub(crate) struct ConnHold {
+    _slot: ConnGuard,
+    _permit: OwnedSemaphorePermit,
+}
 
 /// A bound listener, ready to serve.
 pub struct Server {
@@ -117,7 +134,12 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let gateway = self.gateway.clone();
-            let service = service_fn(move |req| http::handle(gateway.clone(), peer, req));
+            let hold = Arc::new(ConnHold {
+                _slot: slot,
+                _permit: permit,
+            });
+            let service =
+                service_fn(move |req| http::handle(gateway.clone(), peer, req, hold.clone()));
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
@@ -126,16 +148,17 @@ impl Server {
                 if let Err(e) = conn.await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
-                drop((slot, permit));
             });
         }
         self.gateway.draining.store(true, Ordering::Relaxed);
         drop(self.listener);
         tracing::info!("stopped accepting; draining open requests");
-        if tokio::time::timeout(drain, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        // WebSockets say goodbye (1001) and end; HTTP requests finish.
+        self.gateway.closing.send_replace(true);
+        let drained = async {
+            tokio::join!(graceful.shutdown(), self.gateway.closing.closed());
+        };
+        if tokio::time::timeout(drain, drained).await.is_err() {
             tracing::warn!(?drain, "drain timeout passed with requests still open");
         }
         admin.abort();

@@ -6,6 +6,7 @@ use http::StatusCode;
 use crate::jsonrpc::{code, ErrorObject, Invalid, PayloadError};
 use crate::policy::Refusal;
 use crate::router::RouteError;
+use crate::subscriptions::SubscriptionError;
 
 /// A body that could not be read as calls.
 pub fn payload(e: &PayloadError) -> ErrorObject {
@@ -93,6 +94,16 @@ pub fn policy(r: &Refusal) -> (ErrorObject, StatusCode) {
     }
 }
 
+/// A subscription call that could not be served.
+pub fn subscription(e: &SubscriptionError) -> ErrorObject {
+    let code = match e {
+        SubscriptionError::NeedsWebSocket => code::UNAVAILABLE,
+        SubscriptionError::InvalidParams(_) => code::INVALID_PARAMS,
+        SubscriptionError::TooMany(_) => code::LIMIT_EXCEEDED,
+    };
+    ErrorObject::new(code, e.to_string())
+}
+
 /// HTTP-tier refusals, before any call is read.
 #[derive(Debug)]
 pub enum HttpRefusal {
@@ -106,6 +117,8 @@ pub enum HttpRefusal {
     },
     BodyRead,
     BodyTimeout,
+    /// A WebSocket upgrade request without the headers RFC 6455 requires.
+    BadUpgrade(&'static str),
 }
 
 pub fn http(r: &HttpRefusal) -> (ErrorObject, StatusCode) {
@@ -146,6 +159,13 @@ pub fn http(r: &HttpRefusal) -> (ErrorObject, StatusCode) {
             let (object, _) = policy(refusal);
             (object, StatusCode::UNAUTHORIZED)
         }
+        HttpRefusal::BadUpgrade(why) => (
+            ErrorObject::new(
+                code::INVALID_REQUEST,
+                format!("bad WebSocket upgrade: {why}"),
+            ),
+            StatusCode::BAD_REQUEST,
+        ),
         HttpRefusal::BodyRead => (
             ErrorObject::new(code::PARSE_ERROR, "the request body could not be read"),
             StatusCode::BAD_REQUEST,

@@ -89,6 +89,7 @@ impl Network {
         redis: Option<&RedisConfig>,
         previous: Option<&Network>,
     ) -> Network {
+        crate::metrics::metrics().network_started(&config.name);
         let backends: Vec<Arc<TrackedBackend>> = config
             .upstreams
             .iter()

@@ -11,3 +11,4 @@ mod policy;
 mod routing;
 mod support;
 mod transparency;
+mod websocket;

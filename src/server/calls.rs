@@ -1,0 +1,363 @@
+//! Answering the calls of one message, for both listeners: an HTTP body and
+//! a WebSocket text message are the same JSON-RPC payload, judged and
+//! answered the same way.
+//!
+//! Each entry is admitted by the client policy (a batch in order, before any
+//! is routed, so it costs the sum of its entries), then answered through the
+//! router, and the answers are assembled from raw parts with the caller's id
+//! byte for byte. `eth_subscribe` and `eth_unsubscribe` are answered by the
+//! connection's subscription [`Session`] when there is one (WebSocket), and
+//! refused with a clear error when there is none (HTTP).
+//!
+//! Each call is counted in `rpcgate_requests_total` by how it ended. A call
+//! that fails or is refused gets one log line carrying the [`RequestId`] of
+//! its message (the caller's `X-Request-Id` when it is short and plain, else
+//! a random one); over HTTP the id also goes back in the response's
+//! `X-Request-Id`. The id is only formatted when something fails.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use tokio::sync::Semaphore;
+
+use super::rescue;
+use super::Routes;
+use crate::jsonrpc::{self, error_response, join_batch, Call, Entry, ErrorObject, Id, Payload};
+use crate::metrics::{metrics, Outcome};
+use crate::policy::{Caller, Policy, Refusal};
+use crate::router;
+use crate::subscriptions::{is_subscription_method, Session, SubscriptionError};
+use crate::upstream::{Network, NetworkView, Reply, ReplyKind};
+
+/// What a message is answered with.
+pub struct Answered {
+    /// The HTTP status when the message came over HTTP.
+    pub status: StatusCode,
+    /// `None` when every call was a notification.
+    pub body: Option<Bytes>,
+    /// Set when every call was refused by a rate limit.
+    pub retry_after: Option<Duration>,
+    /// Subscriptions this message created, to be activated once the answer
+    /// naming them is on its way.
+    pub subscribed: Vec<String>,
+}
+
+/// Parses `body` and answers every call in it on `network`.
+pub async fn answer_message(
+    routes: &Routes,
+    network: &Network,
+    caller: &Caller<'_>,
+    body: &[u8],
+    session: Option<&Session>,
+    request_id: &RequestId,
+) -> Answered {
+    let policy = &routes.policy;
+    let view = network.view();
+    let subscribed = Mutex::new(Vec::new());
+    let ctx = Ctx {
+        network,
+        view: &view,
+        session,
+        subscribed: &subscribed,
+        client: caller.name(),
+        request_id,
+    };
+    let mut retry_after = None;
+    let (status, body) = match jsonrpc::parse(
+        body,
+        routes.limits.max_batch_len,
+        routes.limits.max_method_len,
+    ) {
+        Err(e) => {
+            let object = rescue::payload(&e);
+            ctx.count("", Outcome::Invalid, None);
+            ctx.log_failure("", Outcome::Invalid, &object);
+            (StatusCode::OK, Some(error_response(Id::NULL, &object)))
+        }
+        Ok(Payload::Single(entry)) => {
+            let admitted = admit(policy, caller, &entry).await;
+            if let Err(refusal) = &admitted {
+                retry_after = refusal.retry_after();
+            }
+            ctx.answer(entry, admitted).await
+        }
+        Ok(Payload::Batch(entries)) => {
+            // Admitted in order before any is routed: a batch costs the sum of
+            // its entries, and which entries pass does not depend on timing.
+            let mut verdicts = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                verdicts.push(admit(policy, caller, entry).await);
+            }
+            let limited = verdicts
+                .iter()
+                .filter_map(|v| v.as_ref().err()?.retry_after());
+            let all_limited = verdicts
+                .iter()
+                .all(|v| v.as_ref().err().and_then(Refusal::retry_after).is_some());
+            if all_limited {
+                retry_after = limited.max();
+            }
+            // Bounded concurrency and a size budget: a batch of heavy calls cannot
+            // hold more than a few large replies at once.
+            let used = AtomicUsize::new(0);
+            let budget = routes.limits.max_batch_response_bytes;
+            let slots = Semaphore::new(routes.limits.batch_concurrency);
+            let answers = join_all(entries.into_iter().zip(verdicts).map(
+                |(entry, admitted)| async {
+                    let _slot = slots
+                        .acquire()
+                        .await
+                        .expect("the semaphore is never closed");
+                    ctx.batch_entry(entry, admitted, &used, budget).await
+                },
+            ))
+            .await;
+            let parts: Vec<Bytes> = answers.into_iter().flatten().collect();
+            // A batch of notifications only gets no answer at all; a batch
+            // refused whole by rate limits is a 429.
+            let status = if all_limited {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::OK
+            };
+            (status, (!parts.is_empty()).then(|| join_batch(&parts)))
+        }
+    };
+    Answered {
+        status,
+        body,
+        retry_after,
+        subscribed: subscribed.into_inner().unwrap_or_else(|e| e.into_inner()),
+    }
+}
+
+/// The policy's verdict on one entry (invalid entries are answered as such).
+async fn admit(policy: &Policy, caller: &Caller<'_>, entry: &Entry<'_>) -> Result<(), Refusal> {
+    match entry {
+        Ok(call) => policy.admit(caller, &call.method).await,
+        Err(_) => Ok(()),
+    }
+}
+
+/// The id a failed request is logged and answered with.
+pub struct RequestId {
+    /// The caller's own id, when it is short and made of plain characters.
+    given: Option<HeaderValue>,
+    random: u64,
+    failed: AtomicBool,
+}
+
+impl RequestId {
+    /// The caller's `X-Request-Id` when it is plain, else a random one.
+    pub fn of(headers: &HeaderMap) -> RequestId {
+        let plain = |v: &&HeaderValue| {
+            let b = v.as_bytes();
+            !b.is_empty()
+                && b.len() <= 64
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+        };
+        RequestId {
+            given: headers.get("x-request-id").filter(plain).cloned(),
+            ..RequestId::random()
+        }
+    }
+
+    /// A random id (a WebSocket message).
+    pub fn random() -> RequestId {
+        RequestId {
+            given: None,
+            random: fastrand::u64(..),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a call of the request failed or was refused.
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    pub fn mark_failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.given.as_ref().and_then(|v| v.to_str().ok()) {
+            Some(given) => f.write_str(given),
+            None => write!(f, "{:016x}", self.random),
+        }
+    }
+}
+
+/// What every call of one message shares.
+struct Ctx<'a> {
+    network: &'a Network,
+    view: &'a NetworkView,
+    session: Option<&'a Session>,
+    subscribed: &'a Mutex<Vec<String>>,
+    /// The configured client name, or `anonymous`.
+    client: &'a str,
+    request_id: &'a RequestId,
+}
+
+impl Ctx<'_> {
+    fn count(&self, method: &str, outcome: Outcome, elapsed: Option<Duration>) {
+        metrics().call(
+            &self.network.config.name,
+            method,
+            self.client,
+            outcome,
+            elapsed,
+        );
+    }
+
+    /// One log line for a call that failed (warn) or was refused (info).
+    fn log_failure(&self, method: &str, outcome: Outcome, error: &ErrorObject) {
+        self.request_id.mark_failed();
+        let method = bounded(method);
+        let network = &self.network.config.name;
+        let (request_id, client, code) = (self.request_id, self.client, error.code);
+        let label = outcome.label();
+        if outcome == Outcome::Failed {
+            tracing::warn!(request_id = %request_id, network = %network, client, method, outcome = label, code, error = %error.message, "request failed");
+        } else {
+            tracing::info!(request_id = %request_id, network = %network, client, method, outcome = label, code, error = %error.message, "request failed");
+        }
+    }
+
+    /// One batch entry, refused once the batch's answers are over `budget` bytes.
+    async fn batch_entry(
+        &self,
+        entry: Entry<'_>,
+        admitted: Result<(), Refusal>,
+        used: &AtomicUsize,
+        budget: usize,
+    ) -> Option<Bytes> {
+        if used.load(Ordering::Relaxed) > budget {
+            let object = rescue::batch_over_budget(budget);
+            let (method, id) = match &entry {
+                Ok(call) => (call.method.as_ref(), call.id.map(|_| call.reply_id())),
+                Err(invalid) => ("", Some(invalid.id)),
+            };
+            self.count(method, Outcome::Limited, None);
+            self.log_failure(method, Outcome::Limited, &object);
+            return Some(error_response(id?, &object));
+        }
+        let (_, answer) = self.answer(entry, admitted).await;
+        if let Some(a) = &answer {
+            used.fetch_add(a.len(), Ordering::Relaxed);
+        }
+        answer
+    }
+
+    /// One entry: `None` for a notification.
+    async fn answer(
+        &self,
+        entry: Entry<'_>,
+        admitted: Result<(), Refusal>,
+    ) -> (StatusCode, Option<Bytes>) {
+        let call = match entry {
+            Ok(call) => call,
+            Err(invalid) => {
+                let object = rescue::invalid(&invalid);
+                self.count("", Outcome::Invalid, None);
+                self.log_failure("", Outcome::Invalid, &object);
+                return (StatusCode::OK, Some(error_response(invalid.id, &object)));
+            }
+        };
+        if let Err(refusal) = admitted {
+            let (object, status) = rescue::policy(&refusal);
+            let outcome = match refusal {
+                Refusal::MethodBlocked(_) => Outcome::Blocked,
+                _ => Outcome::Limited,
+            };
+            self.count(&call.method, outcome, None);
+            self.log_failure(&call.method, outcome, &object);
+            return (
+                status,
+                (!call.is_notification()).then(|| error_response(call.reply_id(), &object)),
+            );
+        }
+        if is_subscription_method(&call.method) {
+            return (StatusCode::OK, self.subscription(&call));
+        }
+        let started = Instant::now();
+        let routed = router::route(self.network, self.view, &call).await;
+        let elapsed = Some(started.elapsed());
+        let (status, body) = match routed {
+            Ok(reply) => {
+                let outcome = match reply.kind {
+                    ReplyKind::Result => Outcome::Ok,
+                    ReplyKind::Error => Outcome::RpcError,
+                };
+                self.count(&call.method, outcome, elapsed);
+                (StatusCode::OK, reply_body(&call, &reply))
+            }
+            Err(e) => {
+                let (object, status) = rescue::route(&e);
+                self.count(&call.method, Outcome::Failed, elapsed);
+                let detailed = ErrorObject::new(object.code, e.to_string());
+                self.log_failure(&call.method, Outcome::Failed, &detailed);
+                (status, error_response(call.reply_id(), &object))
+            }
+        };
+        (status, (!call.is_notification()).then_some(body))
+    }
+
+    /// `eth_subscribe` / `eth_unsubscribe`: a subscription the client cannot
+    /// learn the id of (a notification) is not created.
+    fn subscription(&self, call: &Call<'_>) -> Option<Bytes> {
+        if call.is_notification() {
+            return None;
+        }
+        let outcome = match self.session {
+            None => Err(SubscriptionError::NeedsWebSocket),
+            Some(session) => session.call(&call.method, call.params),
+        };
+        Some(match outcome {
+            Ok(answer) => {
+                self.count(&call.method, Outcome::Ok, None);
+                if let Some(id) = answer.created {
+                    self.subscribed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(id);
+                }
+                jsonrpc::result_response(call.reply_id(), &answer.result)
+            }
+            Err(e) => {
+                let object = rescue::subscription(&e);
+                let outcome = match e {
+                    SubscriptionError::TooMany(_) => Outcome::Limited,
+                    _ => Outcome::Invalid,
+                };
+                self.count(&call.method, outcome, None);
+                self.log_failure(&call.method, outcome, &object);
+                error_response(call.reply_id(), &object)
+            }
+        })
+    }
+}
+
+fn reply_body(call: &Call<'_>, reply: &Reply) -> Bytes {
+    let member: &[u8] = match reply.kind {
+        ReplyKind::Result => b"result",
+        ReplyKind::Error => b"error",
+    };
+    jsonrpc::raw_member(call.reply_id(), member, reply.raw())
+}
+
+/// Method names come from clients: log a bounded form.
+fn bounded(method: &str) -> &str {
+    let end = method
+        .char_indices()
+        .nth(64)
+        .map_or(method.len(), |(i, _)| i);
+    &method[..end]
+}

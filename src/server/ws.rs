@@ -1,0 +1,345 @@
+//! The WebSocket listener: JSON-RPC over a client's WebSocket, and the
+//! socket side of `eth_subscribe`.
+//!
+//! A GET with `Upgrade: websocket` on any network path (`/`, `/<network>`,
+//! `/<network>/<key>`) is identified by the client policy exactly like an
+//! HTTP request (an unknown key is a 401, before upgrading), then upgraded.
+//! Each text (or binary) message is one JSON-RPC payload, answered by
+//! [`super::calls`] just as an HTTP body is: admitted call by call, routed
+//! with pinning, cache and retries, the caller's id echoed byte for byte.
+//! The routes and the caller's tier are looked up again for every message,
+//! so a reload applies to open connections too.
+//!
+//! Bounds, so one client cannot hold more than its share:
+//! - messages are at most `max_body_bytes` (larger: close 1009);
+//! - at most [`MAX_IN_FLIGHT`] messages are answered at once; the socket is
+//!   not read while that many are in flight;
+//! - answers and notifications wait in a queue of [`OUTBOUND_QUEUE`]
+//!   messages; a client that lets it fill is closed (1008), never buffered
+//!   for without limit;
+//! - a client that sends nothing, not even a pong to our pings, for
+//!   [`IDLE_TIMEOUT`] is closed (1001).
+//!
+//! Shutdown: every connection holds a receiver of the gateway's `closing`
+//! signal; when it turns, the connection sends Close 1001 and ends, and the
+//! listener's drain waits for all of them.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use prometheus::IntGauge;
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use super::http::Body;
+use super::rescue::HttpRefusal;
+use super::{calls, ConnHold, Gateway, Routes};
+use crate::metrics::metrics;
+use crate::subscriptions::{Outbox, Session};
+use crate::upstream::Network;
+
+/// Messages of one connection answered at once.
+pub const MAX_IN_FLIGHT: usize = 16;
+/// Answers and notifications waiting to be written to one client.
+pub const OUTBOUND_QUEUE: usize = 256;
+/// A connection with no frame from the client for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Pings keep a quiet but live client (its pongs) from the idle timeout.
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+/// Time to write a Close frame and hear the client's, before the socket is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// A GET asking to become a WebSocket.
+pub(super) fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.method() == Method::GET && has_token(req.headers(), header::UPGRADE, "websocket")
+}
+
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Checks the handshake and the caller, answers 101 and starts the
+/// connection's task once hyper hands the socket over.
+pub(super) fn upgrade(
+    gateway: &Arc<Gateway>,
+    routes: &Routes,
+    network: &Arc<Network>,
+    path_key: Option<&str>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+    hold: Arc<ConnHold>,
+) -> Result<Response<Body>, HttpRefusal> {
+    if !has_token(req.headers(), header::CONNECTION, "upgrade") {
+        return Err(HttpRefusal::BadUpgrade("Connection: Upgrade is missing"));
+    }
+    if req.headers().get(header::SEC_WEBSOCKET_VERSION) != Some(&HeaderValue::from_static("13")) {
+        return Err(HttpRefusal::BadUpgrade("Sec-WebSocket-Version must be 13"));
+    }
+    let key = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or(HttpRefusal::BadUpgrade("Sec-WebSocket-Key is missing"))?;
+    let accept = derive_accept_key(key.as_bytes());
+    routes
+        .policy
+        .identify(peer.ip(), req.headers(), path_key)
+        .map_err(HttpRefusal::Unauthorized)?;
+
+    let limit = routes.limits.max_body_bytes;
+    let name = network.config.name.clone();
+    let (outbox, queue) = Outbox::new(OUTBOUND_QUEUE);
+    let hub = gateway.subscriptions().hub(&name);
+    let session = Session::new(
+        hub,
+        outbox.clone(),
+        routes.limits.max_subscriptions_per_connection,
+    );
+    let (asked, asked_rx) = watch::channel(None);
+    let conn = Arc::new(Conn {
+        gateway: gateway.clone(),
+        path: req.uri().path().to_string(),
+        headers: req.headers().clone(),
+        peer: peer.ip(),
+        session,
+        outbox,
+        asked,
+    });
+    let closing = gateway.closing.subscribe();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "WebSocket upgrade failed");
+                return;
+            }
+        };
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(limit))
+            .max_frame_size(Some(limit));
+        let socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        let gauge = OpenGauge::new(metrics().ws_connections.with_label_values(&[&name]));
+        serve(conn, socket, queue, closing, asked_rx).await;
+        drop((gauge, hold));
+    });
+
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+    );
+    Ok(response)
+}
+
+/// One open connection, shared by the tasks answering its messages.
+struct Conn {
+    gateway: Arc<Gateway>,
+    /// The request path: the network (and key) is resolved again per message.
+    path: String,
+    /// The upgrade request's headers, for the caller's identity per message.
+    headers: HeaderMap,
+    peer: IpAddr,
+    session: Session,
+    outbox: Outbox,
+    /// A close asked for by a message's task (the key or network went away).
+    asked: watch::Sender<Option<CloseFrame>>,
+}
+
+impl Conn {
+    fn ask_close(&self, code: CloseCode, reason: &'static str) {
+        self.asked.send_if_modified(|asked| {
+            let first = asked.is_none();
+            if first {
+                *asked = Some(frame(code, reason));
+            }
+            first
+        });
+    }
+}
+
+fn frame(code: CloseCode, reason: &'static str) -> CloseFrame {
+    CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }
+}
+
+/// The connections gauge, down again however the task ends.
+struct OpenGauge(IntGauge);
+
+impl OpenGauge {
+    fn new(gauge: IntGauge) -> OpenGauge {
+        gauge.inc();
+        OpenGauge(gauge)
+    }
+}
+
+impl Drop for OpenGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Reads messages and answers them until the client leaves or a close is due.
+async fn serve(
+    conn: Arc<Conn>,
+    socket: Socket,
+    queue: mpsc::Receiver<Bytes>,
+    mut closing: watch::Receiver<bool>,
+    mut asked: watch::Receiver<Option<CloseFrame>>,
+) {
+    let (sink, mut stream) = socket.split();
+    let (bye, bye_rx) = oneshot::channel();
+    let mut writer = tokio::spawn(write(sink, queue, bye_rx));
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut calls = JoinSet::new();
+    let mut idle = Instant::now() + IDLE_TIMEOUT;
+    let goodbye = loop {
+        while calls.try_join_next().is_some() {}
+        tokio::select! {
+            _ = closing.wait_for(|c| *c) => break Some(frame(CloseCode::Away, "server shutting down")),
+            _ = conn.outbox.overflowed() => {
+                break Some(frame(CloseCode::Policy, "client does not read its messages"))
+            }
+            _ = asked.changed() => break asked.borrow().clone(),
+            _ = tokio::time::sleep_until(idle) => break Some(frame(CloseCode::Away, "idle timeout")),
+            (permit, message) = async {
+                let permit = slots.clone().acquire_owned().await;
+                (permit, stream.next().await)
+            } => {
+                let Ok(permit) = permit else { break None };
+                let message = match message {
+                    None => break None,
+                    Some(Err(WsError::Capacity(_))) => {
+                        break Some(frame(CloseCode::Size, "message too big"))
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(peer = %conn.peer, error = %e, "WebSocket read failed");
+                        break None;
+                    }
+                    Some(Ok(m)) => m,
+                };
+                idle = Instant::now() + IDLE_TIMEOUT;
+                let body: Bytes = match message {
+                    Message::Text(text) => text.into(),
+                    // JSON in a binary frame is answered like text; anything
+                    // else gets -32700 from the parser.
+                    Message::Binary(bytes) => bytes,
+                    Message::Close(_) => break None,
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                };
+                calls.spawn(on_message(conn.clone(), body, permit));
+            }
+        }
+    };
+    // A closing connection's calls are not answered.
+    calls.abort_all();
+    match goodbye {
+        Some(frame) => {
+            let _ = bye.send(frame);
+        }
+        None => drop(bye),
+    }
+    if tokio::time::timeout(CLOSE_TIMEOUT, &mut writer)
+        .await
+        .is_err()
+    {
+        // The client does not read: it cannot hear the Close frame either.
+        writer.abort();
+        return;
+    }
+    // Hear the client's Close before dropping the socket, so our Close frame
+    // is not lost to a reset.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+}
+
+/// Writes queued messages and pings; on `bye`, a Close frame (or, when the
+/// client closed, the reply to its Close) and the end.
+async fn write(
+    mut sink: SplitSink<Socket, Message>,
+    mut queue: mpsc::Receiver<Bytes>,
+    mut bye: oneshot::Receiver<CloseFrame>,
+) {
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    loop {
+        tokio::select! {
+            biased;
+            frame = &mut bye => {
+                if let Ok(frame) = frame {
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                }
+                let _ = sink.close().await;
+                return;
+            }
+            next = queue.recv() => {
+                let Some(text) = next else { return };
+                // Answers are built from JSON text: always UTF-8.
+                let Ok(text) = Utf8Bytes::try_from(text) else { continue };
+                if sink.send(Message::Text(text)).await.is_err() {
+                    return;
+                }
+            }
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Answers one message on the current routes.
+async fn on_message(conn: Arc<Conn>, body: Bytes, _permit: OwnedSemaphorePermit) {
+    let routes = conn.gateway.routes();
+    let Some((network, key)) = routes.resolve(&conn.path) else {
+        conn.ask_close(CloseCode::Away, "this network is no longer served");
+        return;
+    };
+    let Ok(caller) = routes.policy.identify(conn.peer, &conn.headers, key) else {
+        conn.ask_close(CloseCode::Policy, "the API key is no longer accepted");
+        return;
+    };
+    let answered = calls::answer_message(
+        &routes,
+        network,
+        &caller,
+        &body,
+        Some(&conn.session),
+        &calls::RequestId::random(),
+    )
+    .await;
+    if let Some(answer) = answered.body {
+        conn.outbox.push(answer);
+    }
+    conn.session.activate(&answered.subscribed);
+}

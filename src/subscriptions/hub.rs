@@ -1,0 +1,203 @@
+//! One network's subscriptions: which clients follow which [`Topic`], and
+//! the one upstream feed per topic that serves them all.
+//!
+//! The table is behind a plain mutex held for a few map operations at a time
+//! (never across an await): subscribing, unsubscribing, and fanning one
+//! notification out. Fan-out never waits on a client: each gets the message
+//! through its connection's bounded [`Outbox`], and a full outbox closes that
+//! connection rather than slowing the feed or buffering without bound.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use prometheus::IntCounter;
+use tokio::sync::oneshot;
+
+use super::topic::{Kind, Topic};
+use super::{feed, NetworkSource, Outbox};
+use crate::metrics::metrics;
+
+/// Notifications kept for a subscription whose id has not reached its
+/// client yet (the answer to `eth_subscribe` is still being queued).
+const MAX_PENDING: usize = 64;
+
+struct Client {
+    outbox: Outbox,
+    /// `Some` until the client has its subscription id: notifications wait
+    /// here so none can arrive before the id does.
+    pending: Option<Vec<Bytes>>,
+}
+
+struct Feed {
+    id: u64,
+    clients: HashMap<String, Client>,
+    /// Dropped when the last client leaves: the feed unsubscribes upstream.
+    _stop: oneshot::Sender<()>,
+    /// The backend carrying the upstream subscription now.
+    carrier: Option<String>,
+}
+
+/// The subscriptions of one network.
+pub struct Hub {
+    pub(super) network: String,
+    pub(super) source: NetworkSource,
+    feeds: Mutex<HashMap<Topic, Feed>>,
+    next_feed: AtomicU64,
+    upstream_subscribes: AtomicU64,
+    failovers: AtomicU64,
+    failovers_metric: IntCounter,
+}
+
+impl Hub {
+    pub(super) fn new(network: &str, source: NetworkSource) -> Hub {
+        Hub {
+            network: network.to_string(),
+            source,
+            feeds: Mutex::new(HashMap::new()),
+            next_feed: AtomicU64::new(1),
+            upstream_subscribes: AtomicU64::new(0),
+            failovers: AtomicU64::new(0),
+            failovers_metric: metrics()
+                .ws_subscription_failovers
+                .with_label_values(&[network]),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<Topic, Feed>> {
+        // A panic elsewhere cannot leave these maps half-changed.
+        self.feeds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a client subscription, starting the topic's feed if it has none.
+    pub(super) fn add(self: &Arc<Self>, topic: &Topic, id: &str, outbox: Outbox) {
+        let mut feeds = self.table();
+        let feed = feeds.entry(topic.clone()).or_insert_with(|| {
+            let (stop, stopped) = oneshot::channel();
+            let id = self.next_feed.fetch_add(1, Ordering::Relaxed);
+            let start = (self.source)(&self.network).and_then(|n| n.view().served_head);
+            tokio::spawn(feed::run(self.clone(), topic.clone(), id, start, stopped));
+            Feed {
+                id,
+                clients: HashMap::new(),
+                _stop: stop,
+                carrier: None,
+            }
+        });
+        feed.clients.insert(
+            id.to_string(),
+            Client {
+                outbox,
+                pending: Some(Vec::new()),
+            },
+        );
+    }
+
+    /// The client has its id: what waited is sent, and the rest goes straight out.
+    pub(super) fn activate(&self, topic: &Topic, id: &str) {
+        let mut feeds = self.table();
+        let Some(client) = feeds.get_mut(topic).and_then(|f| f.clients.get_mut(id)) else {
+            return;
+        };
+        for message in client.pending.take().unwrap_or_default() {
+            if !client.outbox.push(message) {
+                break;
+            }
+        }
+    }
+
+    /// Removes a client subscription; the last one out stops the feed.
+    pub(super) fn remove(&self, topic: &Topic, id: &str) {
+        let mut feeds = self.table();
+        if let Some(feed) = feeds.get_mut(topic) {
+            feed.clients.remove(id);
+            if feed.clients.is_empty() {
+                feeds.remove(topic);
+            }
+        }
+    }
+
+    /// Sends one upstream `result` to every client of the topic. Returns
+    /// false when the feed has been stopped (no client is left).
+    pub(super) fn deliver(&self, topic: &Topic, feed: u64, result: &[u8]) -> bool {
+        let mut feeds = self.table();
+        let Some(entry) = feeds.get_mut(topic).filter(|f| f.id == feed) else {
+            return false;
+        };
+        for (id, client) in &mut entry.clients {
+            let message = notification(id, result);
+            match &mut client.pending {
+                Some(waiting) if waiting.len() < MAX_PENDING => waiting.push(message),
+                Some(_) => client.outbox.overflow(),
+                None => {
+                    client.outbox.push(message);
+                }
+            }
+        }
+        true
+    }
+
+    pub(super) fn set_carrier(&self, topic: &Topic, feed: u64, backend: Option<&str>) {
+        if let Some(entry) = self.table().get_mut(topic).filter(|f| f.id == feed) {
+            entry.carrier = backend.map(str::to_string);
+        }
+    }
+
+    pub(super) fn counted_subscribe(&self) {
+        self.upstream_subscribes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn counted_failover(&self) {
+        self.failovers.fetch_add(1, Ordering::Relaxed);
+        self.failovers_metric.inc();
+    }
+
+    /// `eth_subscribe` calls sent upstream so far (each feed sends one per backend it uses).
+    pub fn upstream_subscribes(&self) -> u64 {
+        self.upstream_subscribes.load(Ordering::Relaxed)
+    }
+
+    /// Upstream subscriptions moved to another backend so far.
+    pub fn failovers(&self) -> u64 {
+        self.failovers.load(Ordering::Relaxed)
+    }
+
+    /// Upstream feeds running now (one per distinct topic with clients).
+    pub fn feeds(&self) -> usize {
+        self.table().len()
+    }
+
+    /// The backend carrying the feed of the first topic of `kind`, if it is subscribed now.
+    pub fn carrier(&self, kind: Kind) -> Option<String> {
+        self.table()
+            .iter()
+            .find(|(t, _)| t.kind == kind)
+            .and_then(|(_, f)| f.carrier.clone())
+    }
+}
+
+/// `{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscription":<id>,"result":<raw>}}`
+fn notification(id: &str, result: &[u8]) -> Bytes {
+    const HEAD: &[u8] =
+        br#"{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscription":""#;
+    let mut out = Vec::with_capacity(HEAD.len() + id.len() + result.len() + 16);
+    out.extend_from_slice(HEAD);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(br#"","result":"#);
+    out.extend_from_slice(result);
+    out.extend_from_slice(b"}}");
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn notifications_are_json() {
+        let n = super::notification("0xab", br#"{"number":"0x1"}"#);
+        let v: serde_json::Value = serde_json::from_slice(&n).unwrap();
+        assert_eq!(v["method"], "eth_subscription");
+        assert_eq!(v["params"]["subscription"], "0xab");
+        assert_eq!(v["params"]["result"]["number"], "0x1");
+    }
+}

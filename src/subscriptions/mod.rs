@@ -1,0 +1,254 @@
+//! `eth_subscribe` over client WebSockets: multiplexing and failover.
+//!
+//! This module owns subscriptions from the moment a client asks for one to
+//! the moment its connection closes:
+//!
+//! - **Ids** are the gateway's own (`0x` and 32 random hex digits, like
+//!   Geth's), never a backend's: a client's subscription outlives the
+//!   upstream socket that feeds it.
+//! - **Multiplexing** ([`hub`]): all client subscriptions of one network with
+//!   the same normalized request ([`topic`]) share one upstream subscription.
+//!   The first client starts it, the last one leaving stops it (and
+//!   unsubscribes upstream); a closed connection drops its subscriptions.
+//! - **Failover** ([`feed`]): the upstream subscription lives on one eligible
+//!   backend's WebSocket. When that socket drops or the backend stops being
+//!   eligible in the network view, the feed subscribes on another eligible
+//!   backend and fills the gap ([`gap`]): `newHeads` fetches the headers the
+//!   client missed (every number once, in order; a number again only with a
+//!   new hash, i.e. a reorg), `logs` fetches `eth_getLogs` over the blocks not
+//!   yet covered and drops what was already delivered. `newPendingTransactions`
+//!   is best effort: transactions announced while no backend was subscribed are
+//!   not replayed (a pool has no history to ask for).
+//!   With no eligible backend that has a `ws` URL, the feed retries with
+//!   backoff for as long as it has clients; client subscriptions stay.
+//! - **Session**: one per client connection, capped at
+//!   `server.max_subscriptions_per_connection`.
+//!
+//! Nothing here blocks on a client: notifications go through each
+//! connection's bounded [`Outbox`], and a client that does not read is
+//! disconnected by its listener.
+
+mod feed;
+pub mod gap;
+pub mod hub;
+pub mod topic;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use prometheus::IntGauge;
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, Notify};
+
+pub use hub::Hub;
+pub use topic::{Kind, Topic};
+
+use crate::metrics::metrics;
+use crate::upstream::Network;
+
+/// Why a subscription call failed (turned into JSON-RPC in `server::rescue`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscriptionError {
+    #[error("subscriptions need a WebSocket connection")]
+    NeedsWebSocket,
+    #[error("invalid params: {0}")]
+    InvalidParams(&'static str),
+    #[error("limit exceeded: at most {0} subscriptions per connection")]
+    TooMany(usize),
+}
+
+/// Whether a method is answered by this module rather than routed.
+pub fn is_subscription_method(method: &str) -> bool {
+    matches!(method, "eth_subscribe" | "eth_unsubscribe")
+}
+
+/// The current network of a name, looked up each time it is needed so that
+/// a feed follows reloads and never keeps a replaced network alive.
+pub type NetworkSource = Arc<dyn Fn(&str) -> Option<Arc<Network>> + Send + Sync>;
+
+/// Every network's [`Hub`], created on first use.
+pub struct Hubs {
+    source: NetworkSource,
+    hubs: Mutex<HashMap<String, Arc<Hub>>>,
+}
+
+impl Hubs {
+    pub fn new(source: NetworkSource) -> Hubs {
+        Hubs {
+            source,
+            hubs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The hub of the network named `network` (a configured name).
+    pub fn hub(&self, network: &str) -> Arc<Hub> {
+        let mut hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
+        hubs.entry(network.to_string())
+            .or_insert_with(|| Arc::new(Hub::new(network, self.source.clone())))
+            .clone()
+    }
+}
+
+/// A connection's bounded queue of outgoing text messages. A push never
+/// waits: when the queue is full the connection is told to close instead.
+#[derive(Clone)]
+pub struct Outbox {
+    queue: mpsc::Sender<Bytes>,
+    overflowed: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> (Outbox, mpsc::Receiver<Bytes>) {
+        let (queue, rx) = mpsc::channel(capacity);
+        (
+            Outbox {
+                queue,
+                overflowed: Arc::new(Notify::new()),
+            },
+            rx,
+        )
+    }
+
+    /// Queues a message; false when the queue is full (the connection is
+    /// then told to close) or the connection is gone.
+    pub fn push(&self, message: Bytes) -> bool {
+        match self.queue.try_send(message) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.overflow();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    pub fn overflow(&self) {
+        self.overflowed.notify_one();
+    }
+
+    /// Completes once a push found the queue full.
+    pub async fn overflowed(&self) {
+        self.overflowed.notified().await
+    }
+}
+
+/// What a subscription call answers: the raw `result`, and the id of a
+/// subscription it created (to activate once the answer is queued).
+pub struct Answer {
+    pub result: Bytes,
+    pub created: Option<String>,
+}
+
+struct Held {
+    topic: Topic,
+    gauge: IntGauge,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// The subscriptions of one client connection.
+pub struct Session {
+    hub: Arc<Hub>,
+    outbox: Outbox,
+    max: usize,
+    subs: Mutex<HashMap<String, Held>>,
+}
+
+impl Session {
+    pub fn new(hub: Arc<Hub>, outbox: Outbox, max: usize) -> Session {
+        Session {
+            hub,
+            outbox,
+            max,
+            subs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn subs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+        self.subs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answers `eth_subscribe` or `eth_unsubscribe`.
+    pub fn call(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Result<Answer, SubscriptionError> {
+        match method {
+            "eth_subscribe" => self.subscribe(params),
+            _ => self.unsubscribe(params),
+        }
+    }
+
+    fn subscribe(&self, params: Option<&RawValue>) -> Result<Answer, SubscriptionError> {
+        let topic = topic::parse(params)?;
+        let mut subs = self.subs();
+        if subs.len() >= self.max {
+            return Err(SubscriptionError::TooMany(self.max));
+        }
+        let id = format!("0x{:032x}", fastrand::u128(..));
+        let gauge = metrics()
+            .ws_subscriptions
+            .with_label_values(&[&self.hub.network, topic.kind.label()]);
+        gauge.inc();
+        self.hub.add(&topic, &id, self.outbox.clone());
+        subs.insert(id.clone(), Held { topic, gauge });
+        Ok(Answer {
+            result: Bytes::from(format!("\"{id}\"")),
+            created: Some(id),
+        })
+    }
+
+    fn unsubscribe(&self, params: Option<&RawValue>) -> Result<Answer, SubscriptionError> {
+        let ids: Vec<&str> = params
+            .and_then(|p| serde_json::from_str(p.get()).ok())
+            .filter(|ids: &Vec<&str>| ids.len() == 1)
+            .ok_or(SubscriptionError::InvalidParams(
+                "expected [subscription id]",
+            ))?;
+        let removed = self.subs().remove(ids[0]);
+        let found = match removed {
+            Some(held) => {
+                self.hub.remove(&held.topic, ids[0]);
+                true
+            }
+            None => false,
+        };
+        Ok(Answer {
+            result: Bytes::from_static(if found { b"true" } else { b"false" }),
+            created: None,
+        })
+    }
+
+    /// The answers naming these subscriptions are queued: let their notifications flow.
+    pub fn activate(&self, ids: &[String]) {
+        let subs = self.subs();
+        for id in ids {
+            if let Some(held) = subs.get(id) {
+                self.hub.activate(&held.topic, id);
+            }
+        }
+    }
+
+    /// Subscriptions held now.
+    pub fn len(&self) -> usize {
+        self.subs().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for (id, held) in self.subs().drain() {
+            self.hub.remove(&held.topic, &id);
+        }
+    }
+}
