@@ -10,7 +10,9 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::cache::canon::{parse_hash, Hash};
@@ -135,19 +137,25 @@ pub fn analyze<'a>(method: &str, params: Option<&'a RawValue>, served: u64) -> N
     let Some(params) = params.filter(|p| p.get().starts_with('[')) else {
         return keep(served, None);
     };
-    let Ok(mut list) = serde_json::from_str::<Vec<&RawValue>>(params.get()) else {
-        return keep(served, None);
-    };
+    let list = || serde_json::from_str::<Vec<&RawValue>>(params.get()).ok();
     match arg {
         BlockArg::At(i) | BlockArg::AtOrLatest(i) => {
-            let block = list.get(i).map(|raw| BlockRef::parse(raw));
+            // Only the block argument is read; the list is collected only
+            // when `latest` is pinned into it.
+            let Some((len, at)) = nth(params, i) else {
+                return keep(served, None);
+            };
+            let block = at.map(BlockRef::parse);
             match block {
                 Some(BlockRef::Latest) => {}
-                None if matches!(arg, BlockArg::AtOrLatest(_)) && list.len() == i => {}
+                None if matches!(arg, BlockArg::AtOrLatest(_)) && len == i => {}
                 Some(BlockRef::Number(n)) => return keep(n, block),
                 Some(BlockRef::Earliest) => return keep(0, block),
                 _ => return keep(served, block),
             }
+            let Some(mut list) = list() else {
+                return keep(served, None);
+            };
             let pin = pinned_latest(served);
             match list.get_mut(i) {
                 Some(slot) => *slot = &pin,
@@ -161,6 +169,9 @@ pub fn analyze<'a>(method: &str, params: Option<&'a RawValue>, served: u64) -> N
             }
         }
         BlockArg::LogFilter => {
+            let Some(mut list) = list() else {
+                return keep(served, None);
+            };
             let Some(filter) = list.first().copied() else {
                 return keep(served, None);
             };
@@ -201,6 +212,32 @@ pub fn analyze<'a>(method: &str, params: Option<&'a RawValue>, served: u64) -> N
             }
         }
     }
+}
+
+/// The length of the JSON array `list` and its element at `i`, read without
+/// collecting the elements; `None` when `list` is not an array.
+fn nth(list: &RawValue, i: usize) -> Option<(usize, Option<&RawValue>)> {
+    struct Nth(usize);
+    impl<'de> Visitor<'de> for Nth {
+        type Value = (usize, Option<&'de RawValue>);
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of params")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let (mut len, mut at) = (0, None);
+            while let Some(item) = seq.next_element::<&'de RawValue>()? {
+                if len == self.0 {
+                    at = Some(item);
+                }
+                len += 1;
+            }
+            Ok((len, at))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(list.get());
+    let found = de.deserialize_seq(Nth(i)).ok()?;
+    de.end().ok()?;
+    Some(found)
 }
 
 fn pinned_latest(served: u64) -> Box<RawValue> {
@@ -333,6 +370,17 @@ mod tests {
                 serde_json::from_str::<serde_json::Value>(&p).expect("params stay JSON");
             }
         }
+    }
+
+    #[test]
+    fn one_element_is_read_without_collecting_the_list() {
+        let raw = RawValue::from_string(r#"["a", 1, {"x":[1,"]"]}]"#.to_string()).unwrap();
+        let at = |i| nth(&raw, i).map(|(len, v)| (len, v.map(RawValue::get)));
+        assert_eq!(at(0), Some((3, Some(r#""a""#))));
+        assert_eq!(at(2), Some((3, Some(r#"{"x":[1,"]"]}"#))));
+        assert_eq!(at(3), Some((3, None)));
+        let object = RawValue::from_string(r#"{"a":1}"#.to_string()).unwrap();
+        assert!(nth(&object, 0).is_none());
     }
 
     #[test]
