@@ -112,7 +112,7 @@ async fn serve(
             if let Err(refusal) = &admitted {
                 retry_after = refusal.retry_after();
             }
-            answer(&network, &view, entry, admitted).await
+            answer(network, &view, entry, admitted).await
         }
         Ok(Payload::Batch(entries)) => {
             // Admitted in order before any is routed: a batch costs the sum of
@@ -141,7 +141,7 @@ async fn serve(
                         .acquire()
                         .await
                         .expect("the semaphore is never closed");
-                    batch_entry(&network, &view, entry, admitted, &used, budget).await
+                    batch_entry(network, &view, entry, admitted, &used, budget).await
                 },
             ))
             .await;
