@@ -9,6 +9,13 @@ use rpcgate::config::Config;
 use rpcgate::server::reload::{Overrides, Watch};
 use rpcgate::server::Server;
 
+/// Every call allocates and frees a handful of small buffers (headers, body
+/// channel, cache key, answer); mimalloc's per-thread free lists make each
+/// of those cheaper than glibc's malloc (about a tenth of the user-space
+/// instructions of a cache hit went to malloc and free).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A JSON-RPC gateway for Ethereum node fleets.
 #[derive(Parser)]
 #[command(

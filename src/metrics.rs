@@ -13,9 +13,10 @@
 //! registry, and no key or key hash ever appears.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -75,8 +76,19 @@ pub fn method_label(method: &str) -> &'static str {
     KNOWN_METHODS.get(method).copied().unwrap_or("other")
 }
 
+/// Method labels in a fixed order, `other` last, and each one's position.
+static METHOD_LABELS: LazyLock<(Vec<&'static str>, HashMap<&'static str, usize>)> =
+    LazyLock::new(|| {
+        let mut labels: Vec<&'static str> = KNOWN_METHODS.iter().copied().collect();
+        labels.sort_unstable();
+        labels.push("other");
+        let index = labels.iter().enumerate().map(|(i, m)| (*m, i)).collect();
+        (labels, index)
+    });
+
 /// How one call ended, as the `outcome` label of `rpcgate_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
 pub enum Outcome {
     /// A result, from a backend or the cache.
     Ok,
@@ -94,6 +106,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    const ALL: [Outcome; 6] = [
+        Outcome::Ok,
+        Outcome::RpcError,
+        Outcome::Failed,
+        Outcome::Blocked,
+        Outcome::Limited,
+        Outcome::Invalid,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
@@ -297,26 +318,6 @@ impl Metrics {
         String::from_utf8(out).expect("the text format is UTF-8")
     }
 
-    /// Counts one call; `elapsed` is given for routed calls.
-    pub fn call(
-        &self,
-        network: &str,
-        method: &str,
-        client: &str,
-        outcome: Outcome,
-        elapsed: Option<Duration>,
-    ) {
-        let method = method_label(method);
-        self.requests
-            .with_label_values(&[network, method, client, outcome.label()])
-            .inc();
-        if let Some(elapsed) = elapsed {
-            self.request_duration
-                .with_label_values(&[network, method])
-                .observe(elapsed.as_secs_f64());
-        }
-    }
-
     /// Creates a network's per-network series at zero, so that they exist
     /// (and `rate()` over them works) before the first event.
     pub fn network_started(&self, network: &str) {
@@ -399,6 +400,76 @@ impl Drop for UpstreamSeries {
                 .remove_label_values(&[network.as_str(), backend, outcome]);
         }
         let _ = m.upstream_duration.remove_label_values(&[network, backend]);
+    }
+}
+
+/// One network's call series, resolved once and then read without locks:
+/// looking a labelled series up in the registry hashes every label and
+/// takes a read lock, too much for every call of the request path.
+pub struct NetworkSeries {
+    network: String,
+    /// By method label position (see `METHOD_LABELS`), filled on first use.
+    methods: Box<[OnceLock<MethodSeries>]>,
+}
+
+struct MethodSeries {
+    duration: Histogram,
+    /// One entry per client seen calling this method: configured names and
+    /// `anonymous`, so the list stays short and bounded by the config.
+    clients: ArcSwap<Vec<ClientSeries>>,
+}
+
+#[derive(Clone)]
+struct ClientSeries {
+    client: Box<str>,
+    /// By `Outcome as usize`.
+    outcomes: [IntCounter; 6],
+}
+
+impl NetworkSeries {
+    pub fn new(network: &str) -> NetworkSeries {
+        NetworkSeries {
+            network: network.to_string(),
+            methods: (0..METHOD_LABELS.0.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+        }
+    }
+
+    /// Counts one call of `method` by `client`; `elapsed` is given for routed calls.
+    pub fn call(&self, method: &str, client: &str, outcome: Outcome, elapsed: Option<Duration>) {
+        let (labels, index) = &*METHOD_LABELS;
+        let at = index.get(method).copied().unwrap_or(labels.len() - 1);
+        let label = labels[at];
+        let series = self.methods[at].get_or_init(|| MethodSeries {
+            duration: metrics()
+                .request_duration
+                .with_label_values(&[&self.network, label]),
+            clients: ArcSwap::default(),
+        });
+        if let Some(elapsed) = elapsed {
+            series.duration.observe(elapsed.as_secs_f64());
+        }
+        if let Some(c) = series.clients.load().iter().find(|c| &*c.client == client) {
+            c.outcomes[outcome as usize].inc();
+            return;
+        }
+        let resolved = ClientSeries {
+            client: client.into(),
+            outcomes: Outcome::ALL.map(|o| {
+                metrics()
+                    .requests
+                    .with_label_values(&[&self.network, label, client, o.label()])
+            }),
+        };
+        resolved.outcomes[outcome as usize].inc();
+        series.clients.rcu(|old| {
+            let mut list = Vec::clone(old);
+            if !list.iter().any(|c| &*c.client == client) {
+                list.push(resolved.clone());
+            }
+            list
+        });
     }
 }
 

@@ -52,11 +52,19 @@ impl Borrow<str> for Key {
 pub fn text(method: &str, params: Option<&str>) -> String {
     let params = params.unwrap_or("");
     let mut out = String::with_capacity(method.len() + params.len() + 8);
-    out.push_str(&method.len().to_string());
+    // Written in place: a hit builds no other string than this one.
+    push_decimal(&mut out, method.len());
     out.push(':');
     out.push_str(method);
     normalize_into(&mut out, params);
     out
+}
+
+fn push_decimal(out: &mut String, n: usize) {
+    if n >= 10 {
+        push_decimal(out, n / 10);
+    }
+    out.push(char::from(b'0' + (n % 10) as u8));
 }
 
 /// Appends `json` without insignificant whitespace and with hex strings lowercased.

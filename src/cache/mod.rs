@@ -43,6 +43,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{CacheConfig, RedisConfig};
+use crate::router::blocks::Need;
 use crate::router::RouteError;
 use crate::upstream::{NetworkView, Reply};
 use canon::Canon;
@@ -172,16 +173,16 @@ impl Cache {
         (cache, tasks)
     }
 
-    /// Looks a call up; `params` are the ones the router will send (`latest`
-    /// pinned), `pinned_latest` whether the caller asked for `latest`.
+    /// Looks a call up by what the router read of it: `need` holds the
+    /// params it will send (`latest` pinned) and the block argument.
     pub async fn lookup<'a>(
         &'a self,
         view: &NetworkView,
         method: &str,
-        params: Option<&str>,
-        pinned_latest: bool,
+        need: &Need<'_>,
     ) -> Lookup<'a> {
-        let policy = policy::decide(method, params, pinned_latest);
+        let params = need.params.as_deref();
+        let policy = policy::decide(method, need);
         if policy == Policy::Never {
             return Lookup::Pass;
         }

@@ -1,5 +1,7 @@
 //! What may be cached, decided per request from the method and its params
 //! alone (the view and the answer decide the rest, see [`super::Cache`]).
+//! The block argument is read once per call, by the router
+//! ([`crate::router::blocks::BlockRef`]), and decided on here.
 //!
 //! The policy is a type rather than a set of flags so that every method has
 //! one explicit reason to be cached, shared or passed through:
@@ -17,7 +19,7 @@
 use serde_json::value::RawValue;
 
 use super::canon::{parse_hash, Hash};
-use crate::upstream::head::parse_quantity;
+use crate::router::blocks::{BlockRef, Need};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Policy {
@@ -51,72 +53,30 @@ impl Policy {
     }
 }
 
-/// A block argument as a client wrote it.
-enum BlockArg {
-    Number(u64),
-    Hash(Hash),
-    /// `pending`: changes with every transaction.
-    Pending,
-    /// `safe`, `finalized`, or a pinned `latest`: the present.
-    Present,
-    /// Missing or unreadable: let the node judge it.
-    Unknown,
-}
-
-fn block_arg(raw: &RawValue) -> BlockArg {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Eip1898<'a> {
-        block_number: Option<&'a str>,
-        block_hash: Option<&'a str>,
-    }
-    let text = raw.get();
-    if let Some(s) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        return match s {
-            "pending" => BlockArg::Pending,
-            "latest" | "safe" | "finalized" => BlockArg::Present,
-            "earliest" => BlockArg::Number(0),
-            _ if s.len() == 66 => parse_hash(s).map_or(BlockArg::Unknown, BlockArg::Hash),
-            _ => parse_quantity(s).map_or(BlockArg::Unknown, BlockArg::Number),
-        };
-    }
-    match serde_json::from_str::<Eip1898>(text) {
-        Ok(Eip1898 {
-            block_hash: Some(h),
-            block_number: None,
-        }) => parse_hash(h).map_or(BlockArg::Unknown, BlockArg::Hash),
-        Ok(Eip1898 {
-            block_number: Some(n),
-            block_hash: None,
-        }) => match n {
-            "pending" => BlockArg::Pending,
-            "latest" | "safe" | "finalized" => BlockArg::Present,
-            "earliest" => BlockArg::Number(0),
-            _ => parse_quantity(n).map_or(BlockArg::Unknown, BlockArg::Number),
-        },
-        _ => BlockArg::Unknown,
-    }
-}
-
-/// Decides the policy of one call. `params` are the ones sent upstream
-/// (`latest` already pinned); `pinned_latest` says the caller asked for `latest`.
-pub fn decide(method: &str, params: Option<&str>, pinned_latest: bool) -> Policy {
+/// Decides the policy of one call from what the router read of it: `need`
+/// holds the params sent upstream (`latest` already pinned), whether the
+/// caller asked for `latest`, and the block argument as the caller wrote it.
+pub fn decide(method: &str, need: &Need<'_>) -> Policy {
+    let params = need.params.as_deref();
     let list = || -> Option<Vec<&RawValue>> { serde_json::from_str(params?).ok() };
-    let at = |i: usize, pin: bool| -> Policy {
-        if pinned_latest {
+    // The router's block table puts the block argument of each of these
+    // methods where they take it; the cache only decides what it means.
+    let at = |pin: Option<usize>| -> Policy {
+        if need.pinned_latest {
             return Policy::Share;
         }
-        let Some(list) = list() else {
-            return Policy::Never;
-        };
-        match list.get(i).map(|raw| block_arg(raw)) {
-            Some(BlockArg::Number(number)) => Policy::AtBlock {
+        match need.block {
+            Some(BlockRef::Number(number)) => Policy::AtBlock {
                 number,
-                pin_at: pin.then_some(i),
+                pin_at: pin,
             },
-            Some(BlockArg::Hash(h)) => Policy::ByHash(h),
-            Some(BlockArg::Present) => Policy::Share,
-            Some(BlockArg::Pending) | Some(BlockArg::Unknown) | None => Policy::Never,
+            Some(BlockRef::Earliest) => Policy::AtBlock {
+                number: 0,
+                pin_at: pin,
+            },
+            Some(BlockRef::Hash(h)) => Policy::ByHash(h),
+            Some(BlockRef::Latest | BlockRef::Tag) => Policy::Share,
+            Some(BlockRef::Pending | BlockRef::Unknown) | None => Policy::Never,
         }
     };
     let by_hash = || -> Policy {
@@ -131,10 +91,10 @@ pub fn decide(method: &str, params: Option<&str>, pinned_latest: bool) -> Policy
         "eth_getBlockByHash"
         | "eth_getBlockTransactionCountByHash"
         | "eth_getTransactionByBlockHashAndIndex" => by_hash(),
-        "eth_getBlockByNumber" | "eth_getBlockReceipts" => at(0, false),
-        "eth_getBalance" | "eth_getCode" | "eth_getTransactionCount" | "eth_call" => at(1, true),
-        "eth_getStorageAt" => at(2, true),
-        "eth_getLogs" => logs(list().as_deref(), pinned_latest),
+        "eth_getBlockByNumber" | "eth_getBlockReceipts" => at(None),
+        "eth_getBalance" | "eth_getCode" | "eth_getTransactionCount" | "eth_call" => at(Some(1)),
+        "eth_getStorageAt" => at(Some(2)),
+        "eth_getLogs" => logs(list().as_deref(), need.pinned_latest),
         "eth_getTransactionByHash" | "eth_getTransactionReceipt" => Policy::Transaction,
         // Reads of the present with no block argument: shared while in flight.
         "eth_gasPrice"
@@ -168,8 +128,9 @@ fn logs(list: Option<&[&RawValue]>, pinned_latest: bool) -> Policy {
     if let Some(h) = filter.block_hash {
         return parse_hash(h).map_or(Policy::Never, Policy::ByHash);
     }
-    let number = |raw: Option<&RawValue>| match raw.map(block_arg) {
-        Some(BlockArg::Number(n)) => Some(n),
+    let number = |raw: Option<&RawValue>| match raw.map(BlockRef::parse) {
+        Some(BlockRef::Number(n)) => Some(n),
+        Some(BlockRef::Earliest) => Some(0),
         _ => None,
     };
     match (number(filter.from_block), number(filter.to_block)) {
@@ -181,6 +142,7 @@ fn logs(list: Option<&[&RawValue]>, pinned_latest: bool) -> Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::blocks::analyze;
 
     const H: &str = "0x88e96d4537bea4d9c05d12549907b32561d3bf31f45aae734cdc119f13406cb6";
 
@@ -188,13 +150,20 @@ mod tests {
         parse_hash(H).unwrap()
     }
 
+    /// The policy of a call as the router hands it over (`latest` pinned
+    /// to a served head of 0x20).
     fn p(method: &str, params: &str) -> Policy {
-        decide(method, Some(params), false)
+        let raw = RawValue::from_string(params.to_string()).unwrap();
+        decide(method, &analyze(method, Some(&raw), 0x20))
+    }
+
+    fn no_params(method: &str) -> Policy {
+        decide(method, &analyze(method, None, 0x20))
     }
 
     #[test]
     fn forever() {
-        assert_eq!(decide("net_version", None, false), Policy::Constant);
+        assert_eq!(no_params("net_version"), Policy::Constant);
         assert_eq!(
             p("eth_getBlockByHash", &format!(r#"["{H}",false]"#)),
             Policy::ByHash(hash())
@@ -270,16 +239,15 @@ mod tests {
     #[test]
     fn the_present_is_never_kept() {
         // `latest` arrives pinned to a number, with the flag set.
+        assert_eq!(p("eth_getBalance", r#"["0xab","latest"]"#), Policy::Share);
+        assert_eq!(p("eth_call", r#"[{"to":"0x1"}]"#), Policy::Share);
         assert_eq!(
-            decide("eth_getBalance", Some(r#"["0xab","0x20"]"#), true),
+            p("eth_getCode", r#"["0xab",{"blockNumber":"latest"}]"#),
             Policy::Share
         );
+        assert_eq!(p("eth_getLogs", r#"[{"fromBlock":"0x1"}]"#), Policy::Share);
         assert_eq!(
-            decide(
-                "eth_getLogs",
-                Some(r#"[{"fromBlock":"0x1","toBlock":"0x20"}]"#),
-                true
-            ),
+            p("eth_getLogs", r#"[{"fromBlock":"0x1","toBlock":"latest"}]"#),
             Policy::Share
         );
         assert_eq!(p("eth_getBalance", r#"["0xab","pending"]"#), Policy::Never);
@@ -302,7 +270,7 @@ mod tests {
         ] {
             assert_eq!(p(m, "[]"), Policy::Never, "{m}");
         }
-        assert_eq!(decide("eth_gasPrice", None, false), Policy::Share);
+        assert_eq!(no_params("eth_gasPrice"), Policy::Share);
         assert_eq!(p("eth_getBalance", r#"{"a":1}"#), Policy::Never);
         assert_eq!(p("eth_getBalance", r#"["0xab","0xzz"]"#), Policy::Never);
     }

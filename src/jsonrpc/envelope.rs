@@ -180,13 +180,16 @@ fn from_wire(wire: Wire<'_>, max_method_len: usize) -> Entry<'_> {
     if method.get().len() > max_method_len + 2 {
         return Err(invalid("method name is too long"));
     }
-    // Borrowed unless the name has escapes (serde's `Cow<str>` always allocates).
-    let method: Cow<str> = match serde_json::from_str::<&str>(method.get()) {
-        Ok(m) => Cow::Borrowed(m),
-        Err(_) => Cow::Owned(
-            serde_json::from_str::<String>(method.get())
-                .map_err(|_| invalid("method must be a string"))?,
-        ),
+    // Borrowed unless the name has escapes (serde's `Cow<str>` always
+    // allocates). Without a backslash the JSON string is its text between
+    // the quotes (a RawValue is valid JSON), so it is not parsed again.
+    let text = method.get();
+    let method: Cow<str> = if !text.contains('\\') {
+        Cow::Borrowed(&text[1..text.len() - 1])
+    } else {
+        Cow::Owned(
+            serde_json::from_str::<String>(text).map_err(|_| invalid("method must be a string"))?,
+        )
     };
     if method.is_empty() || method.len() > max_method_len {
         return Err(invalid("method name is empty or too long"));

@@ -53,7 +53,9 @@ pub const DEFAULT_COSTS: &[(&str, u32)] = &[
 
 #[derive(Debug)]
 pub struct CostTable {
-    exact: HashMap<Box<str>, u32>,
+    /// Looked up once per call: foldhash rather than SipHash, since only the
+    /// config fills it (a client's method names are only looked up).
+    exact: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     /// The operator's globs first, then the built-in ones.
     globs: Vec<(Box<str>, u32)>,
     default: u32,
@@ -61,7 +63,7 @@ pub struct CostTable {
 
 impl CostTable {
     pub fn new(config: &PolicyConfig) -> CostTable {
-        let mut exact = HashMap::new();
+        let mut exact = HashMap::default();
         let mut globs = Vec::new();
         for (m, c) in config.costs.iter().map(|(m, c)| (m.as_str(), *c)) {
             if m.contains('*') {

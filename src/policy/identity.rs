@@ -13,7 +13,7 @@
 
 use std::net::IpAddr;
 
-use http::{header, HeaderMap};
+use http::{header, HeaderMap, HeaderName};
 
 use crate::config::{canonical_ip, IpNet};
 
@@ -24,7 +24,8 @@ pub fn presented_key<'a>(headers: &'a HeaderMap, path_key: Option<&'a str>) -> O
             return Some(key);
         }
     }
-    if let Some(v) = headers.get("x-api-key") {
+    static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+    if let Some(v) = headers.get(&X_API_KEY) {
         if let Ok(key) = v.to_str() {
             let key = key.trim();
             if !key.is_empty() {

@@ -96,7 +96,9 @@ pub const DEFAULT_METHODS: &[&str] = &[
 /// A set of method names and globs.
 #[derive(Debug, Default)]
 struct Patterns {
-    exact: HashSet<Box<str>>,
+    /// Looked up once per call: foldhash rather than SipHash, since only the
+    /// config fills it (a client's method names are only looked up).
+    exact: HashSet<Box<str>, foldhash::fast::RandomState>,
     globs: Vec<Box<str>>,
 }
 

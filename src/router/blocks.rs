@@ -10,9 +10,12 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::cache::canon::{parse_hash, Hash};
 use crate::upstream::head::parse_quantity;
 
 /// Where a method takes its block parameter.
@@ -54,126 +57,149 @@ pub struct Need<'a> {
     /// Whether `latest` was pinned: the call reads the present, which the
     /// cache never keeps.
     pub pinned_latest: bool,
+    /// The block argument as the caller wrote it, for a method that takes
+    /// one at a fixed position (not `eth_getLogs`); `None` when it is absent
+    /// or the params are not a list. The cache decides by it too, so the
+    /// params are read once per call.
+    pub block: Option<BlockRef>,
 }
 
-/// A block reference as a client writes it.
-enum BlockRef {
+/// A block reference as a client writes it: a tag, a number or a hash, bare
+/// or as an EIP-1898 object (`{"blockNumber": ...}` or `{"blockHash": ...}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockRef {
     Latest,
-    Number(u64),
     Earliest,
-    /// pending, safe, finalized, a hash, or anything we do not read.
-    Present,
+    Number(u64),
+    Hash(Hash),
+    /// `pending`: changes with every transaction.
+    Pending,
+    /// `safe` or `finalized`: the present, as the node sees it.
+    Tag,
+    /// Missing pieces, both a number and a hash, or not a block reference
+    /// at all: the node judges it.
+    Unknown,
 }
 
-fn block_ref(raw: &RawValue) -> BlockRef {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Eip1898<'a> {
-        block_number: Option<&'a str>,
-    }
-    let text = raw.get();
-    match text {
-        "\"latest\"" => BlockRef::Latest,
-        "\"earliest\"" => BlockRef::Earliest,
-        _ if text.starts_with("\"0x") && text.len() <= 20 => {
-            parse_quantity(&text[1..text.len() - 1]).map_or(BlockRef::Present, BlockRef::Number)
+impl BlockRef {
+    pub fn parse(raw: &RawValue) -> BlockRef {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Eip1898<'a> {
+            block_number: Option<&'a str>,
+            block_hash: Option<&'a str>,
         }
-        _ if text.starts_with('{') => match serde_json::from_str::<Eip1898>(text) {
+        let text = raw.get();
+        if let Some(s) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            return BlockRef::from_str(s);
+        }
+        if !text.starts_with('{') {
+            return BlockRef::Unknown;
+        }
+        match serde_json::from_str::<Eip1898>(text) {
             Ok(Eip1898 {
-                block_number: Some("latest"),
-            }) => BlockRef::Latest,
+                block_hash: Some(h),
+                block_number: None,
+            }) => parse_hash(h).map_or(BlockRef::Unknown, BlockRef::Hash),
             Ok(Eip1898 {
                 block_number: Some(n),
-            }) => parse_quantity(n).map_or(BlockRef::Present, BlockRef::Number),
-            _ => BlockRef::Present,
-        },
-        _ => BlockRef::Present,
+                block_hash: None,
+            }) => BlockRef::from_str(n),
+            _ => BlockRef::Unknown,
+        }
+    }
+
+    /// The text of a JSON string (escapes are not read: they make it `Unknown`).
+    fn from_str(s: &str) -> BlockRef {
+        match s {
+            "latest" => BlockRef::Latest,
+            "earliest" => BlockRef::Earliest,
+            "pending" => BlockRef::Pending,
+            "safe" | "finalized" => BlockRef::Tag,
+            _ if s.len() == 66 => parse_hash(s).map_or(BlockRef::Unknown, BlockRef::Hash),
+            _ => parse_quantity(s).map_or(BlockRef::Unknown, BlockRef::Number),
+        }
     }
 }
 
 /// Analyses a call's params against the served head `served`.
 pub fn analyze<'a>(method: &str, params: Option<&'a RawValue>, served: u64) -> Need<'a> {
     let original = || params.map(|p| Cow::Borrowed(p.get()));
-    let present = Need {
-        min_head: served,
+    let keep = |min_head: u64, block: Option<BlockRef>| Need {
+        min_head,
         params: original(),
         pinned_latest: false,
+        block,
     };
     let Some(arg) = block_arg(method) else {
-        return present;
+        return keep(served, None);
     };
     let Some(params) = params.filter(|p| p.get().starts_with('[')) else {
-        return present;
+        return keep(served, None);
     };
-    let Ok(mut list) = serde_json::from_str::<Vec<&RawValue>>(params.get()) else {
-        return present;
-    };
-    let pinned = pinned_latest(served);
+    let list = || serde_json::from_str::<Vec<&RawValue>>(params.get()).ok();
     match arg {
         BlockArg::At(i) | BlockArg::AtOrLatest(i) => {
-            let min_head = match list.get(i).map(|raw| block_ref(raw)) {
-                Some(BlockRef::Latest) => {
-                    list[i] = &pinned;
-                    served
-                }
-                None if matches!(arg, BlockArg::AtOrLatest(_)) && list.len() == i => {
-                    list.push(&pinned);
-                    served
-                }
-                Some(BlockRef::Number(n)) => {
-                    return Need {
-                        min_head: n,
-                        params: original(),
-                        pinned_latest: false,
-                    }
-                }
-                Some(BlockRef::Earliest) => {
-                    return Need {
-                        min_head: 0,
-                        params: original(),
-                        pinned_latest: false,
-                    }
-                }
-                _ => return present,
+            // Only the block argument is read; the list is collected only
+            // when `latest` is pinned into it.
+            let Some((len, at)) = nth(params, i) else {
+                return keep(served, None);
             };
+            let block = at.map(BlockRef::parse);
+            match block {
+                Some(BlockRef::Latest) => {}
+                None if matches!(arg, BlockArg::AtOrLatest(_)) && len == i => {}
+                Some(BlockRef::Number(n)) => return keep(n, block),
+                Some(BlockRef::Earliest) => return keep(0, block),
+                _ => return keep(served, block),
+            }
+            let Some(mut list) = list() else {
+                return keep(served, None);
+            };
+            let pin = pinned_latest(served);
+            match list.get_mut(i) {
+                Some(slot) => *slot = &pin,
+                None => list.push(&pin),
+            }
             Need {
-                min_head,
+                min_head: served,
                 params: Some(Cow::Owned(to_json(&list))),
                 pinned_latest: true,
+                block,
             }
         }
         BlockArg::LogFilter => {
+            let Some(mut list) = list() else {
+                return keep(served, None);
+            };
             let Some(filter) = list.first().copied() else {
-                return present;
+                return keep(served, None);
             };
             let Ok(mut filter) = serde_json::from_str::<BTreeMap<String, &RawValue>>(filter.get())
             else {
-                return present;
+                return keep(served, None);
             };
             if filter.contains_key("blockHash") {
-                return present;
+                return keep(served, None);
             }
+            let pin = pinned_latest(served);
             let mut rewrote = false;
             let mut min_head = 0;
             for key in ["fromBlock", "toBlock"] {
-                let at = match filter.get(key).map(|raw| block_ref(raw)) {
+                let at = match filter.get(key).map(|raw| BlockRef::parse(raw)) {
                     None | Some(BlockRef::Latest) => {
-                        filter.insert(key.to_string(), &pinned);
+                        filter.insert(key.to_string(), &pin);
                         rewrote = true;
                         served
                     }
                     Some(BlockRef::Number(n)) => n,
                     Some(BlockRef::Earliest) => 0,
-                    Some(BlockRef::Present) => served,
+                    Some(_) => served,
                 };
                 min_head = min_head.max(at);
             }
             if !rewrote {
-                return Need {
-                    min_head,
-                    params: original(),
-                    pinned_latest: false,
-                };
+                return keep(min_head, None);
             }
             let filter = to_json(&filter);
             let filter = RawValue::from_string(filter).expect("a serialized map is valid JSON");
@@ -182,9 +208,36 @@ pub fn analyze<'a>(method: &str, params: Option<&'a RawValue>, served: u64) -> N
                 min_head,
                 params: Some(Cow::Owned(to_json(&list))),
                 pinned_latest: true,
+                block: None,
             }
         }
     }
+}
+
+/// The length of the JSON array `list` and its element at `i`, read without
+/// collecting the elements; `None` when `list` is not an array.
+fn nth(list: &RawValue, i: usize) -> Option<(usize, Option<&RawValue>)> {
+    struct Nth(usize);
+    impl<'de> Visitor<'de> for Nth {
+        type Value = (usize, Option<&'de RawValue>);
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of params")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let (mut len, mut at) = (0, None);
+            while let Some(item) = seq.next_element::<&'de RawValue>()? {
+                if len == self.0 {
+                    at = Some(item);
+                }
+                len += 1;
+            }
+            Ok((len, at))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(list.get());
+    let found = de.deserialize_seq(Nth(i)).ok()?;
+    de.end().ok()?;
+    Some(found)
 }
 
 fn pinned_latest(served: u64) -> Box<RawValue> {
@@ -317,6 +370,17 @@ mod tests {
                 serde_json::from_str::<serde_json::Value>(&p).expect("params stay JSON");
             }
         }
+    }
+
+    #[test]
+    fn one_element_is_read_without_collecting_the_list() {
+        let raw = RawValue::from_string(r#"["a", 1, {"x":[1,"]"]}]"#.to_string()).unwrap();
+        let at = |i| nth(&raw, i).map(|(len, v)| (len, v.map(RawValue::get)));
+        assert_eq!(at(0), Some((3, Some(r#""a""#))));
+        assert_eq!(at(2), Some((3, Some(r#"{"x":[1,"]"]}"#))));
+        assert_eq!(at(3), Some((3, None)));
+        let object = RawValue::from_string(r#"{"a":1}"#.to_string()).unwrap();
+        assert!(nth(&object, 0).is_none());
     }
 
     #[test]

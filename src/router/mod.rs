@@ -60,10 +60,7 @@ pub async fn route(
     let Some(cache) = net.cache.as_deref() else {
         return forward(net, view, served, need.min_head, &call.method, params).await;
     };
-    match cache
-        .lookup(view, &call.method, params, need.pinned_latest)
-        .await
-    {
+    match cache.lookup(view, &call.method, &need).await {
         Lookup::Answered(outcome) => outcome,
         Lookup::Pass => forward(net, view, served, need.min_head, &call.method, params).await,
         Lookup::Fetch(ticket) => {

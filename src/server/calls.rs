@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 use super::rescue;
 use super::Routes;
 use crate::jsonrpc::{self, error_response, join_batch, Call, Entry, ErrorObject, Id, Payload};
-use crate::metrics::{metrics, Outcome};
+use crate::metrics::Outcome;
 use crate::policy::{Caller, Policy, Refusal};
 use crate::router;
 use crate::subscriptions::{is_subscription_method, Session, SubscriptionError};
@@ -208,13 +208,9 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn count(&self, method: &str, outcome: Outcome, elapsed: Option<Duration>) {
-        metrics().call(
-            &self.network.config.name,
-            method,
-            self.client,
-            outcome,
-            elapsed,
-        );
+        self.network
+            .series
+            .call(method, self.client, outcome, elapsed);
     }
 
     /// One log line for a call that failed (warn) or was refused (info).

@@ -12,9 +12,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use super::calls::{self, RequestId};
@@ -80,10 +81,9 @@ async fn serve(
     let (network, path_key) = routes
         .resolve(req.uri().path())
         .ok_or(HttpRefusal::UnknownNetwork)?;
-    let network = network.clone();
     if ws::is_upgrade(&req) {
         let key = path_key.map(str::to_string);
-        return ws::upgrade(gateway, &routes, &network, key.as_deref(), peer, req, hold);
+        return ws::upgrade(gateway, &routes, network, key.as_deref(), peer, req, hold);
     }
     if req.method() != Method::POST {
         return Err(HttpRefusal::MethodNotAllowed);
@@ -104,19 +104,16 @@ async fn serve(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(HttpRefusal::TooLarge { limit });
     }
-    let read = Limited::new(req.into_body(), limit).collect();
-    let body = tokio::time::timeout(routes.limits.body_read_timeout, read)
-        .await
-        .map_err(|_| HttpRefusal::BodyTimeout)?
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                HttpRefusal::TooLarge { limit }
-            } else {
-                HttpRefusal::BodyRead
-            }
-        })?;
-    let body = body.to_bytes();
-    let answered = calls::answer_message(&routes, &network, &caller, &body, None, request_id).await;
+    // A small body usually came with the headers: taken at once, without
+    // arming the read timer.
+    let mut read = std::pin::pin!(read_body(req.into_body(), limit));
+    let body = match read.as_mut().now_or_never() {
+        Some(done) => done?,
+        None => tokio::time::timeout(routes.limits.body_read_timeout, read)
+            .await
+            .map_err(|_| HttpRefusal::BodyTimeout)??,
+    };
+    let answered = calls::answer_message(&routes, network, &caller, &body, None, request_id).await;
     let (status, answer, retry_after) = (answered.status, answered.body, answered.retry_after);
     let mut response = match answer {
         Some(body) => json(status, body),
@@ -128,6 +125,33 @@ async fn serve(
             .insert(header::RETRY_AFTER, retry_after_value(wait));
     }
     Ok(response)
+}
+
+/// The whole body, at most `limit` bytes. A body that arrives in one frame
+/// (a small call, sent with its headers) is kept as it came, without a copy.
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, HttpRefusal> {
+    let mut whole = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| HttpRefusal::BodyRead)?.into_data() else {
+            continue; // trailers
+        };
+        let len = joined.as_ref().map_or(whole.len(), BytesMut::len) + data.len();
+        if len > limit {
+            return Err(HttpRefusal::TooLarge { limit });
+        }
+        match &mut joined {
+            Some(buf) => buf.extend_from_slice(&data),
+            None if whole.is_empty() => whole = data,
+            None => {
+                let mut buf = BytesMut::with_capacity(len);
+                buf.extend_from_slice(&whole);
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+        }
+    }
+    Ok(joined.map_or(whole, BytesMut::freeze))
 }
 
 /// Whole seconds, rounded up, at least 1.
@@ -142,16 +166,16 @@ fn json_content_type(value: Option<&HeaderValue>) -> bool {
     let Ok(value) = value.to_str() else {
         return false;
     };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    matches!(
-        essence.as_str(),
-        "application/json" | "application/json-rpc" | "application/jsonrequest"
-    )
+    // Visible ASCII only (`to_str`), so bytes and ASCII trimming are exact.
+    let essence = value.as_bytes().split(|b| *b == b';').next();
+    let essence = essence.unwrap_or_default().trim_ascii();
+    [
+        &b"application/json"[..],
+        b"application/json-rpc",
+        b"application/jsonrequest",
+    ]
+    .iter()
+    .any(|t| essence.eq_ignore_ascii_case(t))
 }
 
 pub(super) fn json(status: StatusCode, body: Bytes) -> Response<Body> {

@@ -20,6 +20,7 @@ mod gateway;
 mod http;
 pub mod reload;
 mod rescue;
+mod timer;
 mod ws;
 
 use std::future::Future;
@@ -29,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -101,7 +102,7 @@ impl Server {
         // A client that never finishes its headers does not hold a connection forever.
         builder
             .http1()
-            .timer(TokioTimer::new())
+            .timer(timer::ReusingTimer)
             .header_read_timeout(self.header_timeout);
         tokio::pin!(shutdown);
         loop {

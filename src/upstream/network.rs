@@ -17,6 +17,7 @@ use super::head::{self, HeadState};
 use super::view::{self, NetworkView, ServedHead, Tracked};
 use crate::cache::Cache;
 use crate::config::{HeadConfig, NetworkConfig, RedisConfig, UpstreamConfig};
+use crate::metrics::NetworkSeries;
 
 /// Everything that makes two trackers interchangeable.
 #[derive(PartialEq)]
@@ -60,6 +61,8 @@ impl Drop for TrackedBackend {
 /// (and trackers no other network uses).
 pub struct Network {
     pub config: NetworkConfig,
+    /// Its call counters and latency histograms, resolved once.
+    pub series: NetworkSeries,
     /// `None` when the network's cache is disabled.
     pub cache: Option<Arc<Cache>>,
     cache_tasks: Vec<JoinHandle<()>>,
@@ -160,6 +163,7 @@ impl Network {
             cache
         });
         Network {
+            series: NetworkSeries::new(&config.name),
             config,
             cache,
             cache_tasks,
