@@ -71,11 +71,6 @@ pub static KNOWN_METHODS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
         .collect()
 });
 
-/// The label for a method a caller named: itself when known, else `other`.
-pub fn method_label(method: &str) -> &'static str {
-    KNOWN_METHODS.get(method).copied().unwrap_or("other")
-}
-
 /// Method labels in a fixed order, `other` last, and each one's position.
 static METHOD_LABELS: LazyLock<(Vec<&'static str>, HashMap<&'static str, usize>)> =
     LazyLock::new(|| {
@@ -513,6 +508,38 @@ fn ws_metrics(registry: &Registry) -> (IntGaugeVec, IntGaugeVec, IntCounterVec) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn call_series_fold_unknown_methods_and_count_each_client_apart() {
+        let series = NetworkSeries::new("unit-net");
+        let at = |method: &str, client: &str, outcome: &str| {
+            metrics()
+                .requests
+                .with_label_values(&["unit-net", method, client, outcome])
+                .get()
+        };
+        for _ in 0..3 {
+            series.call(
+                "eth_call",
+                "dapp",
+                Outcome::Ok,
+                Some(Duration::from_millis(2)),
+            );
+        }
+        series.call("eth_call", "anonymous", Outcome::Limited, None);
+        series.call("eth_madeUp", "dapp", Outcome::Blocked, None);
+        series.call("", "dapp", Outcome::Invalid, None);
+        assert_eq!(at("eth_call", "dapp", "ok"), 3);
+        assert_eq!(at("eth_call", "anonymous", "limited"), 1);
+        assert_eq!(at("eth_call", "anonymous", "ok"), 0);
+        assert_eq!(at("other", "dapp", "blocked"), 1);
+        assert_eq!(at("other", "dapp", "invalid"), 1);
+        let histogram = metrics()
+            .request_duration
+            .with_label_values(&["unit-net", "eth_call"]);
+        assert_eq!(histogram.get_sample_count(), 3);
+        assert!(!metrics().render().contains("eth_madeUp"));
+    }
 
     #[test]
     fn counters_render_with_their_names() {

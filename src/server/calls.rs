@@ -143,6 +143,9 @@ async fn admit(policy: &Policy, caller: &Caller<'_>, entry: &Entry<'_>) -> Resul
     }
 }
 
+/// The header a request id comes and goes in.
+pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// The id a failed request is logged and answered with.
 pub struct RequestId {
     /// The caller's own id, when it is short and made of plain characters.
@@ -162,7 +165,7 @@ impl RequestId {
                     .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
         };
         RequestId {
-            given: headers.get("x-request-id").filter(plain).cloned(),
+            given: headers.get(&X_REQUEST_ID).filter(plain).cloned(),
             ..RequestId::random()
         }
     }

@@ -18,7 +18,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use super::calls::{self, RequestId};
+use super::calls::{self, RequestId, X_REQUEST_ID};
 use super::rescue::{self, HttpRefusal};
 use super::{ws, ConnHold, Gateway};
 use crate::jsonrpc::{error_response, Id};
@@ -55,7 +55,7 @@ pub async fn handle(
     };
     if request_id.has_failed() {
         if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
-            response.headers_mut().insert("x-request-id", value);
+            response.headers_mut().insert(X_REQUEST_ID, value);
         }
     }
     metrics().http_response(response.status());
