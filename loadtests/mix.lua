@@ -1,6 +1,6 @@
 -- The request mix of the load test: common DApp reads, in rotation.
 -- eth_blockNumber is the only call rpcgate answers itself (from its served head).
--- `errors` is a global so that `done` can read it from each thread.
+dofile("loadtests/count-errors.lua")
 local bodies = {
   '{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}',
   '{"jsonrpc":"2.0","id":2,"method":"eth_getBalance","params":["0x70997970C51812dc3A010C7d01b54e5C0979720C","latest"]}',
@@ -9,29 +9,9 @@ local bodies = {
   '{"jsonrpc":"2.0","id":5,"method":"eth_getTransactionCount","params":["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266","latest"]}',
   '{"jsonrpc":"2.0","id":6,"method":"eth_gasPrice","params":[]}',
 }
-local threads = {}
 local i = 0
-errors = 0
-
-function setup(thread)
-  table.insert(threads, thread)
-end
 
 function request()
   i = i % #bodies + 1
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[i])
-end
-
-function response(status, headers, body)
-  if status ~= 200 or string.find(body, '"error"', 1, true) then
-    errors = errors + 1
-  end
-end
-
-function done(summary, latency, requests)
-  local total = 0
-  for _, t in ipairs(threads) do
-    total = total + t:get("errors")
-  end
-  io.write(string.format("JSON-RPC errors: %d\n", total))
 end

@@ -364,13 +364,7 @@ impl Fleet {
     /// Lets replica `i` follow the fleet again; it replays the blocks it missed now.
     pub async fn release(&self, i: usize) -> Result<(), FleetError> {
         let mut state = self.inner.state.lock().await;
-        let State {
-            replicas, history, ..
-        } = &mut *state;
-        let replica = replicas.get_mut(i).ok_or(FleetError::NoSuchReplica {
-            index: i,
-            len: self.len(),
-        })?;
+        let (replica, history) = state.replica_and_history(i)?;
         replica.held_at = None;
         if replica.process.is_some() {
             replica.sync_to(history, history.len() as u64).await?;
@@ -395,13 +389,7 @@ impl Fleet {
     /// the history, up to the fleet head or, if held, up to where it was held.
     pub async fn restart(&self, i: usize) -> Result<(), FleetError> {
         let mut state = self.inner.state.lock().await;
-        let State {
-            replicas, history, ..
-        } = &mut *state;
-        let replica = replicas.get_mut(i).ok_or(FleetError::NoSuchReplica {
-            index: i,
-            len: self.len(),
-        })?;
+        let (replica, history) = state.replica_and_history(i)?;
         replica.respawn(&self.inner.anvil_opts).await?;
         let target = replica.target(history.len() as u64);
         replica.sync_to(history, target).await?;
@@ -523,10 +511,20 @@ impl State {
     }
 
     fn replica_mut(&mut self, i: usize) -> Result<&mut Replica, FleetError> {
+        Ok(self.replica_and_history(i)?.0)
+    }
+
+    /// Replica `i` and the history it replays, borrowed together.
+    fn replica_and_history(
+        &mut self,
+        i: usize,
+    ) -> Result<(&mut Replica, &[MinedBlock]), FleetError> {
         let len = self.replicas.len();
-        self.replicas
+        let replica = self
+            .replicas
             .get_mut(i)
-            .ok_or(FleetError::NoSuchReplica { index: i, len })
+            .ok_or(FleetError::NoSuchReplica { index: i, len })?;
+        Ok((replica, &self.history))
     }
 
     fn enqueue(&mut self, raw_tx: String) {
