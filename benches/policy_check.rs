@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
 use rpcgate::config::Config;
-use rpcgate::policy::Policy;
+use rpcgate::policy::ClientPolicy;
 use std::hint::black_box;
 
 const KEY: &str = "bench-key-0123456789abcdef";
@@ -49,7 +49,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let _guard = runtime.enter();
     let config = config();
-    let policy = Policy::new(&config.policy, None).unwrap();
+    let policy = ClientPolicy::new(&config.policy, None).unwrap();
     let peer: IpAddr = "192.0.2.1".parse().unwrap();
     let mut with_key = HeaderMap::new();
     with_key.insert("x-api-key", HeaderValue::from_static(KEY));

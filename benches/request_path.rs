@@ -19,12 +19,25 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::{header, HeaderMap, HeaderValue};
 use rpcgate::cache::{Cache, Lookup};
 use rpcgate::config::{CacheConfig, PolicyConfig};
+use rpcgate::eth::{self, methods, BlockArg, Method, Pinned};
 use rpcgate::jsonrpc::{self, Payload};
-use rpcgate::policy::Policy;
-use rpcgate::router::blocks;
+use rpcgate::policy::ClientPolicy;
+use rpcgate::router::RouteError;
 use rpcgate::upstream::{NetworkView, Reply};
 
 const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"eth_call","params":[{"from":"0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266","to":"0x70997970c51812dc3a010c7d01b54e5c0979720c","data":"0xa9059cbb00000000000000000000000070997970c51812dc3a010c7d01b54e5c0979720c0000000000000000000000000000000000000000000000000de0b6b3a7640000"},"latest"]}"#;
+
+/// Block pinning as the pipeline runs it: the method looked up in the
+/// table, then its block argument pinned.
+fn pin<'a>(
+    method: &str,
+    params: Option<&'a serde_json::value::RawValue>,
+    served: u64,
+) -> (Option<&'static Method>, Pinned<'a>) {
+    let spec = methods::lookup(method).map(|(_, m)| m);
+    let arg = spec.map_or(BlockArg::None, |m| m.block);
+    (spec, eth::pin(arg, params, served))
+}
 
 fn batch() -> String {
     format!("[{}]", vec![CALL; 100].join(","))
@@ -42,8 +55,8 @@ fn bench(c: &mut Criterion) {
             else {
                 unreachable!()
             };
-            let need = blocks::analyze(&call.method, call.params, 0x1234);
-            black_box(&need);
+            let pinned = pin(&call.method, call.params, 0x1234);
+            black_box(&pinned);
             black_box(jsonrpc::result_response(call.reply_id(), result))
         })
     });
@@ -61,7 +74,7 @@ fn bench(c: &mut Criterion) {
                 .into_iter()
                 .map(|e| {
                     let call = e.unwrap();
-                    black_box(blocks::analyze(&call.method, call.params, 0x1234));
+                    black_box(pin(&call.method, call.params, 0x1234));
                     jsonrpc::result_response(call.reply_id(), result)
                 })
                 .collect();
@@ -79,7 +92,7 @@ fn cache_hit(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let policy = Policy::new(&PolicyConfig::default(), None).unwrap();
+    let policy = ClientPolicy::new(&PolicyConfig::default(), None).unwrap();
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
@@ -99,7 +112,7 @@ fn cache_hit(c: &mut Criterion) {
     ));
     let (_published, published) = tokio::sync::watch::channel(());
     let cache = rt.block_on(async {
-        let (cache, _tasks) = Cache::start(
+        let (cache, _tasks) = Cache::<RouteError>::start(
             "bench",
             &CacheConfig::default(),
             None,
@@ -111,8 +124,8 @@ fn cache_hit(c: &mut Criterion) {
         let Ok(Payload::Single(Ok(call))) = jsonrpc::parse(HIT.as_bytes(), 100, 128) else {
             unreachable!()
         };
-        let need = blocks::analyze(&call.method, call.params, 0x100);
-        let Lookup::Fetch(ticket) = cache.lookup(&view, &call.method, &need).await else {
+        let (spec, pinned) = pin(&call.method, call.params, 0x100);
+        let Lookup::Fetch(ticket) = cache.lookup(&view, &call.method, spec, &pinned).await else {
             panic!("the first call is a miss")
         };
         let stored = ticket
@@ -135,9 +148,9 @@ fn cache_hit(c: &mut Criterion) {
                         };
                         let caller = policy.identify(peer, &headers, None).unwrap();
                         policy.admit(&caller, &call.method).await.unwrap();
-                        let need = blocks::analyze(&call.method, call.params, 0x100);
+                        let (spec, pinned) = pin(&call.method, call.params, 0x100);
                         let Lookup::Answered(Ok(reply)) =
-                            cache.lookup(&view, &call.method, &need).await
+                            cache.lookup(&view, &call.method, spec, &pinned).await
                         else {
                             panic!("a hit")
                         };

@@ -2,14 +2,16 @@
 //!
 //! One process-wide [`prometheus::Registry`] owned here, so every metric name
 //! is declared in one file: the counters and histograms the request path and
-//! the upstream clients update. The state of backends, heads, caches and
-//! reloads is not kept here: `/metrics` reads it from the current snapshots at
-//! scrape time (see `server::admin`), so the request path pays nothing for it.
+//! the upstream clients update, and (in [`state`]) the names of the gauges of
+//! backends, heads, caches and reloads. Those are not kept in the registry:
+//! `/metrics` reads them from the current snapshots at scrape time (see
+//! `server::admin`), so the request path pays nothing for them.
 //!
 //! Labels only ever carry names from the config (a network, a backend, a
 //! client's name or `anonymous`) and fixed words. A method name becomes a
-//! label only when it is one of [`KNOWN_METHODS`]; anything else a caller
-//! invents is counted as `other`. So nothing a caller sends can grow the
+//! label only when it is one of [`KNOWN_METHODS`] (the method table of
+//! [`crate::eth::methods`]); anything else a caller invents is counted as
+//! `other`. So nothing a caller sends can grow the
 //! registry, and no key or key hash ever appears.
 
 use std::collections::{HashMap, HashSet};
@@ -22,64 +24,102 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::policy::methods::DEFAULT_METHODS;
+use crate::eth::methods::{lookup, METHODS};
 
-/// Methods that get a label of their own besides the default open list:
-/// the ones operators commonly open to trusted clients, and the dangerous
-/// ones whose blocked calls are worth seeing by name.
-const OTHER_KNOWN_METHODS: &[&str] = &[
-    "eth_accounts",
-    "eth_sign",
-    "eth_signTransaction",
-    "eth_signTypedData_v4",
-    "eth_sendTransaction",
-    "eth_coinbase",
-    "eth_getWork",
-    "eth_submitWork",
-    "debug_traceTransaction",
-    "debug_traceCall",
-    "debug_traceBlockByNumber",
-    "debug_traceBlockByHash",
-    "debug_getRawTransaction",
-    "trace_block",
-    "trace_transaction",
-    "trace_call",
-    "trace_filter",
-    "trace_replayTransaction",
-    "trace_replayBlockTransactions",
-    "txpool_content",
-    "txpool_status",
-    "txpool_inspect",
-    "admin_peers",
-    "admin_nodeInfo",
-    "admin_addPeer",
-    "personal_sign",
-    "personal_unlockAccount",
-    "miner_start",
-    "miner_stop",
-    "engine_forkchoiceUpdatedV3",
-    "engine_newPayloadV3",
-    "engine_getPayloadV3",
-];
+/// Every method with a label of its own: the methods of the method table.
+pub static KNOWN_METHODS: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| METHODS.iter().map(|m| m.name).collect());
 
-/// Every method with a label of its own.
-pub static KNOWN_METHODS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    DEFAULT_METHODS
-        .iter()
-        .chain(OTHER_KNOWN_METHODS)
-        .copied()
-        .collect()
+/// The label at each position: the method table's names in its order, then
+/// `other`.
+static METHOD_LABELS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut labels: Vec<&'static str> = METHODS.iter().map(|m| m.name).collect();
+    labels.push("other");
+    labels
 });
 
-/// Method labels in a fixed order, `other` last, and each one's position.
-static METHOD_LABELS: LazyLock<(Vec<&'static str>, HashMap<&'static str, usize>)> =
-    LazyLock::new(|| {
-        let mut labels: Vec<&'static str> = KNOWN_METHODS.iter().copied().collect();
-        labels.sort_unstable();
-        labels.push("other");
-        let index = labels.iter().enumerate().map(|(i, m)| (*m, i)).collect();
-        (labels, index)
-    });
+/// The metrics read from the snapshots at scrape time (see `server::admin`):
+/// declared here with the others, so that every name lives in this file.
+pub mod state {
+    /// A metric family's name, type and help text.
+    #[derive(Debug, Clone, Copy)]
+    pub struct StateMetric {
+        pub name: &'static str,
+        pub kind: &'static str,
+        pub help: &'static str,
+    }
+
+    pub const BACKEND_HEAD: StateMetric = StateMetric {
+        name: "rpcgate_backend_head",
+        kind: "gauge",
+        help: "Latest block number of a backend.",
+    };
+    pub const BACKEND_LAG_BLOCKS: StateMetric = StateMetric {
+        name: "rpcgate_backend_lag_blocks",
+        kind: "gauge",
+        help: "Blocks a backend is behind the best head.",
+    };
+    pub const BACKEND_ELIGIBLE: StateMetric = StateMetric {
+        name: "rpcgate_backend_eligible",
+        kind: "gauge",
+        help: "1 when a backend may serve.",
+    };
+    pub const BACKEND_IN_FLIGHT: StateMetric = StateMetric {
+        name: "rpcgate_backend_in_flight",
+        kind: "gauge",
+        help: "Requests in flight at a backend.",
+    };
+    pub const BACKEND_LATENCY_SECONDS: StateMetric = StateMetric {
+        name: "rpcgate_backend_latency_seconds",
+        kind: "gauge",
+        help: "Peak-EWMA latency estimate of a backend.",
+    };
+    pub const SERVED_HEAD: StateMetric = StateMetric {
+        name: "rpcgate_served_head",
+        kind: "gauge",
+        help: "The head rpcgate serves as latest.",
+    };
+    pub const FINALIZED_BLOCK: StateMetric = StateMetric {
+        name: "rpcgate_finalized_block",
+        kind: "gauge",
+        help: "The finalized block of a network.",
+    };
+    pub const ELIGIBLE_BACKENDS: StateMetric = StateMetric {
+        name: "rpcgate_eligible_backends",
+        kind: "gauge",
+        help: "Backends that may serve.",
+    };
+    pub const CACHE_EVENTS_TOTAL: StateMetric = StateMetric {
+        name: "rpcgate_cache_events_total",
+        kind: "counter",
+        help: "Cache lookups and stores by outcome.",
+    };
+    pub const CACHE_BYTES: StateMetric = StateMetric {
+        name: "rpcgate_cache_bytes",
+        kind: "gauge",
+        help: "Bytes held by the in-memory cache (keys, answers, bookkeeping).",
+    };
+    pub const CACHE_MAX_BYTES: StateMetric = StateMetric {
+        name: "rpcgate_cache_max_bytes",
+        kind: "gauge",
+        help: "The byte bound of the in-memory cache.",
+    };
+    pub const CACHE_ENTRIES: StateMetric = StateMetric {
+        name: "rpcgate_cache_entries",
+        kind: "gauge",
+        help: "Entries in the in-memory cache.",
+    };
+    pub const RELOADS_TOTAL: StateMetric = StateMetric {
+        name: "rpcgate_reloads_total",
+        kind: "counter",
+        help: "Config reloads by result.",
+    };
+    pub const READY: StateMetric = StateMetric {
+        name: "rpcgate_ready",
+        kind: "gauge",
+        help: "1 when ready for traffic.",
+    };
+}
 
 /// How one call ended, as the `outcome` label of `rpcgate_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -425,16 +465,14 @@ impl NetworkSeries {
     pub fn new(network: &str) -> NetworkSeries {
         NetworkSeries {
             network: network.to_string(),
-            methods: (0..METHOD_LABELS.0.len())
-                .map(|_| OnceLock::new())
-                .collect(),
+            methods: (0..METHOD_LABELS.len()).map(|_| OnceLock::new()).collect(),
         }
     }
 
     /// Counts one call of `method` by `client`; `elapsed` is given for routed calls.
     pub fn call(&self, method: &str, client: &str, outcome: Outcome, elapsed: Option<Duration>) {
-        let (labels, index) = &*METHOD_LABELS;
-        let at = index.get(method).copied().unwrap_or(labels.len() - 1);
+        let labels = &*METHOD_LABELS;
+        let at = lookup(method).map_or(labels.len() - 1, |(i, _)| i);
         let label = labels[at];
         let series = self.methods[at].get_or_init(|| MethodSeries {
             duration: metrics()

@@ -12,8 +12,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::canon::{parse_hash, Hash};
-use crate::upstream::head::parse_quantity;
+use crate::eth::{parse_hash, parse_quantity, Hash};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

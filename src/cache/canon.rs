@@ -9,38 +9,13 @@
 //!
 //! The chain is rebuilt by the reorg control loop ([`super::reorg`]), never by
 //! the request path, and published as an immutable snapshot. It covers at most
-//! [`super::CANON_WINDOW`] blocks below the served head, and nothing at or
+//! [`CANON_WINDOW`] blocks below the served head, and nothing at or
 //! below the finalized block, which cannot change.
 
 use std::future::Future;
 
+use crate::eth::Hash;
 use crate::upstream::NetworkView;
-
-pub type Hash = [u8; 32];
-
-/// Parses `0x` and 64 hex digits.
-pub fn parse_hash(s: &str) -> Option<Hash> {
-    let digits = s.strip_prefix("0x")?.as_bytes();
-    if digits.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in digits.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
-}
-
-pub fn hash_hex(h: &Hash) -> String {
-    let mut s = String::with_capacity(66);
-    s.push_str("0x");
-    for b in h {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
 
 /// What a view says about the chain: its served head and the reorgs its
 /// trackers have counted. A chain built for another stamp is not trusted.
@@ -260,17 +235,5 @@ mod tests {
         })
         .await;
         assert!(r.is_err());
-    }
-
-    #[test]
-    fn hashes_parse_strictly() {
-        let text = "0x88e96d4537bea4d9c05d12549907b32561d3bf31f45aae734cdc119f13406cb6";
-        assert_eq!(hash_hex(&parse_hash(text).unwrap()), text);
-        assert!(parse_hash(&text[..65]).is_none());
-        assert!(parse_hash(&text.replace('8', "g")).is_none());
-        assert!(
-            parse_hash("88e96d4537bea4d9c05d12549907b32561d3bf31f45aae734cdc119f13406cb6aa")
-                .is_none()
-        );
     }
 }

@@ -10,6 +10,10 @@
 //! A leader whose client went away is dropped mid-call: its guard removes the
 //! key and closes the channel, and its followers start over (one of them
 //! becomes the new leader), so nobody waits for an answer that never comes.
+//!
+//! The table is generic over what a flight ends with (`T`): the cache
+//! shares whatever the pipeline's upstream call returns, answer or error,
+//! without knowing the router's error type.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,32 +21,36 @@ use std::sync::Mutex;
 use tokio::sync::watch;
 
 use super::key::Key;
-use crate::router::RouteError;
-use crate::upstream::Reply;
 
-pub type Outcome = Result<Reply, RouteError>;
-type Slot = watch::Receiver<Option<Outcome>>;
+type Slot<T> = watch::Receiver<Option<T>>;
 
-#[derive(Default)]
-pub struct Flights {
-    table: Mutex<HashMap<Key, Slot>>,
+pub struct Flights<T> {
+    table: Mutex<HashMap<Key, Slot<T>>>,
+}
+
+impl<T> Default for Flights<T> {
+    fn default() -> Self {
+        Flights {
+            table: Mutex::default(),
+        }
+    }
 }
 
 /// Either the call to make, or the leader to wait for.
-pub enum Joined<'a> {
-    Lead(Lead<'a>),
-    Follow(Slot),
+pub enum Joined<'a, T> {
+    Lead(Lead<'a, T>),
+    Follow(Slot<T>),
 }
 
 /// The leader's duty: call upstream, then [`Lead::finish`].
-pub struct Lead<'a> {
-    flights: &'a Flights,
+pub struct Lead<'a, T> {
+    flights: &'a Flights<T>,
     key: Key,
-    tx: watch::Sender<Option<Outcome>>,
+    tx: watch::Sender<Option<T>>,
 }
 
-impl Flights {
-    pub fn join(&self, key: &Key) -> Joined<'_> {
+impl<T: Clone> Flights<T> {
+    pub fn join(&self, key: &Key) -> Joined<'_, T> {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = table.get(key) {
             return Joined::Follow(slot.clone());
@@ -63,22 +71,22 @@ impl Flights {
 }
 
 /// Waits for the leader. `None`: it gave up, start over.
-pub async fn follow(mut slot: Slot) -> Option<Outcome> {
+pub async fn follow<T: Clone>(mut slot: Slot<T>) -> Option<T> {
     match slot.wait_for(Option::is_some).await {
         Ok(outcome) => outcome.clone(),
         Err(_) => None,
     }
 }
 
-impl Lead<'_> {
+impl<T: Clone> Lead<'_, T> {
     /// Hands the outcome to every follower and ends the flight.
-    pub fn finish(self, outcome: &Outcome) {
+    pub fn finish(self, outcome: &T) {
         self.tx.send_replace(Some(outcome.clone()));
         // Drop removes the key.
     }
 }
 
-impl Drop for Lead<'_> {
+impl<T> Drop for Lead<'_, T> {
     fn drop(&mut self) {
         let mut table = self.flights.table.lock().unwrap_or_else(|p| p.into_inner());
         // Only our own flight: a new leader may already own the key.
@@ -94,7 +102,9 @@ impl Drop for Lead<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+
+    /// What the tests' flights end with: a result text, or a failure.
+    type Outcome = Result<&'static str, ()>;
 
     fn key() -> Key {
         Key::new("eth_getBalance", Some(r#"["0x1","0x2"]"#))
@@ -102,7 +112,7 @@ mod tests {
 
     #[tokio::test]
     async fn followers_get_the_leaders_outcome() {
-        let flights = Flights::default();
+        let flights = Flights::<Outcome>::default();
         let Joined::Lead(lead) = flights.join(&key()) else {
             panic!("the first caller leads")
         };
@@ -114,10 +124,10 @@ mod tests {
             .collect();
         let other = Key::new("eth_getBalance", Some(r#"["0x1","0x3"]"#));
         assert!(matches!(flights.join(&other), Joined::Lead(_)));
-        lead.finish(&Ok(Reply::result_from(Bytes::from_static(b"\"0x5\""))));
+        lead.finish(&Ok("\"0x5\""));
         for f in followers {
             let outcome = f.await.unwrap().expect("an outcome");
-            assert_eq!(outcome.unwrap().raw(), b"\"0x5\"");
+            assert_eq!(outcome.unwrap(), "\"0x5\"");
         }
         assert_eq!(flights.in_flight(), 0);
         assert!(
@@ -128,7 +138,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_leader_releases_its_followers() {
-        let flights = Flights::default();
+        let flights = Flights::<Outcome>::default();
         let lead = flights.join(&key());
         let Joined::Follow(slot) = flights.join(&key()) else {
             panic!()

@@ -1,20 +1,24 @@
 //! The response cache: answers that cannot change, served from memory, and
 //! never anything a reorg replaced.
 //!
-//! The router asks the cache after `latest` was pinned to the served head, so
-//! keys hold the pinned params. One call goes:
+//! The pipeline asks the cache after `latest` was pinned to the served head,
+//! so keys hold the pinned params, and before the router: a [`Lookup`] either
+//! answers the call, passes it through, or hands the caller a [`Ticket`] to
+//! call upstream with and complete. The cache never calls a backend for a
+//! request itself, and knows nothing of the router: what a flight ends with
+//! is `Result<Reply, E>` for the pipeline's error type `E`. One call goes:
 //!
-//! 1. [`policy`]: the method and params decide whether the call may be cached
-//!    (a typed [`Policy`]), only shared while in flight, or passed through.
+//! 1. [`rule`]: the method and params decide whether the call may be cached
+//!    (a typed [`CacheRule`]), only shared while in flight, or passed through.
 //! 2. [`store`]: a hit is served when its binding still holds: either it is
 //!    final, or every block it is bound to still has the bound hash in the
 //!    [`canon`] chain, and that chain was read for the very view the request
-//!    reads. Each hit is wrapped with the caller's id by the HTTP tier.
+//!    reads. Each hit is wrapped with the caller's id by the pipeline.
 //! 3. [`coalesce`]: identical calls in flight make one upstream call.
 //! 4. [`shared`]: on a local miss, forever-cacheable calls look in Redis.
 //! 5. The leader calls upstream (pinned to the bound block's hash, see
-//!    [`pin`]), checks the answer against the block it will be bound to
-//!    ([`answer`]), stores it, and hands it to its followers.
+//!    `pin`), and [`Ticket::complete`] checks the answer against the block it
+//!    will be bound to (`answer`), stores it, and hands it to its followers.
 //!
 //! Errors, `null`, answers over `max_entry_bytes`, reads of the present and
 //! of blocks not yet final (or not `confirmations` deep) are never stored.
@@ -28,8 +32,8 @@ pub mod canon;
 mod coalesce;
 mod key;
 mod pin;
-pub mod policy;
 mod reorg;
+pub mod rule;
 mod shared;
 mod store;
 
@@ -42,19 +46,15 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{CacheConfig, RedisConfig};
-use crate::router::blocks::Need;
-use crate::router::RouteError;
+use crate::config::{CacheConfig, RedisConfig, CACHE_CANON_WINDOW as CANON_WINDOW};
+use crate::eth::{Method, Pinned};
 use crate::upstream::{NetworkView, Reply};
 use canon::Canon;
 use coalesce::{Flights, Joined, Lead};
 pub use key::Key;
-pub use policy::Policy;
+pub use rule::CacheRule;
 use shared::SharedTier;
-use store::{Bind, Entry, Store};
-
-/// Blocks below the served head whose hashes the cache tracks.
-pub const CANON_WINDOW: u64 = 128;
+use store::{Bind, Store, Stored};
 
 /// How many times a follower starts over after its leader gave up, before it
 /// goes upstream on its own.
@@ -90,26 +90,26 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The cache of one network.
-pub struct Cache {
+/// The cache of one network; `E` is how a call that got no answer failed.
+pub struct Cache<E> {
     network: String,
     config: CacheConfig,
     store: Store,
-    flights: Flights,
+    flights: Flights<Result<Reply, E>>,
     canon: ArcSwap<Canon>,
     shared: Option<SharedTier>,
     stats: Arc<Stats>,
 }
 
-/// What the router does with a call after asking the cache.
-pub enum Lookup<'a> {
+/// What the pipeline does with a call after asking the cache.
+pub enum Lookup<'a, E> {
     /// Answered without a backend: a hit, or the outcome of an identical call.
-    Answered(Result<Reply, RouteError>),
+    Answered(Result<Reply, E>),
     /// Not the cache's business: call upstream as usual.
     Pass,
     /// A miss this caller leads: call upstream with [`Ticket::params`], then
     /// hand the outcome to [`Ticket::complete`].
-    Fetch(Ticket<'a>),
+    Fetch(Ticket<'a, E>),
 }
 
 /// How a miss will be stored.
@@ -122,17 +122,18 @@ enum Plan {
     Decide,
 }
 
-pub struct Ticket<'a> {
-    cache: &'a Cache,
-    lead: Lead<'a>,
+/// A miss the caller leads: what to send, and how to store the answer.
+pub struct Ticket<'a, E> {
+    cache: &'a Cache<E>,
+    lead: Lead<'a, Result<Reply, E>>,
     key: Key,
-    policy: Policy,
+    rule: CacheRule,
     plan: Plan,
     pinned: Option<String>,
     generation: u64,
 }
 
-impl Cache {
+impl<E: Clone + Send + Sync + 'static> Cache<E> {
     /// Creates the cache of `network` and starts its control loops: the reorg
     /// follower (woken by `published` whenever the view changes) and, with
     /// `shared`, the Redis tier. Returns the tasks to abort with the network.
@@ -143,7 +144,7 @@ impl Cache {
         view: Arc<ArcSwap<NetworkView>>,
         published: watch::Receiver<()>,
         probe_timeout: Duration,
-    ) -> (Arc<Cache>, Vec<JoinHandle<()>>) {
+    ) -> (Arc<Cache<E>>, Vec<JoinHandle<()>>) {
         let stats = Arc::new(Stats::default());
         let mut tasks = Vec::new();
         let shared = match (config.shared, redis) {
@@ -173,21 +174,23 @@ impl Cache {
         (cache, tasks)
     }
 
-    /// Looks a call up by what the router read of it: `need` holds the
-    /// params it will send (`latest` pinned) and the block argument.
+    /// Looks a call of `method` up (`spec`: its entry in the method table)
+    /// by its pinned params: `pinned` holds the params it will send
+    /// (`latest` pinned) and the block argument.
     pub async fn lookup<'a>(
         &'a self,
         view: &NetworkView,
         method: &str,
-        need: &Need<'_>,
-    ) -> Lookup<'a> {
-        let params = need.params.as_deref();
-        let policy = policy::decide(method, need);
-        if policy == Policy::Never {
+        spec: Option<&Method>,
+        pinned: &Pinned<'_>,
+    ) -> Lookup<'a, E> {
+        let params = pinned.params.as_deref();
+        let rule = rule::decide(spec, pinned);
+        if rule == CacheRule::Never {
             return Lookup::Pass;
         }
         let text = key::text(method, params);
-        if policy.may_store() {
+        if rule.may_store() {
             if let Some(hit) = self.hit(&text, view).await {
                 return Lookup::Answered(Ok(hit));
             }
@@ -209,7 +212,7 @@ impl Cache {
                 }
             }
         };
-        if policy.may_store() {
+        if rule.may_store() {
             // The leader before us may have stored it between our look and our join.
             if let Some(hit) = self.hit(key.as_str(), view).await {
                 let outcome = Ok(hit);
@@ -217,19 +220,19 @@ impl Cache {
                 return Lookup::Answered(outcome);
             }
             bump(&self.stats.misses);
-            if let Some(hit) = self.shared_hit(&policy, &key, view).await {
+            if let Some(hit) = self.shared_hit(&rule, &key, view).await {
                 let outcome = Ok(hit);
                 lead.finish(&outcome);
                 return Lookup::Answered(outcome);
             }
         }
         let canon = self.canon.load();
-        let (plan, pinned) = self.plan(&policy, params, view, &canon);
+        let (plan, pinned) = self.plan(&rule, params, view, &canon);
         Lookup::Fetch(Ticket {
             cache: self,
             lead,
             key,
-            policy,
+            rule,
             plan,
             pinned,
             generation: canon.generation,
@@ -245,15 +248,15 @@ impl Cache {
         Some(Reply::result_from(entry.result))
     }
 
-    fn holds(&self, entry: &Entry, view: &NetworkView) -> bool {
+    fn holds(&self, entry: &Stored, view: &NetworkView) -> bool {
         let canon = self.canon.load();
         entry
             .bind
             .holds(&canon, canon.is_current(view), view.finalized)
     }
 
-    async fn shared_hit(&self, policy: &Policy, key: &Key, view: &NetworkView) -> Option<Reply> {
-        let shared = self.shared.as_ref().filter(|_| policy.is_forever())?;
+    async fn shared_hit(&self, rule: &CacheRule, key: &Key, view: &NetworkView) -> Option<Reply> {
+        let shared = self.shared.as_ref().filter(|_| rule.is_forever())?;
         let entry = shared.get(key).await?;
         if !self.holds(&entry, view) {
             return None;
@@ -267,7 +270,7 @@ impl Cache {
     /// Decides, before the call, how its answer may be stored.
     fn plan(
         &self,
-        policy: &Policy,
+        rule: &CacheRule,
         params: Option<&str>,
         view: &NetworkView,
         canon: &Canon,
@@ -282,11 +285,15 @@ impl Cache {
             }
             canon.hash(n).copied()
         };
-        match *policy {
-            Policy::Never | Policy::Share => (Plan::Share, None),
-            Policy::Constant | Policy::ByHash(_) | Policy::Transaction => (Plan::Decide, None),
-            Policy::AtBlock { number, .. } if finalized(number) => (Plan::Store(Bind::Final), None),
-            Policy::AtBlock { number, pin_at } => match bound(number) {
+        match *rule {
+            CacheRule::Never | CacheRule::Share => (Plan::Share, None),
+            CacheRule::Constant | CacheRule::ByHash(_) | CacheRule::Transaction => {
+                (Plan::Decide, None)
+            }
+            CacheRule::AtBlock { number, .. } if finalized(number) => {
+                (Plan::Store(Bind::Final), None)
+            }
+            CacheRule::AtBlock { number, pin_at } => match bound(number) {
                 None => (Plan::Share, None),
                 Some(h) => match pin_at {
                     None => (Plan::Store(Bind::block(number, h)), None),
@@ -296,16 +303,16 @@ impl Cache {
                     },
                 },
             },
-            Policy::LogRange { to, .. } if finalized(to) => (Plan::Store(Bind::Final), None),
+            CacheRule::LogRange { to, .. } if finalized(to) => (Plan::Store(Bind::Final), None),
             // Above finality only one block at a time, pinned by hash: a node on
             // the other side of a reorg cannot answer it with other blocks' logs.
-            Policy::LogRange { from, to } if from == to => {
+            CacheRule::LogRange { from, to } if from == to => {
                 match bound(to).and_then(|h| Some((h, pin::log_filter(params?, &h)?))) {
                     Some((h, p)) => (Plan::Store(Bind::block(to, h)), Some(p)),
                     None => (Plan::Share, None),
                 }
             }
-            Policy::LogRange { .. } => (Plan::Share, None),
+            CacheRule::LogRange { .. } => (Plan::Share, None),
         }
     }
 
@@ -356,7 +363,7 @@ impl Cache {
     }
 }
 
-impl<'a> Ticket<'a> {
+impl<E: Clone + Send + Sync + 'static> Ticket<'_, E> {
     /// The params to send upstream: the router's, or pinned to the block hash
     /// the answer will be bound to.
     pub fn params<'p>(&'p self, original: Option<&'p str>) -> Option<&'p str> {
@@ -365,15 +372,11 @@ impl<'a> Ticket<'a> {
 
     /// Stores the answer when it may be kept, hands the outcome to the
     /// followers, and returns it.
-    pub async fn complete(
-        self,
-        view: &NetworkView,
-        outcome: Result<Reply, RouteError>,
-    ) -> Result<Reply, RouteError> {
+    pub async fn complete(self, view: &NetworkView, outcome: Result<Reply, E>) -> Result<Reply, E> {
         if let Ok(reply) = &outcome {
             if let Some(entry) = self.entry_for(view, reply) {
                 let cache = self.cache;
-                if let (Some(shared), true) = (&cache.shared, self.policy.is_forever()) {
+                if let (Some(shared), true) = (&cache.shared, self.rule.is_forever()) {
                     shared.put(&self.key, &entry);
                 }
                 cache.store.insert(self.key.clone(), entry).await;
@@ -385,7 +388,7 @@ impl<'a> Ticket<'a> {
     }
 
     /// The entry to keep for `reply`, if it may be kept.
-    fn entry_for(&self, view: &NetworkView, reply: &Reply) -> Option<Entry> {
+    fn entry_for(&self, view: &NetworkView, reply: &Reply) -> Option<Stored> {
         if matches!(self.plan, Plan::Share) || reply.is_error() {
             return None;
         }
@@ -397,8 +400,8 @@ impl<'a> Ticket<'a> {
         // A reorg seen during the call: bind nothing to the chain we started from.
         let current = canon.is_current(view) && canon.generation == self.generation;
         let finalized = |n: u64| view.finalized.is_some_and(|f| n <= f);
-        let bind = match (&self.plan, &self.policy) {
-            (Plan::Store(Bind::Final), _) | (Plan::Decide, Policy::Constant) => Bind::Final,
+        let bind = match (&self.plan, &self.rule) {
+            (Plan::Store(Bind::Final), _) | (Plan::Decide, CacheRule::Constant) => Bind::Final,
             (Plan::Store(bind @ Bind::Blocks { from, hashes }), _) => {
                 if !current {
                     return None;
@@ -414,7 +417,7 @@ impl<'a> Ticket<'a> {
                 }
                 bind.clone()
             }
-            (Plan::Decide, Policy::ByHash(h)) => {
+            (Plan::Decide, CacheRule::ByHash(h)) => {
                 let named = answer::blocks_named(raw).ok()?;
                 if named.iter().any(|(_, x)| x != h) {
                     return None;
@@ -431,13 +434,13 @@ impl<'a> Ticket<'a> {
                     return None;
                 }
             }
-            (Plan::Decide, Policy::Transaction) => match answer::blocks_named(raw).ok()?[..] {
+            (Plan::Decide, CacheRule::Transaction) => match answer::blocks_named(raw).ok()?[..] {
                 [(n, _)] if finalized(n) => Bind::Final,
                 _ => return None,
             },
             _ => return None,
         };
-        Some(Entry {
+        Some(Stored {
             // A copy of the result alone: the entry's weight is what it holds.
             result: Bytes::copy_from_slice(raw),
             bind,

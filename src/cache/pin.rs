@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
 
-use super::canon::{hash_hex, Hash};
+use crate::eth::hash::{to_hex, Hash};
 
 fn block_hash_object(h: &Hash) -> Box<RawValue> {
-    RawValue::from_string(format!("{{\"blockHash\":\"{}\"}}", hash_hex(h)))
+    RawValue::from_string(format!("{{\"blockHash\":\"{}\"}}", to_hex(h)))
         .expect("a block hash object is valid JSON")
 }
 
@@ -35,7 +35,7 @@ pub fn log_filter(params: &str, h: &Hash) -> Option<String> {
     let mut filter: BTreeMap<&str, &RawValue> = serde_json::from_str(filter.get()).ok()?;
     filter.remove("fromBlock");
     filter.remove("toBlock");
-    let hash = RawValue::from_string(format!("\"{}\"", hash_hex(h))).ok()?;
+    let hash = RawValue::from_string(format!("\"{}\"", to_hex(h))).ok()?;
     filter.insert("blockHash", &hash);
     let filter = RawValue::from_string(serde_json::to_string(&filter).ok()?).ok()?;
     serde_json::to_string(&[&filter]).ok()
@@ -48,7 +48,7 @@ mod tests {
     #[test]
     fn rewrites() {
         let h = [0xab; 32];
-        let hx = hash_hex(&h);
+        let hx = to_hex(&h);
         assert_eq!(
             block_param(r#"["0x1", "0x5"]"#, 1, &h).unwrap(),
             format!(r#"["0x1",{{"blockHash":"{hx}"}}]"#)

@@ -17,16 +17,16 @@ use arc_swap::ArcSwap;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use super::canon::{self, parse_hash, stamp_of, Header};
+use super::canon::{self, stamp_of, Header};
 use super::{Cache, CANON_WINDOW};
-use crate::upstream::head::parse_quantity;
+use crate::eth::{parse_hash, parse_quantity};
 use crate::upstream::{Backend, NetworkView};
 
 /// Wait before trying again after a failed read of the chain.
 const RETRY: Duration = Duration::from_millis(200);
 
-pub async fn follow(
-    cache: Arc<Cache>,
+pub async fn follow<E>(
+    cache: Arc<Cache<E>>,
     view: Arc<ArcSwap<NetworkView>>,
     mut published: watch::Receiver<()>,
     probe_timeout: Duration,
@@ -53,8 +53,8 @@ pub async fn follow(
     }
 }
 
-async fn refresh(
-    cache: &Cache,
+async fn refresh<E>(
+    cache: &Cache<E>,
     view: &NetworkView,
     stamp: (u64, u64),
     timeout: Duration,

@@ -26,10 +26,10 @@ use redis::AsyncCommands;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::canon::Hash;
 use super::key::Key;
-use super::store::{Bind, Entry};
+use super::store::{Bind, Stored};
 use super::Stats;
+use crate::eth::Hash;
 
 /// The longest a request waits for Redis before going upstream instead.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(100);
@@ -84,7 +84,7 @@ impl SharedTier {
     }
 
     /// The entry under `key`, if Redis has it and answers in time.
-    pub async fn get(&self, key: &Key) -> Option<Entry> {
+    pub async fn get(&self, key: &Key) -> Option<Stored> {
         let redis_key = self.redis_key(key);
         let read = async {
             let mut link = self.link.clone();
@@ -109,7 +109,7 @@ impl SharedTier {
     }
 
     /// Queues `entry` for Redis; dropped when the queue is full.
-    pub fn put(&self, key: &Key, entry: &Entry) {
+    pub fn put(&self, key: &Key, entry: &Stored) {
         if !matches!(&*self.link.borrow(), Link::Up(_)) {
             return;
         }
@@ -174,7 +174,7 @@ async fn write_loop(
 }
 
 /// `F` + result, or `B` + from (8 bytes) + count (2 bytes) + hashes + result.
-fn encode(entry: &Entry) -> Vec<u8> {
+fn encode(entry: &Stored) -> Vec<u8> {
     let mut out = Vec::with_capacity(entry.result.len() + 64);
     match &entry.bind {
         Bind::Final => out.push(b'F'),
@@ -193,7 +193,7 @@ fn encode(entry: &Entry) -> Vec<u8> {
 
 /// Reads what [`encode`] wrote; anything else (another version, a truncated
 /// value) is a miss, never a panic.
-fn decode(value: &[u8]) -> Option<Entry> {
+fn decode(value: &[u8]) -> Option<Stored> {
     let (&tag, rest) = value.split_first()?;
     let (bind, result) = match tag {
         b'F' => (Bind::Final, rest),
@@ -222,7 +222,7 @@ fn decode(value: &[u8]) -> Option<Entry> {
     if result.is_empty() {
         return None;
     }
-    Some(Entry {
+    Some(Stored {
         result: Bytes::copy_from_slice(result),
         bind,
     })
@@ -235,7 +235,7 @@ mod tests {
     #[test]
     fn values_round_trip_and_garbage_is_a_miss() {
         for bind in [Bind::Final, Bind::block(9, [7; 32])] {
-            let e = Entry {
+            let e = Stored {
                 result: Bytes::from_static(b"{\"a\":1}"),
                 bind,
             };
@@ -243,7 +243,7 @@ mod tests {
             assert_eq!(back.result, e.result);
             assert_eq!(back.bind, e.bind);
         }
-        let good = encode(&Entry {
+        let good = encode(&Stored {
             result: Bytes::from_static(b"\"0x1\""),
             bind: Bind::block(1, [1; 32]),
         });

@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::canon::{Canon, Hash};
+use super::canon::Canon;
 use super::key::Key;
 use super::Stats;
+use crate::eth::Hash;
 
 /// Bytes charged per entry beyond its key and value (map node, Arc headers).
 const ENTRY_OVERHEAD: usize = 96;
@@ -72,20 +73,20 @@ impl Bind {
 
 /// A cached answer: the raw `result` text and what it is bound to.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub struct Stored {
     pub result: Bytes,
     pub bind: Bind,
 }
 
 pub struct Store {
-    entries: moka::future::Cache<Key, Entry>,
+    entries: moka::future::Cache<Key, Stored>,
 }
 
 impl Store {
     pub fn new(max_bytes: u64, stats: Arc<Stats>) -> Store {
         let entries = moka::future::Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|k: &Key, e: &Entry| u32::try_from(weight(k, e)).unwrap_or(u32::MAX))
+            .weigher(|k: &Key, e: &Stored| u32::try_from(weight(k, e)).unwrap_or(u32::MAX))
             .support_invalidation_closures()
             .eviction_listener(move |_, _, cause| {
                 if cause == moka::notification::RemovalCause::Size {
@@ -96,11 +97,11 @@ impl Store {
         Store { entries }
     }
 
-    pub async fn get(&self, key: &str) -> Option<Entry> {
+    pub async fn get(&self, key: &str) -> Option<Stored> {
         self.entries.get(key).await
     }
 
-    pub async fn insert(&self, key: Key, entry: Entry) {
+    pub async fn insert(&self, key: Key, entry: Stored) {
         self.entries.insert(key, entry).await;
     }
 
@@ -137,7 +138,7 @@ impl Store {
     }
 }
 
-fn weight(k: &Key, e: &Entry) -> usize {
+fn weight(k: &Key, e: &Stored) -> usize {
     k.len() + e.result.len() + e.bind.weight() + ENTRY_OVERHEAD
 }
 
@@ -151,7 +152,7 @@ mod tests {
         let store = Store::new(64 * 1024, stats.clone());
         for i in 0..200 {
             let key = Key::new("eth_call", Some(&format!("[{i}]")));
-            let entry = Entry {
+            let entry = Stored {
                 result: Bytes::from(vec![b'a'; 4000]),
                 bind: Bind::Final,
             };

@@ -6,12 +6,16 @@
 //!    comes from `serde_path_to_error`);
 //! 2. [`validate`]: semantic checks (URLs, names, durations, ranges) and
 //!    defaults, producing an immutable [`Config`];
-//! 3. the running gateway receives it as an `Arc<Config>`.
+//! 3. the gateway builds its routes (networks, client policy) from that
+//!    value and publishes them with one atomic swap (`server::gateway`); a
+//!    reload validates a whole new [`Config`] first, so a bad file never
+//!    replaces a good one.
 //!
-//! The `policy:` section has its own module, [`policy`], for its validation.
+//! The `policy:` section (the client policy: keys, tiers, method rules,
+//! limits) has its own module, [`client_policy`], for its validation.
 
+mod client_policy;
 mod duration;
-mod policy;
 mod raw;
 mod validate;
 
@@ -19,11 +23,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-pub use duration::parse_duration;
-pub use policy::{
+pub use client_policy::{
     canonical_ip, ClientConfig, IpNet, KeyDigest, LimitsConfig, PolicyConfig, Rate, RedisFallback,
     TierConfig,
 };
+pub use duration::parse_duration;
 
 /// A configuration problem, with the dotted path of the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +145,12 @@ pub struct DiscoverConfig {
     pub resolver: Option<SocketAddr>,
 }
 
-/// The response cache of one network (see [`crate::cache`]).
+/// Blocks below the served head whose hashes the cache tracks (its window of
+/// the canonical chain). It is a config constant because `confirmations` is
+/// validated against it: a deeper binding could never be checked.
+pub const CACHE_CANON_WINDOW: u64 = 128;
+
+/// The response cache of one network (see `crate::cache`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CacheConfig {
     pub enabled: bool,

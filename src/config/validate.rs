@@ -10,7 +10,7 @@ use super::raw::{
 };
 use super::{
     parse_duration, CacheConfig, Config, ConfigError, DiscoverConfig, HeadConfig, LogConfig,
-    NetworkConfig, RedisConfig, ServerLimits, UpstreamConfig,
+    NetworkConfig, RedisConfig, ServerLimits, UpstreamConfig, CACHE_CANON_WINDOW,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8545";
@@ -29,8 +29,8 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_CACHE_MAX_ENTRY_BYTES: u64 = 1024 * 1024;
 /// Deeper than this, blocks leave the cache's window of tracked hashes
-/// (see `cache::canon`), so `confirmations` must stay below it.
-pub const MAX_CACHE_CONFIRMATIONS: u64 = crate::cache::CANON_WINDOW - 1;
+/// ([`CACHE_CANON_WINDOW`]), so `confirmations` must stay below it.
+pub const MAX_CACHE_CONFIRMATIONS: u64 = CACHE_CANON_WINDOW - 1;
 
 pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let listen = address("listen", raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
@@ -131,7 +131,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             ));
         }
     }
-    let policy = super::policy::policy(raw.policy)?;
+    let policy = super::client_policy::policy(raw.policy)?;
     let log = log(raw.log)?;
     Ok(Config {
         listen,

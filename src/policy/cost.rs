@@ -5,51 +5,14 @@
 //! read a little, `eth_call` and gas estimation more (they execute code), and
 //! log queries and traces much more (they scan many blocks or re-execute
 //! them). Operators override any entry, or add globs, with `policy.costs`;
-//! methods no entry matches cost `policy.default_cost`.
+//! methods no entry matches cost `policy.default_cost`. The built-in costs
+//! are a column of the method table ([`crate::eth::methods`]).
 
 use std::collections::HashMap;
 
 use super::methods::glob;
 use crate::config::PolicyConfig;
-
-/// Built-in costs; a `*` entry is a glob.
-pub const DEFAULT_COSTS: &[(&str, u32)] = &[
-    ("eth_chainId", 1),
-    ("net_version", 1),
-    ("net_listening", 1),
-    ("web3_clientVersion", 1),
-    ("eth_blockNumber", 5),
-    ("eth_syncing", 5),
-    ("eth_gasPrice", 10),
-    ("eth_maxPriorityFeePerGas", 10),
-    ("eth_blobBaseFee", 10),
-    ("eth_feeHistory", 10),
-    ("eth_getBalance", 15),
-    ("eth_getTransactionCount", 15),
-    ("eth_getCode", 15),
-    ("eth_getStorageAt", 15),
-    ("eth_getBlockByNumber", 15),
-    ("eth_getBlockByHash", 15),
-    ("eth_getTransactionByHash", 15),
-    ("eth_getTransactionReceipt", 15),
-    ("eth_getFilterChanges", 20),
-    ("eth_newFilter", 20),
-    ("eth_newBlockFilter", 20),
-    ("eth_uninstallFilter", 10),
-    ("eth_call", 25),
-    ("eth_estimateGas", 50),
-    ("eth_createAccessList", 50),
-    ("eth_getProof", 50),
-    ("eth_getBlockReceipts", 75),
-    ("eth_getLogs", 75),
-    ("eth_getFilterLogs", 75),
-    ("eth_simulateV1", 100),
-    ("eth_callMany", 100),
-    ("eth_sendRawTransaction", 100),
-    ("eth_sendRawTransactionSync", 100),
-    ("trace_*", 300),
-    ("debug_trace*", 300),
-];
+use crate::eth::methods::{COST_GLOBS, METHODS};
 
 #[derive(Debug)]
 pub struct CostTable {
@@ -72,13 +35,12 @@ impl CostTable {
                 exact.insert(m.into(), c);
             }
         }
-        for &(m, c) in DEFAULT_COSTS {
-            if m.contains('*') {
-                globs.push((m.into(), c));
-            } else {
-                exact.entry(m.into()).or_insert(c);
+        for m in METHODS {
+            if let Some(c) = m.cost {
+                exact.entry(m.name.into()).or_insert(c);
             }
         }
+        globs.extend(COST_GLOBS.iter().map(|&(g, c)| (g.into(), c)));
         CostTable {
             exact,
             globs,

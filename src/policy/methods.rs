@@ -1,25 +1,7 @@
 //! Which methods a caller may call: allow and deny lists of names and globs.
 //!
-//! The default list is explicit rather than "every `eth_`": what is open is
-//! what real clients send, and nothing that acts with the node's own keys
-//! (`eth_sign*`, `eth_sendTransaction`, `eth_accounts`, `personal_`), changes
-//! or inspects the node (`admin_`, `debug_`, `miner_`, `txpool_`, `engine_`,
-//! `les_`, `clique_`) or drives a dev node (`anvil_`, `hardhat_`, `evm_`).
-//! It was checked against the method names in the sources of:
-//! - ethers (v5 and v6): chain id, block number, fee data (`eth_gasPrice`,
-//!   `eth_maxPriorityFeePerGas`, `eth_feeHistory`), balances, nonce, code,
-//!   storage, `eth_call`, `eth_estimateGas`, blocks, transactions, receipts,
-//!   `eth_getLogs`, the filter methods for polling, `eth_subscribe`,
-//!   `net_version` (v5 network detection);
-//! - viem: the above plus `eth_blobBaseFee`, `eth_createAccessList`,
-//!   `eth_getProof`, `eth_simulateV1`, `eth_fillTransaction`,
-//!   `eth_getBlockReceipts`, `eth_sendRawTransactionSync`, the
-//!   block-transaction counts and `web3_clientVersion`;
-//! - web3.py: the above plus `eth_syncing`, `eth_getTransactionCount`,
-//!   uncle and raw-transaction lookups, `net_listening`, `net_peerCount`,
-//!   `web3_sha3`, `eth_protocolVersion`, `eth_mining`, `eth_hashrate`;
-//! - alloy: the above plus `eth_getAccount`, `eth_getAccountInfo`,
-//!   `eth_callMany`, `eth_getRawTransactionByHash`.
+//! The default list is the method table's `open` column
+//! ([`crate::eth::methods`], which says why each method is open or not).
 //!
 //! A client's own `allow` replaces the default list (`@default` brings it
 //! back inside that list); `deny` always wins.
@@ -27,71 +9,7 @@
 use std::collections::HashSet;
 
 use crate::config::TierConfig;
-
-/// Open to every caller unless a client's rules say otherwise.
-pub const DEFAULT_METHODS: &[&str] = &[
-    // net_ and web3_
-    "net_version",
-    "net_listening",
-    "net_peerCount",
-    "web3_clientVersion",
-    "web3_sha3",
-    // chain state
-    "eth_chainId",
-    "eth_blockNumber",
-    "eth_syncing",
-    "eth_protocolVersion",
-    "eth_mining",
-    "eth_hashrate",
-    "eth_gasPrice",
-    "eth_maxPriorityFeePerGas",
-    "eth_feeHistory",
-    "eth_blobBaseFee",
-    // accounts and execution
-    "eth_getBalance",
-    "eth_getTransactionCount",
-    "eth_getCode",
-    "eth_getStorageAt",
-    "eth_getProof",
-    "eth_getAccount",
-    "eth_getAccountInfo",
-    "eth_call",
-    "eth_callMany",
-    "eth_estimateGas",
-    "eth_createAccessList",
-    "eth_simulateV1",
-    "eth_fillTransaction",
-    // blocks
-    "eth_getBlockByNumber",
-    "eth_getBlockByHash",
-    "eth_getBlockReceipts",
-    "eth_getBlockTransactionCountByNumber",
-    "eth_getBlockTransactionCountByHash",
-    "eth_getUncleByBlockHashAndIndex",
-    "eth_getUncleByBlockNumberAndIndex",
-    "eth_getUncleCountByBlockHash",
-    "eth_getUncleCountByBlockNumber",
-    // transactions
-    "eth_getTransactionByHash",
-    "eth_getTransactionByBlockHashAndIndex",
-    "eth_getTransactionByBlockNumberAndIndex",
-    "eth_getRawTransactionByHash",
-    "eth_getRawTransactionByBlockHashAndIndex",
-    "eth_getRawTransactionByBlockNumberAndIndex",
-    "eth_getTransactionReceipt",
-    "eth_sendRawTransaction",
-    "eth_sendRawTransactionSync",
-    // logs, filters, subscriptions
-    "eth_getLogs",
-    "eth_newFilter",
-    "eth_newBlockFilter",
-    "eth_newPendingTransactionFilter",
-    "eth_getFilterChanges",
-    "eth_getFilterLogs",
-    "eth_uninstallFilter",
-    "eth_subscribe",
-    "eth_unsubscribe",
-];
+use crate::eth::methods::open_methods;
 
 /// A set of method names and globs.
 #[derive(Debug, Default)]
@@ -107,8 +25,7 @@ impl Patterns {
         let mut p = Patterns::default();
         for item in list {
             if item == "@default" {
-                p.exact
-                    .extend(DEFAULT_METHODS.iter().map(|m| Box::from(*m)));
+                p.exact.extend(open_methods().map(Box::from));
             } else if item.contains('*') {
                 p.globs.push(item.into());
             } else {
@@ -134,7 +51,7 @@ impl MethodRules {
     pub fn new(tier: &TierConfig) -> MethodRules {
         let allow = match &tier.allow {
             Some(list) => Patterns::new(list.iter().map(String::as_str)),
-            None => Patterns::new(DEFAULT_METHODS.iter().copied()),
+            None => Patterns::new(open_methods()),
         };
         MethodRules {
             allow,

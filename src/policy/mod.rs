@@ -3,7 +3,7 @@
 //! Every request is attributed to a tier before its body is read: a named
 //! client (by API key, see [`keys`] and [`identity`]) or the anonymous tier
 //! (no key; budgets per client IP). Then each call, alone or in a batch, is
-//! judged on its own by [`Policy::admit`]: the tier's method rules
+//! judged on its own by [`ClientPolicy::admit`]: the tier's method rules
 //! ([`methods`]), then its budgets of requests and compute units ([`cost`]),
 //! locally ([`local`], governor's GCRA) or, with `redis:` configured, shared
 //! by every replica ([`shared`]). A batch therefore costs the sum of its
@@ -113,7 +113,7 @@ impl<C: Clock> Caller<'_, C> {
 }
 
 /// The policy of one gateway process.
-pub struct Policy<C: Clock = DefaultClock> {
+pub struct ClientPolicy<C: Clock = DefaultClock> {
     clients: Vec<Tier<C>>,
     anonymous: Option<Tier<C>>,
     keys: KeyTable,
@@ -124,22 +124,22 @@ pub struct Policy<C: Clock = DefaultClock> {
     conns: Arc<ConnLimits>,
 }
 
-impl Policy {
+impl ClientPolicy {
     /// The policy with the system clock; shares limits through `redis` if given.
     pub fn new(
         config: &PolicyConfig,
         redis: Option<&RedisConfig>,
-    ) -> Result<Policy, redis::RedisError> {
-        Policy::with_clock(config, redis, DefaultClock::default())
+    ) -> Result<ClientPolicy, redis::RedisError> {
+        ClientPolicy::with_clock(config, redis, DefaultClock::default())
     }
 }
 
-impl<C: Clock + Clone> Policy<C> {
+impl<C: Clock + Clone> ClientPolicy<C> {
     pub fn with_clock(
         config: &PolicyConfig,
         redis: Option<&RedisConfig>,
         clock: C,
-    ) -> Result<Policy<C>, redis::RedisError> {
+    ) -> Result<ClientPolicy<C>, redis::RedisError> {
         let mut keys = KeyTable::default();
         let mut clients = Vec::with_capacity(config.clients.len());
         for (i, c) in config.clients.iter().enumerate() {
@@ -152,7 +152,7 @@ impl<C: Clock + Clone> Policy<C> {
             Some(r) => Some(SharedLimits::new(&r.url, config.redis_timeout)?),
             None => None,
         };
-        Ok(Policy {
+        Ok(ClientPolicy {
             clients,
             anonymous: config
                 .anonymous

@@ -6,19 +6,19 @@ use std::time::Duration;
 use governor::clock::FakeRelativeClock;
 use http::{HeaderMap, HeaderValue};
 
-use super::{Policy, Refusal};
+use super::{ClientPolicy, Refusal};
 use crate::config::{Config, KeyDigest};
 
 const KEY: &str = "dapp-key-0123456789";
 
-fn policy(section: &str) -> (Policy<FakeRelativeClock>, FakeRelativeClock) {
+fn policy(section: &str) -> (ClientPolicy<FakeRelativeClock>, FakeRelativeClock) {
     let yaml = format!(
         "networks:\n  dev:\n    chain_id: 1\n    upstreams:\n      - name: a\n        http: http://127.0.0.1:1\npolicy:\n{section}"
     );
     let config = Config::from_yaml(&yaml).unwrap();
     let clock = FakeRelativeClock::default();
     (
-        Policy::with_clock(&config.policy, None, clock.clone()).unwrap(),
+        ClientPolicy::with_clock(&config.policy, None, clock.clone()).unwrap(),
         clock,
     )
 }

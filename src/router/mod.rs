@@ -1,25 +1,25 @@
 //! Routing one call: answer it locally, or choose a backend and retry.
 //!
-//! The router reads one [`NetworkView`] snapshot per HTTP request and never
+//! The router reads one [`NetworkView`] snapshot per request and never
 //! blocks on the control loops. Reads are retried on another backend after a
 //! connection error, a timeout, an HTTP 5xx or 429, up to `max_attempts`.
 //! `eth_sendRawTransaction` is sent again only when the backend surely did
 //! not receive it (the connection was refused, or it answered 429), and an
 //! "already known" answer is a success: the transaction is in a pool.
 //!
-//! The cache sits between block pinning and backend choice: it sees the
-//! params with `latest` already pinned (so its keys do too), answers hits and
-//! identical calls in flight, and stores what the backends answer.
+//! The router knows nothing of the cache or the client policy: the pipeline
+//! (`server::pipeline`) pins `latest` first, asks the cache, and hands the
+//! router only the calls that need a backend, with the params to send and
+//! the lowest head that can serve them.
 
-pub mod blocks;
 mod select;
 mod sendtx;
 
 use bytes::Bytes;
 
-use crate::cache::Lookup;
-use crate::jsonrpc::Call;
-use crate::upstream::{BackendView, Network, NetworkView, Reply, UpstreamError};
+use crate::config::NetworkConfig;
+use crate::eth::quantity::quoted_quantity;
+use crate::upstream::{BackendView, NetworkView, Reply, UpstreamError, Upstreams};
 
 /// Why a call got no answer from any backend.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -35,68 +35,57 @@ pub enum RouteError {
     },
 }
 
-/// Routes one call against the snapshot `view`.
-pub async fn route(
-    net: &Network,
-    view: &NetworkView,
-    call: &Call<'_>,
-) -> Result<Reply, RouteError> {
-    let served = view.served_head.ok_or(RouteError::NoBackend)?;
-    match call.method.as_ref() {
-        // Answered from the served head, so it never goes backwards.
-        "eth_blockNumber" => {
-            return Ok(Reply::result_from(Bytes::from(format!("\"0x{served:x}\""))))
-        }
-        "eth_chainId" => {
-            return Ok(Reply::result_from(Bytes::from(format!(
-                "\"0x{:x}\"",
-                net.config.chain_id
-            ))))
-        }
-        _ => {}
-    }
-    let need = blocks::analyze(&call.method, call.params, served);
-    let params = need.params.as_deref();
-    let Some(cache) = net.cache.as_deref() else {
-        return forward(net, view, served, need.min_head, &call.method, params).await;
-    };
-    match cache.lookup(view, &call.method, &need).await {
-        Lookup::Answered(outcome) => outcome,
-        Lookup::Pass => forward(net, view, served, need.min_head, &call.method, params).await,
-        Lookup::Fetch(ticket) => {
-            let sent = ticket.params(params);
-            let outcome = forward(net, view, served, need.min_head, &call.method, sent).await;
-            ticket.complete(view, outcome).await
-        }
-    }
+/// What the router needs of a network: its settings and its backends.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub config: &'a NetworkConfig,
+    pub upstreams: &'a Upstreams,
 }
 
-/// Chooses backends that have block `min_head` and calls them.
-async fn forward(
-    net: &Network,
+/// The answer to a call the gateway knows without asking a backend:
+/// `eth_blockNumber` from the served head (so it never goes backwards) and
+/// `eth_chainId` from the config.
+pub fn local(config: &NetworkConfig, served: u64, method: &str) -> Option<Reply> {
+    let n = match method {
+        "eth_blockNumber" => served,
+        "eth_chainId" => config.chain_id,
+        _ => return None,
+    };
+    Some(Reply::result_from(Bytes::from(quoted_quantity(n))))
+}
+
+/// One call for a backend: its method, the params to send (`latest`
+/// already pinned) and the lowest head that can serve it.
+pub struct Forward<'a> {
+    pub method: &'a str,
+    pub params: Option<&'a str>,
+    pub min_head: u64,
+}
+
+/// Chooses backends that have block `call.min_head` and calls them.
+pub async fn forward(
+    target: Target<'_>,
     view: &NetworkView,
-    served: u64,
-    min_head: u64,
-    method: &str,
-    params: Option<&str>,
+    call: Forward<'_>,
 ) -> Result<Reply, RouteError> {
-    let mut candidates = candidates(view, min_head);
+    let served = view.served_head.ok_or(RouteError::NoBackend)?;
+    let mut candidates = candidates(view, call.min_head);
     if candidates.is_empty() {
-        if view.best_head.is_some_and(|best| min_head <= best) {
-            return Err(RouteError::BlockUnavailable(min_head));
+        if view.best_head.is_some_and(|best| call.min_head <= best) {
+            return Err(RouteError::BlockUnavailable(call.min_head));
         }
         // A block no backend has yet: any backend at the served head answers
         // as a node would (null, or "header not found").
         candidates = self::candidates(view, served);
     }
-    if method == "eth_sendRawTransaction" {
-        return sendtx::send(net, candidates, params).await;
+    if call.method == "eth_sendRawTransaction" {
+        return sendtx::send(target, candidates, call.params).await;
     }
     attempt(
-        net,
+        target,
         candidates,
-        method,
-        params,
+        call.method,
+        call.params,
         UpstreamError::worth_retrying,
     )
     .await
@@ -105,26 +94,26 @@ async fn forward(
 /// Calls one candidate after another (P2C among those not tried yet), at most
 /// `max_attempts` times, while `again` says a failure may be retried elsewhere.
 async fn attempt(
-    net: &Network,
+    target: Target<'_>,
     mut candidates: Vec<&BackendView>,
     method: &str,
     params: Option<&str>,
     again: fn(&UpstreamError) -> bool,
 ) -> Result<Reply, RouteError> {
     let mut last = RouteError::NoBackend;
-    for _ in 0..net.config.max_attempts {
+    for _ in 0..target.config.max_attempts {
         let Some(choice) = select::pick(&candidates) else {
             break;
         };
         let (res, ejected_now) = choice
             .backend
-            .call(method, params, net.config.request_timeout)
+            .call(method, params, target.config.request_timeout)
             .await;
         let error = match res {
             Ok(reply) => return Ok(reply),
             Err(error) => error,
         };
-        note_failure(net, choice, &error, ejected_now);
+        note_failure(target, choice, &error, ejected_now);
         let retry = again(&error);
         last = RouteError::Upstream {
             backend: choice.backend.name.clone(),
@@ -145,13 +134,18 @@ fn candidates(view: &NetworkView, min_head: u64) -> Vec<&BackendView> {
         .collect()
 }
 
-fn note_failure(net: &Network, choice: &BackendView, error: &UpstreamError, ejected_now: bool) {
+fn note_failure(
+    target: Target<'_>,
+    choice: &BackendView,
+    error: &UpstreamError,
+    ejected_now: bool,
+) {
     tracing::debug!(backend = %choice.backend.name, %error, "backend call failed");
     if ejected_now {
         tracing::warn!(
-            network = %net.config.name, backend = %choice.backend.name, %error,
+            network = %target.config.name, backend = %choice.backend.name, %error,
             "backend ejected after repeated failures; a successful probe re-admits it"
         );
-        net.refresh();
+        target.upstreams.refresh();
     }
 }

@@ -3,20 +3,21 @@
 use bytes::Bytes;
 use sha3::{Digest, Keccak256};
 
-use super::{attempt, RouteError};
-use crate::upstream::{BackendView, Network, Reply, UpstreamError};
+use super::{attempt, RouteError, Target};
+use crate::eth::hash::{decode_hex, to_hex};
+use crate::upstream::{BackendView, Reply, UpstreamError};
 
 /// Messages with which nodes say a transaction is already in their pool.
 const ALREADY_KNOWN: [&str; 3] = ["already known", "already imported", "known transaction"];
 
 pub(super) async fn send(
-    net: &Network,
+    target: Target<'_>,
     candidates: Vec<&BackendView>,
     params: Option<&str>,
 ) -> Result<Reply, RouteError> {
     let method = "eth_sendRawTransaction";
     let again = UpstreamError::surely_not_received;
-    let reply = attempt(net, candidates, method, params, again).await?;
+    let reply = attempt(target, candidates, method, params, again).await?;
     let known = reply.error_message().is_some_and(|m| {
         let m = m.to_ascii_lowercase();
         ALREADY_KNOWN.iter().any(|k| m.contains(k))
@@ -31,23 +32,7 @@ pub(super) async fn send(
 fn tx_hash(params: &str) -> Option<String> {
     let [raw]: [String; 1] = serde_json::from_str(params).ok()?;
     let bytes = decode_hex(raw.strip_prefix("0x")?)?;
-    let digest = Keccak256::digest(&bytes);
-    let mut out = String::with_capacity(66);
-    out.push_str("0x");
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    Some(out)
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    Some(to_hex(&Keccak256::digest(&bytes)))
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use super::Gateway;
+use crate::metrics::state::{self, StateMetric};
 
 /// Serves the admin endpoints until the task is aborted.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
@@ -171,74 +172,26 @@ fn state_metrics(gateway: &Gateway) -> String {
                 ("backend", b.backend.name.as_str()),
             ];
             if let Some(h) = b.state.latest.as_ref().map(|l| l.number) {
-                out.sample(
-                    "rpcgate_backend_head",
-                    "gauge",
-                    "Latest block number of a backend.",
-                    &labels,
-                    h as f64,
-                );
+                out.sample(&state::BACKEND_HEAD, &labels, h as f64);
                 let lag = best.saturating_sub(h) as f64;
-                out.sample(
-                    "rpcgate_backend_lag_blocks",
-                    "gauge",
-                    "Blocks a backend is behind the best head.",
-                    &labels,
-                    lag,
-                );
+                out.sample(&state::BACKEND_LAG_BLOCKS, &labels, lag);
             }
             let eligible = f64::from(u8::from(b.eligible()));
-            out.sample(
-                "rpcgate_backend_eligible",
-                "gauge",
-                "1 when a backend may serve.",
-                &labels,
-                eligible,
-            );
+            out.sample(&state::BACKEND_ELIGIBLE, &labels, eligible);
             let in_flight = f64::from(b.backend.load.in_flight());
-            out.sample(
-                "rpcgate_backend_in_flight",
-                "gauge",
-                "Requests in flight at a backend.",
-                &labels,
-                in_flight,
-            );
+            out.sample(&state::BACKEND_IN_FLIGHT, &labels, in_flight);
             let latency = b.backend.load.estimate().as_secs_f64();
-            out.sample(
-                "rpcgate_backend_latency_seconds",
-                "gauge",
-                "Peak-EWMA latency estimate of a backend.",
-                &labels,
-                latency,
-            );
+            out.sample(&state::BACKEND_LATENCY_SECONDS, &labels, latency);
         }
         let labels = [("network", name.as_str())];
         if let Some(h) = view.served_head {
-            out.sample(
-                "rpcgate_served_head",
-                "gauge",
-                "The head rpcgate serves as latest.",
-                &labels,
-                h as f64,
-            );
+            out.sample(&state::SERVED_HEAD, &labels, h as f64);
         }
         if let Some(f) = view.finalized {
-            out.sample(
-                "rpcgate_finalized_block",
-                "gauge",
-                "The finalized block of a network.",
-                &labels,
-                f as f64,
-            );
+            out.sample(&state::FINALIZED_BLOCK, &labels, f as f64);
         }
         let eligible = view.eligible().count() as f64;
-        out.sample(
-            "rpcgate_eligible_backends",
-            "gauge",
-            "Backends that may serve.",
-            &labels,
-            eligible,
-        );
+        out.sample(&state::ELIGIBLE_BACKENDS, &labels, eligible);
         if let Some(cache) = &net.cache {
             let c = cache.counts();
             let events = [
@@ -252,37 +205,13 @@ fn state_metrics(gateway: &Gateway) -> String {
             ];
             for (event, n) in events {
                 let labels = [("network", name.as_str()), ("event", event)];
-                out.sample(
-                    "rpcgate_cache_events_total",
-                    "counter",
-                    "Cache lookups and stores by outcome.",
-                    &labels,
-                    n as f64,
-                );
+                out.sample(&state::CACHE_EVENTS_TOTAL, &labels, n as f64);
             }
             let labels = [("network", name.as_str())];
             let (bytes, entries) = cache.size_now();
-            out.sample(
-                "rpcgate_cache_bytes",
-                "gauge",
-                "Bytes held by the in-memory cache (keys, answers, bookkeeping).",
-                &labels,
-                bytes as f64,
-            );
-            out.sample(
-                "rpcgate_cache_max_bytes",
-                "gauge",
-                "The byte bound of the in-memory cache.",
-                &labels,
-                cache.max_bytes() as f64,
-            );
-            out.sample(
-                "rpcgate_cache_entries",
-                "gauge",
-                "Entries in the in-memory cache.",
-                &labels,
-                entries as f64,
-            );
+            out.sample(&state::CACHE_BYTES, &labels, bytes as f64);
+            out.sample(&state::CACHE_MAX_BYTES, &labels, cache.max_bytes() as f64);
+            out.sample(&state::CACHE_ENTRIES, &labels, entries as f64);
         }
     }
     let reloads = [
@@ -291,22 +220,10 @@ fn state_metrics(gateway: &Gateway) -> String {
     ];
     for (result, n) in reloads {
         let n = n.load(std::sync::atomic::Ordering::Relaxed) as f64;
-        out.sample(
-            "rpcgate_reloads_total",
-            "counter",
-            "Config reloads by result.",
-            &[("result", result)],
-            n,
-        );
+        out.sample(&state::RELOADS_TOTAL, &[("result", result)], n);
     }
     let ready = f64::from(u8::from(gateway.not_ready().is_empty()));
-    out.sample(
-        "rpcgate_ready",
-        "gauge",
-        "1 when ready for traffic.",
-        &[],
-        ready,
-    );
+    out.sample(&state::READY, &[], ready);
     out.finish()
 }
 
@@ -319,15 +236,9 @@ struct Exposition {
 }
 
 impl Exposition {
-    fn sample(
-        &mut self,
-        name: &'static str,
-        kind: &str,
-        help: &str,
-        labels: &[(&str, &str)],
-        value: f64,
-    ) {
+    fn sample(&mut self, metric: &StateMetric, labels: &[(&str, &str)], value: f64) {
         use std::fmt::Write;
+        let StateMetric { name, kind, help } = *metric;
         let at = match self.families.iter().position(|(n, _)| *n == name) {
             Some(i) => i,
             None => {

@@ -4,8 +4,8 @@
 //!
 //! Each entry is admitted by the client policy (a batch in order, before any
 //! is routed, so it costs the sum of its entries), then answered through the
-//! router, and the answers are assembled from raw parts with the caller's id
-//! byte for byte. `eth_subscribe` and `eth_unsubscribe` are answered by the
+//! [`pipeline`] (pinning, cache, router), and the answers are assembled from
+//! raw parts with the caller's id byte for byte. `eth_subscribe` and `eth_unsubscribe` are answered by the
 //! connection's subscription [`Session`] when there is one (WebSocket), and
 //! refused with a clear error when there is none (HTTP).
 //!
@@ -24,14 +24,15 @@ use futures_util::future::join_all;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::sync::Semaphore;
 
+use super::pipeline;
 use super::rescue;
 use super::Routes;
 use crate::jsonrpc::{self, error_response, join_batch, Call, Entry, ErrorObject, Id, Payload};
 use crate::metrics::Outcome;
-use crate::policy::{Caller, Policy, Refusal};
-use crate::router;
+use crate::network::Network;
+use crate::policy::{Caller, ClientPolicy, Refusal};
 use crate::subscriptions::{is_subscription_method, Session, SubscriptionError};
-use crate::upstream::{Network, NetworkView, Reply, ReplyKind};
+use crate::upstream::{NetworkView, Reply, ReplyKind};
 
 /// What a message is answered with.
 pub struct Answered {
@@ -136,7 +137,11 @@ pub async fn answer_message(
 }
 
 /// The policy's verdict on one entry (invalid entries are answered as such).
-async fn admit(policy: &Policy, caller: &Caller<'_>, entry: &Entry<'_>) -> Result<(), Refusal> {
+async fn admit(
+    policy: &ClientPolicy,
+    caller: &Caller<'_>,
+    entry: &Entry<'_>,
+) -> Result<(), Refusal> {
     match entry {
         Ok(call) => policy.admit(caller, &call.method).await,
         Err(_) => Ok(()),
@@ -287,7 +292,7 @@ impl Ctx<'_> {
             return (StatusCode::OK, self.subscription(&call));
         }
         let started = Instant::now();
-        let routed = router::route(self.network, self.view, &call).await;
+        let routed = pipeline::run(self.network, self.view, &call).await;
         let elapsed = Some(started.elapsed());
         let (status, body) = match routed {
             Ok(reply) => {

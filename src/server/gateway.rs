@@ -20,16 +20,17 @@ use tokio::task::JoinHandle;
 use crate::config::{
     Config, DiscoverConfig, NetworkConfig, PolicyConfig, RedisConfig, ServerLimits, UpstreamConfig,
 };
-use crate::policy::Policy;
+use crate::network::Network;
+use crate::policy::ClientPolicy;
 use crate::subscriptions::{Hubs, NetworkSource};
-use crate::upstream::{discovery, http_client, HttpClient, Network};
+use crate::upstream::{discovery, http_client, HttpClient};
 
 /// The routing table: which network answers which path.
 pub struct Routes {
     pub networks: HashMap<String, Arc<Network>>,
     pub default: Option<Arc<Network>>,
     pub limits: ServerLimits,
-    pub policy: Arc<Policy>,
+    pub policy: Arc<ClientPolicy>,
     /// What `policy` was built from, so a reload can tell whether it changed.
     policy_source: (PolicyConfig, Option<RedisConfig>),
 }
@@ -79,7 +80,7 @@ impl Routes {
         let policy = match old {
             Some(o) if o.policy_source == policy_source => o.policy.clone(),
             _ => {
-                let policy = Arc::new(Policy::new(&config.policy, config.redis.as_ref())?);
+                let policy = Arc::new(ClientPolicy::new(&config.policy, config.redis.as_ref())?);
                 forget_idle_clients(Arc::downgrade(&policy));
                 policy
             }
@@ -333,7 +334,7 @@ fn network_source(gateway: Weak<Gateway>) -> NetworkSource {
 
 /// Trims the anonymous tier's per-IP limiter state now and then, until the
 /// policy is dropped.
-fn forget_idle_clients(policy: std::sync::Weak<Policy>) {
+fn forget_idle_clients(policy: std::sync::Weak<ClientPolicy>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

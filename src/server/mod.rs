@@ -18,6 +18,7 @@ pub mod admin;
 mod calls;
 mod gateway;
 mod http;
+mod pipeline;
 pub mod reload;
 mod rescue;
 mod timer;

@@ -49,8 +49,8 @@ use super::http::Body;
 use super::rescue::HttpRefusal;
 use super::{calls, ConnHold, Gateway, Routes};
 use crate::metrics::metrics;
+use crate::network::Network;
 use crate::subscriptions::{Outbox, Session};
-use crate::upstream::Network;
 
 /// Messages of one connection answered at once.
 pub const MAX_IN_FLIGHT: usize = 16;

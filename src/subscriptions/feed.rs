@@ -24,7 +24,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use super::gap::{HeadStep, Heads, LogId, Logs, MAX_HEAD_GAP};
 use super::topic::{Kind, Topic};
 use super::Hub;
-use crate::upstream::head::parse_quantity;
+use crate::eth::parse_quantity;
 use crate::upstream::Backend;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -45,7 +45,7 @@ pub use hub::Hub;
 pub use topic::{Kind, Topic};
 
 use crate::metrics::metrics;
-use crate::upstream::Network;
+use crate::network::Network;
 
 /// Why a subscription call failed (turned into JSON-RPC in `server::rescue`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

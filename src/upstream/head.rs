@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use super::client::Backend;
 use super::newheads;
 use crate::config::HeadConfig;
+use crate::eth::parse_quantity;
 
 /// A block's number and hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,14 +319,6 @@ impl Tracker {
 }
 
 /// Parses a hex quantity such as `"0x1b4"`.
-pub fn parse_quantity(text: &str) -> Option<u64> {
-    let digits = text.strip_prefix("0x")?;
-    if digits.is_empty() || digits.len() > 16 {
-        return None;
-    }
-    u64::from_str_radix(digits, 16).ok()
-}
-
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -337,15 +330,6 @@ impl Drop for AbortOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quantities() {
-        assert_eq!(parse_quantity("0x0"), Some(0));
-        assert_eq!(parse_quantity("0x1b4"), Some(436));
-        assert_eq!(parse_quantity("0x"), None);
-        assert_eq!(parse_quantity("12"), None);
-        assert_eq!(parse_quantity("0x10000000000000000"), None);
-    }
 
     #[test]
     fn a_replaced_or_lower_head_counts_as_a_reorg() {

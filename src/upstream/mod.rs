@@ -8,10 +8,10 @@ mod client;
 pub mod discovery;
 pub mod head;
 pub mod latency;
-mod network;
 mod newheads;
+mod upstreams;
 pub mod view;
 
 pub use client::{http_client, Backend, HttpClient, Reply, ReplyKind, UpstreamError};
-pub use network::Network;
+pub use upstreams::Upstreams;
 pub use view::{BackendView, Ineligible, NetworkView};

@@ -12,7 +12,8 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::head::{parse_quantity, BlockId};
+use super::head::BlockId;
+use crate::eth::parse_quantity;
 
 const SUBSCRIBE: &str =
     r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use rpcgate::cache::Cache;
 use rpcgate::fleet::{Fault, Fleet, RedisServer, Tap};
+use rpcgate::router::RouteError;
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -33,7 +34,7 @@ impl Tapped {
         self.taps.iter().for_each(Tap::reset);
     }
 
-    pub fn cache(&self) -> Arc<Cache> {
+    pub fn cache(&self) -> Arc<Cache<RouteError>> {
         self.gw.network().cache.clone().expect("the cache is on")
     }
 }

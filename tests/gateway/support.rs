@@ -11,8 +11,9 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use rpcgate::config::Config;
 use rpcgate::fleet::{Fleet, FleetOptions};
+use rpcgate::network::Network;
 use rpcgate::server::{Gateway, Server};
-use rpcgate::upstream::{Network, NetworkView};
+use rpcgate::upstream::NetworkView;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 

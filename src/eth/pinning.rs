@@ -1,4 +1,5 @@
-//! Which block a call needs, and `latest` pinned to the served head.
+//! Block pinning: which block a call needs, and `latest` pinned to the
+//! served head.
 //!
 //! A client must never see the chain go backwards, so `latest` is rewritten to
 //! the served head's number before the call leaves (every entry of a batch
@@ -7,6 +8,10 @@
 //! parameter, `pending`, `safe`, `finalized`, a block hash) needs a backend at
 //! the served head; an explicit block N needs a head of at least N, which
 //! older but eligible backends can serve.
+//!
+//! Pinning is a pure function of the method's [`BlockArg`], the params and
+//! the served head; the pipeline runs it before the cache and the router,
+//! which both read its [`Pinned`] result, so the params are read once.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -15,41 +20,12 @@ use std::fmt;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::cache::canon::{parse_hash, Hash};
-use crate::upstream::head::parse_quantity;
+use super::block_ref::BlockRef;
+use super::methods::BlockArg;
 
-/// Where a method takes its block parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BlockArg {
-    /// Required at this index.
-    At(usize),
-    /// At this index; absent means `latest`.
-    AtOrLatest(usize),
-    /// An `eth_getLogs` filter object at index 0.
-    LogFilter,
-}
-
-fn block_arg(method: &str) -> Option<BlockArg> {
-    use BlockArg::*;
-    Some(match method {
-        "eth_getBlockByNumber"
-        | "eth_getHeaderByNumber"
-        | "eth_getBlockTransactionCountByNumber"
-        | "eth_getTransactionByBlockNumberAndIndex"
-        | "eth_getUncleByBlockNumberAndIndex"
-        | "eth_getUncleCountByBlockNumber"
-        | "eth_getBlockReceipts" => At(0),
-        "eth_getBalance" | "eth_getCode" | "eth_getTransactionCount" | "eth_feeHistory" => At(1),
-        "eth_getStorageAt" | "eth_getProof" => At(2),
-        "eth_call" | "eth_estimateGas" | "eth_createAccessList" => AtOrLatest(1),
-        "eth_getLogs" => LogFilter,
-        _ => return None,
-    })
-}
-
-/// What routing needs to know about one call.
+/// What one call needs, with `latest` pinned.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Need<'a> {
+pub struct Pinned<'a> {
     /// The lowest backend head that can serve the call.
     pub min_head: u64,
     /// The params to send: the caller's text, or a rewrite with `latest` pinned.
@@ -59,86 +35,34 @@ pub struct Need<'a> {
     pub pinned_latest: bool,
     /// The block argument as the caller wrote it, for a method that takes
     /// one at a fixed position (not `eth_getLogs`); `None` when it is absent
-    /// or the params are not a list. The cache decides by it too, so the
-    /// params are read once per call.
+    /// or the params are not a list.
     pub block: Option<BlockRef>,
 }
 
-/// A block reference as a client writes it: a tag, a number or a hash, bare
-/// or as an EIP-1898 object (`{"blockNumber": ...}` or `{"blockHash": ...}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockRef {
-    Latest,
-    Earliest,
-    Number(u64),
-    Hash(Hash),
-    /// `pending`: changes with every transaction.
-    Pending,
-    /// `safe` or `finalized`: the present, as the node sees it.
-    Tag,
-    /// Missing pieces, both a number and a hash, or not a block reference
-    /// at all: the node judges it.
-    Unknown,
-}
-
-impl BlockRef {
-    pub fn parse(raw: &RawValue) -> BlockRef {
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Eip1898<'a> {
-            block_number: Option<&'a str>,
-            block_hash: Option<&'a str>,
-        }
-        let text = raw.get();
-        if let Some(s) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-            return BlockRef::from_str(s);
-        }
-        if !text.starts_with('{') {
-            return BlockRef::Unknown;
-        }
-        match serde_json::from_str::<Eip1898>(text) {
-            Ok(Eip1898 {
-                block_hash: Some(h),
-                block_number: None,
-            }) => parse_hash(h).map_or(BlockRef::Unknown, BlockRef::Hash),
-            Ok(Eip1898 {
-                block_number: Some(n),
-                block_hash: None,
-            }) => BlockRef::from_str(n),
-            _ => BlockRef::Unknown,
-        }
-    }
-
-    /// The text of a JSON string (escapes are not read: they make it `Unknown`).
-    fn from_str(s: &str) -> BlockRef {
-        match s {
-            "latest" => BlockRef::Latest,
-            "earliest" => BlockRef::Earliest,
-            "pending" => BlockRef::Pending,
-            "safe" | "finalized" => BlockRef::Tag,
-            _ if s.len() == 66 => parse_hash(s).map_or(BlockRef::Unknown, BlockRef::Hash),
-            _ => parse_quantity(s).map_or(BlockRef::Unknown, BlockRef::Number),
-        }
-    }
-}
-
-/// Analyses a call's params against the served head `served`.
-pub fn analyze<'a>(method: &str, params: Option<&'a RawValue>, served: u64) -> Need<'a> {
+/// Pins a call's params against the served head `served`; `arg` is where
+/// the method takes its block (from the method table).
+pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinned<'a> {
     let original = || params.map(|p| Cow::Borrowed(p.get()));
-    let keep = |min_head: u64, block: Option<BlockRef>| Need {
+    let keep = |min_head: u64, block: Option<BlockRef>| Pinned {
         min_head,
         params: original(),
         pinned_latest: false,
         block,
     };
-    let Some(arg) = block_arg(method) else {
+    if arg == BlockArg::None {
         return keep(served, None);
-    };
+    }
     let Some(params) = params.filter(|p| p.get().starts_with('[')) else {
         return keep(served, None);
     };
     let list = || serde_json::from_str::<Vec<&RawValue>>(params.get()).ok();
     match arg {
+        BlockArg::None => keep(served, None),
+        // Named by hash: the present is needed to know that block at all.
+        BlockArg::HashAt(i) => {
+            let block = nth(params, i).and_then(|(_, at)| at).map(BlockRef::parse);
+            keep(served, block)
+        }
         BlockArg::At(i) | BlockArg::AtOrLatest(i) => {
             // Only the block argument is read; the list is collected only
             // when `latest` is pinned into it.
@@ -161,7 +85,7 @@ pub fn analyze<'a>(method: &str, params: Option<&'a RawValue>, served: u64) -> N
                 Some(slot) => *slot = &pin,
                 None => list.push(&pin),
             }
-            Need {
+            Pinned {
                 min_head: served,
                 params: Some(Cow::Owned(to_json(&list))),
                 pinned_latest: true,
@@ -202,9 +126,11 @@ pub fn analyze<'a>(method: &str, params: Option<&'a RawValue>, served: u64) -> N
                 return keep(min_head, None);
             }
             let filter = to_json(&filter);
-            let filter = RawValue::from_string(filter).expect("a serialized map is valid JSON");
+            let Ok(filter) = RawValue::from_string(filter) else {
+                return keep(served, None);
+            };
             list[0] = &filter;
-            Need {
+            Pinned {
                 min_head,
                 params: Some(Cow::Owned(to_json(&list))),
                 pinned_latest: true,
@@ -240,28 +166,32 @@ fn nth(list: &RawValue, i: usize) -> Option<(usize, Option<&RawValue>)> {
     Some(found)
 }
 
+/// `"0x…"` of the served head: always valid JSON.
 fn pinned_latest(served: u64) -> Box<RawValue> {
-    RawValue::from_string(format!("\"0x{served:x}\"")).expect("a quoted hex number is valid JSON")
+    RawValue::from_string(super::quantity::quoted_quantity(served)).unwrap_or_default()
 }
 
+/// Raw values and string maps serialize verbatim.
 fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("raw values serialize verbatim")
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eth::methods::lookup;
 
     fn run(method: &str, params: &str) -> (u64, Option<String>) {
         let raw = RawValue::from_string(params.to_string()).unwrap();
-        let need = analyze(method, Some(&raw), 0x20);
+        let arg = lookup(method).map_or(BlockArg::None, |(_, m)| m.block);
+        let pinned = pin(arg, Some(&raw), 0x20);
         // `pinned_latest` says exactly whether the params were rewritten.
         assert_eq!(
-            need.pinned_latest,
-            matches!(need.params, Some(Cow::Owned(_))),
+            pinned.pinned_latest,
+            matches!(pinned.params, Some(Cow::Owned(_))),
             "{method} {params}"
         );
-        (need.min_head, need.params.map(|p| p.into_owned()))
+        (pinned.min_head, pinned.params.map(|p| p.into_owned()))
     }
 
     #[test]
@@ -309,6 +239,7 @@ mod tests {
             0x20
         );
         assert_eq!(run("eth_getTransactionReceipt", r#"["0xff"]"#).0, 0x20);
+        assert_eq!(run("eth_getBlockByHash", r#"["0xff",false]"#).0, 0x20);
     }
 
     #[test]
@@ -326,7 +257,7 @@ mod tests {
         assert_eq!(run("eth_getLogs", r#"[{"blockHash":"0xaa"}]"#).0, 0x20);
     }
 
-    /// Seeded random params for every block method: analysis never panics, and
+    /// Seeded random params for every block method: pinning never panics, and
     /// a rewrite is valid JSON.
     #[test]
     fn random_params_never_panic() {
@@ -336,6 +267,7 @@ mod tests {
             "eth_getLogs",
             "eth_getStorageAt",
             "eth_getBlockByNumber",
+            "eth_getBlockByHash",
         ];
         let atoms = [
             "\"latest\"",
@@ -361,12 +293,10 @@ mod tests {
             let items: Vec<&str> = (0..n).map(|_| atoms[rng.usize(..atoms.len())]).collect();
             let params = format!("[{}]", items.join(","));
             let raw = RawValue::from_string(params).unwrap();
-            let need = analyze(
-                methods[rng.usize(..methods.len())],
-                Some(&raw),
-                rng.u64(..1 << 40),
-            );
-            if let Some(p) = need.params {
+            let method = methods[rng.usize(..methods.len())];
+            let arg = lookup(method).unwrap().1.block;
+            let pinned = pin(arg, Some(&raw), rng.u64(..1 << 40));
+            if let Some(p) = pinned.params {
                 serde_json::from_str::<serde_json::Value>(&p).expect("params stay JSON");
             }
         }

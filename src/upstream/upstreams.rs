@@ -1,10 +1,13 @@
-//! One network's backends and the control loops that watch them.
+//! One network's backends and the control loops that watch them: a head
+//! tracker per backend and the view builder that folds their states into
+//! the [`NetworkView`] snapshot requests read.
 //!
-//! A backend's head tracker is shared through an `Arc` by every [`Network`]
-//! built with the same backend settings, so a config reload that keeps a
-//! backend keeps its tracker, its state and its latency estimate: the new
-//! network's view is warm the moment it is built, and no request fails
-//! because a reload made the gateway forget where its backends are.
+//! A backend's head tracker is shared through an `Arc` by every
+//! [`Upstreams`] built with the same backend settings, so a config reload
+//! that keeps a backend keeps its tracker, its state and its latency
+//! estimate: the new network's view is warm the moment it is built, and no
+//! request fails because a reload made the gateway forget where its backends
+//! are.
 
 use std::sync::Arc;
 
@@ -15,9 +18,7 @@ use tokio::task::JoinHandle;
 use super::client::{Backend, HttpClient};
 use super::head::{self, HeadState};
 use super::view::{self, NetworkView, ServedHead, Tracked};
-use crate::cache::Cache;
-use crate::config::{HeadConfig, NetworkConfig, RedisConfig, UpstreamConfig};
-use crate::metrics::NetworkSeries;
+use crate::config::{HeadConfig, NetworkConfig, UpstreamConfig};
 
 /// Everything that makes two trackers interchangeable.
 #[derive(PartialEq)]
@@ -56,48 +57,33 @@ impl Drop for TrackedBackend {
     }
 }
 
-/// The running state of one network: its config, its backends, its view,
-/// its response cache. Dropping it stops its view builder, its cache's loops
-/// (and trackers no other network uses).
-pub struct Network {
-    pub config: NetworkConfig,
-    /// Its call counters and latency histograms, resolved once.
-    pub series: NetworkSeries,
-    /// `None` when the network's cache is disabled.
-    pub cache: Option<Arc<Cache>>,
-    cache_tasks: Vec<JoinHandle<()>>,
+/// The backends of one network, their trackers and the view built from
+/// them. Dropping it stops the view builder (and the trackers no other
+/// network uses).
+pub struct Upstreams {
     view: Arc<ArcSwap<NetworkView>>,
+    /// Told of every new view (for loops that follow the view, like the cache's).
+    published: watch::Receiver<()>,
     refresh: Arc<Notify>,
     backends: Vec<Arc<TrackedBackend>>,
     builder: JoinHandle<()>,
 }
 
-impl Network {
-    /// Starts head tracking for every upstream, the view builder and the
-    /// cache's loops (`redis` serves the cache's shared tier when enabled).
+impl Upstreams {
+    /// Starts head tracking for every upstream of `config` and the view
+    /// builder, taking over from `previous` (the same network under the old
+    /// config): unchanged backends keep their trackers, and the served head
+    /// continues from where it was.
     pub fn start(
-        config: NetworkConfig,
+        config: &NetworkConfig,
         client: &HttpClient,
-        redis: Option<&RedisConfig>,
-    ) -> Network {
-        Network::start_after(config, client, redis, None)
-    }
-
-    /// Like [`Network::start`], taking over from `previous` (the same network
-    /// under the old config): unchanged backends keep their trackers, and the
-    /// served head continues from where it was.
-    pub fn start_after(
-        config: NetworkConfig,
-        client: &HttpClient,
-        redis: Option<&RedisConfig>,
-        previous: Option<&Network>,
-    ) -> Network {
-        crate::metrics::metrics().network_started(&config.name);
+        previous: Option<&Upstreams>,
+    ) -> Upstreams {
         let backends: Vec<Arc<TrackedBackend>> = config
             .upstreams
             .iter()
             .map(|up| {
-                let key = TrackerKey::of(&config, up);
+                let key = TrackerKey::of(config, up);
                 let kept = previous.and_then(|p| p.backends.iter().find(|b| b.key == key));
                 match kept {
                     Some(b) => b.clone(),
@@ -138,36 +124,18 @@ impl Network {
         let first = view::build(states, config.max_lag_blocks, &mut carry);
         let view = Arc::new(ArcSwap::from_pointee(first));
         let refresh = Arc::new(Notify::new());
-        let (published, on_publish) = watch::channel(());
+        let (publish, published) = watch::channel(());
         let builder = tokio::spawn(view::run(
             tracked,
             config.max_lag_blocks,
             refresh.clone(),
             view.clone(),
-            published,
+            publish,
             carry,
         ));
-        // A reconfigured network starts with an empty cache: its entries are
-        // bound to this network's view and reorg loop.
-        let mut cache_tasks = Vec::new();
-        let cache = config.cache.enabled.then(|| {
-            let (cache, tasks) = Cache::start(
-                &config.name,
-                &config.cache,
-                redis,
-                view.clone(),
-                on_publish,
-                config.head.probe_timeout,
-            );
-            cache_tasks = tasks;
-            cache
-        });
-        Network {
-            series: NetworkSeries::new(&config.name),
-            config,
-            cache,
-            cache_tasks,
+        Upstreams {
             view,
+            published,
             refresh,
             backends,
             builder,
@@ -179,17 +147,20 @@ impl Network {
         self.view.load_full()
     }
 
+    /// The published view itself, and a receiver told of each new one, for
+    /// a control loop that follows the view.
+    pub fn follow(&self) -> (Arc<ArcSwap<NetworkView>>, watch::Receiver<()>) {
+        (self.view.clone(), self.published.clone())
+    }
+
     /// Asks the view builder to look again (after the request path ejected a backend).
     pub fn refresh(&self) {
         self.refresh.notify_one();
     }
 }
 
-impl Drop for Network {
+impl Drop for Upstreams {
     fn drop(&mut self) {
         self.builder.abort();
-        for task in &self.cache_tasks {
-            task.abort();
-        }
     }
 }

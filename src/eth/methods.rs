@@ -1,0 +1,428 @@
+//! The one table of JSON-RPC methods the gateway knows by name.
+//!
+//! Each method says, once, everything the pipeline needs to know about it:
+//! - where it takes its block argument ([`BlockArg`]), which block pinning
+//!   rewrites and backend choice reads;
+//! - how its answer may be cached ([`Caching`]);
+//! - its cost in compute units (methods without one cost the configured
+//!   `policy.default_cost`, and [`COST_GLOBS`] price whole families);
+//! - whether it is open to every caller by default (`open`);
+//! - and, by being here at all, that it gets a metric label of its own
+//!   (anything else a caller invents is counted as `other`).
+//!
+//! Before this table, five lists had to agree by hand (the router's block
+//! table, the cache's rules, the default allow list, the cost table and the
+//! metrics' known names); now each reads its column here.
+//!
+//! The open list is explicit rather than "every `eth_`": what is open is what
+//! real clients send, and nothing that acts with the node's own keys
+//! (`eth_sign*`, `eth_sendTransaction`, `eth_accounts`, `personal_`), changes
+//! or inspects the node (`admin_`, `debug_`, `miner_`, `txpool_`, `engine_`,
+//! `les_`, `clique_`) or drives a dev node (`anvil_`, `hardhat_`, `evm_`).
+//! It was checked against the method names in the sources of:
+//! - ethers (v5 and v6): chain id, block number, fee data (`eth_gasPrice`,
+//!   `eth_maxPriorityFeePerGas`, `eth_feeHistory`), balances, nonce, code,
+//!   storage, `eth_call`, `eth_estimateGas`, blocks, transactions, receipts,
+//!   `eth_getLogs`, the filter methods for polling, `eth_subscribe`,
+//!   `net_version` (v5 network detection);
+//! - viem: the above plus `eth_blobBaseFee`, `eth_createAccessList`,
+//!   `eth_getProof`, `eth_simulateV1`, `eth_fillTransaction`,
+//!   `eth_getBlockReceipts`, `eth_sendRawTransactionSync`, the
+//!   block-transaction counts and `web3_clientVersion`;
+//! - web3.py: the above plus `eth_syncing`, `eth_getTransactionCount`,
+//!   uncle and raw-transaction lookups, `net_listening`, `net_peerCount`,
+//!   `web3_sha3`, `eth_protocolVersion`, `eth_mining`, `eth_hashrate`;
+//! - alloy: the above plus `eth_getAccount`, `eth_getAccountInfo`,
+//!   `eth_callMany`, `eth_getRawTransactionByHash`.
+//!
+//! The methods that are known but closed are the ones operators commonly
+//! open to trusted clients, and the dangerous ones whose blocked calls are
+//! worth seeing by name in the metrics.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+/// Where a method takes its block parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockArg {
+    /// No block parameter: the call reads the present.
+    None,
+    /// A block number, tag or hash, required at this index.
+    At(usize),
+    /// At this index; absent means `latest`.
+    AtOrLatest(usize),
+    /// An `eth_getLogs` filter object at index 0.
+    LogFilter,
+    /// A block hash at this index (the call names its block by hash only).
+    HashAt(usize),
+}
+
+/// How a method's answer may be cached (the block argument and the answer
+/// decide the rest, see the cache's rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caching {
+    /// Never cached nor shared: writes, filters, subscriptions, node state.
+    Never,
+    /// A read of the present with no block to bind it to: shared while in flight.
+    Present,
+    /// A chain constant.
+    Constant,
+    /// Keyed by the block hash it names.
+    ByHash,
+    /// A read of the block argument; the answer names its block and is
+    /// checked against it.
+    AtBlock,
+    /// A read of state at the block argument, which may be rewritten to
+    /// `{"blockHash": ...}` so that the node answers for exactly that block.
+    StateAtBlock,
+    /// `eth_getLogs` over a range of blocks.
+    LogRange,
+    /// A transaction lookup by hash: kept once its block is final.
+    Transaction,
+}
+
+/// One method and everything the gateway knows about it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Method {
+    pub name: &'static str,
+    pub block: BlockArg,
+    pub caching: Caching,
+    /// Compute units; `None` costs the configured default (or a glob's).
+    pub cost: Option<u32>,
+    /// Open to every caller unless a client's rules say otherwise.
+    pub open: bool,
+}
+
+const fn m(
+    name: &'static str,
+    block: BlockArg,
+    caching: Caching,
+    cost: Option<u32>,
+    open: bool,
+) -> Method {
+    Method {
+        name,
+        block,
+        caching,
+        cost,
+        open,
+    }
+}
+
+use BlockArg as B;
+use Caching as C;
+
+/// Every method the gateway knows by name.
+pub const METHODS: &[Method] = &[
+    // net_ and web3_
+    m("net_version", B::None, C::Constant, Some(1), true),
+    m("net_listening", B::None, C::Never, Some(1), true),
+    m("net_peerCount", B::None, C::Never, None, true),
+    m("web3_clientVersion", B::None, C::Never, Some(1), true),
+    m("web3_sha3", B::None, C::Never, None, true),
+    // chain state
+    m("eth_chainId", B::None, C::Constant, Some(1), true),
+    m("eth_blockNumber", B::None, C::Never, Some(5), true),
+    m("eth_syncing", B::None, C::Never, Some(5), true),
+    m("eth_protocolVersion", B::None, C::Never, None, true),
+    m("eth_mining", B::None, C::Never, None, true),
+    m("eth_hashrate", B::None, C::Never, None, true),
+    m("eth_gasPrice", B::None, C::Present, Some(10), true),
+    m(
+        "eth_maxPriorityFeePerGas",
+        B::None,
+        C::Present,
+        Some(10),
+        true,
+    ),
+    m("eth_feeHistory", B::At(1), C::Present, Some(10), true),
+    m("eth_blobBaseFee", B::None, C::Present, Some(10), true),
+    // accounts and execution
+    m("eth_getBalance", B::At(1), C::StateAtBlock, Some(15), true),
+    m(
+        "eth_getTransactionCount",
+        B::At(1),
+        C::StateAtBlock,
+        Some(15),
+        true,
+    ),
+    m("eth_getCode", B::At(1), C::StateAtBlock, Some(15), true),
+    m(
+        "eth_getStorageAt",
+        B::At(2),
+        C::StateAtBlock,
+        Some(15),
+        true,
+    ),
+    m("eth_getProof", B::At(2), C::Never, Some(50), true),
+    m("eth_getAccount", B::None, C::Never, None, true),
+    m("eth_getAccountInfo", B::None, C::Never, None, true),
+    m(
+        "eth_call",
+        B::AtOrLatest(1),
+        C::StateAtBlock,
+        Some(25),
+        true,
+    ),
+    m("eth_callMany", B::None, C::Never, Some(100), true),
+    m(
+        "eth_estimateGas",
+        B::AtOrLatest(1),
+        C::Present,
+        Some(50),
+        true,
+    ),
+    m(
+        "eth_createAccessList",
+        B::AtOrLatest(1),
+        C::Never,
+        Some(50),
+        true,
+    ),
+    m("eth_simulateV1", B::None, C::Never, Some(100), true),
+    m("eth_fillTransaction", B::None, C::Never, None, true),
+    // blocks
+    m("eth_getBlockByNumber", B::At(0), C::AtBlock, Some(15), true),
+    m(
+        "eth_getBlockByHash",
+        B::HashAt(0),
+        C::ByHash,
+        Some(15),
+        true,
+    ),
+    m("eth_getBlockReceipts", B::At(0), C::AtBlock, Some(75), true),
+    m(
+        "eth_getBlockTransactionCountByNumber",
+        B::At(0),
+        C::Never,
+        None,
+        true,
+    ),
+    m(
+        "eth_getBlockTransactionCountByHash",
+        B::HashAt(0),
+        C::ByHash,
+        None,
+        true,
+    ),
+    m(
+        "eth_getUncleByBlockHashAndIndex",
+        B::None,
+        C::Never,
+        None,
+        true,
+    ),
+    m(
+        "eth_getUncleByBlockNumberAndIndex",
+        B::At(0),
+        C::Never,
+        None,
+        true,
+    ),
+    m(
+        "eth_getUncleCountByBlockHash",
+        B::None,
+        C::Never,
+        None,
+        true,
+    ),
+    m(
+        "eth_getUncleCountByBlockNumber",
+        B::At(0),
+        C::Never,
+        None,
+        true,
+    ),
+    m("eth_getHeaderByNumber", B::At(0), C::Never, None, false),
+    // transactions
+    m(
+        "eth_getTransactionByHash",
+        B::None,
+        C::Transaction,
+        Some(15),
+        true,
+    ),
+    m(
+        "eth_getTransactionByBlockHashAndIndex",
+        B::HashAt(0),
+        C::ByHash,
+        None,
+        true,
+    ),
+    m(
+        "eth_getTransactionByBlockNumberAndIndex",
+        B::At(0),
+        C::Never,
+        None,
+        true,
+    ),
+    m("eth_getRawTransactionByHash", B::None, C::Never, None, true),
+    m(
+        "eth_getRawTransactionByBlockHashAndIndex",
+        B::None,
+        C::Never,
+        None,
+        true,
+    ),
+    m(
+        "eth_getRawTransactionByBlockNumberAndIndex",
+        B::None,
+        C::Never,
+        None,
+        true,
+    ),
+    m(
+        "eth_getTransactionReceipt",
+        B::None,
+        C::Transaction,
+        Some(15),
+        true,
+    ),
+    m("eth_sendRawTransaction", B::None, C::Never, Some(100), true),
+    m(
+        "eth_sendRawTransactionSync",
+        B::None,
+        C::Never,
+        Some(100),
+        true,
+    ),
+    // logs, filters, subscriptions
+    m("eth_getLogs", B::LogFilter, C::LogRange, Some(75), true),
+    m("eth_newFilter", B::None, C::Never, Some(20), true),
+    m("eth_newBlockFilter", B::None, C::Never, Some(20), true),
+    m(
+        "eth_newPendingTransactionFilter",
+        B::None,
+        C::Never,
+        None,
+        true,
+    ),
+    m("eth_getFilterChanges", B::None, C::Never, Some(20), true),
+    m("eth_getFilterLogs", B::None, C::Never, Some(75), true),
+    m("eth_uninstallFilter", B::None, C::Never, Some(10), true),
+    m("eth_subscribe", B::None, C::Never, None, true),
+    m("eth_unsubscribe", B::None, C::Never, None, true),
+    // Known, but closed by default: they act with the node's keys, inspect
+    // or steer the node, or re-execute blocks.
+    m("eth_accounts", B::None, C::Never, None, false),
+    m("eth_sign", B::None, C::Never, None, false),
+    m("eth_signTransaction", B::None, C::Never, None, false),
+    m("eth_signTypedData_v4", B::None, C::Never, None, false),
+    m("eth_sendTransaction", B::None, C::Never, None, false),
+    m("eth_coinbase", B::None, C::Never, None, false),
+    m("eth_getWork", B::None, C::Never, None, false),
+    m("eth_submitWork", B::None, C::Never, None, false),
+    m("debug_traceTransaction", B::None, C::Never, None, false),
+    m("debug_traceCall", B::None, C::Never, None, false),
+    m("debug_traceBlockByNumber", B::None, C::Never, None, false),
+    m("debug_traceBlockByHash", B::None, C::Never, None, false),
+    m("debug_getRawTransaction", B::None, C::Never, None, false),
+    m("trace_block", B::None, C::Never, None, false),
+    m("trace_transaction", B::None, C::Never, None, false),
+    m("trace_call", B::None, C::Never, None, false),
+    m("trace_filter", B::None, C::Never, None, false),
+    m("trace_replayTransaction", B::None, C::Never, None, false),
+    m(
+        "trace_replayBlockTransactions",
+        B::None,
+        C::Never,
+        None,
+        false,
+    ),
+    m("txpool_content", B::None, C::Never, None, false),
+    m("txpool_status", B::None, C::Never, None, false),
+    m("txpool_inspect", B::None, C::Never, None, false),
+    m("admin_peers", B::None, C::Never, None, false),
+    m("admin_nodeInfo", B::None, C::Never, None, false),
+    m("admin_addPeer", B::None, C::Never, None, false),
+    m("personal_sign", B::None, C::Never, None, false),
+    m("personal_unlockAccount", B::None, C::Never, None, false),
+    m("miner_start", B::None, C::Never, None, false),
+    m("miner_stop", B::None, C::Never, None, false),
+    m("engine_forkchoiceUpdatedV3", B::None, C::Never, None, false),
+    m("engine_newPayloadV3", B::None, C::Never, None, false),
+    m("engine_getPayloadV3", B::None, C::Never, None, false),
+];
+
+/// Costs of whole method families, after any exact entry (a `*` matches any run).
+pub const COST_GLOBS: &[(&str, u32)] = &[("trace_*", 300), ("debug_trace*", 300)];
+
+/// Looked up once per call: foldhash rather than SipHash, since only this
+/// table fills it.
+static BY_NAME: LazyLock<HashMap<&'static str, usize, foldhash::fast::FixedState>> =
+    LazyLock::new(|| {
+        METHODS
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name, i))
+            .collect()
+    });
+
+/// The method named `name`, and its position in [`METHODS`].
+pub fn lookup(name: &str) -> Option<(usize, &'static Method)> {
+    let &i = BY_NAME.get(name)?;
+    Some((i, &METHODS[i]))
+}
+
+/// The methods open to every caller by default.
+pub fn open_methods() -> impl Iterator<Item = &'static str> {
+    METHODS.iter().filter(|m| m.open).map(|m| m.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_found() {
+        assert_eq!(BY_NAME.len(), METHODS.len(), "a name is listed twice");
+        for (i, m) in METHODS.iter().enumerate() {
+            assert_eq!(lookup(m.name), Some((i, m)));
+        }
+        assert_eq!(lookup("eth_notAMethod"), None);
+    }
+
+    #[test]
+    fn nothing_dangerous_is_open() {
+        let closed = [
+            "admin_",
+            "debug_",
+            "miner_",
+            "txpool_",
+            "engine_",
+            "personal_",
+            "anvil_",
+            "evm_",
+        ];
+        for m in METHODS.iter().filter(|m| m.open) {
+            assert!(
+                !closed.iter().any(|p| m.name.starts_with(p)),
+                "{} is open",
+                m.name
+            );
+        }
+        for name in ["eth_sign", "eth_sendTransaction", "eth_accounts"] {
+            assert!(!lookup(name).unwrap().1.open, "{name}");
+        }
+    }
+
+    #[test]
+    fn cached_reads_take_their_block_where_the_cache_expects_it() {
+        for m in METHODS {
+            match m.caching {
+                Caching::ByHash => assert!(
+                    matches!(m.block, BlockArg::HashAt(_) | BlockArg::At(_)),
+                    "{}",
+                    m.name
+                ),
+                Caching::AtBlock | Caching::StateAtBlock => assert!(
+                    matches!(m.block, BlockArg::At(_) | BlockArg::AtOrLatest(_)),
+                    "{}",
+                    m.name
+                ),
+                Caching::LogRange => assert_eq!(m.block, BlockArg::LogFilter, "{}", m.name),
+                _ => {}
+            }
+        }
+    }
+}

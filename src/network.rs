@@ -1,0 +1,97 @@
+//! One network as the gateway runs it: its config, its backends (with their
+//! trackers and view) and its response cache, started and dropped together.
+//!
+//! This module sits above both `upstream` and `cache` so that neither has to
+//! know the other: the cache follows the view that `upstream` publishes
+//! through the receiver handed to it here, and the pipeline reads both.
+
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+use crate::cache::Cache;
+use crate::config::{NetworkConfig, RedisConfig};
+use crate::metrics::NetworkSeries;
+use crate::router::{RouteError, Target};
+use crate::upstream::{HttpClient, NetworkView, Upstreams};
+
+/// The running state of one network. Dropping it stops its view builder,
+/// its cache's loops (and trackers no other network uses).
+pub struct Network {
+    pub config: NetworkConfig,
+    /// Its call counters and latency histograms, resolved once.
+    pub series: NetworkSeries,
+    pub upstreams: Upstreams,
+    /// `None` when the network's cache is disabled.
+    pub cache: Option<Arc<Cache<RouteError>>>,
+    cache_tasks: Vec<JoinHandle<()>>,
+}
+
+impl Network {
+    /// Starts head tracking for every upstream, the view builder and the
+    /// cache's loops (`redis` serves the cache's shared tier when enabled).
+    pub fn start(
+        config: NetworkConfig,
+        client: &HttpClient,
+        redis: Option<&RedisConfig>,
+    ) -> Network {
+        Network::start_after(config, client, redis, None)
+    }
+
+    /// Like [`Network::start`], taking over from `previous` (the same network
+    /// under the old config): unchanged backends keep their trackers, and the
+    /// served head continues from where it was.
+    pub fn start_after(
+        config: NetworkConfig,
+        client: &HttpClient,
+        redis: Option<&RedisConfig>,
+        previous: Option<&Network>,
+    ) -> Network {
+        crate::metrics::metrics().network_started(&config.name);
+        let upstreams = Upstreams::start(&config, client, previous.map(|p| &p.upstreams));
+        // A reconfigured network starts with an empty cache: its entries are
+        // bound to this network's view and reorg loop.
+        let mut cache_tasks = Vec::new();
+        let cache = config.cache.enabled.then(|| {
+            let (view, published) = upstreams.follow();
+            let (cache, tasks) = Cache::start(
+                &config.name,
+                &config.cache,
+                redis,
+                view,
+                published,
+                config.head.probe_timeout,
+            );
+            cache_tasks = tasks;
+            cache
+        });
+        Network {
+            series: NetworkSeries::new(&config.name),
+            config,
+            upstreams,
+            cache,
+            cache_tasks,
+        }
+    }
+
+    /// The current snapshot (one atomic load).
+    pub fn view(&self) -> Arc<NetworkView> {
+        self.upstreams.view()
+    }
+
+    /// What the router needs of this network.
+    pub fn target(&self) -> Target<'_> {
+        Target {
+            config: &self.config,
+            upstreams: &self.upstreams,
+        }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for task in &self.cache_tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The pipeline of one admitted call, in the order the crate docs give:
+//! local answers, block pinning, the cache, the router, the cache's store.
+//!
+//! Each step is a module that knows nothing of the others; this function is
+//! the only place that knows their order. The client policy has admitted the
+//! call before it gets here (`calls`, which admits a batch in order before
+//! any entry runs), and `calls` turns what comes back into the answer with
+//! the caller's id and counts it.
+
+use crate::cache::Lookup;
+use crate::eth::{self, BlockArg};
+use crate::jsonrpc::Call;
+use crate::network::Network;
+use crate::router::{self, Forward, RouteError};
+use crate::upstream::{NetworkView, Reply};
+
+/// Answers one call on `network` against the snapshot `view`.
+pub async fn run(
+    network: &Network,
+    view: &NetworkView,
+    call: &Call<'_>,
+) -> Result<Reply, RouteError> {
+    let served = view.served_head.ok_or(RouteError::NoBackend)?;
+    if let Some(reply) = router::local(&network.config, served, &call.method) {
+        return Ok(reply);
+    }
+    let spec = eth::methods::lookup(&call.method).map(|(_, m)| m);
+    let pinned = eth::pin(
+        spec.map_or(BlockArg::None, |m| m.block),
+        call.params,
+        served,
+    );
+    let forward = |params| Forward {
+        method: &call.method,
+        params,
+        min_head: pinned.min_head,
+    };
+    let target = network.target();
+    let Some(cache) = network.cache.as_deref() else {
+        return router::forward(target, view, forward(pinned.params.as_deref())).await;
+    };
+    match cache.lookup(view, &call.method, spec, &pinned).await {
+        Lookup::Answered(outcome) => outcome,
+        Lookup::Pass => router::forward(target, view, forward(pinned.params.as_deref())).await,
+        Lookup::Fetch(ticket) => {
+            let sent = ticket.params(pinned.params.as_deref());
+            let outcome = router::forward(target, view, forward(sent)).await;
+            ticket.complete(view, outcome).await
+        }
+    }
+}
