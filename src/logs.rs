@@ -19,7 +19,7 @@ struct Installed {
     /// Set by the environment or the command line: the config has no say.
     fixed: bool,
     /// The config level now in force, so an unchanged reload does nothing.
-    level: std::sync::Mutex<String>,
+    level: parking_lot::Mutex<String>,
 }
 
 static INSTALLED: OnceLock<Installed> = OnceLock::new();
@@ -58,7 +58,7 @@ pub fn init(flag: Option<&str>, json: bool, config: Option<&LogConfig>) {
         let _ = INSTALLED.set(Installed {
             filter: handle,
             fixed,
-            level: std::sync::Mutex::new(configured.to_string()),
+            level: parking_lot::Mutex::new(configured.to_string()),
         });
     }
 }
@@ -68,7 +68,7 @@ pub fn apply(config: &LogConfig) {
     let Some(installed) = INSTALLED.get() else {
         return;
     };
-    let mut level = installed.level.lock().unwrap_or_else(|p| p.into_inner());
+    let mut level = installed.level.lock();
     if *level == config.level {
         return;
     }

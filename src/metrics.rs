@@ -15,7 +15,9 @@
 //! registry, and no key or key hash ever appears.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{LazyLock, Mutex, OnceLock};
+use std::sync::{LazyLock, OnceLock};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -376,7 +378,6 @@ impl Metrics {
         *self
             .upstream_holders
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .entry(labels.clone())
             .or_default() += 1;
         let outcome = |o: &str| {
@@ -419,7 +420,7 @@ impl Drop for UpstreamSeries {
     fn drop(&mut self) {
         let m = metrics();
         // Held while the series go, so a successor cannot be resolved in between.
-        let mut holders = m.upstream_holders.lock().unwrap_or_else(|p| p.into_inner());
+        let mut holders = m.upstream_holders.lock();
         let Some(n) = holders.get_mut(&self.labels) else {
             return;
         };

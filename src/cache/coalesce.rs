@@ -16,7 +16,7 @@
 //! without knowing the router's error type.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use tokio::sync::watch;
 
@@ -51,7 +51,7 @@ pub struct Lead<'a, T> {
 
 impl<T: Clone> Flights<T> {
     pub fn join(&self, key: &Key) -> Joined<'_, T> {
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.table.lock();
         if let Some(slot) = table.get(key) {
             return Joined::Follow(slot.clone());
         }
@@ -66,7 +66,7 @@ impl<T: Clone> Flights<T> {
 
     /// Calls in flight (for tests and metrics).
     pub fn in_flight(&self) -> usize {
-        self.table.lock().map_or(0, |t| t.len())
+        self.table.lock().len()
     }
 }
 
@@ -88,7 +88,7 @@ impl<T: Clone> Lead<'_, T> {
 
 impl<T> Drop for Lead<'_, T> {
     fn drop(&mut self) {
-        let mut table = self.flights.table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.flights.table.lock();
         // Only our own flight: a new leader may already own the key.
         if table
             .get(&self.key)

@@ -16,7 +16,7 @@
 //! `X-Request-Id`. The id is only formatted when something fails.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -132,7 +132,7 @@ pub async fn answer_message(
         status,
         body,
         retry_after,
-        subscribed: subscribed.into_inner().unwrap_or_else(|e| e.into_inner()),
+        subscribed: subscribed.into_inner(),
     }
 }
 
@@ -330,7 +330,6 @@ impl Ctx<'_> {
                 if let Some(id) = answer.created {
                     self.subscribed
                         .lock()
-                        .unwrap_or_else(|e| e.into_inner())
                         .push(id);
                 }
                 jsonrpc::result_response(call.reply_id(), &answer.result)

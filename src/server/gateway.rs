@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -210,7 +212,7 @@ impl Gateway {
             draining: AtomicBool::new(false),
             reloads: ReloadCounters::default(),
         });
-        let mut control = gateway.control.lock().expect("control lock");
+        let mut control = gateway.control.lock();
         control.discovery = spawn_discovery(&gateway, config);
         drop(control);
         Ok(gateway)
@@ -218,7 +220,7 @@ impl Gateway {
 
     /// A discover group found a new set of upstreams.
     fn discovered(&self, network: &str, group: &DiscoverConfig, ups: Vec<UpstreamConfig>) {
-        let mut control = self.control.lock().expect("control lock");
+        let mut control = self.control.lock();
         let key = (network.to_string(), group.name.clone());
         control.discovered.insert(key, (group.clone(), ups));
         let old = self.routes();
@@ -247,7 +249,7 @@ impl Gateway {
                 self.bound.1
             );
         }
-        let mut control = self.control.lock().expect("control lock");
+        let mut control = self.control.lock();
         // What was discovered for a group that is gone or changed is dropped.
         let keep = |(net, group): &(String, String),
                     (cfg, _): &mut (DiscoverConfig, Vec<UpstreamConfig>)| {

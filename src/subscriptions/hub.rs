@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use prometheus::IntCounter;
@@ -65,9 +67,9 @@ impl Hub {
         }
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<Topic, Feed>> {
+    fn table(&self) -> parking_lot::MutexGuard<'_, HashMap<Topic, Feed>> {
         // A panic elsewhere cannot leave these maps half-changed.
-        self.feeds.lock().unwrap_or_else(|e| e.into_inner())
+        self.feeds.lock()
     }
 
     /// Adds a client subscription, starting the topic's feed if it has none.

@@ -34,7 +34,9 @@ pub mod hub;
 pub mod topic;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use prometheus::IntGauge;
@@ -83,7 +85,7 @@ impl Hubs {
 
     /// The hub of the network named `network` (a configured name).
     pub fn hub(&self, network: &str) -> Arc<Hub> {
-        let mut hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hubs = self.hubs.lock();
         hubs.entry(network.to_string())
             .or_insert_with(|| Arc::new(Hub::new(network, self.source.clone())))
             .clone()
@@ -169,8 +171,8 @@ impl Session {
         }
     }
 
-    fn subs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
-        self.subs.lock().unwrap_or_else(|e| e.into_inner())
+    fn subs(&self) -> parking_lot::MutexGuard<'_, HashMap<String, Held>> {
+        self.subs.lock()
     }
 
     /// Answers `eth_subscribe` or `eth_unsubscribe`.
