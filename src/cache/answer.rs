@@ -50,7 +50,7 @@ impl Named<'_> {
 /// The blocks an answer names, in order, with repeats removed: none for a
 /// scalar, one for an object, one per element for an array. `Err` when an
 /// object or array cannot be read, or names a block in a shape we do not know.
-pub fn blocks_named(result: &[u8]) -> Result<Vec<(u64, Hash)>, ()> {
+pub(super) fn blocks_named(result: &[u8]) -> Result<Vec<(u64, Hash)>, ()> {
     match result.first() {
         Some(b'{') => {
             let named: Named = serde_json::from_slice(result).map_err(|_| ())?;

@@ -15,8 +15,8 @@
 //! shares whatever the pipeline's upstream call returns, answer or error,
 //! without knowing the router's error type.
 
-use std::collections::HashMap;
 use parking_lot::Mutex;
+use std::collections::HashMap;
 
 use tokio::sync::watch;
 
@@ -24,7 +24,7 @@ use super::key::Key;
 
 type Slot<T> = watch::Receiver<Option<T>>;
 
-pub struct Flights<T> {
+pub(super) struct Flights<T> {
     table: Mutex<HashMap<Key, Slot<T>>>,
 }
 
@@ -37,20 +37,20 @@ impl<T> Default for Flights<T> {
 }
 
 /// Either the call to make, or the leader to wait for.
-pub enum Joined<'a, T> {
+pub(super) enum Joined<'a, T> {
     Lead(Lead<'a, T>),
     Follow(Slot<T>),
 }
 
 /// The leader's duty: call upstream, then [`Lead::finish`].
-pub struct Lead<'a, T> {
+pub(super) struct Lead<'a, T> {
     flights: &'a Flights<T>,
     key: Key,
     tx: watch::Sender<Option<T>>,
 }
 
 impl<T: Clone> Flights<T> {
-    pub fn join(&self, key: &Key) -> Joined<'_, T> {
+    pub(super) fn join(&self, key: &Key) -> Joined<'_, T> {
         let mut table = self.table.lock();
         if let Some(slot) = table.get(key) {
             return Joined::Follow(slot.clone());
@@ -65,13 +65,13 @@ impl<T: Clone> Flights<T> {
     }
 
     /// Calls in flight (for tests and metrics).
-    pub fn in_flight(&self) -> usize {
+    pub(super) fn in_flight(&self) -> usize {
         self.table.lock().len()
     }
 }
 
 /// Waits for the leader. `None`: it gave up, start over.
-pub async fn follow<T: Clone>(mut slot: Slot<T>) -> Option<T> {
+pub(super) async fn follow<T: Clone>(mut slot: Slot<T>) -> Option<T> {
     match slot.wait_for(Option::is_some).await {
         Ok(outcome) => outcome.clone(),
         Err(_) => None,
@@ -80,7 +80,7 @@ pub async fn follow<T: Clone>(mut slot: Slot<T>) -> Option<T> {
 
 impl<T: Clone> Lead<'_, T> {
     /// Hands the outcome to every follower and ends the flight.
-    pub fn finish(self, outcome: &T) {
+    pub(super) fn finish(self, outcome: &T) {
         self.tx.send_replace(Some(outcome.clone()));
         // Drop removes the key.
     }

@@ -49,7 +49,7 @@ impl Borrow<str> for Key {
 }
 
 /// The text of the key of `method` with `params`.
-pub fn text(method: &str, params: Option<&str>) -> String {
+pub(super) fn text(method: &str, params: Option<&str>) -> String {
     let params = params.unwrap_or("");
     let mut out = String::with_capacity(method.len() + params.len() + 8);
     // Written in place: a hit builds no other string than this one.

@@ -19,7 +19,7 @@ fn block_hash_object(h: &Hash) -> Box<RawValue> {
 }
 
 /// `params` with the block argument at `index` replaced by `{"blockHash": h}`.
-pub fn block_param(params: &str, index: usize, h: &Hash) -> Option<String> {
+pub(super) fn block_param(params: &str, index: usize, h: &Hash) -> Option<String> {
     let mut list: Vec<&RawValue> = serde_json::from_str(params).ok()?;
     let pinned = block_hash_object(h);
     *list.get_mut(index)? = &pinned;
@@ -27,7 +27,7 @@ pub fn block_param(params: &str, index: usize, h: &Hash) -> Option<String> {
 }
 
 /// An `eth_getLogs` filter over one block, as a `blockHash` filter.
-pub fn log_filter(params: &str, h: &Hash) -> Option<String> {
+pub(super) fn log_filter(params: &str, h: &Hash) -> Option<String> {
     let list: Vec<&RawValue> = serde_json::from_str(params).ok()?;
     let [filter] = list.as_slice() else {
         return None;

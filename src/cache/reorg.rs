@@ -25,7 +25,7 @@ use crate::upstream::{Backend, NetworkView};
 /// Wait before trying again after a failed read of the chain.
 const RETRY: Duration = Duration::from_millis(200);
 
-pub async fn follow<E>(
+pub(super) async fn follow<E>(
     cache: Arc<Cache<E>>,
     view: Arc<ArcSwap<NetworkView>>,
     mut published: watch::Receiver<()>,

@@ -32,7 +32,7 @@ use super::Stats;
 use crate::eth::Hash;
 
 /// The longest a request waits for Redis before going upstream instead.
-pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(100);
+pub(super) const LOOKUP_TIMEOUT: Duration = Duration::from_millis(100);
 /// Writes waiting for the writer task; more are dropped.
 const WRITE_QUEUE: usize = 1024;
 const PREFIX: &str = "rpcgate:cache:v1:";
@@ -47,7 +47,7 @@ enum Link {
     Up(ConnectionManager),
 }
 
-pub struct SharedTier {
+pub(super) struct SharedTier {
     prefix: String,
     link: watch::Receiver<Link>,
     writes: mpsc::Sender<(String, Vec<u8>)>,
@@ -56,7 +56,7 @@ pub struct SharedTier {
 impl SharedTier {
     /// Starts connecting to `url` and the writer task; returns the tasks to
     /// abort when the network goes.
-    pub fn start(
+    pub(super) fn start(
         url: &str,
         network: &str,
         ttl: Duration,
@@ -84,7 +84,7 @@ impl SharedTier {
     }
 
     /// The entry under `key`, if Redis has it and answers in time.
-    pub async fn get(&self, key: &Key) -> Option<Stored> {
+    pub(super) async fn get(&self, key: &Key) -> Option<Stored> {
         let redis_key = self.redis_key(key);
         let read = async {
             let mut link = self.link.clone();
@@ -109,7 +109,7 @@ impl SharedTier {
     }
 
     /// Queues `entry` for Redis; dropped when the queue is full.
-    pub fn put(&self, key: &Key, entry: &Stored) {
+    pub(super) fn put(&self, key: &Key, entry: &Stored) {
         if !matches!(&*self.link.borrow(), Link::Up(_)) {
             return;
         }

@@ -20,7 +20,7 @@ const ENTRY_OVERHEAD: usize = 96;
 
 /// What an answer stays valid for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Bind {
+pub(super) enum Bind {
     /// Valid for good (a constant, or a read of a finalized block).
     Final,
     /// Valid while blocks `from..` still have these hashes.
@@ -28,7 +28,7 @@ pub enum Bind {
 }
 
 impl Bind {
-    pub fn block(number: u64, hash: Hash) -> Bind {
+    pub(super) fn block(number: u64, hash: Hash) -> Bind {
         Bind::Blocks {
             from: number,
             hashes: Arc::new([hash]),
@@ -36,7 +36,7 @@ impl Bind {
     }
 
     /// Whether the answer may be served under `canon` with `finalized` final.
-    pub fn holds(&self, canon: &Canon, current: bool, finalized: Option<u64>) -> bool {
+    pub(super) fn holds(&self, canon: &Canon, current: bool, finalized: Option<u64>) -> bool {
         match self {
             Bind::Final => true,
             Bind::Blocks { from, hashes } => {
@@ -73,17 +73,17 @@ impl Bind {
 
 /// A cached answer: the raw `result` text and what it is bound to.
 #[derive(Debug, Clone)]
-pub struct Stored {
+pub(super) struct Stored {
     pub result: Bytes,
     pub bind: Bind,
 }
 
-pub struct Store {
+pub(super) struct Store {
     entries: moka::future::Cache<Key, Stored>,
 }
 
 impl Store {
-    pub fn new(max_bytes: u64, stats: Arc<Stats>) -> Store {
+    pub(super) fn new(max_bytes: u64, stats: Arc<Stats>) -> Store {
         let entries = moka::future::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &Key, e: &Stored| u32::try_from(weight(k, e)).unwrap_or(u32::MAX))
@@ -97,17 +97,17 @@ impl Store {
         Store { entries }
     }
 
-    pub async fn get(&self, key: &str) -> Option<Stored> {
+    pub(super) async fn get(&self, key: &str) -> Option<Stored> {
         self.entries.get(key).await
     }
 
-    pub async fn insert(&self, key: Key, entry: Stored) {
+    pub(super) async fn insert(&self, key: Key, entry: Stored) {
         self.entries.insert(key, entry).await;
     }
 
     /// Drops every entry bound to a replaced block (applied by moka in the
     /// background; hits check their binding meanwhile).
-    pub fn evict_bound_to(&self, replaced: Vec<(u64, Hash)>, stats: Arc<Stats>) {
+    pub(super) fn evict_bound_to(&self, replaced: Vec<(u64, Hash)>, stats: Arc<Stats>) {
         let registered = self.entries.invalidate_entries_if(move |_, e| {
             let hit = e.bind.touches(&replaced);
             if hit {
@@ -121,18 +121,18 @@ impl Store {
     }
 
     /// The weight of all entries, in bytes, once moka's pending work is done.
-    pub async fn weighted_bytes(&self) -> u64 {
+    pub(super) async fn weighted_bytes(&self) -> u64 {
         self.entries.run_pending_tasks().await;
         self.entries.weighted_size()
     }
 
     /// The weight and count of entries as last accounted, without waiting
     /// for moka's pending work: for metrics, read at scrape time.
-    pub fn size_now(&self) -> (u64, u64) {
+    pub(super) fn size_now(&self) -> (u64, u64) {
         (self.entries.weighted_size(), self.entries.entry_count())
     }
 
-    pub async fn len(&self) -> u64 {
+    pub(super) async fn len(&self) -> u64 {
         self.entries.run_pending_tasks().await;
         self.entries.entry_count()
     }

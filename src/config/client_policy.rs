@@ -15,10 +15,10 @@ use super::raw::{RawAnonymous, RawClient, RawLimits, RawPolicy};
 use super::validate::{duration, in_range};
 use super::ConfigError;
 
-pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u64 = 1024;
-pub const DEFAULT_COST: u64 = 20;
+pub(super) const DEFAULT_MAX_CONNECTIONS_PER_IP: u64 = 1024;
+pub(super) const DEFAULT_COST: u64 = 20;
 /// Shorter keys are guessable by brute force through the gateway itself.
-pub const MIN_KEY_LEN: usize = 16;
+pub(super) const MIN_KEY_LEN: usize = 16;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyConfig {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(super) struct RawConfig {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
     #[serde(default)]
@@ -27,7 +27,7 @@ pub struct RawConfig {
 /// `log:`: what the process logs, and how.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawLog {
+pub(super) struct RawLog {
     pub level: Option<String>,
     pub format: Option<String>,
 }
@@ -35,7 +35,7 @@ pub struct RawLog {
 /// `policy:`: who may call what, and how often (see `config::policy`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPolicy {
+pub(super) struct RawPolicy {
     pub trusted_proxies: Option<Vec<String>>,
     pub max_connections_per_ip: Option<u64>,
     pub redis_fallback: Option<String>,
@@ -48,7 +48,7 @@ pub struct RawPolicy {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAnonymous {
+pub(super) struct RawAnonymous {
     pub enabled: Option<bool>,
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
@@ -57,7 +57,7 @@ pub struct RawAnonymous {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawClient {
+pub(super) struct RawClient {
     pub key_sha256: Option<Vec<String>>,
     pub keys_env: Option<String>,
     pub keys_file: Option<String>,
@@ -68,7 +68,7 @@ pub struct RawClient {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawLimits {
+pub(super) struct RawLimits {
     pub requests_per_second: Option<f64>,
     pub burst: Option<u64>,
     pub compute_units_per_second: Option<f64>,
@@ -77,13 +77,13 @@ pub struct RawLimits {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRedis {
+pub(super) struct RawRedis {
     pub url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawServer {
+pub(super) struct RawServer {
     pub max_body_bytes: Option<u64>,
     pub max_batch_len: Option<u64>,
     pub max_connections: Option<u64>,
@@ -96,7 +96,7 @@ pub struct RawServer {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawNetwork {
+pub(super) struct RawNetwork {
     pub chain_id: Option<u64>,
     #[serde(default)]
     pub default: bool,
@@ -115,7 +115,7 @@ pub struct RawNetwork {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawDiscover {
+pub(super) struct RawDiscover {
     pub name: Option<String>,
     pub dns: Option<String>,
     pub http_port: Option<u16>,
@@ -126,7 +126,7 @@ pub struct RawDiscover {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawCache {
+pub(super) struct RawCache {
     pub enabled: Option<bool>,
     pub max_bytes: Option<u64>,
     pub max_entry_bytes: Option<u64>,
@@ -137,7 +137,7 @@ pub struct RawCache {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawHead {
+pub(super) struct RawHead {
     pub poll_interval: Option<String>,
     pub ws_poll_interval: Option<String>,
     pub finality_poll_interval: Option<String>,
@@ -147,7 +147,7 @@ pub struct RawHead {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawUpstream {
+pub(super) struct RawUpstream {
     pub name: Option<String>,
     pub http: Option<String>,
     pub ws: Option<String>,

@@ -13,24 +13,24 @@ use super::{
     NetworkConfig, RedisConfig, ServerLimits, UpstreamConfig, CACHE_CANON_WINDOW,
 };
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8545";
-pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 5 * 1024 * 1024;
-pub const DEFAULT_MAX_BATCH_LEN: u64 = 100;
-pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
-pub const DEFAULT_MAX_METHOD_LEN: u64 = 128;
-pub const DEFAULT_MAX_BATCH_RESPONSE_BYTES: u64 = 25 * 1024 * 1024;
-pub const DEFAULT_BATCH_CONCURRENCY: u64 = 8;
-pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: u64 = 100;
-pub const DEFAULT_MAX_LAG_BLOCKS: u64 = 2;
-pub const DEFAULT_MAX_ATTEMPTS: u64 = 3;
-pub const DEFAULT_EJECT_AFTER_FAILURES: u64 = 3;
-pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
-pub const DEFAULT_CACHE_MAX_BYTES: u64 = 256 * 1024 * 1024;
-pub const DEFAULT_CACHE_MAX_ENTRY_BYTES: u64 = 1024 * 1024;
+pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8545";
+pub(super) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+pub(super) const DEFAULT_MAX_BODY_BYTES: u64 = 5 * 1024 * 1024;
+pub(super) const DEFAULT_MAX_BATCH_LEN: u64 = 100;
+pub(super) const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+pub(super) const DEFAULT_MAX_METHOD_LEN: u64 = 128;
+pub(super) const DEFAULT_MAX_BATCH_RESPONSE_BYTES: u64 = 25 * 1024 * 1024;
+pub(super) const DEFAULT_BATCH_CONCURRENCY: u64 = 8;
+pub(super) const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: u64 = 100;
+pub(super) const DEFAULT_MAX_LAG_BLOCKS: u64 = 2;
+pub(super) const DEFAULT_MAX_ATTEMPTS: u64 = 3;
+pub(super) const DEFAULT_EJECT_AFTER_FAILURES: u64 = 3;
+pub(super) const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+pub(super) const DEFAULT_CACHE_MAX_BYTES: u64 = 256 * 1024 * 1024;
+pub(super) const DEFAULT_CACHE_MAX_ENTRY_BYTES: u64 = 1024 * 1024;
 /// Deeper than this, blocks leave the cache's window of tracked hashes
 /// ([`CACHE_CANON_WINDOW`]), so `confirmations` must stay below it.
-pub const MAX_CACHE_CONFIRMATIONS: u64 = CACHE_CANON_WINDOW - 1;
+pub(super) const MAX_CACHE_CONFIRMATIONS: u64 = CACHE_CANON_WINDOW - 1;
 
 pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let listen = address("listen", raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;

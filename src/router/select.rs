@@ -10,7 +10,7 @@
 use crate::upstream::BackendView;
 
 /// Picks one of `candidates`, or `None` when there are none.
-pub fn pick<'a>(candidates: &[&'a BackendView]) -> Option<&'a BackendView> {
+pub(super) fn pick<'a>(candidates: &[&'a BackendView]) -> Option<&'a BackendView> {
     match candidates.len() {
         0 => None,
         1 => Some(candidates[0]),

@@ -15,8 +15,8 @@
 //! a random one); over HTTP the id also goes back in the response's
 //! `X-Request-Id`. The id is only formatted when something fails.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -35,7 +35,7 @@ use crate::subscriptions::{is_subscription_method, Session, SubscriptionError};
 use crate::upstream::{NetworkView, Reply, ReplyKind};
 
 /// What a message is answered with.
-pub struct Answered {
+pub(super) struct Answered {
     /// The HTTP status when the message came over HTTP.
     pub status: StatusCode,
     /// `None` when every call was a notification.
@@ -48,7 +48,7 @@ pub struct Answered {
 }
 
 /// Parses `body` and answers every call in it on `network`.
-pub async fn answer_message(
+pub(super) async fn answer_message(
     routes: &Routes,
     network: &Network,
     caller: &Caller<'_>,
@@ -149,10 +149,10 @@ async fn admit(
 }
 
 /// The header a request id comes and goes in.
-pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+pub(super) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// The id a failed request is logged and answered with.
-pub struct RequestId {
+pub(super) struct RequestId {
     /// The caller's own id, when it is short and made of plain characters.
     given: Option<HeaderValue>,
     random: u64,
@@ -161,7 +161,7 @@ pub struct RequestId {
 
 impl RequestId {
     /// The caller's `X-Request-Id` when it is plain, else a random one.
-    pub fn of(headers: &HeaderMap) -> RequestId {
+    pub(super) fn of(headers: &HeaderMap) -> RequestId {
         let plain = |v: &&HeaderValue| {
             let b = v.as_bytes();
             !b.is_empty()
@@ -176,7 +176,7 @@ impl RequestId {
     }
 
     /// A random id (a WebSocket message).
-    pub fn random() -> RequestId {
+    pub(super) fn random() -> RequestId {
         RequestId {
             given: None,
             random: fastrand::u64(..),
@@ -185,11 +185,11 @@ impl RequestId {
     }
 
     /// Whether a call of the request failed or was refused.
-    pub fn has_failed(&self) -> bool {
+    pub(super) fn has_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
 
-    pub fn mark_failed(&self) {
+    pub(super) fn mark_failed(&self) {
         self.failed.store(true, Ordering::Relaxed);
     }
 }
@@ -328,9 +328,7 @@ impl Ctx<'_> {
             Ok(answer) => {
                 self.count(&call.method, Outcome::Ok, None);
                 if let Some(id) = answer.created {
-                    self.subscribed
-                        .lock()
-                        .push(id);
+                    self.subscribed.lock().push(id);
                 }
                 jsonrpc::result_response(call.reply_id(), &answer.result)
             }

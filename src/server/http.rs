@@ -26,7 +26,7 @@ use crate::metrics::metrics;
 
 pub(super) type Body = Full<Bytes>;
 
-pub async fn handle(
+pub(super) async fn handle(
     gateway: Arc<Gateway>,
     peer: SocketAddr,
     req: Request<Incoming>,
@@ -65,7 +65,7 @@ pub async fn handle(
 /// A connection over the per-IP cap: one 429 written without waiting (it
 /// fits any socket buffer), then closed. No task, so a flood of them holds
 /// nothing.
-pub fn refuse_connection(stream: tokio::net::TcpStream) {
+pub(super) fn refuse_connection(stream: tokio::net::TcpStream) {
     const TOO_MANY: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
     let _ = stream.try_write(TOO_MANY);
 }

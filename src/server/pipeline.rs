@@ -15,7 +15,7 @@ use crate::router::{self, Forward, RouteError};
 use crate::upstream::{NetworkView, Reply};
 
 /// Answers one call on `network` against the snapshot `view`.
-pub async fn run(
+pub(super) async fn run(
     network: &Network,
     view: &NetworkView,
     call: &Call<'_>,

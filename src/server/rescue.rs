@@ -9,7 +9,7 @@ use crate::router::RouteError;
 use crate::subscriptions::SubscriptionError;
 
 /// A body that could not be read as calls.
-pub fn payload(e: &PayloadError) -> ErrorObject {
+pub(super) fn payload(e: &PayloadError) -> ErrorObject {
     match e {
         PayloadError::Parse(why) => {
             ErrorObject::new(code::PARSE_ERROR, format!("parse error: {why}"))
@@ -23,7 +23,7 @@ pub fn payload(e: &PayloadError) -> ErrorObject {
 }
 
 /// One entry that is not a valid request.
-pub fn invalid(e: &Invalid<'_>) -> ErrorObject {
+pub(super) fn invalid(e: &Invalid<'_>) -> ErrorObject {
     ErrorObject::new(
         code::INVALID_REQUEST,
         format!("invalid request: {}", e.reason),
@@ -31,7 +31,7 @@ pub fn invalid(e: &Invalid<'_>) -> ErrorObject {
 }
 
 /// A batch entry refused because the batch's answers are already too large.
-pub fn batch_over_budget(limit: usize) -> ErrorObject {
+pub(super) fn batch_over_budget(limit: usize) -> ErrorObject {
     ErrorObject::new(
         code::LIMIT_EXCEEDED,
         format!("batch response is over the limit of {limit} bytes"),
@@ -39,7 +39,7 @@ pub fn batch_over_budget(limit: usize) -> ErrorObject {
 }
 
 /// A call no backend answered, and the HTTP status when it was the only call.
-pub fn route(e: &RouteError) -> (ErrorObject, StatusCode) {
+pub(super) fn route(e: &RouteError) -> (ErrorObject, StatusCode) {
     let object = match e {
         RouteError::NoBackend => ErrorObject::new(
             code::UNAVAILABLE,
@@ -59,7 +59,7 @@ pub fn route(e: &RouteError) -> (ErrorObject, StatusCode) {
 }
 
 /// A call the client policy refused, and the HTTP status when it was the only call.
-pub fn policy(r: &Refusal) -> (ErrorObject, StatusCode) {
+pub(super) fn policy(r: &Refusal) -> (ErrorObject, StatusCode) {
     match r {
         // As a node answers a method it does not have: HTTP 200.
         Refusal::MethodBlocked(method) => (
@@ -95,7 +95,7 @@ pub fn policy(r: &Refusal) -> (ErrorObject, StatusCode) {
 }
 
 /// A subscription call that could not be served.
-pub fn subscription(e: &SubscriptionError) -> ErrorObject {
+pub(super) fn subscription(e: &SubscriptionError) -> ErrorObject {
     let code = match e {
         SubscriptionError::NeedsWebSocket => code::UNAVAILABLE,
         SubscriptionError::InvalidParams(_) => code::INVALID_PARAMS,
@@ -106,7 +106,7 @@ pub fn subscription(e: &SubscriptionError) -> ErrorObject {
 
 /// HTTP-tier refusals, before any call is read.
 #[derive(Debug)]
-pub enum HttpRefusal {
+pub(super) enum HttpRefusal {
     UnknownNetwork,
     /// An unknown key, or none where one is required.
     Unauthorized(Refusal),
@@ -121,7 +121,7 @@ pub enum HttpRefusal {
     BadUpgrade(&'static str),
 }
 
-pub fn http(r: &HttpRefusal) -> (ErrorObject, StatusCode) {
+pub(super) fn http(r: &HttpRefusal) -> (ErrorObject, StatusCode) {
     match r {
         HttpRefusal::UnknownNetwork => (
             ErrorObject::new(code::METHOD_NOT_FOUND, "no network is served at this path"),

@@ -33,7 +33,7 @@ thread_local! {
 
 /// A `hyper::rt::Timer` on tokio's timers, reusing them.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ReusingTimer;
+pub(super) struct ReusingTimer;
 
 impl hyper::rt::Timer for ReusingTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {

@@ -53,11 +53,11 @@ use crate::network::Network;
 use crate::subscriptions::{Outbox, Session};
 
 /// Messages of one connection answered at once.
-pub const MAX_IN_FLIGHT: usize = 16;
+pub(super) const MAX_IN_FLIGHT: usize = 16;
 /// Answers and notifications waiting to be written to one client.
-pub const OUTBOUND_QUEUE: usize = 256;
+pub(super) const OUTBOUND_QUEUE: usize = 256;
 /// A connection with no frame from the client for this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Pings keep a quiet but live client (its pongs) from the idle timeout.
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 /// Time to write a Close frame and hear the client's, before the socket is dropped.

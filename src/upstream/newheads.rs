@@ -35,7 +35,7 @@ struct Header {
 }
 
 /// Follows newHeads until the receiver is gone, reconnecting with backoff.
-pub async fn follow(
+pub(super) async fn follow(
     url: http::Uri,
     backend: String,
     heads: mpsc::Sender<BlockId>,
