@@ -12,8 +12,6 @@
 //! distinct request, moved to another backend without a gap when its own fails.
 pub mod cache;
 pub mod config;
-pub mod demo;
-pub mod fleet;
 pub mod jsonrpc;
 pub mod logs;
 pub mod metrics;

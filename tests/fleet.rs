@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rpcgate::fleet::{Fault, Fleet, FleetError, FleetOptions, RpcClient, Tap};
+use rpcgate_fleet::{Fault, Fleet, FleetError, FleetOptions, RpcClient, Tap};
 use serde_json::{json, Value};
 
 const ALICE: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
@@ -342,7 +342,7 @@ async fn reorg_while_a_replica_is_held_back() {
 
 #[tokio::test]
 async fn a_real_redis_server_starts_answers_and_dies() {
-    use rpcgate::fleet::RedisServer;
+    use rpcgate_fleet::RedisServer;
     let mut redis = RedisServer::start().await.unwrap();
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();

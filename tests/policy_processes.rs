@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use rpcgate::config::KeyDigest;
-use rpcgate::fleet::{Fleet, FleetOptions, RedisServer};
+use rpcgate_fleet::{Fleet, FleetOptions, RedisServer};
 use serde_json::{json, Value};
 
 const KEY: &str = "process-key-a1b2c3d4e5f6";

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::{BodyExt, Full};
 use rpcgate::config::KeyDigest;
-use rpcgate::fleet::{Fleet, RedisServer, Tap};
 use rpcgate::metrics::metrics;
+use rpcgate_fleet::{Fleet, RedisServer, Tap};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

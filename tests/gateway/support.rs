@@ -10,9 +10,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use rpcgate::config::Config;
-use rpcgate::fleet::{Fleet, FleetOptions};
 use rpcgate::server::{Gateway, Server};
 use rpcgate::upstream::{Network, NetworkView};
+use rpcgate_fleet::{Fleet, FleetOptions};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
