@@ -7,11 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use rpcgate::config::KeyDigest;
+use rpcgate_fleet::client::{json_or_null, post_with_headers};
 use rpcgate_fleet::{Fleet, FleetOptions, RedisServer};
 use serde_json::{json, Value};
 
@@ -103,23 +100,10 @@ fn config(fleet: &Fleet, extra: &str) -> String {
     )
 }
 
+/// POSTs `body` with extra headers; returns status and JSON answer (Null if not JSON).
 async fn post(url: &str, headers: &[(&str, &str)], body: &Value) -> (u16, Value) {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let mut req = http::Request::post(url).header("content-type", "application/json");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let response = client
-        .request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap())
-        .await
-        .expect("HTTP exchange");
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let reply = post_with_headers(url, headers, body.to_string()).await;
+    (reply.status, json_or_null(&reply.body))
 }
 
 fn call(method: &str) -> Value {

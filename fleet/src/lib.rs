@@ -16,6 +16,7 @@
 //! Owners, one per file:
 //! - [`anvil`]: one anvil process (start, learn the port, kill); `anvil/lookup.rs`: where
 //!   the binary is found, at run time.
+//! - [`client`]: the plain HTTP client that tests use to talk to a gateway.
 //! - [`rpc`]: the harness's own small JSON-RPC client.
 //! - [`lockstep`]: [`Fleet`], the block history and per-replica progress: mining,
 //!   holding back, stopping, restarting and reorging replicas.
@@ -31,6 +32,7 @@
 pub mod anvil;
 pub mod autominer;
 pub mod child;
+pub mod client;
 pub mod dns;
 mod error;
 pub mod lockstep;

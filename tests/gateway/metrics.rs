@@ -62,20 +62,13 @@ fn counter(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 async fn send(url: &str, key: Option<&str>, body: &str) -> (u16, Value) {
-    let mut req = http::Request::post(url).header("content-type", "application/json");
-    if let Some(key) = key {
-        req = req.header("authorization", format!("Bearer {key}"));
-    }
-    let response = client()
-        .request(req.body(body.to_string().into()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    let bearer = key.map(|key| format!("Bearer {key}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|b| ("authorization", b.as_str()))
+        .collect();
+    let reply = post_with_headers(url, &headers, body.to_string()).await;
+    (reply.status, json_or_null(&reply.body))
 }
 
 #[tokio::test]
