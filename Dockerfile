@@ -2,7 +2,7 @@
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin rpcgate
+RUN cargo build --release --locked -p rpcgate --bin rpcgate
 
 FROM debian:bookworm-slim
 COPY --from=build /src/target/release/rpcgate /usr/local/bin/rpcgate

@@ -8,6 +8,10 @@
 //! before it even starts). Report the ratios, not the absolute times: the
 //! machine is shared and noisy.
 
+// Bench and example code: no API, and a failed unwrap stops the run
+// (the product's lints in Cargo.toml are for src/).
+#![allow(unreachable_pub, clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;

@@ -2,6 +2,10 @@
 //! answers every request with one fixed body, the most this machine can serve
 //! over HTTP/1.1 with keep-alive. `fixed_body ADDR FILE`.
 
+// Bench and example code: no API, and a failed unwrap stops the run
+// (the product's lints in Cargo.toml are for src/).
+#![allow(unreachable_pub, clippy::unwrap_used)]
+
 use std::convert::Infallible;
 use std::sync::Arc;
 

@@ -45,9 +45,7 @@
 //! ```
 pub mod cache;
 pub mod config;
-pub mod demo;
 pub mod eth;
-pub mod fleet;
 pub mod jsonrpc;
 pub mod logs;
 pub mod metrics;

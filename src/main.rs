@@ -57,21 +57,6 @@ struct Cli {
 enum Command {
     /// Validate a config file and exit (0 when valid, 2 when not).
     CheckConfig { file: PathBuf },
-    /// Run a local demo: a lockstep fleet of real anvil replicas with rpcgate in front.
-    Demo {
-        /// Where the gateway listens.
-        #[arg(long, default_value = "127.0.0.1:8545")]
-        listen: std::net::SocketAddr,
-        /// How many anvil replicas.
-        #[arg(long, default_value_t = 3)]
-        replicas: usize,
-        /// Time between blocks.
-        #[arg(long, default_value = "2s", value_parser = rpcgate::config::parse_duration)]
-        block_time: Duration,
-        /// Hold one replica back every N blocks (0: never).
-        #[arg(long, default_value_t = 6)]
-        lag_every: u32,
-    },
 }
 
 fn main() -> ExitCode {
@@ -94,30 +79,6 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Some(Command::Demo {
-            listen,
-            replicas,
-            block_time,
-            lag_every,
-        }) => {
-            let opts = rpcgate::demo::DemoOptions {
-                listen: *listen,
-                replicas: *replicas,
-                block_time: *block_time,
-                lag_every: (*lag_every > 0).then_some(*lag_every),
-            };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("a tokio runtime");
-            match runtime.block_on(rpcgate::demo::run(opts, shutdown_signal())) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("rpcgate demo: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
         None => {
             let Some(path) = &cli.config else {
                 eprintln!("rpcgate: --config FILE is required (see --help)");

@@ -1,14 +1,15 @@
 //! The fleet harness against real anvil nodes: lockstep mining gives identical hashes,
 //! and lag, restart and reorg scenarios end with replicas that agree again.
 
+// Test code: its helpers are no API, and a failed unwrap is a failed test
+// (the product's lints in Cargo.toml are for src/).
+#![allow(unreachable_pub, clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use rpcgate::fleet::{Fault, Fleet, FleetError, FleetOptions, RpcClient, Tap};
-use serde_json::{json, Value};
+use rpcgate_fleet::client::{json_or_null, post};
+use rpcgate_fleet::{Fault, Fleet, FleetError, FleetOptions, RpcClient, Tap};
+use serde_json::json;
 
 const ALICE: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 const BOB: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
@@ -209,21 +210,6 @@ async fn checkpoints_after_the_reorg_point_are_discarded() {
     ));
 }
 
-async fn post(url: &str, body: &'static str) -> (u16, Value) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let request = http::Request::post(url)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
 #[tokio::test]
 async fn tap_counts_calls_and_injects_faults() {
     let fleet = fleet(1).await;
@@ -245,6 +231,7 @@ async fn tap_counts_calls_and_injects_faults() {
             {"jsonrpc":"2.0","id":"x","method":"net_version","params":[]}]"#,
     )
     .await;
+    let batch = json_or_null(&batch);
     assert_eq!(status, 200);
     assert_eq!(batch[0]["result"], "0x3");
     assert_eq!(batch[1]["id"], "x", "answers pass through unchanged");
@@ -342,7 +329,7 @@ async fn reorg_while_a_replica_is_held_back() {
 
 #[tokio::test]
 async fn a_real_redis_server_starts_answers_and_dies() {
-    use rpcgate::fleet::RedisServer;
+    use rpcgate_fleet::RedisServer;
     let mut redis = RedisServer::start().await.unwrap();
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();

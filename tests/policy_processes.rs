@@ -2,17 +2,20 @@
 //! budget through one real redis-server, and API keys that never reach the
 //! logs (the whole stderr of a process at trace level is read).
 
+// Test code: its helpers are no API, and a failed unwrap is a failed test
+// (the product's lints in Cargo.toml are for src/).
+#![allow(unreachable_pub, clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use rpcgate::config::KeyDigest;
-use rpcgate::fleet::{Fleet, FleetOptions, RedisServer};
+use rpcgate_fleet::client::{json_or_null, post_with_headers};
+use rpcgate_fleet::{Fleet, FleetOptions, RedisServer};
 use serde_json::{json, Value};
 
 const KEY: &str = "process-key-a1b2c3d4e5f6";
@@ -74,14 +77,14 @@ impl Gateway {
                     let addr: String = rest.chars().take_while(|c| *c != '"').collect();
                     let _ = addr_tx.send(addr);
                 }
-                let mut log = sink.lock().unwrap();
+                let mut log = sink.lock();
                 log.push_str(&line);
                 log.push('\n');
             }
         });
         let addr = addr_rx
             .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("rpcgate did not start: {}", log.lock().unwrap()));
+            .unwrap_or_else(|_| panic!("rpcgate did not start: {}", log.lock()));
         Gateway {
             child,
             url: format!("http://{addr}"),
@@ -91,7 +94,7 @@ impl Gateway {
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.lock().clone()
     }
 }
 
@@ -103,23 +106,10 @@ fn config(fleet: &Fleet, extra: &str) -> String {
     )
 }
 
+/// POSTs `body` with extra headers; returns status and JSON answer (Null if not JSON).
 async fn post(url: &str, headers: &[(&str, &str)], body: &Value) -> (u16, Value) {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let mut req = http::Request::post(url).header("content-type", "application/json");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let response = client
-        .request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap())
-        .await
-        .expect("HTTP exchange");
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let reply = post_with_headers(url, headers, body.to_string()).await;
+    (reply.status, json_or_null(&reply.body))
 }
 
 fn call(method: &str) -> Value {

@@ -40,7 +40,7 @@ const LOGS_CHUNK: u64 = 1000;
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A backend to subscribe on.
-struct Target {
+struct FeedBackend {
     backend: Arc<Backend>,
     ws: http::Uri,
     timeout: Duration,
@@ -149,7 +149,7 @@ async fn pause(stop: &mut oneshot::Receiver<()>, wait: Duration) -> bool {
 
 /// The eligible backend with a ws URL and the highest head, preferring any
 /// other than `avoid`; ties are broken at random to spread feeds.
-fn pick(hub: &Hub, avoid: Option<&str>) -> Option<Target> {
+fn pick(hub: &Hub, avoid: Option<&str>) -> Option<FeedBackend> {
     let network = (hub.source)(&hub.network)?;
     let view = network.view();
     let mut candidates: Vec<_> = view
@@ -165,7 +165,7 @@ fn pick(hub: &Hub, avoid: Option<&str>) -> Option<Target> {
     let best = candidates.iter().map(|b| b.head).max()?;
     candidates.retain(|b| b.head == best);
     let chosen = candidates[fastrand::usize(..candidates.len())];
-    Some(Target {
+    Some(FeedBackend {
         backend: chosen.backend.clone(),
         ws: chosen.backend.ws.clone()?,
         timeout: network.config.request_timeout,
@@ -193,7 +193,7 @@ async fn session(
     hub: &Hub,
     topic: &Topic,
     feed: u64,
-    target: &Target,
+    target: &FeedBackend,
     delivered: &mut Delivered,
     stop: &mut oneshot::Receiver<()>,
     failover: bool,
@@ -222,7 +222,7 @@ async fn session(
     tracing::debug!(network = %hub.network, backend = %target.backend.name,
         kind = topic.kind.label(), "upstream subscription live");
 
-    let mut out = Forward {
+    let mut out = Delivery {
         hub,
         topic,
         feed,
@@ -295,11 +295,11 @@ async fn confirmation(ws: &mut Socket) -> Result<String, String> {
 }
 
 /// Delivery for one session: catch-up, gap filling, de-duplication.
-struct Forward<'a> {
+struct Delivery<'a> {
     hub: &'a Hub,
     topic: &'a Topic,
     feed: u64,
-    target: &'a Target,
+    target: &'a FeedBackend,
     delivered: &'a mut Delivered,
 }
 
@@ -309,7 +309,7 @@ struct Header {
     hash: String,
 }
 
-impl Forward<'_> {
+impl Delivery<'_> {
     fn deliver(&self, raw: &[u8]) {
         self.hub.deliver(self.topic, self.feed, raw);
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use rpcgate::cache::Cache;
-use rpcgate::fleet::{Fault, Fleet, RedisServer, Tap};
 use rpcgate::router::RouteError;
+use rpcgate_fleet::{Fault, Fleet, RedisServer, Tap};
 use serde_json::{json, Value};
 
 use crate::support::*;

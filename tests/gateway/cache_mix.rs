@@ -126,8 +126,8 @@ async fn a_read_heavy_mix_makes_few_upstream_calls() {
 /// Runs the mix from `CLIENTS` concurrent clients; returns upstream calls per client call.
 async fn run_mix(
     config: &str,
-    fleet: &rpcgate::fleet::Fleet,
-    taps: &[rpcgate::fleet::Tap],
+    fleet: &rpcgate_fleet::Fleet,
+    taps: &[rpcgate_fleet::Tap],
     txs: &[String],
     hashes: &[String],
     latest: bool,

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rpcgate::fleet::{Anvil, AnvilOptions, DnsServer};
+use rpcgate_fleet::{Anvil, AnvilOptions, DnsServer};
 use serde_json::json;
 
 use crate::support::*;

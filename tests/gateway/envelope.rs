@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-async fn gateway_on_one_replica() -> (rpcgate::fleet::Fleet, Gw) {
+async fn gateway_on_one_replica() -> (rpcgate_fleet::Fleet, Gw) {
     let fleet = fleet(1).await;
     fleet.mine_blocks(2).await.unwrap();
     let gw = start_gateway(&yaml(fleet.chain_id(), &fleet_ups(&fleet), "")).await;
@@ -240,7 +240,7 @@ async fn raw_tcp_garbage_and_wrong_http_are_handled() {
     );
 }
 
-async fn gateway_with_server_limits(server: &str) -> (rpcgate::fleet::Fleet, Gw) {
+async fn gateway_with_server_limits(server: &str) -> (rpcgate_fleet::Fleet, Gw) {
     let fleet = fleet(1).await;
     fleet.mine_blocks(2).await.unwrap();
     let y = yaml(fleet.chain_id(), &fleet_ups(&fleet), "").replacen(

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpcgate::fleet::{Anvil, AnvilOptions, Fault, Tap};
 use rpcgate::upstream::Ineligible;
+use rpcgate_fleet::{Anvil, AnvilOptions, Fault, Tap};
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -80,7 +80,7 @@ async fn a_replica_stopped_under_steady_traffic_fails_no_read() {
 }
 
 /// r0 and r1 each behind a tap, so faults can be injected.
-async fn two_tapped(extra: &str) -> (rpcgate::fleet::Fleet, Tap, Tap, Gw) {
+async fn two_tapped(extra: &str) -> (rpcgate_fleet::Fleet, Tap, Tap, Gw) {
     let fleet = fleet(2).await;
     fleet.mine().await.unwrap();
     let (t0, t1) = (

@@ -3,7 +3,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use prometheus_parse::{Sample, Scrape, Value as Prom};
 use serde_json::{json, Value};
@@ -62,20 +64,13 @@ fn counter(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 async fn send(url: &str, key: Option<&str>, body: &str) -> (u16, Value) {
-    let mut req = http::Request::post(url).header("content-type", "application/json");
-    if let Some(key) = key {
-        req = req.header("authorization", format!("Bearer {key}"));
-    }
-    let response = client()
-        .request(req.body(body.to_string().into()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    let bearer = key.map(|key| format!("Bearer {key}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|b| ("authorization", b.as_str()))
+        .collect();
+    let reply = post_with_headers(url, &headers, body.to_string()).await;
+    (reply.status, json_or_null(&reply.body))
 }
 
 #[tokio::test]
@@ -265,7 +260,7 @@ fn spawn_logged(config: &std::path::Path) -> Logged {
             if v["fields"]["message"] == "rpcgate serving" {
                 let _ = tx.send(v["fields"]["listen"].as_str().unwrap().to_string());
             }
-            kept.lock().unwrap().push(v);
+            kept.lock().push(v);
         }
     });
     let listen = rx
@@ -282,7 +277,6 @@ impl Logged {
     fn failures(&self) -> Vec<Value> {
         self.lines
             .lock()
-            .unwrap()
             .iter()
             .filter(|v| v["fields"]["message"] == "request failed")
             .cloned()
@@ -331,7 +325,6 @@ async fn a_failed_request_logs_one_line_with_its_id_at_the_configured_level() {
         move || {
             let found = lines
                 .lock()
-                .unwrap()
                 .iter()
                 .any(|v| v["fields"]["message"] == message);
             async move { found }
@@ -363,7 +356,6 @@ async fn a_failed_request_logs_one_line_with_its_id_at_the_configured_level() {
         let n = gw
             .lines
             .lock()
-            .unwrap()
             .iter()
             .filter(|v| v["fields"]["message"] == "log level changed")
             .count();

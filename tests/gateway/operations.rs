@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use rpcgate::fleet::{Fault, Tap};
+use rpcgate_fleet::child::{signal, Signal};
+use rpcgate_fleet::{Fault, Tap};
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -199,7 +200,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         async move { n == 10 }
     })
     .await;
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    signal(child.id(), Signal::Terminate).expect("SIGTERM");
 
     // While draining: not ready, and new connections are refused.
     wait_for("not ready while draining", || {
@@ -360,7 +361,7 @@ async fn sighup_reloads_the_binary() {
     };
     assert_eq!(backends(admin.clone()).await, 1);
     std::fs::write(&config, yaml(fleet.chain_id(), &ups, "")).unwrap();
-    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    signal(child.id(), Signal::Hangup).expect("SIGHUP");
     wait_for("two backends after SIGHUP", || {
         backends(admin.clone()).then(|n| async move { n == 2 })
     })

@@ -5,12 +5,10 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::HeaderMap;
-use http_body_util::{BodyExt, Full};
 use rpcgate::config::KeyDigest;
-use rpcgate::fleet::{Fleet, RedisServer, Tap};
 use rpcgate::metrics::metrics;
+use rpcgate_fleet::{Fleet, RedisServer, Tap};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -43,23 +41,14 @@ async fn setup(policy: &str) -> (Fleet, Tap, Gw) {
 
 /// POSTs `body` with extra headers; returns status, headers, JSON answer (Null if empty).
 pub async fn send(url: &str, headers: &[(&str, &str)], body: &Value) -> (u16, HeaderMap, Value) {
-    let mut req = http::Request::post(url).header("content-type", "application/json");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let response = client()
-        .request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap())
-        .await
-        .expect("HTTP exchange");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let reply = post_with_headers(url, headers, body.to_string()).await;
+    let bytes = reply.body;
     let value = if bytes.is_empty() {
         Value::Null
     } else {
         serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {bytes:?}"))
     };
-    (status, headers, value)
+    (reply.status, reply.headers, value)
 }
 
 fn rpc(id: Value, method: &str, params: Value) -> Value {

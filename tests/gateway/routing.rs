@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpcgate::fleet::{Fleet, Tap};
 use rpcgate::upstream::Ineligible;
+use rpcgate_fleet::{Fleet, Tap};
 use serde_json::json;
 
 use crate::support::*;

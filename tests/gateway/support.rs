@@ -1,21 +1,23 @@
 //! Test support: a gateway in this process on 127.0.0.1:0, in front of a
-//! real anvil fleet, and a plain HTTP client to talk to it.
+//! real anvil fleet. The plain HTTP client to talk to it is the fleet crate's
+//! (`rpcgate_fleet::client`), re-exported here for the test modules.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use rpcgate::config::Config;
-use rpcgate::fleet::{Fleet, FleetOptions};
 use rpcgate::network::Network;
 use rpcgate::server::{Gateway, Server};
 use rpcgate::upstream::NetworkView;
-use serde_json::{json, Value};
+use rpcgate_fleet::{Fleet, FleetOptions};
+use serde_json::Value;
 use tokio::sync::oneshot;
+
+pub use rpcgate_fleet::client::{
+    call, http_client as client, json_or_null, post, post_json, post_with, post_with_headers,
+    result,
+};
 
 /// The dev account anvil funds; the harness signs with it.
 pub const DEV: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
@@ -162,67 +164,6 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-pub fn client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
-}
-
-/// POSTs `body` with the given content type (None: no header); returns status and body.
-pub async fn post_with(
-    url: &str,
-    body: impl Into<Bytes>,
-    content_type: Option<&str>,
-) -> (u16, Bytes) {
-    let mut req = http::Request::post(url);
-    if let Some(ct) = content_type {
-        req = req.header("content-type", ct);
-    }
-    let response = client()
-        .request(req.body(Full::new(body.into())).unwrap())
-        .await
-        .expect("HTTP exchange");
-    let status = response.status().as_u16();
-    (
-        status,
-        response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes(),
-    )
-}
-
-pub async fn post(url: &str, body: impl Into<Bytes>) -> (u16, Bytes) {
-    post_with(url, body, Some("application/json")).await
-}
-
-/// POSTs JSON and parses the JSON answer.
-pub async fn post_json(url: &str, body: &Value) -> Value {
-    let (status, bytes) = post(url, body.to_string()).await;
-    serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-        panic!(
-            "HTTP {status}: not JSON: {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    })
-}
-
-/// A single call; returns the whole response object.
-pub async fn call(url: &str, method: &str, params: Value) -> Value {
-    post_json(
-        url,
-        &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
-    )
-    .await
-}
-
-/// A single call that must succeed; returns its result.
-pub async fn result(url: &str, method: &str, params: Value) -> Value {
-    let r = call(url, method, params).await;
-    assert!(r.get("error").is_none(), "{method} failed: {r}");
-    r["result"].clone()
 }
 
 pub fn hex(n: u64) -> String {

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use rpcgate::fleet::Fleet;
 use rpcgate::metrics::metrics;
 use rpcgate::subscriptions::Kind;
+use rpcgate_fleet::Fleet;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;

@@ -1,44 +1,10 @@
-//! A lockstep anvil fleet for tests, the demo and the load tests.
+//! [`FleetError`]: everything the fleet harness can fail with, one enum for the crate.
 //!
-//! The gateway routes between replicas of one chain, so its tests need several nodes
-//! that agree on block hashes yet can be made to disagree on demand: one lagging, one
-//! down, all of them reorged. anvil cannot peer with other anvil nodes, so the fleet
-//! makes replicas agree by construction instead: every replica starts from the same
-//! genesis (`--timestamp`, `--no-mining`) and the harness mines each block itself on
-//! every replica, feeding the same raw transactions and calling `evm_mine` with the
-//! same timestamp. Identical inputs give identical block hashes.
-//!
-//! Owners, one per file:
-//! - [`anvil`]: one anvil process (find the binary, start, learn the port, kill).
-//! - [`rpc`]: the harness's own small JSON-RPC client.
-//! - [`lockstep`]: [`Fleet`], the block history and per-replica progress: mining,
-//!   holding back, stopping, restarting and reorging replicas.
-//! - `replica`: one replica's process, progress and snapshots; replays blocks onto it.
-//! - [`autominer`]: the background miner for the demo (blocks on a timer, random lag).
-//! - [`dns`]: [`DnsServer`], an authoritative DNS server for discovery tests.
-//! - [`redis`]: [`RedisServer`], a real redis-server on a free loopback port.
-//! - [`tap`]: [`Tap`], a counting relay and fault injector in front of one node, for
-//!   the faults anvil itself cannot show (HTTP errors, stalls, dropped connections).
-
-pub mod anvil;
-pub mod autominer;
-pub mod dns;
-pub mod lockstep;
-pub mod redis;
-mod replica;
-pub mod rpc;
-pub mod tap;
+//! Errors of one replica are wrapped once in [`FleetError::Replica`] so a message says
+//! which node failed, and [`FleetError::rpc_code`] sees through that wrapping.
 
 use std::path::PathBuf;
 use std::time::Duration;
-
-pub use anvil::{anvil_binary, Anvil, AnvilOptions};
-pub use autominer::AutoMiner;
-pub use dns::DnsServer;
-pub use lockstep::{BlockRef, Checkpoint, Fleet, FleetOptions, DEV_ACCOUNT};
-pub use redis::RedisServer;
-pub use rpc::RpcClient;
-pub use tap::{Fault, Tap};
 
 /// Everything the fleet harness can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -119,22 +85,5 @@ impl FleetError {
                 source: Box::new(other),
             },
         }
-    }
-}
-
-/// Has the kernel kill a child process when the thread that started it goes.
-/// A test run killed from outside never drops its fleet, so without this its
-/// anvil and redis-server processes would outlive it (for a test, the thread
-/// is its runtime's).
-pub(crate) fn die_with_parent(command: &mut tokio::process::Command) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
     }
 }

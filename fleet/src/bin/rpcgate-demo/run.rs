@@ -1,6 +1,6 @@
-//! `rpcgate demo`: the gateway's main job on a ready local fleet.
+//! The demo itself: the gateway's main job on a ready local fleet.
 //!
-//! Starts a lockstep fleet of real anvil replicas (see [`crate::fleet`]) that
+//! Starts a lockstep fleet of real anvil replicas (see [`rpcgate_fleet::Fleet`]) that
 //! produces a block every `block_time` and now and then holds one replica
 //! back, puts a gateway in front of it, and prints what to try. Every few
 //! seconds it prints the gateway's view, so the routing decisions can be
@@ -9,9 +9,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::Config;
-use crate::fleet::{Fleet, FleetError, FleetOptions};
-use crate::server::Server;
+use rpcgate::config::Config;
+use rpcgate::server::Server;
+use rpcgate_fleet::{Fleet, FleetError, FleetOptions};
 
 pub struct DemoOptions {
     pub listen: SocketAddr,
@@ -26,7 +26,7 @@ pub enum DemoError {
     #[error("starting the anvil fleet: {0}")]
     Fleet(#[from] FleetError),
     #[error("the demo config is invalid: {0}")]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] rpcgate::config::ConfigError),
     #[error("cannot listen on {addr}: {source} (choose another with --listen)")]
     Bind {
         addr: SocketAddr,
@@ -77,7 +77,7 @@ pub async fn run(
     let miner = fleet.spawn_autominer(Duration::from_secs(block_secs), opts.lag_every);
 
     println!(
-        "\nrpcgate demo: {} anvil replicas, a block every {block_secs}s{}.",
+        "\nrpcgate-demo: {} anvil replicas, a block every {block_secs}s{}.",
         opts.replicas,
         if opts.lag_every.is_some() {
             ", one replica lagging now and then"

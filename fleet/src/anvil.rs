@@ -1,4 +1,5 @@
-//! One anvil process: finding the binary, starting it, learning its port, stopping it.
+//! One anvil process: starting it, learning its port, stopping it. Where the binary is
+//! found is `lookup`'s concern ([`anvil_binary`]).
 //!
 //! anvil is started with `--port 0` so the kernel picks a free port, and the port is
 //! read back from the `Listening on 127.0.0.1:PORT` line anvil prints on stdout. After
@@ -10,9 +11,10 @@
 //! a node; [`Anvil::kill`] stops it and waits until the port is free again, which
 //! [`Anvil::spawn_on_port`] relies on to restart a node at the same address.
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -20,14 +22,9 @@ use tokio::process::{Child, ChildStdout, Command};
 
 use super::FleetError;
 
-/// Environment variable that overrides where the anvil binary is found.
-pub const ANVIL_ENV: &str = "RPCGATE_ANVIL";
+mod lookup;
 
-/// Where `scripts/install-anvil` puts the pinned binary.
-const INSTALLED_ANVIL: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/.tools/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
-);
+pub use lookup::{anvil_binary, ANVIL_ENV, INSTALLED_ANVIL};
 
 /// How long anvil may take to print its port (it is quick, but CI machines are slow).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,33 +60,6 @@ impl Default for AnvilOptions {
     }
 }
 
-/// Finds the anvil binary: `$RPCGATE_ANVIL`, then the copy installed by
-/// `scripts/install-anvil`, then `anvil` on `PATH`.
-pub fn anvil_binary() -> Result<PathBuf, FleetError> {
-    if let Some(path) = std::env::var_os(ANVIL_ENV) {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(FleetError::AnvilNotFound {
-                looked_at: format!("${ANVIL_ENV}={}", path.display()),
-            })
-        };
-    }
-    let installed = Path::new(INSTALLED_ANVIL);
-    if installed.is_file() {
-        return Ok(installed.to_path_buf());
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("anvil"))
-        .find(|candidate| candidate.is_file());
-    on_path.ok_or_else(|| FleetError::AnvilNotFound {
-        looked_at: format!("{INSTALLED_ANVIL} and PATH"),
-    })
-}
-
 /// A running anvil process on a loopback address.
 #[derive(Debug)]
 pub struct Anvil {
@@ -120,7 +90,7 @@ impl Anvil {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        super::die_with_parent(&mut command);
+        crate::child::die_with_parent(&mut command);
         let mut child = command.spawn().map_err(|source| FleetError::Spawn {
             path: path.clone(),
             source,
@@ -135,7 +105,7 @@ impl Anvil {
             stderr: String::new(),
         })?;
 
-        let tail = || stderr_tail.lock().map(|s| s.clone()).unwrap_or_default();
+        let tail = || stderr_tail.lock().clone();
         match tokio::time::timeout(START_TIMEOUT, read_port(stdout)).await {
             Ok(Some((port, rest))) => {
                 tokio::spawn(drain(rest));
@@ -213,7 +183,7 @@ async fn drain(mut reader: BufReader<ChildStdout>) {
         line.clear();
         match reader.read_line(&mut line).await {
             Ok(0) | Err(_) => return,
-            Ok(_) => tracing::trace!(target: "rpcgate::fleet::anvil", "{}", line.trim_end()),
+            Ok(_) => tracing::trace!(target: "rpcgate_fleet::anvil", "{}", line.trim_end()),
         }
     }
 }
@@ -227,7 +197,7 @@ async fn keep_tail(stream: impl AsyncRead + Unpin, tail: Arc<Mutex<String>>) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let Ok(mut tail) = tail.lock() else { return };
+        let mut tail = tail.lock();
         tail.push_str(&line);
         if tail.len() > STDERR_TAIL_BYTES {
             let mut cut = tail.len() - STDERR_TAIL_BYTES;

@@ -71,7 +71,7 @@ impl Default for FleetOptions {
 
 /// A block as one replica reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockRef {
+pub struct ChainTip {
     pub number: u64,
     pub hash: String,
 }
@@ -221,13 +221,13 @@ impl Fleet {
     }
 
     /// The latest block of replica `i`, as it reports it.
-    pub async fn head(&self, i: usize) -> Result<BlockRef, FleetError> {
+    pub async fn head(&self, i: usize) -> Result<ChainTip, FleetError> {
         let rpc = self.rpc(i).await?;
         let block = rpc
             .call("eth_getBlockByNumber", json!(["latest", false]))
             .await
             .map_err(|e| e.on_replica(i))?;
-        block_ref(&block).map_err(|e| e.on_replica(i))
+        chain_tip(&block).map_err(|e| e.on_replica(i))
     }
 
     /// The hash of block `n` on replica `i`, or `None` if that replica lacks it.
@@ -240,7 +240,7 @@ impl Fleet {
         if block.is_null() {
             return Ok(None);
         }
-        Ok(Some(block_ref(&block).map_err(|e| e.on_replica(i))?.hash))
+        Ok(Some(chain_tip(&block).map_err(|e| e.on_replica(i))?.hash))
     }
 
     /// Queues a raw transaction for the next block. It may already sit in some node's
@@ -595,7 +595,7 @@ fn check_raw_tx(raw: String) -> Result<String, FleetError> {
     }
 }
 
-fn block_ref(block: &Value) -> Result<BlockRef, FleetError> {
+fn chain_tip(block: &Value) -> Result<ChainTip, FleetError> {
     const METHOD: &str = "eth_getBlockByNumber";
     let number = parse_quantity(METHOD, block.get("number").unwrap_or(&Value::Null))?;
     let hash =
@@ -606,7 +606,7 @@ fn block_ref(block: &Value) -> Result<BlockRef, FleetError> {
                 method: METHOD.into(),
                 detail: format!("block without hash: {block}"),
             })?;
-    Ok(BlockRef {
+    Ok(ChainTip {
         number,
         hash: hash.to_owned(),
     })

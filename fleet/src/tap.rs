@@ -13,7 +13,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -104,11 +106,7 @@ impl Tap {
 
     /// JSON-RPC calls of `method` received since start or the last [`Tap::reset`].
     pub fn count(&self, method: &str) -> u64 {
-        self.shared
-            .counts
-            .lock()
-            .map(|counts| counts.get(method).copied().unwrap_or(0))
-            .unwrap_or(0)
+        self.shared.counts.lock().get(method).copied().unwrap_or(0)
     }
 
     /// All JSON-RPC calls received (a batch of three counts three).
@@ -122,21 +120,17 @@ impl Tap {
     }
 
     pub fn reset(&self) {
-        if let Ok(mut counts) = self.shared.counts.lock() {
-            counts.clear();
-        }
+        self.shared.counts.lock().clear();
         self.shared.total.store(0, Ordering::SeqCst);
         self.shared.requests.store(0, Ordering::SeqCst);
     }
 
     pub fn set_fault(&self, fault: Fault) {
-        if let Ok(mut current) = self.shared.fault.lock() {
-            *current = fault;
-        }
+        *self.shared.fault.lock() = fault;
     }
 
     pub fn fault(&self) -> Fault {
-        self.shared.fault.lock().map(|f| *f).unwrap_or_default()
+        *self.shared.fault.lock()
     }
 }
 
@@ -187,7 +181,7 @@ async fn relay(
     };
     shared.record(&body);
 
-    let fault = shared.fault.lock().map(|f| *f).unwrap_or_default();
+    let fault = *shared.fault.lock();
     match fault {
         Fault::None => {}
         Fault::Status(code) => {
@@ -225,10 +219,9 @@ impl Shared {
         self.requests.fetch_add(1, Ordering::SeqCst);
         let methods = methods_of(body);
         self.total.fetch_add(methods.len() as u64, Ordering::SeqCst);
-        if let Ok(mut counts) = self.counts.lock() {
-            for method in methods {
-                *counts.entry(method).or_insert(0) += 1;
-            }
+        let mut counts = self.counts.lock();
+        for method in methods {
+            *counts.entry(method).or_insert(0) += 1;
         }
     }
 }

@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::A;
@@ -44,10 +46,7 @@ impl DnsServer {
 
     /// Sets the A records of `name` (no records: the name has none, NOERROR).
     pub fn set(&self, name: &str, addresses: &[Ipv4Addr]) {
-        self.table
-            .lock()
-            .expect("dns table")
-            .insert(fqdn(name), addresses.to_vec());
+        self.table.lock().insert(fqdn(name), addresses.to_vec());
     }
 }
 
@@ -91,7 +90,7 @@ fn respond(query: &Message, table: &Table) -> Message {
         .set_authoritative(true)
         .set_recursion_desired(query.recursion_desired())
         .set_recursion_available(true);
-    let table = table.lock().expect("dns table");
+    let table = table.lock();
     for q in query.queries() {
         answer.add_query(q.clone());
         match table.get(&fqdn(&q.name().to_ascii())) {

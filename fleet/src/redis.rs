@@ -52,7 +52,7 @@ impl RedisServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        super::die_with_parent(&mut command);
+        crate::child::die_with_parent(&mut command);
         let mut child = command.spawn().map_err(|e| {
             FleetError::Redis(format!(
                 "cannot start it ({e}); apt-get install redis-server"
