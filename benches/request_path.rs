@@ -23,7 +23,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::{header, HeaderMap, HeaderValue};
 use rpcgate::cache::{Cache, Lookup};
 use rpcgate::config::{CacheConfig, PolicyConfig};
-use rpcgate::eth::{self, methods, BlockArg, Method, Pinned};
+use rpcgate::eth::methods::{self, Resolved};
+use rpcgate::eth::{self, BlockArg, Method, Pinned};
 use rpcgate::jsonrpc::{self, Payload};
 use rpcgate::policy::ClientPolicy;
 use rpcgate::router::RouteError;
@@ -151,8 +152,12 @@ fn cache_hit(c: &mut Criterion) {
                             unreachable!()
                         };
                         let caller = policy.identify(peer, &headers, None).unwrap();
-                        policy.admit(&caller, &call.method).await.unwrap();
-                        let (spec, pinned) = pin(&call.method, call.params, 0x100);
+                        // As the pipeline does: the method resolved once, read by every step.
+                        let method = Resolved::of(&call.method);
+                        policy.admit(&caller, method).await.unwrap();
+                        let spec = method.spec();
+                        let arg = spec.map_or(BlockArg::None, |m| m.block);
+                        let pinned = eth::pin(arg, call.params, 0x100);
                         let Lookup::Answered(Ok(reply)) =
                             cache.lookup(&view, &call.method, spec, &pinned).await
                         else {

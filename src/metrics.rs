@@ -26,7 +26,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::eth::methods::{lookup, METHODS};
+use crate::eth::methods::{Resolved, METHODS};
 
 /// Every method with a label of its own: the methods of the method table.
 pub static KNOWN_METHODS: LazyLock<HashSet<&'static str>> =
@@ -471,9 +471,15 @@ impl NetworkSeries {
     }
 
     /// Counts one call of `method` by `client`; `elapsed` is given for routed calls.
-    pub fn call(&self, method: &str, client: &str, outcome: Outcome, elapsed: Option<Duration>) {
+    pub fn call<'a>(
+        &self,
+        method: impl Into<Resolved<'a>>,
+        client: &str,
+        outcome: Outcome,
+        elapsed: Option<Duration>,
+    ) {
         let labels = &*METHOD_LABELS;
-        let at = lookup(method).map_or(labels.len() - 1, |(i, _)| i);
+        let at = method.into().position().unwrap_or(labels.len() - 1);
         let label = labels[at];
         let series = self.methods[at].get_or_init(|| MethodSeries {
             duration: metrics()

@@ -364,6 +364,42 @@ pub fn lookup(name: &str) -> Option<(usize, &'static Method)> {
     Some((i, &METHODS[i]))
 }
 
+/// A method name as a caller sent it, with its entry in the table (if any)
+/// looked up once per call: the client policy, block pinning, the cache and
+/// the metrics all read that entry, so no step hashes the name again.
+#[derive(Debug, Clone, Copy)]
+pub struct Resolved<'a> {
+    pub name: &'a str,
+    /// The position in [`METHODS`] and the entry; `None` for a name the
+    /// table does not know.
+    pub known: Option<(usize, &'static Method)>,
+}
+
+impl<'a> Resolved<'a> {
+    pub fn of(name: &'a str) -> Resolved<'a> {
+        Resolved {
+            name,
+            known: lookup(name),
+        }
+    }
+
+    /// The table's entry.
+    pub fn spec(&self) -> Option<&'static Method> {
+        self.known.map(|(_, m)| m)
+    }
+
+    /// The position in [`METHODS`].
+    pub fn position(&self) -> Option<usize> {
+        self.known.map(|(i, _)| i)
+    }
+}
+
+impl<'a> From<&'a str> for Resolved<'a> {
+    fn from(name: &'a str) -> Resolved<'a> {
+        Resolved::of(name)
+    }
+}
+
 /// The methods open to every caller by default.
 pub fn open_methods() -> impl Iterator<Item = &'static str> {
     METHODS.iter().filter(|m| m.open).map(|m| m.name)

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use super::methods::glob;
 use crate::config::PolicyConfig;
-use crate::eth::methods::{COST_GLOBS, METHODS};
+use crate::eth::methods::{Resolved, COST_GLOBS, METHODS};
 
 #[derive(Debug)]
 pub struct CostTable {
@@ -22,6 +22,8 @@ pub struct CostTable {
     /// The operator's globs first, then the built-in ones.
     globs: Vec<(Box<str>, u32)>,
     default: u32,
+    /// The cost of each method of the table, by its position, decided once.
+    known: Box<[u32]>,
 }
 
 impl CostTable {
@@ -41,14 +43,25 @@ impl CostTable {
             }
         }
         globs.extend(COST_GLOBS.iter().map(|&(g, c)| (g.into(), c)));
-        CostTable {
+        let mut table = CostTable {
             exact,
             globs,
             default: config.default_cost,
+            known: Box::default(),
+        };
+        table.known = METHODS.iter().map(|m| table.by_name(m.name)).collect();
+        table
+    }
+
+    pub fn cost<'a>(&self, method: impl Into<Resolved<'a>>) -> u32 {
+        let method = method.into();
+        match method.position() {
+            Some(i) => self.known[i],
+            None => self.by_name(method.name),
         }
     }
 
-    pub fn cost(&self, method: &str) -> u32 {
+    fn by_name(&self, method: &str) -> u32 {
         if let Some(c) = self.exact.get(method) {
             return *c;
         }
@@ -62,6 +75,20 @@ impl CostTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The costs decided once per table method agree with pricing the name.
+    #[test]
+    fn known_costs_match_the_name() {
+        let config = PolicyConfig {
+            costs: vec![("eth_getLogs".into(), 7), ("eth_get*".into(), 2)],
+            ..PolicyConfig::default()
+        };
+        let t = CostTable::new(&config);
+        for m in METHODS {
+            assert_eq!(t.cost(m.name), t.by_name(m.name), "{}", m.name);
+        }
+        assert_eq!(t.cost("eth_getLogs"), 7);
+    }
 
     #[test]
     fn defaults_and_overrides() {

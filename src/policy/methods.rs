@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 
 use crate::config::TierConfig;
-use crate::eth::methods::open_methods;
+use crate::eth::methods::{open_methods, Resolved, METHODS};
 
 /// A set of method names and globs.
 #[derive(Debug, Default)]
@@ -45,6 +45,9 @@ impl Patterns {
 pub struct MethodRules {
     allow: Patterns,
     deny: Patterns,
+    /// The verdict for each method of the table, by its position, decided
+    /// once when the rules are built: a known method costs no lookup here.
+    known: Box<[bool]>,
 }
 
 impl MethodRules {
@@ -53,14 +56,18 @@ impl MethodRules {
             Some(list) => Patterns::new(list.iter().map(String::as_str)),
             None => Patterns::new(open_methods()),
         };
-        MethodRules {
-            allow,
-            deny: Patterns::new(tier.deny.iter().map(String::as_str)),
-        }
+        let deny = Patterns::new(tier.deny.iter().map(String::as_str));
+        let judge = |m: &str| allow.matches(m) && !deny.matches(m);
+        let known = METHODS.iter().map(|m| judge(m.name)).collect();
+        MethodRules { allow, deny, known }
     }
 
-    pub fn allows(&self, method: &str) -> bool {
-        self.allow.matches(method) && !self.deny.matches(method)
+    pub fn allows<'a>(&self, method: impl Into<Resolved<'a>>) -> bool {
+        let method = method.into();
+        match method.position() {
+            Some(i) => self.known[i],
+            None => self.allow.matches(method.name) && !self.deny.matches(method.name),
+        }
     }
 }
 
@@ -99,6 +106,26 @@ mod tests {
             deny: deny.iter().map(|s| s.to_string()).collect(),
             limits: Default::default(),
         })
+    }
+
+    /// The verdicts decided once per table method agree with judging the
+    /// name itself, for the default list, an allow list with globs and a deny.
+    #[test]
+    fn known_verdicts_match_the_patterns() {
+        let tiers = [
+            rules(None, &[]),
+            rules(None, &["eth_call", "eth_get*"]),
+            rules(Some(&["@default", "debug_*", "trace_call"]), &["debug_getRaw*"]),
+        ];
+        for r in &tiers {
+            for m in METHODS {
+                let unresolved = Resolved {
+                    name: m.name,
+                    known: None,
+                };
+                assert_eq!(r.allows(m.name), r.allows(unresolved), "{}", m.name);
+            }
+        }
     }
 
     #[test]

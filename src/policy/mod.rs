@@ -34,6 +34,7 @@ use http::HeaderMap;
 use prometheus::IntCounter;
 
 use crate::config::{IpNet, LimitsConfig, PolicyConfig, RedisConfig, RedisFallback, TierConfig};
+use crate::eth::methods::Resolved;
 use crate::metrics::metrics;
 use conns::ConnLimits;
 use cost::CostTable;
@@ -200,10 +201,15 @@ impl<C: Clock + Clone> ClientPolicy<C> {
     }
 
     /// The method check: the call's cost when the tier may call it.
-    pub fn permit_method(&self, caller: &Caller<'_, C>, method: &str) -> Result<u32, Refusal> {
+    pub fn permit_method<'a>(
+        &self,
+        caller: &Caller<'_, C>,
+        method: impl Into<Resolved<'a>>,
+    ) -> Result<u32, Refusal> {
+        let method = method.into();
         if !caller.tier.methods.allows(method) {
             caller.tier.blocked.inc();
-            return Err(Refusal::MethodBlocked(method.to_string()));
+            return Err(Refusal::MethodBlocked(method.name.to_string()));
         }
         Ok(self.costs.cost(method))
     }
@@ -214,7 +220,11 @@ impl<C: Clock + Clone> ClientPolicy<C> {
     }
 
     /// Judges one call: its method, then the caller's budgets.
-    pub async fn admit(&self, caller: &Caller<'_, C>, method: &str) -> Result<(), Refusal> {
+    pub async fn admit<'a>(
+        &self,
+        caller: &Caller<'_, C>,
+        method: impl Into<Resolved<'a>>,
+    ) -> Result<(), Refusal> {
         let cost = self.permit_method(caller, method)?;
         let tier = caller.tier;
         if tier.local.is_unlimited() {

@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 use super::pipeline;
 use super::rescue;
 use super::Routes;
+use crate::eth::methods::{Method, Resolved};
 use crate::jsonrpc::{self, error_response, join_batch, Call, Entry, ErrorObject, Id, Payload};
 use crate::metrics::Outcome;
 use crate::network::Network;
@@ -81,7 +82,7 @@ pub(super) async fn answer_message(
         }
         Ok(Payload::Single(entry)) => {
             let admitted = admit(policy, caller, &entry).await;
-            if let Err(refusal) = &admitted {
+            if let Err(refusal) = &admitted.verdict {
                 retry_after = refusal.retry_after();
             }
             ctx.answer(entry, admitted).await
@@ -95,10 +96,14 @@ pub(super) async fn answer_message(
             }
             let limited = verdicts
                 .iter()
-                .filter_map(|v| v.as_ref().err()?.retry_after());
-            let all_limited = verdicts
-                .iter()
-                .all(|v| v.as_ref().err().and_then(Refusal::retry_after).is_some());
+                .filter_map(|v| v.verdict.as_ref().err()?.retry_after());
+            let all_limited = verdicts.iter().all(|v| {
+                v.verdict
+                    .as_ref()
+                    .err()
+                    .and_then(Refusal::retry_after)
+                    .is_some()
+            });
             if all_limited {
                 retry_after = limited.max();
             }
@@ -136,15 +141,27 @@ pub(super) async fn answer_message(
     }
 }
 
-/// The policy's verdict on one entry (invalid entries are answered as such).
-async fn admit(
-    policy: &ClientPolicy,
-    caller: &Caller<'_>,
-    entry: &Entry<'_>,
-) -> Result<(), Refusal> {
+/// The policy's verdict on one entry, and the entry's method as the method
+/// table knows it (looked up once, here, for every step after).
+struct Admitted {
+    known: Option<(usize, &'static Method)>,
+    verdict: Result<(), Refusal>,
+}
+
+/// Judges one entry (invalid entries are answered as such).
+async fn admit(policy: &ClientPolicy, caller: &Caller<'_>, entry: &Entry<'_>) -> Admitted {
     match entry {
-        Ok(call) => policy.admit(caller, &call.method).await,
-        Err(_) => Ok(()),
+        Ok(call) => {
+            let method = Resolved::of(&call.method);
+            Admitted {
+                known: method.known,
+                verdict: policy.admit(caller, method).await,
+            }
+        }
+        Err(_) => Admitted {
+            known: None,
+            verdict: Ok(()),
+        },
     }
 }
 
@@ -215,7 +232,12 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn count(&self, method: &str, outcome: Outcome, elapsed: Option<Duration>) {
+    fn count<'m>(
+        &self,
+        method: impl Into<Resolved<'m>>,
+        outcome: Outcome,
+        elapsed: Option<Duration>,
+    ) {
         self.network
             .series
             .call(method, self.client, outcome, elapsed);
@@ -239,7 +261,7 @@ impl Ctx<'_> {
     async fn batch_entry(
         &self,
         entry: Entry<'_>,
-        admitted: Result<(), Refusal>,
+        admitted: Admitted,
         used: &AtomicUsize,
         budget: usize,
     ) -> Option<Bytes> {
@@ -261,11 +283,7 @@ impl Ctx<'_> {
     }
 
     /// One entry: `None` for a notification.
-    async fn answer(
-        &self,
-        entry: Entry<'_>,
-        admitted: Result<(), Refusal>,
-    ) -> (StatusCode, Option<Bytes>) {
+    async fn answer(&self, entry: Entry<'_>, admitted: Admitted) -> (StatusCode, Option<Bytes>) {
         let call = match entry {
             Ok(call) => call,
             Err(invalid) => {
@@ -275,13 +293,17 @@ impl Ctx<'_> {
                 return (StatusCode::OK, Some(error_response(invalid.id, &object)));
             }
         };
-        if let Err(refusal) = admitted {
+        let method = Resolved {
+            name: &call.method,
+            known: admitted.known,
+        };
+        if let Err(refusal) = admitted.verdict {
             let (object, status) = rescue::policy(&refusal);
             let outcome = match refusal {
                 Refusal::MethodBlocked(_) => Outcome::Blocked,
                 _ => Outcome::Limited,
             };
-            self.count(&call.method, outcome, None);
+            self.count(method, outcome, None);
             self.log_failure(&call.method, outcome, &object);
             return (
                 status,
@@ -292,7 +314,7 @@ impl Ctx<'_> {
             return (StatusCode::OK, self.subscription(&call));
         }
         let started = Instant::now();
-        let routed = pipeline::run(self.network, self.view, &call).await;
+        let routed = pipeline::run(self.network, self.view, &call, method).await;
         let elapsed = Some(started.elapsed());
         let (status, body) = match routed {
             Ok(reply) => {
@@ -300,12 +322,12 @@ impl Ctx<'_> {
                     ReplyKind::Result => Outcome::Ok,
                     ReplyKind::Error => Outcome::RpcError,
                 };
-                self.count(&call.method, outcome, elapsed);
+                self.count(method, outcome, elapsed);
                 (StatusCode::OK, reply_body(&call, &reply))
             }
             Err(e) => {
                 let (object, status) = rescue::route(&e);
-                self.count(&call.method, Outcome::Failed, elapsed);
+                self.count(method, Outcome::Failed, elapsed);
                 let detailed = ErrorObject::new(object.code, e.to_string());
                 self.log_failure(&call.method, Outcome::Failed, &detailed);
                 (status, error_response(call.reply_id(), &object))
@@ -326,7 +348,7 @@ impl Ctx<'_> {
         };
         Some(match outcome {
             Ok(answer) => {
-                self.count(&call.method, Outcome::Ok, None);
+                self.count(call.method.as_ref(), Outcome::Ok, None);
                 if let Some(id) = answer.created {
                     self.subscribed.lock().push(id);
                 }
@@ -338,7 +360,7 @@ impl Ctx<'_> {
                     SubscriptionError::TooMany(_) => Outcome::Limited,
                     _ => Outcome::Invalid,
                 };
-                self.count(&call.method, outcome, None);
+                self.count(call.method.as_ref(), outcome, None);
                 self.log_failure(&call.method, outcome, &object);
                 error_response(call.reply_id(), &object)
             }

@@ -8,23 +8,26 @@
 //! the caller's id and counts it.
 
 use crate::cache::Lookup;
+use crate::eth::methods::Resolved;
 use crate::eth::{self, BlockArg};
 use crate::jsonrpc::Call;
 use crate::network::Network;
 use crate::router::{self, Forward, RouteError};
 use crate::upstream::{NetworkView, Reply};
 
-/// Answers one call on `network` against the snapshot `view`.
+/// Answers one call on `network` against the snapshot `view`; `method` is
+/// the call's method with its table entry, resolved once per call.
 pub(super) async fn run(
     network: &Network,
     view: &NetworkView,
     call: &Call<'_>,
+    method: Resolved<'_>,
 ) -> Result<Reply, RouteError> {
     let served = view.served_head.ok_or(RouteError::NoBackend)?;
     if let Some(reply) = router::local(&network.config, served, &call.method) {
         return Ok(reply);
     }
-    let spec = eth::methods::lookup(&call.method).map(|(_, m)| m);
+    let spec = method.spec();
     let pinned = eth::pin(
         spec.map_or(BlockArg::None, |m| m.block),
         call.params,
