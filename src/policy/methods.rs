@@ -115,7 +115,10 @@ mod tests {
         let tiers = [
             rules(None, &[]),
             rules(None, &["eth_call", "eth_get*"]),
-            rules(Some(&["@default", "debug_*", "trace_call"]), &["debug_getRaw*"]),
+            rules(
+                Some(&["@default", "debug_*", "trace_call"]),
+                &["debug_getRaw*"],
+            ),
         ];
         for r in &tiers {
             for m in METHODS {
