@@ -8,7 +8,6 @@
 use std::process::Command;
 
 use rpcgate::config::Config;
-use serde::Deserialize;
 
 #[test]
 fn the_example_config_is_valid() {
