@@ -8,7 +8,6 @@
 use std::process::Command;
 
 use rpcgate::config::Config;
-use serde::Deserialize;
 
 #[test]
 fn the_example_config_is_valid() {
@@ -20,26 +19,56 @@ fn the_example_config_is_valid() {
     assert_eq!(cache.shared_ttl, std::time::Duration::from_secs(24 * 3600));
 }
 
+/// The routing config each Kubernetes overlay ships (k8s/check also runs
+/// `rpcgate check-config` on what kustomize renders into the ConfigMap).
 #[test]
-fn the_kubernetes_configmap_holds_a_valid_config() {
-    let text = std::fs::read_to_string("k8s/rpcgate.yaml").unwrap();
-    let mut found = 0;
-    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-        let value = serde_yaml_ng::Value::deserialize(doc).unwrap();
-        if value["kind"].as_str() == Some("ConfigMap") {
-            let embedded = value["data"]["rpcgate.yaml"]
-                .as_str()
-                .expect("data.rpcgate.yaml");
-            let c = Config::from_yaml(embedded).unwrap();
-            let net = &c.networks[0];
-            assert_eq!(net.discover.len(), 1);
-            assert_eq!(net.discover[0].dns, "geth-headless.web3.svc.cluster.local");
-            assert_eq!(c.admin_listen.port(), 9090);
-            assert!(c.log.json);
-            found += 1;
-        }
+fn the_kubernetes_configs_are_valid_and_safe() {
+    for (file, network, chain_id, redis) in [
+        ("k8s/base/config/rpcgate.yaml", "mainnet", 1, false),
+        ("k8s/overlays/dev/rpcgate.yaml", "sepolia", 11155111, false),
+        ("k8s/overlays/prod/rpcgate.yaml", "mainnet", 1, true),
+    ] {
+        // The keys file is the Secret's mount in the pod; a stand-in here.
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("dapps");
+        std::fs::write(&keys, "a-placeholder-key-0123456789\n").unwrap();
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            text.contains("keys_file: /etc/rpcgate/keys/dapps"),
+            "{file}"
+        );
+        let text = text.replace("/etc/rpcgate/keys/dapps", keys.to_str().unwrap());
+        let c = Config::from_yaml(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let net = &c.networks[0];
+        assert_eq!(
+            (net.name.as_str(), net.chain_id),
+            (network, chain_id),
+            "{file}"
+        );
+        assert_eq!(net.discover.len(), 1);
+        assert_eq!(net.discover[0].dns, "geth-headless.web3.svc.cluster.local");
+        assert_eq!(
+            (net.discover[0].http_port, net.discover[0].ws_port),
+            (8545, Some(8546))
+        );
+        // The Deployment binds the admin port to the pod IP (RPCGATE_ADMIN_LISTEN);
+        // the file's own address is loopback, never 0.0.0.0.
+        assert_eq!(c.admin_listen.port(), 8580, "{file}");
+        assert!(c.admin_listen.ip().is_loopback(), "{file}");
+        assert!(c.log.json);
+        let anon = c
+            .policy
+            .anonymous
+            .as_ref()
+            .expect("anonymous calls are limited, not off");
+        assert!(
+            anon.limits.requests.is_some() && anon.limits.compute_units.is_some(),
+            "{file}"
+        );
+        assert!(!c.policy.trusted_proxies.is_empty(), "{file}");
+        assert_eq!(c.policy.clients.len(), 1);
+        assert_eq!(c.redis.is_some(), redis, "{file}");
     }
-    assert_eq!(found, 1);
 }
 
 fn rpcgate(args: &[&str]) -> (i32, String) {

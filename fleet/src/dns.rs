@@ -48,6 +48,12 @@ impl DnsServer {
     pub fn set(&self, name: &str, addresses: &[Ipv4Addr]) {
         self.table.lock().insert(fqdn(name), addresses.to_vec());
     }
+
+    /// Removes `name`: it gets NXDOMAIN, as a cluster DNS answers for a pod
+    /// name once the StatefulSet scaled below that ordinal.
+    pub fn remove(&self, name: &str) {
+        self.table.lock().remove(&fqdn(name));
+    }
 }
 
 impl Drop for DnsServer {
