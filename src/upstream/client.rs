@@ -230,10 +230,18 @@ impl Backend {
         }
     }
 
-    /// Re-admits an ejected backend after a successful probe. Returns whether it was ejected.
-    pub fn readmit(&self) -> bool {
+    /// Re-admits an ejected backend after a successful probe that took
+    /// `probe_rtt`. Returns whether it was ejected. A re-admitted backend's
+    /// latency estimate starts again from the probe's round trip: the
+    /// failure penalty it carries would keep it from the traffic that could
+    /// lower it.
+    pub fn readmit(&self, probe_rtt: Duration) -> bool {
         self.consecutive_failures.store(0, Ordering::Relaxed);
-        self.ejected.swap(false, Ordering::Relaxed)
+        let was = self.ejected.swap(false, Ordering::Relaxed);
+        if was {
+            self.load.reset(probe_rtt);
+        }
+        was
     }
 
     /// One JSON-RPC call, with no bookkeeping (used by probes).
@@ -349,9 +357,18 @@ mod tests {
             !b.call("eth_chainId", None, timeout).await.1,
             "ejected once, not again"
         );
-        assert!(b.readmit());
+        assert!(
+            b.load.estimate() > timeout * 9 / 10,
+            "failures count as slow"
+        );
+        assert!(b.readmit(Duration::from_millis(2)));
         assert!(!b.is_ejected());
-        assert!(!b.readmit());
+        let neutral = b.load.estimate();
+        assert!(
+            neutral <= Duration::from_millis(2) && neutral > Duration::from_micros(1900),
+            "a neutral estimate: {neutral:?}"
+        );
+        assert!(!b.readmit(Duration::from_millis(2)));
     }
 
     #[test]
