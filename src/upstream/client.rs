@@ -231,14 +231,14 @@ impl Backend {
     }
 
     /// Re-admits an ejected backend after a successful probe that took
-    /// `probe_rtt`. Returns whether it was ejected. A re-admitted backend's
-    /// latency estimate starts again from the probe's round trip: the
-    /// failure penalty it carries would keep it from the traffic that could
-    /// lower it.
-    pub fn readmit(&self, probe_rtt: Duration) -> bool {
+    /// `probe_rtt`. Returns whether it was ejected. A backend that comes
+    /// back (re-admitted, or reachable again after probes failed) starts
+    /// its latency estimate again from the probe's round trip: the failure
+    /// penalty it carries would keep it from the traffic that could lower it.
+    pub fn readmit(&self, probe_rtt: Duration, was_unreachable: bool) -> bool {
         self.consecutive_failures.store(0, Ordering::Relaxed);
         let was = self.ejected.swap(false, Ordering::Relaxed);
-        if was {
+        if was || was_unreachable {
             self.load.reset(probe_rtt);
         }
         was
@@ -361,14 +361,14 @@ mod tests {
             b.load.estimate() > timeout * 9 / 10,
             "failures count as slow"
         );
-        assert!(b.readmit(Duration::from_millis(2)));
+        assert!(b.readmit(Duration::from_millis(2), false));
         assert!(!b.is_ejected());
         let neutral = b.load.estimate();
         assert!(
             neutral <= Duration::from_millis(2) && neutral > Duration::from_micros(1900),
             "a neutral estimate: {neutral:?}"
         );
-        assert!(!b.readmit(Duration::from_millis(2)));
+        assert!(!b.readmit(Duration::from_millis(2), false));
     }
 
     #[test]

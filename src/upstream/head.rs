@@ -192,7 +192,8 @@ impl Tracker {
 
     /// A probe that took `probe_rtt` succeeded.
     fn reachable(&self, probe_rtt: Duration) {
-        if self.backend.readmit(probe_rtt) {
+        let was_unreachable = !self.tx.borrow().reachable;
+        if self.backend.readmit(probe_rtt, was_unreachable) {
             tracing::info!(backend = %self.backend.name, "backend re-admitted after a successful probe");
         }
         self.publish(|s| {
