@@ -59,6 +59,7 @@ mod tests {
                     name: format!("b{i}"),
                     http: "http://127.0.0.1:1".parse().unwrap(),
                     ws: None,
+                    headers: Default::default(),
                 };
                 let b = Backend::new(
                     "select-test",

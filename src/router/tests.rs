@@ -99,6 +99,7 @@ fn backend(name: &str, url: &str, eject_after: u32) -> Arc<Backend> {
         name: name.into(),
         http: url.parse().unwrap(),
         ws: None,
+        headers: Default::default(),
     };
     Backend::new("router-test", &cfg, http_client(), 1 << 20, eject_after)
 }

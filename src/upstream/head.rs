@@ -129,6 +129,7 @@ impl Tracker {
         let _ws = self.backend.ws.clone().map(|url| {
             let task = tokio::spawn(newheads::follow(
                 url,
+                self.backend.headers.clone(),
                 self.backend.name.clone(),
                 heads_tx,
                 ws_live.clone(),
