@@ -16,6 +16,7 @@
 
 mod client_policy;
 mod duration;
+mod expand;
 mod raw;
 mod validate;
 
@@ -195,8 +196,12 @@ pub struct HeadConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     pub name: String,
+    /// `${VAR}` already expanded: may hold a secret, never log it.
     pub http: http::Uri,
     pub ws: Option<http::Uri>,
+    /// Sent with every request to this upstream only (values marked
+    /// sensitive: their `Debug` hides them).
+    pub headers: http::HeaderMap,
 }
 
 impl Config {

@@ -151,4 +151,5 @@ pub(super) struct RawUpstream {
     pub name: Option<String>,
     pub http: Option<String>,
     pub ws: Option<String>,
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
 }

@@ -400,11 +400,31 @@ fn upstream(at: &str, raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
         Some(ws) => Some(url(&format!("{at}.ws"), &ws, "ws")?),
         None => None,
     };
-    Ok(UpstreamConfig { name, http, ws })
+    let mut headers = http::HeaderMap::new();
+    for (key, template) in raw.headers.unwrap_or_default() {
+        let at = format!("{at}.headers.{key}");
+        let name = http::HeaderName::from_bytes(key.as_bytes())
+            .map_err(|_| ConfigError::invalid(&at, "is not a valid header name"))?;
+        let value = super::expand::from_env(&at, &template)?;
+        let mut value = http::HeaderValue::from_str(&value).map_err(|_| {
+            ConfigError::invalid(&at, format!("{template:?} is not a valid header value"))
+        })?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    Ok(UpstreamConfig {
+        name,
+        http,
+        ws,
+        headers,
+    })
 }
 
-fn url(at: &str, text: &str, scheme: &str) -> Result<http::Uri, ConfigError> {
-    let bad = |why: &str| ConfigError::invalid(at, format!("{text:?} {why}"));
+/// Parses `template` (with `${VAR}` expanded) as a URL of `scheme`; errors
+/// quote the template, never the expanded text.
+fn url(at: &str, template: &str, scheme: &str) -> Result<http::Uri, ConfigError> {
+    let bad = |why: &str| ConfigError::invalid(at, format!("{template:?} {why}"));
+    let text = super::expand::from_env(at, template)?;
     let uri: http::Uri = text.parse().map_err(|_| bad("is not a URL"))?;
     match uri.scheme_str() {
         Some(s) if s == scheme => {}
@@ -635,5 +655,34 @@ networks:
             "{GOOD}  goerli:\n    chain_id: 5\n    default: true\n    upstreams:\n      - name: a\n        http: http://127.0.0.1:1\n"
         );
         assert_eq!(err_path(&two), "networks.mainnet.default");
+    }
+
+    #[test]
+    fn variables_expand_in_urls_and_headers_and_errors_hide_secrets() {
+        // Names no other test sets; the process environment is shared.
+        std::env::set_var("RPCGATE_TEST_EXPAND_KEY", "k3y");
+        let y = "networks:\n  mainnet:\n    chain_id: 1\n    upstreams:\n      - name: p\n        http: http://127.0.0.1:1/v1/${RPCGATE_TEST_EXPAND_KEY}\n        ws: ws://127.0.0.1:1/ws/${RPCGATE_TEST_EXPAND_KEY}\n        headers: { X-Api-Key: \"${RPCGATE_TEST_EXPAND_KEY}\" }\n";
+        let c = Config::from_yaml(y).unwrap();
+        let up = &c.networks[0].upstreams[0];
+        assert_eq!(up.http.path(), "/v1/k3y");
+        assert_eq!(up.ws.as_ref().unwrap().path(), "/ws/k3y");
+        assert_eq!(up.headers["x-api-key"], "k3y");
+        assert!(up.headers["x-api-key"].is_sensitive());
+        let missing = y.replace(
+            "X-Api-Key: \"${RPCGATE_TEST_EXPAND_KEY}",
+            "X-Api-Key: \"${RPCGATE_TEST_EXPAND_UNSET}",
+        );
+        let err = Config::from_yaml(&missing).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "networks.mainnet.upstreams[0].headers.X-Api-Key: environment variable RPCGATE_TEST_EXPAND_UNSET is not set"
+        );
+        // A bad URL is quoted as written, never with the secret in it.
+        let bad = y.replace("http: http://127.0.0.1:1/v1/", "http: ftp://h/");
+        let err = Config::from_yaml(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("${RPCGATE_TEST_EXPAND_KEY}") && !err.contains("k3y"),
+            "{err}"
+        );
     }
 }

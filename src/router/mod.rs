@@ -12,10 +12,11 @@
 //! router only the calls that need a backend, with the params to send and
 //! the lowest head that can serve them.
 
-mod select;
+pub mod select;
 mod sendtx;
 
 use bytes::Bytes;
+use fastrand::Rng;
 
 use crate::config::NetworkConfig;
 use crate::eth::quantity::quoted_quantity;
@@ -68,18 +69,28 @@ pub async fn forward(
     view: &NetworkView,
     call: Forward<'_>,
 ) -> Result<Reply, RouteError> {
+    forward_with(target, view, call, &mut Rng::new()).await
+}
+
+/// [`forward`] with a given random source (seeded in tests).
+pub async fn forward_with(
+    target: Target<'_>,
+    view: &NetworkView,
+    call: Forward<'_>,
+    rng: &mut Rng,
+) -> Result<Reply, RouteError> {
     let served = view.served_head.ok_or(RouteError::NoBackend)?;
-    let mut candidates = candidates(view, call.min_head);
+    let mut candidates = select::candidates(view, call.min_head);
     if candidates.is_empty() {
         if view.best_head.is_some_and(|best| call.min_head <= best) {
             return Err(RouteError::BlockUnavailable(call.min_head));
         }
         // A block no backend has yet: any backend at the served head answers
         // as a node would (null, or "header not found").
-        candidates = self::candidates(view, served);
+        candidates = select::candidates(view, served);
     }
     if call.method == "eth_sendRawTransaction" {
-        return sendtx::send(target, candidates, call.params).await;
+        return sendtx::send(target, candidates, call.params, rng).await;
     }
     attempt(
         target,
@@ -87,6 +98,7 @@ pub async fn forward(
         call.method,
         call.params,
         UpstreamError::worth_retrying,
+        rng,
     )
     .await
 }
@@ -99,10 +111,11 @@ async fn attempt(
     method: &str,
     params: Option<&str>,
     again: fn(&UpstreamError) -> bool,
+    rng: &mut Rng,
 ) -> Result<Reply, RouteError> {
     let mut last = RouteError::NoBackend;
     for _ in 0..target.config.max_attempts {
-        let Some(choice) = select::pick(&candidates) else {
+        let Some(choice) = select::pick(&candidates, rng) else {
             break;
         };
         let (res, ejected_now) = choice
@@ -127,13 +140,6 @@ async fn attempt(
     Err(last)
 }
 
-/// Eligible, not ejected since the snapshot, and with a head of at least `min_head`.
-fn candidates(view: &NetworkView, min_head: u64) -> Vec<&BackendView> {
-    view.eligible()
-        .filter(|b| b.head >= min_head && !b.backend.is_ejected())
-        .collect()
-}
-
 fn note_failure(
     target: Target<'_>,
     choice: &BackendView,
@@ -149,3 +155,6 @@ fn note_failure(
         target.upstreams.refresh();
     }
 }
+
+#[cfg(test)]
+mod tests;

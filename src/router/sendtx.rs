@@ -1,6 +1,7 @@
 //! `eth_sendRawTransaction`: at most once per backend that may have it.
 
 use bytes::Bytes;
+use fastrand::Rng;
 use sha3::{Digest, Keccak256};
 
 use super::{attempt, RouteError, Target};
@@ -14,10 +15,11 @@ pub(super) async fn send(
     target: Target<'_>,
     candidates: Vec<&BackendView>,
     params: Option<&str>,
+    rng: &mut Rng,
 ) -> Result<Reply, RouteError> {
     let method = "eth_sendRawTransaction";
     let again = UpstreamError::surely_not_received;
-    let reply = attempt(target, candidates, method, params, again).await?;
+    let reply = attempt(target, candidates, method, params, again, rng).await?;
     let known = reply.error_message().is_some_and(|m| {
         let m = m.to_ascii_lowercase();
         ALREADY_KNOWN.iter().any(|k| m.contains(k))

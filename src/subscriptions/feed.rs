@@ -199,7 +199,9 @@ async fn session(
     failover: bool,
     established: &mut bool,
 ) -> Result<(), String> {
-    let connect = tokio_tungstenite::connect_async(target.ws.to_string());
+    let request = crate::upstream::ws_request(&target.ws, &target.backend.headers)
+        .map_err(|e| format!("connect: {e}"))?;
+    let connect = tokio_tungstenite::connect_async(request);
     let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| "connect timed out".to_string())?

@@ -157,6 +157,9 @@ pub struct Backend {
     pub name: String,
     http: http::Uri,
     pub ws: Option<http::Uri>,
+    /// The upstream's own headers (`headers:`), on every HTTP request and
+    /// WebSocket handshake to it.
+    pub headers: http::HeaderMap,
     client: HttpClient,
     next_id: AtomicU64,
     max_reply_bytes: usize,
@@ -179,6 +182,7 @@ impl Backend {
             name: cfg.name.clone(),
             http: cfg.http.clone(),
             ws: cfg.ws.clone(),
+            headers: cfg.headers.clone(),
             client,
             next_id: AtomicU64::new(1),
             max_reply_bytes,
@@ -230,10 +234,18 @@ impl Backend {
         }
     }
 
-    /// Re-admits an ejected backend after a successful probe. Returns whether it was ejected.
-    pub fn readmit(&self) -> bool {
+    /// Re-admits an ejected backend after a successful probe that took
+    /// `probe_rtt`. Returns whether it was ejected. A backend that comes
+    /// back (re-admitted, or reachable again after probes failed) starts
+    /// its latency estimate again from the probe's round trip: the failure
+    /// penalty it carries would keep it from the traffic that could lower it.
+    pub fn readmit(&self, probe_rtt: Duration, was_unreachable: bool) -> bool {
         self.consecutive_failures.store(0, Ordering::Relaxed);
-        self.ejected.swap(false, Ordering::Relaxed)
+        let was = self.ejected.swap(false, Ordering::Relaxed);
+        if was || was_unreachable {
+            self.load.reset(probe_rtt);
+        }
+        was
     }
 
     /// One JSON-RPC call, with no bookkeeping (used by probes).
@@ -245,10 +257,13 @@ impl Backend {
     ) -> Result<Reply, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = request_body(id, method, params);
-        let request = http::Request::post(self.http.clone())
+        let mut request = http::Request::post(self.http.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .expect("a POST to a validated URI is a valid request");
+        for (name, value) in &self.headers {
+            request.headers_mut().insert(name, value.clone());
+        }
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {
                 if e.is_connect() {
@@ -283,6 +298,19 @@ impl Backend {
             .await
             .unwrap_or(Err(UpstreamError::Timeout(timeout)))
     }
+}
+
+/// The WebSocket handshake request for `url` with the upstream's `headers`.
+pub fn ws_request(url: &http::Uri, headers: &http::HeaderMap) -> Result<http::Request<()>, String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url
+        .to_string()
+        .into_client_request()
+        .map_err(|e| e.to_string())?;
+    for (name, value) in headers {
+        request.headers_mut().insert(name, value.clone());
+    }
+    Ok(request)
 }
 
 fn request_body(id: u64, method: &str, params: Option<&str>) -> Bytes {
@@ -333,6 +361,7 @@ mod tests {
             name: "gone".into(),
             http: "http://127.0.0.1:9".parse().unwrap(),
             ws: None,
+            headers: Default::default(),
         };
         let b = Backend::new("test", &cfg, http_client(), 1 << 20, 3);
         let timeout = Duration::from_secs(1);
@@ -349,9 +378,55 @@ mod tests {
             !b.call("eth_chainId", None, timeout).await.1,
             "ejected once, not again"
         );
-        assert!(b.readmit());
+        assert!(
+            b.load.estimate() > timeout * 9 / 10,
+            "failures count as slow"
+        );
+        assert!(b.readmit(Duration::from_millis(2), false));
         assert!(!b.is_ejected());
-        assert!(!b.readmit());
+        let neutral = b.load.estimate();
+        assert!(
+            neutral <= Duration::from_millis(2) && neutral > Duration::from_micros(1900),
+            "a neutral estimate: {neutral:?}"
+        );
+        assert!(!b.readmit(Duration::from_millis(2), false));
+    }
+
+    #[tokio::test]
+    async fn the_upstream_headers_go_with_every_call() {
+        use hyper_util::rt::TokioIo;
+        // A real server on port 0 that answers with the header it got.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service = hyper::service::service_fn(|req: http::Request<_>| async move {
+                let key = req.headers().get("x-api-key").cloned();
+                let key = key.map_or("none".to_string(), |v| v.to_str().unwrap().to_string());
+                let body = format!(r#"{{"jsonrpc":"2.0","id":1,"result":"{key}"}}"#);
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(body))))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        let mut headers = http::HeaderMap::new();
+        let mut value = http::HeaderValue::from_static("s3cret");
+        value.set_sensitive(true);
+        headers.insert("x-api-key", value);
+        let cfg = UpstreamConfig {
+            name: "keyed".into(),
+            http: url.parse().unwrap(),
+            ws: None,
+            headers,
+        };
+        assert!(!format!("{cfg:?}").contains("s3cret"), "{cfg:?}");
+        let b = Backend::new("test", &cfg, http_client(), 1 << 20, 3);
+        let reply = b
+            .send("eth_chainId", None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(reply.raw(), br#""s3cret""#);
     }
 
     #[test]

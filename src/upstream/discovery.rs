@@ -78,6 +78,7 @@ pub fn upstreams(group: &DiscoverConfig, addresses: &BTreeSet<IpAddr>) -> Vec<Up
                 name: format!("{}-{ip}", group.name),
                 http: uri("http", group.http_port),
                 ws: group.ws_port.map(|p| uri("ws", p)),
+                headers: http::HeaderMap::new(),
             }
         })
         .collect()

@@ -129,6 +129,7 @@ impl Tracker {
         let _ws = self.backend.ws.clone().map(|url| {
             let task = tokio::spawn(newheads::follow(
                 url,
+                self.backend.headers.clone(),
                 self.backend.name.clone(),
                 heads_tx,
                 ws_live.clone(),
@@ -190,8 +191,10 @@ impl Tracker {
         });
     }
 
-    fn reachable(&self) {
-        if self.backend.readmit() {
+    /// A probe that took `probe_rtt` succeeded.
+    fn reachable(&self, probe_rtt: Duration) {
+        let was_unreachable = !self.tx.borrow().reachable;
+        if self.backend.readmit(probe_rtt, was_unreachable) {
             tracing::info!(backend = %self.backend.name, "backend re-admitted after a successful probe");
         }
         self.publish(|s| {
@@ -202,6 +205,7 @@ impl Tracker {
 
     /// Checks eth_chainId; returns how long to wait before the next attempt.
     async fn check_chain(&self) -> Duration {
+        let started = Instant::now();
         match self
             .backend
             .send("eth_chainId", None, self.cfg.probe_timeout)
@@ -219,7 +223,7 @@ impl Tracker {
                 match got {
                     Some(got) if got == self.chain_id => {
                         tracing::info!(backend = %self.backend.name, chain_id = got, "backend chain id verified");
-                        self.reachable();
+                        self.reachable(started.elapsed());
                         self.publish(|s| s.chain = ChainCheck::Ok);
                         Duration::ZERO
                     }
@@ -246,9 +250,10 @@ impl Tracker {
     }
 
     async fn poll_latest(&self) {
+        let started = Instant::now();
         match self.block("latest").await {
             Ok(Some(head)) => {
-                self.reachable();
+                self.reachable(started.elapsed());
                 // A poll that started before the last pushed head may be older than it.
                 let stale = self.ws_live.load(Ordering::Relaxed)
                     && self

@@ -37,13 +37,14 @@ struct Header {
 /// Follows newHeads until the receiver is gone, reconnecting with backoff.
 pub(super) async fn follow(
     url: http::Uri,
+    headers: http::HeaderMap,
     backend: String,
     heads: mpsc::Sender<BlockId>,
     live: Arc<AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        match session(&url, &heads, &live).await {
+        match session(&url, &headers, &heads, &live).await {
             Ok(()) => return, // the tracker is gone
             Err(e) => {
                 if live.swap(false, Ordering::Relaxed) {
@@ -62,12 +63,14 @@ pub(super) async fn follow(
 /// One connection: Ok when the receiver is gone, Err when the connection ends.
 async fn session(
     url: &http::Uri,
+    headers: &http::HeaderMap,
     heads: &mpsc::Sender<BlockId>,
     live: &AtomicBool,
 ) -> Result<(), String> {
+    let request = super::client::ws_request(url, headers)?;
     let (mut ws, _) = tokio::time::timeout(
         Duration::from_secs(5),
-        tokio_tungstenite::connect_async(url.to_string()),
+        tokio_tungstenite::connect_async(request),
     )
     .await
     .map_err(|_| "connect timed out".to_string())?

@@ -245,6 +245,7 @@ mod tests {
             name: name.into(),
             http: "http://127.0.0.1:1".parse().unwrap(),
             ws: None,
+            headers: Default::default(),
         };
         Backend::new("test", &cfg, crate::upstream::http_client(), 1 << 20, 3)
     }

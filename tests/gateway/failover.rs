@@ -128,6 +128,52 @@ async fn errors_and_timeouts_are_retried_and_a_failing_backend_is_ejected() {
     wait_view(&gw, "r0 re-admitted", |v| v.backends[0].eligible()).await;
 }
 
+/// A backend that failed until it was ejected (or found unreachable) and
+/// then recovered gets its share of reads back within seconds: its failure
+/// penalty is forgotten when it comes back, and the estimate decays when read.
+#[tokio::test]
+async fn a_recovered_backend_gets_its_share_back_within_seconds() {
+    let fleet = fleet(3).await;
+    fleet.mine().await.unwrap();
+    let mut taps = Vec::new();
+    for i in 0..3 {
+        taps.push(Tap::start(&fleet.http_url(i)).await.unwrap());
+    }
+    let ups: Vec<_> = (0..3)
+        .map(|i| up(&format!("r{i}"), taps[i].url(), None))
+        .collect();
+    // The default request timeout (10 s): the penalty a failure leaves.
+    let gw = start_gateway(&yaml(fleet.chain_id(), &ups, "eject_after_failures: 3")).await;
+    wait_synced(&gw, 3, 1).await;
+    let read = || result(&gw.url, "eth_getBalance", json!([OTHER, "latest"]));
+
+    taps[0].set_fault(Fault::Status(500));
+    let mut reads = Vec::new();
+    for _ in 0..30 {
+        reads.push(read());
+    }
+    futures_util::future::join_all(reads).await;
+    wait_view(&gw, "r0 out", |v| !v.backends[0].eligible()).await;
+    taps[0].set_fault(Fault::None);
+    wait_view(&gw, "r0 back", |v| v.backends[0].eligible()).await;
+    for t in &taps {
+        t.reset();
+    }
+    let started = std::time::Instant::now();
+    let mut n = 0u64;
+    while n < 300 && started.elapsed() < Duration::from_secs(5) {
+        read().await;
+        n += 1;
+    }
+    let got = taps[0].count("eth_getBalance");
+    eprintln!(
+        "after recovery: r0 served {got} of {n} reads in {:?}",
+        started.elapsed()
+    );
+    // A third of its fair share (a third of the reads) at least.
+    assert!(got * 9 >= n, "r0 served {got} of {n} reads after recovery");
+}
+
 #[tokio::test]
 async fn send_raw_transaction_is_never_sent_twice() {
     let (fleet, t0, t1, gw) = two_tapped("request_timeout: 300ms").await;
