@@ -14,7 +14,8 @@ use super::{
 };
 
 pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8545";
-pub(super) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// 8580, not 9090: 9090 is Prometheus's own default, and the two often share a host.
+pub(super) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8580";
 pub(super) const DEFAULT_MAX_BODY_BYTES: u64 = 5 * 1024 * 1024;
 pub(super) const DEFAULT_MAX_BATCH_LEN: u64 = 100;
 pub(super) const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
@@ -635,5 +636,11 @@ networks:
             "{GOOD}  goerli:\n    chain_id: 5\n    default: true\n    upstreams:\n      - name: a\n        http: http://127.0.0.1:1\n"
         );
         assert_eq!(err_path(&two), "networks.mainnet.default");
+    }
+
+    #[test]
+    fn the_default_admin_port_is_clear_of_prometheus() {
+        let c = Config::from_yaml(GOOD).unwrap();
+        assert_eq!(c.admin_listen.port(), 8580);
     }
 }
