@@ -92,6 +92,15 @@ pub(super) struct RawServer {
     pub batch_concurrency: Option<u64>,
     pub body_read_timeout: Option<String>,
     pub max_subscriptions_per_connection: Option<u64>,
+    #[serde(default)]
+    pub cors: RawCors,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCors {
+    pub allowed_origins: Option<Vec<String>>,
+    pub max_age: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
