@@ -64,6 +64,7 @@ pub(super) struct RawClient {
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
     pub limits: Option<RawLimits>,
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -453,7 +453,7 @@ fn cors(raw: super::raw::RawCors) -> Result<super::CorsConfig, ConfigError> {
     })
 }
 
-fn origin_pattern_ok(origin: &str) -> bool {
+pub(super) fn origin_pattern_ok(origin: &str) -> bool {
     let Some((scheme, rest)) = origin.split_once("://") else {
         return false;
     };

@@ -119,7 +119,8 @@ pub(super) enum HttpRefusal {
     BodyTimeout,
     /// A WebSocket upgrade request without the headers RFC 6455 requires.
     BadUpgrade(&'static str),
-    /// A WebSocket upgrade from a browser origin outside `server.cors.allowed_origins`.
+    /// A browser origin outside `server.cors.allowed_origins` (WebSocket
+    /// upgrades), or outside the calling client's own `allowed_origins`.
     ForbiddenOrigin,
 }
 
@@ -171,7 +172,7 @@ pub(super) fn http(r: &HttpRefusal) -> (ErrorObject, StatusCode) {
         HttpRefusal::ForbiddenOrigin => (
             ErrorObject::new(
                 code::INVALID_REQUEST,
-                "this origin may not open a WebSocket here (server.cors.allowed_origins)",
+                "requests from this browser origin are not allowed here (allowed_origins)",
             ),
             StatusCode::FORBIDDEN,
         ),

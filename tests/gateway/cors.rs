@@ -148,3 +148,41 @@ async fn an_origin_outside_the_list_gets_no_grant() {
         assert_eq!(response.status(), 101);
     }
 }
+
+#[tokio::test]
+async fn a_client_with_its_own_origins_is_refused_from_any_other() {
+    use crate::policy::{sha256_hex, KEY};
+    let policy = format!(
+        "policy:\n  clients:\n    dapp:\n      key_sha256: [{}]\n      allowed_origins: [\"https://*.dapp.test\"]\n",
+        sha256_hex(KEY)
+    );
+    let (_fleet, gw) = gateway(&policy).await;
+    let bearer = format!("Bearer {KEY}");
+    let mine = "https://app.dapp.test";
+    let reply = post_with_headers(
+        &gw.url,
+        &[("origin", mine), ("authorization", &bearer)],
+        CALL,
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        header(&reply.headers, "access-control-allow-origin"),
+        Some(mine)
+    );
+    // The key lifted into another site's page: refused, though server.cors
+    // (any origin) answers that site's preflight and anonymous calls.
+    let other = "https://copycat.test";
+    let reply = post_with_headers(
+        &gw.url,
+        &[("origin", other), ("authorization", &bearer)],
+        CALL,
+    )
+    .await;
+    assert_eq!(reply.status, 403);
+    let reply = post_with_headers(&gw.url, &[("origin", other)], CALL).await;
+    assert_eq!(reply.status, 200);
+    // Outside a browser (no Origin) the key works as before.
+    let reply = post_with_headers(&gw.url, &[("authorization", &bearer)], CALL).await;
+    assert_eq!(reply.status, 200);
+}
