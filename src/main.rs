@@ -33,7 +33,8 @@ struct Cli {
     /// Override the `listen` address of the config.
     #[arg(long, env = "RPCGATE_LISTEN")]
     listen: Option<std::net::SocketAddr>,
-    /// Override the `admin_listen` address of the config (/livez, /readyz, /status, /metrics).
+    /// Override the `admin_listen` address of the config (/livez, /readyz, /status, /metrics;
+    /// default 127.0.0.1:8580, clear of Prometheus's own 9090).
     #[arg(long, env = "RPCGATE_ADMIN_LISTEN")]
     admin_listen: Option<std::net::SocketAddr>,
     /// Log filter, e.g. `info` or `warn,rpcgate=debug`. RUST_LOG wins over

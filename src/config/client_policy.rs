@@ -71,6 +71,9 @@ pub struct TierConfig {
     pub allow: Option<Vec<String>>,
     pub deny: Vec<String>,
     pub limits: LimitsConfig,
+    /// Browser origins this client's pages may call from (a named client's
+    /// `allowed_origins`); `None`: the list of `server.cors`.
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -252,7 +255,8 @@ fn clients(raw: BTreeMap<String, RawClient>) -> Result<Vec<ClientConfig>, Config
                 ));
             }
         }
-        let tier = tier(&at, c.allow, c.deny, c.limits)?;
+        let mut tier = tier(&at, c.allow, c.deny, c.limits)?;
+        tier.allowed_origins = origins(&format!("{at}.allowed_origins"), c.allowed_origins)?;
         clients.push(ClientConfig { name, keys, tier });
     }
     Ok(clients)
@@ -362,7 +366,20 @@ fn tier(
         allow,
         deny,
         limits,
+        allowed_origins: None,
     })
+}
+
+fn origins(at: &str, raw: Option<Vec<String>>) -> Result<Option<Vec<String>>, ConfigError> {
+    for (i, origin) in raw.iter().flatten().enumerate() {
+        if origin != "*" && !super::validate::origin_pattern_ok(origin) {
+            return Err(ConfigError::invalid(
+                format!("{at}[{i}]"),
+                format!("{origin:?} is not \"*\" or an origin like https://app.example.com or https://*.example.com"),
+            ));
+        }
+    }
+    Ok(raw)
 }
 
 fn rate(
@@ -507,6 +524,13 @@ mod tests {
         assert_eq!(
             err_path("  redis_fallback: maybe\n"),
             "policy.redis_fallback"
+        );
+        let key = "a".repeat(64);
+        assert_eq!(
+            err_path(&format!(
+                "  clients:\n    dapp:\n      key_sha256: [{key}]\n      allowed_origins: [\"https://*.dapp.test\", \"dapp.test\"]\n"
+            )),
+            "policy.clients.dapp.allowed_origins[1]"
         );
         assert_eq!(
             err_path("  costs:\n    'eth getLogs': 3\n"),

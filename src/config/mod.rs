@@ -107,6 +107,28 @@ pub struct ServerLimits {
     pub body_read_timeout: Duration,
     /// `eth_subscribe` subscriptions one WebSocket connection may hold.
     pub max_subscriptions_per_connection: usize,
+    /// `server.cors`: which browser origins may call the gateway.
+    pub cors: CorsConfig,
+}
+
+/// `server.cors`. A public JSON-RPC endpoint uses no cookies (keys travel in
+/// headers or the path), so any origin is allowed by default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorsConfig {
+    /// `*`, exact origins (`https://app.example.com`), or globs with one
+    /// leading `*.` in the host (`https://*.example.com`). Validated.
+    pub allowed_origins: Vec<String>,
+    /// How long a browser may keep a preflight's answer.
+    pub max_age: Duration,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig {
+            allowed_origins: vec!["*".into()],
+            max_age: Duration::from_secs(600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -64,6 +64,7 @@ pub(super) struct RawClient {
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
     pub limits: Option<RawLimits>,
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +93,15 @@ pub(super) struct RawServer {
     pub batch_concurrency: Option<u64>,
     pub body_read_timeout: Option<String>,
     pub max_subscriptions_per_connection: Option<u64>,
+    #[serde(default)]
+    pub cors: RawCors,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCors {
+    pub allowed_origins: Option<Vec<String>>,
+    pub max_age: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

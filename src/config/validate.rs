@@ -14,7 +14,8 @@ use super::{
 };
 
 pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8545";
-pub(super) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// 8580, not 9090: 9090 is Prometheus's own default, and the two often share a host.
+pub(super) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8580";
 pub(super) const DEFAULT_MAX_BODY_BYTES: u64 = 5 * 1024 * 1024;
 pub(super) const DEFAULT_MAX_BATCH_LEN: u64 = 100;
 pub(super) const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
@@ -94,6 +95,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             1,
             100_000,
         )?,
+        cors: cors(raw.server.cors)?,
     };
 
     let raw_networks = raw
@@ -441,6 +443,54 @@ fn url(at: &str, template: &str, scheme: &str) -> Result<http::Uri, ConfigError>
     Ok(uri)
 }
 
+/// `server.cors`: each origin is `*`, or `scheme://host[:port]` whose host
+/// may start with one `*.` (any subdomain, not the bare domain).
+fn cors(raw: super::raw::RawCors) -> Result<super::CorsConfig, ConfigError> {
+    let default = super::CorsConfig::default();
+    let allowed_origins = raw.allowed_origins.unwrap_or(default.allowed_origins);
+    for (i, origin) in allowed_origins.iter().enumerate() {
+        if origin != "*" && !origin_pattern_ok(origin) {
+            return Err(ConfigError::invalid(
+                format!("server.cors.allowed_origins[{i}]"),
+                format!("{origin:?} is not \"*\" or an origin like https://app.example.com or https://*.example.com (no path, no trailing slash)"),
+            ));
+        }
+    }
+    let max_age = duration(
+        "server.cors.max_age",
+        raw.max_age.as_deref(),
+        default.max_age,
+    )?;
+    if max_age > Duration::from_secs(24 * 3600) {
+        return Err(ConfigError::invalid(
+            "server.cors.max_age",
+            "at most 24h (browsers cap it lower anyway)",
+        ));
+    }
+    Ok(super::CorsConfig {
+        allowed_origins,
+        max_age,
+    })
+}
+
+pub(super) fn origin_pattern_ok(origin: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let host_ok = |h: &str| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'))
+    };
+    let host = rest.strip_prefix("*.").unwrap_or(rest);
+    !scheme.is_empty()
+        && scheme.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'+' || b == b'-' || b == b'.'
+        })
+        && host_ok(host)
+        && !host.contains('*')
+}
+
 pub(super) fn duration(
     at: &str,
     text: Option<&str>,
@@ -684,5 +734,39 @@ networks:
             err.contains("${RPCGATE_TEST_EXPAND_KEY}") && !err.contains("k3y"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn cors_origins() {
+        use std::time::Duration;
+        let with = |cors: &str| format!("server:\n  cors:\n{cors}{GOOD}");
+        let c = Config::from_yaml(GOOD).unwrap();
+        assert_eq!(c.server.cors.allowed_origins, vec!["*".to_string()]);
+        assert_eq!(c.server.cors.max_age, Duration::from_secs(600));
+        let c = Config::from_yaml(&with(
+            "    allowed_origins: [\"https://*.example.com\", \"http://127.0.0.1:3000\"]\n    max_age: 60s\n",
+        ))
+        .unwrap();
+        assert_eq!(c.server.cors.allowed_origins.len(), 2);
+        assert_eq!(c.server.cors.max_age, Duration::from_secs(60));
+        assert_eq!(
+            err_path(&with("    allowed_origins: [\"*\", \"https://a.com/\"]\n")),
+            "server.cors.allowed_origins[1]"
+        );
+        assert_eq!(
+            err_path(&with("    allowed_origins: [\"example.com\"]\n")),
+            "server.cors.allowed_origins[0]"
+        );
+        assert_eq!(
+            err_path(&with("    max_age: 90000s\n")),
+            "server.cors.max_age"
+        );
+        assert_eq!(err_path(&with("    origins: []\n")), "server.cors.origins");
+    }
+
+    #[test]
+    fn the_default_admin_port_is_clear_of_prometheus() {
+        let c = Config::from_yaml(GOOD).unwrap();
+        assert_eq!(c.admin_listen.port(), 8580);
     }
 }

@@ -77,6 +77,7 @@ pub struct Tier<C: Clock = DefaultClock> {
     anonymous: bool,
     methods: MethodRules,
     limits: LimitsConfig,
+    allowed_origins: Option<Vec<String>>,
     local: LocalLimits<C>,
     rate_limited: IntCounter,
     blocked: IntCounter,
@@ -89,6 +90,7 @@ impl<C: Clock + Clone> Tier<C> {
             anonymous,
             methods: MethodRules::new(config),
             limits: config.limits.clone(),
+            allowed_origins: config.allowed_origins.clone(),
             local: LocalLimits::new(&config.limits, anonymous, clock),
             rate_limited: metrics().rate_limited.with_label_values(&[name]),
             blocked: metrics().blocked.with_label_values(&[name]),
@@ -110,6 +112,11 @@ impl<C: Clock> Caller<'_, C> {
 
     pub fn ip(&self) -> IpAddr {
         self.ip
+    }
+
+    /// The client's own browser origins, when it names any.
+    pub fn allowed_origins(&self) -> Option<&[String]> {
+        self.tier.allowed_origins.as_deref()
     }
 }
 

@@ -19,6 +19,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use super::calls::{self, RequestId, X_REQUEST_ID};
+use super::cors;
 use super::rescue::{self, HttpRefusal};
 use super::{ws, ConnHold, Gateway};
 use crate::jsonrpc::{error_response, Id};
@@ -33,6 +34,13 @@ pub(super) async fn handle(
     hold: Arc<ConnHold>,
 ) -> Result<Response<Body>, Infallible> {
     let request_id = RequestId::of(req.headers());
+    let cors = &gateway.routes().limits.cors;
+    if cors::is_preflight(req.method(), req.headers()) {
+        let response: Response<Body> = cors::preflight(cors, req.headers());
+        metrics().http_response(response.status());
+        return Ok(response);
+    }
+    let origin = cors::allowed_origin(cors, req.headers());
     let mut response = match serve(&gateway, peer, req, hold, &request_id).await {
         Ok(response) => response,
         Err(refusal) => {
@@ -58,6 +66,9 @@ pub(super) async fn handle(
             response.headers_mut().insert(X_REQUEST_ID, value);
         }
     }
+    if let Some(origin) = origin {
+        cors::decorate(response.headers_mut(), origin);
+    }
     metrics().http_response(response.status());
     Ok(response)
 }
@@ -82,6 +93,9 @@ async fn serve(
         .resolve(req.uri().path())
         .ok_or(HttpRefusal::UnknownNetwork)?;
     if ws::is_upgrade(&req) {
+        if !cors::upgrade_allowed(&routes.limits.cors, req.headers()) {
+            return Err(HttpRefusal::ForbiddenOrigin);
+        }
         let key = path_key.map(str::to_string);
         return ws::upgrade(gateway, &routes, network, key.as_deref(), peer, req, hold);
     }
@@ -95,6 +109,13 @@ async fn serve(
     let caller = policy
         .identify(peer.ip(), req.headers(), path_key)
         .map_err(HttpRefusal::Unauthorized)?;
+    if let (Some(list), Some(origin)) =
+        (caller.allowed_origins(), req.headers().get(header::ORIGIN))
+    {
+        if !origin.to_str().is_ok_and(|o| cors::allowed(list, o)) {
+            return Err(HttpRefusal::ForbiddenOrigin);
+        }
+    }
     let limit = routes.limits.max_body_bytes;
     let declared = req
         .headers()

@@ -16,6 +16,7 @@
 
 pub mod admin;
 mod calls;
+mod cors;
 mod gateway;
 mod http;
 mod pipeline;

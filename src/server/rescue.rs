@@ -119,6 +119,9 @@ pub(super) enum HttpRefusal {
     BodyTimeout,
     /// A WebSocket upgrade request without the headers RFC 6455 requires.
     BadUpgrade(&'static str),
+    /// A browser origin outside `server.cors.allowed_origins` (WebSocket
+    /// upgrades), or outside the calling client's own `allowed_origins`.
+    ForbiddenOrigin,
 }
 
 pub(super) fn http(r: &HttpRefusal) -> (ErrorObject, StatusCode) {
@@ -165,6 +168,13 @@ pub(super) fn http(r: &HttpRefusal) -> (ErrorObject, StatusCode) {
                 format!("bad WebSocket upgrade: {why}"),
             ),
             StatusCode::BAD_REQUEST,
+        ),
+        HttpRefusal::ForbiddenOrigin => (
+            ErrorObject::new(
+                code::INVALID_REQUEST,
+                "requests from this browser origin are not allowed here (allowed_origins)",
+            ),
+            StatusCode::FORBIDDEN,
         ),
         HttpRefusal::BodyRead => (
             ErrorObject::new(code::PARSE_ERROR, "the request body could not be read"),
