@@ -105,6 +105,7 @@ mod tests {
             allow: allow.map(|a| a.iter().map(|s| s.to_string()).collect()),
             deny: deny.iter().map(|s| s.to_string()).collect(),
             limits: Default::default(),
+            max_logs_block_range: None,
         })
     }
 

@@ -77,6 +77,7 @@ pub struct Tier<C: Clock = DefaultClock> {
     anonymous: bool,
     methods: MethodRules,
     limits: LimitsConfig,
+    max_logs_block_range: Option<u64>,
     local: LocalLimits<C>,
     rate_limited: IntCounter,
     blocked: IntCounter,
@@ -89,6 +90,7 @@ impl<C: Clock + Clone> Tier<C> {
             anonymous,
             methods: MethodRules::new(config),
             limits: config.limits.clone(),
+            max_logs_block_range: config.max_logs_block_range,
             local: LocalLimits::new(&config.limits, anonymous, clock),
             rate_limited: metrics().rate_limited.with_label_values(&[name]),
             blocked: metrics().blocked.with_label_values(&[name]),
@@ -110,6 +112,12 @@ impl<C: Clock> Caller<'_, C> {
 
     pub fn ip(&self) -> IpAddr {
         self.ip
+    }
+
+    /// Blocks one `eth_getLogs` may span for this tier, when it has its own
+    /// bound (else the network's applies).
+    pub fn max_logs_block_range(&self) -> Option<u64> {
+        self.tier.max_logs_block_range
     }
 }
 

@@ -9,6 +9,8 @@ mod cache_mix;
 mod discovery;
 mod envelope;
 mod failover;
+mod heavy;
+mod lifetimes;
 mod metrics;
 mod operations;
 mod policy;
