@@ -124,6 +124,10 @@ pub struct ServerLimits {
     pub http2_keepalive_timeout: Duration,
     /// Bytes of one request's header list (HTTP/1 buffer, HTTP/2 SETTINGS).
     pub max_header_list_bytes: usize,
+    /// After a 413 or 408, the rest of the body is read and discarded for at
+    /// most this long and this many bytes, so the client can read the answer.
+    pub lingering_close_timeout: Duration,
+    pub lingering_close_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -103,6 +103,8 @@ pub(super) struct RawServer {
     pub http2_keepalive_interval: Option<String>,
     pub http2_keepalive_timeout: Option<String>,
     pub max_header_list_bytes: Option<u64>,
+    pub lingering_close_timeout: Option<String>,
+    pub lingering_close_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

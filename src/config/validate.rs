@@ -152,6 +152,18 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             8192,
             1 << 20,
         )?,
+        lingering_close_timeout: duration(
+            "server.lingering_close_timeout",
+            raw.server.lingering_close_timeout.as_deref(),
+            Duration::from_secs(2),
+        )?,
+        lingering_close_bytes: in_range(
+            "server.lingering_close_bytes",
+            raw.server.lingering_close_bytes,
+            16 * 1024 * 1024,
+            0,
+            1 << 30,
+        )?,
     };
 
     let raw_networks = raw

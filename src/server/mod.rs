@@ -22,6 +22,7 @@ mod gateway;
 mod heavy;
 mod http;
 mod lifetimes;
+mod linger;
 mod pipeline;
 pub mod reload;
 mod rescue;

@@ -159,3 +159,54 @@ async fn a_client_that_never_reads_is_closed_at_the_write_deadline() {
         .await
         .is_string());
 }
+
+/// Python's urllib sends the whole body before it reads: over the cap, it
+/// still reads the 413 (the rest of the body is drained, not reset).
+#[tokio::test]
+async fn a_client_that_sends_an_over_cap_body_reads_the_413() {
+    let fleet = fleet(1).await;
+    fleet.mine().await.unwrap();
+    let config = format!(
+        "{}server:\n  max_body_bytes: 65536\n",
+        yaml(fleet.chain_id(), &[up("r0", fleet.http_url(0), None)], "")
+    );
+    let gw = start_gateway(&config).await;
+    wait_synced(&gw, 1, 1).await;
+    let script = r#"
+import sys, urllib.request, urllib.error
+body = b'[' + b' ' * (8 * 1024 * 1024) + b']'
+for chunked in (False, True):
+    data = iter([body[i:i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+    headers = {'Content-Type': 'application/json'}
+    if chunked:
+        headers['Transfer-Encoding'] = 'chunked'
+    req = urllib.request.Request(sys.argv[1], data=data, headers=headers)
+    try:
+        urllib.request.urlopen(req, timeout=20)
+        print('200')
+    except urllib.error.HTTPError as e:
+        print(e.code)
+    except Exception as e:
+        print('error', type(e).__name__, e)
+"#;
+    let url = gw.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", script, &url])
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    // Declared too large (Content-Length), then found too large while reading (chunked).
+    assert_eq!(
+        printed.lines().collect::<Vec<_>>(),
+        ["413", "413"],
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(result(&gw.url, "eth_getBalance", json!([OTHER, "latest"]))
+        .await
+        .is_string());
+}
