@@ -268,14 +268,16 @@ mod tests {
         };
         let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
         assert!(single(&call(&nested(64))).is_ok());
-        let e = single(&call(&nested(65))).unwrap_err();
+        let body = call(&nested(65));
+        let e = single(&body).unwrap_err();
         assert_eq!(e.id.raw(), "3");
         assert!(e.reason.contains("nested"), "{}", e.reason);
         // Brackets inside strings, escaped quotes included, are not nesting.
         let text = format!(r#"["\"{}"]"#, "[".repeat(100));
         assert!(single(&call(&text)).is_ok());
         // 100,000 levels: refused by the scan, never recursed into.
-        let e = single(&call(&nested(100_000))).unwrap_err();
+        let body = call(&nested(100_000));
+        let e = single(&body).unwrap_err();
         assert_eq!(e.id.raw(), "3");
     }
 
