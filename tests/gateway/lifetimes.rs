@@ -43,13 +43,23 @@ async fn silent_sockets_and_half_prefaces_are_closed_while_clients_are_served() 
     let fleet = fleet(1).await;
     fleet.mine().await.unwrap();
     let config = format!(
-        "{}server:\n  first_request_timeout: 1s\n",
+        "{}server:\n  first_request_timeout: 1s\npolicy:\n  max_connections_per_ip: 100000\n",
         yaml(fleet.chain_id(), &[up("r0", fleet.http_url(0), None)], "")
     );
     let gw = start_gateway(&config).await;
     wait_synced(&gw, 1, 1).await;
     let before = closed("first_request");
-    let (silent, half) = (200, 50);
+    // `loadtests/connection-deadlines` sets 1,000 and 200.
+    let count = |var: &str, default: usize| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (silent, half) = (
+        count("RPCGATE_ATTACK_SILENT", 200),
+        count("RPCGATE_ATTACK_HALF_PREFACES", 50),
+    );
     let started = Instant::now();
     let mut attackers = Vec::new();
     for i in 0..silent + half {
