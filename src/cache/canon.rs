@@ -9,7 +9,7 @@
 //!
 //! The chain is rebuilt by the reorg control loop ([`super::reorg`]), never by
 //! the request path, and published as an immutable snapshot. It covers at most
-//! [`CANON_WINDOW`] blocks below the served head, and nothing at or
+//! [`CACHE_CANON_WINDOW`](crate::config::CACHE_CANON_WINDOW) blocks below the served head, and nothing at or
 //! below the finalized block, which cannot change.
 
 use std::future::Future;
