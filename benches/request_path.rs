@@ -56,7 +56,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("rpcgate: one call (parse, pin latest, answer)", |b| {
         b.iter(|| {
             let Ok(Payload::Single(Ok(call))) =
-                jsonrpc::parse(black_box(CALL.as_bytes()), 100, 128)
+                jsonrpc::parse(black_box(CALL.as_bytes()), 100, 128, 64)
             else {
                 unreachable!()
             };
@@ -71,7 +71,8 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("rpcgate: batch of 100 (parse, pin latest, answer)", |b| {
         b.iter(|| {
-            let Ok(Payload::Batch(entries)) = jsonrpc::parse(black_box(body.as_bytes()), 100, 128)
+            let Ok(Payload::Batch(entries)) =
+                jsonrpc::parse(black_box(body.as_bytes()), 100, 128, 64)
             else {
                 unreachable!()
             };
@@ -126,7 +127,7 @@ fn cache_hit(c: &mut Criterion) {
             Duration::from_secs(1),
         );
         // The first call misses and stores the answer; every later one hits.
-        let Ok(Payload::Single(Ok(call))) = jsonrpc::parse(HIT.as_bytes(), 100, 128) else {
+        let Ok(Payload::Single(Ok(call))) = jsonrpc::parse(HIT.as_bytes(), 100, 128, 64) else {
             unreachable!()
         };
         let (spec, pinned) = pin(&call.method, call.params, 0x100);
@@ -147,7 +148,7 @@ fn cache_hit(c: &mut Criterion) {
                     let start = Instant::now();
                     for _ in 0..iters {
                         let Ok(Payload::Single(Ok(call))) =
-                            jsonrpc::parse(black_box(HIT.as_bytes()), 100, 128)
+                            jsonrpc::parse(black_box(HIT.as_bytes()), 100, 128, 64)
                         else {
                             unreachable!()
                         };

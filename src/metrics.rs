@@ -193,6 +193,9 @@ pub struct Metrics {
     pub unauthorized: IntCounter,
     /// `rpcgate_policy_connections_refused_total`: connections over the per-IP cap.
     pub connections_refused: IntCounter,
+    /// `rpcgate_connections_closed_total{reason}`: client connections the
+    /// listener closed at a deadline (`first_request`, `idle`, `write`).
+    pub connections_closed: IntCounterVec,
     /// `rpcgate_policy_redis_fallbacks_total`: rate-limit checks that Redis did
     /// not answer, decided by the fallback setting instead.
     pub redis_fallbacks: IntCounter,
@@ -306,7 +309,20 @@ impl Metrics {
             &["network", "backend"],
         )
         .expect("a valid metric");
-        for c in [&requests, &http_responses, &upstream_requests] {
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "rpcgate_connections_closed_total",
+                "Client connections closed at a deadline, by reason (first_request, idle, write).",
+            ),
+            &["reason"],
+        )
+        .expect("a valid metric");
+        for c in [
+            &requests,
+            &http_responses,
+            &upstream_requests,
+            &connections_closed,
+        ] {
             registry
                 .register(Box::new(c.clone()))
                 .expect("unique metric names");
@@ -333,6 +349,7 @@ impl Metrics {
             blocked,
             unauthorized,
             connections_refused,
+            connections_closed,
             redis_fallbacks,
             requests,
             request_duration,

@@ -74,6 +74,8 @@ pub struct TierConfig {
     /// Browser origins this client's pages may call from (a named client's
     /// `allowed_origins`); `None`: the list of `server.cors`.
     pub allowed_origins: Option<Vec<String>>,
+    /// Blocks one `eth_getLogs` may span for this tier; `None`: the network's.
+    pub max_logs_block_range: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -221,12 +223,20 @@ fn anonymous(raw: Option<RawAnonymous>) -> Result<Option<TierConfig>, ConfigErro
     if raw.enabled == Some(false) {
         return Ok(None);
     }
-    Ok(Some(tier(
-        "policy.anonymous",
-        raw.allow,
-        raw.deny,
-        raw.limits,
-    )?))
+    let mut anonymous = tier("policy.anonymous", raw.allow, raw.deny, raw.limits)?;
+    anonymous.max_logs_block_range = logs_range("policy.anonymous", raw.max_logs_block_range)?;
+    Ok(Some(anonymous))
+}
+
+/// A tier's own `max_logs_block_range`, when it has one.
+fn logs_range(at: &str, value: Option<u64>) -> Result<Option<u64>, ConfigError> {
+    match value {
+        Some(0) => Err(ConfigError::invalid(
+            format!("{at}.max_logs_block_range"),
+            "must be at least 1 (one block)",
+        )),
+        other => Ok(other),
+    }
 }
 
 fn clients(raw: BTreeMap<String, RawClient>) -> Result<Vec<ClientConfig>, ConfigError> {
@@ -257,6 +267,7 @@ fn clients(raw: BTreeMap<String, RawClient>) -> Result<Vec<ClientConfig>, Config
         }
         let mut tier = tier(&at, c.allow, c.deny, c.limits)?;
         tier.allowed_origins = origins(&format!("{at}.allowed_origins"), c.allowed_origins)?;
+        tier.max_logs_block_range = logs_range(&at, c.max_logs_block_range)?;
         clients.push(ClientConfig { name, keys, tier });
     }
     Ok(clients)
@@ -367,6 +378,7 @@ fn tier(
         deny,
         limits,
         allowed_origins: None,
+        max_logs_block_range: None,
     })
 }
 

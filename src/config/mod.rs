@@ -107,6 +107,28 @@ pub struct ServerLimits {
     pub body_read_timeout: Duration,
     /// `eth_subscribe` subscriptions one WebSocket connection may hold.
     pub max_subscriptions_per_connection: usize,
+    /// Params nested deeper than this (arrays and objects) are refused with
+    /// -32600 before any backend sees them.
+    pub max_params_depth: usize,
+    /// From accept to the first complete request head (silent sockets,
+    /// half-sent HTTP/2 prefaces): the connection is closed after it.
+    pub first_request_timeout: Duration,
+    /// A connection with no request in flight and no bytes moving is closed after this.
+    pub idle_timeout: Duration,
+    /// An answer the client does not take within this closes the connection.
+    pub write_timeout: Duration,
+    /// TCP keepalive probes on client sockets start after this much silence.
+    pub tcp_keepalive: Duration,
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 PING interval, and how long a PING may go unanswered.
+    pub http2_keepalive_interval: Duration,
+    pub http2_keepalive_timeout: Duration,
+    /// Bytes of one request's header list (HTTP/1 buffer, HTTP/2 SETTINGS).
+    pub max_header_list_bytes: usize,
+    /// After a 413 or 408, the rest of the body is read and discarded for at
+    /// most this long and this many bytes, so the client can read the answer.
+    pub lingering_close_timeout: Duration,
+    pub lingering_close_bytes: usize,
     /// `server.cors`: which browser origins may call the gateway.
     pub cors: CorsConfig,
 }
@@ -146,6 +168,12 @@ pub struct NetworkConfig {
     /// probe succeeds.
     pub eject_after_failures: u32,
     pub max_response_bytes: usize,
+    /// `eth_getLogs` over more blocks is refused before any backend is
+    /// asked (a client's own `max_logs_block_range` wins over this).
+    pub max_logs_block_range: u64,
+    /// Time limits of one attempt for the methods they match (an exact name
+    /// or a `prefix*` glob; the first match wins), else `request_timeout`.
+    pub method_timeouts: Vec<(String, Duration)>,
     pub head: HeadConfig,
     pub cache: CacheConfig,
     /// Backends listed in the config.
@@ -224,6 +252,19 @@ pub struct UpstreamConfig {
     /// Sent with every request to this upstream only (values marked
     /// sensitive: their `Debug` hides them).
     pub headers: http::HeaderMap,
+}
+
+impl NetworkConfig {
+    /// The time limit of one attempt at one backend for `method`.
+    pub fn timeout_for(&self, method: &str) -> Duration {
+        self.method_timeouts
+            .iter()
+            .find(|(pattern, _)| match pattern.strip_suffix('*') {
+                Some(prefix) => method.starts_with(prefix),
+                None => method == pattern,
+            })
+            .map_or(self.request_timeout, |(_, t)| *t)
+    }
 }
 
 impl Config {

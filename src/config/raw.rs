@@ -53,6 +53,7 @@ pub(super) struct RawAnonymous {
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
     pub limits: Option<RawLimits>,
+    pub max_logs_block_range: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +66,7 @@ pub(super) struct RawClient {
     pub deny: Option<Vec<String>>,
     pub limits: Option<RawLimits>,
     pub allowed_origins: Option<Vec<String>>,
+    pub max_logs_block_range: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,6 +95,17 @@ pub(super) struct RawServer {
     pub batch_concurrency: Option<u64>,
     pub body_read_timeout: Option<String>,
     pub max_subscriptions_per_connection: Option<u64>,
+    pub max_params_depth: Option<u64>,
+    pub first_request_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub write_timeout: Option<String>,
+    pub tcp_keepalive: Option<String>,
+    pub http2_max_concurrent_streams: Option<u64>,
+    pub http2_keepalive_interval: Option<String>,
+    pub http2_keepalive_timeout: Option<String>,
+    pub max_header_list_bytes: Option<u64>,
+    pub lingering_close_timeout: Option<String>,
+    pub lingering_close_bytes: Option<u64>,
     #[serde(default)]
     pub cors: RawCors,
 }
@@ -115,6 +128,8 @@ pub(super) struct RawNetwork {
     pub max_attempts: Option<u64>,
     pub eject_after_failures: Option<u64>,
     pub max_response_bytes: Option<u64>,
+    pub max_logs_block_range: Option<u64>,
+    pub method_timeouts: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub head: RawHead,
     #[serde(default)]

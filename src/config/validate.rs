@@ -1,7 +1,7 @@
 //! Semantic checks and defaults: raw YAML in, an immutable [`Config`] out.
 //! Every error names the dotted path of the key at fault.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -27,6 +27,13 @@ pub(super) const DEFAULT_MAX_LAG_BLOCKS: u64 = 2;
 pub(super) const DEFAULT_MAX_ATTEMPTS: u64 = 3;
 pub(super) const DEFAULT_EJECT_AFTER_FAILURES: u64 = 3;
 pub(super) const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+pub(super) const DEFAULT_MAX_LOGS_BLOCK_RANGE: u64 = 10_000;
+pub(super) const DEFAULT_MAX_PARAMS_DEPTH: u64 = 64;
+/// Tracing and debugging calls replay blocks: they need far longer than reads.
+pub(super) const DEFAULT_METHOD_TIMEOUTS: [(&str, Duration); 2] = [
+    ("debug_*", Duration::from_secs(120)),
+    ("trace_*", Duration::from_secs(120)),
+];
 pub(super) const DEFAULT_CACHE_MAX_BYTES: u64 = 256 * 1024 * 1024;
 pub(super) const DEFAULT_CACHE_MAX_ENTRY_BYTES: u64 = 1024 * 1024;
 /// Deeper than this, blocks leave the cache's window of tracked hashes
@@ -96,6 +103,69 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             100_000,
         )?,
         cors: cors(raw.server.cors)?,
+        max_params_depth: in_range(
+            "server.max_params_depth",
+            raw.server.max_params_depth,
+            DEFAULT_MAX_PARAMS_DEPTH,
+            2,
+            1024,
+        )?,
+        first_request_timeout: duration(
+            "server.first_request_timeout",
+            raw.server.first_request_timeout.as_deref(),
+            Duration::from_secs(10),
+        )?,
+        idle_timeout: duration(
+            "server.idle_timeout",
+            raw.server.idle_timeout.as_deref(),
+            Duration::from_secs(60),
+        )?,
+        write_timeout: duration(
+            "server.write_timeout",
+            raw.server.write_timeout.as_deref(),
+            Duration::from_secs(30),
+        )?,
+        tcp_keepalive: duration(
+            "server.tcp_keepalive",
+            raw.server.tcp_keepalive.as_deref(),
+            Duration::from_secs(60),
+        )?,
+        http2_max_concurrent_streams: in_range(
+            "server.http2_max_concurrent_streams",
+            raw.server.http2_max_concurrent_streams,
+            32,
+            1,
+            1000,
+        )? as u32,
+        http2_keepalive_interval: duration(
+            "server.http2_keepalive_interval",
+            raw.server.http2_keepalive_interval.as_deref(),
+            Duration::from_secs(20),
+        )?,
+        http2_keepalive_timeout: duration(
+            "server.http2_keepalive_timeout",
+            raw.server.http2_keepalive_timeout.as_deref(),
+            Duration::from_secs(10),
+        )?,
+        max_header_list_bytes: in_range(
+            "server.max_header_list_bytes",
+            raw.server.max_header_list_bytes,
+            64 * 1024,
+            8192,
+            1 << 20,
+        )?,
+        lingering_close_timeout: duration(
+            "server.lingering_close_timeout",
+            raw.server.lingering_close_timeout.as_deref(),
+            Duration::from_secs(2),
+        )?,
+        lingering_close_bytes: in_range(
+            "server.lingering_close_bytes",
+            raw.server.lingering_close_bytes,
+            16 * 1024 * 1024,
+            0,
+            1 << 30,
+        )?,
     };
 
     let raw_networks = raw
@@ -248,11 +318,50 @@ fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig,
             1024,
             1 << 32,
         )?,
+        max_logs_block_range: in_range(
+            &at("max_logs_block_range"),
+            raw.max_logs_block_range,
+            DEFAULT_MAX_LOGS_BLOCK_RANGE,
+            1,
+            u64::MAX,
+        )? as u64,
+        method_timeouts: method_timeouts(&at("method_timeouts"), raw.method_timeouts)?,
         head: head(&at("head"), raw.head)?,
         cache: cache(&at("cache"), raw.cache)?,
         upstreams,
         discover,
     })
+}
+
+/// `method_timeouts:`: method name or `prefix*` glob -> duration. Given, it
+/// replaces the defaults (`debug_*` and `trace_*`: 120s); exact names are
+/// tried before globs, longer globs before shorter ones.
+fn method_timeouts(
+    at: &str,
+    raw: Option<BTreeMap<String, String>>,
+) -> Result<Vec<(String, Duration)>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_METHOD_TIMEOUTS
+            .iter()
+            .map(|(p, t)| (p.to_string(), *t))
+            .collect());
+    };
+    let mut out = Vec::with_capacity(raw.len());
+    for (pattern, text) in raw {
+        let key = format!("{at}.{pattern}");
+        let name = pattern.strip_suffix('*').unwrap_or(&pattern);
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ConfigError::invalid(
+                key,
+                "is not a method name or a `prefix*` glob",
+            ));
+        }
+        let timeout = duration(&key, Some(&text), Duration::ZERO)?;
+        out.push((pattern, timeout));
+    }
+    // Most specific first: exact names, then the longest prefixes.
+    out.sort_by_key(|(p, _)| (p.ends_with('*'), std::cmp::Reverse(p.len())));
+    Ok(out)
 }
 
 fn discover(at: &str, raw: RawDiscover) -> Result<DiscoverConfig, ConfigError> {
@@ -621,6 +730,64 @@ networks:
             err_path(&format!("{GOOD}redis:\n  host: x\n")),
             "redis.host"
         );
+    }
+
+    #[test]
+    fn heavy_call_bounds_have_defaults_and_are_checked() {
+        use std::time::Duration;
+        let c = Config::from_yaml(GOOD).unwrap();
+        let n = c.network("mainnet").unwrap();
+        assert_eq!(n.max_logs_block_range, 10_000);
+        assert_eq!(c.server.max_params_depth, 64);
+        assert_eq!(
+            n.timeout_for("debug_traceTransaction"),
+            Duration::from_secs(120)
+        );
+        assert_eq!(n.timeout_for("trace_block"), Duration::from_secs(120));
+        assert_eq!(n.timeout_for("eth_call"), Duration::from_secs(10));
+        let with = |keys: &str| {
+            GOOD.replace(
+                "    max_lag_blocks: 2\n",
+                &format!("    max_lag_blocks: 2\n{keys}"),
+            )
+        };
+        let c = Config::from_yaml(&with(
+            "    method_timeouts:\n      eth_*: 1s\n      eth_call: 3s\n      eth_get*: 2s\n",
+        ))
+        .unwrap();
+        let n = c.network("mainnet").unwrap();
+        assert_eq!(n.timeout_for("eth_call"), Duration::from_secs(3));
+        assert_eq!(n.timeout_for("eth_getLogs"), Duration::from_secs(2));
+        assert_eq!(n.timeout_for("eth_chainId"), Duration::from_secs(1));
+        // Given, the map replaces the defaults.
+        assert_eq!(n.timeout_for("debug_x"), Duration::from_secs(10));
+        assert_eq!(
+            err_path(&with("    method_timeouts:\n      eth_call: 0s\n")),
+            "networks.mainnet.method_timeouts.eth_call"
+        );
+        assert_eq!(
+            err_path(&with("    method_timeouts:\n      'eth-*x': 1s\n")),
+            "networks.mainnet.method_timeouts.eth-*x"
+        );
+        assert_eq!(
+            err_path(&with("    max_logs_block_range: 0\n")),
+            "networks.mainnet.max_logs_block_range"
+        );
+        assert_eq!(
+            err_path(&format!("{GOOD}server:\n  max_params_depth: 1\n")),
+            "server.max_params_depth"
+        );
+        assert_eq!(
+            err_path(&format!(
+                "{GOOD}policy:\n  anonymous:\n    max_logs_block_range: 0\n"
+            )),
+            "policy.anonymous.max_logs_block_range"
+        );
+        let c = Config::from_yaml(&format!(
+            "{GOOD}policy:\n  anonymous:\n    max_logs_block_range: 5\n"
+        ))
+        .unwrap();
+        assert_eq!(c.policy.anonymous.unwrap().max_logs_block_range, Some(5));
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct Pinned<'a> {
     /// one at a fixed position (not `eth_getLogs`); `None` when it is absent
     /// or the params are not a list.
     pub block: Option<BlockRef>,
+    /// For a log filter: how many blocks it spans (`fromBlock` to `toBlock`
+    /// with `latest` read as the served head; a `blockHash` filter is one
+    /// block), so that a heavy range is refused without parsing it again.
+    pub log_blocks: Option<u64>,
 }
 
 /// Pins a call's params against the served head `served`; `arg` is where
@@ -48,6 +52,7 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
         params: original(),
         pinned_latest: false,
         block,
+        log_blocks: None,
     };
     if arg == BlockArg::None {
         return keep(served, None);
@@ -90,6 +95,7 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
                 params: Some(Cow::Owned(to_json(&list))),
                 pinned_latest: true,
                 block,
+                log_blocks: None,
             }
         }
         BlockArg::LogFilter => {
@@ -104,12 +110,16 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
                 return keep(served, None);
             };
             if filter.contains_key("blockHash") {
-                return keep(served, None);
+                return Pinned {
+                    log_blocks: Some(1),
+                    ..keep(served, None)
+                };
             }
             let pin = pinned_latest(served);
             let mut rewrote = false;
             let mut min_head = 0;
-            for key in ["fromBlock", "toBlock"] {
+            let mut ends = [0; 2];
+            for (end, key) in ends.iter_mut().zip(["fromBlock", "toBlock"]) {
                 let at = match filter.get(key).map(|raw| BlockRef::parse(raw)) {
                     None | Some(BlockRef::Latest) => {
                         filter.insert(key.to_string(), &pin);
@@ -120,10 +130,18 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
                     Some(BlockRef::Earliest) => 0,
                     Some(_) => served,
                 };
+                *end = at;
                 min_head = min_head.max(at);
             }
+            // An empty range (from above to) spans no block; the node says so.
+            let log_blocks = Some(
+                (ends[1].saturating_sub(ends[0])).saturating_add(u64::from(ends[0] <= ends[1])),
+            );
             if !rewrote {
-                return keep(min_head, None);
+                return Pinned {
+                    log_blocks,
+                    ..keep(min_head, None)
+                };
             }
             let filter = to_json(&filter);
             let Ok(filter) = RawValue::from_string(filter) else {
@@ -135,6 +153,7 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
                 params: Some(Cow::Owned(to_json(&list))),
                 pinned_latest: true,
                 block: None,
+                log_blocks,
             }
         }
     }
@@ -255,6 +274,30 @@ mod tests {
             (5, Some(r#"[{"fromBlock":"0x1","toBlock":"0x5"}]"#.into()))
         );
         assert_eq!(run("eth_getLogs", r#"[{"blockHash":"0xaa"}]"#).0, 0x20);
+    }
+
+    #[test]
+    fn log_filters_say_how_many_blocks_they_span() {
+        let blocks = |params: &str| {
+            let raw = RawValue::from_string(params.to_string()).unwrap();
+            pin(BlockArg::LogFilter, Some(&raw), 0x20).log_blocks
+        };
+        assert_eq!(blocks(r#"[{"fromBlock":"0x1","toBlock":"0x5"}]"#), Some(5));
+        assert_eq!(blocks(r#"[{"fromBlock":"0x5","toBlock":"0x5"}]"#), Some(1));
+        assert_eq!(blocks(r#"[{"fromBlock":"0x6","toBlock":"0x5"}]"#), Some(0));
+        // `latest`, or no bound, is the served head; `earliest` is block 0.
+        assert_eq!(blocks(r#"[{"fromBlock":"0x11"}]"#), Some(0x10));
+        assert_eq!(blocks(r#"[{}]"#), Some(1));
+        assert_eq!(blocks(r#"[{"fromBlock":"earliest"}]"#), Some(0x21));
+        assert_eq!(
+            blocks(r#"[{"fromBlock":"0x0","toBlock":"0xffffffffffffffff"}]"#),
+            Some(u64::MAX)
+        );
+        assert_eq!(
+            blocks(r#"[{"blockHash":"0xaa","fromBlock":"0x0"}]"#),
+            Some(1)
+        );
+        assert_eq!(blocks(r#"[7]"#), None);
     }
 
     /// Seeded random params for every block method: pinning never panics, and

@@ -85,11 +85,18 @@ pub(crate) fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de Raw
 }
 
 /// Parses a body: a single call or a batch of at most `max_batch` entries.
+/// An entry whose params nest arrays and objects deeper than `max_depth` is
+/// invalid: no node needs that, and a parser that recurses must not see it.
 pub fn parse(
     body: &[u8],
     max_batch: usize,
     max_method_len: usize,
+    max_depth: usize,
 ) -> Result<Payload<'_>, PayloadError> {
+    let bounds = Bounds {
+        max_method_len,
+        max_depth,
+    };
     let text =
         std::str::from_utf8(body).map_err(|_| PayloadError::Parse("body is not valid UTF-8"))?;
     match text.trim_start().as_bytes().first() {
@@ -108,15 +115,12 @@ pub fn parse(
                 });
             }
             Ok(Payload::Batch(
-                entries
-                    .into_iter()
-                    .map(|e| entry(e, max_method_len))
-                    .collect(),
+                entries.into_iter().map(|e| entry(e, bounds)).collect(),
             ))
         }
         // One pass over a single call: straight into the envelope.
         Some(b'{') => match serde_json::from_str::<Wire>(text) {
-            Ok(wire) => Ok(Payload::Single(from_wire(wire, max_method_len))),
+            Ok(wire) => Ok(Payload::Single(from_wire(wire, bounds))),
             Err(_) => match serde_json::from_str::<serde::de::IgnoredAny>(text) {
                 Err(_) => Err(PayloadError::Parse("body is not valid JSON")),
                 Ok(_) => Ok(Payload::Single(Err(REPEATED_MEMBER))),
@@ -134,7 +138,14 @@ fn not_json_or_not_request(text: &str) -> PayloadError {
     }
 }
 
-fn entry(raw: &RawValue, max_method_len: usize) -> Entry<'_> {
+/// What one entry is judged against.
+#[derive(Clone, Copy)]
+struct Bounds {
+    max_method_len: usize,
+    max_depth: usize,
+}
+
+fn entry(raw: &RawValue, bounds: Bounds) -> Entry<'_> {
     let not_object = Invalid {
         id: Id::NULL,
         reason: "a request must be a JSON object",
@@ -143,7 +154,7 @@ fn entry(raw: &RawValue, max_method_len: usize) -> Entry<'_> {
         return Err(not_object);
     }
     let wire: Wire = serde_json::from_str(raw.get()).map_err(|_| REPEATED_MEMBER)?;
-    from_wire(wire, max_method_len)
+    from_wire(wire, bounds)
 }
 
 /// Valid JSON that serde refuses as an envelope: a member given twice.
@@ -152,7 +163,8 @@ const REPEATED_MEMBER: Invalid<'static> = Invalid {
     reason: "a request object must not repeat a member",
 };
 
-fn from_wire(wire: Wire<'_>, max_method_len: usize) -> Entry<'_> {
+fn from_wire(wire: Wire<'_>, bounds: Bounds) -> Entry<'_> {
+    let max_method_len = bounds.max_method_len;
     let id = match wire.id {
         None => None,
         Some(id) => match id.get().as_bytes()[0] {
@@ -198,6 +210,9 @@ fn from_wire(wire: Wire<'_>, max_method_len: usize) -> Entry<'_> {
         if !matches!(p.get().as_bytes()[0], b'[' | b'{') {
             return Err(invalid("params must be an array or an object"));
         }
+        if deeper_than(p.get(), bounds.max_depth) {
+            return Err(invalid("params are nested deeper than the limit"));
+        }
     }
     Ok(Call {
         method,
@@ -206,15 +221,64 @@ fn from_wire(wire: Wire<'_>, max_method_len: usize) -> Entry<'_> {
     })
 }
 
+/// Whether the JSON text `json` nests arrays and objects more than `max`
+/// levels deep: one pass over the bytes, skipping strings, no recursion.
+fn deeper_than(json: &str, max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json.as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn single(body: &str) -> Entry<'_> {
-        match parse(body.as_bytes(), 100, 128).unwrap() {
+        match parse(body.as_bytes(), 100, 128, 64).unwrap() {
             Payload::Single(e) => e,
             Payload::Batch(_) => panic!("expected a single call"),
         }
+    }
+
+    #[test]
+    fn params_nested_too_deep_are_invalid() {
+        let call = |params: &str| {
+            format!(r#"{{"jsonrpc":"2.0","id":3,"method":"eth_call","params":{params}}}"#)
+        };
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(single(&call(&nested(64))).is_ok());
+        let body = call(&nested(65));
+        let e = single(&body).unwrap_err();
+        assert_eq!(e.id.raw(), "3");
+        assert!(e.reason.contains("nested"), "{}", e.reason);
+        // Brackets inside strings, escaped quotes included, are not nesting.
+        let text = format!(r#"["\"{}"]"#, "[".repeat(100));
+        assert!(single(&call(&text)).is_ok());
+        // 100,000 levels: refused by the scan, never recursed into.
+        let body = call(&nested(100_000));
+        let e = single(&body).unwrap_err();
+        assert_eq!(e.id.raw(), "3");
     }
 
     #[test]
@@ -258,7 +322,7 @@ mod tests {
 
     #[test]
     fn bodies_that_are_not_calls() {
-        let p = |b: &[u8]| parse(b, 3, 128).unwrap_err();
+        let p = |b: &[u8]| parse(b, 3, 128, 64).unwrap_err();
         assert!(matches!(p(b"{nope"), PayloadError::Parse(_)));
         assert!(matches!(p(b"\xff\xfe"), PayloadError::Parse(_)));
         assert!(matches!(p(b""), PayloadError::Parse(_)));
@@ -275,7 +339,7 @@ mod tests {
     #[test]
     fn batch_entries_are_judged_one_by_one() {
         let body = br#"[{"jsonrpc":"2.0","id":1,"method":"a"}, 7, {"jsonrpc":"2.0","method":"b"}]"#;
-        let Payload::Batch(entries) = parse(body, 100, 128).unwrap() else {
+        let Payload::Batch(entries) = parse(body, 100, 128, 64).unwrap() else {
             panic!()
         };
         assert_eq!(entries.len(), 3);
@@ -310,7 +374,7 @@ mod tests {
                     _ => body.truncate(at),
                 }
             }
-            let entries = match parse(&body, 10, 64) {
+            let entries = match parse(&body, 10, 64, 64) {
                 Ok(Payload::Single(e)) => vec![e],
                 Ok(Payload::Batch(es)) => es,
                 Err(_) => continue,

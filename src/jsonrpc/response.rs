@@ -58,7 +58,7 @@ mod tests {
     fn answers_are_valid_json_with_the_id_verbatim() {
         let body = br#"{"jsonrpc":"2.0","id":1.50,"method":"m"}"#;
         let crate::jsonrpc::Payload::Single(Ok(call)) =
-            crate::jsonrpc::parse(body, 10, 64).unwrap()
+            crate::jsonrpc::parse(body, 10, 64, 64).unwrap()
         else {
             panic!()
         };

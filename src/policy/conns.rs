@@ -4,14 +4,18 @@
 //! alive; this one keeps a single address from taking all of it. Counted at
 //! accept, by the socket's peer address (headers are not read yet), so
 //! trusted proxies are exempt: behind an Ingress every client shares the
-//! proxy's address. An address's entry is removed when its last connection
-//! closes, so the map holds only addresses with open connections.
+//! proxy's address. IPv6 is counted by /64, as the rate limits count it:
+//! one subscriber usually holds a whole /64, so capping single addresses
+//! would let one host take every slot. An address's entry is removed when
+//! its last connection closes, so the map holds only addresses with open
+//! connections.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use super::local::ip_bucket;
 use crate::config::{canonical_ip, IpNet};
 
 pub struct ConnLimits {
@@ -44,6 +48,7 @@ impl ConnLimits {
                 ip: None,
             });
         }
+        let ip = ip_bucket(ip);
         let mut count = self.open.entry(ip).or_insert(0);
         if *count >= self.max {
             return None;
@@ -98,5 +103,23 @@ mod tests {
             .map(|_| limits.try_open("10.0.0.1".parse().unwrap()).unwrap())
             .collect();
         assert_eq!(proxies.len(), 5);
+    }
+
+    #[test]
+    fn ipv6_is_capped_per_64() {
+        let limits = Arc::new(ConnLimits::new(2, Vec::new()));
+        let g1 = limits.try_open("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        let g2 = limits
+            .try_open("2001:db8:1:2::ffff:2".parse().unwrap())
+            .unwrap();
+        // A third address of the same /64 shares its two slots.
+        assert!(limits
+            .try_open("2001:db8:1:2:aaaa::3".parse().unwrap())
+            .is_none());
+        assert!(limits
+            .try_open("2001:db8:1:3::1".parse().unwrap())
+            .is_some());
+        drop((g1, g2));
+        assert_eq!(limits.tracked(), 0);
     }
 }

@@ -106,6 +106,7 @@ mod tests {
             deny: deny.iter().map(|s| s.to_string()).collect(),
             limits: Default::default(),
             allowed_origins: None,
+            max_logs_block_range: None,
         })
     }
 

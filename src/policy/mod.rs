@@ -78,6 +78,7 @@ pub struct Tier<C: Clock = DefaultClock> {
     methods: MethodRules,
     limits: LimitsConfig,
     allowed_origins: Option<Vec<String>>,
+    max_logs_block_range: Option<u64>,
     local: LocalLimits<C>,
     rate_limited: IntCounter,
     blocked: IntCounter,
@@ -91,6 +92,7 @@ impl<C: Clock + Clone> Tier<C> {
             methods: MethodRules::new(config),
             limits: config.limits.clone(),
             allowed_origins: config.allowed_origins.clone(),
+            max_logs_block_range: config.max_logs_block_range,
             local: LocalLimits::new(&config.limits, anonymous, clock),
             rate_limited: metrics().rate_limited.with_label_values(&[name]),
             blocked: metrics().blocked.with_label_values(&[name]),
@@ -117,6 +119,12 @@ impl<C: Clock> Caller<'_, C> {
     /// The client's own browser origins, when it names any.
     pub fn allowed_origins(&self) -> Option<&[String]> {
         self.tier.allowed_origins.as_deref()
+    }
+
+    /// Blocks one `eth_getLogs` may span for this tier, when it has its own
+    /// bound (else the network's applies).
+    pub fn max_logs_block_range(&self) -> Option<u64> {
+        self.tier.max_logs_block_range
     }
 }
 

@@ -120,7 +120,7 @@ async fn attempt(
         };
         let (res, ejected_now) = choice
             .backend
-            .call(method, params, target.config.request_timeout)
+            .call(method, params, target.config.timeout_for(method))
             .await;
         let error = match res {
             Ok(reply) => return Ok(reply),

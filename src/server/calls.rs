@@ -66,6 +66,7 @@ pub(super) async fn answer_message(
         session,
         subscribed: &subscribed,
         client: caller.name(),
+        max_logs_blocks: caller.max_logs_block_range(),
         request_id,
     };
     let mut retry_after = None;
@@ -73,6 +74,7 @@ pub(super) async fn answer_message(
         body,
         routes.limits.max_batch_len,
         routes.limits.max_method_len,
+        routes.limits.max_params_depth,
     ) {
         Err(e) => {
             let object = rescue::payload(&e);
@@ -228,6 +230,8 @@ struct Ctx<'a> {
     subscribed: &'a Mutex<Vec<String>>,
     /// The configured client name, or `anonymous`.
     client: &'a str,
+    /// The caller's own `eth_getLogs` range bound, when its tier has one.
+    max_logs_blocks: Option<u64>,
     request_id: &'a RequestId,
 }
 
@@ -314,7 +318,8 @@ impl Ctx<'_> {
             return (StatusCode::OK, self.subscription(&call));
         }
         let started = Instant::now();
-        let routed = pipeline::run(self.network, self.view, &call, method).await;
+        let routed =
+            pipeline::run(self.network, self.view, &call, method, self.max_logs_blocks).await;
         let elapsed = Some(started.elapsed());
         let (status, body) = match routed {
             Ok(reply) => {
@@ -325,12 +330,18 @@ impl Ctx<'_> {
                 self.count(method, outcome, elapsed);
                 (StatusCode::OK, reply_body(&call, &reply))
             }
-            Err(e) => {
+            Err(pipeline::CallError::Route(e)) => {
                 let (object, status) = rescue::route(&e);
                 self.count(method, Outcome::Failed, elapsed);
                 let detailed = ErrorObject::new(object.code, e.to_string());
                 self.log_failure(&call.method, Outcome::Failed, &detailed);
                 (status, error_response(call.reply_id(), &object))
+            }
+            Err(pipeline::CallError::Heavy(e)) => {
+                let object = rescue::heavy(&e);
+                self.count(method, Outcome::Limited, None);
+                self.log_failure(&call.method, Outcome::Limited, &object);
+                (StatusCode::OK, error_response(call.reply_id(), &object))
             }
         };
         (status, (!call.is_notification()).then_some(body))

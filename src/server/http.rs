@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 
 use super::calls::{self, RequestId, X_REQUEST_ID};
 use super::cors;
+use super::linger::{self, Linger};
 use super::rescue::{self, HttpRefusal};
 use super::{ws, ConnHold, Gateway};
 use crate::jsonrpc::{error_response, Id};
@@ -52,6 +53,15 @@ pub(super) async fn handle(
                 response
                     .headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            if matches!(
+                refusal,
+                HttpRefusal::TooLarge { .. } | HttpRefusal::BodyTimeout
+            ) {
+                // The body was left unread (and is drained, see `linger`).
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             if matches!(refusal, HttpRefusal::Unauthorized(_)) {
                 response
@@ -122,17 +132,33 @@ async fn serve(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let lingering = Linger {
+        within: routes.limits.lingering_close_timeout,
+        max_bytes: routes.limits.lingering_close_bytes,
+    };
+    let mut incoming = req.into_body();
     if declared.is_some_and(|len| len > limit as u64) {
+        linger::drain(incoming, lingering);
         return Err(HttpRefusal::TooLarge { limit });
     }
-    // A small body usually came with the headers: taken at once, without
-    // arming the read timer.
-    let mut read = std::pin::pin!(read_body(req.into_body(), limit));
-    let body = match read.as_mut().now_or_never() {
-        Some(done) => done?,
-        None => tokio::time::timeout(routes.limits.body_read_timeout, read)
-            .await
-            .map_err(|_| HttpRefusal::BodyTimeout)??,
+    let read = {
+        // A small body usually came with the headers: taken at once, without
+        // arming the read timer.
+        let mut read = std::pin::pin!(read_body(&mut incoming, limit));
+        match read.as_mut().now_or_never() {
+            Some(done) => done,
+            None => tokio::time::timeout(routes.limits.body_read_timeout, read)
+                .await
+                .unwrap_or(Err(HttpRefusal::BodyTimeout)),
+        }
+    };
+    let body = match read {
+        Ok(body) => body,
+        Err(refusal @ (HttpRefusal::TooLarge { .. } | HttpRefusal::BodyTimeout)) => {
+            linger::drain(incoming, lingering);
+            return Err(refusal);
+        }
+        Err(refusal) => return Err(refusal),
     };
     let answered = calls::answer_message(&routes, network, &caller, &body, None, request_id).await;
     let (status, answer, retry_after) = (answered.status, answered.body, answered.retry_after);
@@ -150,7 +176,7 @@ async fn serve(
 
 /// The whole body, at most `limit` bytes. A body that arrives in one frame
 /// (a small call, sent with its headers) is kept as it came, without a copy.
-async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, HttpRefusal> {
+async fn read_body(body: &mut Incoming, limit: usize) -> Result<Bytes, HttpRefusal> {
     let mut whole = Bytes::new();
     let mut joined: Option<BytesMut> = None;
     while let Some(frame) = body.frame().await {

@@ -7,7 +7,9 @@
 //! backlog instead of growing memory here; one IP's share of them is capped
 //! by the client policy right after `accept`. A connection upgraded to a
 //! WebSocket ([`ws`]) keeps both its permit and its per-IP slot until it
-//! closes.
+//! closes. Each connection has deadlines from accept to close
+//! ([`lifetimes`]): a first request head, idleness, a write the client
+//! does not take.
 //!
 //! Shutdown: hyper's graceful drain covers HTTP connections; upgraded
 //! sockets are no longer hyper's, so they follow the gateway's `closing`
@@ -18,7 +20,10 @@ pub mod admin;
 mod calls;
 mod cors;
 mod gateway;
+mod heavy;
 mod http;
+mod lifetimes;
+mod linger;
 mod pipeline;
 pub mod reload;
 mod rescue;
@@ -55,7 +60,7 @@ pub struct Server {
     admin: TcpListener,
     gateway: Arc<Gateway>,
     max_connections: usize,
-    header_timeout: Duration,
+    limits: crate::config::ServerLimits,
 }
 
 impl Server {
@@ -73,7 +78,7 @@ impl Server {
             admin,
             gateway: Gateway::start(config).map_err(std::io::Error::other)?,
             max_connections: config.server.max_connections,
-            header_timeout: config.server.body_read_timeout,
+            limits: config.server.clone(),
         })
     }
 
@@ -102,10 +107,20 @@ impl Server {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // A client that never finishes its headers does not hold a connection forever.
+        let limits = &self.limits;
         builder
             .http1()
             .timer(timer::ReusingTimer)
-            .header_read_timeout(self.header_timeout);
+            .header_read_timeout(limits.body_read_timeout)
+            .max_buf_size(limits.max_header_list_bytes.max(8192));
+        builder
+            .http2()
+            .timer(timer::ReusingTimer)
+            .max_concurrent_streams(limits.http2_max_concurrent_streams)
+            .max_header_list_size(limits.max_header_list_bytes as u32)
+            .keep_alive_interval(Some(limits.http2_keepalive_interval))
+            .keep_alive_timeout(limits.http2_keepalive_timeout);
+        let deadlines = lifetimes::Deadlines::of(limits);
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
@@ -136,20 +151,36 @@ impl Server {
                 continue;
             };
             let _ = stream.set_nodelay(true);
+            lifetimes::keepalive(&stream, limits.tcp_keepalive);
             let gateway = self.gateway.clone();
             let hold = Arc::new(ConnHold {
                 _slot: slot,
                 _permit: permit,
             });
-            let service =
-                service_fn(move |req| http::handle(gateway.clone(), peer, req, hold.clone()));
+            let lifetime = lifetimes::Lifetime::new();
+            let io = TokioIo::new(lifetimes::Watched::new(stream, lifetime.clone()));
+            let requests = lifetime.clone();
+            let service = service_fn(move |req| {
+                let in_flight = requests.request();
+                let answer = http::handle(gateway.clone(), peer, req, hold.clone());
+                async move {
+                    let answer = answer.await;
+                    drop(in_flight);
+                    answer
+                }
+            });
             let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(io, service)
                 .into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                tokio::select! {
+                    ended = conn => if let Err(e) = ended {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    },
+                    why = lifetime.expired(deadlines) => {
+                        tracing::debug!(%peer, ?why, "connection closed at a deadline");
+                    }
                 }
             });
         }

@@ -1,5 +1,6 @@
 //! The pipeline of one admitted call, in the order the crate docs give:
-//! local answers, block pinning, the cache, the router, the cache's store.
+//! local answers, block pinning (and the refusal of heavy calls it reveals),
+//! the cache, the router, the cache's store.
 //!
 //! Each step is a module that knows nothing of the others; this function is
 //! the only place that knows their order. The client policy has admitted the
@@ -7,6 +8,7 @@
 //! any entry runs), and `calls` turns what comes back into the answer with
 //! the caller's id and counts it.
 
+use super::heavy::{self, Heavy};
 use crate::cache::Lookup;
 use crate::eth::methods::Resolved;
 use crate::eth::{self, BlockArg};
@@ -15,14 +17,25 @@ use crate::network::Network;
 use crate::router::{self, Forward, RouteError};
 use crate::upstream::{NetworkView, Reply};
 
+/// Why a call got no reply.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum CallError {
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error(transparent)]
+    Heavy(#[from] Heavy),
+}
+
 /// Answers one call on `network` against the snapshot `view`; `method` is
-/// the call's method with its table entry, resolved once per call.
+/// the call's method with its table entry, resolved once per call;
+/// `max_logs_blocks` is the caller's own log range bound, when its tier has one.
 pub(super) async fn run(
     network: &Network,
     view: &NetworkView,
     call: &Call<'_>,
     method: Resolved<'_>,
-) -> Result<Reply, RouteError> {
+    max_logs_blocks: Option<u64>,
+) -> Result<Reply, CallError> {
     let served = view.served_head.ok_or(RouteError::NoBackend)?;
     if let Some(reply) = router::local(&network.config, served, &call.method) {
         return Ok(reply);
@@ -33,6 +46,8 @@ pub(super) async fn run(
         call.params,
         served,
     );
+    let logs_limit = max_logs_blocks.unwrap_or(network.config.max_logs_block_range);
+    heavy::check_logs(&pinned, logs_limit)?;
     let forward = |params| Forward {
         method: &call.method,
         params,
@@ -40,9 +55,9 @@ pub(super) async fn run(
     };
     let target = network.target();
     let Some(cache) = network.cache.as_deref() else {
-        return router::forward(target, view, forward(pinned.params.as_deref())).await;
+        return Ok(router::forward(target, view, forward(pinned.params.as_deref())).await?);
     };
-    match cache.lookup(view, &call.method, spec, &pinned).await {
+    let outcome = match cache.lookup(view, &call.method, spec, &pinned).await {
         Lookup::Answered(outcome) => outcome,
         Lookup::Pass => router::forward(target, view, forward(pinned.params.as_deref())).await,
         Lookup::Fetch(ticket) => {
@@ -50,5 +65,6 @@ pub(super) async fn run(
             let outcome = router::forward(target, view, forward(sent)).await;
             ticket.complete(view, outcome).await
         }
-    }
+    };
+    Ok(outcome?)
 }

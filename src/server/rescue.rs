@@ -3,6 +3,7 @@
 
 use http::StatusCode;
 
+use super::heavy::Heavy;
 use crate::jsonrpc::{code, ErrorObject, Invalid, PayloadError};
 use crate::policy::Refusal;
 use crate::router::RouteError;
@@ -36,6 +37,19 @@ pub(super) fn batch_over_budget(limit: usize) -> ErrorObject {
         code::LIMIT_EXCEEDED,
         format!("batch response is over the limit of {limit} bytes"),
     )
+}
+
+/// A call too heavy to send to a node: refused as hosted providers do, with
+/// -32005 and the limit in the message (HTTP 200, as for any JSON-RPC error).
+pub(super) fn heavy(e: &Heavy) -> ErrorObject {
+    match e {
+        Heavy::LogRange { blocks, limit } => ErrorObject::new(
+            code::LIMIT_EXCEEDED,
+            format!(
+                "limit exceeded: eth_getLogs is limited to a {limit} block range; this filter spans {blocks} blocks"
+            ),
+        ),
+    }
 }
 
 /// A call no backend answered, and the HTTP status when it was the only call.

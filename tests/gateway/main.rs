@@ -10,6 +10,8 @@ mod cors;
 mod discovery;
 mod envelope;
 mod failover;
+mod heavy;
+mod lifetimes;
 mod metrics;
 mod operations;
 mod policy;
