@@ -159,14 +159,22 @@ async fn read(
     forward_with(target, view, call, &mut Rng::with_seed(5)).await
 }
 
+/// A backend answering 503 and one answering, in that order of preference
+/// once [`order`] is applied; `eject_after` for both.
+async fn bad_and_good(eject_after: u32) -> (Server, Server, [Arc<Backend>; 2]) {
+    let bad = Server::start(Behaviour::Status(503)).await;
+    let good = Server::start(Behaviour::Answer).await;
+    let bs = [
+        backend("bad", &bad.url, eject_after),
+        backend("good", &good.url, eject_after),
+    ];
+    (bad, good, bs)
+}
+
 #[tokio::test]
 async fn a_failed_read_is_retried_once_on_another_backend() {
     let (config, ups) = network("");
-    let (bad, good) = (
-        Server::start(Behaviour::Status(503)).await,
-        Server::start(Behaviour::Answer).await,
-    );
-    let bs = [backend("bad", &bad.url, 3), backend("good", &good.url, 3)];
+    let (bad, good, bs) = bad_and_good(3).await;
     order(&bs[0], &bs[1]);
     let reply = read(&config, &ups, &view(&bs), "eth_getBalance")
         .await
@@ -245,11 +253,7 @@ async fn a_stalled_backend_times_out_and_the_read_goes_elsewhere() {
 #[tokio::test]
 async fn a_failing_backend_is_ejected_and_gets_nothing_more() {
     let (config, ups) = network("    eject_after_failures: 2\n");
-    let (bad, good) = (
-        Server::start(Behaviour::Status(503)).await,
-        Server::start(Behaviour::Answer).await,
-    );
-    let bs = [backend("bad", &bad.url, 2), backend("good", &good.url, 2)];
+    let (bad, good, bs) = bad_and_good(2).await;
     let v = view(&bs);
     for _ in 0..2 {
         order(&bs[0], &bs[1]);
@@ -265,11 +269,7 @@ async fn a_failing_backend_is_ejected_and_gets_nothing_more() {
 #[tokio::test]
 async fn a_send_goes_elsewhere_only_when_surely_not_received() {
     let (config, ups) = network("");
-    let (bad, good) = (
-        Server::start(Behaviour::Status(503)).await,
-        Server::start(Behaviour::Answer).await,
-    );
-    let bs = [backend("bad", &bad.url, 3), backend("good", &good.url, 3)];
+    let (bad, good, bs) = bad_and_good(3).await;
     order(&bs[0], &bs[1]);
     // A 503 may come from a proxy after the node took the transaction.
     let err = read(&config, &ups, &view(&bs), "eth_sendRawTransaction")
