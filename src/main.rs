@@ -140,8 +140,10 @@ fn serve(config: Config, drain: Duration, watch: Watch) -> ExitCode {
             "rpcgate serving"
         );
         let watcher = tokio::spawn(rpcgate::server::reload::watch(watch, server.gateway()));
+        let suppressed = tokio::spawn(rpcgate::logs::report_suppressed());
         server.run(shutdown_signal(), drain).await;
         watcher.abort();
+        suppressed.abort();
         tracing::info!("rpcgate stopped");
         ExitCode::SUCCESS
     })

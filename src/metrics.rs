@@ -116,6 +116,11 @@ pub mod state {
         kind: "counter",
         help: "Config reloads by result.",
     };
+    pub const LOG_REFUSALS_SUPPRESSED_TOTAL: StateMetric = StateMetric {
+        name: "rpcgate_log_refusals_suppressed_total",
+        kind: "counter",
+        help: "Log lines of refused requests left out (over log.refusals_per_second); each refusal is counted in its own metric.",
+    };
     pub const READY: StateMetric = StateMetric {
         name: "rpcgate_ready",
         kind: "gauge",

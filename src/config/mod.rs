@@ -75,13 +75,24 @@ pub struct LogConfig {
     pub level: String,
     /// JSON objects, one per line (else human-readable lines).
     pub json: bool,
+    /// Log lines of refused requests (a client's doing) written per second;
+    /// the rest are counted and summed up in one line per interval below.
+    pub refusals_per_second: u32,
+    pub refusals_summary_interval: Duration,
 }
+
+/// `log.refusals_per_second` when absent.
+pub const DEFAULT_REFUSALS_PER_SECOND: u32 = 5;
+/// `log.refusals_summary_interval` when absent.
+pub const DEFAULT_REFUSALS_SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
             json: false,
+            refusals_per_second: DEFAULT_REFUSALS_PER_SECOND,
+            refusals_summary_interval: DEFAULT_REFUSALS_SUMMARY_INTERVAL,
         }
     }
 }
@@ -131,6 +142,10 @@ pub struct ServerLimits {
     pub lingering_close_bytes: usize,
     /// `server.cors`: which browser origins may call the gateway.
     pub cors: CorsConfig,
+    /// Answers over HTTP say which backend served them, whether the cache
+    /// did, and how many attempts it took (`X-Rpcgate-*`): for operators
+    /// debugging a DApp. Off by default: it names internal backends.
+    pub expose_upstream_headers: bool,
 }
 
 /// `server.cors`. A public JSON-RPC endpoint uses no cookies (keys travel in

@@ -30,6 +30,8 @@ pub(super) struct RawConfig {
 pub(super) struct RawLog {
     pub level: Option<String>,
     pub format: Option<String>,
+    pub refusals_per_second: Option<u64>,
+    pub refusals_summary_interval: Option<String>,
 }
 
 /// `policy:`: who may call what, and how often (see `config::policy`).
@@ -106,6 +108,7 @@ pub(super) struct RawServer {
     pub max_header_list_bytes: Option<u64>,
     pub lingering_close_timeout: Option<String>,
     pub lingering_close_bytes: Option<u64>,
+    pub expose_upstream_headers: Option<bool>,
     #[serde(default)]
     pub cors: RawCors,
 }

@@ -166,6 +166,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             0,
             1 << 30,
         )?,
+        expose_upstream_headers: raw.server.expose_upstream_headers.unwrap_or(false),
     };
 
     let raw_networks = raw
@@ -234,7 +235,30 @@ fn log(raw: RawLog) -> Result<LogConfig, ConfigError> {
             ))
         }
     };
-    Ok(LogConfig { level, json })
+    let refusals_per_second = in_range(
+        "log.refusals_per_second",
+        raw.refusals_per_second,
+        u64::from(super::DEFAULT_REFUSALS_PER_SECOND),
+        0,
+        100_000,
+    )? as u32;
+    let refusals_summary_interval = duration(
+        "log.refusals_summary_interval",
+        raw.refusals_summary_interval.as_deref(),
+        super::DEFAULT_REFUSALS_SUMMARY_INTERVAL,
+    )?;
+    if refusals_summary_interval < Duration::from_millis(100) {
+        return Err(ConfigError::invalid(
+            "log.refusals_summary_interval",
+            "must be at least 100ms",
+        ));
+    }
+    Ok(LogConfig {
+        level,
+        json,
+        refusals_per_second,
+        refusals_summary_interval,
+    })
 }
 
 fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig, ConfigError> {

@@ -35,6 +35,10 @@
 //! - alloy: the above plus `eth_getAccount`, `eth_getAccountInfo`,
 //!   `eth_callMany`, `eth_getRawTransactionByHash`.
 //!
+//! - the execution-apis spec's `eth` namespace (`src/eth/*.yaml` of
+//!   ethereum/execution-apis): each of its methods is open here, or listed
+//!   in [`SPEC_LEFT_OUT`] with the reason (a unit test holds the index).
+//!
 //! The methods that are known but closed are the ones operators commonly
 //! open to trusted clients, and the dangerous ones whose blocked calls are
 //! worth seeing by name in the metrics.
@@ -137,6 +141,9 @@ pub const METHODS: &[Method] = &[
     ),
     m("eth_feeHistory", B::At(1), C::Present, Some(10), true),
     m("eth_blobBaseFee", B::None, C::Present, Some(10), true),
+    // EIP-7910: the current, next and last fork's parameters; they change at
+    // a fork's activation time, so shared while in flight and never stored.
+    m("eth_config", B::None, C::Present, Some(5), true),
     // accounts and execution
     m("eth_getBalance", B::At(1), C::StateAtBlock, Some(15), true),
     m(
@@ -152,6 +159,14 @@ pub const METHODS: &[Method] = &[
         B::At(2),
         C::StateAtBlock,
         Some(15),
+        true,
+    ),
+    // Many slots of many accounts at one block: `[{address: [slot, ...]}, block]`.
+    m(
+        "eth_getStorageValues",
+        B::At(1),
+        C::StateAtBlock,
+        Some(50),
         true,
     ),
     m("eth_getProof", B::At(2), C::Never, Some(50), true),
@@ -233,7 +248,24 @@ pub const METHODS: &[Method] = &[
         None,
         true,
     ),
-    m("eth_getHeaderByNumber", B::At(0), C::Never, None, false),
+    // A header names its number and hash, like a block: checked and cached the same way.
+    m(
+        "eth_getHeaderByNumber",
+        B::At(0),
+        C::AtBlock,
+        Some(10),
+        true,
+    ),
+    m(
+        "eth_getHeaderByHash",
+        B::HashAt(0),
+        C::ByHash,
+        Some(10),
+        true,
+    ),
+    // EIP-7928's access list does not name its block, so the cache could not
+    // check an answer against the block it asked for: never stored.
+    m("eth_getBlockAccessList", B::At(0), C::Never, Some(75), true),
     // transactions
     m(
         "eth_getTransactionByHash",
@@ -312,6 +344,10 @@ pub const METHODS: &[Method] = &[
     m("eth_coinbase", B::None, C::Never, None, false),
     m("eth_getWork", B::None, C::Never, None, false),
     m("eth_submitWork", B::None, C::Never, None, false),
+    m("eth_submitHashrate", B::None, C::Never, None, false),
+    // One node's own retention and head: behind a fleet it would describe
+    // whichever backend answered, not what the gateway can serve.
+    m("eth_capabilities", B::None, C::Never, None, false),
     m("debug_traceTransaction", B::None, C::Never, None, false),
     m("debug_traceCall", B::None, C::Never, None, false),
     m("debug_traceBlockByNumber", B::None, C::Never, None, false),
@@ -342,6 +378,24 @@ pub const METHODS: &[Method] = &[
     m("engine_forkchoiceUpdatedV3", B::None, C::Never, None, false),
     m("engine_newPayloadV3", B::None, C::Never, None, false),
     m("engine_getPayloadV3", B::None, C::Never, None, false),
+];
+
+/// Methods of the execution-apis spec's `eth` namespace (`src/eth/*.yaml`)
+/// that are not open by default, and why. Every other method of that index
+/// is open in [`METHODS`] (a unit test holds the index and checks both).
+/// The spec's other namespaces (`debug_`, `engine_`, `txpool_`, `trace_`,
+/// `admin_`, `testing_`, `wallet_`, `address_`) steer or inspect a node, or
+/// are proposals no client sends; they stay closed as a whole.
+pub const SPEC_LEFT_OUT: &[(&str, &str)] = &[
+    ("eth_accounts", "the node's own accounts: meaningless behind a gateway, and it names keys the node holds"),
+    ("eth_coinbase", "the node's own etherbase address: node state, not chain data"),
+    ("eth_sign", "signs with a key the node holds"),
+    ("eth_signTransaction", "signs with a key the node holds"),
+    ("eth_sendTransaction", "signs with a key the node holds, then sends"),
+    ("eth_getWork", "proof-of-work mining: no client of a post-merge chain sends it"),
+    ("eth_submitWork", "proof-of-work mining, and a write to one node"),
+    ("eth_submitHashrate", "proof-of-work mining, and a write to one node"),
+    ("eth_capabilities", "one node's retention and head: behind a fleet it would describe whichever backend answered"),
 ];
 
 /// Costs of whole method families, after any exact entry (a `*` matches any run).
@@ -439,6 +493,107 @@ mod tests {
         }
         for name in ["eth_sign", "eth_sendTransaction", "eth_accounts"] {
             assert!(!lookup(name).unwrap().1.open, "{name}");
+        }
+    }
+
+    /// Every method of the execution-apis spec's `eth` namespace, by file of
+    /// `src/eth/` (block.yaml at 0538eea, client.yaml at 15cfa66, the others
+    /// as of late 2025; `eth_getStorageValues` from the state.yaml of the
+    /// same period).
+    const SPEC_ETH: &[&str] = &[
+        // block.yaml
+        "eth_getBlockByHash",
+        "eth_getBlockByNumber",
+        "eth_getHeaderByHash",
+        "eth_getHeaderByNumber",
+        "eth_getBlockTransactionCountByHash",
+        "eth_getBlockTransactionCountByNumber",
+        "eth_getBlockReceipts",
+        "eth_getBlockAccessList",
+        // capabilities.yaml
+        "eth_capabilities",
+        // client.yaml
+        "eth_chainId",
+        "eth_syncing",
+        "eth_coinbase",
+        "eth_accounts",
+        "eth_blockNumber",
+        "eth_config",
+        // execute.yaml
+        "eth_call",
+        "eth_estimateGas",
+        "eth_createAccessList",
+        "eth_simulateV1",
+        // fee_market.yaml
+        "eth_gasPrice",
+        "eth_blobBaseFee",
+        "eth_maxPriorityFeePerGas",
+        "eth_feeHistory",
+        // fill.yaml
+        "eth_fillTransaction",
+        // filter.yaml
+        "eth_newFilter",
+        "eth_newBlockFilter",
+        "eth_newPendingTransactionFilter",
+        "eth_uninstallFilter",
+        "eth_getFilterChanges",
+        "eth_getFilterLogs",
+        "eth_getLogs",
+        // mining.yaml
+        "eth_mining",
+        "eth_hashrate",
+        "eth_getWork",
+        "eth_submitWork",
+        "eth_submitHashrate",
+        // sign.yaml
+        "eth_sign",
+        "eth_signTransaction",
+        // state.yaml
+        "eth_getBalance",
+        "eth_getStorageAt",
+        "eth_getStorageValues",
+        "eth_getTransactionCount",
+        "eth_getCode",
+        "eth_getProof",
+        // submit.yaml
+        "eth_sendTransaction",
+        "eth_sendRawTransaction",
+        // subscribe.yaml
+        "eth_subscribe",
+        "eth_unsubscribe",
+        // transaction.yaml
+        "eth_getTransactionByHash",
+        "eth_getTransactionByBlockHashAndIndex",
+        "eth_getTransactionByBlockNumberAndIndex",
+        "eth_getTransactionReceipt",
+    ];
+
+    #[test]
+    fn every_spec_method_is_open_or_left_out_with_a_reason() {
+        let left_out = |name: &str| SPEC_LEFT_OUT.iter().find(|(n, _)| *n == name);
+        for name in SPEC_ETH {
+            let open = lookup(name).is_some_and(|(_, m)| m.open);
+            match left_out(name) {
+                Some((_, why)) => {
+                    assert!(!open, "{name} is open, yet listed as left out");
+                    assert!(!why.is_empty(), "{name}: no reason");
+                    // Known by name, so its refused calls are counted by name.
+                    assert!(
+                        lookup(name).is_some(),
+                        "{name} left out but not in the table"
+                    );
+                }
+                None => assert!(
+                    open,
+                    "{name} is in the spec: open it, or leave it out with a reason"
+                ),
+            }
+        }
+        for (name, _) in SPEC_LEFT_OUT {
+            assert!(
+                SPEC_ETH.contains(name),
+                "{name} is left out but not in the spec list"
+            );
         }
     }
 

@@ -222,6 +222,8 @@ fn state_metrics(gateway: &Gateway) -> String {
         let n = n.load(std::sync::atomic::Ordering::Relaxed) as f64;
         out.sample(&state::RELOADS_TOTAL, &[("result", result)], n);
     }
+    let suppressed = crate::logs::refusals_suppressed() as f64;
+    out.sample(&state::LOG_REFUSALS_SUPPRESSED_TOTAL, &[], suppressed);
     let ready = f64::from(u8::from(gateway.not_ready().is_empty()));
     out.sample(&state::READY, &[], ready);
     out.finish()

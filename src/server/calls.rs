@@ -247,7 +247,8 @@ impl Ctx<'_> {
             .call(method, self.client, outcome, elapsed);
     }
 
-    /// One log line for a call that failed (warn) or was refused (info).
+    /// One log line for a call that failed (warn) or was refused (info, at
+    /// most `log.refusals_per_second`; see `crate::logs`).
     fn log_failure(&self, method: &str, outcome: Outcome, error: &ErrorObject) {
         self.request_id.mark_failed();
         let method = bounded(method);
@@ -256,7 +257,8 @@ impl Ctx<'_> {
         let label = outcome.label();
         if outcome == Outcome::Failed {
             tracing::warn!(request_id = %request_id, network = %network, client, method, outcome = label, code, error = %error.message, "request failed");
-        } else {
+        } else if crate::logs::refusal_line() {
+            // Refused (blocked, limited, invalid): the caller's doing, at a bounded rate.
             tracing::info!(request_id = %request_id, network = %network, client, method, outcome = label, code, error = %error.message, "request failed");
         }
     }

@@ -46,7 +46,10 @@ pub(super) async fn handle(
         Ok(response) => response,
         Err(refusal) => {
             let (object, status) = rescue::http(&refusal);
-            tracing::info!(request_id = %request_id, %peer, status = status.as_u16(), error = %object.message, "request refused");
+            // The client's doing (a scan, a flood): counted by status, logged at a bounded rate.
+            if crate::logs::refusal_line() {
+                tracing::info!(request_id = %request_id, %peer, status = status.as_u16(), error = %object.message, "request refused");
+            }
             request_id.mark_failed();
             let mut response = json(status, error_response(Id::NULL, &object));
             if matches!(refusal, HttpRefusal::MethodNotAllowed) {

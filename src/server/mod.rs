@@ -147,6 +147,9 @@ impl Server {
                 .try_open(peer.ip())
             else {
                 crate::metrics::metrics().connections_refused.inc();
+                if crate::logs::refusal_line() {
+                    tracing::info!(%peer, "connection refused: its client IP has too many open (policy.max_connections_per_ip)");
+                }
                 http::refuse_connection(stream);
                 continue;
             };
