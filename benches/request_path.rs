@@ -159,7 +159,7 @@ fn cache_hit(c: &mut Criterion) {
                         let spec = method.spec();
                         let arg = spec.map_or(BlockArg::None, |m| m.block);
                         let pinned = eth::pin(arg, call.params, 0x100);
-                        let Lookup::Answered(Ok(reply)) =
+                        let Lookup::Answered(Ok(reply), _) =
                             cache.lookup(&view, &call.method, spec, &pinned).await
                         else {
                             panic!("a hit")

@@ -187,3 +187,88 @@ fn env_vars_override_the_listen_addresses() {
         "{serving}"
     );
 }
+
+/// Words an operator might type as a key (or copy from an example): a
+/// shipped config that holds the hash of one of them ships a guessable key.
+const DICTIONARY: &[&str] = &[
+    "password", "passw0rd", "123456", "12345678", "qwerty", "secret", "admin", "root", "test",
+    "testing", "changeme", "letmein", "welcome", "example", "demo", "default", "key", "apikey",
+    "api-key", "api_key", "token", "rpcgate", "ethereum", "mainnet", "sepolia", "dapp",
+    "example-dapp", "dapps", "client", "user", "guest", "public", "private", "hello", "abc123",
+];
+
+/// Every config we ship: the example, the Kubernetes overlays' files (keys
+/// file replaced by a stand-in) and the demo's generated one.
+fn shipped_configs(dir: &std::path::Path) -> Vec<(String, String)> {
+    let keys = dir.join("dapps");
+    std::fs::write(&keys, "a-placeholder-key-0123456789\n").unwrap();
+    let mut configs = Vec::new();
+    for file in [
+        "config/rpcgate.example.yaml",
+        "k8s/base/config/rpcgate.yaml",
+        "k8s/overlays/dev/rpcgate.yaml",
+        "k8s/overlays/prod/rpcgate.yaml",
+    ] {
+        let text = std::fs::read_to_string(file).unwrap();
+        let text = text.replace("/etc/rpcgate/keys/dapps", keys.to_str().unwrap());
+        configs.push((file.to_string(), text));
+    }
+    let upstreams = [(
+        "http://127.0.0.1:8545".to_string(),
+        "ws://127.0.0.1:8545".to_string(),
+    )];
+    let demo = rpcgate_fleet::demo_config::demo_yaml(
+        31337,
+        "127.0.0.1:8545".parse().unwrap(),
+        &upstreams,
+    );
+    configs.push(("rpcgate-demo's config".to_string(), demo));
+    configs
+}
+
+#[test]
+fn every_shipped_config_limits_anonymous_callers_and_has_no_guessable_key() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let words: Vec<[u8; 32]> = DICTIONARY
+        .iter()
+        .map(|w| Sha256::digest(w.as_bytes()).into())
+        .collect();
+    for (name, text) in shipped_configs(dir.path()) {
+        let c = Config::from_yaml(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let anon = c.policy.anonymous.as_ref();
+        assert!(
+            anon.is_some_and(|a| a.limits.requests.is_some() && a.limits.compute_units.is_some()),
+            "{name}: anonymous callers must be limited (requests and compute units)"
+        );
+        for client in &c.policy.clients {
+            for key in &client.keys {
+                if let Some(i) = words.iter().position(|w| *w == key.0) {
+                    panic!(
+                        "{name}: client {} has the key {:?} (its SHA-256 is in the config)",
+                        client.name, DICTIONARY[i]
+                    );
+                }
+            }
+        }
+        // A debug_ method opened to a client says why, in the comment just above.
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let code = line.split('#').next().unwrap();
+            if !(code.contains("allow:") && code.contains("debug_")) {
+                continue;
+            }
+            let comment: String = lines[..i]
+                .iter()
+                .rev()
+                .take_while(|l| l.trim_start().starts_with('#'))
+                .copied()
+                .collect();
+            assert!(
+                comment.contains("debug_"),
+                "{name}:{}: a debug_ method is opened without a comment saying why",
+                i + 1
+            );
+        }
+    }
+}

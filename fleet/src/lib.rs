@@ -33,6 +33,7 @@ pub mod anvil;
 pub mod autominer;
 pub mod child;
 pub mod client;
+pub mod demo_config;
 pub mod dns;
 mod error;
 pub mod lockstep;

@@ -101,10 +101,21 @@ pub struct Cache<E> {
     stats: Arc<Stats>,
 }
 
+/// How the cache answered a call without calling upstream for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// From the in-memory store.
+    Hit,
+    /// From the shared tier (Redis).
+    SharedHit,
+    /// The outcome of an identical call in flight, led by another request.
+    Coalesced,
+}
+
 /// What the pipeline does with a call after asking the cache.
 pub enum Lookup<'a, E> {
     /// Answered without a backend: a hit, or the outcome of an identical call.
-    Answered(Result<Reply, E>),
+    Answered(Result<Reply, E>, Source),
     /// Not the cache's business: call upstream as usual.
     Pass,
     /// A miss this caller leads: call upstream with [`Ticket::params`], then
@@ -192,7 +203,7 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
         let text = key::text(method, params);
         if rule.may_store() {
             if let Some(hit) = self.hit(&text, view).await {
-                return Lookup::Answered(Ok(hit));
+                return Lookup::Answered(Ok(hit), Source::Hit);
             }
         }
         let key = Key::from_text(text);
@@ -203,7 +214,7 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
                 Joined::Follow(slot) => {
                     if let Some(outcome) = coalesce::follow(slot).await {
                         bump(&self.stats.coalesced);
-                        return Lookup::Answered(outcome);
+                        return Lookup::Answered(outcome, Source::Coalesced);
                     }
                     rejoined += 1;
                     if rejoined >= MAX_REJOIN {
@@ -217,13 +228,13 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
             if let Some(hit) = self.hit(key.as_str(), view).await {
                 let outcome = Ok(hit);
                 lead.finish(&outcome);
-                return Lookup::Answered(outcome);
+                return Lookup::Answered(outcome, Source::Hit);
             }
             bump(&self.stats.misses);
             if let Some(hit) = self.shared_hit(&rule, &key, view).await {
                 let outcome = Ok(hit);
                 lead.finish(&outcome);
-                return Lookup::Answered(outcome);
+                return Lookup::Answered(outcome, Source::SharedHit);
             }
         }
         let canon = self.canon.load();

@@ -15,12 +15,14 @@
 pub mod select;
 mod sendtx;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use fastrand::Rng;
 
 use crate::config::NetworkConfig;
 use crate::eth::quantity::quoted_quantity;
-use crate::upstream::{BackendView, NetworkView, Reply, UpstreamError, Upstreams};
+use crate::upstream::{BackendView, NetworkView, Origin, Reply, UpstreamError, Upstreams};
 
 /// Why a call got no answer from any backend.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -114,7 +116,7 @@ async fn attempt(
     rng: &mut Rng,
 ) -> Result<Reply, RouteError> {
     let mut last = RouteError::NoBackend;
-    for _ in 0..target.config.max_attempts {
+    for attempts in 1..=target.config.max_attempts {
         let Some(choice) = select::pick(&candidates, rng) else {
             break;
         };
@@ -123,7 +125,13 @@ async fn attempt(
             .call(method, params, target.config.timeout_for(method))
             .await;
         let error = match res {
-            Ok(reply) => return Ok(reply),
+            Ok(mut reply) => {
+                reply.origin = Some(Origin {
+                    backend: Arc::from(choice.backend.name.as_str()),
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                });
+                return Ok(reply);
+            }
             Err(error) => error,
         };
         note_failure(target, choice, &error, ejected_now);

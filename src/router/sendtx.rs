@@ -25,7 +25,11 @@ pub(super) async fn send(
         ALREADY_KNOWN.iter().any(|k| m.contains(k))
     });
     match params.and_then(tx_hash) {
-        Some(hash) if known => Ok(Reply::result_from(Bytes::from(format!("\"{hash}\"")))),
+        Some(hash) if known => {
+            let mut hash = Reply::result_from(Bytes::from(format!("\"{hash}\"")));
+            hash.origin = reply.origin;
+            Ok(hash)
+        }
         _ => Ok(reply),
     }
 }

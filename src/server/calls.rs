@@ -17,6 +17,7 @@
 
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,7 +25,7 @@ use futures_util::future::join_all;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::sync::Semaphore;
 
-use super::pipeline;
+use super::pipeline::{self, CacheUse};
 use super::rescue;
 use super::Routes;
 use crate::eth::methods::{Method, Resolved};
@@ -46,6 +47,20 @@ pub(super) struct Answered {
     /// Subscriptions this message created, to be activated once the answer
     /// naming them is on its way.
     pub subscribed: Vec<String>,
+    /// Where each call's answer came from, in the message's order; only
+    /// collected when `server.expose_upstream_headers` is on.
+    pub served: Vec<ServedBy>,
+}
+
+/// Where one call's answer came from (see `super::served`).
+#[derive(Debug, Clone, Default)]
+pub(super) struct ServedBy {
+    /// The backend whose reply it is (an identical call's, when coalesced).
+    pub upstream: Option<Arc<str>>,
+    /// `None` when the call was not routed (refused, invalid, a subscription).
+    pub cache: Option<CacheUse>,
+    /// Backend calls this request made for it (0 for a hit or a coalesced call).
+    pub attempts: u32,
 }
 
 /// Parses `body` and answers every call in it on `network`.
@@ -70,6 +85,8 @@ pub(super) async fn answer_message(
         request_id,
     };
     let mut retry_after = None;
+    let expose = routes.limits.expose_upstream_headers;
+    let mut served = Vec::new();
     let (status, body) = match jsonrpc::parse(
         body,
         routes.limits.max_batch_len,
@@ -87,7 +104,11 @@ pub(super) async fn answer_message(
             if let Err(refusal) = &admitted.verdict {
                 retry_after = refusal.retry_after();
             }
-            ctx.answer(entry, admitted).await
+            let (status, body, by) = ctx.answer(entry, admitted).await;
+            if expose {
+                served.push(by);
+            }
+            (status, body)
         }
         Ok(Payload::Batch(entries)) => {
             // Admitted in order before any is routed: a batch costs the sum of
@@ -124,7 +145,13 @@ pub(super) async fn answer_message(
                 },
             ))
             .await;
-            let parts: Vec<Bytes> = answers.into_iter().flatten().collect();
+            let mut parts = Vec::with_capacity(answers.len());
+            for (answer, by) in answers {
+                parts.extend(answer);
+                if expose {
+                    served.push(by);
+                }
+            }
             // A batch of notifications only gets no answer at all; a batch
             // refused whole by rate limits is a 429.
             let status = if all_limited {
@@ -140,6 +167,7 @@ pub(super) async fn answer_message(
         body,
         retry_after,
         subscribed: subscribed.into_inner(),
+        served,
     }
 }
 
@@ -270,7 +298,7 @@ impl Ctx<'_> {
         admitted: Admitted,
         used: &AtomicUsize,
         budget: usize,
-    ) -> Option<Bytes> {
+    ) -> (Option<Bytes>, ServedBy) {
         if used.load(Ordering::Relaxed) > budget {
             let object = rescue::batch_over_budget(budget);
             let (method, id) = match &entry {
@@ -279,24 +307,33 @@ impl Ctx<'_> {
             };
             self.count(method, Outcome::Limited, None);
             self.log_failure(method, Outcome::Limited, &object);
-            return Some(error_response(id?, &object));
+            let answer = id.map(|id| error_response(id, &object));
+            return (answer, ServedBy::default());
         }
-        let (_, answer) = self.answer(entry, admitted).await;
+        let (_, answer, by) = self.answer(entry, admitted).await;
         if let Some(a) = &answer {
             used.fetch_add(a.len(), Ordering::Relaxed);
         }
-        answer
+        (answer, by)
     }
 
     /// One entry: `None` for a notification.
-    async fn answer(&self, entry: Entry<'_>, admitted: Admitted) -> (StatusCode, Option<Bytes>) {
+    async fn answer(
+        &self,
+        entry: Entry<'_>,
+        admitted: Admitted,
+    ) -> (StatusCode, Option<Bytes>, ServedBy) {
         let call = match entry {
             Ok(call) => call,
             Err(invalid) => {
                 let object = rescue::invalid(&invalid);
                 self.count("", Outcome::Invalid, None);
                 self.log_failure("", Outcome::Invalid, &object);
-                return (StatusCode::OK, Some(error_response(invalid.id, &object)));
+                return (
+                    StatusCode::OK,
+                    Some(error_response(invalid.id, &object)),
+                    ServedBy::default(),
+                );
             }
         };
         let method = Resolved {
@@ -314,23 +351,33 @@ impl Ctx<'_> {
             return (
                 status,
                 (!call.is_notification()).then(|| error_response(call.reply_id(), &object)),
+                ServedBy::default(),
             );
         }
         if is_subscription_method(&call.method) {
-            return (StatusCode::OK, self.subscription(&call));
+            return (StatusCode::OK, self.subscription(&call), ServedBy::default());
         }
         let started = Instant::now();
         let routed =
             pipeline::run(self.network, self.view, &call, method, self.max_logs_blocks).await;
         let elapsed = Some(started.elapsed());
+        let mut by = ServedBy::default();
         let (status, body) = match routed {
-            Ok(reply) => {
+            Ok(pipeline::Routed { reply, cache }) => {
                 let outcome = match reply.kind {
                     ReplyKind::Result => Outcome::Ok,
                     ReplyKind::Error => Outcome::RpcError,
                 };
                 self.count(method, outcome, elapsed);
-                (StatusCode::OK, reply_body(&call, &reply))
+                let body = reply_body(&call, &reply);
+                if let Some(origin) = reply.origin {
+                    by.upstream = Some(origin.backend);
+                    if cache != CacheUse::Coalesced {
+                        by.attempts = origin.attempts;
+                    }
+                }
+                by.cache = Some(cache);
+                (StatusCode::OK, body)
             }
             Err(pipeline::CallError::Route(e)) => {
                 let (object, status) = rescue::route(&e);
@@ -346,7 +393,7 @@ impl Ctx<'_> {
                 (StatusCode::OK, error_response(call.reply_id(), &object))
             }
         };
-        (status, (!call.is_notification()).then_some(body))
+        (status, (!call.is_notification()).then_some(body), by)
     }
 
     /// `eth_subscribe` / `eth_unsubscribe`: a subscription the client cannot

@@ -22,6 +22,7 @@ use super::calls::{self, RequestId, X_REQUEST_ID};
 use super::cors;
 use super::linger::{self, Linger};
 use super::rescue::{self, HttpRefusal};
+use super::served;
 use super::{ws, ConnHold, Gateway};
 use crate::jsonrpc::{error_response, Id};
 use crate::metrics::metrics;
@@ -169,6 +170,7 @@ async fn serve(
         Some(body) => json(status, body),
         None => empty(status),
     };
+    served::decorate(response.headers_mut(), &answered.served);
     if let Some(wait) = retry_after {
         response
             .headers_mut()

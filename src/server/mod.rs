@@ -27,6 +27,7 @@ mod linger;
 mod pipeline;
 pub mod reload;
 mod rescue;
+mod served;
 mod timer;
 mod ws;
 

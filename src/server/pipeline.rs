@@ -9,7 +9,7 @@
 //! the caller's id and counts it.
 
 use super::heavy::{self, Heavy};
-use crate::cache::Lookup;
+use crate::cache::{Lookup, Source};
 use crate::eth::methods::Resolved;
 use crate::eth::{self, BlockArg};
 use crate::jsonrpc::Call;
@@ -26,6 +26,41 @@ pub(super) enum CallError {
     Heavy(#[from] Heavy),
 }
 
+/// How the cache took part in a call: the `X-Rpcgate-Cache` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CacheUse {
+    /// Answered by the gateway itself (`eth_blockNumber`, `eth_chainId`).
+    Local,
+    /// Not cacheable, or the network has no cache.
+    Pass,
+    /// Cacheable, and fetched from a backend.
+    Miss,
+    Hit,
+    /// From the shared tier (Redis).
+    Shared,
+    /// Joined an identical call in flight.
+    Coalesced,
+}
+
+impl CacheUse {
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            CacheUse::Local => "local",
+            CacheUse::Pass => "pass",
+            CacheUse::Miss => "miss",
+            CacheUse::Hit => "hit",
+            CacheUse::Shared => "shared",
+            CacheUse::Coalesced => "coalesced",
+        }
+    }
+}
+
+/// A call's reply, and how the cache took part.
+pub(super) struct Routed {
+    pub reply: Reply,
+    pub cache: CacheUse,
+}
+
 /// Answers one call on `network` against the snapshot `view`; `method` is
 /// the call's method with its table entry, resolved once per call;
 /// `max_logs_blocks` is the caller's own log range bound, when its tier has one.
@@ -35,10 +70,13 @@ pub(super) async fn run(
     call: &Call<'_>,
     method: Resolved<'_>,
     max_logs_blocks: Option<u64>,
-) -> Result<Reply, CallError> {
+) -> Result<Routed, CallError> {
     let served = view.served_head.ok_or(RouteError::NoBackend)?;
     if let Some(reply) = router::local(&network.config, served, &call.method) {
-        return Ok(reply);
+        return Ok(Routed {
+            reply,
+            cache: CacheUse::Local,
+        });
     }
     let spec = method.spec();
     let pinned = eth::pin(
@@ -55,16 +93,33 @@ pub(super) async fn run(
     };
     let target = network.target();
     let Some(cache) = network.cache.as_deref() else {
-        return Ok(router::forward(target, view, forward(pinned.params.as_deref())).await?);
+        let reply = router::forward(target, view, forward(pinned.params.as_deref())).await?;
+        return Ok(Routed {
+            reply,
+            cache: CacheUse::Pass,
+        });
     };
-    let outcome = match cache.lookup(view, &call.method, spec, &pinned).await {
-        Lookup::Answered(outcome) => outcome,
-        Lookup::Pass => router::forward(target, view, forward(pinned.params.as_deref())).await,
+    let (outcome, used) = match cache.lookup(view, &call.method, spec, &pinned).await {
+        Lookup::Answered(outcome, source) => (
+            outcome,
+            match source {
+                Source::Hit => CacheUse::Hit,
+                Source::SharedHit => CacheUse::Shared,
+                Source::Coalesced => CacheUse::Coalesced,
+            },
+        ),
+        Lookup::Pass => (
+            router::forward(target, view, forward(pinned.params.as_deref())).await,
+            CacheUse::Pass,
+        ),
         Lookup::Fetch(ticket) => {
             let sent = ticket.params(pinned.params.as_deref());
             let outcome = router::forward(target, view, forward(sent)).await;
-            ticket.complete(view, outcome).await
+            (ticket.complete(view, outcome).await, CacheUse::Miss)
         }
     };
-    Ok(outcome?)
+    Ok(Routed {
+        reply: outcome?,
+        cache: used,
+    })
 }

@@ -90,6 +90,17 @@ pub struct Reply {
     body: Bytes,
     span: Range<usize>,
     pub kind: ReplyKind,
+    /// The backend that answered, set by the router; `None` for answers the
+    /// gateway made itself or served from the cache.
+    pub origin: Option<Origin>,
+}
+
+/// Which backend answered a call, and after how many calls of the router's
+/// (1 without a retry): what the served-by headers report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub backend: Arc<str>,
+    pub attempts: u32,
 }
 
 impl Reply {
@@ -138,7 +149,12 @@ impl Reply {
         };
         let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
         let span = start..start + raw.get().len();
-        Ok(Reply { body, span, kind })
+        Ok(Reply {
+            body,
+            span,
+            kind,
+            origin: None,
+        })
     }
 
     /// A reply built by the gateway itself (e.g. a computed transaction hash).
@@ -148,6 +164,7 @@ impl Reply {
             body: raw,
             span,
             kind: ReplyKind::Result,
+            origin: None,
         }
     }
 }

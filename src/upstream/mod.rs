@@ -12,6 +12,8 @@ mod newheads;
 mod upstreams;
 pub mod view;
 
-pub use client::{http_client, ws_request, Backend, HttpClient, Reply, ReplyKind, UpstreamError};
+pub use client::{
+    http_client, ws_request, Backend, HttpClient, Origin, Reply, ReplyKind, UpstreamError,
+};
 pub use upstreams::Upstreams;
 pub use view::{BackendView, Ineligible, NetworkView};

@@ -127,16 +127,8 @@ pub async fn run(
 }
 
 fn demo_yaml(fleet: &Fleet, listen: SocketAddr) -> String {
-    let mut y = format!(
-        "listen: {listen}\nadmin_listen: 127.0.0.1:0\nnetworks:\n  dev:\n    chain_id: {}\n    default: true\n    max_lag_blocks: 1\n    head:\n      poll_interval: 250ms\n    upstreams:\n",
-        fleet.chain_id()
-    );
-    for i in 0..fleet.len() {
-        y.push_str(&format!(
-            "      - name: anvil-{i}\n        http: {}\n        ws: {}\n",
-            fleet.http_url(i),
-            fleet.ws_url(i)
-        ));
-    }
-    y
+    let upstreams: Vec<(String, String)> = (0..fleet.len())
+        .map(|i| (fleet.http_url(i), fleet.ws_url(i)))
+        .collect();
+    rpcgate_fleet::demo_config::demo_yaml(fleet.chain_id(), listen, &upstreams)
 }
