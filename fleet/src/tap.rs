@@ -63,6 +63,9 @@ struct Shared {
     total: AtomicU64,
     requests: AtomicU64,
     fault: Mutex<Fault>,
+    /// When set, the fault applies only to bodies that call this method
+    /// (the head tracker's probes of other methods pass).
+    only: Mutex<Option<&'static str>>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -90,6 +93,7 @@ impl Tap {
             total: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             fault: Mutex::new(Fault::None),
+            only: Mutex::new(None),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(Self {
@@ -126,6 +130,14 @@ impl Tap {
     }
 
     pub fn set_fault(&self, fault: Fault) {
+        *self.shared.only.lock() = None;
+        *self.shared.fault.lock() = fault;
+    }
+
+    /// Injects `fault` into the requests that call `method` only; the others
+    /// (the gateway's head probes, say) are relayed faithfully.
+    pub fn set_fault_on(&self, method: &'static str, fault: Fault) {
+        *self.shared.only.lock() = Some(method);
         *self.shared.fault.lock() = fault;
     }
 
@@ -181,7 +193,13 @@ async fn relay(
     };
     shared.record(&body);
 
-    let fault = *shared.fault.lock();
+    let only = *shared.only.lock();
+    let applies = only.is_none_or(|m| methods_of(&body).iter().any(|x| x == m));
+    let fault = if applies {
+        *shared.fault.lock()
+    } else {
+        Fault::None
+    };
     match fault {
         Fault::None => {}
         Fault::Status(code) => {

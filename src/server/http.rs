@@ -3,9 +3,11 @@
 //! body, answered by [`super::calls`]. A GET asking for a WebSocket upgrade
 //! on a network's path is handed to [`super::ws`].
 //!
-//! A request that fails gets one log line with its [`RequestId`], and that
-//! id in the response's `X-Request-Id`; every response is counted by status
-//! in `rpcgate_http_responses_total`.
+//! A request that fails gets one log line with its [`RequestId`] (a refusal:
+//! at most `log.refusals_per_second`, see `crate::logs`), and that id in the
+//! response's `X-Request-Id`; every response is counted by status in
+//! `rpcgate_http_responses_total`. With `server.expose_upstream_headers`,
+//! answers also say where each call was served from ([`served`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

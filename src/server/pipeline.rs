@@ -31,9 +31,11 @@ pub(super) enum CallError {
 pub(super) enum CacheUse {
     /// Answered by the gateway itself (`eth_blockNumber`, `eth_chainId`).
     Local,
-    /// Not cacheable, or the network has no cache.
+    /// Not the cache's business (writes, filters, node state), or the
+    /// network has no cache.
     Pass,
-    /// Cacheable, and fetched from a backend.
+    /// Looked up and not there: fetched from a backend (and stored when
+    /// the answer may be kept).
     Miss,
     Hit,
     /// From the shared tier (Redis).

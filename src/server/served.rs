@@ -7,8 +7,8 @@
 //!   refusal). A coalesced call names the backend of the call it joined.
 //! - `X-Rpcgate-Cache`: `hit` (the in-memory store), `shared` (the shared
 //!   tier in Redis), `coalesced` (joined an identical call in flight),
-//!   `miss` (cacheable, fetched from a backend), `pass` (not cacheable, or
-//!   no cache), `local` (answered by the gateway: `eth_blockNumber`,
+//!   `miss` (looked up, not there: fetched from a backend), `pass` (not the
+//!   cache's business: writes, filters, node state; or no cache), `local` (answered by the gateway: `eth_blockNumber`,
 //!   `eth_chainId`), `-` (not routed: refused, invalid, a subscription call).
 //! - `X-Rpcgate-Attempts`: backend calls this request made for the call,
 //!   retries included (`2` after one failover; `0` for a hit, or a call
