@@ -191,10 +191,41 @@ fn env_vars_override_the_listen_addresses() {
 /// Words an operator might type as a key (or copy from an example): a
 /// shipped config that holds the hash of one of them ships a guessable key.
 const DICTIONARY: &[&str] = &[
-    "password", "passw0rd", "123456", "12345678", "qwerty", "secret", "admin", "root", "test",
-    "testing", "changeme", "letmein", "welcome", "example", "demo", "default", "key", "apikey",
-    "api-key", "api_key", "token", "rpcgate", "ethereum", "mainnet", "sepolia", "dapp",
-    "example-dapp", "dapps", "client", "user", "guest", "public", "private", "hello", "abc123",
+    "password",
+    "passw0rd",
+    "123456",
+    "12345678",
+    "qwerty",
+    "secret",
+    "admin",
+    "root",
+    "test",
+    "testing",
+    "changeme",
+    "letmein",
+    "welcome",
+    "example",
+    "demo",
+    "default",
+    "key",
+    "apikey",
+    "api-key",
+    "api_key",
+    "token",
+    "rpcgate",
+    "ethereum",
+    "mainnet",
+    "sepolia",
+    "dapp",
+    "example-dapp",
+    "dapps",
+    "client",
+    "user",
+    "guest",
+    "public",
+    "private",
+    "hello",
+    "abc123",
 ];
 
 /// Every config we ship: the example, the Kubernetes overlays' files (keys
@@ -217,11 +248,8 @@ fn shipped_configs(dir: &std::path::Path) -> Vec<(String, String)> {
         "http://127.0.0.1:8545".to_string(),
         "ws://127.0.0.1:8545".to_string(),
     )];
-    let demo = rpcgate_fleet::demo_config::demo_yaml(
-        31337,
-        "127.0.0.1:8545".parse().unwrap(),
-        &upstreams,
-    );
+    let demo =
+        rpcgate_fleet::demo_config::demo_yaml(31337, "127.0.0.1:8545".parse().unwrap(), &upstreams);
     configs.push(("rpcgate-demo's config".to_string(), demo));
     configs
 }

@@ -355,7 +355,11 @@ impl Ctx<'_> {
             );
         }
         if is_subscription_method(&call.method) {
-            return (StatusCode::OK, self.subscription(&call), ServedBy::default());
+            return (
+                StatusCode::OK,
+                self.subscription(&call),
+                ServedBy::default(),
+            );
         }
         let started = Instant::now();
         let routed =
