@@ -59,13 +59,13 @@ pub const BROTLI_WINDOW_LOG: u32 = 22;
 /// gzip level (0 to 9): 5 is within a percent of 6's ratio and faster.
 pub const GZIP_LEVEL: u32 = 5;
 /// zstd level (1 to 19): 3 is zstd's own default.
-pub const ZSTD_LEVEL: i32 = 3;
+pub const ZSTD_LEVEL: i32 = 1;
 /// zstd frames that ask for a larger window than 2^23 (8 MiB) are refused,
 /// as RFC 9659 allows for HTTP.
 const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 /// Answers up to this size are compressed on the runtime worker (a few
 /// hundred microseconds at most); larger ones on the blocking pool.
-pub const INLINE_MAX_BYTES: usize = 128 * 1024;
+pub const INLINE_MAX_BYTES: usize = 16 * 1024;
 
 /// Compresses `body` with `coding` (gzip, br or zstd; deflate is decoded
 /// only, and is sent as zlib here should anyone ask).
