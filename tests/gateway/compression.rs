@@ -319,6 +319,12 @@ async fn a_decompression_bomb_gets_413_and_no_memory() {
         ("gzip", gzip(&zeros)),
     ];
     drop(zeros);
+    for (coding, bomb) in &bombs {
+        eprintln!(
+            "{coding} bomb: {} bytes, inflating to {INFLATED}",
+            bomb.len()
+        );
+    }
     assert!(
         bombs[0].1.len() <= 1024,
         "br bomb: {} bytes",
