@@ -20,6 +20,9 @@ fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).map(|v| v.to_str().unwrap())
 }
 
+/// A decoder of one content coding.
+type Decode = fn(&[u8]) -> Vec<u8>;
+
 fn gunzip(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(data)
@@ -79,7 +82,7 @@ async fn answers_decode_to_exactly_the_uncompressed_answer() {
     );
     assert!(plain.body.len() > 20_000, "{} bytes", plain.body.len());
 
-    let decoders: [(&str, fn(&[u8]) -> Vec<u8>); 3] = [
+    let decoders: [(&str, Decode); 3] = [
         ("gzip", gunzip),
         ("br", unbrotli),
         ("zstd", |d| zstd::decode_all(d).unwrap()),
