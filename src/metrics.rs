@@ -229,6 +229,24 @@ pub struct Metrics {
     /// `rpcgate_ws_subscription_failovers_total{network}`: upstream
     /// subscriptions moved to another backend.
     pub ws_subscription_failovers: IntCounterVec,
+    /// Compressed answers and decoded request bodies (`server::compression`).
+    pub compression: CompressionMetrics,
+}
+
+/// The series of `server::compression`. Labels are coding tokens (`gzip`,
+/// `deflate`, `br`, `zstd`, or `other` for a coding we do not decode) and
+/// fixed words, so a caller's header cannot grow the registry.
+pub struct CompressionMetrics {
+    /// `rpcgate_http_compressed_responses_total{encoding}`: answers sent compressed.
+    pub responses: IntCounterVec,
+    /// `rpcgate_http_compression_saved_bytes_total{encoding}`: bytes not sent
+    /// thanks to compression (answer size less compressed size).
+    pub saved_bytes: IntCounterVec,
+    /// `rpcgate_http_decoded_requests_total{encoding,outcome}`: request bodies
+    /// with a `Content-Encoding`, by outcome: `ok`, `too_large` (the decoded
+    /// size passed `server.max_body_bytes`: 413), `corrupt` (400),
+    /// `unsupported` (415).
+    pub decoded_requests: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -348,6 +366,7 @@ impl Metrics {
                 .expect("unique metric names");
         }
         let (ws_connections, ws_subscriptions, ws_subscription_failovers) = ws_metrics(&registry);
+        let compression = compression_metrics(&registry);
         Metrics {
             registry,
             rate_limited,
@@ -365,6 +384,7 @@ impl Metrics {
             ws_connections,
             ws_subscriptions,
             ws_subscription_failovers,
+            compression,
         }
     }
 
@@ -532,6 +552,34 @@ impl NetworkSeries {
             }
             list
         });
+    }
+}
+
+/// The compression metrics, registered in `registry`.
+fn compression_metrics(registry: &Registry) -> CompressionMetrics {
+    let counter = |name: &str, help: &str, labels: &[&str]| {
+        let c = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric");
+        registry
+            .register(Box::new(c.clone()))
+            .expect("unique metric names");
+        c
+    };
+    CompressionMetrics {
+        responses: counter(
+            "rpcgate_http_compressed_responses_total",
+            "Answers sent compressed, by content coding.",
+            &["encoding"],
+        ),
+        saved_bytes: counter(
+            "rpcgate_http_compression_saved_bytes_total",
+            "Answer bytes not sent thanks to compression, by content coding.",
+            &["encoding"],
+        ),
+        decoded_requests: counter(
+            "rpcgate_http_decoded_requests_total",
+            "Request bodies with a Content-Encoding, by coding and outcome (ok, too_large, corrupt, unsupported).",
+            &["encoding", "outcome"],
+        ),
     }
 }
 

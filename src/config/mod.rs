@@ -146,6 +146,83 @@ pub struct ServerLimits {
     /// did, and how many attempts it took (`X-Rpcgate-*`): for operators
     /// debugging a DApp. Off by default: it names internal backends.
     pub expose_upstream_headers: bool,
+    /// `server.compression`: compressed answers and request bodies.
+    pub compression: CompressionConfig,
+}
+
+/// `server.compression`. On by default: every browser and most HTTP clients
+/// send `Accept-Encoding`, and block and log answers shrink four to five times.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompressionConfig {
+    /// Answers are compressed at all (request bodies are decoded either way).
+    pub enabled: bool,
+    /// Answers shorter than this go as they are: below about a kilobyte the
+    /// saving is a few hundred bytes and the headers eat part of it.
+    pub min_bytes: usize,
+    /// The codings answers may use, the first preferred when the client
+    /// weighs several equally. Not empty (`enabled: false` turns it off).
+    pub algorithms: Vec<ContentCoding>,
+    /// The `Content-Encoding`s a request body may carry; any other gets 415.
+    /// The body cap applies to the decoded size.
+    pub request_encodings: Vec<ContentCoding>,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        CompressionConfig {
+            enabled: true,
+            min_bytes: 1024,
+            algorithms: vec![ContentCoding::Zstd, ContentCoding::Br, ContentCoding::Gzip],
+            request_encodings: vec![
+                ContentCoding::Gzip,
+                ContentCoding::Deflate,
+                ContentCoding::Br,
+                ContentCoding::Zstd,
+            ],
+        }
+    }
+}
+
+/// An HTTP content coding (RFC 9110 section 8.4.1), by its registered token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContentCoding {
+    /// `gzip` (`x-gzip` is taken as the same).
+    Gzip,
+    /// `deflate`: the zlib format (RFC 1950), as HTTP defines it.
+    Deflate,
+    /// `br`: Brotli (RFC 7932).
+    Br,
+    /// `zstd`: Zstandard (RFC 8878), with a window of at most 8 MiB (RFC 9659).
+    Zstd,
+}
+
+impl ContentCoding {
+    pub const ALL: [ContentCoding; 4] = [
+        ContentCoding::Gzip,
+        ContentCoding::Deflate,
+        ContentCoding::Br,
+        ContentCoding::Zstd,
+    ];
+
+    /// The token in `Accept-Encoding` and `Content-Encoding`.
+    pub fn token(self) -> &'static str {
+        match self {
+            ContentCoding::Gzip => "gzip",
+            ContentCoding::Deflate => "deflate",
+            ContentCoding::Br => "br",
+            ContentCoding::Zstd => "zstd",
+        }
+    }
+
+    /// The coding a header token names (ASCII case ignored), if any.
+    pub fn from_token(token: &str) -> Option<ContentCoding> {
+        if token.eq_ignore_ascii_case("x-gzip") {
+            return Some(ContentCoding::Gzip);
+        }
+        Self::ALL
+            .into_iter()
+            .find(|c| token.eq_ignore_ascii_case(c.token()))
+    }
 }
 
 /// `server.cors`. A public JSON-RPC endpoint uses no cookies (keys travel in

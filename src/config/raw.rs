@@ -111,6 +111,17 @@ pub(super) struct RawServer {
     pub expose_upstream_headers: Option<bool>,
     #[serde(default)]
     pub cors: RawCors,
+    #[serde(default)]
+    pub compression: RawCompression,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCompression {
+    pub enabled: Option<bool>,
+    pub min_bytes: Option<u64>,
+    pub algorithms: Option<Vec<String>>,
+    pub request_encodings: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,8 +9,9 @@ use super::raw::{
     RawCache, RawConfig, RawDiscover, RawHead, RawLog, RawNetwork, RawRedis, RawUpstream,
 };
 use super::{
-    parse_duration, CacheConfig, Config, ConfigError, DiscoverConfig, HeadConfig, LogConfig,
-    NetworkConfig, RedisConfig, ServerLimits, UpstreamConfig, CACHE_CANON_WINDOW,
+    parse_duration, CacheConfig, CompressionConfig, Config, ConfigError, ContentCoding,
+    DiscoverConfig, HeadConfig, LogConfig, NetworkConfig, RedisConfig, ServerLimits,
+    UpstreamConfig, CACHE_CANON_WINDOW,
 };
 
 pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8545";
@@ -103,6 +104,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             100_000,
         )?,
         cors: cors(raw.server.cors)?,
+        compression: compression(raw.server.compression)?,
         max_params_depth: in_range(
             "server.max_params_depth",
             raw.server.max_params_depth,
@@ -606,6 +608,68 @@ fn cors(raw: super::raw::RawCors) -> Result<super::CorsConfig, ConfigError> {
     })
 }
 
+/// `server.compression`: codings by their tokens, each named once; answers
+/// may use gzip, br and zstd (deflate is taken in request bodies only: its
+/// two incompatible readings in the wild make it a poor answer coding).
+fn compression(raw: super::raw::RawCompression) -> Result<CompressionConfig, ConfigError> {
+    let default = CompressionConfig::default();
+    let codings = |key: &str,
+                   names: Option<Vec<String>>,
+                   fallback: Vec<ContentCoding>,
+                   answer: bool|
+     -> Result<Vec<ContentCoding>, ConfigError> {
+        let Some(names) = names else {
+            return Ok(fallback);
+        };
+        let mut out = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            let at = format!("server.compression.{key}[{i}]");
+            let offered: &[&str] = if answer {
+                &["br", "gzip", "zstd"]
+            } else {
+                &["br", "deflate", "gzip", "zstd"]
+            };
+            let coding = ContentCoding::from_token(name)
+                .filter(|c| offered.contains(&c.token()))
+                .ok_or_else(|| {
+                    ConfigError::invalid(
+                        &at,
+                        format!("{name:?} is not one of {}", offered.join(", ")),
+                    )
+                })?;
+            if out.contains(&coding) {
+                return Err(ConfigError::invalid(&at, format!("{name} is listed twice")));
+            }
+            out.push(coding);
+        }
+        Ok(out)
+    };
+    let algorithms = codings("algorithms", raw.algorithms, default.algorithms, true)?;
+    if algorithms.is_empty() {
+        return Err(ConfigError::invalid(
+            "server.compression.algorithms",
+            "at least one coding (to send answers as they are, set enabled: false)",
+        ));
+    }
+    Ok(CompressionConfig {
+        enabled: raw.enabled.unwrap_or(default.enabled),
+        min_bytes: in_range(
+            "server.compression.min_bytes",
+            raw.min_bytes,
+            default.min_bytes as u64,
+            0,
+            1 << 30,
+        )?,
+        algorithms,
+        request_encodings: codings(
+            "request_encodings",
+            raw.request_encodings,
+            default.request_encodings,
+            false,
+        )?,
+    })
+}
+
 pub(super) fn origin_pattern_ok(origin: &str) -> bool {
     let Some((scheme, rest)) = origin.split_once("://") else {
         return false;
@@ -953,6 +1017,50 @@ networks:
             "server.cors.max_age"
         );
         assert_eq!(err_path(&with("    origins: []\n")), "server.cors.origins");
+    }
+
+    #[test]
+    fn compression_settings() {
+        use crate::config::ContentCoding::{Br, Deflate, Gzip, Zstd};
+        let with = |c: &str| format!("server:\n  compression:\n{c}{GOOD}");
+        let c = Config::from_yaml(GOOD).unwrap().server.compression;
+        assert!(c.enabled);
+        assert_eq!(c.min_bytes, 1024);
+        assert_eq!(c.algorithms, vec![Zstd, Br, Gzip]);
+        assert_eq!(c.request_encodings, vec![Gzip, Deflate, Br, Zstd]);
+        let c = Config::from_yaml(&with(
+            "    enabled: false\n    min_bytes: 0\n    algorithms: [gzip, BR]\n    request_encodings: [gzip]\n",
+        ))
+        .unwrap()
+        .server
+        .compression;
+        assert!(!c.enabled);
+        assert_eq!(c.min_bytes, 0);
+        assert_eq!(c.algorithms, vec![Gzip, Br]);
+        assert_eq!(c.request_encodings, vec![Gzip]);
+        for (bad, path) in [
+            ("    algorithms: []\n", "server.compression.algorithms"),
+            (
+                "    algorithms: [gzip, lz4]\n",
+                "server.compression.algorithms[1]",
+            ),
+            (
+                "    algorithms: [deflate]\n",
+                "server.compression.algorithms[0]",
+            ),
+            (
+                "    algorithms: [br, br]\n",
+                "server.compression.algorithms[1]",
+            ),
+            (
+                "    request_encodings: [compress]\n",
+                "server.compression.request_encodings[0]",
+            ),
+            ("    min_bytes: -1\n", "server.compression.min_bytes"),
+            ("    level: 9\n", "server.compression.level"),
+        ] {
+            assert_eq!(err_path(&with(bad)), path, "{bad}");
+        }
     }
 
     #[test]

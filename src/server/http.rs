@@ -21,11 +21,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use super::calls::{self, RequestId, X_REQUEST_ID};
+use super::compression::{self, Inflater};
 use super::cors;
 use super::linger::{self, Linger};
 use super::rescue::{self, HttpRefusal};
 use super::served;
 use super::{ws, ConnHold, Gateway};
+use crate::config::ContentCoding;
 use crate::jsonrpc::{error_response, Id};
 use crate::metrics::metrics;
 
@@ -45,6 +47,7 @@ pub(super) async fn handle(
         return Ok(response);
     }
     let origin = cors::allowed_origin(cors, req.headers());
+    let compressing = gateway.routes().limits.compression.enabled;
     let mut response = match serve(&gateway, peer, req, hold, &request_id).await {
         Ok(response) => response,
         Err(refusal) => {
@@ -85,6 +88,9 @@ pub(super) async fn handle(
     if let Some(origin) = origin {
         cors::decorate(response.headers_mut(), origin);
     }
+    if compressing {
+        compression::vary(response.headers_mut());
+    }
     metrics().http_response(response.status());
     Ok(response)
 }
@@ -121,6 +127,10 @@ async fn serve(
     if !json_content_type(req.headers().get(header::CONTENT_TYPE)) {
         return Err(HttpRefusal::UnsupportedMediaType);
     }
+    let compression = &routes.limits.compression;
+    let coding = compression::request_coding(&compression.request_encodings, req.headers())
+        .map_err(|e| HttpRefusal::UnsupportedEncoding(e.0))?;
+    let answer_coding = compression::negotiate(compression, req.headers());
     let policy = &routes.policy;
     let caller = policy
         .identify(peer.ip(), req.headers(), path_key)
@@ -150,7 +160,7 @@ async fn serve(
     let read = {
         // A small body usually came with the headers: taken at once, without
         // arming the read timer.
-        let mut read = std::pin::pin!(read_body(&mut incoming, limit));
+        let mut read = std::pin::pin!(read_body(&mut incoming, limit, coding));
         match read.as_mut().now_or_never() {
             Some(done) => done,
             None => tokio::time::timeout(routes.limits.body_read_timeout, read)
@@ -169,7 +179,17 @@ async fn serve(
     let answered = calls::answer_message(&routes, network, &caller, &body, None, request_id).await;
     let (status, answer, retry_after) = (answered.status, answered.body, answered.retry_after);
     let mut response = match answer {
-        Some(body) => json(status, body),
+        Some(body) => {
+            let (body, used) = compression::encode_answer(compression, answer_coding, body).await;
+            let mut response = json(status, body);
+            if let Some(used) = used {
+                response.headers_mut().insert(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_static(used.token()),
+                );
+            }
+            response
+        }
         None => empty(status),
     };
     served::decorate(response.headers_mut(), &answered.served);
@@ -181,15 +201,38 @@ async fn serve(
     Ok(response)
 }
 
-/// The whole body, at most `limit` bytes. A body that arrives in one frame
-/// (a small call, sent with its headers) is kept as it came, without a copy.
-async fn read_body(body: &mut Incoming, limit: usize) -> Result<Bytes, HttpRefusal> {
+/// The whole body, at most `limit` bytes, decoded when it came with a
+/// `coding` (then at most `limit` bytes on the wire and `limit` decoded). A
+/// body that arrives in one frame (a small call, sent with its headers) is
+/// kept as it came, without a copy.
+async fn read_body(
+    body: &mut Incoming,
+    limit: usize,
+    coding: Option<ContentCoding>,
+) -> Result<Bytes, HttpRefusal> {
     let mut whole = Bytes::new();
     let mut joined: Option<BytesMut> = None;
+    let mut inflater = match coding {
+        Some(coding) => {
+            Some(Inflater::new(coding, limit).map_err(|e| inflate_refusal(e, coding, limit))?)
+        }
+        None => None,
+    };
+    let mut wire = 0usize;
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(|_| HttpRefusal::BodyRead)?.into_data() else {
             continue; // trailers
         };
+        if let (Some(inflater), Some(coding)) = (&mut inflater, coding) {
+            wire += data.len();
+            if wire > limit {
+                return Err(HttpRefusal::TooLarge { limit });
+            }
+            inflater
+                .feed(&data)
+                .map_err(|e| inflate_refusal(e, coding, limit))?;
+            continue;
+        }
         let len = joined.as_ref().map_or(whole.len(), BytesMut::len) + data.len();
         if len > limit {
             return Err(HttpRefusal::TooLarge { limit });
@@ -205,7 +248,23 @@ async fn read_body(body: &mut Incoming, limit: usize) -> Result<Bytes, HttpRefus
             }
         }
     }
+    if let (Some(inflater), Some(coding)) = (inflater, coding) {
+        return inflater
+            .finish()
+            .map_err(|e| inflate_refusal(e, coding, limit));
+    }
     Ok(joined.map_or(whole, BytesMut::freeze))
+}
+
+fn inflate_refusal(
+    e: compression::InflateError,
+    coding: ContentCoding,
+    limit: usize,
+) -> HttpRefusal {
+    match e {
+        compression::InflateError::TooLarge => HttpRefusal::TooLarge { limit },
+        compression::InflateError::Corrupt => HttpRefusal::BodyNotDecoded(coding.token()),
+    }
 }
 
 /// Whole seconds, rounded up, at least 1.

@@ -18,6 +18,7 @@
 
 pub mod admin;
 mod calls;
+pub mod compression;
 mod cors;
 mod gateway;
 mod heavy;

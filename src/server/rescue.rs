@@ -126,6 +126,10 @@ pub(super) enum HttpRefusal {
     Unauthorized(Refusal),
     MethodNotAllowed,
     UnsupportedMediaType,
+    /// A `Content-Encoding` the gateway does not decode (or several).
+    UnsupportedEncoding(String),
+    /// A body that is not a valid stream of its `Content-Encoding`.
+    BodyNotDecoded(&'static str),
     TooLarge {
         limit: usize,
     },
@@ -158,10 +162,24 @@ pub(super) fn http(r: &HttpRefusal) -> (ErrorObject, StatusCode) {
             ),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
+        HttpRefusal::UnsupportedEncoding(what) => (
+            ErrorObject::new(
+                code::INVALID_REQUEST,
+                format!("content encoding {what:?} is not supported here (see server.compression.request_encodings)"),
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        HttpRefusal::BodyNotDecoded(coding) => (
+            ErrorObject::new(
+                code::PARSE_ERROR,
+                format!("the request body is not valid {coding} data"),
+            ),
+            StatusCode::BAD_REQUEST,
+        ),
         HttpRefusal::TooLarge { limit } => (
             ErrorObject::new(
                 code::INVALID_REQUEST,
-                format!("request body is larger than {limit} bytes"),
+                format!("request body is larger than {limit} bytes (decoded, if it came compressed)"),
             ),
             StatusCode::PAYLOAD_TOO_LARGE,
         ),

@@ -58,7 +58,11 @@ async fn any_origin_by_default() {
         header(&reply.headers, "access-control-allow-origin"),
         Some(origin)
     );
-    assert_eq!(header(&reply.headers, "vary"), Some("origin"));
+    // One Vary header: CORS's origin, and compression's accept-encoding.
+    assert_eq!(
+        header(&reply.headers, "vary"),
+        Some("origin, accept-encoding")
+    );
     let exposed = header(&reply.headers, "access-control-expose-headers").unwrap();
     assert!(
         exposed.contains("x-request-id") && exposed.contains("retry-after"),

@@ -6,6 +6,7 @@
 
 mod cache;
 mod cache_mix;
+mod compression;
 mod cors;
 mod discovery;
 mod envelope;

@@ -119,8 +119,9 @@ async fn readiness_follows_the_fleet_and_status_shows_each_backend() {
     .await;
 }
 
-/// The rpcgate binary, serving `config`; returns the child and its two addresses.
-fn spawn_rpcgate(
+/// The rpcgate binary, serving `config`; returns the child and its two
+/// addresses (also used by `compression` to read a real process's RSS).
+pub(crate) fn spawn_rpcgate(
     config: &std::path::Path,
     extra: &[&str],
 ) -> (std::process::Child, String, String) {
