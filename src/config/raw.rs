@@ -168,6 +168,7 @@ pub(super) struct RawHead {
     pub finality_poll_interval: Option<String>,
     pub syncing_poll_interval: Option<String>,
     pub probe_timeout: Option<String>,
+    pub fallback_probe_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,4 +178,6 @@ pub(super) struct RawUpstream {
     pub http: Option<String>,
     pub ws: Option<String>,
     pub headers: Option<std::collections::BTreeMap<String, String>>,
+    pub tier: Option<String>,
+    pub state_history: Option<u64>,
 }

@@ -10,7 +10,7 @@ use super::raw::{
 };
 use super::{
     parse_duration, CacheConfig, Config, ConfigError, DiscoverConfig, HeadConfig, LogConfig,
-    NetworkConfig, RedisConfig, ServerLimits, UpstreamConfig, CACHE_CANON_WINDOW,
+    NetworkConfig, RedisConfig, ServerLimits, Tier, UpstreamConfig, CACHE_CANON_WINDOW,
 };
 
 pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8545";
@@ -34,6 +34,10 @@ pub(super) const DEFAULT_METHOD_TIMEOUTS: [(&str, Duration); 2] = [
     ("debug_*", Duration::from_secs(120)),
     ("trace_*", Duration::from_secs(120)),
 ];
+/// A fallback (often a paid provider) is probed this rarely while primaries serve.
+pub(super) const DEFAULT_FALLBACK_PROBE_INTERVAL: Duration = Duration::from_secs(60);
+/// `state_history` above this is a typo: an archive node is written by leaving it out.
+pub(super) const MAX_STATE_HISTORY: u64 = 1 << 40;
 pub(super) const DEFAULT_CACHE_MAX_BYTES: u64 = 256 * 1024 * 1024;
 pub(super) const DEFAULT_CACHE_MAX_ENTRY_BYTES: u64 = 1024 * 1024;
 /// Deeper than this, blocks leave the cache's window of tracked hashes
@@ -281,6 +285,12 @@ fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig,
         }
         upstreams.push(up);
     }
+    if discover.is_empty() && upstreams.iter().all(|u| u.tier == Tier::Fallback) {
+        return Err(ConfigError::invalid(
+            at("upstreams"),
+            "every upstream is tier: fallback; at least one must be primary (fallbacks serve only when no primary can)",
+        ));
+    }
     Ok(NetworkConfig {
         name: name.to_string(),
         chain_id,
@@ -492,6 +502,11 @@ fn head(at: &str, raw: RawHead) -> Result<HeadConfig, ConfigError> {
             raw.probe_timeout.as_deref(),
             Duration::from_secs(2),
         )?,
+        fallback_probe_interval: duration(
+            &key("fallback_probe_interval"),
+            raw.fallback_probe_interval.as_deref(),
+            DEFAULT_FALLBACK_PROBE_INTERVAL,
+        )?,
     })
 }
 
@@ -523,11 +538,33 @@ fn upstream(at: &str, raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
         value.set_sensitive(true);
         headers.insert(name, value);
     }
+    let tier = match raw.tier.as_deref() {
+        None | Some("primary") => Tier::Primary,
+        Some("fallback") => Tier::Fallback,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                format!("{at}.tier"),
+                format!("{other:?} is not a tier: use primary (the default) or fallback"),
+            ))
+        }
+    };
+    let state_history = match raw.state_history {
+        None => None,
+        Some(n) => Some(in_range(
+            &format!("{at}.state_history"),
+            Some(n),
+            n,
+            0,
+            MAX_STATE_HISTORY,
+        )? as u64),
+    };
     Ok(UpstreamConfig {
         name,
         http,
         ws,
         headers,
+        tier,
+        state_history,
     })
 }
 

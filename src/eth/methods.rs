@@ -7,6 +7,9 @@
 //! - its cost in compute units (methods without one cost the configured
 //!   `policy.default_cost`, and [`COST_GLOBS`] price whole families);
 //! - whether it is open to every caller by default (`open`);
+//! - whether it reads state at its block (`reads_state`, written with `s`
+//!   instead of `m`): a pruned node keeps only recent state, so the router
+//!   sends an old block's state reads only to nodes that still hold it;
 //! - and, by being here at all, that it gets a metric label of its own
 //!   (anything else a caller invents is counted as `other`).
 //!
@@ -91,6 +94,10 @@ pub struct Method {
     pub cost: Option<u32>,
     /// Open to every caller unless a client's rules say otherwise.
     pub open: bool,
+    /// Reads the state (accounts, code, storage) at its block argument: only
+    /// a node that still holds that block's state can answer it (see the
+    /// router's state filter); a pruned node answers `missing trie node`.
+    pub reads_state: bool,
 }
 
 const fn m(
@@ -106,6 +113,21 @@ const fn m(
         caching,
         cost,
         open,
+        reads_state: false,
+    }
+}
+
+/// [`m`] for a method that reads state at its block argument.
+const fn s(
+    name: &'static str,
+    block: BlockArg,
+    caching: Caching,
+    cost: Option<u32>,
+    open: bool,
+) -> Method {
+    Method {
+        reads_state: true,
+        ..m(name, block, caching, cost, open)
     }
 }
 
@@ -138,26 +160,26 @@ pub const METHODS: &[Method] = &[
     m("eth_feeHistory", B::At(1), C::Present, Some(10), true),
     m("eth_blobBaseFee", B::None, C::Present, Some(10), true),
     // accounts and execution
-    m("eth_getBalance", B::At(1), C::StateAtBlock, Some(15), true),
-    m(
+    s("eth_getBalance", B::At(1), C::StateAtBlock, Some(15), true),
+    s(
         "eth_getTransactionCount",
         B::At(1),
         C::StateAtBlock,
         Some(15),
         true,
     ),
-    m("eth_getCode", B::At(1), C::StateAtBlock, Some(15), true),
-    m(
+    s("eth_getCode", B::At(1), C::StateAtBlock, Some(15), true),
+    s(
         "eth_getStorageAt",
         B::At(2),
         C::StateAtBlock,
         Some(15),
         true,
     ),
-    m("eth_getProof", B::At(2), C::Never, Some(50), true),
+    s("eth_getProof", B::At(2), C::Never, Some(50), true),
     m("eth_getAccount", B::None, C::Never, None, true),
     m("eth_getAccountInfo", B::None, C::Never, None, true),
-    m(
+    s(
         "eth_call",
         B::AtOrLatest(1),
         C::StateAtBlock,
@@ -165,14 +187,14 @@ pub const METHODS: &[Method] = &[
         true,
     ),
     m("eth_callMany", B::None, C::Never, Some(100), true),
-    m(
+    s(
         "eth_estimateGas",
         B::AtOrLatest(1),
         C::Present,
         Some(50),
         true,
     ),
-    m(
+    s(
         "eth_createAccessList",
         B::AtOrLatest(1),
         C::Never,
@@ -440,6 +462,21 @@ mod tests {
         for name in ["eth_sign", "eth_sendTransaction", "eth_accounts"] {
             assert!(!lookup(name).unwrap().1.open, "{name}");
         }
+    }
+
+    #[test]
+    fn state_reads_take_a_block_at_a_fixed_position() {
+        let state: Vec<_> = METHODS.iter().filter(|m| m.reads_state).collect();
+        assert!(state.len() >= 8, "{state:?}");
+        for m in state {
+            assert!(
+                matches!(m.block, BlockArg::At(_) | BlockArg::AtOrLatest(_)),
+                "{}",
+                m.name
+            );
+        }
+        assert!(lookup("eth_getProof").unwrap().1.reads_state);
+        assert!(!lookup("eth_getBlockByNumber").unwrap().1.reads_state);
     }
 
     #[test]

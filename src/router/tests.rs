@@ -100,6 +100,8 @@ fn backend(name: &str, url: &str, eject_after: u32) -> Arc<Backend> {
         http: url.parse().unwrap(),
         ws: None,
         headers: Default::default(),
+        tier: Default::default(),
+        state_history: None,
     };
     Backend::new("router-test", &cfg, http_client(), 1 << 20, eject_after)
 }
@@ -125,6 +127,7 @@ pub(super) fn views_of(backends: &[Arc<Backend>]) -> Vec<BackendView> {
             },
             head: 10,
             ineligible: None,
+            state_history: None,
         })
         .collect()
 }
@@ -155,6 +158,7 @@ async fn read(
         method,
         params: Some(r#"["0x01"]"#),
         min_head: 10,
+        state_at: None,
     };
     forward_with(target, view, call, &mut Rng::with_seed(5)).await
 }

@@ -7,6 +7,17 @@
 //! **Eligible**: reachable, on the configured chain, not syncing, not ejected,
 //! and with a head within `max_lag_blocks` of the best head.
 //!
+//! **Tiers**: a `tier: fallback` backend is in standby (not eligible, and
+//! its head counts for nothing) while a primary can serve: one is eligible,
+//! or has not been probed yet (so a starting gateway does not wake its
+//! fallbacks). When none can, the fallbacks are judged like primaries and
+//! serve; the view says so (`fallback_serving`) and tells each fallback's
+//! head tracker, which probes it at full pace only then (`set_standby`).
+//!
+//! **State history**: each backend's window of state (configured or learned
+//! from its "missing trie node" answers, see `Backend::lacks_state`) is
+//! copied into the view, so the router's state filter reads the snapshot.
+//!
 //! **Served head** (what `latest` means to clients): the second-highest head
 //! among eligible backends (the highest when only one is eligible), and never
 //! lower than before. Requiring two holders costs the few milliseconds a block
@@ -23,6 +34,7 @@ use tokio::sync::{watch, Notify};
 
 use super::client::Backend;
 use super::head::{ChainCheck, HeadState};
+use crate::config::Tier;
 
 /// Why a backend is not eligible.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +46,8 @@ pub enum Ineligible {
     NoHead,
     Ejected,
     Lagging { behind: u64 },
+    /// A fallback, idle while a primary can serve.
+    Standby,
 }
 
 impl std::fmt::Display for Ineligible {
@@ -46,6 +60,7 @@ impl std::fmt::Display for Ineligible {
             Ineligible::NoHead => f.write_str("no head yet"),
             Ineligible::Ejected => f.write_str("ejected after failed requests"),
             Ineligible::Lagging { behind } => write!(f, "lagging {behind} blocks"),
+            Ineligible::Standby => f.write_str("fallback, idle while a primary serves"),
         }
     }
 }
@@ -57,11 +72,20 @@ pub struct BackendView {
     /// The head number (0 when unknown).
     pub head: u64,
     pub ineligible: Option<Ineligible>,
+    /// Blocks of state kept below its head (`Backend::state_history` when
+    /// the view was built); `None`: not known to lack any.
+    pub state_history: Option<u64>,
 }
 
 impl BackendView {
     pub fn eligible(&self) -> bool {
         self.ineligible.is_none()
+    }
+
+    /// Whether it holds the state of block `block`, as far as is known.
+    pub fn holds_state(&self, block: u64) -> bool {
+        self.state_history
+            .is_none_or(|kept| block.saturating_add(kept) >= self.head)
     }
 }
 
@@ -73,11 +97,21 @@ pub struct NetworkView {
     pub served_head: Option<u64>,
     pub safe: Option<u64>,
     pub finalized: Option<u64>,
+    /// No primary can serve: the fallbacks do.
+    pub fallback_serving: bool,
 }
 
 impl NetworkView {
     pub fn eligible(&self) -> impl Iterator<Item = &BackendView> {
         self.backends.iter().filter(|b| b.eligible())
+    }
+
+    /// Tells each fallback whether it serves, so that its head tracker
+    /// probes it at full pace only then.
+    pub fn tell_fallbacks(&self) {
+        for b in &self.backends {
+            b.backend.set_standby(!self.fallback_serving);
+        }
     }
 }
 
@@ -127,7 +161,9 @@ pub async fn run(
             .iter_mut()
             .map(|t| (t.backend.clone(), t.state.borrow_and_update().clone()))
             .collect();
-        out.store(Arc::new(build(states, max_lag, &mut carry)));
+        let view = build(states, max_lag, &mut carry);
+        view.tell_fallbacks();
+        out.store(Arc::new(view));
         published.send_replace(());
         if tracked.is_empty() {
             refresh.notified().await;
@@ -168,28 +204,46 @@ pub fn build(
         ejected.then_some(Ineligible::Ejected)
     };
     let head_of = |s: &HeadState| s.latest.as_ref().map_or(0, |l| l.number);
-    let best_head = states
+    let primary = |b: &Backend| b.tier == Tier::Primary;
+    let primary_can_serve = states
         .iter()
         .zip(&ejected)
-        .filter(|((_, s), e)| base(s, **e).is_none())
+        .any(|((b, s), e)| primary(b) && (base(s, *e).is_none() || s.starting()));
+    let fallback_serving = !primary_can_serve && states.iter().any(|(b, _)| !primary(b));
+    // Before the lag check: what keeps a backend out whatever the heads.
+    let before_lag: Vec<Option<Ineligible>> = states
+        .iter()
+        .zip(&ejected)
+        .map(|((b, s), e)| {
+            base(s, *e).or_else(|| {
+                (!primary(b) && !fallback_serving).then_some(Ineligible::Standby)
+            })
+        })
+        .collect();
+    let best_head = states
+        .iter()
+        .zip(&before_lag)
+        .filter(|(_, out)| out.is_none())
         .map(|((_, s), _)| head_of(s))
         .max();
     let backends: Vec<BackendView> = states
         .into_iter()
-        .zip(ejected)
-        .map(|((backend, state), ejected)| {
+        .zip(before_lag)
+        .map(|((backend, state), out)| {
             let head = head_of(&state);
-            let ineligible = base(&state, ejected).or_else(|| {
+            let ineligible = out.or_else(|| {
                 let best = best_head.unwrap_or(0);
                 (head + max_lag < best).then_some(Ineligible::Lagging {
                     behind: best - head,
                 })
             });
+            let state_history = backend.state_history();
             BackendView {
                 backend,
                 state,
                 head,
                 ineligible,
+                state_history,
             }
         })
         .collect();
@@ -231,6 +285,7 @@ pub fn build(
         served_head: carry.served,
         safe: carry.safe,
         finalized: carry.finalized,
+        fallback_serving,
     }
 }
 
@@ -246,6 +301,8 @@ mod tests {
             http: "http://127.0.0.1:1".parse().unwrap(),
             ws: None,
             headers: Default::default(),
+            tier: Default::default(),
+            state_history: None,
         };
         Backend::new("test", &cfg, crate::upstream::http_client(), 1 << 20, 3)
     }
