@@ -292,16 +292,20 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::UpstreamConfig;
+    use crate::config::{Tier, UpstreamConfig};
     use crate::upstream::head::BlockId;
 
     fn backend(name: &str) -> Arc<Backend> {
+        backend_in(name, Tier::Primary)
+    }
+
+    fn backend_in(name: &str, tier: Tier) -> Arc<Backend> {
         let cfg = UpstreamConfig {
             name: name.into(),
             http: "http://127.0.0.1:1".parse().unwrap(),
             ws: None,
             headers: Default::default(),
-            tier: Default::default(),
+            tier,
             state_history: None,
         };
         Backend::new("test", &cfg, crate::upstream::http_client(), 1 << 20, 3)
@@ -401,5 +405,70 @@ mod tests {
         assert_eq!(v.backends[1].ineligible, Some(Ineligible::Syncing));
         assert_eq!(v.best_head, Some(4));
         assert_eq!(v.served_head, Some(4));
+    }
+
+    #[tokio::test]
+    async fn a_fallback_serves_only_when_no_primary_can_and_its_head_counts_only_then() {
+        let (p0, p1, fb) = (
+            backend("p0"),
+            backend("p1"),
+            backend_in("fb", Tier::Fallback),
+        );
+        let down = |n| {
+            let mut s = at(n, "x", 0);
+            s.reachable = false;
+            s.last_error = Some("refused".into());
+            s
+        };
+        let mut carry = ServedHead::default();
+        let mut v = |p0s: HeadState, p1s: HeadState, fbs: HeadState| {
+            let v = build(
+                vec![(p0.clone(), p0s), (p1.clone(), p1s), (fb.clone(), fbs)],
+                2,
+                &mut carry,
+            );
+            v.tell_fallbacks();
+            v
+        };
+        // Starting: no primary probed yet, so the fallback is not woken.
+        let starting = HeadState {
+            latest: None,
+            reachable: false,
+            chain: ChainCheck::Unknown,
+            ..at(0, "", 0)
+        };
+        let view = v(starting.clone(), starting, at(3, "f", 0));
+        assert!(!view.fallback_serving);
+        assert_eq!(view.backends[2].ineligible, Some(Ineligible::Standby));
+        assert_eq!(view.served_head, None);
+        // Primaries serve: the fallback's higher head neither lags it nor counts.
+        let view = v(at(10, "a", 0), at(10, "a", 0), at(20, "f", 0));
+        assert_eq!(view.backends[2].ineligible, Some(Ineligible::Standby));
+        assert_eq!((view.best_head, view.served_head), (Some(10), Some(10)));
+        assert!(fb.in_standby());
+        // Both primaries down: the fallback serves, and its head counts.
+        let view = v(down(10), down(10), at(12, "f", 0));
+        assert!(view.fallback_serving);
+        assert!(view.backends[2].eligible());
+        assert_eq!(view.served_head, Some(12));
+        assert!(!fb.in_standby(), "its tracker is told to track it at full pace");
+        // One primary back: standby again.
+        let view = v(at(12, "b", 0), down(10), at(13, "f", 0));
+        assert!(!view.fallback_serving);
+        assert_eq!(view.backends[2].ineligible, Some(Ineligible::Standby));
+        assert_eq!(view.eligible().count(), 1);
+        assert!(fb.in_standby());
+    }
+
+    #[tokio::test]
+    async fn the_state_window_is_copied_into_the_view() {
+        let b = backend("pruned");
+        assert!(b.lacks_state(3, 10));
+        assert!(!b.lacks_state(2, 10), "a wider window teaches nothing new");
+        let v = build(vec![(b.clone(), at(10, "x", 0))], 2, &mut ServedHead::default());
+        assert_eq!(v.backends[0].state_history, Some(6));
+        assert!(v.backends[0].holds_state(4));
+        assert!(!v.backends[0].holds_state(3));
+        assert_eq!(b.missing_state_answers(), 2);
     }
 }
