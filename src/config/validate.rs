@@ -717,17 +717,26 @@ networks:
         let n = &c.networks[0];
         assert_eq!(n.upstreams[0].tier, Tier::Primary);
         assert_eq!(n.upstreams[0].state_history, None);
-        assert_eq!(n.head.fallback_probe_interval, std::time::Duration::from_secs(60));
+        assert_eq!(
+            n.head.fallback_probe_interval,
+            std::time::Duration::from_secs(60)
+        );
         let y = GOOD.replace(
             "        http: http://127.0.0.1:9546\n",
             "        http: http://127.0.0.1:9546\n        tier: fallback\n        state_history: 128\n",
         );
-        let y = y.replace("    upstreams:", "    head:\n      fallback_probe_interval: 5m\n    upstreams:");
+        let y = y.replace(
+            "    upstreams:",
+            "    head:\n      fallback_probe_interval: 5m\n    upstreams:",
+        );
         let c = Config::from_yaml(&y).unwrap();
         let n = &c.networks[0];
         assert_eq!(n.upstreams[1].tier, Tier::Fallback);
         assert_eq!(n.upstreams[1].state_history, Some(128));
-        assert_eq!(n.head.fallback_probe_interval, std::time::Duration::from_secs(300));
+        assert_eq!(
+            n.head.fallback_probe_interval,
+            std::time::Duration::from_secs(300)
+        );
 
         let bad_tier = GOOD.replace(
             "        http: http://127.0.0.1:9546\n",
@@ -738,9 +747,15 @@ networks:
             "        http: http://127.0.0.1:9546\n",
             "        http: http://127.0.0.1:9546\n        state_history: 9999999999999\n",
         );
-        assert_eq!(err_path(&huge), "networks.mainnet.upstreams[1].state_history");
+        assert_eq!(
+            err_path(&huge),
+            "networks.mainnet.upstreams[1].state_history"
+        );
         let zero = y.replace("fallback_probe_interval: 5m", "fallback_probe_interval: 0s");
-        assert_eq!(err_path(&zero), "networks.mainnet.head.fallback_probe_interval");
+        assert_eq!(
+            err_path(&zero),
+            "networks.mainnet.head.fallback_probe_interval"
+        );
         let only_fallbacks = "networks:\n  m:\n    chain_id: 1\n    upstreams:\n      - name: p\n        http: http://127.0.0.1:1\n        tier: fallback\n";
         assert_eq!(err_path(only_fallbacks), "networks.m.upstreams");
     }

@@ -242,7 +242,10 @@ mod tests {
         assert_eq!(at("eth_getBalance", r#"["0xab","pending"]"#), Some(0x20));
         assert_eq!(at("eth_call", r#"[{"to":"0xab"}]"#), Some(0x20));
         assert_eq!(
-            at("eth_getStorageAt", r#"["0xab","0x0",{"blockNumber":"0x7"}]"#),
+            at(
+                "eth_getStorageAt",
+                r#"["0xab","0x0",{"blockNumber":"0x7"}]"#
+            ),
             Some(7)
         );
         assert_eq!(at("eth_getBalance", r#"["0xab","finalized"]"#), None);

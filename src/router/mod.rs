@@ -203,14 +203,23 @@ async fn attempt(
         candidates.retain(|c| !std::ptr::eq(*c, choice));
         let (res, ejected_now) = choice
             .backend
-            .call(call.method, call.params, target.config.timeout_for(call.method))
+            .call(
+                call.method,
+                call.params,
+                target.config.timeout_for(call.method),
+            )
             .await;
         let error = match res {
             Ok(reply) if lacks_state(target, choice, call, &reply) => {
                 last.missing = Some(reply);
                 continue;
             }
-            Ok(reply) => return Ok(reply),
+            Ok(reply) => {
+                if let (Some(block), false) = (call.state_at, reply.is_error()) {
+                    choice.backend.held_state(block, choice.head);
+                }
+                return Ok(reply);
+            }
             Err(error) => error,
         };
         failures += 1;
@@ -229,7 +238,12 @@ async fn attempt(
 
 /// Whether `reply` says `choice` lacks the state of an old block the call
 /// reads; if so, what that teaches is noted (and the view rebuilt with it).
-fn lacks_state(target: Target<'_>, choice: &BackendView, call: &Forward<'_>, reply: &Reply) -> bool {
+fn lacks_state(
+    target: Target<'_>,
+    choice: &BackendView,
+    call: &Forward<'_>,
+    reply: &Reply,
+) -> bool {
     let Some(block) = call.state_at else {
         return false;
     };

@@ -357,7 +357,11 @@ async fn old_state_goes_only_to_nodes_that_hold_it_and_recent_state_everywhere()
             .unwrap();
     }
     let calls = || servers.iter().map(Server::calls).collect::<Vec<_>>();
-    assert_eq!(calls(), [0, 0, 60], "block 5 is 5 deep: only the archive holds it");
+    assert_eq!(
+        calls(),
+        [0, 0, 60],
+        "block 5 is 5 deep: only the archive holds it"
+    );
     // Block 6 is 4 deep: every node holds it, and P2C spreads the reads.
     for seed in 0..300 {
         // Equal loads, so the spread is P2C's alone (real round trips vary).
@@ -375,7 +379,9 @@ async fn old_state_goes_only_to_nodes_that_hold_it_and_recent_state_everywhere()
         "{spread:?}"
     );
     // No filter for a call that reads no state.
-    assert!(read(&config, &ups, &v, "eth_getBlockByNumber").await.is_ok());
+    assert!(read(&config, &ups, &v, "eth_getBlockByNumber")
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
@@ -394,24 +400,27 @@ async fn a_missing_state_answer_teaches_the_window_and_is_retried_at_once() {
         .unwrap();
     assert_eq!(reply.raw(), br#""0x2a""#);
     assert_eq!((pruned.calls(), archive.calls()), (1, 1));
-    // Lacking block 3 at head 10: it keeps at most 6 blocks, and is no failure.
-    assert_eq!(bs[0].state_history(), Some(6));
+    // Lacking block 3 at head 10 (7 deep): taken as keeping 3, and no failure.
+    assert_eq!(bs[0].state_history(), Some(3));
     assert_eq!(bs[0].missing_state_answers(), 1);
     assert!(!bs[0].is_ejected());
     assert_eq!(bs[1].state_history(), None);
-    // The next view carries the window: reads of block 3 skip the pruned
-    // node though it is the cheaper; block 4 (6 deep) is still its.
+    // The next view carries the window: reads of blocks 3 to 6 skip the
+    // pruned node though it is the cheaper; block 7 (3 deep) is still its.
     let v = view(&bs);
+    for block in 3..=6 {
+        order(&bs[0], &bs[1]);
+        read_state(&config, &ups, &v, "eth_getBalance", Some(block), 5)
+            .await
+            .unwrap();
+    }
+    assert_eq!((pruned.calls(), archive.calls()), (1, 5));
     order(&bs[0], &bs[1]);
-    read_state(&config, &ups, &v, "eth_getBalance", Some(3), 5)
-        .await
-        .unwrap();
-    assert_eq!((pruned.calls(), archive.calls()), (1, 2));
-    let answer = read_state(&config, &ups, &v, "eth_getBalance", Some(4), 5).await;
+    let answer = read_state(&config, &ups, &v, "eth_getBalance", Some(7), 5).await;
     assert_eq!(answer.unwrap().raw(), br#""0x2a""#);
-    assert_eq!((pruned.calls(), archive.calls()), (2, 3));
-    // The window only narrows: 4 at head 10 teaches 5.
-    assert_eq!(bs[0].state_history(), Some(5));
+    assert_eq!((pruned.calls(), archive.calls()), (2, 6));
+    // The window only narrows: lacking block 7 (3 deep) teaches 1.
+    assert_eq!(bs[0].state_history(), Some(1));
     // A missing-state answer at the node's own head is not about pruning:
     // passed on as the node's answer, nothing learned.
     let alone = [backend("pruned-alone", &pruned.url, 1)];
@@ -490,12 +499,16 @@ async fn a_fallback_is_idle_while_a_primary_answers_and_serves_when_every_primar
     // No primary in the view at all (the ejected ones are no candidates):
     // the fallback still serves rather than a "no backend" error.
     let gone = [backend("gone", &failing[0].url, 1)];
-    let _ = gone[0].call("eth_chainId", None, Duration::from_secs(1)).await;
+    let _ = gone[0]
+        .call("eth_chainId", None, Duration::from_secs(1))
+        .await;
     assert!(gone[0].is_ejected());
     let bs = [
         gone[0].clone(),
         backend_as("fallback", &fallback.url, 10, Tier::Fallback, None),
     ];
-    assert!(read(&config, &ups, &view(&bs), "eth_getBalance").await.is_ok());
+    assert!(read(&config, &ups, &view(&bs), "eth_getBalance")
+        .await
+        .is_ok());
     assert_eq!(fallback.calls(), 2);
 }

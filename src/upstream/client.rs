@@ -195,9 +195,11 @@ pub struct Backend {
     pub tier: Tier,
     /// `state_history` from the config, else [`UNKNOWN_HISTORY`].
     configured_history: u64,
-    /// The lowest window its "missing state" answers have shown (blocks of
-    /// state kept below its head), else [`UNKNOWN_HISTORY`]; only lowered.
+    /// The window its "missing state" answers have taught (blocks of state
+    /// kept below its head), else [`UNKNOWN_HISTORY`]; only lowered.
     learned_history: AtomicU64,
+    /// The deepest state read it answered (blocks below its head then).
+    proven_history: AtomicU64,
     /// State reads it answered with "missing state" (retried elsewhere).
     missing_state: AtomicU64,
     /// For a fallback: idle while primaries serve (set by the view builder).
@@ -230,6 +232,7 @@ impl Backend {
             tier: cfg.tier,
             configured_history: cfg.state_history.unwrap_or(UNKNOWN_HISTORY),
             learned_history: AtomicU64::new(UNKNOWN_HISTORY),
+            proven_history: AtomicU64::new(0),
             missing_state: AtomicU64::new(0),
             standby: AtomicBool::new(cfg.tier == Tier::Fallback),
             standby_changed: tokio::sync::Notify::new(),
@@ -245,14 +248,33 @@ impl Backend {
         (kept != UNKNOWN_HISTORY).then_some(kept)
     }
 
-    /// Notes that it lacked the state of block `block` while at head `head`:
-    /// it keeps at most `head - block - 1` blocks below its head. Returns
-    /// whether that lowered what was known (the view should be rebuilt).
+    /// Notes that it lacked the state of block `block` while at head `head`
+    /// (depth `d = head - block`): it keeps fewer than `d` blocks. The
+    /// window is then taken as half of that, but never below a depth it has
+    /// served (see [`Backend::held_state`]): stepping down by one block at a
+    /// time would let a client walking forward through history (an indexer,
+    /// each read one block shallower) hit the pruned node on every read,
+    /// while halving finds the window in a few answers; the cost is that the
+    /// window may be taken up to twice too small, sending some reads to an
+    /// archive node that the pruned one could have served. Returns whether
+    /// that narrowed what was known (the view should be rebuilt).
     pub fn lacks_state(&self, block: u64, head: u64) -> bool {
         self.missing_state.fetch_add(1, Ordering::Relaxed);
-        let kept = head.saturating_sub(block).saturating_sub(1);
+        let depth = head.saturating_sub(block);
+        let served = self.proven_history.load(Ordering::Relaxed);
+        let kept = (depth / 2).max(served.min(depth.saturating_sub(1)));
         let before = self.learned_history.fetch_min(kept, Ordering::Relaxed);
         kept < before && kept < self.configured_history
+    }
+
+    /// Notes that it answered a read of block `block`'s state at head `head`:
+    /// it keeps at least `head - block` blocks, a floor for what
+    /// [`Backend::lacks_state`] learns.
+    pub fn held_state(&self, block: u64, head: u64) {
+        let depth = head.saturating_sub(block);
+        if depth > self.proven_history.load(Ordering::Relaxed) {
+            self.proven_history.fetch_max(depth, Ordering::Relaxed);
+        }
     }
 
     /// State reads it answered with "missing state".
@@ -268,8 +290,7 @@ impl Backend {
     /// Moves a fallback in or out of standby (the view builder decides);
     /// its head tracker is woken to change its pace.
     pub fn set_standby(&self, standby: bool) {
-        if self.tier == Tier::Fallback && self.standby.swap(standby, Ordering::Relaxed) != standby
-        {
+        if self.tier == Tier::Fallback && self.standby.swap(standby, Ordering::Relaxed) != standby {
             self.standby_changed.notify_one();
         }
     }

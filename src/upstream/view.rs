@@ -40,12 +40,16 @@ use crate::config::Tier;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ineligible {
     Unreachable,
-    WrongChain { got: u64 },
+    WrongChain {
+        got: u64,
+    },
     ChainUnchecked,
     Syncing,
     NoHead,
     Ejected,
-    Lagging { behind: u64 },
+    Lagging {
+        behind: u64,
+    },
     /// A fallback, idle while a primary can serve.
     Standby,
 }
@@ -215,9 +219,8 @@ pub fn build(
         .iter()
         .zip(&ejected)
         .map(|((b, s), e)| {
-            base(s, *e).or_else(|| {
-                (!primary(b) && !fallback_serving).then_some(Ineligible::Standby)
-            })
+            base(s, *e)
+                .or_else(|| (!primary(b) && !fallback_serving).then_some(Ineligible::Standby))
         })
         .collect();
     let best_head = states
@@ -451,7 +454,10 @@ mod tests {
         assert!(view.fallback_serving);
         assert!(view.backends[2].eligible());
         assert_eq!(view.served_head, Some(12));
-        assert!(!fb.in_standby(), "its tracker is told to track it at full pace");
+        assert!(
+            !fb.in_standby(),
+            "its tracker is told to track it at full pace"
+        );
         // One primary back: standby again.
         let view = v(at(12, "b", 0), down(10), at(13, "f", 0));
         assert!(!view.fallback_serving);
@@ -463,12 +469,24 @@ mod tests {
     #[tokio::test]
     async fn the_state_window_is_copied_into_the_view() {
         let b = backend("pruned");
-        assert!(b.lacks_state(3, 10));
-        assert!(!b.lacks_state(2, 10), "a wider window teaches nothing new");
-        let v = build(vec![(b.clone(), at(10, "x", 0))], 2, &mut ServedHead::default());
-        assert_eq!(v.backends[0].state_history, Some(6));
-        assert!(v.backends[0].holds_state(4));
-        assert!(!v.backends[0].holds_state(3));
-        assert_eq!(b.missing_state_answers(), 2);
+        // It served state 5 deep: whatever it lacks, it keeps at least 5.
+        b.held_state(95, 100);
+        assert!(b.lacks_state(60, 100), "40 deep: taken as keeping 20");
+        assert!(!b.lacks_state(50, 100), "50 deep teaches nothing new");
+        let v = build(
+            vec![(b.clone(), at(100, "x", 0))],
+            2,
+            &mut ServedHead::default(),
+        );
+        assert_eq!(v.backends[0].state_history, Some(20));
+        assert!(v.backends[0].holds_state(80));
+        assert!(!v.backends[0].holds_state(79));
+        // Halving stops at the depth it served: lacking 8 deep gives 5, not 4.
+        assert!(b.lacks_state(92, 100));
+        assert_eq!(b.state_history(), Some(5));
+        // A depth it served but now lacks: just below that.
+        assert!(b.lacks_state(96, 100));
+        assert_eq!(b.state_history(), Some(3));
+        assert_eq!(b.missing_state_answers(), 4);
     }
 }

@@ -16,6 +16,8 @@ mod metrics;
 mod operations;
 mod policy;
 mod routing;
+mod state_history;
 mod support;
+mod tiers;
 mod transparency;
 mod websocket;
