@@ -91,6 +91,21 @@ pub mod state {
         kind: "gauge",
         help: "Backends that may serve.",
     };
+    pub const FALLBACK_SERVING: StateMetric = StateMetric {
+        name: "rpcgate_fallback_serving",
+        kind: "gauge",
+        help: "1 while no primary upstream can serve and the tier: fallback upstreams do.",
+    };
+    pub const BACKEND_STATE_HISTORY_BLOCKS: StateMetric = StateMetric {
+        name: "rpcgate_backend_state_history_blocks",
+        kind: "gauge",
+        help: "Blocks of state a backend keeps below its head, configured or learned (absent: not known to lack any).",
+    };
+    pub const BACKEND_MISSING_STATE_TOTAL: StateMetric = StateMetric {
+        name: "rpcgate_backend_missing_state_total",
+        kind: "counter",
+        help: "Old-state reads a backend answered with missing state (retried elsewhere, not counted as failures).",
+    };
     pub const CACHE_EVENTS_TOTAL: StateMetric = StateMetric {
         name: "rpcgate_cache_events_total",
         kind: "counter",

@@ -9,6 +9,11 @@
 //!
 //! Calls are counted when they reach the tap, whether a fault answers them or not: the
 //! counters say what the gateway sent, not what the node saw.
+//!
+//! [`Tap::set_state_history`] makes the node look pruned, as a snap or full Geth is:
+//! a state read (`eth_getBalance`, `eth_call`, ...) whose block number is more than
+//! that many blocks below the node's head (asked of the node for each such call) is
+//! answered `missing trie node` without forwarding. anvil itself keeps all state.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -66,6 +71,9 @@ struct Shared {
     /// When set, the fault applies only to bodies that call this method
     /// (the head tracker's probes of other methods pass).
     only: Mutex<Option<&'static str>>,
+    /// Blocks of state the node seems to keep below its head (`None`: all).
+    state_history: Mutex<Option<u64>>,
+    missing_state: AtomicU64,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -94,6 +102,8 @@ impl Tap {
             requests: AtomicU64::new(0),
             fault: Mutex::new(Fault::None),
             only: Mutex::new(None),
+            state_history: Mutex::new(None),
+            missing_state: AtomicU64::new(0),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(Self {
@@ -143,6 +153,17 @@ impl Tap {
 
     pub fn fault(&self) -> Fault {
         *self.shared.fault.lock()
+    }
+
+    /// Makes the node look pruned: state reads of blocks more than `blocks` below its
+    /// head get `missing trie node`. `None` forwards every call again.
+    pub fn set_state_history(&self, blocks: Option<u64>) {
+        *self.shared.state_history.lock() = blocks;
+    }
+
+    /// State reads answered `missing trie node` by [`Tap::set_state_history`] (not reset).
+    pub fn missing_state_answers(&self) -> u64 {
+        self.shared.missing_state.load(Ordering::SeqCst)
     }
 }
 
@@ -209,6 +230,12 @@ async fn relay(
         Fault::Delay(delay) => tokio::time::sleep(delay).await,
         Fault::DropConnection => return Err("tap: injected connection drop".into()),
     }
+    let history = *shared.state_history.lock();
+    if let Some(kept) = history {
+        if let Some(answer) = shared.pruned_answer(&body, kept).await {
+            return Ok(answer);
+        }
+    }
 
     let upstream = Request::post(shared.target.clone())
         .header(header::CONTENT_TYPE, "application/json")
@@ -244,6 +271,70 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The `missing trie node` answer for a single state read of a block more than
+    /// `kept` blocks below the node's head; `None` to forward the call.
+    async fn pruned_answer(&self, body: &[u8], kept: u64) -> Option<Response<Full<Bytes>>> {
+        let call: Value = serde_json::from_slice(body).ok()?;
+        let block = state_block(&call)?;
+        let head = self.node_head().await?;
+        if block.saturating_add(kept) >= head {
+            return None;
+        }
+        self.missing_state.fetch_add(1, Ordering::SeqCst);
+        let answer = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": call.get("id").cloned().unwrap_or(Value::Null),
+            "error": {"code": -32000, "message": "missing trie node 5b2e8c1f0c2d (path ) <nil>"},
+        });
+        let mut response = Response::new(Full::new(Bytes::from(answer.to_string())));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        Some(response)
+    }
+
+    /// The node's head, asked of it.
+    async fn node_head(&self) -> Option<u64> {
+        let ask = Request::post(self.target.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from_static(
+                br#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#,
+            )))
+            .ok()?;
+        let response = self.client.request(ask).await.ok()?;
+        let body = Limited::new(response.into_body(), 4096)
+            .collect()
+            .await
+            .ok()?
+            .to_bytes();
+        let v: Value = serde_json::from_slice(&body).ok()?;
+        quantity(v.get("result")?)
+    }
+}
+
+/// The block number a single state read asks for (a number, bare or as
+/// `{"blockNumber": ...}`); `None` for anything else (tags, hashes, other methods).
+fn state_block(call: &Value) -> Option<u64> {
+    let at = match call.get("method")?.as_str()? {
+        "eth_getBalance"
+        | "eth_getCode"
+        | "eth_getTransactionCount"
+        | "eth_call"
+        | "eth_estimateGas"
+        | "eth_createAccessList" => 1,
+        "eth_getStorageAt" | "eth_getProof" => 2,
+        _ => return None,
+    };
+    let block = call.get("params")?.get(at)?;
+    quantity(block.get("blockNumber").unwrap_or(block))
+}
+
+fn quantity(v: &Value) -> Option<u64> {
+    u64::from_str_radix(v.as_str()?.strip_prefix("0x")?, 16).ok()
+}
+
 /// The method of each call in a body; a body that is not JSON-RPC yields none.
 fn methods_of(body: &[u8]) -> Vec<String> {
     let method = |call: &Value| call.get("method")?.as_str().map(str::to_owned);
@@ -266,7 +357,28 @@ fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
 
 #[cfg(test)]
 mod tests {
-    use super::methods_of;
+    use super::{methods_of, state_block};
+
+    #[test]
+    fn finds_the_block_of_a_state_read() {
+        let block = |body: &str| state_block(&serde_json::from_str(body).unwrap());
+        assert_eq!(
+            block(r#"{"method":"eth_getBalance","params":["0xab","0x1f"]}"#),
+            Some(31)
+        );
+        assert_eq!(
+            block(r#"{"method":"eth_getStorageAt","params":["0xab","0x0",{"blockNumber":"0x2"}]}"#),
+            Some(2)
+        );
+        assert_eq!(
+            block(r#"{"method":"eth_getBalance","params":["0xab","latest"]}"#),
+            None
+        );
+        assert_eq!(
+            block(r#"{"method":"eth_getBlockByNumber","params":["0x1",false]}"#),
+            None
+        );
+    }
 
     #[test]
     fn counts_single_calls_and_batch_entries() {

@@ -333,6 +333,21 @@ pub struct HeadConfig {
     pub finality_poll_interval: Duration,
     pub syncing_poll_interval: Duration,
     pub probe_timeout: Duration,
+    /// How often a `tier: fallback` upstream is probed while primaries
+    /// serve (one `latest` poll, so a paid quota pays little); while it
+    /// serves it is tracked like any other.
+    pub fallback_probe_interval: Duration,
+}
+
+/// Which upstreams serve a network's calls first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tier {
+    /// Serves whenever it can.
+    #[default]
+    Primary,
+    /// Serves only when no primary can: none is eligible, or every primary
+    /// attempt at a call failed (e.g. a hosted provider with a paid quota).
+    Fallback,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -344,6 +359,11 @@ pub struct UpstreamConfig {
     /// Sent with every request to this upstream only (values marked
     /// sensitive: their `Debug` hides them).
     pub headers: http::HeaderMap,
+    pub tier: Tier,
+    /// Blocks of state the node keeps below its head (a snap or full node:
+    /// 128); `None`: unknown, learned from its answers (an archive node
+    /// never teaches a bound).
+    pub state_history: Option<u64>,
 }
 
 impl NetworkConfig {

@@ -182,6 +182,7 @@ pub(super) struct RawHead {
     pub finality_poll_interval: Option<String>,
     pub syncing_poll_interval: Option<String>,
     pub probe_timeout: Option<String>,
+    pub fallback_probe_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,4 +192,6 @@ pub(super) struct RawUpstream {
     pub http: Option<String>,
     pub ws: Option<String>,
     pub headers: Option<std::collections::BTreeMap<String, String>>,
+    pub tier: Option<String>,
+    pub state_history: Option<u64>,
 }

@@ -10,7 +10,7 @@ use super::raw::{
 };
 use super::{
     parse_duration, CacheConfig, CompressionConfig, Config, ConfigError, ContentCoding,
-    DiscoverConfig, HeadConfig, LogConfig, NetworkConfig, RedisConfig, ServerLimits,
+    DiscoverConfig, HeadConfig, LogConfig, NetworkConfig, RedisConfig, ServerLimits, Tier,
     UpstreamConfig, CACHE_CANON_WINDOW,
 };
 
@@ -35,6 +35,10 @@ pub(super) const DEFAULT_METHOD_TIMEOUTS: [(&str, Duration); 2] = [
     ("debug_*", Duration::from_secs(120)),
     ("trace_*", Duration::from_secs(120)),
 ];
+/// A fallback (often a paid provider) is probed this rarely while primaries serve.
+pub(super) const DEFAULT_FALLBACK_PROBE_INTERVAL: Duration = Duration::from_secs(60);
+/// `state_history` above this is a typo: an archive node is written by leaving it out.
+pub(super) const MAX_STATE_HISTORY: u64 = 1 << 40;
 pub(super) const DEFAULT_CACHE_MAX_BYTES: u64 = 256 * 1024 * 1024;
 pub(super) const DEFAULT_CACHE_MAX_ENTRY_BYTES: u64 = 1024 * 1024;
 /// Deeper than this, blocks leave the cache's window of tracked hashes
@@ -307,6 +311,12 @@ fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig,
         }
         upstreams.push(up);
     }
+    if discover.is_empty() && upstreams.iter().all(|u| u.tier == Tier::Fallback) {
+        return Err(ConfigError::invalid(
+            at("upstreams"),
+            "every upstream is tier: fallback; at least one must be primary (fallbacks serve only when no primary can)",
+        ));
+    }
     Ok(NetworkConfig {
         name: name.to_string(),
         chain_id,
@@ -518,6 +528,11 @@ fn head(at: &str, raw: RawHead) -> Result<HeadConfig, ConfigError> {
             raw.probe_timeout.as_deref(),
             Duration::from_secs(2),
         )?,
+        fallback_probe_interval: duration(
+            &key("fallback_probe_interval"),
+            raw.fallback_probe_interval.as_deref(),
+            DEFAULT_FALLBACK_PROBE_INTERVAL,
+        )?,
     })
 }
 
@@ -549,11 +564,33 @@ fn upstream(at: &str, raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
         value.set_sensitive(true);
         headers.insert(name, value);
     }
+    let tier = match raw.tier.as_deref() {
+        None | Some("primary") => Tier::Primary,
+        Some("fallback") => Tier::Fallback,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                format!("{at}.tier"),
+                format!("{other:?} is not a tier: use primary (the default) or fallback"),
+            ))
+        }
+    };
+    let state_history = match raw.state_history {
+        None => None,
+        Some(n) => Some(in_range(
+            &format!("{at}.state_history"),
+            Some(n),
+            n,
+            0,
+            MAX_STATE_HISTORY,
+        )? as u64),
+    };
     Ok(UpstreamConfig {
         name,
         http,
         ws,
         headers,
+        tier,
+        state_history,
     })
 }
 
@@ -759,6 +796,56 @@ networks:
         assert_eq!(c.server.max_batch_len, 100);
         assert_eq!(c.server.max_body_bytes, 5 * 1024 * 1024);
         assert_eq!(c.server.max_subscriptions_per_connection, 100);
+    }
+
+    #[test]
+    fn tiers_and_state_history() {
+        use crate::config::Tier;
+        let c = Config::from_yaml(GOOD).unwrap();
+        let n = &c.networks[0];
+        assert_eq!(n.upstreams[0].tier, Tier::Primary);
+        assert_eq!(n.upstreams[0].state_history, None);
+        assert_eq!(
+            n.head.fallback_probe_interval,
+            std::time::Duration::from_secs(60)
+        );
+        let y = GOOD.replace(
+            "        http: http://127.0.0.1:9546\n",
+            "        http: http://127.0.0.1:9546\n        tier: fallback\n        state_history: 128\n",
+        );
+        let y = y.replace(
+            "    upstreams:",
+            "    head:\n      fallback_probe_interval: 5m\n    upstreams:",
+        );
+        let c = Config::from_yaml(&y).unwrap();
+        let n = &c.networks[0];
+        assert_eq!(n.upstreams[1].tier, Tier::Fallback);
+        assert_eq!(n.upstreams[1].state_history, Some(128));
+        assert_eq!(
+            n.head.fallback_probe_interval,
+            std::time::Duration::from_secs(300)
+        );
+
+        let bad_tier = GOOD.replace(
+            "        http: http://127.0.0.1:9546\n",
+            "        http: http://127.0.0.1:9546\n        tier: backup\n",
+        );
+        assert_eq!(err_path(&bad_tier), "networks.mainnet.upstreams[1].tier");
+        let huge = GOOD.replace(
+            "        http: http://127.0.0.1:9546\n",
+            "        http: http://127.0.0.1:9546\n        state_history: 9999999999999\n",
+        );
+        assert_eq!(
+            err_path(&huge),
+            "networks.mainnet.upstreams[1].state_history"
+        );
+        let zero = y.replace("fallback_probe_interval: 5m", "fallback_probe_interval: 0s");
+        assert_eq!(
+            err_path(&zero),
+            "networks.mainnet.head.fallback_probe_interval"
+        );
+        let only_fallbacks = "networks:\n  m:\n    chain_id: 1\n    upstreams:\n      - name: p\n        http: http://127.0.0.1:1\n        tier: fallback\n";
+        assert_eq!(err_path(only_fallbacks), "networks.m.upstreams");
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! - its cost in compute units (methods without one cost the configured
 //!   `policy.default_cost`, and [`COST_GLOBS`] price whole families);
 //! - whether it is open to every caller by default (`open`);
+//! - whether it reads state at its block (`reads_state`, written with `s`
+//!   instead of `m`): a pruned node keeps only recent state, so the router
+//!   sends an old block's state reads only to nodes that still hold it;
 //! - and, by being here at all, that it gets a metric label of its own
 //!   (anything else a caller invents is counted as `other`).
 //!
@@ -95,6 +98,10 @@ pub struct Method {
     pub cost: Option<u32>,
     /// Open to every caller unless a client's rules say otherwise.
     pub open: bool,
+    /// Reads the state (accounts, code, storage) at its block argument: only
+    /// a node that still holds that block's state can answer it (see the
+    /// router's state filter); a pruned node answers `missing trie node`.
+    pub reads_state: bool,
 }
 
 const fn m(
@@ -110,6 +117,21 @@ const fn m(
         caching,
         cost,
         open,
+        reads_state: false,
+    }
+}
+
+/// [`m`] for a method that reads state at its block argument.
+const fn s(
+    name: &'static str,
+    block: BlockArg,
+    caching: Caching,
+    cost: Option<u32>,
+    open: bool,
+) -> Method {
+    Method {
+        reads_state: true,
+        ..m(name, block, caching, cost, open)
     }
 }
 
@@ -145,16 +167,16 @@ pub const METHODS: &[Method] = &[
     // a fork's activation time, so shared while in flight and never stored.
     m("eth_config", B::None, C::Present, Some(5), true),
     // accounts and execution
-    m("eth_getBalance", B::At(1), C::StateAtBlock, Some(15), true),
-    m(
+    s("eth_getBalance", B::At(1), C::StateAtBlock, Some(15), true),
+    s(
         "eth_getTransactionCount",
         B::At(1),
         C::StateAtBlock,
         Some(15),
         true,
     ),
-    m("eth_getCode", B::At(1), C::StateAtBlock, Some(15), true),
-    m(
+    s("eth_getCode", B::At(1), C::StateAtBlock, Some(15), true),
+    s(
         "eth_getStorageAt",
         B::At(2),
         C::StateAtBlock,
@@ -162,17 +184,17 @@ pub const METHODS: &[Method] = &[
         true,
     ),
     // Many slots of many accounts at one block: `[{address: [slot, ...]}, block]`.
-    m(
+    s(
         "eth_getStorageValues",
         B::At(1),
         C::StateAtBlock,
         Some(50),
         true,
     ),
-    m("eth_getProof", B::At(2), C::Never, Some(50), true),
+    s("eth_getProof", B::At(2), C::Never, Some(50), true),
     m("eth_getAccount", B::None, C::Never, None, true),
     m("eth_getAccountInfo", B::None, C::Never, None, true),
-    m(
+    s(
         "eth_call",
         B::AtOrLatest(1),
         C::StateAtBlock,
@@ -180,14 +202,14 @@ pub const METHODS: &[Method] = &[
         true,
     ),
     m("eth_callMany", B::None, C::Never, Some(100), true),
-    m(
+    s(
         "eth_estimateGas",
         B::AtOrLatest(1),
         C::Present,
         Some(50),
         true,
     ),
-    m(
+    s(
         "eth_createAccessList",
         B::AtOrLatest(1),
         C::Never,
@@ -595,6 +617,21 @@ mod tests {
                 "{name} is left out but not in the spec list"
             );
         }
+    }
+
+    #[test]
+    fn state_reads_take_a_block_at_a_fixed_position() {
+        let state: Vec<_> = METHODS.iter().filter(|m| m.reads_state).collect();
+        assert!(state.len() >= 8, "{state:?}");
+        for m in state {
+            assert!(
+                matches!(m.block, BlockArg::At(_) | BlockArg::AtOrLatest(_)),
+                "{}",
+                m.name
+            );
+        }
+        assert!(lookup("eth_getProof").unwrap().1.reads_state);
+        assert!(!lookup("eth_getBlockByNumber").unwrap().1.reads_state);
     }
 
     #[test]

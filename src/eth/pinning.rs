@@ -43,6 +43,22 @@ pub struct Pinned<'a> {
     pub log_blocks: Option<u64>,
 }
 
+impl Pinned<'_> {
+    /// The block whose state a state read needs (`Method::reads_state`),
+    /// when its number is known: a number, `earliest`, or `latest` and
+    /// `pending` (the served head). A hash, `safe` or `finalized` is not
+    /// placed here, and such a read goes to any backend at the served head.
+    pub fn state_block(&self, served: u64) -> Option<u64> {
+        match self.block {
+            Some(BlockRef::Number(n)) => Some(n),
+            Some(BlockRef::Earliest) => Some(0),
+            Some(BlockRef::Pending) => Some(served),
+            _ if self.pinned_latest => Some(self.min_head),
+            _ => None,
+        }
+    }
+}
+
 /// Pins a call's params against the served head `served`; `arg` is where
 /// the method takes its block (from the method table).
 pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinned<'a> {
@@ -211,6 +227,30 @@ mod tests {
             "{method} {params}"
         );
         (pinned.min_head, pinned.params.map(|p| p.into_owned()))
+    }
+
+    #[test]
+    fn the_state_block_of_a_read() {
+        let at = |method: &str, params: &str| {
+            let raw = RawValue::from_string(params.to_string()).unwrap();
+            let arg = lookup(method).unwrap().1.block;
+            pin(arg, Some(&raw), 0x20).state_block(0x20)
+        };
+        assert_eq!(at("eth_getBalance", r#"["0xab","0x5"]"#), Some(5));
+        assert_eq!(at("eth_getBalance", r#"["0xab","latest"]"#), Some(0x20));
+        assert_eq!(at("eth_getBalance", r#"["0xab","earliest"]"#), Some(0));
+        assert_eq!(at("eth_getBalance", r#"["0xab","pending"]"#), Some(0x20));
+        assert_eq!(at("eth_call", r#"[{"to":"0xab"}]"#), Some(0x20));
+        assert_eq!(
+            at(
+                "eth_getStorageAt",
+                r#"["0xab","0x0",{"blockNumber":"0x7"}]"#
+            ),
+            Some(7)
+        );
+        assert_eq!(at("eth_getBalance", r#"["0xab","finalized"]"#), None);
+        let hash = format!(r#"["0xab",{{"blockHash":"0x{}"}}]"#, "11".repeat(32));
+        assert_eq!(at("eth_getBalance", &hash), None);
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! not receive it (the connection was refused, or it answered 429), and an
 //! "already known" answer is a success: the transaction is in a pool.
 //!
+//! Upstreams of `tier: fallback` get a call only when every primary
+//! attempt failed or none could be made (see `select`); a read of old state
+//! goes only to backends that still hold it, and a "missing trie node"
+//! answer teaches the router that the node keeps less (`attempt`).
+//!
 //! The router knows nothing of the cache or the client policy: the pipeline
 //! (`server::pipeline`) pins `latest` first, asks the cache, and hands the
 //! router only the calls that need a backend, with the params to send and
@@ -63,6 +68,9 @@ pub struct Forward<'a> {
     pub method: &'a str,
     pub params: Option<&'a str>,
     pub min_head: u64,
+    /// For a read of state (`Method::reads_state`) at a known block: that
+    /// block, which only backends that still hold its state can serve.
+    pub state_at: Option<u64>,
 }
 
 /// Chooses backends that have block `call.min_head` and calls them.
@@ -83,69 +91,183 @@ pub async fn forward_with(
 ) -> Result<Reply, RouteError> {
     let served = view.served_head.ok_or(RouteError::NoBackend)?;
     let mut candidates = select::candidates(view, call.min_head);
+    let mut none = RouteError::NoBackend;
     if candidates.is_empty() {
         if view.best_head.is_some_and(|best| call.min_head <= best) {
-            return Err(RouteError::BlockUnavailable(call.min_head));
+            none = RouteError::BlockUnavailable(call.min_head);
+        } else {
+            // A block no backend has yet: any backend at the served head
+            // answers as a node would (null, or "header not found").
+            candidates = select::candidates(view, served);
         }
-        // A block no backend has yet: any backend at the served head answers
-        // as a node would (null, or "header not found").
-        candidates = select::candidates(view, served);
     }
-    if call.method == "eth_sendRawTransaction" {
-        return sendtx::send(target, candidates, call.params, rng).await;
+    let primaries = if candidates.is_empty() {
+        Err(Unanswered::nothing(none))
+    } else {
+        tier(target, candidates, &call, rng).await
+    };
+    let first = match primaries {
+        Ok(reply) => return Ok(reply),
+        Err(u) if !u.go_on => return u.into_result(),
+        Err(u) => u,
+    };
+    // Every primary attempt failed (or none could be made): the fallbacks.
+    let fallbacks = select::idle_fallbacks(view);
+    if fallbacks.is_empty() {
+        return first.into_result();
     }
-    attempt(
-        target,
-        candidates,
-        call.method,
-        call.params,
-        UpstreamError::worth_retrying,
-        rng,
-    )
-    .await
+    tracing::debug!(network = %target.config.name, method = call.method, "primaries failed this call; trying the fallbacks");
+    match tier(target, fallbacks, &call, rng).await {
+        Ok(reply) => Ok(reply),
+        Err(mut u) => {
+            u.missing = u.missing.or(first.missing);
+            u.into_result()
+        }
+    }
 }
 
-/// Calls one candidate after another (P2C among those not tried yet), at most
-/// `max_attempts` times, while `again` says a failure may be retried elsewhere.
+/// How the attempts at one tier ended without an answer.
+struct Unanswered {
+    /// The last failure (`NoBackend` when none happened).
+    error: RouteError,
+    /// Whether another tier may be tried: no failure said to stop.
+    go_on: bool,
+    /// A node's own "missing state" answer: what the client gets when every
+    /// backend asked answered so and none failed.
+    missing: Option<Reply>,
+}
+
+impl Unanswered {
+    fn nothing(error: RouteError) -> Unanswered {
+        Unanswered {
+            error,
+            go_on: true,
+            missing: None,
+        }
+    }
+
+    fn into_result(self) -> Result<Reply, RouteError> {
+        match (self.error, self.missing) {
+            (RouteError::NoBackend, Some(reply)) => Ok(reply),
+            (error, _) => Err(error),
+        }
+    }
+}
+
+/// The calls of one tier: state filter, then sends or reads.
+async fn tier(
+    target: Target<'_>,
+    candidates: Vec<&BackendView>,
+    call: &Forward<'_>,
+    rng: &mut Rng,
+) -> Result<Reply, Unanswered> {
+    let (candidates, in_order) = match call.state_at {
+        Some(block) => select::holding_state(candidates, block),
+        None => (candidates, false),
+    };
+    let order = Order { in_order, rng };
+    if call.method == "eth_sendRawTransaction" {
+        return sendtx::send(target, candidates, call.params, order).await;
+    }
+    let again = UpstreamError::worth_retrying;
+    attempt(target, candidates, call, again, order).await
+}
+
+/// How [`attempt`] picks: P2C, or the candidates' own order.
+struct Order<'r> {
+    in_order: bool,
+    rng: &'r mut Rng,
+}
+
+/// Calls one candidate after another (P2C among those not tried yet, or in
+/// order), at most `max_attempts` failures, while `again` says a failure may
+/// be retried elsewhere. A node's "missing state" answer to an old state
+/// read teaches its state window, is retried elsewhere at once, and is no
+/// failure (it neither ejects nor uses an attempt).
 async fn attempt(
     target: Target<'_>,
     mut candidates: Vec<&BackendView>,
-    method: &str,
-    params: Option<&str>,
+    call: &Forward<'_>,
     again: fn(&UpstreamError) -> bool,
-    rng: &mut Rng,
-) -> Result<Reply, RouteError> {
-    let mut last = RouteError::NoBackend;
-    for attempts in 1..=target.config.max_attempts {
-        let Some(choice) = select::pick(&candidates, rng) else {
+    order: Order<'_>,
+) -> Result<Reply, Unanswered> {
+    let mut last = Unanswered::nothing(RouteError::NoBackend);
+    let mut failures = 0;
+    let mut tries: u32 = 0;
+    while failures < target.config.max_attempts {
+        let choice = if order.in_order {
+            candidates.first().copied()
+        } else {
+            select::pick(&candidates, order.rng)
+        };
+        let Some(choice) = choice else {
             break;
         };
+        candidates.retain(|c| !std::ptr::eq(*c, choice));
+        tries = tries.saturating_add(1);
         let (res, ejected_now) = choice
             .backend
-            .call(method, params, target.config.timeout_for(method))
+            .call(
+                call.method,
+                call.params,
+                target.config.timeout_for(call.method),
+            )
             .await;
         let error = match res {
+            Ok(reply) if lacks_state(target, choice, call, &reply) => {
+                last.missing = Some(reply);
+                continue;
+            }
             Ok(mut reply) => {
                 reply.origin = Some(Origin {
                     backend: Arc::from(choice.backend.name.as_str()),
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    attempts: tries,
                 });
+                if let (Some(block), false) = (call.state_at, reply.is_error()) {
+                    choice.backend.held_state(block, choice.head);
+                }
                 return Ok(reply);
             }
             Err(error) => error,
         };
+        failures += 1;
         note_failure(target, choice, &error, ejected_now);
-        let retry = again(&error);
-        last = RouteError::Upstream {
+        last.go_on = again(&error);
+        last.error = RouteError::Upstream {
             backend: choice.backend.name.clone(),
             error,
         };
-        if !retry {
+        if !last.go_on {
             break;
         }
-        candidates.retain(|c| !std::ptr::eq(*c, choice));
     }
     Err(last)
+}
+
+/// Whether `reply` says `choice` lacks the state of an old block the call
+/// reads; if so, what that teaches is noted (and the view rebuilt with it).
+fn lacks_state(
+    target: Target<'_>,
+    choice: &BackendView,
+    call: &Forward<'_>,
+    reply: &Reply,
+) -> bool {
+    let Some(block) = call.state_at else {
+        return false;
+    };
+    // At its head a node has the state: such an answer is about something else.
+    if block >= choice.head || !reply.is_missing_state() {
+        return false;
+    }
+    if choice.backend.lacks_state(block, choice.head) {
+        tracing::info!(
+            network = %target.config.name, backend = %choice.backend.name, block, head = choice.head,
+            kept = ?choice.backend.state_history(),
+            "backend lacks old state: its state reads below the learned window go elsewhere"
+        );
+        target.upstreams.refresh();
+    }
+    true
 }
 
 fn note_failure(

@@ -10,15 +10,48 @@
 //! The random source is passed in, so a test (or a bench) seeds it and sees
 //! the same choices every run; the router uses a fresh generator per call.
 
+//!
+//! Two filters narrow the candidates before the pick. **Tiers**: a
+//! fallback in standby is no candidate; [`idle_fallbacks`] lists those the
+//! router tries once every primary attempt at a call has failed. **State**:
+//! a read of block N's state goes only to backends that hold it
+//! ([`holding_state`]), so old state goes to archive nodes while recent
+//! state still spreads over every node; when none is known to hold it,
+//! all are tried in order of the state they keep (archive and unknown
+//! first), since what is known may be out of date.
+
 use fastrand::Rng;
 
-use crate::upstream::{BackendView, NetworkView};
+use crate::upstream::{BackendView, Ineligible, NetworkView};
 
 /// Eligible, not ejected since the snapshot, and with a head of at least `min_head`.
 pub fn candidates(view: &NetworkView, min_head: u64) -> Vec<&BackendView> {
     view.eligible()
         .filter(|b| b.head >= min_head && !b.backend.is_ejected())
         .collect()
+}
+
+/// Fallbacks in standby (primaries serve) that are otherwise healthy, for a
+/// call whose every primary attempt failed. Their head is known only from
+/// a rare probe, so it is not held against `min_head`: the call's params
+/// carry the pinned block number, which the node answers for or refuses.
+pub fn idle_fallbacks(view: &NetworkView) -> Vec<&BackendView> {
+    view.backends
+        .iter()
+        .filter(|b| b.ineligible == Some(Ineligible::Standby) && !b.backend.is_ejected())
+        .collect()
+}
+
+/// The candidates for a read of block `block`'s state: those that hold it,
+/// to choose among (`false`); or, when none is known to, all of them with
+/// the ones that keep the most state first, to try in that order (`true`).
+pub fn holding_state(mut candidates: Vec<&BackendView>, block: u64) -> (Vec<&BackendView>, bool) {
+    if candidates.iter().any(|b| b.holds_state(block)) {
+        candidates.retain(|b| b.holds_state(block));
+        return (candidates, false);
+    }
+    candidates.sort_by_key(|b| std::cmp::Reverse(b.state_history.unwrap_or(u64::MAX)));
+    (candidates, true)
 }
 
 /// Picks one of `candidates`, or `None` when there are none.
@@ -60,6 +93,8 @@ mod tests {
                     http: "http://127.0.0.1:1".parse().unwrap(),
                     ws: None,
                     headers: Default::default(),
+                    tier: Default::default(),
+                    state_history: None,
                 };
                 let b = Backend::new(
                     "select-test",

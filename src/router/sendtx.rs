@@ -1,10 +1,9 @@
 //! `eth_sendRawTransaction`: at most once per backend that may have it.
 
 use bytes::Bytes;
-use fastrand::Rng;
 use sha3::{Digest, Keccak256};
 
-use super::{attempt, RouteError, Target};
+use super::{attempt, Forward, Order, Target, Unanswered};
 use crate::eth::hash::{decode_hex, to_hex};
 use crate::upstream::{BackendView, Reply, UpstreamError};
 
@@ -15,11 +14,16 @@ pub(super) async fn send(
     target: Target<'_>,
     candidates: Vec<&BackendView>,
     params: Option<&str>,
-    rng: &mut Rng,
-) -> Result<Reply, RouteError> {
-    let method = "eth_sendRawTransaction";
+    order: Order<'_>,
+) -> Result<Reply, Unanswered> {
+    let call = Forward {
+        method: "eth_sendRawTransaction",
+        params,
+        min_head: 0,
+        state_at: None,
+    };
     let again = UpstreamError::surely_not_received;
-    let reply = attempt(target, candidates, method, params, again, rng).await?;
+    let reply = attempt(target, candidates, &call, again, order).await?;
     let known = reply.error_message().is_some_and(|m| {
         let m = m.to_ascii_lowercase();
         ALREADY_KNOWN.iter().any(|k| m.contains(k))

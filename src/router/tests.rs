@@ -17,15 +17,17 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::*;
-use crate::config::{Config, UpstreamConfig};
+use crate::config::{Config, Tier, UpstreamConfig};
 use crate::upstream::head::{BlockId, ChainCheck, HeadState};
-use crate::upstream::{http_client, Backend};
+use crate::upstream::{http_client, Backend, Ineligible};
 
 #[derive(Clone, Copy)]
 enum Behaviour {
     Answer,
     Status(u16),
     Stall,
+    /// A pruned node asked for old state.
+    MissingState,
 }
 
 struct Server {
@@ -72,6 +74,10 @@ async fn answer(behaviour: Behaviour) -> Result<http::Response<Full<Bytes>>, Inf
     let (status, body): (u16, &'static [u8]) = match behaviour {
         Behaviour::Answer => (200, br#"{"jsonrpc":"2.0","id":1,"result":"0x2a"}"#),
         Behaviour::Status(s) => (s, b"busy"),
+        Behaviour::MissingState => (
+            200,
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"missing trie node 5b2e8c (path ) <nil>"}}"#,
+        ),
         Behaviour::Stall => {
             let never: Infallible = std::future::pending().await;
             match never {}
@@ -95,11 +101,23 @@ fn network(extra: &str) -> (NetworkConfig, Upstreams) {
 }
 
 fn backend(name: &str, url: &str, eject_after: u32) -> Arc<Backend> {
+    backend_as(name, url, eject_after, Tier::Primary, None)
+}
+
+fn backend_as(
+    name: &str,
+    url: &str,
+    eject_after: u32,
+    tier: Tier,
+    state_history: Option<u64>,
+) -> Arc<Backend> {
     let cfg = UpstreamConfig {
         name: name.into(),
         http: url.parse().unwrap(),
         ws: None,
         headers: Default::default(),
+        tier,
+        state_history,
     };
     Backend::new("router-test", &cfg, http_client(), 1 << 20, eject_after)
 }
@@ -124,7 +142,9 @@ pub(super) fn views_of(backends: &[Arc<Backend>]) -> Vec<BackendView> {
                 last_error: None,
             },
             head: 10,
-            ineligible: None,
+            // A fallback is in standby, as the view builder makes it while primaries serve.
+            ineligible: (b.tier == Tier::Fallback).then_some(Ineligible::Standby),
+            state_history: b.state_history(),
         })
         .collect()
 }
@@ -150,13 +170,26 @@ async fn read(
     view: &NetworkView,
     method: &str,
 ) -> Result<Reply, RouteError> {
+    read_state(config, upstreams, view, method, None, 5).await
+}
+
+/// A read of the state at `state_at` (when given), with the seed `seed`.
+async fn read_state(
+    config: &NetworkConfig,
+    upstreams: &Upstreams,
+    view: &NetworkView,
+    method: &str,
+    state_at: Option<u64>,
+    seed: u64,
+) -> Result<Reply, RouteError> {
     let target = Target { config, upstreams };
     let call = Forward {
         method,
         params: Some(r#"["0x01"]"#),
-        min_head: 10,
+        min_head: state_at.unwrap_or(10),
+        state_at,
     };
-    forward_with(target, view, call, &mut Rng::with_seed(5)).await
+    forward_with(target, view, call, &mut Rng::with_seed(seed)).await
 }
 
 /// A backend answering 503 and one answering, in that order of preference
@@ -301,4 +334,181 @@ async fn a_send_goes_elsewhere_only_when_surely_not_received() {
         .unwrap();
     assert_eq!(reply.raw(), br#""0x2a""#);
     assert_eq!(good.calls(), 1);
+}
+
+#[tokio::test]
+async fn old_state_goes_only_to_nodes_that_hold_it_and_recent_state_everywhere() {
+    let (config, ups) = network("");
+    let servers = [
+        Server::start(Behaviour::Answer).await,
+        Server::start(Behaviour::Answer).await,
+        Server::start(Behaviour::Answer).await,
+    ];
+    // Two pruned nodes keeping 4 blocks below head 10, one archive.
+    let bs = [
+        backend_as("pruned-0", &servers[0].url, 3, Tier::Primary, Some(4)),
+        backend_as("pruned-1", &servers[1].url, 3, Tier::Primary, Some(4)),
+        backend_as("archive", &servers[2].url, 3, Tier::Primary, None),
+    ];
+    let v = view(&bs);
+    for seed in 0..60 {
+        read_state(&config, &ups, &v, "eth_getBalance", Some(5), seed)
+            .await
+            .unwrap();
+    }
+    let calls = || servers.iter().map(Server::calls).collect::<Vec<_>>();
+    assert_eq!(
+        calls(),
+        [0, 0, 60],
+        "block 5 is 5 deep: only the archive holds it"
+    );
+    // Block 6 is 4 deep: every node holds it, and P2C spreads the reads.
+    for seed in 0..300 {
+        // Equal loads, so the spread is P2C's alone (real round trips vary).
+        for b in &bs {
+            b.load.reset(Duration::from_millis(1));
+        }
+        read_state(&config, &ups, &v, "eth_getBalance", Some(6), seed)
+            .await
+            .unwrap();
+    }
+    let spread = calls();
+    // Each of the three gets a part of the 300 (the archive had 60 before).
+    assert!(
+        spread[0] >= 30 && spread[1] >= 30 && spread[2] >= 60 + 30,
+        "{spread:?}"
+    );
+    // No filter for a call that reads no state.
+    assert!(read(&config, &ups, &v, "eth_getBlockByNumber")
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn a_missing_state_answer_teaches_the_window_and_is_retried_at_once() {
+    // One attempt only: the retry after a missing-state answer is not a failure.
+    let (config, ups) = network("    max_attempts: 1\n    eject_after_failures: 1\n");
+    let pruned = Server::start(Behaviour::MissingState).await;
+    let archive = Server::start(Behaviour::Answer).await;
+    let bs = [
+        backend("pruned", &pruned.url, 1),
+        backend("archive", &archive.url, 1),
+    ];
+    order(&bs[0], &bs[1]);
+    let reply = read_state(&config, &ups, &view(&bs), "eth_getBalance", Some(3), 5)
+        .await
+        .unwrap();
+    assert_eq!(reply.raw(), br#""0x2a""#);
+    assert_eq!((pruned.calls(), archive.calls()), (1, 1));
+    // Lacking block 3 at head 10 (7 deep): taken as keeping 3, and no failure.
+    assert_eq!(bs[0].state_history(), Some(3));
+    assert_eq!(bs[0].missing_state_answers(), 1);
+    assert!(!bs[0].is_ejected());
+    assert_eq!(bs[1].state_history(), None);
+    // The next view carries the window: reads of blocks 3 to 6 skip the
+    // pruned node though it is the cheaper; block 7 (3 deep) is still its.
+    let v = view(&bs);
+    for block in 3..=6 {
+        order(&bs[0], &bs[1]);
+        read_state(&config, &ups, &v, "eth_getBalance", Some(block), 5)
+            .await
+            .unwrap();
+    }
+    assert_eq!((pruned.calls(), archive.calls()), (1, 5));
+    order(&bs[0], &bs[1]);
+    let answer = read_state(&config, &ups, &v, "eth_getBalance", Some(7), 5).await;
+    assert_eq!(answer.unwrap().raw(), br#""0x2a""#);
+    assert_eq!((pruned.calls(), archive.calls()), (2, 6));
+    // The window only narrows: lacking block 7 (3 deep) teaches 1.
+    assert_eq!(bs[0].state_history(), Some(1));
+    // A missing-state answer at the node's own head is not about pruning:
+    // passed on as the node's answer, nothing learned.
+    let alone = [backend("pruned-alone", &pruned.url, 1)];
+    let reply = read_state(&config, &ups, &view(&alone), "eth_getBalance", Some(10), 5)
+        .await
+        .unwrap();
+    assert!(reply.is_error());
+    assert_eq!(alone[0].state_history(), None);
+}
+
+#[tokio::test]
+async fn when_no_node_is_known_to_hold_the_block_all_are_tried_the_widest_first() {
+    let (config, ups) = network("");
+    let narrow = Server::start(Behaviour::Answer).await;
+    let wide = Server::start(Behaviour::MissingState).await;
+    let bs = [
+        backend_as("narrow", &narrow.url, 3, Tier::Primary, Some(2)),
+        backend_as("wide", &wide.url, 3, Tier::Primary, Some(5)),
+    ];
+    // Cheapest first would be `narrow`; the order of state kept wins.
+    order(&bs[0], &bs[1]);
+    let reply = read_state(&config, &ups, &view(&bs), "eth_getBalance", Some(1), 5)
+        .await
+        .unwrap();
+    assert_eq!(reply.raw(), br#""0x2a""#, "not refused: tried anyway");
+    assert_eq!((wide.calls(), narrow.calls()), (1, 1));
+    // Every node answers "missing": the client gets the node's own answer.
+    let both = [
+        backend_as("a", &wide.url, 3, Tier::Primary, Some(2)),
+        backend_as("b", &wide.url, 3, Tier::Primary, Some(5)),
+    ];
+    let reply = read_state(&config, &ups, &view(&both), "eth_getBalance", Some(1), 5)
+        .await
+        .unwrap();
+    assert!(reply.error_message().unwrap().contains("missing trie node"));
+    assert_eq!(wide.calls(), 3);
+}
+
+#[tokio::test]
+async fn a_fallback_is_idle_while_a_primary_answers_and_serves_when_every_primary_fails() {
+    let (config, ups) = network("    max_attempts: 2\n");
+    let primary = Server::start(Behaviour::Answer).await;
+    let fallback = Server::start(Behaviour::Answer).await;
+    let bs = [
+        backend("primary", &primary.url, 10),
+        backend_as("fallback", &fallback.url, 10, Tier::Fallback, None),
+    ];
+    // The fallback looks cheaper, and is still not chosen.
+    order(&bs[1], &bs[0]);
+    let v = view(&bs);
+    for seed in 0..30 {
+        read_state(&config, &ups, &v, "eth_getBalance", None, seed)
+            .await
+            .unwrap();
+    }
+    assert_eq!((primary.calls(), fallback.calls()), (30, 0));
+
+    // Both primaries fail this call: the fallback answers it.
+    let failing = [
+        Server::start(Behaviour::Status(503)).await,
+        Server::start(Behaviour::Status(500)).await,
+    ];
+    let bs = [
+        backend("p0", &failing[0].url, 10),
+        backend("p1", &failing[1].url, 10),
+        backend_as("fallback", &fallback.url, 10, Tier::Fallback, None),
+    ];
+    let reply = read(&config, &ups, &view(&bs), "eth_getBalance")
+        .await
+        .unwrap();
+    assert_eq!(reply.raw(), br#""0x2a""#);
+    assert_eq!(
+        (failing[0].calls(), failing[1].calls(), fallback.calls()),
+        (1, 1, 1)
+    );
+    // No primary in the view at all (the ejected ones are no candidates):
+    // the fallback still serves rather than a "no backend" error.
+    let gone = [backend("gone", &failing[0].url, 1)];
+    let _ = gone[0]
+        .call("eth_chainId", None, Duration::from_secs(1))
+        .await;
+    assert!(gone[0].is_ejected());
+    let bs = [
+        gone[0].clone(),
+        backend_as("fallback", &fallback.url, 10, Tier::Fallback, None),
+    ];
+    assert!(read(&config, &ups, &view(&bs), "eth_getBalance")
+        .await
+        .is_ok());
+    assert_eq!(fallback.calls(), 2);
 }

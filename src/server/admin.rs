@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use super::Gateway;
+use crate::config::Tier;
 use crate::metrics::state::{self, StateMetric};
 
 /// Serves the admin endpoints until the task is aborted.
@@ -126,6 +127,11 @@ pub fn status(gateway: &Gateway) -> Value {
                     "latency_ms": b.backend.load.estimate().as_secs_f64() * 1000.0,
                     "in_flight": b.backend.load.in_flight(),
                     "last_error": b.state.last_error,
+                    "tier": match b.backend.tier {
+                        Tier::Primary => "primary",
+                        Tier::Fallback => "fallback",
+                    },
+                    "state_history": b.state_history,
                 })
             })
             .collect();
@@ -139,6 +145,7 @@ pub fn status(gateway: &Gateway) -> Value {
                 "safe": view.safe,
                 "finalized": view.finalized,
                 "eligible": view.eligible().count(),
+                "fallback_serving": view.fallback_serving,
                 "backends": backends,
             }),
         );
@@ -182,6 +189,11 @@ fn state_metrics(gateway: &Gateway) -> String {
             out.sample(&state::BACKEND_IN_FLIGHT, &labels, in_flight);
             let latency = b.backend.load.estimate().as_secs_f64();
             out.sample(&state::BACKEND_LATENCY_SECONDS, &labels, latency);
+            if let Some(kept) = b.state_history {
+                out.sample(&state::BACKEND_STATE_HISTORY_BLOCKS, &labels, kept as f64);
+            }
+            let missing = b.backend.missing_state_answers() as f64;
+            out.sample(&state::BACKEND_MISSING_STATE_TOTAL, &labels, missing);
         }
         let labels = [("network", name.as_str())];
         if let Some(h) = view.served_head {
@@ -192,6 +204,8 @@ fn state_metrics(gateway: &Gateway) -> String {
         }
         let eligible = view.eligible().count() as f64;
         out.sample(&state::ELIGIBLE_BACKENDS, &labels, eligible);
+        let fallback = f64::from(u8::from(view.fallback_serving));
+        out.sample(&state::FALLBACK_SERVING, &labels, fallback);
         if let Some(cache) = &net.cache {
             let c = cache.counts();
             let events = [

@@ -88,10 +88,14 @@ pub(super) async fn run(
     );
     let logs_limit = max_logs_blocks.unwrap_or(network.config.max_logs_block_range);
     heavy::check_logs(&pinned, logs_limit)?;
+    let state_at = spec
+        .filter(|m| m.reads_state)
+        .and_then(|_| pinned.state_block(served));
     let forward = |params| Forward {
         method: &call.method,
         params,
         min_head: pinned.min_head,
+        state_at,
     };
     let target = network.target();
     let Some(cache) = network.cache.as_deref() else {

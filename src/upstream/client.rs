@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::latency::PeakEwma;
-use crate::config::UpstreamConfig;
+use crate::config::{Tier, UpstreamConfig};
 use crate::metrics::UpstreamSeries;
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -125,6 +125,18 @@ impl Reply {
         serde_json::from_slice::<E>(self.raw()).ok()?.message
     }
 
+    /// Whether this is a node saying it lacks the state the call asked for
+    /// (Geth, Erigon, Nethermind and Besu word it differently; a pruned
+    /// node answers this for blocks below its window).
+    pub fn is_missing_state(&self) -> bool {
+        let Some(message) = self.error_message() else {
+            return false;
+        };
+        let m = message.to_ascii_lowercase();
+        MISSING_STATE.iter().any(|p| m.contains(p))
+            || (m.contains("state") && (m.contains("not available") || m.contains("unavailable")))
+    }
+
     /// Parses a result as `T` (for the control loops).
     pub fn parse_result<'a, T: Deserialize<'a>>(&'a self) -> Option<T> {
         if self.is_error() {
@@ -169,6 +181,18 @@ impl Reply {
     }
 }
 
+/// Error messages with which nodes say they lack a block's state (besides
+/// "state ... not available" and "... unavailable", matched apart).
+const MISSING_STATE: [&str; 4] = [
+    "missing trie node",
+    "header not found",
+    "historical state",
+    "pruned",
+];
+
+/// `state_history` when none is known.
+const UNKNOWN_HISTORY: u64 = u64::MAX;
+
 /// One backend node of a network.
 pub struct Backend {
     pub name: String,
@@ -185,6 +209,20 @@ pub struct Backend {
     ejected: AtomicBool,
     eject_after: u32,
     series: UpstreamSeries,
+    pub tier: Tier,
+    /// `state_history` from the config, else [`UNKNOWN_HISTORY`].
+    configured_history: u64,
+    /// The window its "missing state" answers have taught (blocks of state
+    /// kept below its head), else [`UNKNOWN_HISTORY`]; only lowered.
+    learned_history: AtomicU64,
+    /// The deepest state read it answered (blocks below its head then).
+    proven_history: AtomicU64,
+    /// State reads it answered with "missing state" (retried elsewhere).
+    missing_state: AtomicU64,
+    /// For a fallback: idle while primaries serve (set by the view builder).
+    standby: AtomicBool,
+    /// Tells the head tracker that `standby` changed.
+    standby_changed: tokio::sync::Notify,
 }
 
 impl Backend {
@@ -208,7 +246,75 @@ impl Backend {
             ejected: AtomicBool::new(false),
             eject_after,
             series: crate::metrics::metrics().upstream(network, &cfg.name),
+            tier: cfg.tier,
+            configured_history: cfg.state_history.unwrap_or(UNKNOWN_HISTORY),
+            learned_history: AtomicU64::new(UNKNOWN_HISTORY),
+            proven_history: AtomicU64::new(0),
+            missing_state: AtomicU64::new(0),
+            standby: AtomicBool::new(cfg.tier == Tier::Fallback),
+            standby_changed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Blocks of state it keeps below its head, as configured or learned
+    /// (the smaller); `None`: not known to lack any (an archive node).
+    pub fn state_history(&self) -> Option<u64> {
+        let kept = self
+            .configured_history
+            .min(self.learned_history.load(Ordering::Relaxed));
+        (kept != UNKNOWN_HISTORY).then_some(kept)
+    }
+
+    /// Notes that it lacked the state of block `block` while at head `head`
+    /// (depth `d = head - block`): it keeps fewer than `d` blocks. The
+    /// window is then taken as half of that, but never below a depth it has
+    /// served (see [`Backend::held_state`]): stepping down by one block at a
+    /// time would let a client walking forward through history (an indexer,
+    /// each read one block shallower) hit the pruned node on every read,
+    /// while halving finds the window in a few answers; the cost is that the
+    /// window may be taken up to twice too small, sending some reads to an
+    /// archive node that the pruned one could have served. Returns whether
+    /// that narrowed what was known (the view should be rebuilt).
+    pub fn lacks_state(&self, block: u64, head: u64) -> bool {
+        self.missing_state.fetch_add(1, Ordering::Relaxed);
+        let depth = head.saturating_sub(block);
+        let served = self.proven_history.load(Ordering::Relaxed);
+        let kept = (depth / 2).max(served.min(depth.saturating_sub(1)));
+        let before = self.learned_history.fetch_min(kept, Ordering::Relaxed);
+        kept < before && kept < self.configured_history
+    }
+
+    /// Notes that it answered a read of block `block`'s state at head `head`:
+    /// it keeps at least `head - block` blocks, a floor for what
+    /// [`Backend::lacks_state`] learns.
+    pub fn held_state(&self, block: u64, head: u64) {
+        let depth = head.saturating_sub(block);
+        if depth > self.proven_history.load(Ordering::Relaxed) {
+            self.proven_history.fetch_max(depth, Ordering::Relaxed);
+        }
+    }
+
+    /// State reads it answered with "missing state".
+    pub fn missing_state_answers(&self) -> u64 {
+        self.missing_state.load(Ordering::Relaxed)
+    }
+
+    /// A fallback idle while primaries serve: probed rarely, sent nothing.
+    pub fn in_standby(&self) -> bool {
+        self.standby.load(Ordering::Relaxed)
+    }
+
+    /// Moves a fallback in or out of standby (the view builder decides);
+    /// its head tracker is woken to change its pace.
+    pub fn set_standby(&self, standby: bool) {
+        if self.tier == Tier::Fallback && self.standby.swap(standby, Ordering::Relaxed) != standby {
+            self.standby_changed.notify_one();
+        }
+    }
+
+    /// Resolves when `standby` changed since the last call (for the head tracker).
+    pub(super) async fn standby_changed(&self) {
+        self.standby_changed.notified().await;
     }
 
     pub fn is_ejected(&self) -> bool {
@@ -379,6 +485,8 @@ mod tests {
             http: "http://127.0.0.1:9".parse().unwrap(),
             ws: None,
             headers: Default::default(),
+            tier: Default::default(),
+            state_history: None,
         };
         let b = Backend::new("test", &cfg, http_client(), 1 << 20, 3);
         let timeout = Duration::from_secs(1);
@@ -436,6 +544,8 @@ mod tests {
             http: url.parse().unwrap(),
             ws: None,
             headers,
+            tier: Default::default(),
+            state_history: None,
         };
         assert!(!format!("{cfg:?}").contains("s3cret"), "{cfg:?}");
         let b = Backend::new("test", &cfg, http_client(), 1 << 20, 3);

@@ -14,6 +14,12 @@
 //! - syncing: `eth_syncing` polled.
 //! - reachability: a failed probe marks the backend unreachable; a successful
 //!   one re-admits a backend that the request path ejected.
+//!
+//! A `tier: fallback` backend in standby (primaries serve, see `view`) is
+//! probed only every `fallback_probe_interval` (its chain id, then `latest`
+//! alone: a paid quota pays one call per interval), with no newHeads
+//! subscription. When the view builder wakes it to serve, it is tracked at
+//! full pace at once, so its head is fresh within one round trip.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,7 +31,7 @@ use tokio::time::Instant;
 
 use super::client::Backend;
 use super::newheads;
-use crate::config::HeadConfig;
+use crate::config::{HeadConfig, Tier};
 use crate::eth::parse_quantity;
 
 /// A block's number and hash.
@@ -71,6 +77,14 @@ impl HeadState {
             reorgs: 0,
             last_error: None,
         }
+    }
+
+    /// Not probed to a verdict yet: no head, no error, no chain mismatch
+    /// (a gateway that just started, or a backend just added).
+    pub fn starting(&self) -> bool {
+        self.latest.is_none()
+            && self.last_error.is_none()
+            && !matches!(self.chain, ChainCheck::Mismatch { .. })
     }
 
     fn set_latest(&mut self, head: BlockId) {
@@ -126,16 +140,7 @@ impl Tracker {
     async fn run(self) {
         let ws_live = self.ws_live.clone();
         let (heads_tx, mut heads_rx) = mpsc::channel::<BlockId>(16);
-        let _ws = self.backend.ws.clone().map(|url| {
-            let task = tokio::spawn(newheads::follow(
-                url,
-                self.backend.headers.clone(),
-                self.backend.name.clone(),
-                heads_tx,
-                ws_live.clone(),
-            ));
-            AbortOnDrop(task)
-        });
+        let mut ws: Option<AbortOnDrop> = None;
         let mut next_latest = Instant::now();
         let mut next_finality = Instant::now();
         let mut next_syncing = Instant::now();
@@ -143,35 +148,89 @@ impl Tracker {
             if self.tx.is_closed() {
                 return;
             }
+            let standby = self.standby();
+            if standby {
+                // Dropping the task aborts the subscription.
+                ws = None;
+                ws_live.store(false, Ordering::Relaxed);
+            } else if ws.is_none() {
+                ws = self.backend.ws.clone().map(|url| {
+                    AbortOnDrop(tokio::spawn(newheads::follow(
+                        url,
+                        self.backend.headers.clone(),
+                        self.backend.name.clone(),
+                        heads_tx.clone(),
+                        ws_live.clone(),
+                    )))
+                });
+            }
             if self.tx.borrow().chain != ChainCheck::Ok {
                 let wait = self.check_chain().await;
                 if self.tx.borrow().chain != ChainCheck::Ok {
-                    tokio::time::sleep(wait).await;
+                    let wait = if standby {
+                        wait.max(self.cfg.fallback_probe_interval)
+                    } else {
+                        wait
+                    };
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.backend.standby_changed() => {}
+                    }
                     continue;
                 }
                 next_latest = Instant::now();
                 next_finality = Instant::now();
                 next_syncing = Instant::now();
             }
+            let rare = self.cfg.fallback_probe_interval;
             tokio::select! {
                 _ = tokio::time::sleep_until(next_latest) => {
                     self.poll_latest().await;
-                    let every = if ws_live.load(Ordering::Relaxed) { self.cfg.ws_poll_interval } else { self.cfg.poll_interval };
+                    let every = if self.standby() {
+                        rare
+                    } else if ws_live.load(Ordering::Relaxed) {
+                        self.cfg.ws_poll_interval
+                    } else {
+                        self.cfg.poll_interval
+                    };
                     next_latest = Instant::now() + every;
                 }
                 _ = tokio::time::sleep_until(next_finality) => {
-                    self.poll_finality().await;
-                    next_finality = Instant::now() + self.cfg.finality_poll_interval;
+                    // In standby only `latest` is probed: finality and
+                    // syncing are read again the moment it serves.
+                    if !self.standby() {
+                        self.poll_finality().await;
+                    }
+                    next_finality = Instant::now() + if self.standby() { rare } else { self.cfg.finality_poll_interval };
                 }
                 _ = tokio::time::sleep_until(next_syncing) => {
-                    self.poll_syncing().await;
-                    next_syncing = Instant::now() + self.cfg.syncing_poll_interval;
+                    if !self.standby() {
+                        self.poll_syncing().await;
+                    }
+                    next_syncing = Instant::now() + if self.standby() { rare } else { self.cfg.syncing_poll_interval };
                 }
                 Some(head) = heads_rx.recv() => {
                     self.publish(|s| s.set_latest(head));
                 }
+                _ = self.backend.standby_changed() => {
+                    let now = Instant::now();
+                    if self.standby() {
+                        next_latest = now + rare;
+                        next_finality = now + rare;
+                        next_syncing = now + rare;
+                    } else {
+                        next_latest = now;
+                        next_finality = now;
+                        next_syncing = now;
+                    }
+                }
             }
         }
+    }
+
+    /// A fallback idle while primaries serve.
+    fn standby(&self) -> bool {
+        self.backend.tier == Tier::Fallback && self.backend.in_standby()
     }
 
     fn publish(&self, change: impl FnOnce(&mut HeadState)) {

@@ -122,6 +122,7 @@ impl Upstreams {
             .map(|t| (t.backend.clone(), t.state.borrow().clone()))
             .collect();
         let first = view::build(states, config.max_lag_blocks, &mut carry);
+        first.tell_fallbacks();
         let view = Arc::new(ArcSwap::from_pointee(first));
         let refresh = Arc::new(Notify::new());
         let (publish, published) = watch::channel(());

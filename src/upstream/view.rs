@@ -7,6 +7,17 @@
 //! **Eligible**: reachable, on the configured chain, not syncing, not ejected,
 //! and with a head within `max_lag_blocks` of the best head.
 //!
+//! **Tiers**: a `tier: fallback` backend is in standby (not eligible, and
+//! its head counts for nothing) while a primary can serve: one is eligible,
+//! or has not been probed yet (so a starting gateway does not wake its
+//! fallbacks). When none can, the fallbacks are judged like primaries and
+//! serve; the view says so (`fallback_serving`) and tells each fallback's
+//! head tracker, which probes it at full pace only then (`set_standby`).
+//!
+//! **State history**: each backend's window of state (configured or learned
+//! from its "missing trie node" answers, see `Backend::lacks_state`) is
+//! copied into the view, so the router's state filter reads the snapshot.
+//!
 //! **Served head** (what `latest` means to clients): the second-highest head
 //! among eligible backends (the highest when only one is eligible), and never
 //! lower than before. Requiring two holders costs the few milliseconds a block
@@ -23,17 +34,24 @@ use tokio::sync::{watch, Notify};
 
 use super::client::Backend;
 use super::head::{ChainCheck, HeadState};
+use crate::config::Tier;
 
 /// Why a backend is not eligible.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ineligible {
     Unreachable,
-    WrongChain { got: u64 },
+    WrongChain {
+        got: u64,
+    },
     ChainUnchecked,
     Syncing,
     NoHead,
     Ejected,
-    Lagging { behind: u64 },
+    Lagging {
+        behind: u64,
+    },
+    /// A fallback, idle while a primary can serve.
+    Standby,
 }
 
 impl std::fmt::Display for Ineligible {
@@ -46,6 +64,7 @@ impl std::fmt::Display for Ineligible {
             Ineligible::NoHead => f.write_str("no head yet"),
             Ineligible::Ejected => f.write_str("ejected after failed requests"),
             Ineligible::Lagging { behind } => write!(f, "lagging {behind} blocks"),
+            Ineligible::Standby => f.write_str("fallback, idle while a primary serves"),
         }
     }
 }
@@ -57,11 +76,20 @@ pub struct BackendView {
     /// The head number (0 when unknown).
     pub head: u64,
     pub ineligible: Option<Ineligible>,
+    /// Blocks of state kept below its head (`Backend::state_history` when
+    /// the view was built); `None`: not known to lack any.
+    pub state_history: Option<u64>,
 }
 
 impl BackendView {
     pub fn eligible(&self) -> bool {
         self.ineligible.is_none()
+    }
+
+    /// Whether it holds the state of block `block`, as far as is known.
+    pub fn holds_state(&self, block: u64) -> bool {
+        self.state_history
+            .is_none_or(|kept| block.saturating_add(kept) >= self.head)
     }
 }
 
@@ -73,11 +101,21 @@ pub struct NetworkView {
     pub served_head: Option<u64>,
     pub safe: Option<u64>,
     pub finalized: Option<u64>,
+    /// No primary can serve: the fallbacks do.
+    pub fallback_serving: bool,
 }
 
 impl NetworkView {
     pub fn eligible(&self) -> impl Iterator<Item = &BackendView> {
         self.backends.iter().filter(|b| b.eligible())
+    }
+
+    /// Tells each fallback whether it serves, so that its head tracker
+    /// probes it at full pace only then.
+    pub fn tell_fallbacks(&self) {
+        for b in &self.backends {
+            b.backend.set_standby(!self.fallback_serving);
+        }
     }
 }
 
@@ -127,7 +165,9 @@ pub async fn run(
             .iter_mut()
             .map(|t| (t.backend.clone(), t.state.borrow_and_update().clone()))
             .collect();
-        out.store(Arc::new(build(states, max_lag, &mut carry)));
+        let view = build(states, max_lag, &mut carry);
+        view.tell_fallbacks();
+        out.store(Arc::new(view));
         published.send_replace(());
         if tracked.is_empty() {
             refresh.notified().await;
@@ -168,28 +208,45 @@ pub fn build(
         ejected.then_some(Ineligible::Ejected)
     };
     let head_of = |s: &HeadState| s.latest.as_ref().map_or(0, |l| l.number);
-    let best_head = states
+    let primary = |b: &Backend| b.tier == Tier::Primary;
+    let primary_can_serve = states
         .iter()
         .zip(&ejected)
-        .filter(|((_, s), e)| base(s, **e).is_none())
+        .any(|((b, s), e)| primary(b) && (base(s, *e).is_none() || s.starting()));
+    let fallback_serving = !primary_can_serve && states.iter().any(|(b, _)| !primary(b));
+    // Before the lag check: what keeps a backend out whatever the heads.
+    let before_lag: Vec<Option<Ineligible>> = states
+        .iter()
+        .zip(&ejected)
+        .map(|((b, s), e)| {
+            base(s, *e)
+                .or_else(|| (!primary(b) && !fallback_serving).then_some(Ineligible::Standby))
+        })
+        .collect();
+    let best_head = states
+        .iter()
+        .zip(&before_lag)
+        .filter(|(_, out)| out.is_none())
         .map(|((_, s), _)| head_of(s))
         .max();
     let backends: Vec<BackendView> = states
         .into_iter()
-        .zip(ejected)
-        .map(|((backend, state), ejected)| {
+        .zip(before_lag)
+        .map(|((backend, state), out)| {
             let head = head_of(&state);
-            let ineligible = base(&state, ejected).or_else(|| {
+            let ineligible = out.or_else(|| {
                 let best = best_head.unwrap_or(0);
                 (head + max_lag < best).then_some(Ineligible::Lagging {
                     behind: best - head,
                 })
             });
+            let state_history = backend.state_history();
             BackendView {
                 backend,
                 state,
                 head,
                 ineligible,
+                state_history,
             }
         })
         .collect();
@@ -231,21 +288,28 @@ pub fn build(
         served_head: carry.served,
         safe: carry.safe,
         finalized: carry.finalized,
+        fallback_serving,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::UpstreamConfig;
+    use crate::config::{Tier, UpstreamConfig};
     use crate::upstream::head::BlockId;
 
     fn backend(name: &str) -> Arc<Backend> {
+        backend_in(name, Tier::Primary)
+    }
+
+    fn backend_in(name: &str, tier: Tier) -> Arc<Backend> {
         let cfg = UpstreamConfig {
             name: name.into(),
             http: "http://127.0.0.1:1".parse().unwrap(),
             ws: None,
             headers: Default::default(),
+            tier,
+            state_history: None,
         };
         Backend::new("test", &cfg, crate::upstream::http_client(), 1 << 20, 3)
     }
@@ -344,5 +408,85 @@ mod tests {
         assert_eq!(v.backends[1].ineligible, Some(Ineligible::Syncing));
         assert_eq!(v.best_head, Some(4));
         assert_eq!(v.served_head, Some(4));
+    }
+
+    #[tokio::test]
+    async fn a_fallback_serves_only_when_no_primary_can_and_its_head_counts_only_then() {
+        let (p0, p1, fb) = (
+            backend("p0"),
+            backend("p1"),
+            backend_in("fb", Tier::Fallback),
+        );
+        let down = |n| {
+            let mut s = at(n, "x", 0);
+            s.reachable = false;
+            s.last_error = Some("refused".into());
+            s
+        };
+        let mut carry = ServedHead::default();
+        let mut v = |p0s: HeadState, p1s: HeadState, fbs: HeadState| {
+            let v = build(
+                vec![(p0.clone(), p0s), (p1.clone(), p1s), (fb.clone(), fbs)],
+                2,
+                &mut carry,
+            );
+            v.tell_fallbacks();
+            v
+        };
+        // Starting: no primary probed yet, so the fallback is not woken.
+        let starting = HeadState {
+            latest: None,
+            reachable: false,
+            chain: ChainCheck::Unknown,
+            ..at(0, "", 0)
+        };
+        let view = v(starting.clone(), starting, at(3, "f", 0));
+        assert!(!view.fallback_serving);
+        assert_eq!(view.backends[2].ineligible, Some(Ineligible::Standby));
+        assert_eq!(view.served_head, None);
+        // Primaries serve: the fallback's higher head neither lags it nor counts.
+        let view = v(at(10, "a", 0), at(10, "a", 0), at(20, "f", 0));
+        assert_eq!(view.backends[2].ineligible, Some(Ineligible::Standby));
+        assert_eq!((view.best_head, view.served_head), (Some(10), Some(10)));
+        assert!(fb.in_standby());
+        // Both primaries down: the fallback serves, and its head counts.
+        let view = v(down(10), down(10), at(12, "f", 0));
+        assert!(view.fallback_serving);
+        assert!(view.backends[2].eligible());
+        assert_eq!(view.served_head, Some(12));
+        assert!(
+            !fb.in_standby(),
+            "its tracker is told to track it at full pace"
+        );
+        // One primary back: standby again.
+        let view = v(at(12, "b", 0), down(10), at(13, "f", 0));
+        assert!(!view.fallback_serving);
+        assert_eq!(view.backends[2].ineligible, Some(Ineligible::Standby));
+        assert_eq!(view.eligible().count(), 1);
+        assert!(fb.in_standby());
+    }
+
+    #[tokio::test]
+    async fn the_state_window_is_copied_into_the_view() {
+        let b = backend("pruned");
+        // It served state 5 deep: whatever it lacks, it keeps at least 5.
+        b.held_state(95, 100);
+        assert!(b.lacks_state(60, 100), "40 deep: taken as keeping 20");
+        assert!(!b.lacks_state(50, 100), "50 deep teaches nothing new");
+        let v = build(
+            vec![(b.clone(), at(100, "x", 0))],
+            2,
+            &mut ServedHead::default(),
+        );
+        assert_eq!(v.backends[0].state_history, Some(20));
+        assert!(v.backends[0].holds_state(80));
+        assert!(!v.backends[0].holds_state(79));
+        // Halving stops at the depth it served: lacking 8 deep gives 5, not 4.
+        assert!(b.lacks_state(92, 100));
+        assert_eq!(b.state_history(), Some(5));
+        // A depth it served but now lacks: just below that.
+        assert!(b.lacks_state(96, 100));
+        assert_eq!(b.state_history(), Some(3));
+        assert_eq!(b.missing_state_answers(), 4);
     }
 }

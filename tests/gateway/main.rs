@@ -19,6 +19,8 @@ mod operations;
 mod policy;
 mod routing;
 mod served_by;
+mod state_history;
 mod support;
+mod tiers;
 mod transparency;
 mod websocket;

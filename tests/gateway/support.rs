@@ -59,6 +59,8 @@ pub struct Up {
     pub name: String,
     pub http: String,
     pub ws: Option<String>,
+    /// More keys of this upstream, one `key: value` line each.
+    pub keys: Vec<String>,
 }
 
 pub fn up(name: &str, http: String, ws: Option<String>) -> Up {
@@ -66,6 +68,15 @@ pub fn up(name: &str, http: String, ws: Option<String>) -> Up {
         name: name.into(),
         http,
         ws,
+        keys: Vec::new(),
+    }
+}
+
+impl Up {
+    /// Adds a `key: value` line to this upstream (`tier: fallback`).
+    pub fn with(mut self, line: &str) -> Up {
+        self.keys.push(line.into());
+        self
     }
 }
 
@@ -92,6 +103,9 @@ pub fn yaml(chain_id: u64, ups: &[Up], extra: &str) -> String {
         ));
         if let Some(ws) = &u.ws {
             y.push_str(&format!("        ws: {ws}\n"));
+        }
+        for line in &u.keys {
+            y.push_str(&format!("        {line}\n"));
         }
     }
     y
