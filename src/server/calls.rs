@@ -66,6 +66,7 @@ pub(super) async fn answer_message(
         session,
         subscribed: &subscribed,
         client: caller.name(),
+        bucket: caller.bucket(),
         max_logs_blocks: caller.max_logs_block_range(),
         request_id,
     };
@@ -230,6 +231,8 @@ struct Ctx<'a> {
     subscribed: &'a Mutex<Vec<String>>,
     /// The configured client name, or `anonymous`.
     client: &'a str,
+    /// Who the caller's filters count against (`Caller::bucket`).
+    bucket: String,
     /// The caller's own `eth_getLogs` range bound, when its tier has one.
     max_logs_blocks: Option<u64>,
     request_id: &'a RequestId,
@@ -318,8 +321,15 @@ impl Ctx<'_> {
             return (StatusCode::OK, self.subscription(&call));
         }
         let started = Instant::now();
-        let routed =
-            pipeline::run(self.network, self.view, &call, method, self.max_logs_blocks).await;
+        let routed = pipeline::run(
+            self.network,
+            self.view,
+            &call,
+            method,
+            self.max_logs_blocks,
+            &self.bucket,
+        )
+        .await;
         let elapsed = Some(started.elapsed());
         let (status, body) = match routed {
             Ok(reply) => {
@@ -335,6 +345,13 @@ impl Ctx<'_> {
                 self.count(method, Outcome::Failed, elapsed);
                 let detailed = ErrorObject::new(object.code, e.to_string());
                 self.log_failure(&call.method, Outcome::Failed, &detailed);
+                (status, error_response(call.reply_id(), &object))
+            }
+            Err(pipeline::CallError::Filter(e)) => {
+                let (object, status, outcome) = rescue::filter(&e);
+                self.count(method, outcome, elapsed);
+                let detailed = ErrorObject::new(object.code, e.to_string());
+                self.log_failure(&call.method, outcome, &detailed);
                 (status, error_response(call.reply_id(), &object))
             }
             Err(pipeline::CallError::Heavy(e)) => {

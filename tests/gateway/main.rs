@@ -10,6 +10,7 @@ mod cors;
 mod discovery;
 mod envelope;
 mod failover;
+mod filters;
 mod heavy;
 mod lifetimes;
 mod metrics;
