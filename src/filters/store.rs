@@ -120,20 +120,25 @@ pub(super) struct Local {
 impl Local {
     fn create(&self, id: &str, state: &State, bounds: Bounds) -> Result<usize, StoreError> {
         self.sweep(Instant::now());
-        let total = self.total.fetch_add(1, Ordering::AcqRel) + 1;
-        if total > bounds.max_total {
-            self.total.fetch_sub(1, Ordering::AcqRel);
-            return Err(StoreError::Refused(Cap::Total(bounds.max_total)));
-        }
-        {
+        // The client's own cap first: it names the narrower cause.
+        let total = {
             let mut held = self.per_client.entry(state.client.clone()).or_insert(0);
             if *held >= bounds.max_per_client {
-                drop(held);
-                self.total.fetch_sub(1, Ordering::AcqRel);
                 return Err(StoreError::Refused(Cap::Client(bounds.max_per_client)));
             }
+            let total = self.total.fetch_add(1, Ordering::AcqRel) + 1;
+            if total > bounds.max_total {
+                self.total.fetch_sub(1, Ordering::AcqRel);
+                let unused = *held == 0;
+                drop(held);
+                if unused {
+                    self.per_client.remove_if(&state.client, |_, n| *n == 0);
+                }
+                return Err(StoreError::Refused(Cap::Total(bounds.max_total)));
+            }
             *held += 1;
-        }
+            total
+        };
         self.filters.insert(
             id.to_string(),
             Slot {
@@ -211,8 +216,8 @@ local ttl = tonumber(ARGV[3])
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 local total = redis.call('ZCARD', KEYS[2])
-if total >= tonumber(ARGV[4]) then return {1, total, expired} end
 if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then return {2, total, expired} end
+if total >= tonumber(ARGV[4]) then return {1, total, expired} end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
 redis.call('ZADD', KEYS[3], now + ttl, ARGV[1])
@@ -400,6 +405,7 @@ mod tests {
         l.create("0x3", &filter("b"), b).unwrap();
         assert!(matches!(l.create("0x4", &filter("c"), b), Err(StoreError::Refused(Cap::Total(3)))));
         assert_eq!(l.live(), 3);
+        assert!(l.per_client.get("c").is_none(), "a refused client leaves nothing behind");
         assert!(l.remove("0x1"));
         assert!(!l.remove("0x1"));
         l.create("0x5", &filter("a"), b).unwrap();
