@@ -163,10 +163,18 @@ impl Filters {
     ) -> Result<Reply, FilterError> {
         let served = view.served_head.ok_or(RouteError::NoBackend)?;
         match method {
-            FilterMethod::NewBlock => self.create(State::new(client.into(), KindName::Block, None, served + 1)).await,
-            FilterMethod::NewPending => {
-                self.create(State::new(client.into(), KindName::Pending, None, served + 1))
+            FilterMethod::NewBlock => {
+                self.create(State::new(client.into(), KindName::Block, None, served + 1))
                     .await
+            }
+            FilterMethod::NewPending => {
+                self.create(State::new(
+                    client.into(),
+                    KindName::Pending,
+                    None,
+                    served + 1,
+                ))
+                .await
             }
             FilterMethod::New => {
                 let criteria = Criteria::parse(params).map_err(FilterError::InvalidParams)?;
@@ -174,8 +182,13 @@ impl Filters {
                     Bound::Number(n) => n.max(served + 1),
                     _ => served + 1,
                 };
-                self.create(State::new(client.into(), KindName::Log, Some(criteria), next))
-                    .await
+                self.create(State::new(
+                    client.into(),
+                    KindName::Log,
+                    Some(criteria),
+                    next,
+                ))
+                .await
             }
             FilterMethod::Changes => {
                 let id = id_param(params)?.ok_or(FilterError::NotFound)?;
@@ -204,7 +217,9 @@ impl Filters {
                 m.created
                     .with_label_values(&[&self.network, state.kind.label()])
                     .inc();
-                m.expired.with_label_values(&[&self.network]).inc_by(expired);
+                m.expired
+                    .with_label_values(&[&self.network])
+                    .inc_by(expired);
                 m.live.with_label_values(&[&self.network]).set(live as i64);
                 Ok(json(&format!("\"{id}\"")))
             }

@@ -29,7 +29,9 @@ pub(super) fn rewind(state: &mut State, chain: &Canon) -> Vec<Value> {
     let base = chain.base();
     let forgotten = state.recent.iter().take_while(|(n, _)| *n < base).count();
     state.recent.drain(..forgotten);
-    state.logs.retain(|log| block_number(log).is_none_or(|n| n >= base));
+    state
+        .logs
+        .retain(|log| block_number(log).is_none_or(|n| n >= base));
     let fork = state
         .recent
         .iter()
@@ -57,7 +59,12 @@ pub(super) fn rewind(state: &mut State, chain: &Canon) -> Vec<Value> {
 
 /// The blocks this poll looks at: from the filter's next block up to the
 /// chain's top, its own `end`, and `max_blocks` in all.
-pub(super) fn span(state: &State, chain: &Canon, end: Option<u64>, max_blocks: u64) -> Option<(u64, u64)> {
+pub(super) fn span(
+    state: &State,
+    chain: &Canon,
+    end: Option<u64>,
+    max_blocks: u64,
+) -> Option<(u64, u64)> {
     let top = chain.top()?;
     let last = top
         .min(end.unwrap_or(u64::MAX))
@@ -74,7 +81,9 @@ pub(super) fn advance(state: &mut State, chain: &Canon, from: u64, to: u64) {
     }
     while state.recent.len() > MAX_RECENT {
         if let Some((n, _)) = state.recent.pop_front() {
-            state.logs.retain(|log| block_number(log).is_none_or(|b| b > n));
+            state
+                .logs
+                .retain(|log| block_number(log).is_none_or(|b| b > n));
         }
     }
     state.next = to + 1;
@@ -171,9 +180,16 @@ mod tests {
         assert!(rewind(&mut s, &c).is_empty());
         // Blocks 13 and 14 replaced, and one more mined.
         let c = chain(1, 12, 15, 0).await;
-        assert!(rewind(&mut s, &c).is_empty(), "a block filter has no logs to remove");
+        assert!(
+            rewind(&mut s, &c).is_empty(),
+            "a block filter has no logs to remove"
+        );
         assert_eq!(span(&s, &c, None, 1000), Some((13, 15)));
-        assert_eq!(span(&s, &c, None, 2), Some((13, 14)), "max_blocks bounds a poll");
+        assert_eq!(
+            span(&s, &c, None, 2),
+            Some((13, 14)),
+            "max_blocks bounds a poll"
+        );
     }
 
     #[tokio::test]
@@ -191,10 +207,16 @@ mod tests {
         assert_eq!(s.next, 11);
         assert_eq!(s.logs.len(), 1, "the log of block 10 stays");
         // Logs of the old fork for the new span: the chain moved under us.
-        assert_eq!(accept_logs(&mut s, &c2, 11, 12, &[log(0, 11, 0)]), Err(Moved));
+        assert_eq!(
+            accept_logs(&mut s, &c2, 11, 12, &[log(0, 11, 0)]),
+            Err(Moved)
+        );
         accept_logs(&mut s, &c2, 11, 12, &[log(2, 12, 0)]).unwrap();
         assert_eq!(s.next, 13);
-        assert!(rewind(&mut s, &c2).is_empty(), "no reorg: nothing removed twice");
+        assert!(
+            rewind(&mut s, &c2).is_empty(),
+            "no reorg: nothing removed twice"
+        );
     }
 
     #[tokio::test]

@@ -24,7 +24,9 @@ pub(super) fn new_id() -> String {
 
 /// An id as a client sent it, normalized; `None` if it cannot be one of ours.
 pub(super) fn parse_id(text: &str) -> Option<String> {
-    let hex = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X"))?;
+    let hex = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))?;
     let hex = hex.trim_start_matches('0');
     (!hex.is_empty() && hex.len() <= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| format!("0x{}", hex.to_ascii_lowercase()))
@@ -76,7 +78,12 @@ pub(super) struct State {
 }
 
 impl State {
-    pub(super) fn new(client: String, kind: KindName, criteria: Option<Criteria>, next: u64) -> State {
+    pub(super) fn new(
+        client: String,
+        kind: KindName,
+        criteria: Option<Criteria>,
+        next: u64,
+    ) -> State {
         State {
             client,
             kind,
@@ -130,8 +137,8 @@ impl Criteria {
             block_hash: Option<String>,
         }
         let params = params.unwrap_or("[]");
-        let [wire]: [Wire; 1] = serde_json::from_str(params)
-            .map_err(|e| format!("expected one filter object: {e}"))?;
+        let [wire]: [Wire; 1] =
+            serde_json::from_str(params).map_err(|e| format!("expected one filter object: {e}"))?;
         let from = bound("fromBlock", wire.from_block.as_deref())?;
         let to = bound("toBlock", wire.to_block.as_deref())?;
         if let (Bound::Number(f), Bound::Number(t)) = (from, to) {
@@ -278,7 +285,12 @@ mod tests {
 
     #[test]
     fn state_round_trips_through_json() {
-        let mut s = State::new("c:a".into(), KindName::Log, Criteria::parse(Some("[{}]")).ok(), 7);
+        let mut s = State::new(
+            "c:a".into(),
+            KindName::Log,
+            Criteria::parse(Some("[{}]")).ok(),
+            7,
+        );
         s.recent.push_back((7, u64::MAX));
         s.logs.push(serde_json::json!({"blockNumber": "0x7"}));
         let text = serde_json::to_string(&s).unwrap();

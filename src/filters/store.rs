@@ -261,7 +261,11 @@ pub(super) struct Shared {
 
 impl Shared {
     /// Does not connect yet: the first call does, and later ones reconnect.
-    pub(super) fn new(url: &str, network: &str, timeout: Duration) -> Result<Shared, redis::RedisError> {
+    pub(super) fn new(
+        url: &str,
+        network: &str,
+        timeout: Duration,
+    ) -> Result<Shared, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -300,7 +304,12 @@ impl Shared {
         }
     }
 
-    async fn create(&self, id: &str, state: &State, bounds: Bounds) -> Result<(usize, u64), StoreError> {
+    async fn create(
+        &self,
+        id: &str,
+        state: &State,
+        bounds: Bounds,
+    ) -> Result<(usize, u64), StoreError> {
         let [key, all, mine] = self.keys(id, &state.client);
         let mut call = self.create.prepare_invoke();
         call.key(key)
@@ -335,7 +344,13 @@ impl Shared {
             .ok_or_else(|| StoreError::Unavailable(format!("filter {id} in redis is unreadable")))
     }
 
-    async fn save(&self, id: &str, version: u64, state: &State, expiry: Duration) -> Result<bool, StoreError> {
+    async fn save(
+        &self,
+        id: &str,
+        version: u64,
+        state: &State,
+        expiry: Duration,
+    ) -> Result<bool, StoreError> {
         let [key, all, mine] = self.keys(id, &state.client);
         let mut call = self.save.prepare_invoke();
         call.key(key)
@@ -401,11 +416,20 @@ mod tests {
         let b = bounds(Duration::from_secs(60));
         l.create("0x1", &filter("a"), b).unwrap();
         l.create("0x2", &filter("a"), b).unwrap();
-        assert!(matches!(l.create("0x3", &filter("a"), b), Err(StoreError::Refused(Cap::Client(2)))));
+        assert!(matches!(
+            l.create("0x3", &filter("a"), b),
+            Err(StoreError::Refused(Cap::Client(2)))
+        ));
         l.create("0x3", &filter("b"), b).unwrap();
-        assert!(matches!(l.create("0x4", &filter("c"), b), Err(StoreError::Refused(Cap::Total(3)))));
+        assert!(matches!(
+            l.create("0x4", &filter("c"), b),
+            Err(StoreError::Refused(Cap::Total(3)))
+        ));
         assert_eq!(l.live(), 3);
-        assert!(l.per_client.get("c").is_none(), "a refused client leaves nothing behind");
+        assert!(
+            l.per_client.get("c").is_none(),
+            "a refused client leaves nothing behind"
+        );
         assert!(l.remove("0x1"));
         assert!(!l.remove("0x1"));
         l.create("0x5", &filter("a"), b).unwrap();

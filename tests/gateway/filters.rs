@@ -35,16 +35,29 @@ async fn mine_logging_block(fleet: &Fleet) -> u64 {
 
 /// Polls `id` on `url` until `enough` of what came holds (bounded: a hang
 /// guard, not a timing assert); returns everything that came, in order.
-async fn poll_until(url: &str, id: &Value, what: &str, enough: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+async fn poll_until(
+    url: &str,
+    id: &Value,
+    what: &str,
+    enough: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut got = Vec::new();
     loop {
         let r = result(url, "eth_getFilterChanges", json!([id])).await;
-        got.extend(r.as_array().unwrap_or_else(|| panic!("not a list: {r}")).iter().cloned());
+        got.extend(
+            r.as_array()
+                .unwrap_or_else(|| panic!("not a list: {r}"))
+                .iter()
+                .cloned(),
+        );
         if enough(&got) {
             return got;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; got {got:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; got {got:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -58,7 +71,11 @@ struct Seen {
 }
 
 /// Polls a block filter and a log filter every 150 ms until stopped.
-fn spawn_poller(url: String, block_filter: String, log_filter: String) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
+fn spawn_poller(
+    url: String,
+    block_filter: String,
+    log_filter: String,
+) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let s = seen.clone();
     let task = tokio::spawn(async move {
@@ -161,8 +178,14 @@ async fn a_reorg_under_a_log_filter_delivers_removed_logs_then_the_new_ones() {
     // (anvil here finalizes latest - 2); the cache is off, so the filters'
     // own chain follower is the one under test.
     let y = yaml(fleet.chain_id(), &fleet_ups(&fleet), "")
-        .replace("finality_poll_interval: 200ms", "finality_poll_interval: 60m")
-        .replace("    upstreams:\n", "    cache:\n      enabled: false\n    upstreams:\n");
+        .replace(
+            "finality_poll_interval: 200ms",
+            "finality_poll_interval: 60m",
+        )
+        .replace(
+            "    upstreams:\n",
+            "    cache:\n      enabled: false\n    upstreams:\n",
+        );
     let gw = start_gateway(&y).await;
     wait_synced(&gw, 3, start).await;
     let url = gw.url.clone();
@@ -201,7 +224,10 @@ async fn a_reorg_under_a_log_filter_delivers_removed_logs_then_the_new_ones() {
         .unwrap();
     let truth: Vec<_> = truth.as_array().unwrap().iter().map(log_id).collect();
     assert_eq!(truth.len(), 3, "the replaced deployments landed again");
-    let after = poll_until(&url, &id, "the removed logs and the new ones", |got| got.len() >= 6).await;
+    let after = poll_until(&url, &id, "the removed logs and the new ones", |got| {
+        got.len() >= 6
+    })
+    .await;
     let removed: Vec<_> = first
         .iter()
         .map(|l| {
@@ -243,22 +269,41 @@ async fn a_filter_made_on_one_gateway_is_polled_on_another() {
         let gw = if round % 2 == 0 { &b } else { &a };
         let want = (top - start) as usize;
         let have = hashes.len();
-        hashes.extend(poll_until(&gw.url, &blocks, "the new block", |got| have + got.len() >= want).await);
+        hashes.extend(
+            poll_until(&gw.url, &blocks, "the new block", |got| {
+                have + got.len() >= want
+            })
+            .await,
+        );
         let have = seen_logs.len();
-        seen_logs.extend(poll_until(&gw.url, &logs, "the new log", |got| have + got.len() >= want).await);
+        seen_logs.extend(
+            poll_until(&gw.url, &logs, "the new log", |got| {
+                have + got.len() >= want
+            })
+            .await,
+        );
     }
     let top = start + 4;
     let mut chain = Vec::new();
     for n in start + 1..=top {
         chain.push(json!(fleet.block_hash(0, n).await.unwrap().unwrap()));
     }
-    assert_eq!(hashes, chain, "every block once, in order, across two gateways");
+    assert_eq!(
+        hashes, chain,
+        "every block once, in order, across two gateways"
+    );
     assert_eq!(seen_logs.len(), 4);
     let from_a = result(&a.url, "eth_getFilterLogs", json!([logs])).await;
     let from_b = result(&b.url, "eth_getFilterLogs", json!([logs])).await;
     assert_eq!(from_a, from_b);
-    assert_eq!(result(&b.url, "eth_uninstallFilter", json!([blocks])).await, json!(true));
-    assert_eq!(result(&a.url, "eth_uninstallFilter", json!([blocks])).await, json!(false));
+    assert_eq!(
+        result(&b.url, "eth_uninstallFilter", json!([blocks])).await,
+        json!(true)
+    );
+    assert_eq!(
+        result(&a.url, "eth_uninstallFilter", json!([blocks])).await,
+        json!(false)
+    );
     let gone = call(&a.url, "eth_getFilterChanges", json!([blocks])).await;
     assert_eq!(gone["error"]["code"], -32000, "{gone}");
     assert_eq!(gone["error"]["message"], "filter not found");
@@ -292,33 +337,68 @@ async fn uninstall_expiry_and_caps() {
     let unknown = call(url, "eth_getFilterChanges", json!(["0x1234"])).await;
     assert_eq!(unknown["error"]["code"], -32000, "{unknown}");
     assert_eq!(unknown["error"]["message"], "filter not found");
-    assert_eq!(result(url, "eth_uninstallFilter", json!([id])).await, json!(true));
-    assert_eq!(result(url, "eth_uninstallFilter", json!([id])).await, json!(false));
+    assert_eq!(
+        result(url, "eth_uninstallFilter", json!([id])).await,
+        json!(true)
+    );
+    assert_eq!(
+        result(url, "eth_uninstallFilter", json!([id])).await,
+        json!(false)
+    );
     let bad = call(url, "eth_newFilter", json!([{"fromBlock": "soon"}])).await;
     assert_eq!(bad["error"]["code"], -32602, "{bad}");
 
     // Caps: two per client, three in all; -32005 past them.
     let mut ids = Vec::new();
-    for (ip, ok) in [("10.0.0.1", true), ("10.0.0.1", true), ("10.0.0.1", false), ("10.0.0.2", true), ("10.0.0.3", false)] {
+    for (ip, ok) in [
+        ("10.0.0.1", true),
+        ("10.0.0.1", true),
+        ("10.0.0.1", false),
+        ("10.0.0.2", true),
+        ("10.0.0.3", false),
+    ] {
         let r = call_from(url, ip, "eth_newPendingTransactionFilter", json!([])).await;
         if ok {
-            ids.push(r["result"].as_str().unwrap_or_else(|| panic!("{r}")).to_string());
+            ids.push(
+                r["result"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{r}"))
+                    .to_string(),
+            );
         } else {
             assert_eq!(r["error"]["code"], -32005, "{ip}: {r}");
             assert_eq!(r["id"], 7);
         }
     }
     let per_client = call_from(url, "10.0.0.1", "eth_newFilter", json!([{}])).await;
-    assert!(per_client["error"]["message"].as_str().unwrap().contains("max_per_client"), "{per_client}");
+    assert!(
+        per_client["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_per_client"),
+        "{per_client}"
+    );
     let total = call_from(url, "10.0.0.3", "eth_newFilter", json!([{}])).await;
-    assert!(total["error"]["message"].as_str().unwrap().contains("max_total"), "{total}");
+    assert!(
+        total["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_total"),
+        "{total}"
+    );
     // A pending-transaction filter answers an empty list (no pending feed over HTTP).
-    assert_eq!(result(url, "eth_getFilterChanges", json!([ids[0]])).await, json!([]));
+    assert_eq!(
+        result(url, "eth_getFilterChanges", json!([ids[0]])).await,
+        json!([])
+    );
 
     // Expiry: a filter polled every 300 ms lives on; the others, unpolled
     // for over a second, are gone, and their places free.
     for _ in 0..8 {
-        assert_eq!(result(url, "eth_getFilterChanges", json!([ids[0]])).await, json!([]));
+        assert_eq!(
+            result(url, "eth_getFilterChanges", json!([ids[0]])).await,
+            json!([])
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     for id in &ids[1..] {
@@ -328,6 +408,9 @@ async fn uninstall_expiry_and_caps() {
     let again = call_from(url, "10.0.0.3", "eth_newBlockFilter", json!([])).await;
     assert!(again["result"].is_string(), "{again}");
     let metrics = rpcgate::metrics::metrics().render();
-    assert!(metrics.contains("rpcgate_filters_expired_total{network=\"dev\"}"), "{metrics}");
+    assert!(
+        metrics.contains("rpcgate_filters_expired_total{network=\"dev\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("rpcgate_filters_refused_total{network=\"dev\",reason=\"total\"}"));
 }
