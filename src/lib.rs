@@ -32,7 +32,8 @@
 //! ```text
 //! server         listeners, the call pipeline, error translation, admin, reload, discovery wiring
 //! subscriptions  eth_subscribe: one upstream feed per distinct request, failover without gaps
-//! network        one network as it runs: its config, upstreams and cache, started together
+//! network        one network as it runs: its config, upstreams, cache and filters, started together
+//! filters        eth_newFilter and kin answered by the gateway, in memory or in Redis
 //! policy         API keys, client IPs, method rules, compute-unit costs, rate limits
 //! cache          cache rules, keys, the byte-bounded store, in-flight sharing, reorg eviction
 //! router         local answers, backend choice (P2C over Peak-EWMA), retries, sends
@@ -46,6 +47,7 @@
 pub mod cache;
 pub mod config;
 pub mod eth;
+pub mod filters;
 pub mod jsonrpc;
 pub mod logs;
 pub mod metrics;

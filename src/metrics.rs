@@ -246,6 +246,8 @@ pub struct Metrics {
     pub ws_subscription_failovers: IntCounterVec,
     /// Compressed answers and decoded request bodies (`server::compression`).
     pub compression: CompressionMetrics,
+    /// The filters the gateway answers itself (see `crate::filters`).
+    pub filters: FilterMetrics,
 }
 
 /// The series of `server::compression`. Labels are coding tokens (`gzip`,
@@ -262,6 +264,62 @@ pub struct CompressionMetrics {
     /// size passed `server.max_body_bytes`: 413), `corrupt` (400),
     /// `unsupported` (415).
     pub decoded_requests: IntCounterVec,
+}
+
+/// `rpcgate_filters*`: filters owned by the gateway, by network.
+pub struct FilterMetrics {
+    /// `rpcgate_filters_live{network}`: live filters (in Redis: as this
+    /// replica last counted them).
+    pub live: IntGaugeVec,
+    /// `rpcgate_filters_created_total{network,kind}`: kind is block, log or pending.
+    pub created: IntCounterVec,
+    /// `rpcgate_filters_expired_total{network}`: filters dropped after `filters.expiry` without a poll.
+    pub expired: IntCounterVec,
+    /// `rpcgate_filters_refused_total{network,reason}`: creations refused by
+    /// `max_per_client` (reason `client`) or `max_total` (reason `total`).
+    pub refused: IntCounterVec,
+}
+
+impl FilterMetrics {
+    fn new(registry: &Registry) -> FilterMetrics {
+        let live = IntGaugeVec::new(
+            Opts::new("rpcgate_filters_live", "Live filters owned by the gateway."),
+            &["network"],
+        )
+        .expect("a valid metric");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric")
+        };
+        let created = counter(
+            "rpcgate_filters_created_total",
+            "Filters created (eth_newFilter, eth_newBlockFilter, eth_newPendingTransactionFilter), by kind.",
+            &["network", "kind"],
+        );
+        let expired = counter(
+            "rpcgate_filters_expired_total",
+            "Filters dropped because nobody polled them within filters.expiry.",
+            &["network"],
+        );
+        let refused = counter(
+            "rpcgate_filters_refused_total",
+            "Filter creations refused by filters.max_per_client (client) or filters.max_total (total).",
+            &["network", "reason"],
+        );
+        registry
+            .register(Box::new(live.clone()))
+            .expect("unique metric names");
+        for c in [&created, &expired, &refused] {
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric names");
+        }
+        FilterMetrics {
+            live,
+            created,
+            expired,
+            refused,
+        }
+    }
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -382,6 +440,7 @@ impl Metrics {
         }
         let (ws_connections, ws_subscriptions, ws_subscription_failovers) = ws_metrics(&registry);
         let compression = compression_metrics(&registry);
+        let filters = FilterMetrics::new(&registry);
         Metrics {
             registry,
             rate_limited,
@@ -400,6 +459,7 @@ impl Metrics {
             ws_subscriptions,
             ws_subscription_failovers,
             compression,
+            filters,
         }
     }
 
@@ -420,6 +480,14 @@ impl Metrics {
             self.ws_subscriptions.with_label_values(&[network, kind]);
         }
         self.ws_subscription_failovers.with_label_values(&[network]);
+        self.filters.live.with_label_values(&[network]);
+        for kind in ["block", "log", "pending"] {
+            self.filters.created.with_label_values(&[network, kind]);
+        }
+        self.filters.expired.with_label_values(&[network]);
+        for reason in ["client", "total"] {
+            self.filters.refused.with_label_values(&[network, reason]);
+        }
     }
 
     /// Counts one HTTP response.

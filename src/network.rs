@@ -1,5 +1,6 @@
 //! One network as the gateway runs it: its config, its backends (with their
-//! trackers and view) and its response cache, started and dropped together.
+//! trackers and view), its response cache and its filters, started and
+//! dropped together.
 //!
 //! This module sits above both `upstream` and `cache` so that neither has to
 //! know the other: the cache follows the view that `upstream` publishes
@@ -11,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::cache::Cache;
 use crate::config::{NetworkConfig, RedisConfig};
+use crate::filters::Filters;
 use crate::metrics::NetworkSeries;
 use crate::router::{RouteError, Target};
 use crate::upstream::{HttpClient, NetworkView, Upstreams};
@@ -24,6 +26,9 @@ pub struct Network {
     pub upstreams: Upstreams,
     /// `None` when the network's cache is disabled.
     pub cache: Option<Arc<Cache<RouteError>>>,
+    /// `None` when `filters.enabled` is off (the filter methods are then
+    /// forwarded like any other call).
+    pub filters: Option<Filters>,
     cache_tasks: Vec<JoinHandle<()>>,
 }
 
@@ -65,11 +70,37 @@ impl Network {
             cache_tasks = tasks;
             cache
         });
+        // Filters read the canonical hashes the cache follows; with the cache
+        // off, the same reorg loop runs for them alone.
+        let filters = config.filters.enabled.then(|| {
+            let chain = match &cache {
+                Some(cache) => cache.chain(),
+                None => {
+                    let (view, published) = upstreams.follow();
+                    let (chain, task) = crate::cache::follow_chain(
+                        &config.name,
+                        view,
+                        published,
+                        config.head.probe_timeout,
+                    );
+                    cache_tasks.push(task);
+                    chain
+                }
+            };
+            Filters::start(
+                &config.name,
+                &config.filters,
+                redis,
+                chain,
+                previous.and_then(|p| p.filters.as_ref()),
+            )
+        });
         Network {
             series: NetworkSeries::new(&config.name),
             config,
             upstreams,
             cache,
+            filters,
             cache_tasks,
         }
     }

@@ -50,6 +50,16 @@ impl Canon {
             .map(|i| self.base + i as u64)
     }
 
+    /// The lowest height this chain knows.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// The highest height this chain knows (the served head it was read for).
+    pub fn top(&self) -> Option<u64> {
+        (!self.hashes.is_empty()).then(|| self.base + self.hashes.len() as u64 - 1)
+    }
+
     pub fn is_current(&self, view: &NetworkView) -> bool {
         self.stamp.is_some() && self.stamp == stamp_of(view)
     }

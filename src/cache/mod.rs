@@ -90,13 +90,32 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Follows the canonical chain of a network whose cache is off, for the
+/// gateway's filters: the same reorg loop, with nothing to evict.
+pub fn follow_chain(
+    network: &str,
+    view: Arc<ArcSwap<NetworkView>>,
+    published: watch::Receiver<()>,
+    probe_timeout: Duration,
+) -> (Arc<ArcSwap<Canon>>, JoinHandle<()>) {
+    let chain = Arc::new(ArcSwap::from_pointee(Canon::default()));
+    let task = tokio::spawn(reorg::follow(
+        network.to_string(),
+        chain.clone(),
+        view,
+        published,
+        probe_timeout,
+        |_| {},
+    ));
+    (chain, task)
+}
+
 /// The cache of one network; `E` is how a call that got no answer failed.
 pub struct Cache<E> {
-    network: String,
     config: CacheConfig,
     store: Store,
     flights: Flights<Result<Reply, E>>,
-    canon: ArcSwap<Canon>,
+    canon: Arc<ArcSwap<Canon>>,
     shared: Option<SharedTier>,
     stats: Arc<Stats>,
 }
@@ -168,21 +187,33 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
             _ => None,
         };
         let cache = Arc::new(Cache {
-            network: network.to_string(),
             config: config.clone(),
             store: Store::new(config.max_bytes, stats.clone()),
             flights: Flights::default(),
-            canon: ArcSwap::from_pointee(Canon::default()),
+            canon: Arc::new(ArcSwap::from_pointee(Canon::default())),
             shared,
             stats,
         });
+        let evictor = cache.clone();
         tasks.push(tokio::spawn(reorg::follow(
-            cache.clone(),
+            network.to_string(),
+            cache.canon.clone(),
             view,
             published,
             probe_timeout,
+            move |replaced| {
+                evictor
+                    .store
+                    .evict_bound_to(replaced, evictor.stats.clone());
+            },
         )));
         (cache, tasks)
+    }
+
+    /// The canonical chain this cache follows (for the gateway's filters,
+    /// which read the same hashes instead of asking a backend again).
+    pub fn chain(&self) -> Arc<ArcSwap<Canon>> {
+        self.canon.clone()
     }
 
     /// Looks a call of `method` up (`spec`: its entry in the method table)

@@ -1,5 +1,7 @@
 //! The reorg control loop: keeps the cache's chain ([`super::canon`]) in step
-//! with the network view, and evicts entries bound to replaced blocks.
+//! with the network view, and evicts entries bound to replaced blocks. The
+//! same loop runs alone (without a cache) for the gateway's filters when a
+//! network's cache is off ([`super::follow_chain`]).
 //!
 //! It wakes whenever the view builder publishes. When the view's stamp (served
 //! head, reorgs counted by the trackers) differs from the chain's, it reads
@@ -17,28 +19,43 @@ use arc_swap::ArcSwap;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use super::canon::{self, stamp_of, Header};
-use super::{Cache, CANON_WINDOW};
-use crate::eth::{parse_hash, parse_quantity};
+use super::canon::{self, stamp_of, Canon, Header};
+use super::CANON_WINDOW;
+use crate::eth::{parse_hash, parse_quantity, Hash};
 use crate::upstream::{Backend, NetworkView};
 
 /// Wait before trying again after a failed read of the chain.
 const RETRY: Duration = Duration::from_millis(200);
 
-pub(super) async fn follow<E>(
-    cache: Arc<Cache<E>>,
+/// Keeps `chain` in step with `view`, calling `replaced` with the blocks a
+/// reorg replaced once the new chain is published. `network` names the
+/// network in logs.
+pub(super) async fn follow(
+    network: String,
+    chain: Arc<ArcSwap<Canon>>,
     view: Arc<ArcSwap<NetworkView>>,
     mut published: watch::Receiver<()>,
     probe_timeout: Duration,
+    replaced: impl Fn(Vec<(u64, Hash)>) + Send,
 ) {
     loop {
         let v = view.load_full();
         let mut failed = false;
         if let Some(stamp) = stamp_of(&v) {
-            if cache.canon.load().stamp != Some(stamp) {
-                if let Err(e) = refresh(&cache, &v, stamp, probe_timeout).await {
-                    tracing::debug!(error = %e, "cache: could not read the chain; bound entries are misses until it can");
-                    failed = true;
+            if chain.load().stamp != Some(stamp) {
+                match refresh(&chain, &v, stamp, probe_timeout).await {
+                    Ok(blocks) if blocks.is_empty() => {}
+                    Ok(blocks) => {
+                        tracing::info!(
+                            network = %network, blocks = blocks.len(),
+                            "reorg replaced blocks; dropping what was bound to them"
+                        );
+                        replaced(blocks);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not read the chain; bound entries are misses until it can");
+                        failed = true;
+                    }
                 }
             }
         }
@@ -53,14 +70,15 @@ pub(super) async fn follow<E>(
     }
 }
 
-async fn refresh<E>(
-    cache: &Cache<E>,
+/// Reads the chain for `stamp` and publishes it; returns the replaced blocks.
+async fn refresh(
+    chain: &ArcSwap<Canon>,
     view: &NetworkView,
     stamp: (u64, u64),
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<Vec<(u64, Hash)>, String> {
     let served = stamp.0;
-    let old = cache.canon.load_full();
+    let old = chain.load_full();
     // Prefer a backend exactly at the served head whose head differs from
     // what we knew: it has seen the change this refresh is about.
     let backend = view
@@ -83,15 +101,8 @@ async fn refresh<E>(
     let (mut next, replaced) =
         canon::rebuild(&old, served, lower, |n| header(backend.clone(), n, timeout)).await?;
     next.stamp = Some(stamp);
-    cache.canon.store(Arc::new(next));
-    if !replaced.is_empty() {
-        tracing::info!(
-            network = %cache.network, blocks = replaced.len(),
-            "cache: reorg replaced blocks; dropping the entries bound to them"
-        );
-        cache.store.evict_bound_to(replaced, cache.stats.clone());
-    }
-    Ok(())
+    chain.store(Arc::new(next));
+    Ok(replaced)
 }
 
 async fn header(backend: Arc<Backend>, n: u64, timeout: Duration) -> Result<Header, String> {

@@ -268,6 +268,8 @@ pub struct NetworkConfig {
     pub method_timeouts: Vec<(String, Duration)>,
     pub head: HeadConfig,
     pub cache: CacheConfig,
+    /// The filters the gateway answers itself (`eth_newFilter` and kin).
+    pub filters: FiltersConfig,
     /// Backends listed in the config.
     pub upstreams: Vec<UpstreamConfig>,
     /// Groups of backends found in DNS (a headless Service), added to `upstreams`.
@@ -319,6 +321,34 @@ impl Default for CacheConfig {
             confirmations: None,
             shared: false,
             shared_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// `networks.<name>.filters`: filters owned by the gateway (see `crate::filters`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FiltersConfig {
+    /// Off: the filter methods are forwarded to one backend, as before.
+    pub enabled: bool,
+    /// A filter not polled for this long is dropped (Geth's default: 5 minutes).
+    pub expiry: Duration,
+    /// Live filters one client (a key's client, or one IP when anonymous) may hold.
+    pub max_per_client: usize,
+    /// Live filters of this network in all.
+    pub max_total: usize,
+    /// Blocks one poll covers at most; a filter further behind catches up
+    /// over the next polls.
+    pub max_poll_blocks: u64,
+}
+
+impl Default for FiltersConfig {
+    fn default() -> Self {
+        FiltersConfig {
+            enabled: true,
+            expiry: Duration::from_secs(300),
+            max_per_client: 100,
+            max_total: 10_000,
+            max_poll_blocks: 1000,
         }
     }
 }

@@ -148,6 +148,8 @@ pub(super) struct RawNetwork {
     pub head: RawHead,
     #[serde(default)]
     pub cache: RawCache,
+    #[serde(default)]
+    pub filters: RawFilters,
     pub upstreams: Option<Vec<RawUpstream>>,
     pub discover: Option<Vec<RawDiscover>>,
 }
@@ -172,6 +174,16 @@ pub(super) struct RawCache {
     pub confirmations: Option<u64>,
     pub shared: Option<bool>,
     pub shared_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFilters {
+    pub enabled: Option<bool>,
+    pub expiry: Option<String>,
+    pub max_per_client: Option<u64>,
+    pub max_total: Option<u64>,
+    pub max_poll_blocks: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

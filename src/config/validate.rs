@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::raw::{
-    RawCache, RawConfig, RawDiscover, RawHead, RawLog, RawNetwork, RawRedis, RawUpstream,
+    RawCache, RawConfig, RawDiscover, RawFilters, RawHead, RawLog, RawNetwork, RawRedis,
+    RawUpstream,
 };
 use super::{
     parse_duration, CacheConfig, CompressionConfig, Config, ConfigError, ContentCoding,
-    DiscoverConfig, HeadConfig, LogConfig, NetworkConfig, RedisConfig, ServerLimits, Tier,
-    UpstreamConfig, CACHE_CANON_WINDOW,
+    DiscoverConfig, FiltersConfig, HeadConfig, LogConfig, NetworkConfig, RedisConfig,
+    ServerLimits, Tier, UpstreamConfig, CACHE_CANON_WINDOW,
 };
 
 pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8545";
@@ -364,6 +365,7 @@ fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig,
         method_timeouts: method_timeouts(&at("method_timeouts"), raw.method_timeouts)?,
         head: head(&at("head"), raw.head)?,
         cache: cache(&at("cache"), raw.cache)?,
+        filters: filters(&at("filters"), raw.filters)?,
         upstreams,
         discover,
     })
@@ -457,6 +459,41 @@ fn redis(raw: RawRedis) -> Result<RedisConfig, ConfigError> {
         ));
     }
     Ok(RedisConfig { url })
+}
+
+fn filters(at: &str, raw: RawFilters) -> Result<FiltersConfig, ConfigError> {
+    let key = |k: &str| format!("{at}.{k}");
+    let d = FiltersConfig::default();
+    let expiry = duration(&key("expiry"), raw.expiry.as_deref(), d.expiry)?;
+    if expiry < Duration::from_secs(1) {
+        return Err(ConfigError::invalid(key("expiry"), "must be at least 1s"));
+    }
+    let max_total = in_range(
+        &key("max_total"),
+        raw.max_total,
+        d.max_total as u64,
+        1,
+        10_000_000,
+    )?;
+    Ok(FiltersConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        expiry,
+        max_per_client: in_range(
+            &key("max_per_client"),
+            raw.max_per_client,
+            (d.max_per_client as u64).min(max_total as u64),
+            1,
+            max_total as u64,
+        )?,
+        max_total,
+        max_poll_blocks: in_range(
+            &key("max_poll_blocks"),
+            raw.max_poll_blocks,
+            d.max_poll_blocks,
+            1,
+            1_000_000,
+        )? as u64,
+    })
 }
 
 fn cache(at: &str, raw: RawCache) -> Result<CacheConfig, ConfigError> {

@@ -116,6 +116,17 @@ impl<C: Clock> Caller<'_, C> {
         self.ip
     }
 
+    /// The key per-client budgets count under (shared rate limits, filter
+    /// caps): `c:<name>` for a named client, `ip:<addr>` (IPv6 by /64) for
+    /// the anonymous tier.
+    pub fn bucket(&self) -> String {
+        if self.tier.anonymous {
+            format!("ip:{}", local::ip_bucket(self.ip))
+        } else {
+            format!("c:{}", self.tier.name)
+        }
+    }
+
     /// The client's own browser origins, when it names any.
     pub fn allowed_origins(&self) -> Option<&[String]> {
         self.tier.allowed_origins.as_deref()
@@ -248,12 +259,7 @@ impl<C: Clock + Clone> ClientPolicy<C> {
         let Some(shared) = &self.shared else {
             return self.check_local(caller, cost);
         };
-        let bucket = if tier.anonymous {
-            format!("ip:{}", local::ip_bucket(caller.ip))
-        } else {
-            format!("c:{}", tier.name)
-        };
-        match shared.check(&bucket, &tier.limits, cost).await {
+        match shared.check(&caller.bucket(), &tier.limits, cost).await {
             Ok(v) => {
                 if shared.mark_up() {
                     tracing::info!("shared rate limits available again in redis");

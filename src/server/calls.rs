@@ -81,6 +81,7 @@ pub(super) async fn answer_message(
         session,
         subscribed: &subscribed,
         client: caller.name(),
+        bucket: caller.bucket(),
         max_logs_blocks: caller.max_logs_block_range(),
         request_id,
     };
@@ -258,6 +259,8 @@ struct Ctx<'a> {
     subscribed: &'a Mutex<Vec<String>>,
     /// The configured client name, or `anonymous`.
     client: &'a str,
+    /// Who the caller's filters count against (`Caller::bucket`).
+    bucket: String,
     /// The caller's own `eth_getLogs` range bound, when its tier has one.
     max_logs_blocks: Option<u64>,
     request_id: &'a RequestId,
@@ -362,8 +365,15 @@ impl Ctx<'_> {
             );
         }
         let started = Instant::now();
-        let routed =
-            pipeline::run(self.network, self.view, &call, method, self.max_logs_blocks).await;
+        let routed = pipeline::run(
+            self.network,
+            self.view,
+            &call,
+            method,
+            self.max_logs_blocks,
+            &self.bucket,
+        )
+        .await;
         let elapsed = Some(started.elapsed());
         let mut by = ServedBy::default();
         let (status, body) = match routed {
@@ -388,6 +398,13 @@ impl Ctx<'_> {
                 self.count(method, Outcome::Failed, elapsed);
                 let detailed = ErrorObject::new(object.code, e.to_string());
                 self.log_failure(&call.method, Outcome::Failed, &detailed);
+                (status, error_response(call.reply_id(), &object))
+            }
+            Err(pipeline::CallError::Filter(e)) => {
+                let (object, status, outcome) = rescue::filter(&e);
+                self.count(method, outcome, elapsed);
+                let detailed = ErrorObject::new(object.code, e.to_string());
+                self.log_failure(&call.method, outcome, &detailed);
                 (status, error_response(call.reply_id(), &object))
             }
             Err(pipeline::CallError::Heavy(e)) => {

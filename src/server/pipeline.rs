@@ -1,6 +1,6 @@
 //! The pipeline of one admitted call, in the order the crate docs give:
-//! local answers, block pinning (and the refusal of heavy calls it reveals),
-//! the cache, the router, the cache's store.
+//! local answers, the gateway's own filters, block pinning (and the refusal
+//! of heavy calls it reveals), the cache, the router, the cache's store.
 //!
 //! Each step is a module that knows nothing of the others; this function is
 //! the only place that knows their order. The client policy has admitted the
@@ -12,6 +12,7 @@ use super::heavy::{self, Heavy};
 use crate::cache::{Lookup, Source};
 use crate::eth::methods::Resolved;
 use crate::eth::{self, BlockArg};
+use crate::filters::{FilterError, FilterMethod};
 use crate::jsonrpc::Call;
 use crate::network::Network;
 use crate::router::{self, Forward, RouteError};
@@ -24,6 +25,8 @@ pub(super) enum CallError {
     Route(#[from] RouteError),
     #[error(transparent)]
     Heavy(#[from] Heavy),
+    #[error(transparent)]
+    Filter(#[from] FilterError),
 }
 
 /// How the cache took part in a call: the `X-Rpcgate-Cache` header.
@@ -65,16 +68,30 @@ pub(super) struct Routed {
 
 /// Answers one call on `network` against the snapshot `view`; `method` is
 /// the call's method with its table entry, resolved once per call;
-/// `max_logs_blocks` is the caller's own log range bound, when its tier has one.
+/// `max_logs_blocks` is the caller's own log range bound, when its tier has
+/// one; `bucket` is who the caller's filters count against (`Caller::bucket`).
 pub(super) async fn run(
     network: &Network,
     view: &NetworkView,
     call: &Call<'_>,
     method: Resolved<'_>,
     max_logs_blocks: Option<u64>,
+    bucket: &str,
 ) -> Result<Routed, CallError> {
     let served = view.served_head.ok_or(RouteError::NoBackend)?;
     if let Some(reply) = router::local(&network.config, served, &call.method) {
+        return Ok(Routed {
+            reply,
+            cache: CacheUse::Local,
+        });
+    }
+    let logs_limit = max_logs_blocks.unwrap_or(network.config.max_logs_block_range);
+    if let (Some(filters), Some(m)) = (&network.filters, FilterMethod::of(&call.method)) {
+        let params = call.params.map(|p| p.get());
+        let target = network.target();
+        let reply = filters
+            .answer(target, view, m, params, bucket, logs_limit)
+            .await?;
         return Ok(Routed {
             reply,
             cache: CacheUse::Local,
@@ -86,7 +103,6 @@ pub(super) async fn run(
         call.params,
         served,
     );
-    let logs_limit = max_logs_blocks.unwrap_or(network.config.max_logs_block_range);
     heavy::check_logs(&pinned, logs_limit)?;
     let state_at = spec
         .filter(|m| m.reads_state)

@@ -4,7 +4,9 @@
 use http::StatusCode;
 
 use super::heavy::Heavy;
+use crate::filters::{Cap, FilterError};
 use crate::jsonrpc::{code, ErrorObject, Invalid, PayloadError};
+use crate::metrics::Outcome;
 use crate::policy::Refusal;
 use crate::router::RouteError;
 use crate::subscriptions::SubscriptionError;
@@ -70,6 +72,52 @@ pub(super) fn route(e: &RouteError) -> (ErrorObject, StatusCode) {
         ),
     };
     (object, StatusCode::SERVICE_UNAVAILABLE)
+}
+
+/// A filter call that could not be answered: the object, the HTTP status
+/// when it was the only call, and how it is counted. Shaped as Geth answers
+/// (-32000 "filter not found"), so clients that re-create lost filters do.
+pub(super) fn filter(e: &FilterError) -> (ErrorObject, StatusCode, Outcome) {
+    match e {
+        FilterError::NotFound => (
+            ErrorObject::new(code::UNAVAILABLE, "filter not found"),
+            StatusCode::OK,
+            Outcome::RpcError,
+        ),
+        FilterError::InvalidParams(why) => (
+            ErrorObject::new(code::INVALID_PARAMS, format!("invalid params: {why}")),
+            StatusCode::OK,
+            Outcome::Invalid,
+        ),
+        FilterError::TooMany(cap) => {
+            let message = match cap {
+                Cap::Client(n) => format!("limit exceeded: this client already holds {n} filters (filters.max_per_client)"),
+                Cap::Total(n) => format!("limit exceeded: the gateway already holds {n} filters (filters.max_total)"),
+            };
+            (
+                ErrorObject::new(code::LIMIT_EXCEEDED, message),
+                StatusCode::OK,
+                Outcome::Limited,
+            )
+        }
+        FilterError::LogRange { blocks, limit } => (
+            ErrorObject::new(
+                code::LIMIT_EXCEEDED,
+                format!("limit exceeded: eth_getLogs is limited to a {limit} block range; this filter spans {blocks} blocks"),
+            ),
+            StatusCode::OK,
+            Outcome::Limited,
+        ),
+        FilterError::UnreadableLogs | FilterError::Unavailable(_) => (
+            ErrorObject::new(code::UNAVAILABLE, e.to_string()),
+            StatusCode::SERVICE_UNAVAILABLE,
+            Outcome::Failed,
+        ),
+        FilterError::Route(route_error) => {
+            let (object, status) = route(route_error);
+            (object, status, Outcome::Failed)
+        }
+    }
 }
 
 /// A call the client policy refused, and the HTTP status when it was the only call.

@@ -11,6 +11,7 @@ mod cors;
 mod discovery;
 mod envelope;
 mod failover;
+mod filters;
 mod heavy;
 mod lifetimes;
 mod log_hygiene;

@@ -1,0 +1,444 @@
+//! Filters owned by the gateway: `eth_newFilter`, `eth_newBlockFilter`,
+//! `eth_newPendingTransactionFilter`, `eth_getFilterChanges`,
+//! `eth_getFilterLogs` and `eth_uninstallFilter` are answered here, never
+//! forwarded to one node.
+//!
+//! Why: a filter that lives on one node dies with it, and with several
+//! gateway replicas (or several backends) the next poll lands elsewhere and
+//! gets "filter not found". Here a filter is a small record (the next block
+//! to look at, the recent blocks seen) kept by the gateway, so any backend
+//! answers the reads it needs, and with `redis:` any replica answers any poll.
+//!
+//! - **Block filters** read the gateway's window of canonical hashes (the
+//!   cache's reorg loop, or the same loop run alone when the cache is off,
+//!   see `network`): every block once, in order, up to the served head;
+//!   after a reorg, the new blocks. A poll costs no upstream call (unless the
+//!   filter fell below the window, then one `eth_getBlockByNumber` per block).
+//! - **Log filters** call `eth_getLogs` for the blocks since the last poll,
+//!   with an explicit range ending at the top of that window, routed like any
+//!   read (so a node's loss is retried elsewhere). Logs of blocks a reorg
+//!   replaced come again with `removed: true`, then the new ones.
+//! - **Pending-transaction filters** answer `[]`: over HTTP the gateway has
+//!   no pending feed of its own (see the README).
+//!
+//! Answers are shaped as Geth's: ids are hex quantities, an unknown id is
+//! -32000 "filter not found", caps are -32005.
+
+mod poll;
+mod state;
+mod store;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::cache::canon::Canon;
+use crate::config::{FiltersConfig, RedisConfig};
+use crate::metrics::metrics;
+use crate::router::{self, Forward, RouteError, Target};
+use crate::upstream::{NetworkView, Reply};
+use state::{Bound, Criteria, KindName, State};
+pub use store::Cap;
+use store::{Bounds, Local, Shared, Store, StoreError};
+
+/// The longest a filter call waits for Redis.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A filter method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterMethod {
+    New,
+    NewBlock,
+    NewPending,
+    Changes,
+    Logs,
+    Uninstall,
+}
+
+impl FilterMethod {
+    pub fn of(method: &str) -> Option<FilterMethod> {
+        Some(match method {
+            "eth_newFilter" => FilterMethod::New,
+            "eth_newBlockFilter" => FilterMethod::NewBlock,
+            "eth_newPendingTransactionFilter" => FilterMethod::NewPending,
+            "eth_getFilterChanges" => FilterMethod::Changes,
+            "eth_getFilterLogs" => FilterMethod::Logs,
+            "eth_uninstallFilter" => FilterMethod::Uninstall,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a filter call got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    /// Geth's words, so clients that re-create lost filters recognize them.
+    #[error("filter not found")]
+    NotFound,
+    #[error("invalid params: {0}")]
+    InvalidParams(String),
+    #[error("too many filters")]
+    TooMany(Cap),
+    #[error("eth_getFilterLogs spans {blocks} blocks, over the limit of {limit}")]
+    LogRange { blocks: u64, limit: u64 },
+    #[error("a backend answered eth_getLogs with something that is not a list of logs")]
+    UnreadableLogs,
+    #[error("filter state unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
+
+/// The filters of one network.
+pub struct Filters {
+    network: String,
+    config: FiltersConfig,
+    /// The canonical hashes, kept by a reorg loop the network runs.
+    chain: Arc<ArcSwap<Canon>>,
+    store: Arc<Store>,
+    sweeper: Option<JoinHandle<()>>,
+}
+
+impl Filters {
+    /// Starts the filters of `network`: in Redis when `redis` is given, else
+    /// in memory (taking over `previous`'s filters after a reload).
+    pub fn start(
+        network: &str,
+        config: &FiltersConfig,
+        redis: Option<&RedisConfig>,
+        chain: Arc<ArcSwap<Canon>>,
+        previous: Option<&Filters>,
+    ) -> Filters {
+        let shared = redis.and_then(|r| match Shared::new(&r.url, network, REDIS_TIMEOUT) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(network, error = %e, "filters: cannot use redis; keeping filters in memory");
+                None
+            }
+        });
+        let store = match (shared, previous.map(|p| &p.store)) {
+            (Some(s), _) => Arc::new(Store::Redis(s)),
+            (None, Some(old)) if matches!(**old, Store::Local(_)) => old.clone(),
+            (None, _) => Arc::new(Store::Local(Local::default())),
+        };
+        let sweeper = matches!(*store, Store::Local(_)).then(|| {
+            tokio::spawn(sweep(
+                network.to_string(),
+                Arc::downgrade(&store),
+                config.expiry,
+            ))
+        });
+        Filters {
+            network: network.to_string(),
+            config: config.clone(),
+            chain,
+            store,
+            sweeper,
+        }
+    }
+
+    fn bounds(&self) -> Bounds {
+        Bounds {
+            expiry: self.config.expiry,
+            max_per_client: self.config.max_per_client,
+            max_total: self.config.max_total,
+        }
+    }
+
+    /// Answers one filter call for `client` (`Caller::bucket`), reading
+    /// `view` and routing the reads it needs to `target`; `max_logs_blocks`
+    /// bounds `eth_getFilterLogs` as it bounds `eth_getLogs`.
+    pub async fn answer(
+        &self,
+        target: Target<'_>,
+        view: &NetworkView,
+        method: FilterMethod,
+        params: Option<&str>,
+        client: &str,
+        max_logs_blocks: u64,
+    ) -> Result<Reply, FilterError> {
+        let served = view.served_head.ok_or(RouteError::NoBackend)?;
+        match method {
+            FilterMethod::NewBlock => {
+                self.create(State::new(client.into(), KindName::Block, None, served + 1))
+                    .await
+            }
+            FilterMethod::NewPending => {
+                self.create(State::new(
+                    client.into(),
+                    KindName::Pending,
+                    None,
+                    served + 1,
+                ))
+                .await
+            }
+            FilterMethod::New => {
+                let criteria = Criteria::parse(params).map_err(FilterError::InvalidParams)?;
+                let next = match criteria.from {
+                    Bound::Number(n) => n.max(served + 1),
+                    _ => served + 1,
+                };
+                self.create(State::new(
+                    client.into(),
+                    KindName::Log,
+                    Some(criteria),
+                    next,
+                ))
+                .await
+            }
+            FilterMethod::Changes => {
+                let id = id_param(params)?.ok_or(FilterError::NotFound)?;
+                self.changes(target, view, &id).await
+            }
+            FilterMethod::Logs => {
+                let id = id_param(params)?.ok_or(FilterError::NotFound)?;
+                self.logs(target, view, &id, served, max_logs_blocks).await
+            }
+            FilterMethod::Uninstall => {
+                let removed = match id_param(params)? {
+                    Some(id) => self.store.remove(&id).await.map_err(unavailable)?,
+                    None => false,
+                };
+                self.count_live();
+                Ok(json(if removed { "true" } else { "false" }))
+            }
+        }
+    }
+
+    async fn create(&self, state: State) -> Result<Reply, FilterError> {
+        let id = state::new_id();
+        let m = &metrics().filters;
+        match self.store.create(&id, &state, self.bounds()).await {
+            Ok((live, expired)) => {
+                m.created
+                    .with_label_values(&[&self.network, state.kind.label()])
+                    .inc();
+                m.expired
+                    .with_label_values(&[&self.network])
+                    .inc_by(expired);
+                m.live.with_label_values(&[&self.network]).set(live as i64);
+                Ok(json(&format!("\"{id}\"")))
+            }
+            Err(StoreError::Refused(cap)) => {
+                let reason = match cap {
+                    Cap::Client(_) => "client",
+                    Cap::Total(_) => "total",
+                };
+                m.refused.with_label_values(&[&self.network, reason]).inc();
+                Err(FilterError::TooMany(cap))
+            }
+            Err(StoreError::Unavailable(why)) => Err(FilterError::Unavailable(why)),
+        }
+    }
+
+    async fn changes(
+        &self,
+        target: Target<'_>,
+        view: &NetworkView,
+        id: &str,
+    ) -> Result<Reply, FilterError> {
+        let (version, mut state) = self
+            .store
+            .load(id)
+            .await
+            .map_err(unavailable)?
+            .ok_or(FilterError::NotFound)?;
+        let chain = self.chain.load_full();
+        let max = self.config.max_poll_blocks;
+        let delivered: Vec<Value> = match state.kind {
+            KindName::Pending => Vec::new(),
+            KindName::Block => {
+                poll::rewind(&mut state, &chain);
+                match poll::span(&state, &chain, None, max) {
+                    None => Vec::new(),
+                    Some((from, to)) => {
+                        let mut hashes = Vec::new();
+                        for n in from..=to {
+                            let hash = match chain.hash(n) {
+                                Some(h) => crate::eth::hash::to_hex(h),
+                                None => block_hash(target, view, n).await?,
+                            };
+                            hashes.push(Value::String(hash));
+                        }
+                        poll::advance(&mut state, &chain, from, to);
+                        hashes
+                    }
+                }
+            }
+            KindName::Log => {
+                let criteria = state.criteria.clone().ok_or(FilterError::NotFound)?;
+                let end = match (criteria.block_hash.is_some(), criteria.to) {
+                    (true, _) => Some(0),
+                    (false, Bound::Number(n)) => Some(n),
+                    (false, Bound::Earliest) => Some(0),
+                    (false, Bound::Moving) => None,
+                };
+                let mut out = poll::rewind(&mut state, &chain);
+                if let Some((from, to)) = poll::span(&state, &chain, end, max) {
+                    let params = criteria.logs_params(from, to);
+                    let reply = router::forward(
+                        target,
+                        view,
+                        Forward {
+                            method: "eth_getLogs",
+                            params: Some(&params),
+                            min_head: to,
+                            state_at: None,
+                        },
+                    )
+                    .await?;
+                    if reply.is_error() {
+                        // The node's own refusal, as it gave it; the filter
+                        // stays where it was.
+                        return Ok(reply);
+                    }
+                    let logs: Vec<Value> =
+                        reply.parse_result().ok_or(FilterError::UnreadableLogs)?;
+                    if poll::accept_logs(&mut state, &chain, from, to, &logs).is_ok() {
+                        out.extend(logs);
+                    }
+                }
+                out
+            }
+        };
+        let saved = self
+            .store
+            .save(id, version, &state, self.bounds())
+            .await
+            .map_err(unavailable)?;
+        // A poll of the same filter that finished first delivered these.
+        let delivered = if saved { delivered } else { Vec::new() };
+        Ok(Reply::result_from(Bytes::from(
+            Value::Array(delivered).to_string(),
+        )))
+    }
+
+    async fn logs(
+        &self,
+        target: Target<'_>,
+        view: &NetworkView,
+        id: &str,
+        served: u64,
+        limit: u64,
+    ) -> Result<Reply, FilterError> {
+        let (_, state) = self
+            .store
+            .load(id)
+            .await
+            .map_err(unavailable)?
+            .ok_or(FilterError::NotFound)?;
+        let criteria = state.criteria.ok_or(FilterError::NotFound)?;
+        let (params, min_head) = match &criteria.block_hash {
+            Some(hash) => (criteria.block_hash_params(hash), 0),
+            None => {
+                let at = |b: Bound| match b {
+                    Bound::Number(n) => n,
+                    Bound::Earliest => 0,
+                    Bound::Moving => served,
+                };
+                let (from, to) = (at(criteria.from), at(criteria.to));
+                if from > to {
+                    return Ok(json("[]"));
+                }
+                let blocks = to - from + 1;
+                if blocks > limit {
+                    return Err(FilterError::LogRange { blocks, limit });
+                }
+                (criteria.logs_params(from, to), to)
+            }
+        };
+        Ok(router::forward(
+            target,
+            view,
+            Forward {
+                method: "eth_getLogs",
+                params: Some(&params),
+                min_head,
+                state_at: None,
+            },
+        )
+        .await?)
+    }
+
+    fn count_live(&self) {
+        if let Store::Local(l) = &*self.store {
+            metrics()
+                .filters
+                .live
+                .with_label_values(&[&self.network])
+                .set(l.live() as i64);
+        }
+    }
+}
+
+impl Drop for Filters {
+    fn drop(&mut self) {
+        if let Some(task) = &self.sweeper {
+            task.abort();
+        }
+    }
+}
+
+/// Drops in-memory filters past their deadline, a few times per expiry.
+async fn sweep(network: String, store: std::sync::Weak<Store>, expiry: Duration) {
+    let every = (expiry / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        if let Store::Local(l) = &*store {
+            let expired = l.sweep(Instant::now());
+            let m = &metrics().filters;
+            m.expired.with_label_values(&[&network]).inc_by(expired);
+            m.live.with_label_values(&[&network]).set(l.live() as i64);
+        }
+    }
+}
+
+/// `[id]`: `None` when the id cannot be one of ours.
+fn id_param(params: Option<&str>) -> Result<Option<String>, FilterError> {
+    let [id]: [String; 1] = serde_json::from_str(params.unwrap_or("[]"))
+        .map_err(|_| FilterError::InvalidParams("expected [filter id]".into()))?;
+    Ok(state::parse_id(&id))
+}
+
+/// The hash of block `n`, from a backend (a filter below the hash window).
+async fn block_hash(target: Target<'_>, view: &NetworkView, n: u64) -> Result<String, FilterError> {
+    #[derive(serde::Deserialize)]
+    struct Block {
+        hash: String,
+    }
+    let params = format!("[\"0x{n:x}\",false]");
+    let reply = router::forward(
+        target,
+        view,
+        Forward {
+            method: "eth_getBlockByNumber",
+            params: Some(&params),
+            min_head: n,
+            state_at: None,
+        },
+    )
+    .await?;
+    reply
+        .parse_result::<Option<Block>>()
+        .flatten()
+        .map(|b| b.hash)
+        .ok_or(FilterError::Route(RouteError::BlockUnavailable(n)))
+}
+
+fn unavailable(e: StoreError) -> FilterError {
+    match e {
+        StoreError::Refused(cap) => FilterError::TooMany(cap),
+        StoreError::Unavailable(why) => FilterError::Unavailable(why),
+    }
+}
+
+fn json(text: &str) -> Reply {
+    Reply::result_from(Bytes::from(text.to_string()))
+}

@@ -1,0 +1,244 @@
+//! One poll of a filter against the canonical chain, in steps that do no
+//! I/O (so they are tested alone): rewind past blocks a reorg replaced, pick
+//! the blocks to look at, and accept what `eth_getLogs` said about them.
+//!
+//! The chain is the gateway's own window of canonical hashes
+//! ([`Canon`], kept by the reorg loop at the served head). A block filter
+//! needs nothing else: its poll costs no upstream call. A log filter asks
+//! `eth_getLogs` for the blocks since its last poll, up to the top of that
+//! chain, and checks each log's block hash against it.
+
+use serde_json::Value;
+
+use super::state::{hash_tag, State};
+use crate::cache::canon::Canon;
+
+/// Blocks a filter remembers for reorg detection at most (the canonical
+/// window is no deeper).
+pub(super) const MAX_RECENT: usize = crate::config::CACHE_CANON_WINDOW as usize;
+
+/// Forgets blocks below the window, finds the lowest remembered block the
+/// chain has replaced, and rewinds the filter to it: returns the logs
+/// delivered from the replaced blocks, marked `removed: true`, in the order
+/// they were delivered. Blocks above the chain's top are not judged (another
+/// replica's chain, or this one's, may simply be behind).
+pub(super) fn rewind(state: &mut State, chain: &Canon) -> Vec<Value> {
+    let Some(top) = chain.top() else {
+        return Vec::new();
+    };
+    let base = chain.base();
+    let forgotten = state.recent.iter().take_while(|(n, _)| *n < base).count();
+    state.recent.drain(..forgotten);
+    state
+        .logs
+        .retain(|log| block_number(log).is_none_or(|n| n >= base));
+    let fork = state
+        .recent
+        .iter()
+        .take_while(|(n, _)| *n <= top)
+        .find(|(n, tag)| chain.hash(*n).map(hash_tag) != Some(*tag))
+        .map(|(n, _)| *n);
+    let Some(fork) = fork else {
+        return Vec::new();
+    };
+    state.recent.retain(|(n, _)| *n < fork);
+    state.next = state.next.min(fork);
+    let (gone, kept): (Vec<Value>, Vec<Value>) = std::mem::take(&mut state.logs)
+        .into_iter()
+        .partition(|log| block_number(log).is_some_and(|n| n >= fork));
+    state.logs = kept;
+    gone.into_iter()
+        .map(|mut log| {
+            if let Some(object) = log.as_object_mut() {
+                object.insert("removed".into(), Value::Bool(true));
+            }
+            log
+        })
+        .collect()
+}
+
+/// The blocks this poll looks at: from the filter's next block up to the
+/// chain's top, its own `end`, and `max_blocks` in all.
+pub(super) fn span(
+    state: &State,
+    chain: &Canon,
+    end: Option<u64>,
+    max_blocks: u64,
+) -> Option<(u64, u64)> {
+    let top = chain.top()?;
+    let last = top
+        .min(end.unwrap_or(u64::MAX))
+        .min(state.next.saturating_add(max_blocks - 1));
+    (state.next <= last).then_some((state.next, last))
+}
+
+/// Remembers blocks `from..=to` (those the chain knows) and moves past them.
+pub(super) fn advance(state: &mut State, chain: &Canon, from: u64, to: u64) {
+    for n in from..=to {
+        if let Some(h) = chain.hash(n) {
+            state.recent.push_back((n, hash_tag(h)));
+        }
+    }
+    while state.recent.len() > MAX_RECENT {
+        if let Some((n, _)) = state.recent.pop_front() {
+            state
+                .logs
+                .retain(|log| block_number(log).is_none_or(|b| b > n));
+        }
+    }
+    state.next = to + 1;
+}
+
+/// The chain moved while the logs were read: this answer is not the chain's.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Moved;
+
+/// Checks the logs `eth_getLogs` gave for `from..=to` against the chain,
+/// keeps those of blocks a reorg may still replace, and moves past the span.
+pub(super) fn accept_logs(
+    state: &mut State,
+    chain: &Canon,
+    from: u64,
+    to: u64,
+    logs: &[Value],
+) -> Result<(), Moved> {
+    for log in logs {
+        let n = block_number(log).ok_or(Moved)?;
+        if n < from || n > to {
+            return Err(Moved);
+        }
+        if let Some(known) = chain.hash(n) {
+            let given = log
+                .get("blockHash")
+                .and_then(Value::as_str)
+                .and_then(crate::eth::parse_hash);
+            if given.as_ref() != Some(known) {
+                return Err(Moved);
+            }
+        }
+    }
+    let base = chain.base();
+    state.logs.extend(
+        logs.iter()
+            .filter(|log| block_number(log).is_some_and(|n| n >= base && chain.hash(n).is_some()))
+            .cloned(),
+    );
+    advance(state, chain, from, to);
+    Ok(())
+}
+
+fn block_number(log: &Value) -> Option<u64> {
+    crate::eth::parse_quantity(log.get("blockNumber")?.as_str()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::canon::{rebuild, Header};
+    use crate::eth::Hash;
+    use crate::filters::state::KindName;
+
+    fn h(fork: u8, n: u64) -> Hash {
+        let mut x = [0u8; 32];
+        x[0] = fork;
+        x[1..9].copy_from_slice(&n.to_be_bytes());
+        x
+    }
+
+    /// The chain `0..=top` where blocks above `fork_at` are of fork `fork`,
+    /// as the reorg loop would build it over `lower..=top`.
+    async fn chain(fork: u8, fork_at: u64, top: u64, lower: u64) -> Canon {
+        let id = move |n: u64| if n > fork_at { h(fork, n) } else { h(0, n) };
+        let (canon, _) = rebuild(&Canon::default(), top, lower, |n| async move {
+            Ok(Header {
+                number: n,
+                hash: id(n),
+                parent: if n == 0 { [0; 32] } else { id(n - 1) },
+            })
+        })
+        .await
+        .unwrap();
+        canon
+    }
+
+    fn log(fork: u8, n: u64, i: u64) -> Value {
+        serde_json::json!({
+            "blockNumber": format!("0x{n:x}"),
+            "blockHash": crate::eth::hash::to_hex(&h(fork, n)),
+            "logIndex": format!("0x{i:x}"),
+            "removed": false,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_block_filter_sees_each_block_once_and_the_new_ones_after_a_reorg() {
+        let mut s = State::new("c".into(), KindName::Block, None, 11);
+        let c = chain(0, 100, 14, 0).await;
+        assert_eq!(span(&s, &c, None, 1000), Some((11, 14)));
+        advance(&mut s, &c, 11, 14);
+        assert_eq!(span(&s, &c, None, 1000), None, "nothing new");
+        assert!(rewind(&mut s, &c).is_empty());
+        // Blocks 13 and 14 replaced, and one more mined.
+        let c = chain(1, 12, 15, 0).await;
+        assert!(
+            rewind(&mut s, &c).is_empty(),
+            "a block filter has no logs to remove"
+        );
+        assert_eq!(span(&s, &c, None, 1000), Some((13, 15)));
+        assert_eq!(
+            span(&s, &c, None, 2),
+            Some((13, 14)),
+            "max_blocks bounds a poll"
+        );
+    }
+
+    #[tokio::test]
+    async fn replaced_logs_come_back_removed_then_the_new_ones() {
+        let mut s = State::new("c".into(), KindName::Log, None, 10);
+        let c = chain(0, 100, 12, 0).await;
+        let first = vec![log(0, 10, 0), log(0, 11, 1), log(0, 12, 2)];
+        accept_logs(&mut s, &c, 10, 12, &first).unwrap();
+        let c2 = chain(2, 10, 12, 0).await;
+        let removed = rewind(&mut s, &c2);
+        assert_eq!(removed.len(), 2);
+        assert_eq!(removed[0]["blockNumber"], "0xb");
+        assert_eq!(removed[1]["blockNumber"], "0xc");
+        assert!(removed.iter().all(|l| l["removed"] == true));
+        assert_eq!(s.next, 11);
+        assert_eq!(s.logs.len(), 1, "the log of block 10 stays");
+        // Logs of the old fork for the new span: the chain moved under us.
+        assert_eq!(
+            accept_logs(&mut s, &c2, 11, 12, &[log(0, 11, 0)]),
+            Err(Moved)
+        );
+        accept_logs(&mut s, &c2, 11, 12, &[log(2, 12, 0)]).unwrap();
+        assert_eq!(s.next, 13);
+        assert!(
+            rewind(&mut s, &c2).is_empty(),
+            "no reorg: nothing removed twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_chain_that_is_behind_the_filter_is_not_a_reorg() {
+        let mut s = State::new("c".into(), KindName::Log, None, 10);
+        let ahead = chain(0, 100, 12, 0).await;
+        accept_logs(&mut s, &ahead, 10, 12, &[log(0, 12, 0)]).unwrap();
+        let behind = chain(0, 100, 11, 0).await;
+        assert!(rewind(&mut s, &behind).is_empty());
+        assert_eq!(span(&s, &behind, None, 10), None);
+        assert_eq!(s.logs.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn blocks_below_the_window_are_forgotten_and_memory_is_bounded() {
+        let mut s = State::new("c".into(), KindName::Log, None, 0);
+        let c = chain(0, 1000, 300, 300 - MAX_RECENT as u64 + 1).await;
+        s.next = c.base();
+        accept_logs(&mut s, &c, c.base(), 300, &[log(0, 300, 0)]).unwrap();
+        assert_eq!(s.recent.len(), MAX_RECENT);
+        let later = chain(0, 1000, 500, 500 - MAX_RECENT as u64 + 1).await;
+        assert!(rewind(&mut s, &later).is_empty());
+        assert!(s.recent.is_empty() && s.logs.is_empty());
+    }
+}
