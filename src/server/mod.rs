@@ -24,6 +24,7 @@ mod heavy;
 mod http;
 mod lifetimes;
 mod linger;
+pub mod panics;
 mod pipeline;
 pub mod reload;
 mod rescue;

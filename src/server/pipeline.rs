@@ -36,6 +36,7 @@ pub(super) async fn run(
     method: Resolved<'_>,
     max_logs_blocks: Option<u64>,
 ) -> Result<Reply, CallError> {
+    super::panics::injected(super::panics::Stage::Call, &call.method);
     let served = view.served_head.ok_or(RouteError::NoBackend)?;
     if let Some(reply) = router::local(&network.config, served, &call.method) {
         return Ok(reply);
