@@ -19,6 +19,8 @@
 pub mod admin;
 mod calls;
 mod cors;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gateway;
 mod heavy;
 mod http;

@@ -309,7 +309,7 @@ pub(super) fn inbound(message: Message) -> Inbound {
 /// The Close a failed read ends the connection with (RFC 6455, 7.4.1): a
 /// message over the limit is 1009, a text message that is not UTF-8 is 1007,
 /// a broken frame 1002. A socket that failed (reset, EOF) gets none.
-fn read_failure_close(e: &WsError) -> Option<CloseFrame> {
+pub(super) fn read_failure_close(e: &WsError) -> Option<CloseFrame> {
     match e {
         WsError::Capacity(_) => Some(frame(CloseCode::Size, "message too big")),
         WsError::Utf8 => Some(frame(
