@@ -11,9 +11,13 @@ mod discovery;
 mod envelope;
 mod failover;
 mod heavy;
+mod hostile;
 mod lifetimes;
 mod metrics;
 mod operations;
+// The panic hook exists only with debug assertions (never in a release build).
+#[cfg(debug_assertions)]
+mod panics;
 mod policy;
 mod routing;
 mod support;
