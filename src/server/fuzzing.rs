@@ -81,7 +81,9 @@ fn check_payload(data: &[u8]) -> Vec<(String, Option<String>)> {
     };
     let entries: Vec<Entry<'_>> = match payload {
         Payload::Single(e) => {
-            let first = std::str::from_utf8(data).ok().and_then(|t| t.trim_start().bytes().next());
+            let first = std::str::from_utf8(data)
+                .ok()
+                .and_then(|t| t.trim_start().bytes().next());
             assert_eq!(first, Some(b'{'), "a single call is an object");
             vec![e]
         }
@@ -163,7 +165,10 @@ fn check_call(call: &jsonrpc::Call<'_>) {
         Ok(Payload::Single(Ok(back))) => {
             assert_eq!(back.method, call.method);
             assert_eq!(back.id, call.id);
-            assert_eq!(back.params.map(RawValue::get), call.params.map(RawValue::get));
+            assert_eq!(
+                back.params.map(RawValue::get),
+                call.params.map(RawValue::get)
+            );
         }
         other => panic!("a call written back does not parse to itself: {again} -> {other:?}"),
     }
@@ -332,7 +337,8 @@ pub fn ws_messages(data: &[u8]) {
         input: data,
         written: 0,
     };
-    let mut socket = WebSocket::from_raw_socket(stream, Role::Server, Some(ws::socket_config(WS_LIMIT)));
+    let mut socket =
+        WebSocket::from_raw_socket(stream, Role::Server, Some(ws::socket_config(WS_LIMIT)));
     for _ in 0..10_000 {
         let message = match socket.read() {
             Ok(m) => m,

@@ -59,10 +59,7 @@ pub(super) async fn guarded<F: Future>(stage: Stage, work: F) -> Result<F::Outpu
     match AssertUnwindSafe(work).catch_unwind().await {
         Ok(output) => Ok(output),
         Err(payload) => {
-            metrics()
-                .panics
-                .with_label_values(&[stage.label()])
-                .inc();
+            metrics().panics.with_label_values(&[stage.label()]).inc();
             Err(Panicked(message_of(payload.as_ref())))
         }
     }

@@ -128,7 +128,10 @@ pub fn normal_call_works(conn: &mut RawConn) {
     let r = conn.post(CHAIN_ID.as_bytes());
     assert_eq!(r.status, 200, "{r:?}");
     let v = r.json();
-    assert_eq!((v["id"].as_str(), v["result"].as_str()), (Some("next"), Some("0x7a69")));
+    assert_eq!(
+        (v["id"].as_str(), v["result"].as_str()),
+        (Some("next"), Some("0x7a69"))
+    );
 }
 
 fn call(id: &str, method: &str, params: &str) -> String {
@@ -136,8 +139,12 @@ fn call(id: &str, method: &str, params: &str) -> String {
 }
 
 /// The bodies of the corpus (JSON-RPC level), with the answer each must get:
-/// `(name, body, HTTP status, code, id)`; the same bodies go over WebSocket.
-fn bodies() -> Vec<(&'static str, Vec<u8>, u16, i64, Value)> {
+/// `(name, body, HTTP status, code, id, words of the message)`; the words
+/// tell the gateway's own refusal from a node's answer with the same code.
+/// The same bodies go over WebSocket.
+type Case = (&'static str, Vec<u8>, u16, i64, Value, &'static str);
+
+fn bodies() -> Vec<Case> {
     let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
     let entry = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#;
     let batch = format!("[{}]", vec![entry; 100_000].join(","));
@@ -149,6 +156,7 @@ fn bodies() -> Vec<(&'static str, Vec<u8>, u16, i64, Value)> {
             200,
             -32700,
             Value::Null,
+            "body is not valid JSON",
         ),
         (
             "a 100,000-entry batch",
@@ -156,6 +164,7 @@ fn bodies() -> Vec<(&'static str, Vec<u8>, u16, i64, Value)> {
             200,
             -32600,
             Value::Null,
+            "batch of 100000 entries is over the limit of 100",
         ),
         (
             "params nested 100,000 deep",
@@ -163,6 +172,7 @@ fn bodies() -> Vec<(&'static str, Vec<u8>, u16, i64, Value)> {
             200,
             -32600,
             5.into(),
+            "nested deeper than the limit",
         ),
         (
             "invalid UTF-8",
@@ -170,6 +180,7 @@ fn bodies() -> Vec<(&'static str, Vec<u8>, u16, i64, Value)> {
             200,
             -32700,
             Value::Null,
+            "body is not valid UTF-8",
         ),
         (
             // JSON allows no raw control character in a string.
@@ -178,6 +189,7 @@ fn bodies() -> Vec<(&'static str, Vec<u8>, u16, i64, Value)> {
             200,
             -32700,
             Value::Null,
+            "body is not valid JSON",
         ),
         (
             "a NUL between members",
@@ -185,6 +197,7 @@ fn bodies() -> Vec<(&'static str, Vec<u8>, u16, i64, Value)> {
             200,
             -32700,
             Value::Null,
+            "body is not valid JSON",
         ),
         (
             // Escaped, the NUL is a character of an unknown method name.
@@ -193,6 +206,7 @@ fn bodies() -> Vec<(&'static str, Vec<u8>, u16, i64, Value)> {
             200,
             -32601,
             6.into(),
+            "is not allowed for this client",
         ),
         (
             "a 1 MB method name",
@@ -200,14 +214,20 @@ fn bodies() -> Vec<(&'static str, Vec<u8>, u16, i64, Value)> {
             200,
             -32600,
             7.into(),
+            "method name is too long",
         ),
         (
             "a 10,000-digit number as a block",
-            call("8", "eth_getBalance", &format!(r#"["{DEV}",{}]"#, "1".repeat(10_000)))
-                .into_bytes(),
+            call(
+                "8",
+                "eth_getBalance",
+                &format!(r#"["{DEV}",{}]"#, "1".repeat(10_000)),
+            )
+            .into_bytes(),
             200,
             -32602,
             8.into(),
+            "blockNumber", // the node's own answer: the gateway forwards what it cannot read
         ),
         (
             "a repeated id",
@@ -215,6 +235,7 @@ fn bodies() -> Vec<(&'static str, Vec<u8>, u16, i64, Value)> {
             200,
             -32600,
             Value::Null,
+            "must not repeat a member",
         ),
     ]
 }
@@ -240,10 +261,12 @@ async fn gateway() -> (rpcgate_fleet::Fleet, Gw) {
 async fn a_hostile_corpus_over_raw_tcp() {
     let (_fleet, gw) = gateway().await;
     tokio::task::spawn_blocking(move || {
-        for (name, body, status, code, id) in bodies() {
+        for (name, body, status, code, id, says) in bodies() {
             let mut conn = RawConn::open(&gw);
             let r = conn.post(&body);
             assert_eq!((r.status, r.error()), (status, (code, id)), "{name}");
+            let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+            assert!(message.contains(says), "{name}: {message}");
             assert!(!r.closes(), "{name}: the connection stays open");
             normal_call_works(&mut conn);
             normal_call_works(&mut RawConn::open(&gw));
@@ -365,9 +388,8 @@ async fn a_hostile_corpus_over_raw_tcp() {
     .unwrap();
 }
 
-pub type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn ws_connect(gw: &Gw) -> Ws {
     let (ws, _) = tokio_tungstenite::connect_async(gw.url.replace("http://", "ws://"))
@@ -394,14 +416,17 @@ pub async fn ws_next(ws: &mut Ws) -> Result<Value, Option<CloseCode>> {
 async fn ws_normal_call_works(ws: &mut Ws) {
     ws.send(Message::text(CHAIN_ID)).await.unwrap();
     let v = ws_next(ws).await.expect("an answer");
-    assert_eq!((v["id"].as_str(), v["result"].as_str()), (Some("next"), Some("0x7a69")));
+    assert_eq!(
+        (v["id"].as_str(), v["result"].as_str()),
+        (Some("next"), Some("0x7a69"))
+    );
 }
 
 #[tokio::test]
 async fn a_hostile_corpus_over_websocket() {
     let (_fleet, gw) = gateway().await;
     let mut ws = ws_connect(&gw).await;
-    for (name, body, _, code, id) in bodies() {
+    for (name, body, _, code, id, says) in bodies() {
         // Invalid UTF-8 is not text: it is sent as a binary frame here (as a
         // text frame below), and answered like any body that is not JSON.
         let message = match String::from_utf8(body) {
@@ -417,6 +442,8 @@ async fn a_hostile_corpus_over_websocket() {
             (Some(code), id),
             "{name}: {v}"
         );
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{name}: {message}");
         ws_normal_call_works(&mut ws).await;
     }
 

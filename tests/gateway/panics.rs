@@ -25,7 +25,8 @@ async fn a_panic_answers_its_request_with_an_internal_error_and_nothing_else() {
     inject_panic(IN_MESSAGE, Stage::Message);
     let fleet = fleet(1).await;
     fleet.mine_blocks(2).await.unwrap();
-    let policy = format!("policy:\n  anonymous:\n    allow: ['@default', {IN_CALL}, {IN_MESSAGE}]\n");
+    let policy =
+        format!("policy:\n  anonymous:\n    allow: ['@default', {IN_CALL}, {IN_MESSAGE}]\n");
     let config = format!("{}{policy}", yaml(fleet.chain_id(), &fleet_ups(&fleet), ""));
     let gw = start_gateway(&config).await;
     wait_synced(&gw, 1, 2).await;
@@ -77,11 +78,29 @@ async fn a_panic_answers_its_request_with_an_internal_error_and_nothing_else() {
     let (mut ws, _) = tokio_tungstenite::connect_async(gw.url.replace("http://", "ws://"))
         .await
         .unwrap();
-    let v = exchange(&mut ws, format!(r#"{{"jsonrpc":"2.0","id":"w","method":"{IN_CALL}"}}"#)).await;
-    assert_eq!((v["id"].clone(), v["error"]["code"].clone()), (json!("w"), json!(-32603)));
-    let v = exchange(&mut ws, format!(r#"{{"jsonrpc":"2.0","id":"m","method":"{IN_MESSAGE}"}}"#)).await;
-    assert_eq!((v["id"].clone(), v["error"]["code"].clone()), (Value::Null, json!(-32603)));
-    let v = exchange(&mut ws, r#"{"jsonrpc":"2.0","id":"ok","method":"eth_chainId"}"#.into()).await;
+    let v = exchange(
+        &mut ws,
+        format!(r#"{{"jsonrpc":"2.0","id":"w","method":"{IN_CALL}"}}"#),
+    )
+    .await;
+    assert_eq!(
+        (v["id"].clone(), v["error"]["code"].clone()),
+        (json!("w"), json!(-32603))
+    );
+    let v = exchange(
+        &mut ws,
+        format!(r#"{{"jsonrpc":"2.0","id":"m","method":"{IN_MESSAGE}"}}"#),
+    )
+    .await;
+    assert_eq!(
+        (v["id"].clone(), v["error"]["code"].clone()),
+        (Value::Null, json!(-32603))
+    );
+    let v = exchange(
+        &mut ws,
+        r#"{"jsonrpc":"2.0","id":"ok","method":"eth_chainId"}"#.into(),
+    )
+    .await;
     assert_eq!(v["result"], "0x7a69");
     // And plain HTTP from a new client.
     assert_eq!(result(&gw.url, "eth_chainId", json!([])).await, "0x7a69");
