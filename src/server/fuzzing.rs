@@ -41,8 +41,11 @@ const MAX_DEPTH: usize = 64;
 /// WebSocket messages in the fuzz target (small, so the bound is reached).
 const WS_LIMIT: usize = 64 * 1024;
 
+/// One target's entry point: the raw input, a panic when an invariant fails.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, as `fuzz/fuzz_targets/` and `fuzz/corpus/` name them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("envelope", envelope),
     ("block_args", block_args),
     ("cache_key", cache_key),
