@@ -219,6 +219,9 @@ pub struct Metrics {
     /// `rpcgate_policy_redis_fallbacks_total`: rate-limit checks that Redis did
     /// not answer, decided by the fallback setting instead.
     pub redis_fallbacks: IntCounter,
+    /// `rpcgate_panics_total{stage}`: panics caught while answering, by
+    /// where (`call`: one call's pipeline, `message`: the rest of a message).
+    pub panics: IntCounterVec,
     /// `rpcgate_requests_total{network,method,client,outcome}`: calls (each
     /// batch entry is one) by how they ended.
     pub requests: IntCounterVec,
@@ -413,7 +416,19 @@ impl Metrics {
             &["reason"],
         )
         .expect("a valid metric");
+        let panics = IntCounterVec::new(
+            Opts::new(
+                "rpcgate_panics_total",
+                "Panics caught while answering a request, by stage (call, message); each was answered with -32603.",
+            ),
+            &["stage"],
+        )
+        .expect("a valid metric");
+        for stage in ["call", "message"] {
+            panics.with_label_values(&[stage]);
+        }
         for c in [
+            &panics,
             &requests,
             &http_responses,
             &upstream_requests,
@@ -449,6 +464,7 @@ impl Metrics {
             connections_refused,
             connections_closed,
             redis_fallbacks,
+            panics,
             requests,
             request_duration,
             http_responses,

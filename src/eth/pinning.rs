@@ -125,7 +125,9 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
             else {
                 return keep(served, None);
             };
-            if filter.contains_key("blockHash") {
+            // `"blockHash": null` is no hash: nodes read the range then
+            // (found by the block_args fuzz target: the range went unbounded).
+            if filter.get("blockHash").is_some_and(|h| h.get() != "null") {
                 return Pinned {
                     log_blocks: Some(1),
                     ..keep(served, None)
@@ -338,6 +340,11 @@ mod tests {
             Some(1)
         );
         assert_eq!(blocks(r#"[7]"#), None);
+        // A null hash is no hash: the range counts.
+        assert_eq!(
+            blocks(r#"[{"blockHash":null,"fromBlock":"0x0","toBlock":"0x2faf080"}]"#),
+            Some(50_000_001)
+        );
     }
 
     /// Seeded random params for every block method: pinning never panics, and

@@ -14,6 +14,10 @@
 //! its message (the caller's `X-Request-Id` when it is short and plain, else
 //! a random one); over HTTP the id also goes back in the response's
 //! `X-Request-Id`. The id is only formatted when something fails.
+//!
+//! A panic is contained here (see [`panics`]): a call's pipeline that panics
+//! is answered with -32603 and the call's id, the rest of its batch as
+//! usual; a panic anywhere else in the message gets one -32603 (HTTP 500).
 
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,6 +29,7 @@ use futures_util::future::join_all;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::sync::Semaphore;
 
+use super::panics::{self, Panicked, Stage};
 use super::pipeline::{self, CacheUse};
 use super::rescue;
 use super::Routes;
@@ -63,8 +68,36 @@ pub(super) struct ServedBy {
     pub attempts: u32,
 }
 
-/// Parses `body` and answers every call in it on `network`.
+/// Parses `body` and answers every call in it on `network`. A panic is
+/// answered too (see [`panics`]): per call inside, as a whole here.
 pub(super) async fn answer_message(
+    routes: &Routes,
+    network: &Network,
+    caller: &Caller<'_>,
+    body: &[u8],
+    session: Option<&Session>,
+    request_id: &RequestId,
+) -> Answered {
+    let answered = panics::guarded(
+        Stage::Message,
+        answer_calls(routes, network, caller, body, session, request_id),
+    )
+    .await;
+    answered.unwrap_or_else(|Panicked(why)| {
+        request_id.mark_failed();
+        tracing::error!(request_id = %request_id, network = %network.config.name, client = caller.name(), panic = %why, "a panic was caught while answering a message; answered -32603");
+        let (object, status) = rescue::panicked();
+        Answered {
+            status,
+            body: Some(error_response(Id::NULL, &object)),
+            retry_after: None,
+            subscribed: Vec::new(),
+            served: Vec::new(),
+        }
+    })
+}
+
+async fn answer_calls(
     routes: &Routes,
     network: &Network,
     caller: &Caller<'_>,
@@ -183,6 +216,7 @@ struct Admitted {
 async fn admit(policy: &ClientPolicy, caller: &Caller<'_>, entry: &Entry<'_>) -> Admitted {
     match entry {
         Ok(call) => {
+            panics::injected(Stage::Message, &call.method);
             let method = Resolved::of(&call.method);
             Admitted {
                 known: method.known,
@@ -365,16 +399,35 @@ impl Ctx<'_> {
             );
         }
         let started = Instant::now();
-        let routed = pipeline::run(
-            self.network,
-            self.view,
-            &call,
-            method,
-            self.max_logs_blocks,
-            &self.bucket,
+        let routed = panics::guarded(
+            Stage::Call,
+            pipeline::run(
+                self.network,
+                self.view,
+                &call,
+                method,
+                self.max_logs_blocks,
+                &self.bucket,
+            ),
         )
         .await;
         let elapsed = Some(started.elapsed());
+        let routed = match routed {
+            Ok(routed) => routed,
+            Err(Panicked(why)) => {
+                let (object, status) = rescue::panicked();
+                self.count(method, Outcome::Failed, elapsed);
+                self.request_id.mark_failed();
+                let method = bounded(&call.method);
+                tracing::error!(request_id = %self.request_id, network = %self.network.config.name, client = self.client, method, panic = %why, "a panic was caught while answering a call; answered -32603");
+                let body = error_response(call.reply_id(), &object);
+                return (
+                    status,
+                    (!call.is_notification()).then_some(body),
+                    ServedBy::default(),
+                );
+            }
+        };
         let mut by = ServedBy::default();
         let (status, body) = match routed {
             Ok(pipeline::Routed { reply, cache }) => {

@@ -20,11 +20,14 @@ pub mod admin;
 mod calls;
 pub mod compression;
 mod cors;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gateway;
 mod heavy;
 mod http;
 mod lifetimes;
 mod linger;
+pub mod panics;
 mod pipeline;
 pub mod reload;
 mod rescue;

@@ -78,6 +78,7 @@ pub(super) async fn run(
     max_logs_blocks: Option<u64>,
     bucket: &str,
 ) -> Result<Routed, CallError> {
+    super::panics::injected(super::panics::Stage::Call, &call.method);
     let served = view.served_head.ok_or(RouteError::NoBackend)?;
     if let Some(reply) = router::local(&network.config, served, &call.method) {
         return Ok(Routed {

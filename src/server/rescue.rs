@@ -54,6 +54,18 @@ pub(super) fn heavy(e: &Heavy) -> ErrorObject {
     }
 }
 
+/// A panic caught while answering (see `panics`): the details stay in our
+/// logs. HTTP 500 when it was the only call, or the message as a whole.
+pub(super) fn panicked() -> (ErrorObject, StatusCode) {
+    (
+        ErrorObject::new(
+            code::INTERNAL_ERROR,
+            "internal error: the gateway failed while answering this call",
+        ),
+        StatusCode::INTERNAL_SERVER_ERROR,
+    )
+}
+
 /// A call no backend answered, and the HTTP status when it was the only call.
 pub(super) fn route(e: &RouteError) -> (ErrorObject, StatusCode) {
     let object = match e {

@@ -11,7 +11,8 @@
 //! so a reload applies to open connections too.
 //!
 //! Bounds, so one client cannot hold more than its share:
-//! - messages are at most `max_body_bytes` (larger: close 1009);
+//! - messages are at most `max_body_bytes` (larger: close 1009); a text
+//!   message that is not UTF-8 closes with 1007, a broken frame with 1002;
 //! - at most [`MAX_IN_FLIGHT`] messages are answered at once; the socket is
 //!   not read while that many are in flight;
 //! - answers and notifications wait in a queue of [`OUTBOUND_QUEUE`]
@@ -135,12 +136,12 @@ pub(super) fn upgrade(
                 return;
             }
         };
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(limit))
-            .max_frame_size(Some(limit));
-        let socket =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
+        let socket = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(socket_config(limit)),
+        )
+        .await;
         let gauge = OpenGauge::new(metrics().ws_connections.with_label_values(&[&name]));
         serve(conn, socket, queue, closing, asked_rx).await;
         drop((gauge, hold));
@@ -237,23 +238,17 @@ async fn serve(
                 let Ok(permit) = permit else { break None };
                 let message = match message {
                     None => break None,
-                    Some(Err(WsError::Capacity(_))) => {
-                        break Some(frame(CloseCode::Size, "message too big"))
-                    }
                     Some(Err(e)) => {
                         tracing::debug!(peer = %conn.peer, error = %e, "WebSocket read failed");
-                        break None;
+                        break read_failure_close(&e);
                     }
                     Some(Ok(m)) => m,
                 };
                 idle = Instant::now() + IDLE_TIMEOUT;
-                let body: Bytes = match message {
-                    Message::Text(text) => text.into(),
-                    // JSON in a binary frame is answered like text; anything
-                    // else gets -32700 from the parser.
-                    Message::Binary(bytes) => bytes,
-                    Message::Close(_) => break None,
-                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                let body = match inbound(message) {
+                    Inbound::Payload(body) => body,
+                    Inbound::Close => break None,
+                    Inbound::Control => continue,
                 };
                 calls.spawn(on_message(conn.clone(), body, permit));
             }
@@ -281,6 +276,49 @@ async fn serve(
         while let Some(Ok(_)) = stream.next().await {}
     })
     .await;
+}
+
+/// How client sockets are read: messages and frames at most `limit` bytes.
+pub(super) fn socket_config(limit: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit))
+}
+
+/// What one message from the client is to the listener.
+pub(super) enum Inbound {
+    /// A JSON-RPC payload to answer.
+    Payload(Bytes),
+    /// The client's Close (tungstenite has queued the reply).
+    Close,
+    /// Ping and pong (answered by tungstenite), raw frames.
+    Control,
+}
+
+pub(super) fn inbound(message: Message) -> Inbound {
+    match message {
+        Message::Text(text) => Inbound::Payload(text.into()),
+        // JSON in a binary frame is answered like text; anything else gets
+        // -32700 from the parser.
+        Message::Binary(bytes) => Inbound::Payload(bytes),
+        Message::Close(_) => Inbound::Close,
+        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Inbound::Control,
+    }
+}
+
+/// The Close a failed read ends the connection with (RFC 6455, 7.4.1): a
+/// message over the limit is 1009, a text message that is not UTF-8 is 1007,
+/// a broken frame 1002. A socket that failed (reset, EOF) gets none.
+pub(super) fn read_failure_close(e: &WsError) -> Option<CloseFrame> {
+    match e {
+        WsError::Capacity(_) => Some(frame(CloseCode::Size, "message too big")),
+        WsError::Utf8 => Some(frame(
+            CloseCode::Invalid,
+            "a text message must be valid UTF-8",
+        )),
+        WsError::Protocol(_) => Some(frame(CloseCode::Protocol, "WebSocket protocol violation")),
+        _ => None,
+    }
 }
 
 /// Writes queued messages and pings; on `bye`, a Close frame (or, when the

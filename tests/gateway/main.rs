@@ -13,10 +13,14 @@ mod envelope;
 mod failover;
 mod filters;
 mod heavy;
+mod hostile;
 mod lifetimes;
 mod log_hygiene;
 mod metrics;
 mod operations;
+// The panic hook exists only with debug assertions (never in a release build).
+#[cfg(debug_assertions)]
+mod panics;
 mod policy;
 mod routing;
 mod served_by;
