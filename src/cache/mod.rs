@@ -20,8 +20,13 @@
 //!    `pin`), and [`Ticket::complete`] checks the answer against the block it
 //!    will be bound to (`answer`), stores it, and hands it to its followers.
 //!
-//! Errors, `null`, answers over `max_entry_bytes`, reads of the present and
-//! of blocks not yet final (or not `confirmations` deep) are never stored.
+//! Errors, `null` and answers over `max_entry_bytes` are never stored. With
+//! `block_scoped` (the default), a read of a block above finality, `latest`
+//! pinned to the served head included, is stored bound to that block's hash:
+//! it is the same question for everyone while that block stands, and ages
+//! out by bytes once the head has moved on. Without it, only final blocks
+//! (or blocks `confirmations` deep) are stored. A read by block hash is
+//! stored from its first answer.
 //! The [`reorg`] control loop, beside the request path, keeps the canonical
 //! chain current and drops entries bound to replaced blocks.
 //!
@@ -231,7 +236,12 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
         if rule == CacheRule::Never {
             return Lookup::Pass;
         }
-        let text = key::text(method, params);
+        let mut text = key::text(method, params);
+        if let CacheRule::PerHead { number } = rule {
+            // Fee reads name no block: the key says which head it is for.
+            text.push('@');
+            text.push_str(&number.to_string());
+        }
         if rule.may_store() {
             if let Some(hit) = self.hit(&text, view).await {
                 return Lookup::Answered(Ok(hit), Source::Hit);
@@ -318,8 +328,18 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
         canon: &Canon,
     ) -> (Plan, Option<String>) {
         let finalized = |n: u64| view.finalized.is_some_and(|f| n <= f);
+        // Block-scoped: at or below the served head, and its hash known to a
+        // chain read for this view (the read is the same for everyone while
+        // that block stands).
+        let scoped = |n: u64| {
+            let served = view.served_head?;
+            if !self.config.block_scoped || n > served || !canon.is_current(view) {
+                return None;
+            }
+            canon.hash(n).copied()
+        };
         // Deep enough, and its hash known to a chain read for this view.
-        let bound = |n: u64| {
+        let deep = |n: u64| {
             let c = self.config.confirmations?;
             let served = view.served_head?;
             if n.checked_add(c)? > served || !canon.is_current(view) {
@@ -327,6 +347,7 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
             }
             canon.hash(n).copied()
         };
+        let bound = |n: u64| deep(n).or_else(|| scoped(n));
         match *rule {
             CacheRule::Never | CacheRule::Share => (Plan::Share, None),
             CacheRule::Constant | CacheRule::ByHash(_) | CacheRule::Transaction => {
@@ -355,6 +376,10 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
                 }
             }
             CacheRule::LogRange { .. } => (Plan::Share, None),
+            CacheRule::PerHead { number } => match scoped(number) {
+                Some(h) => (Plan::Store(Bind::block(number, h)), None),
+                None => (Plan::Share, None),
+            },
         }
     }
 
@@ -448,9 +473,10 @@ impl<E: Clone + Send + Sync + 'static> Ticket<'_, E> {
                 if !current {
                     return None;
                 }
-                if self.pinned.is_none() {
+                if self.pinned.is_none() && !matches!(self.rule, CacheRule::PerHead { .. }) {
                     // Unpinned (a block by number, receipts): the answer must
-                    // show it comes from the bound block.
+                    // show it comes from the bound block. A fee read names
+                    // none: it is kept for the head it was asked at.
                     let named = answer::blocks_named(raw).ok()?;
                     let expected = (*from, *hashes.first()?);
                     if named.is_empty() || named.iter().any(|b| *b != expected) {
@@ -468,16 +494,25 @@ impl<E: Clone + Send + Sync + 'static> Ticket<'_, E> {
                     Some((n, _)) => *n,
                     None => canon.number_of(h)?,
                 };
-                if finalized(number) {
-                    Bind::Final
-                } else if current && canon.hash(number) == Some(h) {
-                    Bind::block(number, *h)
-                } else {
-                    return None;
+                match canon.hash(number) {
+                    _ if finalized(number) => Bind::Final,
+                    Some(known) if current && known == h => Bind::block(number, *h),
+                    // A chain that has another block there: this one was replaced.
+                    Some(_) => return None,
+                    // Not in the chain the cache follows (yet): a block's
+                    // content under its hash never changes.
+                    None => Bind::Hash { number, hash: *h },
                 }
             }
             (Plan::Decide, CacheRule::Transaction) => match answer::blocks_named(raw).ok()?[..] {
                 [(n, _)] if finalized(n) => Bind::Final,
+                // Not final: bound to the block that holds it (a reorg may
+                // move the transaction elsewhere, and then replaces that block).
+                [(n, h)]
+                    if self.cache.config.block_scoped && current && canon.hash(n) == Some(&h) =>
+                {
+                    Bind::block(n, h)
+                }
                 _ => return None,
             },
             _ => return None,

@@ -12,7 +12,11 @@
 //!   deep enough when `confirmations` is configured, bound to its hash;
 //! - transaction lookups are kept once their block is final (a transaction
 //!   can move to another block in a reorg);
-//! - reads of the present (`latest` pinned, `safe`, `finalized`) are never
+//! - reads of the present with `latest` pinned to the served head N are
+//!   reads of block N, the same question for everyone while N is the head:
+//!   kept bound to N's hash (when the network's `block_scoped` is on), and
+//!   so are fee reads (`eth_gasPrice` and the like), per served head;
+//! - other reads of the present (`safe`, `finalized`, estimates) are never
 //!   kept, but identical ones in flight share one upstream call;
 //! - everything else (writes, filters, subscriptions, `pending`, methods we
 //!   do not know) passes through untouched.
@@ -36,6 +40,9 @@ pub enum CacheRule {
     /// argument, which may be rewritten to `{"blockHash": ...}` so that the
     /// node answers for exactly the block the entry is bound to.
     AtBlock { number: u64, pin_at: Option<usize> },
+    /// A read of the present that is the same for everyone while block
+    /// `number` is the served head (fees).
+    PerHead { number: u64 },
     /// `eth_getLogs` over a closed range of explicit block numbers.
     LogRange { from: u64, to: u64 },
     /// `eth_getTransactionByHash` / `eth_getTransactionReceipt`.
@@ -62,7 +69,11 @@ pub fn decide(method: Option<&Method>, pinned: &Pinned<'_>) -> CacheRule {
     };
     let at = |pin_at: Option<usize>| -> CacheRule {
         if pinned.pinned_latest {
-            return CacheRule::Share;
+            // Pinned to the served head: a read of that block.
+            return CacheRule::AtBlock {
+                number: pinned.min_head,
+                pin_at,
+            };
         }
         match pinned.block {
             Some(BlockRef::Number(number)) => CacheRule::AtBlock { number, pin_at },
@@ -75,6 +86,12 @@ pub fn decide(method: Option<&Method>, pinned: &Pinned<'_>) -> CacheRule {
     match method.caching {
         Caching::Never => CacheRule::Never,
         Caching::Present => CacheRule::Share,
+        Caching::PerHead => match pinned.block {
+            Some(BlockRef::Pending | BlockRef::Unknown) => CacheRule::Never,
+            _ => CacheRule::PerHead {
+                number: pinned.min_head,
+            },
+        },
         Caching::Constant => CacheRule::Constant,
         Caching::ByHash => match pinned.block {
             Some(BlockRef::Hash(h)) => CacheRule::ByHash(h),
@@ -232,17 +249,35 @@ mod tests {
     }
 
     #[test]
-    fn the_present_is_never_kept() {
-        // `latest` arrives pinned to a number, with the flag set.
-        assert_eq!(
-            p("eth_getBalance", r#"["0xab","latest"]"#),
-            CacheRule::Share
-        );
-        assert_eq!(p("eth_call", r#"[{"to":"0x1"}]"#), CacheRule::Share);
+    fn the_present_pinned_is_a_read_of_the_served_head() {
+        // `latest` arrives pinned to the served head (0x20), with the flag set.
+        let head = |pin_at| CacheRule::AtBlock {
+            number: 0x20,
+            pin_at,
+        };
+        assert_eq!(p("eth_getBalance", r#"["0xab","latest"]"#), head(Some(1)));
+        assert_eq!(p("eth_call", r#"[{"to":"0x1"}]"#), head(Some(1)));
         assert_eq!(
             p("eth_getCode", r#"["0xab",{"blockNumber":"latest"}]"#),
-            CacheRule::Share
+            head(Some(1))
         );
+        assert_eq!(p("eth_getBlockByNumber", r#"["latest",false]"#), head(None));
+        assert_eq!(
+            no_params("eth_gasPrice"),
+            CacheRule::PerHead { number: 0x20 }
+        );
+        assert_eq!(
+            p("eth_feeHistory", r#"["0x4","latest",[]]"#),
+            CacheRule::PerHead { number: 0x20 }
+        );
+        assert_eq!(
+            p("eth_feeHistory", r#"["0x4","pending",[]]"#),
+            CacheRule::Never
+        );
+    }
+
+    #[test]
+    fn other_reads_of_the_present_are_never_kept() {
         assert_eq!(
             p("eth_getLogs", r#"[{"fromBlock":"0x1"}]"#),
             CacheRule::Share
@@ -277,7 +312,7 @@ mod tests {
         ] {
             assert_eq!(p(m, "[]"), CacheRule::Never, "{m}");
         }
-        assert_eq!(no_params("eth_gasPrice"), CacheRule::Share);
+        assert_eq!(no_params("eth_estimateGas"), CacheRule::Share);
         assert_eq!(p("eth_getBalance", r#"{"a":1}"#), CacheRule::Never);
         assert_eq!(p("eth_getBalance", r#"["0xab","0xzz"]"#), CacheRule::Never);
     }

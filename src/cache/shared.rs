@@ -173,7 +173,8 @@ async fn write_loop(
     }
 }
 
-/// `F` + result, or `B` + from (8 bytes) + count (2 bytes) + hashes + result.
+/// `F` + result, `B` + from (8 bytes) + count (2 bytes) + hashes + result,
+/// or `H` + number (8 bytes) + hash + result.
 fn encode(entry: &Stored) -> Vec<u8> {
     let mut out = Vec::with_capacity(entry.result.len() + 64);
     match &entry.bind {
@@ -185,6 +186,11 @@ fn encode(entry: &Stored) -> Vec<u8> {
             for h in hashes.iter() {
                 out.extend_from_slice(h);
             }
+        }
+        Bind::Hash { number, hash } => {
+            out.push(b'H');
+            out.extend_from_slice(&number.to_be_bytes());
+            out.extend_from_slice(hash);
         }
     }
     out.extend_from_slice(&entry.result);
@@ -217,6 +223,11 @@ fn decode(value: &[u8]) -> Option<Stored> {
                 &rest[end..],
             )
         }
+        b'H' => {
+            let number = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+            let hash: Hash = rest.get(8..40)?.try_into().ok()?;
+            (Bind::Hash { number, hash }, &rest[40..])
+        }
         _ => return None,
     };
     if result.is_empty() {
@@ -234,7 +245,14 @@ mod tests {
 
     #[test]
     fn values_round_trip_and_garbage_is_a_miss() {
-        for bind in [Bind::Final, Bind::block(9, [7; 32])] {
+        for bind in [
+            Bind::Final,
+            Bind::block(9, [7; 32]),
+            Bind::Hash {
+                number: 9,
+                hash: [7; 32],
+            },
+        ] {
             let e = Stored {
                 result: Bytes::from_static(b"{\"a\":1}"),
                 bind,

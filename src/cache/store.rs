@@ -25,6 +25,11 @@ pub(super) enum Bind {
     Final,
     /// Valid while blocks `from..` still have these hashes.
     Blocks { from: u64, hashes: Arc<[Hash]> },
+    /// A read of the block with this hash: what a block holds under its hash
+    /// never changes, so it is valid from the first answer, before the
+    /// chain the cache follows knows the block, and until a chain it follows
+    /// has another block at that height (a reorg replaced it).
+    Hash { number: u64, hash: Hash },
 }
 
 impl Bind {
@@ -50,6 +55,10 @@ impl Bind {
                             None => finalized.is_some_and(|f| n <= f),
                         })
             }
+            Bind::Hash { number, hash } => match canon.hash(*number) {
+                Some(known) => current && known == hash,
+                None => true,
+            },
         }
     }
 
@@ -60,6 +69,7 @@ impl Bind {
                 .iter()
                 .zip(*from..)
                 .any(|(h, n)| replaced.iter().any(|(rn, rh)| *rn == n && rh == h)),
+            Bind::Hash { number, hash } => replaced.iter().any(|(n, h)| n == number && h == hash),
         }
     }
 
@@ -67,6 +77,7 @@ impl Bind {
         match self {
             Bind::Final => 0,
             Bind::Blocks { hashes, .. } => 32 * hashes.len(),
+            Bind::Hash { .. } => 40,
         }
     }
 }

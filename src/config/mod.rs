@@ -306,6 +306,11 @@ pub struct CacheConfig {
     /// Cache reads of block N once N is this deep below the served head, even
     /// before it is finalized (bound to N's hash). `None`: finalized blocks only.
     pub confirmations: Option<u64>,
+    /// Cache reads of a block above finality, `latest` pinned to the served
+    /// head included, and fee reads per served head, bound to the block's
+    /// hash (a reorg makes them misses). Off: final (or `confirmations`
+    /// deep) blocks only.
+    pub block_scoped: bool,
     /// Also keep forever-cacheable answers in the shared Redis (`redis.url`).
     pub shared: bool,
     /// How long an entry lives in the shared tier.
@@ -319,6 +324,7 @@ impl Default for CacheConfig {
             max_bytes: validate::DEFAULT_CACHE_MAX_BYTES,
             max_entry_bytes: validate::DEFAULT_CACHE_MAX_ENTRY_BYTES as usize,
             confirmations: None,
+            block_scoped: true,
             shared: false,
             shared_ttl: Duration::from_secs(24 * 3600),
         }

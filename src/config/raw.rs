@@ -172,6 +172,7 @@ pub(super) struct RawCache {
     pub max_bytes: Option<u64>,
     pub max_entry_bytes: Option<u64>,
     pub confirmations: Option<u64>,
+    pub block_scoped: Option<bool>,
     pub shared: Option<bool>,
     pub shared_ttl: Option<String>,
 }

@@ -528,6 +528,7 @@ fn cache(at: &str, raw: RawCache) -> Result<CacheConfig, ConfigError> {
         max_bytes,
         max_entry_bytes,
         confirmations,
+        block_scoped: raw.block_scoped.unwrap_or(true),
         shared: raw.shared.unwrap_or(false),
         shared_ttl: duration(
             &key("shared_ttl"),

@@ -72,6 +72,9 @@ pub enum Caching {
     Never,
     /// A read of the present with no block to bind it to: shared while in flight.
     Present,
+    /// A read of the present that is the same question for everyone while
+    /// the head stays (fees): kept per served head, bound to its hash.
+    PerHead,
     /// A chain constant.
     Constant,
     /// Keyed by the block hash it names.
@@ -153,16 +156,16 @@ pub const METHODS: &[Method] = &[
     m("eth_protocolVersion", B::None, C::Never, None, true),
     m("eth_mining", B::None, C::Never, None, true),
     m("eth_hashrate", B::None, C::Never, None, true),
-    m("eth_gasPrice", B::None, C::Present, Some(10), true),
+    m("eth_gasPrice", B::None, C::PerHead, Some(10), true),
     m(
         "eth_maxPriorityFeePerGas",
         B::None,
-        C::Present,
+        C::PerHead,
         Some(10),
         true,
     ),
-    m("eth_feeHistory", B::At(1), C::Present, Some(10), true),
-    m("eth_blobBaseFee", B::None, C::Present, Some(10), true),
+    m("eth_feeHistory", B::At(1), C::PerHead, Some(10), true),
+    m("eth_blobBaseFee", B::None, C::PerHead, Some(10), true),
     // EIP-7910: the current, next and last fork's parameters; they change at
     // a fork's activation time, so shared while in flight and never stored.
     m("eth_config", B::None, C::Present, Some(5), true),

@@ -193,8 +193,8 @@ async fn a_repeated_cacheable_request_makes_one_upstream_call() {
 }
 
 #[tokio::test]
-async fn latest_pending_null_and_errors_are_never_cached() {
-    let t = tapped(4, &["confirmations: 1"], true).await;
+async fn without_block_scoping_latest_pending_null_and_errors_are_never_cached() {
+    let t = tapped(4, &["confirmations: 1", "block_scoped: false"], true).await;
     let url = &t.gw.url;
     // Mined into block 5, which is not final: its lookups are not kept.
     let (_, mined_tx) = t.fleet.transfer(OTHER, 6).await.unwrap();

@@ -5,6 +5,7 @@
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
 mod cache;
+mod cache_head;
 mod cache_mix;
 mod compression;
 mod cors;
