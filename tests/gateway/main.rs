@@ -6,6 +6,7 @@
 
 mod cache;
 mod cache_mix;
+mod clients;
 mod cors;
 mod discovery;
 mod envelope;
