@@ -104,11 +104,14 @@ async fn serve_page() -> String {
     origin
 }
 
-/// A client process whose stdout is one JSON object a line.
+/// A client process whose stdout is one JSON object a line. Any other line
+/// (a library printing an error it swallowed, as ethers does) is kept in
+/// `noise`, which the tests require to stay empty.
 struct Process {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
     name: String,
+    noise: Vec<String>,
 }
 
 impl Process {
@@ -124,17 +127,20 @@ impl Process {
             child,
             lines,
             name: name.into(),
+            noise: Vec::new(),
         }
     }
 
-    /// The next line that satisfies `ok` (earlier ones are returned in
-    /// `skipped`, for the failure message); a hang guard of 150 s.
+    /// The next line that satisfies `ok` (the failure message shows the
+    /// lines before it); a hang guard of 150 s.
     async fn until(&mut self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
         let mut seen = Vec::new();
         let found = tokio::time::timeout(Duration::from_secs(150), async {
             while let Some(line) = self.lines.next_line().await.unwrap() {
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", self.name));
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    self.noise.push(line);
+                    continue;
+                };
                 if ok(&v) {
                     return Some(v);
                 }
@@ -146,11 +152,15 @@ impl Process {
         match found {
             Ok(Some(v)) => v,
             Ok(None) => panic!(
-                "{} ended before {what}; it printed {seen:?}; {:?}",
+                "{} ended before {what}; it printed {seen:?} and {:?}; {:?}",
                 self.name,
+                self.noise,
                 self.child.wait().await
             ),
-            Err(_) => panic!("{}: no {what} in 150 s; it printed {seen:?}", self.name),
+            Err(_) => panic!(
+                "{}: no {what} in 150 s; it printed {seen:?} and {:?}",
+                self.name, self.noise
+            ),
         }
     }
 }
