@@ -276,6 +276,22 @@ impl Fleet {
         Ok((raw, hash))
     }
 
+    /// Signs a call of the contract at `to` with calldata `data` (hex) from
+    /// [`DEV_ACCOUNT`] and queues it for the next block. Returns the raw
+    /// transaction and its hash.
+    pub async fn invoke(
+        &self,
+        to: &str,
+        data: &str,
+        gas: u64,
+    ) -> Result<(String, String), FleetError> {
+        let mut state = self.inner.state.lock().await;
+        let tx = json!({ "to": to, "data": data, "gas": format!("{gas:#x}"), "value": "0x0" });
+        let (raw, hash) = self.sign_locked(&mut state, tx).await?;
+        state.enqueue(raw.clone());
+        Ok((raw, hash))
+    }
+
     /// Signs a transfer like [`Fleet::transfer`] but does not queue it: the caller sends
     /// it (and should [`Fleet::submit`] it before mining, or it is not mined). The nonce
     /// is used up either way, so later transfers wait for this one.

@@ -11,8 +11,8 @@ use super::raw::{
 };
 use super::{
     parse_duration, CacheConfig, CompressionConfig, Config, ConfigError, ContentCoding,
-    DiscoverConfig, FiltersConfig, HeadConfig, LogConfig, NetworkConfig, RedisConfig,
-    ServerLimits, Tier, UpstreamConfig, CACHE_CANON_WINDOW,
+    DiscoverConfig, FiltersConfig, HeadConfig, LogConfig, NetworkConfig, RedisConfig, ServerLimits,
+    Tier, UpstreamConfig, CACHE_CANON_WINDOW,
 };
 
 pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8545";

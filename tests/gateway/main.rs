@@ -7,6 +7,7 @@
 mod cache;
 mod cache_head;
 mod cache_mix;
+mod clients;
 mod compression;
 mod cors;
 mod discovery;
