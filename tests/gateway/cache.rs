@@ -381,15 +381,7 @@ async fn nothing_a_reorg_replaced_is_served() {
     let new_top = t.fleet.head(0).await.unwrap();
     assert_eq!(new_top.number, top);
     assert_ne!(new_top.hash, old_hashes[2]);
-    wait_view(&t.gw, "every tracker on the new chain", |v| {
-        v.backends.iter().all(|b| {
-            b.state
-                .latest
-                .as_ref()
-                .is_some_and(|l| l.hash == new_top.hash)
-        })
-    })
-    .await;
+    wait_trackers_at(&t.gw, &new_top.hash).await;
 
     // Every answer now is the new chain's, as the node itself gives it.
     let direct = t.fleet.rpc(0).await.unwrap();

@@ -103,15 +103,7 @@ async fn a_read_at_latest_is_one_upstream_call_per_head_and_never_outlives_a_reo
     let new_top = t.fleet.head(0).await.unwrap();
     assert_eq!(new_top.number, replaced.number);
     assert_ne!(new_top.hash, replaced.hash);
-    wait_view(&t.gw, "every tracker on the new chain", |v| {
-        v.backends.iter().all(|b| {
-            b.state
-                .latest
-                .as_ref()
-                .is_some_and(|l| l.hash == new_top.hash)
-        })
-    })
-    .await;
+    wait_trackers_at(&t.gw, &new_top.hash).await;
     let answers = callers(&url, 100, 10, "eth_call", &read).await;
     let third = all_as_the_node(&t, &answers, "eth_call", &read).await;
     assert_ne!(third, second, "the replacement block has its own timestamp");

@@ -88,7 +88,8 @@ async fn two_tapped(extra: &str) -> (rpcgate_fleet::Fleet, Tap, Tap, Gw) {
         Tap::start(&fleet.http_url(1)).await.unwrap(),
     );
     let ups = vec![up("r0", t0.url(), None), up("r1", t1.url(), None)];
-    let gw = start_gateway(&yaml(fleet.chain_id(), &ups, extra)).await;
+    let extra = format!("{extra}\n{ROUTING_ONLY}");
+    let gw = start_gateway(&yaml(fleet.chain_id(), &ups, &extra)).await;
     wait_synced(&gw, 2, 1).await;
     (fleet, t0, t1, gw)
 }
@@ -143,7 +144,8 @@ async fn a_recovered_backend_gets_its_share_back_within_seconds() {
         .map(|i| up(&format!("r{i}"), taps[i].url(), None))
         .collect();
     // The default request timeout (10 s): the penalty a failure leaves.
-    let gw = start_gateway(&yaml(fleet.chain_id(), &ups, "eject_after_failures: 3")).await;
+    let extra = format!("eject_after_failures: 3\n{ROUTING_ONLY}");
+    let gw = start_gateway(&yaml(fleet.chain_id(), &ups, &extra)).await;
     wait_synced(&gw, 3, 1).await;
     let read = || result(&gw.url, "eth_getBalance", json!([OTHER, "latest"]));
 

@@ -203,15 +203,7 @@ async fn a_reorg_under_a_log_filter_delivers_removed_logs_then_the_new_ones() {
     fleet.reorg_to(&checkpoint, 3).await.unwrap();
     let new_top = fleet.head(0).await.unwrap();
     assert_eq!(new_top.number, top);
-    wait_view(&gw, "every tracker on the new chain", |v| {
-        v.backends.iter().all(|b| {
-            b.state
-                .latest
-                .as_ref()
-                .is_some_and(|l| l.hash == new_top.hash)
-        })
-    })
-    .await;
+    wait_trackers_at(&gw, &new_top.hash).await;
     let truth = fleet
         .rpc(0)
         .await

@@ -19,7 +19,7 @@ const INVENTED: &str = "eth_inventedSECRETMETHOD";
 
 /// A config for network `metered` with one keyed client and a tight anonymous tier.
 fn metered_yaml(chain_id: u64, ups: &[Up]) -> String {
-    let mut y = yaml(chain_id, ups, "").replace("  dev:\n", &format!("  {NET}:\n"));
+    let mut y = yaml(chain_id, ups, ROUTING_ONLY).replace("  dev:\n", &format!("  {NET}:\n"));
     y.push_str(&format!(
         "policy:\n  anonymous:\n    limits:\n      requests_per_second: 0.001\n      burst: 3\n  clients:\n    meter-dapp:\n      key_sha256: [{}]\n",
         sha256_hex(KEY)

@@ -32,7 +32,7 @@ async fn setup(policy: &str) -> (Fleet, Tap, Gw) {
     let tap = Tap::start(&fleet.http_url(0)).await.unwrap();
     let config = format!(
         "{}{policy}",
-        yaml(fleet.chain_id(), &[up("r0", tap.url(), None)], "")
+        yaml(fleet.chain_id(), &[up("r0", tap.url(), None)], ROUTING_ONLY)
     );
     let gw = start_gateway(&config).await;
     wait_synced(&gw, 1, 1).await;

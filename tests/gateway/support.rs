@@ -87,6 +87,11 @@ pub fn fleet_ups(fleet: &Fleet) -> Vec<Up> {
         .collect()
 }
 
+/// Network lines for tests of routing and policy that count the calls
+/// reaching the backends: repeated reads of `latest` would otherwise be
+/// answered by the block-scoped cache after the first.
+pub const ROUTING_ONLY: &str = "cache: {block_scoped: false}";
+
 /// A config for one network `dev`, with fast head polling; `extra` adds network keys.
 pub fn yaml(chain_id: u64, ups: &[Up], extra: &str) -> String {
     let mut y = format!(
@@ -150,6 +155,17 @@ pub async fn wait_view(gw: &Gw, what: &str, ok: impl Fn(&NetworkView) -> bool) {
         async move { pass }
     })
     .await
+}
+
+/// Waits (bounded) until every backend's tracker has `hash` as its head:
+/// after a reorg, the gateway has seen the new chain everywhere.
+pub async fn wait_trackers_at(gw: &Gw, hash: &str) {
+    wait_view(gw, "every tracker on the new chain", |v| {
+        v.backends
+            .iter()
+            .all(|b| b.state.latest.as_ref().is_some_and(|l| l.hash == hash))
+    })
+    .await;
 }
 
 /// Waits until every backend is eligible with the served head at `height`.

@@ -55,7 +55,8 @@ async fn a_fallback_is_idle_while_primaries_serve_and_serves_while_they_fail() {
         up("r1", taps[1].url(), None),
         up("r2", taps[2].url(), None).with("tier: fallback"),
     ];
-    let y = yaml(fleet.chain_id(), &ups, "eject_after_failures: 2").replace(
+    let extra = format!("eject_after_failures: 2\n{ROUTING_ONLY}");
+    let y = yaml(fleet.chain_id(), &ups, &extra).replace(
         "      probe_timeout: 1s\n",
         "      probe_timeout: 1s\n      fallback_probe_interval: 60m\n",
     );
