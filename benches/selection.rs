@@ -30,6 +30,7 @@ fn network(n: usize) -> NetworkView {
                 http: format!("http://127.0.0.1:{}", 10_000 + i).parse().unwrap(),
                 ws: None,
                 headers: Default::default(),
+                tls: None,
             };
             let b = Backend::new("bench", &cfg, client.clone(), 1 << 20, 3);
             b.load

@@ -224,6 +224,12 @@ pub struct Metrics {
     /// `rpcgate_ws_subscription_failovers_total{network}`: upstream
     /// subscriptions moved to another backend.
     pub ws_subscription_failovers: IntCounterVec,
+    /// `rpcgate_tls_handshake_failures_total`: client connections to the TLS
+    /// listener whose handshake failed (closed before any request).
+    pub tls_handshake_failures: IntCounter,
+    /// `rpcgate_tls_certificate_reloads_total{result}`: changed certificate
+    /// files, `applied` or `refused` (the old pair kept serving).
+    pub tls_reloads: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -343,6 +349,7 @@ impl Metrics {
                 .expect("unique metric names");
         }
         let (ws_connections, ws_subscriptions, ws_subscription_failovers) = ws_metrics(&registry);
+        let (tls_handshake_failures, tls_reloads) = tls_metrics(&registry);
         Metrics {
             registry,
             rate_limited,
@@ -360,6 +367,8 @@ impl Metrics {
             ws_connections,
             ws_subscriptions,
             ws_subscription_failovers,
+            tls_handshake_failures,
+            tls_reloads,
         }
     }
 
@@ -565,6 +574,33 @@ fn ws_metrics(registry: &Registry) -> (IntGaugeVec, IntGaugeVec, IntCounterVec) 
         .register(Box::new(failovers.clone()))
         .expect("unique metric names");
     (connections, subscriptions, failovers)
+}
+
+/// The TLS listener's metrics, registered in `registry`.
+fn tls_metrics(registry: &Registry) -> (IntCounter, IntCounterVec) {
+    let failures = IntCounter::new(
+        "rpcgate_tls_handshake_failures_total",
+        "Client connections to the TLS listener whose handshake failed or did not finish in time.",
+    )
+    .expect("a valid metric");
+    let reloads = IntCounterVec::new(
+        Opts::new(
+            "rpcgate_tls_certificate_reloads_total",
+            "Changes of the listener's certificate files, by result (applied, refused: the old pair kept serving).",
+        ),
+        &["result"],
+    )
+    .expect("a valid metric");
+    for result in ["applied", "refused"] {
+        reloads.with_label_values(&[result]);
+    }
+    registry
+        .register(Box::new(failures.clone()))
+        .expect("unique metric names");
+    registry
+        .register(Box::new(reloads.clone()))
+        .expect("unique metric names");
+    (failures, reloads)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod client_policy;
 mod duration;
 mod expand;
 mod raw;
+mod tls;
 mod validate;
 
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ pub use client_policy::{
     TierConfig,
 };
 pub use duration::parse_duration;
+pub use tls::{ListenerTls, UpstreamTls};
 
 /// A configuration problem, with the dotted path of the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +133,9 @@ pub struct ServerLimits {
     pub lingering_close_bytes: usize,
     /// `server.cors`: which browser origins may call the gateway.
     pub cors: CorsConfig,
+    /// `server.tls`: serve the listener over TLS (read at start; a reload
+    /// does not change it, the certificate files are watched on their own).
+    pub tls: Option<ListenerTls>,
 }
 
 /// `server.cors`. A public JSON-RPC endpoint uses no cookies (keys travel in
@@ -252,6 +257,8 @@ pub struct UpstreamConfig {
     /// Sent with every request to this upstream only (values marked
     /// sensitive: their `Debug` hides them).
     pub headers: http::HeaderMap,
+    /// `tls.ca_file`: roots for its https/wss URLs (else the system's).
+    pub tls: Option<UpstreamTls>,
 }
 
 impl NetworkConfig {

@@ -108,6 +108,23 @@ pub(super) struct RawServer {
     pub lingering_close_bytes: Option<u64>,
     #[serde(default)]
     pub cors: RawCors,
+    pub tls: Option<RawListenerTls>,
+}
+
+/// `server.tls`: the listener's certificate and key (PEM files).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListenerTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub reload_interval: Option<String>,
+}
+
+/// An upstream's `tls`: whom to trust for its https:// and wss:// URLs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstreamTls {
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,4 +194,5 @@ pub(super) struct RawUpstream {
     pub http: Option<String>,
     pub ws: Option<String>,
     pub headers: Option<std::collections::BTreeMap<String, String>>,
+    pub tls: Option<RawUpstreamTls>,
 }

@@ -60,6 +60,7 @@ mod tests {
                     http: "http://127.0.0.1:1".parse().unwrap(),
                     ws: None,
                     headers: Default::default(),
+                    tls: None,
                 };
                 let b = Backend::new(
                     "select-test",

@@ -100,6 +100,7 @@ fn backend(name: &str, url: &str, eject_after: u32) -> Arc<Backend> {
         http: url.parse().unwrap(),
         ws: None,
         headers: Default::default(),
+        tls: None,
     };
     Backend::new("router-test", &cfg, http_client(), 1 << 20, eject_after)
 }

@@ -79,6 +79,7 @@ pub fn upstreams(group: &DiscoverConfig, addresses: &BTreeSet<IpAddr>) -> Vec<Up
                 http: uri("http", group.http_port),
                 ws: group.ws_port.map(|p| uri("ws", p)),
                 headers: http::HeaderMap::new(),
+                tls: None,
             }
         })
         .collect()

@@ -129,8 +129,7 @@ impl Tracker {
         let _ws = self.backend.ws.clone().map(|url| {
             let task = tokio::spawn(newheads::follow(
                 url,
-                self.backend.headers.clone(),
-                self.backend.name.clone(),
+                self.backend.clone(),
                 heads_tx,
                 ws_live.clone(),
             ));

@@ -246,6 +246,7 @@ mod tests {
             http: "http://127.0.0.1:1".parse().unwrap(),
             ws: None,
             headers: Default::default(),
+            tls: None,
         };
         Backend::new("test", &cfg, crate::upstream::http_client(), 1 << 20, 3)
     }
