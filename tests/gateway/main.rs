@@ -17,5 +17,6 @@ mod operations;
 mod policy;
 mod routing;
 mod support;
+mod tls;
 mod transparency;
 mod websocket;
