@@ -263,39 +263,80 @@ impl TlsTerminator {
         self.shared.handshakes.load(Ordering::SeqCst)
     }
 
-    /// Every value of header `name` (any case) in what clients sent.
-    pub fn header_values(&self, name: &str) -> Vec<String> {
+    /// The request heads clients sent (as far as [`CAPTURE_BYTES`] of each
+    /// connection reaches), in the order of each connection.
+    pub fn heads(&self) -> Vec<RequestHead> {
         let streams = self.shared.streams.lock().clone();
-        let mut values = Vec::new();
+        let mut heads = Vec::new();
         for stream in streams {
             let bytes = stream.lock().clone();
-            let text = String::from_utf8_lossy(&bytes);
-            for line in text.split("\r\n") {
-                if let Some((key, value)) = line.split_once(':') {
-                    if key.eq_ignore_ascii_case(name) {
-                        values.push(value.trim().to_string());
-                    }
-                }
-            }
+            heads.extend(parse_heads(&String::from_utf8_lossy(&bytes)));
         }
-        values
+        heads
     }
 
-    /// The request lines (`GET /path HTTP/1.1`, `POST ...`) clients sent.
-    pub fn request_lines(&self) -> Vec<String> {
-        let streams = self.shared.streams.lock().clone();
-        let mut lines = Vec::new();
-        for stream in streams {
-            let bytes = stream.lock().clone();
-            let text = String::from_utf8_lossy(&bytes);
-            lines.extend(
-                text.split("\r\n")
-                    .filter(|l| l.ends_with(" HTTP/1.1"))
-                    .map(str::to_string),
-            );
-        }
-        lines
+    /// Every value of header `name` (any case) in the request heads.
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        self.heads()
+            .iter()
+            .filter_map(|h| h.header(name).map(str::to_string))
+            .collect()
     }
+
+    /// The request lines (`GET / HTTP/1.1`, `POST / HTTP/1.1`).
+    pub fn request_lines(&self) -> Vec<String> {
+        self.heads().into_iter().map(|h| h.line).collect()
+    }
+}
+
+/// One HTTP/1.1 request head as a client sent it.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// `METHOD target HTTP/1.1`
+    pub line: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestHead {
+    /// The value of header `name` (any case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The request heads in a client's byte stream: a line ending in
+/// ` HTTP/1.1` starts one (the body before it, with no line break of its
+/// own, is cut off at the method), and its header lines run to the empty
+/// line.
+fn parse_heads(text: &str) -> Vec<RequestHead> {
+    const METHODS: [&str; 4] = ["GET ", "POST ", "OPTIONS ", "PUT "];
+    let mut heads: Vec<RequestHead> = Vec::new();
+    let mut in_head = false;
+    for line in text.split("\r\n") {
+        if line.ends_with(" HTTP/1.1") {
+            let start = METHODS
+                .iter()
+                .filter_map(|m| line.rfind(m))
+                .max()
+                .unwrap_or(0);
+            heads.push(RequestHead {
+                line: line[start..].to_string(),
+                headers: Vec::new(),
+            });
+            in_head = true;
+        } else if line.is_empty() {
+            in_head = false;
+        } else if in_head {
+            if let (Some(head), Some((k, v))) = (heads.last_mut(), line.split_once(':')) {
+                head.headers
+                    .push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+    }
+    heads
 }
 
 impl Drop for TlsTerminator {
