@@ -127,3 +127,55 @@ pub(super) fn upstream(
     }
     Ok(Some(UpstreamTls { ca_file, roots }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError};
+
+    const NET: &str = "networks:\n  mainnet:\n    chain_id: 1\n    upstreams:\n      - name: p\n";
+
+    fn err(yaml: &str) -> (String, String) {
+        match Config::from_yaml(yaml) {
+            Err(ConfigError::Invalid { path, message }) => (path, message),
+            other => panic!("expected an invalid config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tls_keys_are_accepted_and_checked() {
+        let c = Config::from_yaml(&format!(
+            "server:\n  tls: {{ cert_file: /c.pem, key_file: /k.pem }}\n{NET}        http: https://h.example/v1\n        ws: wss://h.example/ws\n"
+        ))
+        .unwrap();
+        let tls = c.server.tls.as_ref().unwrap();
+        assert_eq!(tls.reload_interval, std::time::Duration::from_secs(5));
+        assert_eq!(c.networks[0].upstreams[0].http.scheme_str(), Some("https"));
+        assert!(c.networks[0].upstreams[0].tls.is_none());
+        let (path, _) = err(&format!(
+            "server:\n  tls: {{ cert_file: /c.pem }}\n{NET}        http: http://h\n"
+        ));
+        assert_eq!(path, "server.tls.key_file");
+
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.pem");
+        let (path, message) = err(&format!(
+            "{NET}        http: https://h\n        tls: {{ ca_file: {} }}\n",
+            missing.display()
+        ));
+        assert_eq!(path, "networks.mainnet.upstreams[0].tls.ca_file");
+        assert!(message.contains("cannot read"), "{message}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no pem here\n").unwrap();
+        let (_, message) = err(&format!(
+            "{NET}        http: https://h\n        tls: {{ ca_file: {} }}\n",
+            empty.display()
+        ));
+        assert!(message.contains("no CERTIFICATE"), "{message}");
+        // tls on an upstream that uses no TLS is a mistake worth naming.
+        let (path, _) = err(&format!(
+            "{NET}        http: http://h\n        tls: {{ ca_file: {} }}\n",
+            empty.display()
+        ));
+        assert_eq!(path, "networks.mainnet.upstreams[0].tls.ca_file");
+    }
+}
