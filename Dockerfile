@@ -11,8 +11,8 @@ WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p rpcgate --bin rpcgate --target x86_64-unknown-linux-musl
 
-# rpcgate makes no TLS connections (backends and Redis are cluster-internal), so the
-# image needs no CA bundle, no /etc/passwd (USER is numeric) and no /tmp.
+# The image holds no CA bundle: an https/wss upstream needs its tls.ca_file, or a
+# bundle mounted and named by SSL_CERT_FILE. No /etc/passwd (USER is numeric), no /tmp.
 FROM scratch
 COPY --from=build /src/target/x86_64-unknown-linux-musl/release/rpcgate /rpcgate
 USER 65532:65532

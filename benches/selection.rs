@@ -32,6 +32,7 @@ fn network(n: usize) -> NetworkView {
                 headers: Default::default(),
                 tier: Default::default(),
                 state_history: None,
+                tls: None,
             };
             let b = Backend::new("bench", &cfg, client.clone(), 1 << 20, 3);
             b.load

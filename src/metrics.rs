@@ -251,6 +251,12 @@ pub struct Metrics {
     pub compression: CompressionMetrics,
     /// The filters the gateway answers itself (see `crate::filters`).
     pub filters: FilterMetrics,
+    /// `rpcgate_tls_handshake_failures_total`: client connections to the TLS
+    /// listener whose handshake failed (closed before any request).
+    pub tls_handshake_failures: IntCounter,
+    /// `rpcgate_tls_certificate_reloads_total{result}`: changed certificate
+    /// files, `applied` or `refused` (the old pair kept serving).
+    pub tls_reloads: IntCounterVec,
 }
 
 /// The series of `server::compression`. Labels are coding tokens (`gzip`,
@@ -456,6 +462,7 @@ impl Metrics {
         let (ws_connections, ws_subscriptions, ws_subscription_failovers) = ws_metrics(&registry);
         let compression = compression_metrics(&registry);
         let filters = FilterMetrics::new(&registry);
+        let (tls_handshake_failures, tls_reloads) = tls_metrics(&registry);
         Metrics {
             registry,
             rate_limited,
@@ -476,6 +483,8 @@ impl Metrics {
             ws_subscription_failovers,
             compression,
             filters,
+            tls_handshake_failures,
+            tls_reloads,
         }
     }
 
@@ -717,6 +726,33 @@ fn ws_metrics(registry: &Registry) -> (IntGaugeVec, IntGaugeVec, IntCounterVec) 
         .register(Box::new(failovers.clone()))
         .expect("unique metric names");
     (connections, subscriptions, failovers)
+}
+
+/// The TLS listener's metrics, registered in `registry`.
+fn tls_metrics(registry: &Registry) -> (IntCounter, IntCounterVec) {
+    let failures = IntCounter::new(
+        "rpcgate_tls_handshake_failures_total",
+        "Client connections to the TLS listener whose handshake failed or did not finish in time.",
+    )
+    .expect("a valid metric");
+    let reloads = IntCounterVec::new(
+        Opts::new(
+            "rpcgate_tls_certificate_reloads_total",
+            "Changes of the listener's certificate files, by result (applied, refused: the old pair kept serving).",
+        ),
+        &["result"],
+    )
+    .expect("a valid metric");
+    for result in ["applied", "refused"] {
+        reloads.with_label_values(&[result]);
+    }
+    registry
+        .register(Box::new(failures.clone()))
+        .expect("unique metric names");
+    registry
+        .register(Box::new(reloads.clone()))
+        .expect("unique metric names");
+    (failures, reloads)
 }
 
 #[cfg(test)]

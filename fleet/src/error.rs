@@ -23,6 +23,8 @@ pub enum FleetError {
     Redis(String),
     #[error("test DNS server: {0}")]
     Dns(String),
+    #[error("test TLS: {0}")]
+    Tls(String),
     #[error("anvil did not print its port within {after:?}; stderr: {stderr}")]
     StartTimeout { after: Duration, stderr: String },
     #[error("{context}: {source}")]

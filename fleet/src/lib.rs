@@ -26,6 +26,8 @@
 //! - [`redis`]: [`RedisServer`], a real redis-server on a free loopback port.
 //! - [`tap`]: [`Tap`], a counting relay and fault injector in front of one node, for
 //!   the faults anvil itself cannot show (HTTP errors, stalls, dropped connections).
+//! - [`tls`]: [`TestCa`] (certificates made by the tests, rcgen), a client that trusts
+//!   it, and [`TlsTerminator`], a TLS front for a node (https and wss upstreams).
 //! - [`FleetError`] (`error.rs`): everything the harness can fail with.
 //! - [`child`]: child processes: the harness's die with their parent; tests signal theirs.
 
@@ -41,6 +43,7 @@ pub mod redis;
 mod replica;
 pub mod rpc;
 pub mod tap;
+pub mod tls;
 
 pub use anvil::{anvil_binary, Anvil, AnvilOptions};
 pub use autominer::AutoMiner;
@@ -50,3 +53,4 @@ pub use lockstep::{ChainTip, Checkpoint, Fleet, FleetOptions, DEV_ACCOUNT};
 pub use redis::RedisServer;
 pub use rpc::RpcClient;
 pub use tap::{Fault, Tap};
+pub use tls::{Leaf, TestCa, TlsTerminator};

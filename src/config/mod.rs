@@ -18,6 +18,7 @@ mod client_policy;
 mod duration;
 mod expand;
 mod raw;
+mod tls;
 mod validate;
 
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ pub use client_policy::{
     TierConfig,
 };
 pub use duration::parse_duration;
+pub use tls::{ListenerTls, UpstreamTls};
 
 /// A configuration problem, with the dotted path of the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +150,9 @@ pub struct ServerLimits {
     pub expose_upstream_headers: bool,
     /// `server.compression`: compressed answers and request bodies.
     pub compression: CompressionConfig,
+    /// `server.tls`: serve the listener over TLS (read at start; a reload
+    /// does not change it, the certificate files are watched on their own).
+    pub tls: Option<ListenerTls>,
 }
 
 /// `server.compression`. On by default: every browser and most HTTP clients
@@ -400,6 +405,8 @@ pub struct UpstreamConfig {
     /// 128); `None`: unknown, learned from its answers (an archive node
     /// never teaches a bound).
     pub state_history: Option<u64>,
+    /// `tls.ca_file`: roots for its https/wss URLs (else the system's).
+    pub tls: Option<UpstreamTls>,
 }
 
 impl NetworkConfig {

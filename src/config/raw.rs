@@ -113,6 +113,7 @@ pub(super) struct RawServer {
     pub cors: RawCors,
     #[serde(default)]
     pub compression: RawCompression,
+    pub tls: Option<RawListenerTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +123,22 @@ pub(super) struct RawCompression {
     pub min_bytes: Option<u64>,
     pub algorithms: Option<Vec<String>>,
     pub request_encodings: Option<Vec<String>>,
+}
+
+/// `server.tls`: the listener's certificate and key (PEM files).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListenerTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub reload_interval: Option<String>,
+}
+
+/// An upstream's `tls`: whom to trust for its https:// and wss:// URLs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstreamTls {
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,4 +224,5 @@ pub(super) struct RawUpstream {
     pub headers: Option<std::collections::BTreeMap<String, String>>,
     pub tier: Option<String>,
     pub state_history: Option<u64>,
+    pub tls: Option<RawUpstreamTls>,
 }

@@ -174,6 +174,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             1 << 30,
         )?,
         expose_upstream_headers: raw.server.expose_upstream_headers.unwrap_or(false),
+        tls: super::tls::listener(raw.server.tls)?,
     };
 
     let raw_networks = raw
@@ -590,6 +591,9 @@ fn upstream(at: &str, raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
         Some(ws) => Some(url(&format!("{at}.ws"), &ws, "ws")?),
         None => None,
     };
+    let uses_tls = http.scheme_str() == Some("https")
+        || ws.as_ref().is_some_and(|w| w.scheme_str() == Some("wss"));
+    let tls = super::tls::upstream(at, raw.tls, uses_tls)?;
     let mut headers = http::HeaderMap::new();
     for (key, template) in raw.headers.unwrap_or_default() {
         let at = format!("{at}.headers.{key}");
@@ -629,23 +633,20 @@ fn upstream(at: &str, raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
         headers,
         tier,
         state_history,
+        tls,
     })
 }
 
-/// Parses `template` (with `${VAR}` expanded) as a URL of `scheme`; errors
-/// quote the template, never the expanded text.
+/// Parses `template` (with `${VAR}` expanded) as a URL of `scheme` or its
+/// TLS form (`https`, `wss`); errors quote the template, never the expanded
+/// text.
 fn url(at: &str, template: &str, scheme: &str) -> Result<http::Uri, ConfigError> {
     let bad = |why: &str| ConfigError::invalid(at, format!("{template:?} {why}"));
     let text = super::expand::from_env(at, template)?;
     let uri: http::Uri = text.parse().map_err(|_| bad("is not a URL"))?;
     match uri.scheme_str() {
-        Some(s) if s == scheme => {}
-        Some(s) if s == format!("{scheme}s") => {
-            return Err(bad(&format!(
-                "uses {s}://, which this build does not support yet; use {scheme}://"
-            )))
-        }
-        _ => return Err(bad(&format!("must start with {scheme}://"))),
+        Some(s) if s == scheme || s == format!("{scheme}s") => {}
+        _ => return Err(bad(&format!("must start with {scheme}:// or {scheme}s://"))),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(bad("has no host"));

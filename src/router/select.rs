@@ -95,6 +95,7 @@ mod tests {
                     headers: Default::default(),
                     tier: Default::default(),
                     state_history: None,
+                    tls: None,
                 };
                 let b = Backend::new(
                     "select-test",

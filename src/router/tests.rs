@@ -118,6 +118,7 @@ fn backend_as(
         headers: Default::default(),
         tier,
         state_history,
+        tls: None,
     };
     Backend::new("router-test", &cfg, http_client(), 1 << 20, eject_after)
 }

@@ -11,6 +11,10 @@
 //! ([`lifetimes`]): a first request head, idleness, a write the client
 //! does not take.
 //!
+//! With `server.tls` the same listener speaks TLS ([`tls`]): HTTP/1.1 or h2
+//! by ALPN, wss through the same upgrade, the handshake inside the
+//! first-request deadline.
+//!
 //! Shutdown: hyper's graceful drain covers HTTP connections; upgraded
 //! sockets are no longer hyper's, so they follow the gateway's `closing`
 //! signal instead: each sends a Close frame (1001, going away) and ends, and
@@ -33,6 +37,7 @@ pub mod reload;
 mod rescue;
 mod served;
 mod timer;
+mod tls;
 mod ws;
 
 use std::future::Future;
@@ -66,6 +71,8 @@ pub struct Server {
     gateway: Arc<Gateway>,
     max_connections: usize,
     limits: crate::config::ServerLimits,
+    /// `server.tls`: the listener's certificate, followed on disk.
+    tls: Option<tls::ListenerTlsState>,
 }
 
 impl Server {
@@ -78,9 +85,11 @@ impl Server {
                 format!("admin listener {}: {e}", config.admin_listen),
             )
         })?;
+        let tls = config.server.tls.as_ref().map(tls::start).transpose()?;
         Ok(Server {
             listener,
             admin,
+            tls,
             gateway: Gateway::start(config).map_err(std::io::Error::other)?,
             max_connections: config.server.max_connections,
             limits: config.server.clone(),
@@ -166,7 +175,7 @@ impl Server {
                 _permit: permit,
             });
             let lifetime = lifetimes::Lifetime::new();
-            let io = TokioIo::new(lifetimes::Watched::new(stream, lifetime.clone()));
+            let watched = lifetimes::Watched::new(stream, lifetime.clone());
             let requests = lifetime.clone();
             let service = service_fn(move |req| {
                 let in_flight = requests.request();
@@ -177,19 +186,40 @@ impl Server {
                     answer
                 }
             });
-            let conn = builder
-                .serve_connection_with_upgrades(io, service)
-                .into_owned();
-            let conn = graceful.watch(conn);
+            let Some(tls) = &self.tls else {
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(watched), service)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(until_deadline(conn, lifetime, deadlines, peer));
+                continue;
+            };
+            // The handshake runs in the connection's task, under its
+            // first-request deadline, so a slow one stalls nobody else.
+            let acceptor = tls.acceptor.clone();
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
-                tokio::select! {
-                    ended = conn => if let Err(e) = ended {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    },
+                let handshake = tokio::select! {
+                    done = acceptor.accept(watched) => done,
                     why = lifetime.expired(deadlines) => {
-                        tracing::debug!(%peer, ?why, "connection closed at a deadline");
+                        crate::metrics::metrics().tls_handshake_failures.inc();
+                        tracing::debug!(%peer, ?why, "TLS handshake not done by the deadline");
+                        return;
                     }
-                }
+                };
+                let stream = match handshake {
+                    Ok(s) => s,
+                    Err(e) => {
+                        crate::metrics::metrics().tls_handshake_failures.inc();
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                };
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                until_deadline(watcher.watch(conn), lifetime, deadlines, peer).await;
             });
         }
         self.gateway.draining.store(true, Ordering::Relaxed);
@@ -204,5 +234,22 @@ impl Server {
             tracing::warn!(?drain, "drain timeout passed with requests still open");
         }
         admin.abort();
+    }
+}
+
+/// Serves one connection until it ends or one of its deadlines passes.
+async fn until_deadline<E: std::fmt::Display>(
+    conn: impl Future<Output = Result<(), E>>,
+    lifetime: Arc<lifetimes::Lifetime>,
+    deadlines: lifetimes::Deadlines,
+    peer: SocketAddr,
+) {
+    tokio::select! {
+        ended = conn => if let Err(e) = ended {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        },
+        why = lifetime.expired(deadlines) => {
+            tracing::debug!(%peer, ?why, "connection closed at a deadline");
+        }
     }
 }

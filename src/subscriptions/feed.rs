@@ -16,10 +16,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::sync::Arc;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
 use super::gap::{HeadStep, Heads, LogId, Logs, MAX_HEAD_GAP};
 use super::topic::{Kind, Topic};
@@ -37,7 +36,7 @@ const ELIGIBILITY_CHECK: Duration = Duration::from_millis(250);
 /// Blocks per `eth_getLogs` call when a gap is filled.
 const LOGS_CHUNK: u64 = 1000;
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Socket = WebSocketStream<crate::upstream::UpstreamStream>;
 
 /// A backend to subscribe on.
 struct FeedBackend {
@@ -199,10 +198,8 @@ async fn session(
     failover: bool,
     established: &mut bool,
 ) -> Result<(), String> {
-    let request = crate::upstream::ws_request(&target.ws, &target.backend.headers)
-        .map_err(|e| format!("connect: {e}"))?;
-    let connect = tokio_tungstenite::connect_async(request);
-    let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+    let connect = target.backend.connect_ws(&target.ws);
+    let mut ws = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| format!("connect: {e}"))?;

@@ -19,13 +19,21 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::latency::PeakEwma;
+use super::tls::{self, Connector, UpstreamStream};
 use crate::config::{Tier, UpstreamConfig};
 use crate::metrics::UpstreamSeries;
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub type HttpClient = Client<Connector, Full<Bytes>>;
 
-/// A client with keep-alive pooling, shared by all backends of a process.
+/// A client with keep-alive pooling, shared by all plain-HTTP backends of a
+/// process.
 pub fn http_client() -> HttpClient {
+    client_with(None)
+}
+
+/// A client whose `https` connections use `tls` (one per TLS backend, so
+/// each has its own roots; plain backends share [`http_client`]).
+fn client_with(tls: Option<Arc<rustls::ClientConfig>>) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
@@ -33,7 +41,21 @@ pub fn http_client() -> HttpClient {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(1024)
-        .build(connector)
+        .build(Connector::new(connector, tls))
+}
+
+/// `error` and its sources, one after the other: hyper's own text says only
+/// "client error (Connect)", the reason (a refused certificate, say) is in
+/// its sources. None of them holds the URL.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 /// Why a call to a backend did not produce a JSON-RPC reply.
@@ -202,6 +224,8 @@ pub struct Backend {
     /// WebSocket handshake to it.
     pub headers: http::HeaderMap,
     client: HttpClient,
+    /// TLS settings for its https/wss URLs (None when it has neither).
+    tls: Option<Arc<rustls::ClientConfig>>,
     next_id: AtomicU64,
     max_reply_bytes: usize,
     pub load: PeakEwma,
@@ -233,12 +257,19 @@ impl Backend {
         max_reply_bytes: usize,
         eject_after: u32,
     ) -> Arc<Backend> {
+        let uses_tls = tls::is_tls(&cfg.http) || cfg.ws.as_ref().is_some_and(tls::is_tls);
+        let tls = uses_tls.then(|| tls::client_config(cfg.tls.as_ref()));
+        let client = match &tls {
+            Some(config) if tls::is_tls(&cfg.http) => client_with(Some(config.clone())),
+            _ => client,
+        };
         Arc::new(Backend {
             name: cfg.name.clone(),
             http: cfg.http.clone(),
             ws: cfg.ws.clone(),
             headers: cfg.headers.clone(),
             client,
+            tls,
             next_id: AtomicU64::new(1),
             max_reply_bytes,
             load: PeakEwma::new(Duration::from_millis(5)),
@@ -390,9 +421,9 @@ impl Backend {
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {
                 if e.is_connect() {
-                    UpstreamError::Connect(e.to_string())
+                    UpstreamError::Connect(with_sources(&e))
                 } else {
-                    UpstreamError::Transport(e.to_string())
+                    UpstreamError::Transport(with_sources(&e))
                 }
             })?;
             let status = response.status();
@@ -420,6 +451,24 @@ impl Backend {
         tokio::time::timeout(timeout, exchange)
             .await
             .unwrap_or(Err(UpstreamError::Timeout(timeout)))
+    }
+}
+
+impl Backend {
+    /// Opens a WebSocket to `url` (its `ws`, `ws://` or `wss://`) with its
+    /// headers, over TLS when the URL says so. Callers bound the time.
+    pub async fn connect_ws(
+        &self,
+        url: &http::Uri,
+    ) -> Result<tokio_tungstenite::WebSocketStream<UpstreamStream>, String> {
+        let request = ws_request(url, &self.headers)?;
+        let stream = tls::connect(url, self.tls.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        let (ws, _) = tokio_tungstenite::client_async(request, stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ws)
     }
 }
 
@@ -487,6 +536,7 @@ mod tests {
             headers: Default::default(),
             tier: Default::default(),
             state_history: None,
+            tls: None,
         };
         let b = Backend::new("test", &cfg, http_client(), 1 << 20, 3);
         let timeout = Duration::from_secs(1);
@@ -546,6 +596,7 @@ mod tests {
             headers,
             tier: Default::default(),
             state_history: None,
+            tls: None,
         };
         assert!(!format!("{cfg:?}").contains("s3cret"), "{cfg:?}");
         let b = Backend::new("test", &cfg, http_client(), 1 << 20, 3);

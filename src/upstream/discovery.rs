@@ -81,6 +81,7 @@ pub fn upstreams(group: &DiscoverConfig, addresses: &BTreeSet<IpAddr>) -> Vec<Up
                 headers: http::HeaderMap::new(),
                 tier: Default::default(),
                 state_history: None,
+                tls: None,
             }
         })
         .collect()

@@ -157,8 +157,7 @@ impl Tracker {
                 ws = self.backend.ws.clone().map(|url| {
                     AbortOnDrop(tokio::spawn(newheads::follow(
                         url,
-                        self.backend.headers.clone(),
-                        self.backend.name.clone(),
+                        self.backend.clone(),
                         heads_tx.clone(),
                         ws_live.clone(),
                     )))

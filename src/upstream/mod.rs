@@ -9,11 +9,13 @@ pub mod discovery;
 pub mod head;
 pub mod latency;
 mod newheads;
+mod tls;
 mod upstreams;
 pub mod view;
 
 pub use client::{
     http_client, ws_request, Backend, HttpClient, Origin, Reply, ReplyKind, UpstreamError,
 };
+pub use tls::UpstreamStream;
 pub use upstreams::Upstreams;
 pub use view::{BackendView, Ineligible, NetworkView};

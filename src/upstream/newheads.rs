@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::client::Backend;
 use super::head::BlockId;
 use crate::eth::parse_quantity;
 
@@ -37,14 +38,14 @@ struct Header {
 /// Follows newHeads until the receiver is gone, reconnecting with backoff.
 pub(super) async fn follow(
     url: http::Uri,
-    headers: http::HeaderMap,
-    backend: String,
+    client: Arc<Backend>,
     heads: mpsc::Sender<BlockId>,
     live: Arc<AtomicBool>,
 ) {
+    let backend = &client.name;
     let mut backoff = Duration::from_millis(250);
     loop {
-        match session(&url, &headers, &heads, &live).await {
+        match session(&url, &client, &heads, &live).await {
             Ok(()) => return, // the tracker is gone
             Err(e) => {
                 if live.swap(false, Ordering::Relaxed) {
@@ -63,18 +64,13 @@ pub(super) async fn follow(
 /// One connection: Ok when the receiver is gone, Err when the connection ends.
 async fn session(
     url: &http::Uri,
-    headers: &http::HeaderMap,
+    client: &Backend,
     heads: &mpsc::Sender<BlockId>,
     live: &AtomicBool,
 ) -> Result<(), String> {
-    let request = super::client::ws_request(url, headers)?;
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio_tungstenite::connect_async(request),
-    )
-    .await
-    .map_err(|_| "connect timed out".to_string())?
-    .map_err(|e| e.to_string())?;
+    let mut ws = tokio::time::timeout(Duration::from_secs(5), client.connect_ws(url))
+        .await
+        .map_err(|_| "connect timed out".to_string())??;
     ws.send(Message::text(SUBSCRIBE))
         .await
         .map_err(|e| e.to_string())?;

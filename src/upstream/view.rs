@@ -310,6 +310,7 @@ mod tests {
             headers: Default::default(),
             tier,
             state_history: None,
+            tls: None,
         };
         Backend::new("test", &cfg, crate::upstream::http_client(), 1 << 20, 3)
     }

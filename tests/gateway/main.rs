@@ -29,5 +29,6 @@ mod served_by;
 mod state_history;
 mod support;
 mod tiers;
+mod tls;
 mod transparency;
 mod websocket;
