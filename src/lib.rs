@@ -39,6 +39,7 @@
 //! router         local answers, backend choice (P2C over Peak-EWMA), retries, sends
 //! upstream       backend clients, head tracking, latency, the network view, DNS discovery
 //! jsonrpc        the envelope: parsing, error objects, answers built from raw parts
+//! memory         the process's byte budgets: answers and request bodies in flight
 //! metrics        the Prometheus registry and every metric name
 //! logs           tracing to stderr, human or JSON, level reloadable
 //! config         the YAML schema, validation with key paths, defaults
@@ -50,6 +51,7 @@ pub mod eth;
 pub mod filters;
 pub mod jsonrpc;
 pub mod logs;
+pub mod memory;
 pub mod metrics;
 pub mod network;
 pub mod policy;

@@ -136,6 +136,21 @@ pub mod state {
         kind: "counter",
         help: "Log lines of refused requests left out (over log.refusals_per_second); each refusal is counted in its own metric.",
     };
+    pub const MEMORY_INFLIGHT_BYTES: StateMetric = StateMetric {
+        name: "rpcgate_memory_inflight_bytes",
+        kind: "gauge",
+        help: "Bytes held against a memory budget now, by kind (answers: upstream replies being read and answers being written; requests: request bodies being read).",
+    };
+    pub const MEMORY_BUDGET_BYTES: StateMetric = StateMetric {
+        name: "rpcgate_memory_budget_bytes",
+        kind: "gauge",
+        help: "The bound of a memory budget, by kind (server.max_inflight_answer_bytes, server.max_inflight_request_bytes).",
+    };
+    pub const MEMORY_BUDGET_REFUSALS_TOTAL: StateMetric = StateMetric {
+        name: "rpcgate_memory_budget_refusals_total",
+        kind: "counter",
+        help: "Reservations a memory budget refused after server.memory_wait, by kind; each call refused got -32005.",
+    };
     pub const READY: StateMetric = StateMetric {
         name: "rpcgate_ready",
         kind: "gauge",
@@ -194,6 +209,7 @@ pub const UPSTREAM_OUTCOMES: &[&str] = &[
     "status",
     "too_large",
     "bad_reply",
+    "memory",
 ];
 
 /// Seconds, from half a millisecond (a cache hit) to ten seconds (a slow

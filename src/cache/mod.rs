@@ -74,6 +74,8 @@ pub struct Stats {
     pub stored: AtomicU64,
     pub shared_hits: AtomicU64,
     pub shared_writes: AtomicU64,
+    /// Calls whose key was over `max_shared_key_bytes`: kept out of Redis.
+    pub shared_key_too_long: AtomicU64,
     pub evicted_by_reorg: AtomicU64,
     pub evicted_by_size: AtomicU64,
 }
@@ -87,6 +89,7 @@ pub struct Counts {
     pub stored: u64,
     pub shared_hits: u64,
     pub shared_writes: u64,
+    pub shared_key_too_long: u64,
     pub evicted_by_reorg: u64,
     pub evicted_by_size: u64,
 }
@@ -185,7 +188,7 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
         let shared = match (config.shared, redis) {
             (true, Some(redis)) => {
                 let (tier, t) =
-                    SharedTier::start(&redis.url, network, config.shared_ttl, stats.clone());
+                    SharedTier::start(&redis.url, network, config.shared_ttl, config.max_shared_key_bytes, stats.clone());
                 tasks.extend(t);
                 Some(tier)
             }
@@ -394,6 +397,7 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
             stored: get(&s.stored),
             shared_hits: get(&s.shared_hits),
             shared_writes: get(&s.shared_writes),
+            shared_key_too_long: get(&s.shared_key_too_long),
             evicted_by_reorg: get(&s.evicted_by_reorg),
             evicted_by_size: get(&s.evicted_by_size),
         }

@@ -8,6 +8,12 @@
 //! network's name; the value is a small binary header (the binding) followed
 //! by the result text.
 //!
+//! A key longer than `cache.max_shared_key_bytes` (the prefix included) is
+//! neither written nor looked up: the key is the whole call, and a client
+//! sending calls with megabytes of params must not fill Redis (or make every
+//! lookup ship megabytes to it). Such calls are counted
+//! (`shared_key_too_long`) and served by the local tier alone.
+//!
 //! Redis must never slow down or break serving: a lookup waits at most
 //! [`LOOKUP_TIMEOUT`], writes go through a bounded queue to one writer task
 //! (dropped when it is full), and while Redis is down every lookup is an
@@ -51,6 +57,8 @@ pub(super) struct SharedTier {
     prefix: String,
     link: watch::Receiver<Link>,
     writes: mpsc::Sender<(String, Vec<u8>)>,
+    max_key_bytes: usize,
+    stats: Arc<Stats>,
 }
 
 impl SharedTier {
@@ -60,32 +68,42 @@ impl SharedTier {
         url: &str,
         network: &str,
         ttl: Duration,
+        max_key_bytes: usize,
         stats: Arc<Stats>,
     ) -> (SharedTier, Vec<JoinHandle<()>>) {
         let (link_tx, link) = watch::channel(Link::Connecting);
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         let connect = tokio::spawn(connect(url.to_string(), link_tx));
-        let writer = tokio::spawn(write_loop(queue, link.clone(), ttl, stats));
+        let writer = tokio::spawn(write_loop(queue, link.clone(), ttl, stats.clone()));
         (
             SharedTier {
                 prefix: format!("{PREFIX}{network}:"),
                 link,
                 writes,
+                max_key_bytes,
+                stats,
             },
             vec![connect, writer],
         )
     }
 
-    fn redis_key(&self, key: &Key) -> String {
+    /// The Redis key of `key`; `None` (counted) when it is over the cap.
+    fn redis_key(&self, key: &Key) -> Option<String> {
+        if self.prefix.len() + key.len() > self.max_key_bytes {
+            self.stats
+                .shared_key_too_long
+                .fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         let mut k = String::with_capacity(self.prefix.len() + key.len());
         k.push_str(&self.prefix);
         k.push_str(key.as_str());
-        k
+        Some(k)
     }
 
     /// The entry under `key`, if Redis has it and answers in time.
     pub(super) async fn get(&self, key: &Key) -> Option<Stored> {
-        let redis_key = self.redis_key(key);
+        let redis_key = self.redis_key(key)?;
         let read = async {
             let mut link = self.link.clone();
             let mut conn = match &*link
@@ -113,7 +131,10 @@ impl SharedTier {
         if !matches!(&*self.link.borrow(), Link::Up(_)) {
             return;
         }
-        let _ = self.writes.try_send((self.redis_key(key), encode(entry)));
+        let Some(redis_key) = self.redis_key(key) else {
+            return;
+        };
+        let _ = self.writes.try_send((redis_key, encode(entry)));
     }
 }
 

@@ -142,6 +142,13 @@ pub struct ServerLimits {
     /// most this long and this many bytes, so the client can read the answer.
     pub lingering_close_timeout: Duration,
     pub lingering_close_bytes: usize,
+    /// Bytes of upstream replies being read plus answers being written, for
+    /// the whole process (see `crate::memory`).
+    pub max_inflight_answer_bytes: usize,
+    /// Bytes of request bodies being read and decoded, for the whole process.
+    pub max_inflight_request_bytes: usize,
+    /// How long a call waits for memory budget before it gets -32005.
+    pub memory_wait: Duration,
     /// `server.cors`: which browser origins may call the gateway.
     pub cors: CorsConfig,
     /// Answers over HTTP say which backend served them, whether the cache
@@ -320,6 +327,9 @@ pub struct CacheConfig {
     pub shared: bool,
     /// How long an entry lives in the shared tier.
     pub shared_ttl: Duration,
+    /// Keys longer than this (with the network's prefix) are neither written
+    /// to nor read from Redis: a call with huge params cannot fill it.
+    pub max_shared_key_bytes: usize,
 }
 
 impl Default for CacheConfig {
@@ -332,6 +342,7 @@ impl Default for CacheConfig {
             block_scoped: true,
             shared: false,
             shared_ttl: Duration::from_secs(24 * 3600),
+            max_shared_key_bytes: validate::DEFAULT_MAX_SHARED_KEY_BYTES,
         }
     }
 }

@@ -109,6 +109,9 @@ pub(super) struct RawServer {
     pub lingering_close_timeout: Option<String>,
     pub lingering_close_bytes: Option<u64>,
     pub expose_upstream_headers: Option<bool>,
+    pub max_inflight_answer_bytes: Option<u64>,
+    pub max_inflight_request_bytes: Option<u64>,
+    pub memory_wait: Option<String>,
     #[serde(default)]
     pub cors: RawCors,
     #[serde(default)]
@@ -192,6 +195,7 @@ pub(super) struct RawCache {
     pub block_scoped: Option<bool>,
     pub shared: Option<bool>,
     pub shared_ttl: Option<String>,
+    pub max_shared_key_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

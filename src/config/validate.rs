@@ -24,6 +24,10 @@ pub(super) const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
 pub(super) const DEFAULT_MAX_METHOD_LEN: u64 = 128;
 pub(super) const DEFAULT_MAX_BATCH_RESPONSE_BYTES: u64 = 25 * 1024 * 1024;
 pub(super) const DEFAULT_BATCH_CONCURRENCY: u64 = 8;
+/// `server.max_inflight_answer_bytes` and `server.max_inflight_request_bytes`: 256 MiB.
+pub(super) const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 256 * 1024 * 1024;
+/// `cache.max_shared_key_bytes`.
+pub(super) const DEFAULT_MAX_SHARED_KEY_BYTES: usize = 2048;
 pub(super) const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: u64 = 100;
 pub(super) const DEFAULT_MAX_LAG_BLOCKS: u64 = 2;
 pub(super) const DEFAULT_MAX_ATTEMPTS: u64 = 3;
@@ -174,6 +178,25 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             1 << 30,
         )?,
         expose_upstream_headers: raw.server.expose_upstream_headers.unwrap_or(false),
+        max_inflight_answer_bytes: in_range(
+            "server.max_inflight_answer_bytes",
+            raw.server.max_inflight_answer_bytes,
+            DEFAULT_MAX_INFLIGHT_BYTES,
+            1 << 20,
+            1 << 40,
+        )?,
+        max_inflight_request_bytes: in_range(
+            "server.max_inflight_request_bytes",
+            raw.server.max_inflight_request_bytes,
+            DEFAULT_MAX_INFLIGHT_BYTES,
+            1 << 20,
+            1 << 40,
+        )?,
+        memory_wait: duration(
+            "server.memory_wait",
+            raw.server.memory_wait.as_deref(),
+            Duration::from_secs(2),
+        )?,
         tls: super::tls::listener(raw.server.tls)?,
     };
 
@@ -535,6 +558,13 @@ fn cache(at: &str, raw: RawCache) -> Result<CacheConfig, ConfigError> {
             &key("shared_ttl"),
             raw.shared_ttl.as_deref(),
             defaults.shared_ttl,
+        )?,
+        max_shared_key_bytes: in_range(
+            &key("max_shared_key_bytes"),
+            raw.max_shared_key_bytes,
+            DEFAULT_MAX_SHARED_KEY_BYTES as u64,
+            64,
+            1 << 20,
         )?,
     })
 }

@@ -41,6 +41,11 @@ pub struct Pinned<'a> {
     /// with `latest` read as the served head; a `blockHash` filter is one
     /// block), so that a heavy range is refused without parsing it again.
     pub log_blocks: Option<u64>,
+    /// For a log filter: a key that a node would take for one of the
+    /// filter's fields but is not spelled as that field (`FROMBLOCK`,
+    /// `ToBlock`), see [`odd_filter_key`]. Such a filter is refused: its
+    /// range as the node reads it is not the range judged here.
+    pub odd_filter_key: Option<String>,
 }
 
 impl Pinned<'_> {
@@ -69,6 +74,7 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
         pinned_latest: false,
         block,
         log_blocks: None,
+        odd_filter_key: None,
     };
     if arg == BlockArg::None {
         return keep(served, None);
@@ -112,6 +118,7 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
                 pinned_latest: true,
                 block,
                 log_blocks: None,
+                odd_filter_key: None,
             }
         }
         BlockArg::LogFilter => {
@@ -125,6 +132,12 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
             else {
                 return keep(served, None);
             };
+            if let Some(key) = filter.keys().find(|k| odd_filter_key(k)) {
+                return Pinned {
+                    odd_filter_key: Some(key.clone()),
+                    ..keep(served, None)
+                };
+            }
             // `"blockHash": null` is no hash: nodes read the range then
             // (found by the block_args fuzz target: the range went unbounded).
             if filter.get("blockHash").is_some_and(|h| h.get() != "null") {
@@ -172,9 +185,38 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
                 pinned_latest: true,
                 block: None,
                 log_blocks,
+                odd_filter_key: None,
             }
         }
     }
+}
+
+/// The fields of a log filter, as nodes name them.
+const FILTER_FIELDS: [&str; 5] = ["fromBlock", "toBlock", "blockHash", "address", "topics"];
+
+/// Whether `key` names a filter field for a node without being spelled as
+/// it. Geth decodes the filter with Go's `encoding/json`, which matches
+/// object keys to fields ignoring case, with Unicode simple case folding:
+/// `FROMBLOCK`, `ToBlock`, even `fromBloc\u{212a}` (the Kelvin sign folds to
+/// `k`, the long s `\u{17f}` to `s`) set `fromBlock`, and a later key wins
+/// over an earlier one. Read case-sensitively here, such a key would let a
+/// client hide the range the node will serve.
+pub fn odd_filter_key(key: &str) -> bool {
+    let folded: Option<String> = key
+        .chars()
+        .map(|c| match c {
+            '\u{212a}' => Some('k'),
+            '\u{17f}' => Some('s'),
+            c if c.is_ascii() => Some(c.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect();
+    let Some(folded) = folded else {
+        return false;
+    };
+    FILTER_FIELDS
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(&folded) && *f != key)
 }
 
 /// The length of the JSON array `list` and its element at `i`, read without
@@ -390,6 +432,30 @@ mod tests {
                 serde_json::from_str::<serde_json::Value>(&p).expect("params stay JSON");
             }
         }
+    }
+
+    #[test]
+    fn filter_keys_a_node_reads_in_other_case_are_flagged() {
+        let odd = |params: &str| {
+            let raw = RawValue::from_string(params.to_string()).unwrap();
+            pin(BlockArg::LogFilter, Some(&raw), 0x20).odd_filter_key
+        };
+        assert_eq!(
+            odd(r#"[{"FROMBLOCK":"0x0","ToBlock":"latest"}]"#).as_deref(),
+            Some("FROMBLOCK")
+        );
+        assert_eq!(
+            odd(r#"[{"fromBlock":"0x0","toBlock":"0x0","TOBLOCK":"0xffffff"}]"#).as_deref(),
+            Some("TOBLOCK")
+        );
+        let kelvin = "[{\"fromBloc\u{212a}\":\"0x0\"}]";
+        assert_eq!(odd(kelvin).as_deref(), Some("fromBloc\u{212a}"));
+        assert_eq!(odd(r#"[{"Topics":[]}]"#).as_deref(), Some("Topics"));
+        assert_eq!(odd(r#"[{"fromBlock":"0x0","toBlock":"0x5","address":"0x1"}]"#), None);
+        assert_eq!(odd(r#"[{"fromBlock":"0x0","extra":1,"Extra":2}]"#), None);
+        assert!(!odd_filter_key("fromBlock"));
+        assert!(odd_filter_key("blockhash"));
+        assert!(!odd_filter_key("fromBlöck"));
     }
 
     #[test]

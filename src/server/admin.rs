@@ -214,6 +214,7 @@ fn state_metrics(gateway: &Gateway) -> String {
                 ("coalesced", c.coalesced),
                 ("stored", c.stored),
                 ("shared_hit", c.shared_hits),
+                ("shared_key_too_long", c.shared_key_too_long),
                 ("evicted_by_reorg", c.evicted_by_reorg),
                 ("evicted_by_size", c.evicted_by_size),
             ];
@@ -238,6 +239,13 @@ fn state_metrics(gateway: &Gateway) -> String {
     }
     let suppressed = crate::logs::refusals_suppressed() as f64;
     out.sample(&state::LOG_REFUSALS_SUPPRESSED_TOTAL, &[], suppressed);
+    for budget in [crate::memory::answers(), crate::memory::requests()] {
+        let labels = [("kind", budget.kind())];
+        out.sample(&state::MEMORY_INFLIGHT_BYTES, &labels, budget.used() as f64);
+        out.sample(&state::MEMORY_BUDGET_BYTES, &labels, budget.limit() as f64);
+        let refused = budget.refusals() as f64;
+        out.sample(&state::MEMORY_BUDGET_REFUSALS_TOTAL, &labels, refused);
+    }
     let ready = f64::from(u8::from(gateway.not_ready().is_empty()));
     out.sample(&state::READY, &[], ready);
     out.finish()

@@ -15,6 +15,15 @@
 //! a random one); over HTTP the id also goes back in the response's
 //! `X-Request-Id`. The id is only formatted when something fails.
 //!
+//! Each routed answer takes its bytes from the process's answer budget
+//! ([`memory::answers`]) before it is returned, and holds them inside its
+//! `Bytes` until the listener has written it; when the budget stays full
+//! for `server.memory_wait` the call gets -32005 with its id instead. A
+//! batch's answers are claimed against `server.max_batch_response_bytes`
+//! one by one, atomically, as each entry finishes: an answer that would take
+//! the sum past it is dropped and its entry gets -32005 with its id, so
+//! however many entries run at once the sum never passes the bound.
+//!
 //! A panic is contained here (see [`panics`]): a call's pipeline that panics
 //! is answered with -32603 and the call's id, the rest of its batch as
 //! usual; a panic anywhere else in the message gets one -32603 (HTTP 500).
@@ -29,12 +38,14 @@ use futures_util::future::join_all;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::sync::Semaphore;
 
+use super::heavy::Heavy;
 use super::panics::{self, Panicked, Stage};
 use super::pipeline::{self, CacheUse};
 use super::rescue;
 use super::Routes;
 use crate::eth::methods::{Method, Resolved};
 use crate::jsonrpc::{self, error_response, join_batch, Call, Entry, ErrorObject, Id, Payload};
+use crate::memory;
 use crate::metrics::Outcome;
 use crate::network::Network;
 use crate::policy::{Caller, ClientPolicy, Refusal};
@@ -193,7 +204,14 @@ async fn answer_calls(
             } else {
                 StatusCode::OK
             };
-            (status, (!parts.is_empty()).then(|| join_batch(&parts)))
+            let body = (!parts.is_empty()).then(|| {
+                let joined = join_batch(&parts);
+                // Taken before the parts' permits are freed.
+                let carried = memory::answers().carry(joined.len());
+                drop(parts);
+                memory::hold(joined, carried)
+            });
+            (status, body)
         }
     };
     Answered {
@@ -328,7 +346,11 @@ impl Ctx<'_> {
         }
     }
 
-    /// One batch entry, refused once the batch's answers are over `budget` bytes.
+    /// One batch entry. Its answer is claimed against the batch's `budget`
+    /// bytes (`used` so far) atomically once it is known: an answer that
+    /// does not fit is dropped and the entry gets -32005 instead (it was
+    /// counted by how the call itself ended). Once the budget is spent, the
+    /// entries not yet started are refused without running.
     async fn batch_entry(
         &self,
         entry: Entry<'_>,
@@ -336,22 +358,33 @@ impl Ctx<'_> {
         used: &AtomicUsize,
         budget: usize,
     ) -> (Option<Bytes>, ServedBy) {
-        if used.load(Ordering::Relaxed) > budget {
-            let object = rescue::batch_over_budget(budget);
-            let (method, id) = match &entry {
-                Ok(call) => (call.method.as_ref(), call.id.map(|_| call.reply_id())),
-                Err(invalid) => ("", Some(invalid.id)),
-            };
-            self.count(method, Outcome::Limited, None);
-            self.log_failure(method, Outcome::Limited, &object);
+        let (method, id) = match &entry {
+            Ok(call) => (call.method.clone(), call.id.map(|_| call.reply_id())),
+            Err(invalid) => (Default::default(), Some(invalid.id)),
+        };
+        let object = || rescue::batch_over_budget(budget);
+        if used.load(Ordering::Acquire) >= budget {
+            let object = object();
+            self.count(method.as_ref(), Outcome::Limited, None);
+            self.log_failure(&method, Outcome::Limited, &object);
             let answer = id.map(|id| error_response(id, &object));
             return (answer, ServedBy::default());
         }
         let (_, answer, by) = self.answer(entry, admitted).await;
-        if let Some(a) = &answer {
-            used.fetch_add(a.len(), Ordering::Relaxed);
+        let Some(answer) = answer else {
+            return (None, by);
+        };
+        let claimed = used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+            u.checked_add(answer.len()).filter(|&sum| sum <= budget)
+        });
+        if claimed.is_ok() {
+            return (Some(answer), by);
         }
-        (answer, by)
+        drop(answer);
+        let object = object();
+        self.log_failure(&method, Outcome::Limited, &object);
+        let answer = id.map(|id| error_response(id, &object));
+        (answer, ServedBy::default())
     }
 
     /// One entry: `None` for a notification.
@@ -430,14 +463,35 @@ impl Ctx<'_> {
         };
         let mut by = ServedBy::default();
         let (status, body) = match routed {
-            Ok(pipeline::Routed { reply, cache }) => {
+            Ok(pipeline::Routed { mut reply, cache }) => {
                 let outcome = match reply.kind {
                     ReplyKind::Result => Outcome::Ok,
                     ReplyKind::Error => Outcome::RpcError,
                 };
-                self.count(method, outcome, elapsed);
+                // The answer's bytes are reserved before they are built: a
+                // call waiting for budget holds only the reply.
+                let permit = match self.answer_permit(&call, &reply).await {
+                    Ok(permit) => permit,
+                    Err(busy) => {
+                        self.count(method, Outcome::Limited, elapsed);
+                        self.log_failure(&call.method, Outcome::Limited, &busy);
+                        let body = error_response(call.reply_id(), &busy);
+                        let body = (!call.is_notification()).then_some(body);
+                        return (StatusCode::SERVICE_UNAVAILABLE, body, by);
+                    }
+                };
                 let body = reply_body(&call, &reply);
-                if let Some(origin) = reply.origin {
+                let origin = reply.origin.take();
+                drop(reply);
+                let body = match permit {
+                    Some(permit) => {
+                        let permit = permit.shrunk_to(body.len());
+                        memory::hold(body, permit)
+                    }
+                    None => body,
+                };
+                self.count(method, outcome, elapsed);
+                if let Some(origin) = origin {
                     by.upstream = Some(origin.backend);
                     if cache != CacheUse::Coalesced {
                         by.attempts = origin.attempts;
@@ -462,12 +516,35 @@ impl Ctx<'_> {
             }
             Err(pipeline::CallError::Heavy(e)) => {
                 let object = rescue::heavy(&e);
-                self.count(method, Outcome::Limited, None);
-                self.log_failure(&call.method, Outcome::Limited, &object);
+                let outcome = match e {
+                    Heavy::OddFilterKey(_) => Outcome::Invalid,
+                    Heavy::LogRange { .. } => Outcome::Limited,
+                };
+                self.count(method, outcome, None);
+                self.log_failure(&call.method, outcome, &object);
                 (StatusCode::OK, error_response(call.reply_id(), &object))
             }
         };
         (status, (!call.is_notification()).then_some(body), by)
+    }
+
+    /// The answer budget's bytes for the answer to `call` built from
+    /// `reply` (at least its length), waiting for them at most
+    /// `server.memory_wait`; a notification's answer is never sent and
+    /// takes none.
+    async fn answer_permit(
+        &self,
+        call: &Call<'_>,
+        reply: &Reply,
+    ) -> Result<Option<memory::Permit>, ErrorObject> {
+        if call.is_notification() {
+            return Ok(None);
+        }
+        let len = ANSWER_FRAME + call.reply_id().raw().len() + reply.raw().len();
+        match memory::answers().reserve(len).await {
+            Ok(permit) => Ok(Some(permit)),
+            Err(_) => Err(rescue::memory_busy()),
+        }
     }
 
     /// `eth_subscribe` / `eth_unsubscribe`: a subscription the client cannot
@@ -501,6 +578,10 @@ impl Ctx<'_> {
         })
     }
 }
+
+/// What an answer adds around the id and the reply's member (at most):
+/// `{"jsonrpc":"2.0","id":,"result":}`.
+const ANSWER_FRAME: usize = 40;
 
 fn reply_body(call: &Call<'_>, reply: &Reply) -> Bytes {
     let member: &[u8] = match reply.kind {

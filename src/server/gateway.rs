@@ -198,6 +198,7 @@ impl Gateway {
         let client = http_client();
         let discovered = Discovered::new();
         let routes = Routes::build(config, &client, None, &discovered)?;
+        apply_memory_bounds(config);
         let gateway = Arc::new_cyclic(|weak: &Weak<Gateway>| Gateway {
             subscriptions: Hubs::new(network_source(weak.clone())),
             closing: watch::channel(false).0,
@@ -293,6 +294,7 @@ impl Gateway {
         control.discovery = spawn_discovery(self, config);
         drop(control);
         crate::logs::apply(&config.log);
+        apply_memory_bounds(config);
         self.reloads.applied.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -322,6 +324,16 @@ impl Gateway {
         reasons.sort();
         reasons
     }
+}
+
+/// The process's memory budgets (see `crate::memory`) as `config` sets them.
+fn apply_memory_bounds(config: &Config) {
+    let limits = &config.server;
+    crate::memory::configure(
+        limits.max_inflight_answer_bytes,
+        limits.max_inflight_request_bytes,
+        limits.memory_wait,
+    );
 }
 
 /// Subscription feeds find their network in the current routes each time,

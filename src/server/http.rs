@@ -8,6 +8,13 @@
 //! response's `X-Request-Id`; every response is counted by status in
 //! `rpcgate_http_responses_total`. With `server.expose_upstream_headers`,
 //! answers also say where each call was served from ([`served`]).
+//!
+//! A body is read against the request budget ([`memory::requests`]): the
+//! bytes of every body being read or decoded count until its calls are
+//! answered, and a body the budget cannot take within `server.memory_wait`
+//! gets 503 with -32005. The answer's bytes hold their permit of the answer
+//! budget (taken per call in [`super::calls`]) until hyper has written them;
+//! a compressed answer carries it over to the compressed bytes.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,6 +36,7 @@ use super::served;
 use super::{ws, ConnHold, Gateway};
 use crate::config::ContentCoding;
 use crate::jsonrpc::{error_response, Id};
+use crate::memory;
 use crate::metrics::metrics;
 
 pub(super) type Body = Full<Bytes>;
@@ -63,9 +71,14 @@ pub(super) async fn handle(
                     .headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("POST"));
             }
+            if matches!(refusal, HttpRefusal::MemoryBusy) {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             if matches!(
                 refusal,
-                HttpRefusal::TooLarge { .. } | HttpRefusal::BodyTimeout
+                HttpRefusal::TooLarge { .. } | HttpRefusal::BodyTimeout | HttpRefusal::MemoryBusy
             ) {
                 // The body was left unread (and is drained, see `linger`).
                 response
@@ -170,7 +183,11 @@ async fn serve(
     };
     let body = match read {
         Ok(body) => body,
-        Err(refusal @ (HttpRefusal::TooLarge { .. } | HttpRefusal::BodyTimeout)) => {
+        Err(
+            refusal @ (HttpRefusal::TooLarge { .. }
+            | HttpRefusal::BodyTimeout
+            | HttpRefusal::MemoryBusy),
+        ) => {
             linger::drain(incoming, lingering);
             return Err(refusal);
         }
@@ -180,7 +197,17 @@ async fn serve(
     let (status, answer, retry_after) = (answered.status, answered.body, answered.retry_after);
     let mut response = match answer {
         Some(body) => {
+            // The compressed copy takes over the answer's permit (it is
+            // smaller); taken before the answer's own is freed.
+            let carried = memory::answers().carry(body.len());
             let (body, used) = compression::encode_answer(compression, answer_coding, body).await;
+            let body = match used {
+                Some(_) => {
+                    let len = body.len();
+                    memory::hold(body, carried.shrunk_to(len))
+                }
+                None => body,
+            };
             let mut response = json(status, body);
             if let Some(used) = used {
                 response.headers_mut().insert(
@@ -219,10 +246,14 @@ async fn read_body(
         None => None,
     };
     let mut wire = 0usize;
+    let mut held = memory::requests().empty();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(|_| HttpRefusal::BodyRead)?.into_data() else {
             continue; // trailers
         };
+        held.grow(data.len())
+            .await
+            .map_err(|_| HttpRefusal::MemoryBusy)?;
         if let (Some(inflater), Some(coding)) = (&mut inflater, coding) {
             wire += data.len();
             if wire > limit {
@@ -249,11 +280,15 @@ async fn read_body(
         }
     }
     if let (Some(inflater), Some(coding)) = (inflater, coding) {
-        return inflater
+        let decoded = inflater
             .finish()
-            .map_err(|e| inflate_refusal(e, coding, limit));
+            .map_err(|e| inflate_refusal(e, coding, limit))?;
+        held.grow(decoded.len())
+            .await
+            .map_err(|_| HttpRefusal::MemoryBusy)?;
+        return Ok(memory::hold(decoded, held));
     }
-    Ok(joined.map_or(whole, BytesMut::freeze))
+    Ok(memory::hold(joined.map_or(whole, BytesMut::freeze), held))
 }
 
 fn inflate_refusal(

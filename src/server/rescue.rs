@@ -10,6 +10,7 @@ use crate::metrics::Outcome;
 use crate::policy::Refusal;
 use crate::router::RouteError;
 use crate::subscriptions::SubscriptionError;
+use crate::upstream::UpstreamError;
 
 /// A body that could not be read as calls.
 pub(super) fn payload(e: &PayloadError) -> ErrorObject {
@@ -41,6 +42,15 @@ pub(super) fn batch_over_budget(limit: usize) -> ErrorObject {
     )
 }
 
+/// A call refused because the process's memory budget stayed full for
+/// `server.memory_wait` (see `crate::memory`): try again shortly.
+pub(super) fn memory_busy() -> ErrorObject {
+    ErrorObject::new(
+        code::LIMIT_EXCEEDED,
+        "server busy: memory budget exhausted, retry shortly",
+    )
+}
+
 /// A call too heavy to send to a node: refused as hosted providers do, with
 /// -32005 and the limit in the message (HTTP 200, as for any JSON-RPC error).
 pub(super) fn heavy(e: &Heavy) -> ErrorObject {
@@ -51,6 +61,13 @@ pub(super) fn heavy(e: &Heavy) -> ErrorObject {
                 "limit exceeded: eth_getLogs is limited to a {limit} block range; this filter spans {blocks} blocks"
             ),
         ),
+        Heavy::OddFilterKey(key) => {
+            let key: String = key.chars().take(64).collect();
+            ErrorObject::new(
+                code::INVALID_PARAMS,
+                format!("invalid params: filter key {key:?} must be spelled fromBlock, toBlock, blockHash, address or topics"),
+            )
+        }
     }
 }
 
@@ -77,6 +94,10 @@ pub(super) fn route(e: &RouteError) -> (ErrorObject, StatusCode) {
             code::UNAVAILABLE,
             format!("no available backend has block {n} yet"),
         ),
+        RouteError::Upstream {
+            error: UpstreamError::MemoryBudget,
+            ..
+        } => return (memory_busy(), StatusCode::SERVICE_UNAVAILABLE),
         // The backend's name stays in our logs; the client learns what happened.
         RouteError::Upstream { error, .. } => ErrorObject::new(
             code::UNAVAILABLE,
@@ -200,6 +221,8 @@ pub(super) enum HttpRefusal {
     /// A browser origin outside `server.cors.allowed_origins` (WebSocket
     /// upgrades), or outside the calling client's own `allowed_origins`.
     ForbiddenOrigin,
+    /// The request-body budget stayed full for `server.memory_wait`.
+    MemoryBusy,
 }
 
 pub(super) fn http(r: &HttpRefusal) -> (ErrorObject, StatusCode) {
@@ -268,6 +291,7 @@ pub(super) fn http(r: &HttpRefusal) -> (ErrorObject, StatusCode) {
             ),
             StatusCode::FORBIDDEN,
         ),
+        HttpRefusal::MemoryBusy => (memory_busy(), StatusCode::SERVICE_UNAVAILABLE),
         HttpRefusal::BodyRead => (
             ErrorObject::new(code::PARSE_ERROR, "the request body could not be read"),
             StatusCode::BAD_REQUEST,

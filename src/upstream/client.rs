@@ -4,6 +4,14 @@
 //! normalize ids such as `1.50`); the caller's id is put back by the
 //! response stage. A reply is kept as the backend's bytes plus the span of its
 //! `result` or `error` member, so that member is copied out verbatim.
+//!
+//! A reply's body is read against the process's answer budget
+//! ([`crate::memory::answers`]), chunk by chunk; the reply holds that
+//! permit until it is dropped. Its clones (the cache's copy, calls that
+//! joined it in flight) do not: the cache has its own byte bound. A read
+//! the budget cannot take within `server.memory_wait` fails with
+//! [`UpstreamError::MemoryBudget`], which is the gateway's state, not the
+//! backend's: not retried, not counted against the backend.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -11,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -21,6 +29,7 @@ use serde_json::value::RawValue;
 use super::latency::PeakEwma;
 use super::tls::{self, Connector, UpstreamStream};
 use crate::config::{Tier, UpstreamConfig};
+use crate::memory::{self, Permit};
 use crate::metrics::UpstreamSeries;
 
 pub type HttpClient = Client<Connector, Full<Bytes>>;
@@ -73,6 +82,8 @@ pub enum UpstreamError {
     TooLarge(usize),
     #[error("reply is not a JSON-RPC response")]
     BadReply,
+    #[error("server busy: memory budget")]
+    MemoryBudget,
 }
 
 impl UpstreamError {
@@ -85,12 +96,16 @@ impl UpstreamError {
             UpstreamError::Status(_) => "status",
             UpstreamError::TooLarge(_) => "too_large",
             UpstreamError::BadReply => "bad_reply",
+            UpstreamError::MemoryBudget => "memory",
         }
     }
 
     /// Whether another backend may do better with the same read.
     pub fn worth_retrying(&self) -> bool {
-        !matches!(self, UpstreamError::TooLarge(_))
+        !matches!(
+            self,
+            UpstreamError::TooLarge(_) | UpstreamError::MemoryBudget
+        )
     }
 
     /// Whether the backend surely did not act on the request: a write such as
@@ -107,7 +122,7 @@ pub enum ReplyKind {
 }
 
 /// A backend's JSON-RPC answer, kept as bytes.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Reply {
     body: Bytes,
     span: Range<usize>,
@@ -115,6 +130,20 @@ pub struct Reply {
     /// The backend that answered, set by the router; `None` for answers the
     /// gateway made itself or served from the cache.
     pub origin: Option<Origin>,
+    /// The answer budget its body was read against; not cloned.
+    held: Option<Permit>,
+}
+
+impl Clone for Reply {
+    fn clone(&self) -> Reply {
+        Reply {
+            body: self.body.clone(),
+            span: self.span.clone(),
+            kind: self.kind,
+            origin: self.origin.clone(),
+            held: None,
+        }
+    }
 }
 
 /// Which backend answered a call, and after how many calls of the router's
@@ -188,6 +217,7 @@ impl Reply {
             span,
             kind,
             origin: None,
+            held: None,
         })
     }
 
@@ -199,6 +229,7 @@ impl Reply {
             span,
             kind: ReplyKind::Result,
             origin: None,
+            held: None,
         }
     }
 }
@@ -377,6 +408,8 @@ impl Backend {
                 self.consecutive_failures.store(0, Ordering::Relaxed);
                 (res, false)
             }
+            // The gateway's memory was full: the backend did nothing wrong.
+            Err(UpstreamError::MemoryBudget) => (res, false),
             Err(_) => {
                 // A failure counts as slow, so the backend is avoided at once.
                 self.load.observe(rtt.max(timeout));
@@ -430,19 +463,12 @@ impl Backend {
             if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
                 return Err(UpstreamError::Status(status.as_u16()));
             }
-            let body = Limited::new(response.into_body(), self.max_reply_bytes)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        UpstreamError::TooLarge(self.max_reply_bytes)
-                    } else {
-                        UpstreamError::Transport(e.to_string())
-                    }
-                })?
-                .to_bytes();
+            let (body, held) = read_reply(response.into_body(), self.max_reply_bytes).await?;
             match Reply::from_body(body) {
-                Ok(r) => Ok(r),
+                Ok(r) => Ok(Reply {
+                    held: Some(held),
+                    ..r
+                }),
                 // A non-JSON-RPC body with an error status is reported as the status.
                 Err(_) if !status.is_success() => Err(UpstreamError::Status(status.as_u16())),
                 Err(e) => Err(e),
@@ -483,6 +509,50 @@ pub fn ws_request(url: &http::Uri, headers: &http::HeaderMap) -> Result<http::Re
         request.headers_mut().insert(name, value.clone());
     }
     Ok(request)
+}
+
+/// A reply's whole body, at most `max` bytes, and the permit for them.
+async fn read_reply(
+    mut body: hyper::body::Incoming,
+    max: usize,
+) -> Result<(Bytes, Permit), UpstreamError> {
+    use hyper::body::Body as _;
+    let mut held = memory::answers().empty();
+    let declared = body.size_hint().exact().and_then(|n| usize::try_from(n).ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(UpstreamError::TooLarge(max));
+    }
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<Vec<u8>> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| UpstreamError::Transport(with_sources(&e)))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        len += data.len();
+        if len > max {
+            return Err(UpstreamError::TooLarge(max));
+        }
+        held.grow(data.len())
+            .await
+            .map_err(|_| UpstreamError::MemoryBudget)?;
+        match (&mut joined, first.take()) {
+            (Some(buf), _) => buf.extend_from_slice(&data),
+            (None, None) => first = Some(data),
+            (None, Some(before)) => {
+                let mut buf = Vec::with_capacity(declared.unwrap_or(0).max(len));
+                buf.extend_from_slice(&before);
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+        }
+    }
+    let body = match joined {
+        Some(buf) => Bytes::from(buf),
+        None => first.unwrap_or_default(),
+    };
+    Ok((body, held))
 }
 
 fn request_body(id: u64, method: &str, params: Option<&str>) -> Bytes {

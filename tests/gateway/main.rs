@@ -18,6 +18,7 @@ mod heavy;
 mod hostile;
 mod lifetimes;
 mod log_hygiene;
+mod memory;
 mod metrics;
 mod operations;
 // The panic hook exists only with debug assertions (never in a release build).
