@@ -130,7 +130,9 @@ pub struct Reply {
     /// The backend that answered, set by the router; `None` for answers the
     /// gateway made itself or served from the cache.
     pub origin: Option<Origin>,
-    /// The answer budget its body was read against; not cloned.
+    /// The answer budget its body was read against; not cloned. Only
+    /// held, for its drop.
+    #[allow(dead_code)]
     held: Option<Permit>,
 }
 
