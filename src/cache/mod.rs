@@ -187,8 +187,13 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
         let mut tasks = Vec::new();
         let shared = match (config.shared, redis) {
             (true, Some(redis)) => {
-                let (tier, t) =
-                    SharedTier::start(&redis.url, network, config.shared_ttl, config.max_shared_key_bytes, stats.clone());
+                let (tier, t) = SharedTier::start(
+                    &redis.url,
+                    network,
+                    config.shared_ttl,
+                    config.max_shared_key_bytes,
+                    stats.clone(),
+                );
                 tasks.extend(t);
                 Some(tier)
             }

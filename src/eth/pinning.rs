@@ -451,7 +451,10 @@ mod tests {
         let kelvin = "[{\"fromBloc\u{212a}\":\"0x0\"}]";
         assert_eq!(odd(kelvin).as_deref(), Some("fromBloc\u{212a}"));
         assert_eq!(odd(r#"[{"Topics":[]}]"#).as_deref(), Some("Topics"));
-        assert_eq!(odd(r#"[{"fromBlock":"0x0","toBlock":"0x5","address":"0x1"}]"#), None);
+        assert_eq!(
+            odd(r#"[{"fromBlock":"0x0","toBlock":"0x5","address":"0x1"}]"#),
+            None
+        );
         assert_eq!(odd(r#"[{"fromBlock":"0x0","extra":1,"Extra":2}]"#), None);
         assert!(!odd_filter_key("fromBlock"));
         assert!(odd_filter_key("blockhash"));

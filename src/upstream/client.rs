@@ -520,7 +520,10 @@ async fn read_reply(
 ) -> Result<(Bytes, Permit), UpstreamError> {
     use hyper::body::Body as _;
     let mut held = memory::answers().empty();
-    let declared = body.size_hint().exact().and_then(|n| usize::try_from(n).ok());
+    let declared = body
+        .size_hint()
+        .exact()
+        .and_then(|n| usize::try_from(n).ok());
     if declared.is_some_and(|n| n > max) {
         return Err(UpstreamError::TooLarge(max));
     }

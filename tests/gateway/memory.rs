@@ -177,10 +177,12 @@ async fn clients_that_never_read_hold_no_more_than_the_answer_budget() {
     wait_for("the gateway serving", || {
         let url = gw.url.clone();
         async move {
-            post_value(&url, &json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId"}))
-                .await
-                .0
-                == 200
+            post_value(
+                &url,
+                &json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId"}),
+            )
+            .await
+            .0 == 200
         }
     })
     .await;
@@ -227,11 +229,18 @@ async fn clients_that_never_read_hold_no_more_than_the_answer_budget() {
     assert_eq!(heavy["id"], 9);
     assert_eq!(status, 503);
     let m = gw.metrics().await;
-    let refused = sample(&m, "rpcgate_memory_budget_refusals_total", &["kind=\"answers\""]);
+    let refused = sample(
+        &m,
+        "rpcgate_memory_budget_refusals_total",
+        &["kind=\"answers\""],
+    );
     assert!(refused >= 1.0, "refusals counted: {m}");
     let held = sample(&m, "rpcgate_memory_inflight_bytes", &["kind=\"answers\""]);
     assert!(held <= budget as f64 * 1.6, "{held} bytes held");
-    assert!(held >= (budget / 2) as f64, "the unread answers hold budget: {held}");
+    assert!(
+        held >= (budget / 2) as f64,
+        "the unread answers hold budget: {held}"
+    );
     drop(sockets);
 }
 
@@ -244,7 +253,11 @@ async fn concurrent_batch_entries_never_take_the_batch_past_its_budget() {
     // would pass the 1 MiB budget; no cache, so each one is a node call.
     let yaml = format!(
         "server:\n  max_batch_response_bytes: {budget}\n  batch_concurrency: 8\n{}",
-        yaml(fleet.chain_id(), &fleet_ups(&fleet), "cache: {enabled: false}")
+        yaml(
+            fleet.chain_id(),
+            &fleet_ups(&fleet),
+            "cache: {enabled: false}"
+        )
     );
     let gw = start_gateway(&yaml).await;
     wait_view(&gw, "served head", |v| v.served_head.is_some()).await;
@@ -258,12 +271,24 @@ async fn concurrent_batch_entries_never_take_the_batch_past_its_budget() {
     let mut ids: Vec<u64> = entries.iter().map(|e| e["id"].as_u64().unwrap()).collect();
     ids.sort_unstable();
     assert_eq!(ids, (100..112).collect::<Vec<_>>());
-    let results: Vec<&Value> = entries.iter().filter(|e| e.get("result").is_some()).collect();
+    let results: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e.get("result").is_some())
+        .collect();
     let bytes: usize = results.iter().map(|e| e.to_string().len()).sum();
-    eprintln!("{} answers of {bytes} bytes, budget {budget}", results.len());
-    assert!(bytes <= budget, "the batch's answers took {bytes} bytes, over {budget}");
+    eprintln!(
+        "{} answers of {bytes} bytes, budget {budget}",
+        results.len()
+    );
+    assert!(
+        bytes <= budget,
+        "the batch's answers took {bytes} bytes, over {budget}"
+    );
     assert!(!results.is_empty());
-    let refused: Vec<&Value> = entries.iter().filter(|e| e.get("error").is_some()).collect();
+    let refused: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e.get("error").is_some())
+        .collect();
     assert!(!refused.is_empty());
     for e in refused {
         assert_eq!(e["error"]["code"], -32005, "{e}");
@@ -316,9 +341,11 @@ async fn keys_over_the_cap_stay_out_of_redis() {
     assert!(keys.iter().all(|k| k.len() <= 100), "{keys:?}");
     let metrics = get_text(&format!("{}/metrics", gw.admin)).await;
     assert!(
-        metrics.lines().any(|l| l.starts_with("rpcgate_cache_events_total")
-            && l.contains("shared_key_too_long")
-            && !l.ends_with(" 0")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("rpcgate_cache_events_total")
+                && l.contains("shared_key_too_long")
+                && !l.ends_with(" 0")),
         "counted in the metrics"
     );
 }
@@ -337,9 +364,12 @@ async fn log_filter_keys_in_another_case_cannot_hide_a_range() {
     let logs = |filter: Value| {
         let url = gw.url.clone();
         async move {
-            post_value(&url, &json!({"jsonrpc":"2.0","id":"f","method":"eth_getLogs","params":[filter]}))
-                .await
-                .1
+            post_value(
+                &url,
+                &json!({"jsonrpc":"2.0","id":"f","method":"eth_getLogs","params":[filter]}),
+            )
+            .await
+            .1
         }
     };
     // Spelled as the node names them, the range is judged.
