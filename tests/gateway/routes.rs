@@ -121,7 +121,7 @@ async fn a_send_reaches_only_the_relay_and_a_down_relay_falls_back_only_when_all
     let body = json!({"jsonrpc": "2.0", "id": "tx-7", "method": "eth_sendRawTransaction", "params": [raw]});
     let answer = post_json(&strict.url, &body).await;
     assert_eq!(answer["id"], json!("tx-7"), "{answer}");
-    assert_eq!(answer["error"]["code"], json!(-32005), "{answer}");
+    assert_eq!(answer["error"]["code"], json!(-32000), "{answer}");
     assert!(answer.get("result").is_none(), "{answer}");
     assert_eq!(
         sends(&primaries),
@@ -194,7 +194,7 @@ async fn a_trace_route_keeps_to_its_upstream_with_its_own_timeout() {
         Fault::Delay(Duration::from_millis(900)),
     );
     let answer = call(&gw.url, "eth_getTransactionByHash", json!([hash])).await;
-    assert_eq!(answer["error"]["code"], json!(-32005), "{answer}");
+    assert_eq!(answer["error"]["code"], json!(-32000), "{answer}");
     assert_eq!(routed(&gw.admin, "traces", "routed").await, 5);
 }
 
