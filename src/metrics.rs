@@ -273,6 +273,11 @@ pub struct Metrics {
     /// `rpcgate_tls_certificate_reloads_total{result}`: changed certificate
     /// files, `applied` or `refused` (the old pair kept serving).
     pub tls_reloads: IntCounterVec,
+    /// `rpcgate_routed_calls_total{network,route,outcome}`: calls of a
+    /// method route (`routes:`), by the route's configured name or index,
+    /// and how they ended: `routed` (answered by the route's upstreams),
+    /// `fallback` (by the network's own backends), `failed`.
+    pub routed_calls: IntCounterVec,
 }
 
 /// The series of `server::compression`. Labels are coding tokens (`gzip`,
@@ -479,6 +484,7 @@ impl Metrics {
         let compression = compression_metrics(&registry);
         let filters = FilterMetrics::new(&registry);
         let (tls_handshake_failures, tls_reloads) = tls_metrics(&registry);
+        let routed_calls = routed_calls_metric(&registry);
         Metrics {
             registry,
             rate_limited,
@@ -501,6 +507,7 @@ impl Metrics {
             filters,
             tls_handshake_failures,
             tls_reloads,
+            routed_calls,
         }
     }
 
@@ -742,6 +749,22 @@ fn ws_metrics(registry: &Registry) -> (IntGaugeVec, IntGaugeVec, IntCounterVec) 
         .register(Box::new(failovers.clone()))
         .expect("unique metric names");
     (connections, subscriptions, failovers)
+}
+
+/// `rpcgate_routed_calls_total`, registered in `registry`.
+fn routed_calls_metric(registry: &Registry) -> IntCounterVec {
+    let c = IntCounterVec::new(
+        Opts::new(
+            "rpcgate_routed_calls_total",
+            "Calls of a method route, by network, route (its name or index) and outcome (routed, fallback, failed).",
+        ),
+        &["network", "route", "outcome"],
+    )
+    .expect("a valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric names");
+    c
 }
 
 /// The TLS listener's metrics, registered in `registry`.

@@ -53,6 +53,14 @@ impl Network {
         previous: Option<&Network>,
     ) -> Network {
         crate::metrics::metrics().network_started(&config.name);
+        for route in &config.routes {
+            for outcome in crate::router::ROUTE_OUTCOMES {
+                let labels = [config.name.as_str(), route.name.as_str(), outcome];
+                crate::metrics::metrics()
+                    .routed_calls
+                    .with_label_values(&labels);
+            }
+        }
         let upstreams = Upstreams::start(&config, client, previous.map(|p| &p.upstreams));
         // A reconfigured network starts with an empty cache: its entries are
         // bound to this network's view and reorg loop.

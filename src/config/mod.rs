@@ -18,6 +18,7 @@ mod client_policy;
 mod duration;
 mod expand;
 mod raw;
+mod routes;
 mod tls;
 mod validate;
 
@@ -30,6 +31,7 @@ pub use client_policy::{
     TierConfig,
 };
 pub use duration::parse_duration;
+pub use routes::{RouteConfig, RouteFallback};
 pub use tls::{ListenerTls, UpstreamTls};
 
 /// A configuration problem, with the dotted path of the key at fault.
@@ -286,6 +288,8 @@ pub struct NetworkConfig {
     pub upstreams: Vec<UpstreamConfig>,
     /// Groups of backends found in DNS (a headless Service), added to `upstreams`.
     pub discover: Vec<DiscoverConfig>,
+    /// Methods sent to named upstreams only (see [`RouteConfig`]).
+    pub routes: Vec<RouteConfig>,
 }
 
 /// Backends found by resolving a DNS name: one per address.
@@ -400,6 +404,9 @@ pub enum Tier {
     /// Serves only when no primary can: none is eligible, or every primary
     /// attempt at a call failed (e.g. a hosted provider with a paid quota).
     Fallback,
+    /// Serves only the calls of the routes that name it (a relay such as a
+    /// private-mempool RPC): no head tracking, no ordinary reads.
+    Route,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -423,6 +430,9 @@ pub struct UpstreamConfig {
 impl NetworkConfig {
     /// The time limit of one attempt at one backend for `method`.
     pub fn timeout_for(&self, method: &str) -> Duration {
+        if let Some(timeout) = self.route_for(method).and_then(|r| r.timeout) {
+            return timeout;
+        }
         self.method_timeouts
             .iter()
             .find(|(pattern, _)| match pattern.strip_suffix('*') {

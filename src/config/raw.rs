@@ -172,6 +172,7 @@ pub(super) struct RawNetwork {
     pub filters: RawFilters,
     pub upstreams: Option<Vec<RawUpstream>>,
     pub discover: Option<Vec<RawDiscover>>,
+    pub routes: Option<Vec<super::routes::RawRoute>>,
 }
 
 #[derive(Debug, Deserialize)]

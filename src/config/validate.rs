@@ -336,12 +336,13 @@ fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig,
         }
         upstreams.push(up);
     }
-    if discover.is_empty() && upstreams.iter().all(|u| u.tier == Tier::Fallback) {
+    if discover.is_empty() && upstreams.iter().all(|u| u.tier != Tier::Primary) {
         return Err(ConfigError::invalid(
             at("upstreams"),
-            "every upstream is tier: fallback; at least one must be primary (fallbacks serve only when no primary can)",
+            "no upstream is tier: primary; at least one must be (fallbacks serve only when no primary can, route-only upstreams only their routes)",
         ));
     }
+    let routes = super::routes::validate(&format!("networks.{name}"), raw.routes, &upstreams)?;
     Ok(NetworkConfig {
         name: name.to_string(),
         chain_id,
@@ -392,6 +393,7 @@ fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig,
         filters: filters(&at("filters"), raw.filters)?,
         upstreams,
         discover,
+        routes,
     })
 }
 
@@ -639,10 +641,11 @@ fn upstream(at: &str, raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
     let tier = match raw.tier.as_deref() {
         None | Some("primary") => Tier::Primary,
         Some("fallback") => Tier::Fallback,
+        Some("route") => Tier::Route,
         Some(other) => {
             return Err(ConfigError::invalid(
                 format!("{at}.tier"),
-                format!("{other:?} is not a tier: use primary (the default) or fallback"),
+                format!("{other:?} is not a tier: use primary (the default), fallback or route"),
             ))
         }
     };

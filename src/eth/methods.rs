@@ -370,6 +370,23 @@ pub const METHODS: &[Method] = &[
     m("eth_getWork", B::None, C::Never, None, false),
     m("eth_submitWork", B::None, C::Never, None, false),
     m("eth_submitHashrate", B::None, C::Never, None, false),
+    // Private order flow, a relay's API (bundles, private transactions):
+    // for trusted clients, sent through a route (see `router::routes`).
+    m("eth_sendBundle", B::None, C::Never, Some(100), false),
+    m(
+        "eth_sendPrivateTransaction",
+        B::None,
+        C::Never,
+        Some(100),
+        false,
+    ),
+    m(
+        "eth_cancelPrivateTransaction",
+        B::None,
+        C::Never,
+        Some(100),
+        false,
+    ),
     // One node's own retention and head: behind a fleet it would describe
     // whichever backend answered, not what the gateway can serve.
     m("eth_capabilities", B::None, C::Never, None, false),
@@ -421,6 +438,15 @@ pub const SPEC_LEFT_OUT: &[(&str, &str)] = &[
     ("eth_submitWork", "proof-of-work mining, and a write to one node"),
     ("eth_submitHashrate", "proof-of-work mining, and a write to one node"),
     ("eth_capabilities", "one node's retention and head: behind a fleet it would describe whichever backend answered"),
+];
+
+/// Writes sent to another backend only when the first surely did not
+/// receive them (the router's send rule); each is in [`METHODS`].
+pub const SENT_ONCE: &[&str] = &[
+    "eth_sendRawTransaction",
+    "eth_sendBundle",
+    "eth_sendPrivateTransaction",
+    "eth_cancelPrivateTransaction",
 ];
 
 /// Costs of whole method families, after any exact entry (a `*` matches any run).
@@ -495,6 +521,20 @@ mod tests {
             assert_eq!(lookup(m.name), Some((i, m)));
         }
         assert_eq!(lookup("eth_notAMethod"), None);
+    }
+
+    #[test]
+    fn writes_sent_once_are_known_and_private_order_flow_is_closed() {
+        for name in SENT_ONCE {
+            assert!(lookup(name).is_some(), "{name} is not in the table");
+        }
+        for name in [
+            "eth_sendBundle",
+            "eth_sendPrivateTransaction",
+            "eth_cancelPrivateTransaction",
+        ] {
+            assert!(!lookup(name).unwrap().1.open, "{name} is open by default");
+        }
     }
 
     #[test]

@@ -12,13 +12,19 @@
 //! goes only to backends that still hold it, and a "missing trie node"
 //! answer teaches the router that the node keeps less (`attempt`).
 //!
+//! A method with a route (`routes:`) goes to the route's upstreams only,
+//! and to the ordinary path above only as its `fallback` allows (`routes`).
+//!
 //! The router knows nothing of the cache or the client policy: the pipeline
 //! (`server::pipeline`) pins `latest` first, asks the cache, and hands the
 //! router only the calls that need a backend, with the params to send and
 //! the lowest head that can serve them.
 
+mod routes;
 pub mod select;
 mod sendtx;
+
+pub use routes::ROUTE_OUTCOMES;
 
 use std::sync::Arc;
 
@@ -82,8 +88,22 @@ pub async fn forward(
     forward_with(target, view, call, &mut Rng::new()).await
 }
 
-/// [`forward`] with a given random source (seeded in tests).
+/// [`forward`] with a given random source (seeded in tests). A method
+/// with a route goes through it (`routes`); any other the ordinary way.
 pub async fn forward_with(
+    target: Target<'_>,
+    view: &NetworkView,
+    call: Forward<'_>,
+    rng: &mut Rng,
+) -> Result<Reply, RouteError> {
+    if let Some(route) = target.config.route_for(call.method) {
+        return routes::forward(target, view, route, call, rng).await;
+    }
+    ordinary(target, view, call, rng).await
+}
+
+/// The primaries, then the fallback tier.
+async fn ordinary(
     target: Target<'_>,
     view: &NetworkView,
     call: Forward<'_>,

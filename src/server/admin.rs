@@ -130,6 +130,7 @@ pub fn status(gateway: &Gateway) -> Value {
                     "tier": match b.backend.tier {
                         Tier::Primary => "primary",
                         Tier::Fallback => "fallback",
+                        Tier::Route => "route",
                     },
                     "state_history": b.state_history,
                 })

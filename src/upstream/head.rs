@@ -66,7 +66,7 @@ pub struct HeadState {
 }
 
 impl HeadState {
-    fn initial() -> Self {
+    pub(super) fn initial() -> Self {
         HeadState {
             chain: ChainCheck::Unknown,
             reachable: false,

@@ -8,6 +8,11 @@
 //! estimate: the new network's view is warm the moment it is built, and no
 //! request fails because a reload made the gateway forget where its backends
 //! are.
+//!
+//! Upstreams of `tier: route` (relays that serve only the routes naming
+//! them) get no tracker and stay out of the view: nothing they answer or
+//! fail to answer moves the served head or readiness. They are kept here as
+//! fixed [`BackendView`]s for the router's routes (`relays`).
 
 use std::sync::Arc;
 
@@ -17,8 +22,8 @@ use tokio::task::JoinHandle;
 
 use super::client::{Backend, HttpClient};
 use super::head::{self, HeadState};
-use super::view::{self, NetworkView, ServedHead, Tracked};
-use crate::config::{HeadConfig, NetworkConfig, UpstreamConfig};
+use super::view::{self, BackendView, NetworkView, ServedHead, Tracked};
+use crate::config::{HeadConfig, NetworkConfig, Tier, UpstreamConfig};
 
 /// Everything that makes two trackers interchangeable.
 #[derive(PartialEq)]
@@ -66,6 +71,8 @@ pub struct Upstreams {
     published: watch::Receiver<()>,
     refresh: Arc<Notify>,
     backends: Vec<Arc<TrackedBackend>>,
+    /// The `tier: route` upstreams, untracked: head 0, never ineligible.
+    relays: Vec<BackendView>,
     builder: JoinHandle<()>,
 }
 
@@ -82,6 +89,7 @@ impl Upstreams {
         let backends: Vec<Arc<TrackedBackend>> = config
             .upstreams
             .iter()
+            .filter(|up| up.tier != Tier::Route)
             .map(|up| {
                 let key = TrackerKey::of(config, up);
                 let kept = previous.and_then(|p| p.backends.iter().find(|b| b.key == key));
@@ -139,8 +147,14 @@ impl Upstreams {
             published,
             refresh,
             backends,
+            relays: relays(config, client),
             builder,
         }
+    }
+
+    /// The `tier: route` upstreams (see the module doc).
+    pub fn relays(&self) -> &[BackendView] {
+        &self.relays
     }
 
     /// The current snapshot (one atomic load).
@@ -158,6 +172,32 @@ impl Upstreams {
     pub fn refresh(&self) {
         self.refresh.notify_one();
     }
+}
+
+/// A fixed view of each `tier: route` upstream. With no probe to re-admit
+/// one, none is ejected (its failures still weigh on its latency estimate).
+fn relays(config: &NetworkConfig, client: &HttpClient) -> Vec<BackendView> {
+    config
+        .upstreams
+        .iter()
+        .filter(|up| up.tier == Tier::Route)
+        .map(|up| {
+            let backend = Backend::new(
+                &config.name,
+                up,
+                client.clone(),
+                config.max_response_bytes,
+                u32::MAX,
+            );
+            BackendView {
+                state_history: backend.state_history(),
+                backend,
+                state: HeadState::initial(),
+                head: 0,
+                ineligible: None,
+            }
+        })
+        .collect()
 }
 
 impl Drop for Upstreams {

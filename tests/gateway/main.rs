@@ -25,6 +25,7 @@ mod operations;
 #[cfg(debug_assertions)]
 mod panics;
 mod policy;
+mod routes;
 mod routing;
 mod served_by;
 mod state_history;
