@@ -12,11 +12,16 @@
 //! goes only to backends that still hold it, and a "missing trie node"
 //! answer teaches the router that the node keeps less (`attempt`).
 //!
+//! Reads of a transaction just sent through the gateway go first to the
+//! backend that accepted it (`ryw`, read-your-writes), when the pipeline
+//! asks for it with [`ryw::forward_preferring`].
+//!
 //! The router knows nothing of the cache or the client policy: the pipeline
 //! (`server::pipeline`) pins `latest` first, asks the cache, and hands the
 //! router only the calls that need a backend, with the params to send and
 //! the lowest head that can serve them.
 
+pub mod ryw;
 pub mod select;
 mod sendtx;
 

@@ -24,6 +24,7 @@ mod operations;
 #[cfg(debug_assertions)]
 mod panics;
 mod policy;
+mod read_your_writes;
 mod routing;
 mod served_by;
 mod state_history;
