@@ -7,14 +7,12 @@ use std::time::Duration;
 
 use super::raw::{
     RawCache, RawConfig, RawDiscover, RawFilters, RawHead, RawLog, RawNetwork, RawReadYourWrites,
-    RawRedis,
-    RawUpstream,
+    RawRedis, RawUpstream,
 };
 use super::{
     parse_duration, CacheConfig, CompressionConfig, Config, ConfigError, ContentCoding,
     DiscoverConfig, FiltersConfig, HeadConfig, LogConfig, NetworkConfig, ReadYourWritesConfig,
-    RedisConfig, ServerLimits,
-    Tier, UpstreamConfig, CACHE_CANON_WINDOW,
+    RedisConfig, ServerLimits, Tier, UpstreamConfig, CACHE_CANON_WINDOW,
 };
 
 pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8545";
@@ -500,10 +498,7 @@ fn filters(at: &str, raw: RawFilters) -> Result<FiltersConfig, ConfigError> {
     })
 }
 
-fn read_your_writes(
-    at: &str,
-    raw: RawReadYourWrites,
-) -> Result<ReadYourWritesConfig, ConfigError> {
+fn read_your_writes(at: &str, raw: RawReadYourWrites) -> Result<ReadYourWritesConfig, ConfigError> {
     let key = |k: &str| format!("{at}.{k}");
     let d = ReadYourWritesConfig::default();
     let ttl = duration(&key("ttl"), raw.ttl.as_deref(), d.ttl)?;

@@ -449,7 +449,10 @@ mod tests {
         assert!(is_pending_count(r#"["0xab","pending"]"#));
         assert!(!is_pending_count(r#"["0xab"]"#));
         assert!(!is_pending_count(r#"["0xab",{"blockHash":"0x1"}]"#));
-        assert_eq!(included_at(b"{\"blockNumber\":\"0x10\",\"x\":[1]}"), Some(16));
+        assert_eq!(
+            included_at(b"{\"blockNumber\":\"0x10\",\"x\":[1]}"),
+            Some(16)
+        );
         assert_eq!(included_at(b"null"), None);
         assert_eq!(included_at(b"{\"blockNumber\":null}"), None);
         assert_eq!(included_at(b"[]"), None);

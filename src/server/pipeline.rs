@@ -129,7 +129,8 @@ pub(super) async fn run(
             });
         }
         if let Some(steer) = recent.steer(&call.method, params, bucket) {
-            let reply = ryw::forward_preferring(target, view, forward(params), &steer, recent).await?;
+            let reply =
+                ryw::forward_preferring(target, view, forward(params), &steer, recent).await?;
             recent.answered(&steer, &reply, served);
             return Ok(Routed {
                 reply,

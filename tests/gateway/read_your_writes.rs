@@ -90,7 +90,14 @@ struct Seen {
 /// replica has mined it (the others held back). Returns what the wallet saw,
 /// the transaction's hash and the accepting replica.
 async fn scenario(fleet: &Fleet, gw: &Gw) -> (Seen, String, usize) {
-    let before = nonce_of(&result(&fleet.http_url(0), "eth_getTransactionCount", json!([DEV, "latest"])).await);
+    let before = nonce_of(
+        &result(
+            &fleet.http_url(0),
+            "eth_getTransactionCount",
+            json!([DEV, "latest"]),
+        )
+        .await,
+    );
     let (raw, hash) = fleet.sign_transfer(OTHER, 1).await.unwrap();
     let sent = read(gw, WALLET, "eth_sendRawTransaction", json!([raw])).await;
     assert_eq!(sent, json!(hash));
@@ -106,7 +113,13 @@ async fn scenario(fleet: &Fleet, gw: &Gw) -> (Seen, String, usize) {
             assert_eq!(tx["hash"], json!(hash));
             assert!(tx["blockNumber"].is_null(), "{tx}");
         }
-        let n = read(gw, WALLET, "eth_getTransactionCount", json!([DEV, "pending"])).await;
+        let n = read(
+            gw,
+            WALLET,
+            "eth_getTransactionCount",
+            json!([DEV, "pending"]),
+        )
+        .await;
         match nonce_of(&n) {
             n if n == before + 1 => {}
             n if n == before => seen.stale_nonces += 1,
@@ -122,12 +135,15 @@ async fn scenario(fleet: &Fleet, gw: &Gw) -> (Seen, String, usize) {
     fleet.submit(raw).await.unwrap();
     assert_eq!(fleet.mine().await.unwrap(), 2);
     let name = format!("r{a}");
-    wait_view(gw, "the accepting replica at 2, the others eligible at 1", |v| {
-        v.eligible().count() == 3
-            && v.served_head == Some(1)
-            && v.eligible()
-                .any(|b| b.backend.name == name && b.head == 2)
-    })
+    wait_view(
+        gw,
+        "the accepting replica at 2, the others eligible at 1",
+        |v| {
+            v.eligible().count() == 3
+                && v.served_head == Some(1)
+                && v.eligible().any(|b| b.backend.name == name && b.head == 2)
+        },
+    )
     .await;
     for _ in 0..READS {
         let receipt = read(gw, WALLET, "eth_getTransactionReceipt", json!([hash])).await;
@@ -162,7 +178,11 @@ async fn the_sender_never_reads_null_while_the_accepting_replica_knows_its_trans
     let (fleet, gw) = setup(net, "{enabled: true, ttl: 60s, max_entries: 1000}").await;
     let (seen, hash, a) = scenario(&fleet, &gw).await;
     eprintln!("read_your_writes on: {seen:?}");
-    assert_eq!(seen, Seen::default(), "the wallet read null or a stale nonce");
+    assert_eq!(
+        seen,
+        Seen::default(),
+        "the wallet read null or a stale nonce"
+    );
     // Every read of the sender above was steered (4 × READS), none fell back.
     assert_eq!(counter(net, "reads", "steered"), 4 * READS as u64);
     assert_eq!(counter(net, "reads", "fallback"), 0);
@@ -175,8 +195,21 @@ async fn the_sender_never_reads_null_while_the_accepting_replica_knows_its_trans
     for _ in 0..10 {
         let receipt = read(&gw, WATCHER, "eth_getTransactionReceipt", json!([hash])).await;
         assert_eq!(receipt["transactionHash"], json!(hash));
-        let n = read(&gw, WATCHER, "eth_getTransactionCount", json!([DEV, "pending"])).await;
-        let mined = nonce_of(&result(&fleet.http_url(a), "eth_getTransactionCount", json!([DEV, "latest"])).await);
+        let n = read(
+            &gw,
+            WATCHER,
+            "eth_getTransactionCount",
+            json!([DEV, "pending"]),
+        )
+        .await;
+        let mined = nonce_of(
+            &result(
+                &fleet.http_url(a),
+                "eth_getTransactionCount",
+                json!([DEV, "latest"]),
+            )
+            .await,
+        );
         assert!((mined - 1..=mined).contains(&nonce_of(&n)), "{n}");
     }
     assert_eq!(counter(net, "reads", "steered"), 4 * READS as u64 + 10);
@@ -196,10 +229,16 @@ async fn the_sender_never_reads_null_while_the_accepting_replica_knows_its_trans
         let receipt = read(&gw, WALLET, "eth_getTransactionReceipt", json!([hash])).await;
         assert_eq!(receipt["transactionHash"], json!(hash));
     }
-    assert_eq!(counter(net, "reads", "steered"), steered, "no longer steered");
+    assert_eq!(
+        counter(net, "reads", "steered"),
+        steered,
+        "no longer steered"
+    );
     let text = metrics().render();
     assert!(
-        text.contains(&format!("rpcgate_read_your_writes_entries{{network=\"{net}\"}} 0")),
+        text.contains(&format!(
+            "rpcgate_read_your_writes_entries{{network=\"{net}\"}} 0"
+        )),
         "{text}"
     );
 }
@@ -234,7 +273,13 @@ async fn reads_fall_back_to_usual_routing_when_the_accepting_replica_is_down() {
     for _ in 0..10 {
         let tx = read(&gw, WALLET, "eth_getTransactionByHash", json!([hash])).await;
         assert!(tx.is_null(), "only the stopped replica had it: {tx}");
-        read(&gw, WALLET, "eth_getTransactionCount", json!([DEV, "pending"])).await;
+        read(
+            &gw,
+            WALLET,
+            "eth_getTransactionCount",
+            json!([DEV, "pending"]),
+        )
+        .await;
     }
     assert_eq!(counter(net, "reads", "fallback"), 20);
     assert_eq!(counter(net, "reads", "steered"), 0);
