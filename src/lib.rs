@@ -36,7 +36,7 @@
 //! filters        eth_newFilter and kin answered by the gateway, in memory or in Redis
 //! policy         API keys, client IPs, method rules, compute-unit costs, rate limits
 //! cache          cache rules, keys, the byte-bounded store, in-flight sharing, reorg eviction
-//! router         local answers, backend choice (P2C over Peak-EWMA), retries, sends
+//! router         local answers, backend choice (P2C over Peak-EWMA), retries, sends, read-your-writes
 //! upstream       backend clients, head tracking, latency, the network view, DNS discovery
 //! jsonrpc        the envelope: parsing, error objects, answers built from raw parts
 //! memory         the process's byte budgets: answers and request bodies in flight

@@ -267,6 +267,8 @@ pub struct Metrics {
     pub compression: CompressionMetrics,
     /// The filters the gateway answers itself (see `crate::filters`).
     pub filters: FilterMetrics,
+    /// Reads steered to the backend that accepted a send (see `crate::router::ryw`).
+    pub read_your_writes: ReadYourWritesMetrics,
     /// `rpcgate_tls_handshake_failures_total`: client connections to the TLS
     /// listener whose handshake failed (closed before any request).
     pub tls_handshake_failures: IntCounter,
@@ -294,6 +296,63 @@ pub struct CompressionMetrics {
     /// size passed `server.max_body_bytes`: 413), `corrupt` (400),
     /// `unsupported` (415).
     pub decoded_requests: IntCounterVec,
+}
+
+/// `rpcgate_read_your_writes*`: sends remembered so that reads of them go
+/// where they were sent, by network.
+pub struct ReadYourWritesMetrics {
+    /// `rpcgate_read_your_writes_entries{network}`: sends remembered now.
+    pub entries: IntGaugeVec,
+    /// `rpcgate_read_your_writes_reads_total{network,outcome}`: reads of a
+    /// remembered send, `steered` (answered by the backend that accepted it)
+    /// or `fallback` (that backend could not serve: routed as usual).
+    pub reads: IntCounterVec,
+    /// `rpcgate_read_your_writes_evictions_total{network,reason}`: sends
+    /// forgotten, because the served head includes them (`included`), after
+    /// the ttl (`expired`), or to make room (`full`).
+    pub evictions: IntCounterVec,
+}
+
+impl ReadYourWritesMetrics {
+    fn new(registry: &Registry) -> ReadYourWritesMetrics {
+        let entries = IntGaugeVec::new(
+            Opts::new(
+                "rpcgate_read_your_writes_entries",
+                "Sends remembered so that reads of them go to the backend that accepted them.",
+            ),
+            &["network"],
+        )
+        .expect("a valid metric");
+        let reads = IntCounterVec::new(
+            Opts::new(
+                "rpcgate_read_your_writes_reads_total",
+                "Reads of a remembered send: steered to the backend that accepted it, or fallback (routed as usual).",
+            ),
+            &["network", "outcome"],
+        )
+        .expect("a valid metric");
+        let evictions = IntCounterVec::new(
+            Opts::new(
+                "rpcgate_read_your_writes_evictions_total",
+                "Sends forgotten: included in the served head, expired (ttl), or full (max_entries).",
+            ),
+            &["network", "reason"],
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(entries.clone()))
+            .expect("unique metric names");
+        for c in [&reads, &evictions] {
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric names");
+        }
+        ReadYourWritesMetrics {
+            entries,
+            reads,
+            evictions,
+        }
+    }
 }
 
 /// `rpcgate_filters*`: filters owned by the gateway, by network.
@@ -483,6 +542,7 @@ impl Metrics {
         let (ws_connections, ws_subscriptions, ws_subscription_failovers) = ws_metrics(&registry);
         let compression = compression_metrics(&registry);
         let filters = FilterMetrics::new(&registry);
+        let read_your_writes = ReadYourWritesMetrics::new(&registry);
         let (tls_handshake_failures, tls_reloads) = tls_metrics(&registry);
         let routed_calls = routed_calls_metric(&registry);
         Metrics {
@@ -505,6 +565,7 @@ impl Metrics {
             ws_subscription_failovers,
             compression,
             filters,
+            read_your_writes,
             tls_handshake_failures,
             tls_reloads,
             routed_calls,
@@ -535,6 +596,14 @@ impl Metrics {
         self.filters.expired.with_label_values(&[network]);
         for reason in ["client", "total"] {
             self.filters.refused.with_label_values(&[network, reason]);
+        }
+        let ryw = &self.read_your_writes;
+        ryw.entries.with_label_values(&[network]);
+        for outcome in ["steered", "fallback"] {
+            ryw.reads.with_label_values(&[network, outcome]);
+        }
+        for reason in ["included", "expired", "full"] {
+            ryw.evictions.with_label_values(&[network, reason]);
         }
     }
 

@@ -1,6 +1,6 @@
 //! One network as the gateway runs it: its config, its backends (with their
-//! trackers and view), its response cache and its filters, started and
-//! dropped together.
+//! trackers and view), its response cache, its filters and its recent sends
+//! (read-your-writes, see `router::ryw`), started and dropped together.
 //!
 //! This module sits above both `upstream` and `cache` so that neither has to
 //! know the other: the cache follows the view that `upstream` publishes
@@ -14,6 +14,7 @@ use crate::cache::Cache;
 use crate::config::{NetworkConfig, RedisConfig};
 use crate::filters::Filters;
 use crate::metrics::NetworkSeries;
+use crate::router::ryw::RecentSends;
 use crate::router::{RouteError, Target};
 use crate::upstream::{HttpClient, NetworkView, Upstreams};
 
@@ -29,6 +30,8 @@ pub struct Network {
     /// `None` when `filters.enabled` is off (the filter methods are then
     /// forwarded like any other call).
     pub filters: Option<Filters>,
+    /// `None` when `read_your_writes.enabled` is off.
+    pub recent_sends: Option<Arc<RecentSends>>,
     cache_tasks: Vec<JoinHandle<()>>,
 }
 
@@ -103,12 +106,22 @@ impl Network {
                 previous.and_then(|p| p.filters.as_ref()),
             )
         });
+        // Sends stay remembered over a reload that keeps their settings.
+        let recent_sends = config.read_your_writes.enabled.then(|| {
+            previous
+                .filter(|p| p.config.read_your_writes == config.read_your_writes)
+                .and_then(|p| p.recent_sends.clone())
+                .unwrap_or_else(|| {
+                    Arc::new(RecentSends::new(&config.name, &config.read_your_writes))
+                })
+        });
         Network {
             series: NetworkSeries::new(&config.name),
             config,
             upstreams,
             cache,
             filters,
+            recent_sends,
             cache_tasks,
         }
     }

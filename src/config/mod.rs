@@ -284,6 +284,8 @@ pub struct NetworkConfig {
     pub cache: CacheConfig,
     /// The filters the gateway answers itself (`eth_newFilter` and kin).
     pub filters: FiltersConfig,
+    /// Reads of a transaction sent through the gateway go where it was sent.
+    pub read_your_writes: ReadYourWritesConfig,
     /// Backends listed in the config.
     pub upstreams: Vec<UpstreamConfig>,
     /// Groups of backends found in DNS (a headless Service), added to `upstreams`.
@@ -375,6 +377,28 @@ impl Default for FiltersConfig {
             max_per_client: 100,
             max_total: 10_000,
             max_poll_blocks: 1000,
+        }
+    }
+}
+
+/// `networks.<name>.read_your_writes` (see `crate::router::ryw`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadYourWritesConfig {
+    /// Off: reads of a sent transaction are routed like any other read.
+    pub enabled: bool,
+    /// How long a send steers reads at most (the served head including the
+    /// transaction ends it sooner).
+    pub ttl: Duration,
+    /// Sends remembered at once; the oldest is forgotten first.
+    pub max_entries: usize,
+}
+
+impl Default for ReadYourWritesConfig {
+    fn default() -> Self {
+        ReadYourWritesConfig {
+            enabled: true,
+            ttl: Duration::from_secs(60),
+            max_entries: 100_000,
         }
     }
 }

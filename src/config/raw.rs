@@ -170,6 +170,8 @@ pub(super) struct RawNetwork {
     pub cache: RawCache,
     #[serde(default)]
     pub filters: RawFilters,
+    #[serde(default)]
+    pub read_your_writes: RawReadYourWrites,
     pub upstreams: Option<Vec<RawUpstream>>,
     pub discover: Option<Vec<RawDiscover>>,
     pub routes: Option<Vec<super::routes::RawRoute>>,
@@ -207,6 +209,14 @@ pub(super) struct RawFilters {
     pub max_per_client: Option<u64>,
     pub max_total: Option<u64>,
     pub max_poll_blocks: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReadYourWrites {
+    pub enabled: Option<bool>,
+    pub ttl: Option<String>,
+    pub max_entries: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

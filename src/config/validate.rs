@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::raw::{
-    RawCache, RawConfig, RawDiscover, RawFilters, RawHead, RawLog, RawNetwork, RawRedis,
-    RawUpstream,
+    RawCache, RawConfig, RawDiscover, RawFilters, RawHead, RawLog, RawNetwork, RawReadYourWrites,
+    RawRedis, RawUpstream,
 };
 use super::{
     parse_duration, CacheConfig, CompressionConfig, Config, ConfigError, ContentCoding,
-    DiscoverConfig, FiltersConfig, HeadConfig, LogConfig, NetworkConfig, RedisConfig, ServerLimits,
-    Tier, UpstreamConfig, CACHE_CANON_WINDOW,
+    DiscoverConfig, FiltersConfig, HeadConfig, LogConfig, NetworkConfig, ReadYourWritesConfig,
+    RedisConfig, ServerLimits, Tier, UpstreamConfig, CACHE_CANON_WINDOW,
 };
 
 pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8545";
@@ -391,6 +391,7 @@ fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig,
         head: head(&at("head"), raw.head)?,
         cache: cache(&at("cache"), raw.cache)?,
         filters: filters(&at("filters"), raw.filters)?,
+        read_your_writes: read_your_writes(&at("read_your_writes"), raw.read_your_writes)?,
         upstreams,
         discover,
         routes,
@@ -519,6 +520,26 @@ fn filters(at: &str, raw: RawFilters) -> Result<FiltersConfig, ConfigError> {
             1,
             1_000_000,
         )? as u64,
+    })
+}
+
+fn read_your_writes(at: &str, raw: RawReadYourWrites) -> Result<ReadYourWritesConfig, ConfigError> {
+    let key = |k: &str| format!("{at}.{k}");
+    let d = ReadYourWritesConfig::default();
+    let ttl = duration(&key("ttl"), raw.ttl.as_deref(), d.ttl)?;
+    if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(3600) {
+        return Err(ConfigError::invalid(key("ttl"), "must be from 1s to 1h"));
+    }
+    Ok(ReadYourWritesConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        ttl,
+        max_entries: in_range(
+            &key("max_entries"),
+            raw.max_entries,
+            d.max_entries as u64,
+            1,
+            10_000_000,
+        )?,
     })
 }
 

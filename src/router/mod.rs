@@ -15,12 +15,17 @@
 //! A method with a route (`routes:`) goes to the route's upstreams only,
 //! and to the ordinary path above only as its `fallback` allows (`routes`).
 //!
+//! Reads of a transaction just sent through the gateway go first to the
+//! backend that accepted it (`ryw`, read-your-writes), when the pipeline
+//! asks for it with [`ryw::forward_preferring`].
+//!
 //! The router knows nothing of the cache or the client policy: the pipeline
 //! (`server::pipeline`) pins `latest` first, asks the cache, and hands the
 //! router only the calls that need a backend, with the params to send and
 //! the lowest head that can serve them.
 
 mod routes;
+pub mod ryw;
 pub mod select;
 mod sendtx;
 

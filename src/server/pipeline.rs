@@ -1,6 +1,7 @@
 //! The pipeline of one admitted call, in the order the crate docs give:
 //! local answers, the gateway's own filters, block pinning (and the refusal
-//! of heavy calls it reveals), the cache, the router, the cache's store.
+//! of heavy calls it reveals), read-your-writes (sends remembered, reads of
+//! them steered past the cache), the cache, the router, the cache's store.
 //!
 //! Each step is a module that knows nothing of the others; this function is
 //! the only place that knows their order. The client policy has admitted the
@@ -15,7 +16,7 @@ use crate::eth::{self, BlockArg};
 use crate::filters::{FilterError, FilterMethod};
 use crate::jsonrpc::Call;
 use crate::network::Network;
-use crate::router::{self, Forward, RouteError};
+use crate::router::{self, ryw, Forward, RouteError};
 use crate::upstream::{NetworkView, Reply};
 
 /// Why a call got no reply.
@@ -115,6 +116,28 @@ pub(super) async fn run(
         state_at,
     };
     let target = network.target();
+    // Read-your-writes: a send is remembered, and reads of it go where it
+    // was sent, past the cache (see `router::ryw`).
+    if let Some(recent) = network.recent_sends.as_deref() {
+        let params = pinned.params.as_deref();
+        if call.method == "eth_sendRawTransaction" {
+            let reply = router::forward(target, view, forward(params)).await?;
+            recent.sent(&reply, bucket);
+            return Ok(Routed {
+                reply,
+                cache: CacheUse::Pass,
+            });
+        }
+        if let Some(steer) = recent.steer(&call.method, params, bucket) {
+            let reply =
+                ryw::forward_preferring(target, view, forward(params), &steer, recent).await?;
+            recent.answered(&steer, &reply, served);
+            return Ok(Routed {
+                reply,
+                cache: CacheUse::Pass,
+            });
+        }
+    }
     let Some(cache) = network.cache.as_deref() else {
         let reply = router::forward(target, view, forward(pinned.params.as_deref())).await?;
         return Ok(Routed {

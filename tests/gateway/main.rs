@@ -26,6 +26,7 @@ mod operations;
 mod panics;
 mod policy;
 mod routes;
+mod read_your_writes;
 mod routing;
 mod served_by;
 mod state_history;

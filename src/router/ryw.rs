@@ -1,0 +1,460 @@
+//! Read-your-writes: after `eth_sendRawTransaction` succeeds on a backend,
+//! reads of that transaction go to that backend first, so that a wallet never
+//! gets `null` for a transaction it has just sent.
+//!
+//! Nodes share a new transaction with their peers only as fast as gossip goes
+//! (and some, like the test fleet's replicas, not at all), so for a while
+//! only the backend that accepted it knows it. [`RecentSends`] remembers,
+//! per network, which backend accepted each transaction and which client
+//! sent it; the pipeline asks it before the cache ([`RecentSends::steer`])
+//! and sends a steered read to that backend first ([`forward_preferring`]):
+//! - `eth_getTransactionReceipt` and `eth_getTransactionByHash` of a
+//!   remembered hash, by anyone: a hash is learnt from its sender, and
+//!   whoever holds it would be misled by the same `null`;
+//! - `eth_getTransactionCount(address, "pending")` of the client (its key's
+//!   client, or its IP when anonymous) whose latest send is remembered: the
+//!   nonce to sign the next transaction with counts the one just sent. The
+//!   sender's address would need the signature recovered; the client is
+//!   what the gateway already knows.
+//!
+//! A steered read bypasses the cache: its in-flight sharing could hand the
+//! sender another backend's `null`, and an answer of the accepting backend
+//! about a block above the served head is no answer to share. When that
+//! backend is not a candidate (ineligible, ejected, behind) or fails, the
+//! read is routed as usual.
+//!
+//! A send is forgotten when a steered receipt or transaction shows it in a
+//! block the served head includes (every candidate has that block then),
+//! after `ttl`, or, past `max_entries`, oldest first. Reads touch only the
+//! concurrent maps (no lock that a send holds for longer than one insert)
+//! and skip all of it, with one atomic load, while nothing is remembered.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use fastrand::Rng;
+use parking_lot::Mutex;
+use prometheus::{IntCounter, IntGauge};
+use tokio::time::Instant;
+
+use super::{attempt, forward, select, Forward, Order, RouteError, Target};
+use crate::config::ReadYourWritesConfig;
+use crate::eth::{parse_hash, Hash};
+use crate::metrics::metrics;
+use crate::upstream::{NetworkView, Reply, UpstreamError};
+
+/// One remembered send.
+struct Sent {
+    backend: Arc<str>,
+    client: Box<str>,
+    at: Instant,
+}
+
+/// A client's latest send: where its `pending` nonce reads go.
+struct Latest {
+    backend: Arc<str>,
+    hash: Hash,
+    at: Instant,
+}
+
+/// Why a send is forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Forgotten {
+    Included,
+    Expired,
+    Full,
+}
+
+/// What a steered read is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// A receipt or a transaction by hash: its block tells whether the
+    /// served head includes it.
+    Transaction,
+    /// A `pending` nonce.
+    Nonce,
+}
+
+/// A read to send to `backend` first.
+#[derive(Debug, Clone)]
+pub struct Steer {
+    pub backend: Arc<str>,
+    hash: Hash,
+    read: Read,
+}
+
+/// The sends of one network that reads should follow (see the module docs).
+pub struct RecentSends {
+    ttl: Duration,
+    max_entries: usize,
+    by_hash: DashMap<Hash, Sent>,
+    by_client: DashMap<Box<str>, Latest>,
+    /// Sends in the order they were remembered (the ttl is the same for all,
+    /// so the front expires first); written by sends only. Holds hashes
+    /// already forgotten too, at most `max_entries` in all.
+    order: Mutex<VecDeque<(Instant, Hash)>>,
+    /// Entries of `by_hash`: the reads' one check while it is 0.
+    live: AtomicUsize,
+    series: Series,
+}
+
+struct Series {
+    entries: IntGauge,
+    steered: IntCounter,
+    fallback: IntCounter,
+    included: IntCounter,
+    expired: IntCounter,
+    full: IntCounter,
+}
+
+impl RecentSends {
+    pub fn new(network: &str, config: &ReadYourWritesConfig) -> RecentSends {
+        let m = &metrics().read_your_writes;
+        let series = Series {
+            entries: m.entries.with_label_values(&[network]),
+            steered: m.reads.with_label_values(&[network, "steered"]),
+            fallback: m.reads.with_label_values(&[network, "fallback"]),
+            included: m.evictions.with_label_values(&[network, "included"]),
+            expired: m.evictions.with_label_values(&[network, "expired"]),
+            full: m.evictions.with_label_values(&[network, "full"]),
+        };
+        series.entries.set(0);
+        RecentSends {
+            ttl: config.ttl,
+            max_entries: config.max_entries,
+            by_hash: DashMap::new(),
+            by_client: DashMap::new(),
+            order: Mutex::new(VecDeque::new()),
+            live: AtomicUsize::new(0),
+            series,
+        }
+    }
+
+    /// Sends remembered now.
+    pub fn len(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Remembers a send of `client` that `reply` answered: a transaction
+    /// hash from a backend (an error, or an answer not from a backend,
+    /// teaches nothing).
+    pub fn sent(&self, reply: &Reply, client: &str) {
+        let (Some(origin), false) = (&reply.origin, reply.is_error()) else {
+            return;
+        };
+        let Some(hash) = result_hash(reply.raw()) else {
+            return;
+        };
+        let now = Instant::now();
+        let previous = self.by_hash.insert(
+            hash,
+            Sent {
+                backend: origin.backend.clone(),
+                client: client.into(),
+                at: now,
+            },
+        );
+        if previous.is_none() {
+            self.live.fetch_add(1, Ordering::Relaxed);
+        }
+        self.by_client.insert(
+            client.into(),
+            Latest {
+                backend: origin.backend.clone(),
+                hash,
+                at: now,
+            },
+        );
+        let mut order = self.order.lock();
+        order.push_back((now, hash));
+        while let Some(&(at, oldest)) = order.front() {
+            let reason = if order.len() > self.max_entries {
+                Forgotten::Full
+            } else if now.duration_since(at) >= self.ttl {
+                Forgotten::Expired
+            } else {
+                break;
+            };
+            order.pop_front();
+            // Only the entry this item remembered: the same hash sent again
+            // later has a later item of its own.
+            self.forget(&oldest, Some(at), reason);
+        }
+        drop(order);
+        self.series.entries.set(self.len() as i64);
+    }
+
+    /// Where a call should go first, when it reads a remembered send.
+    pub fn steer(&self, method: &str, params: Option<&str>, client: &str) -> Option<Steer> {
+        if self.is_empty() {
+            return None;
+        }
+        match method {
+            "eth_getTransactionReceipt" | "eth_getTransactionByHash" => {
+                let hash = hash_param(params?)?;
+                let backend = self.fresh(&hash)?;
+                Some(Steer {
+                    backend,
+                    hash,
+                    read: Read::Transaction,
+                })
+            }
+            "eth_getTransactionCount" if is_pending_count(params?) => {
+                let (backend, hash, at) = {
+                    let latest = self.by_client.get(client)?;
+                    (latest.backend.clone(), latest.hash, latest.at)
+                };
+                if Instant::now().duration_since(at) >= self.ttl {
+                    self.forget(&hash, None, Forgotten::Expired);
+                    return None;
+                }
+                Some(Steer {
+                    backend,
+                    hash,
+                    read: Read::Nonce,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// What the answer to a steered read teaches: a transaction in a block
+    /// that the served head includes is on every candidate now.
+    pub fn answered(&self, steer: &Steer, reply: &Reply, served: u64) {
+        if steer.read != Read::Transaction || reply.is_error() {
+            return;
+        }
+        if included_at(reply.raw()).is_some_and(|block| block <= served) {
+            self.forget(&steer.hash, None, Forgotten::Included);
+            self.series.entries.set(self.len() as i64);
+        }
+    }
+
+    /// The backend that accepted `hash`, unless that was `ttl` ago.
+    fn fresh(&self, hash: &Hash) -> Option<Arc<str>> {
+        let (backend, at) = {
+            let sent = self.by_hash.get(hash)?;
+            (sent.backend.clone(), sent.at)
+        };
+        if Instant::now().duration_since(at) < self.ttl {
+            return Some(backend);
+        }
+        self.forget(hash, Some(at), Forgotten::Expired);
+        self.series.entries.set(self.len() as i64);
+        None
+    }
+
+    /// Forgets the send of `hash` (only if remembered at `at`, when given),
+    /// and its client's latest send if it is this one.
+    fn forget(&self, hash: &Hash, at: Option<Instant>, reason: Forgotten) {
+        let removed = self
+            .by_hash
+            .remove_if(hash, |_, sent| at.is_none_or(|at| sent.at == at));
+        let Some((_, sent)) = removed else {
+            return;
+        };
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        self.by_client
+            .remove_if(&sent.client, |_, latest| latest.hash == *hash);
+        match reason {
+            Forgotten::Included => self.series.included.inc(),
+            Forgotten::Expired => self.series.expired.inc(),
+            Forgotten::Full => self.series.full.inc(),
+        }
+    }
+}
+
+/// Routes `call` to the backend `steer` names first, when it is a
+/// candidate, and as usual when it is not or fails.
+pub async fn forward_preferring(
+    target: Target<'_>,
+    view: &NetworkView,
+    call: Forward<'_>,
+    steer: &Steer,
+    recent: &RecentSends,
+) -> Result<Reply, RouteError> {
+    let preferred = select::candidates(view, call.min_head)
+        .into_iter()
+        .find(|b| *b.backend.name == *steer.backend);
+    if let Some(preferred) = preferred {
+        let order = Order {
+            in_order: true,
+            rng: &mut Rng::new(),
+        };
+        let again = UpstreamError::worth_retrying;
+        if let Ok(reply) = attempt(target, vec![preferred], &call, again, order).await {
+            recent.series.steered.inc();
+            return Ok(reply);
+        }
+    }
+    tracing::debug!(network = %target.config.name, backend = %steer.backend, method = call.method, "the backend that accepted a send cannot serve its read; routed as usual");
+    recent.series.fallback.inc();
+    forward(target, view, call).await
+}
+
+/// The hash a node answered a send with (`"0x…"`).
+fn result_hash(raw: &[u8]) -> Option<Hash> {
+    let text: &str = serde_json::from_slice(raw).ok()?;
+    parse_hash(text)
+}
+
+/// The hash in `["0x…"]`.
+fn hash_param(params: &str) -> Option<Hash> {
+    let (text,): (&str,) = serde_json::from_str(params).ok()?;
+    parse_hash(text)
+}
+
+/// Whether params are `[address, "pending"]`.
+fn is_pending_count(params: &str) -> bool {
+    serde_json::from_str::<(serde::de::IgnoredAny, &str)>(params)
+        .is_ok_and(|(_, block)| block == "pending")
+}
+
+/// The block a receipt or a transaction is in (`None`: `null`, or pending).
+fn included_at(raw: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct InBlock<'a> {
+        #[serde(borrow)]
+        block_number: Option<&'a str>,
+    }
+    let found: Option<InBlock<'_>> = serde_json::from_slice(raw).ok()?;
+    crate::eth::parse_quantity(found?.block_number?)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::upstream::Origin;
+
+    const H1: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
+    const H2: &str = "0x2222222222222222222222222222222222222222222222222222222222222222";
+    const H3: &str = "0x3333333333333333333333333333333333333333333333333333333333333333";
+
+    fn config(max_entries: usize) -> ReadYourWritesConfig {
+        ReadYourWritesConfig {
+            enabled: true,
+            ttl: Duration::from_secs(60),
+            max_entries,
+        }
+    }
+
+    fn accepted(hash: &str, backend: &str) -> Reply {
+        let mut reply = Reply::result_from(Bytes::from(format!("\"{hash}\"")));
+        reply.origin = Some(Origin {
+            backend: Arc::from(backend),
+            attempts: 1,
+        });
+        reply
+    }
+
+    fn receipt(recent: &RecentSends, hash: &str, client: &str) -> Option<Steer> {
+        recent.steer(
+            "eth_getTransactionReceipt",
+            Some(&format!(r#"["{hash}"]"#)),
+            client,
+        )
+    }
+
+    fn nonce(recent: &RecentSends, client: &str) -> Option<Steer> {
+        recent.steer(
+            "eth_getTransactionCount",
+            Some(r#"["0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266","pending"]"#),
+            client,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_of_a_send_go_to_the_backend_that_accepted_it() {
+        let recent = RecentSends::new("ryw-unit-steer", &config(10));
+        assert!(receipt(&recent, H1, "c:a").is_none());
+        recent.sent(&accepted(H1, "r1"), "c:a");
+        // The hash, by anyone, in either spelling; the nonce for its sender only.
+        assert_eq!(&*receipt(&recent, H1, "c:b").unwrap().backend, "r1");
+        let upper = format!("0x{}", H1[2..].to_ascii_uppercase());
+        let by_hash = recent.steer(
+            "eth_getTransactionByHash",
+            Some(&format!(r#"["{upper}"]"#)),
+            "c:b",
+        );
+        assert_eq!(&*by_hash.unwrap().backend, "r1");
+        assert_eq!(&*nonce(&recent, "c:a").unwrap().backend, "r1");
+        assert!(nonce(&recent, "c:b").is_none());
+        let latest = r#"["0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266","latest"]"#;
+        assert!(recent
+            .steer("eth_getTransactionCount", Some(latest), "c:a")
+            .is_none());
+        assert!(receipt(&recent, H2, "c:a").is_none());
+        assert!(recent.steer("eth_getBalance", Some("[]"), "c:a").is_none());
+        // The latest send moves the sender's nonce reads.
+        recent.sent(&accepted(H2, "r2"), "c:a");
+        assert_eq!(&*nonce(&recent, "c:a").unwrap().backend, "r2");
+        assert_eq!(&*receipt(&recent, H1, "c:a").unwrap().backend, "r1");
+        // Errors and answers not from a backend are no sends.
+        let mut refused = Reply::result_from(Bytes::from_static(b"\"x\""));
+        refused.origin = None;
+        recent.sent(&refused, "c:z");
+        assert_eq!(recent.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sends_are_forgotten_when_included_after_the_ttl_or_when_full() {
+        let recent = RecentSends::new("ryw-unit-forget", &config(2));
+        recent.sent(&accepted(H1, "r1"), "c:a");
+        let steer = receipt(&recent, H1, "c:a").unwrap();
+        // Pending (no block), or in a block above the served head: kept.
+        let pending = Reply::result_from(Bytes::from_static(b"{\"blockNumber\":null}"));
+        recent.answered(&steer, &pending, 5);
+        recent.answered(&steer, &Reply::result_from(Bytes::from_static(b"null")), 5);
+        let mined = Reply::result_from(Bytes::from_static(b"{\"blockNumber\":\"0x6\"}"));
+        recent.answered(&steer, &mined, 5);
+        assert!(receipt(&recent, H1, "c:a").is_some());
+        // The served head includes it: forgotten, the sender's nonce too.
+        recent.answered(&steer, &mined, 6);
+        assert!(receipt(&recent, H1, "c:a").is_none());
+        assert!(nonce(&recent, "c:a").is_none());
+        assert!(recent.is_empty());
+
+        recent.sent(&accepted(H1, "r1"), "c:a");
+        tokio::time::advance(Duration::from_secs(30)).await;
+        recent.sent(&accepted(H2, "r1"), "c:b");
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert!(receipt(&recent, H1, "c:a").is_none(), "past the ttl");
+        assert!(nonce(&recent, "c:a").is_none());
+        assert!(receipt(&recent, H2, "c:b").is_some());
+        // Past max_entries, the oldest goes.
+        recent.sent(&accepted(H1, "r1"), "c:a");
+        recent.sent(&accepted(H3, "r1"), "c:c");
+        assert_eq!(recent.len(), 2);
+        assert!(receipt(&recent, H2, "c:b").is_none());
+        assert!(nonce(&recent, "c:b").is_none());
+        assert!(receipt(&recent, H1, "c:a").is_some());
+        assert!(receipt(&recent, H3, "c:c").is_some());
+    }
+
+    #[test]
+    fn params_and_answers_are_read_strictly() {
+        assert!(hash_param(r#"["0x12"]"#).is_none());
+        assert!(hash_param(r#"[1]"#).is_none());
+        assert!(hash_param(&format!(r#"["{H1}"]"#)).is_some());
+        assert!(is_pending_count(r#"["0xab","pending"]"#));
+        assert!(!is_pending_count(r#"["0xab"]"#));
+        assert!(!is_pending_count(r#"["0xab",{"blockHash":"0x1"}]"#));
+        assert_eq!(
+            included_at(b"{\"blockNumber\":\"0x10\",\"x\":[1]}"),
+            Some(16)
+        );
+        assert_eq!(included_at(b"null"), None);
+        assert_eq!(included_at(b"{\"blockNumber\":null}"), None);
+        assert_eq!(included_at(b"[]"), None);
+    }
+}
