@@ -17,6 +17,7 @@
 mod client_policy;
 mod duration;
 mod expand;
+mod hedge;
 mod raw;
 mod tls;
 mod validate;
@@ -30,6 +31,7 @@ pub use client_policy::{
     TierConfig,
 };
 pub use duration::parse_duration;
+pub use hedge::{HedgeDelay, HedgeRule, DEFAULT_HEDGE_MAX_EXTRA};
 pub use tls::{ListenerTls, UpstreamTls};
 
 /// A configuration problem, with the dotted path of the key at fault.
@@ -279,6 +281,9 @@ pub struct NetworkConfig {
     pub upstreams: Vec<UpstreamConfig>,
     /// Groups of backends found in DNS (a headless Service), added to `upstreams`.
     pub discover: Vec<DiscoverConfig>,
+    /// `hedge:`: reads sent to a second backend when the first is slow
+    /// (empty: never; the first entry matching a method wins).
+    pub hedge: Vec<HedgeRule>,
 }
 
 /// Backends found by resolving a DNS name: one per address.

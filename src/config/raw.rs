@@ -169,6 +169,16 @@ pub(super) struct RawNetwork {
     pub filters: RawFilters,
     pub upstreams: Option<Vec<RawUpstream>>,
     pub discover: Option<Vec<RawDiscover>>,
+    pub hedge: Option<Vec<RawHedge>>,
+}
+
+/// One entry of `hedge:` (see `config::hedge`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHedge {
+    pub methods: Option<Vec<String>>,
+    pub delay: Option<String>,
+    pub max_extra: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -369,6 +369,7 @@ fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig,
         filters: filters(&at("filters"), raw.filters)?,
         upstreams,
         discover,
+        hedge: super::hedge::rules(&at("hedge"), raw.hedge)?,
     })
 }
 
