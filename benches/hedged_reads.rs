@@ -155,19 +155,31 @@ async fn main() {
     for shape in [Shape::Steady, Shape::Moving] {
         for (name, hedge) in [
             ("off", ""),
-            ("delay 50ms", "    hedge: [{methods: [eth_getBalance], delay: 50ms}]\n"),
-            ("delay p95", "    hedge: [{methods: [eth_getBalance], delay: p95}]\n"),
+            (
+                "delay 50ms",
+                "    hedge: [{methods: [eth_getBalance], delay: 50ms}]\n",
+            ),
+            (
+                "delay p95",
+                "    hedge: [{methods: [eth_getBalance], delay: p95}]\n",
+            ),
         ] {
             let row = run(&fleet, &taps, shape, hedge).await;
             let d = &row.durations;
             println!(
                 "{:<8} {:<14} {:>8} {:>8} {:>8} {:>10} {:>11.3}",
-                if shape == Shape::Steady { "steady" } else { "moving" },
+                if shape == Shape::Steady {
+                    "steady"
+                } else {
+                    "moving"
+                },
                 name,
                 ms(quantile(d, 0.5)),
                 ms(quantile(d, 0.99)),
                 ms(quantile(d, 1.0)),
-                d.iter().filter(|x| **x > Duration::from_millis(150)).count(),
+                d.iter()
+                    .filter(|x| **x > Duration::from_millis(150))
+                    .count(),
                 row.sends as f64 / CALLS as f64,
             );
         }

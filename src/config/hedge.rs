@@ -79,9 +79,8 @@ fn rule(at: &str, raw: RawHedge) -> Result<HedgeRule, ConfigError> {
     let delay = match raw.delay.as_deref().map(str::trim) {
         None | Some("p95") => HedgeDelay::P95,
         Some(text) => {
-            let d = parse_duration(text).map_err(|e| {
-                ConfigError::invalid(key("delay"), format!("{e} (or `p95`)"))
-            })?;
+            let d = parse_duration(text)
+                .map_err(|e| ConfigError::invalid(key("delay"), format!("{e} (or `p95`)")))?;
             if d.is_zero() {
                 return Err(ConfigError::invalid(
                     key("delay"),
@@ -161,7 +160,9 @@ mod tests {
     #[test]
     fn off_by_default_and_read_as_written() {
         let none = "networks:\n  n:\n    chain_id: 1\n    upstreams:\n      - name: u\n        http: http://127.0.0.1:1\n";
-        assert!(Config::from_yaml(none).unwrap().networks[0].hedge.is_empty());
+        assert!(Config::from_yaml(none).unwrap().networks[0]
+            .hedge
+            .is_empty());
         let rules = with(
             "      - methods: [eth_call, 'eth_getBlockBy*']\n        delay: 50ms\n      - methods: [eth_getLogs]\n        delay: p95\n        max_extra: 2\n",
         )
@@ -183,7 +184,10 @@ mod tests {
         );
         assert!(rules[0].matches("eth_getBlockByHash") && !rules[0].matches("eth_getLogs"));
         // `delay` defaults to p95.
-        assert_eq!(with("      - methods: [eth_call]\n").unwrap()[0].delay, HedgeDelay::P95);
+        assert_eq!(
+            with("      - methods: [eth_call]\n").unwrap()[0].delay,
+            HedgeDelay::P95
+        );
     }
 
     #[test]
@@ -199,9 +203,18 @@ mod tests {
             ("      - methods: []\n", "methods"),
             ("      - delay: 5ms\n", "methods"),
             ("      - methods: [eth_call]\n        delay: 0ms\n", "delay"),
-            ("      - methods: [eth_call]\n        delay: soon\n", "delay"),
-            ("      - methods: [eth_call]\n        max_extra: 0\n", "max_extra"),
-            ("      - methods: [eth_call]\n        max_extra: 3\n", "max_extra"),
+            (
+                "      - methods: [eth_call]\n        delay: soon\n",
+                "delay",
+            ),
+            (
+                "      - methods: [eth_call]\n        max_extra: 0\n",
+                "max_extra",
+            ),
+            (
+                "      - methods: [eth_call]\n        max_extra: 3\n",
+                "max_extra",
+            ),
         ] {
             assert_eq!(err_path(hedge), format!("{at}.{key}"), "{hedge}");
         }

@@ -113,7 +113,9 @@ async fn a_read_answered_within_the_delay_is_sent_once() {
     assert_eq!(counts(net), [3, 0, 0, 0, 0]);
     // A method no entry names is not counted at all.
     order(&bs[0], &bs[1]);
-    read(&config, &ups, &view(&bs), "eth_chainId").await.unwrap();
+    read(&config, &ups, &view(&bs), "eth_chainId")
+        .await
+        .unwrap();
     assert_eq!(counts(net), [3, 0, 0, 0, 0]);
 }
 

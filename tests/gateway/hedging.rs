@@ -76,8 +76,12 @@ async fn phase(fleet: &rpcgate_fleet::Fleet, taps: &[Tap], extra: &str) -> Phase
     let ups: Vec<_> = (0..3)
         .map(|i| up(&format!("r{i}"), taps[i].url(), Some(fleet.ws_url(i))))
         .collect();
-    let config = yaml(fleet.chain_id(), &ups, extra).replace("  dev:\n", &format!("  {NETWORK}:\n"));
-    let gw = start_gateway(&format!("server:\n  expose_upstream_headers: true\n{config}")).await;
+    let config =
+        yaml(fleet.chain_id(), &ups, extra).replace("  dev:\n", &format!("  {NETWORK}:\n"));
+    let gw = start_gateway(&format!(
+        "server:\n  expose_upstream_headers: true\n{config}"
+    ))
+    .await;
     wait_synced(&gw, 3, 1).await;
     let mut seen = Phase::default();
     for t in taps {
