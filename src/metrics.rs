@@ -269,6 +269,8 @@ pub struct Metrics {
     pub filters: FilterMetrics,
     /// Reads steered to the backend that accepted a send (see `crate::router::ryw`).
     pub read_your_writes: ReadYourWritesMetrics,
+    /// Hedged reads (see `router::hedge`).
+    pub hedges: HedgeMetrics,
     /// `rpcgate_tls_handshake_failures_total`: client connections to the TLS
     /// listener whose handshake failed (closed before any request).
     pub tls_handshake_failures: IntCounter,
@@ -411,6 +413,62 @@ impl FilterMetrics {
     }
 }
 
+/// `rpcgate_hedged_*`: reads the router sent to a second backend (or
+/// could have), by network.
+pub struct HedgeMetrics {
+    /// `rpcgate_hedged_calls_total{network,outcome}`: calls of a hedged
+    /// method that got an answer, by [`HEDGE_OUTCOMES`]: `not_needed` (the
+    /// first backend answered within the delay), `first_won`, `hedge_won`,
+    /// `no_other_backend` (the delay passed with no backend left to ask).
+    pub calls: IntCounterVec,
+    /// `rpcgate_hedged_losers_cancelled_total{network}`: sends still in
+    /// flight when another answered, dropped (their requests cancelled).
+    pub cancelled: IntCounterVec,
+}
+
+/// The `outcome` label values of `rpcgate_hedged_calls_total`.
+pub const HEDGE_OUTCOMES: [&str; 4] = ["not_needed", "first_won", "hedge_won", "no_other_backend"];
+
+impl HedgeMetrics {
+    fn new(registry: &Registry) -> HedgeMetrics {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric names");
+            c
+        };
+        HedgeMetrics {
+            calls: counter(
+                "rpcgate_hedged_calls_total",
+                "Answered calls of hedged methods, by outcome (not_needed, first_won, hedge_won, no_other_backend).",
+                &["network", "outcome"],
+            ),
+            cancelled: counter(
+                "rpcgate_hedged_losers_cancelled_total",
+                "Backend calls of hedged reads cancelled because another backend answered first.",
+                &["network"],
+            ),
+        }
+    }
+
+    /// One network's series, resolved once (the router holds them).
+    pub fn series(&self, network: &str) -> HedgeSeries {
+        HedgeSeries {
+            outcomes: HEDGE_OUTCOMES.map(|o| self.calls.with_label_values(&[network, o])),
+            cancelled: self.cancelled.with_label_values(&[network]),
+        }
+    }
+}
+
+/// A network's hedging counters: by position in [`HEDGE_OUTCOMES`], and
+/// the cancelled losers.
+#[derive(Clone)]
+pub struct HedgeSeries {
+    pub outcomes: [IntCounter; 4],
+    pub cancelled: IntCounter,
+}
+
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 /// The process's metrics.
@@ -543,6 +601,7 @@ impl Metrics {
         let compression = compression_metrics(&registry);
         let filters = FilterMetrics::new(&registry);
         let read_your_writes = ReadYourWritesMetrics::new(&registry);
+        let hedges = HedgeMetrics::new(&registry);
         let (tls_handshake_failures, tls_reloads) = tls_metrics(&registry);
         let routed_calls = routed_calls_metric(&registry);
         Metrics {
@@ -566,6 +625,7 @@ impl Metrics {
             compression,
             filters,
             read_your_writes,
+            hedges,
             tls_handshake_failures,
             tls_reloads,
             routed_calls,

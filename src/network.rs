@@ -15,6 +15,7 @@ use crate::config::{NetworkConfig, RedisConfig};
 use crate::filters::Filters;
 use crate::metrics::NetworkSeries;
 use crate::router::ryw::RecentSends;
+use crate::router::hedge::Hedging;
 use crate::router::{RouteError, Target};
 use crate::upstream::{HttpClient, NetworkView, Upstreams};
 
@@ -24,6 +25,8 @@ pub struct Network {
     pub config: NetworkConfig,
     /// Its call counters and latency histograms, resolved once.
     pub series: NetworkSeries,
+    /// Its hedging rules and counters (`hedge:`), resolved once.
+    pub hedging: Hedging,
     pub upstreams: Upstreams,
     /// `None` when the network's cache is disabled.
     pub cache: Option<Arc<Cache<RouteError>>>,
@@ -117,6 +120,7 @@ impl Network {
         });
         Network {
             series: NetworkSeries::new(&config.name),
+            hedging: Hedging::new(&config),
             config,
             upstreams,
             cache,
@@ -136,6 +140,7 @@ impl Network {
         Target {
             config: &self.config,
             upstreams: &self.upstreams,
+            hedging: &self.hedging,
         }
     }
 }

@@ -17,6 +17,8 @@ fn the_example_config_is_valid() {
     assert!(cache.enabled && !cache.shared);
     assert_eq!(cache.max_bytes, 256 * 1024 * 1024);
     assert_eq!(cache.shared_ttl, std::time::Duration::from_secs(24 * 3600));
+    // Hedging is off unless configured.
+    assert!(c.networks[0].hedge.is_empty());
 }
 
 /// The routing config each Kubernetes overlay ships (k8s/check also runs

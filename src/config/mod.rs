@@ -17,6 +17,7 @@
 mod client_policy;
 mod duration;
 mod expand;
+mod hedge;
 mod raw;
 mod routes;
 mod tls;
@@ -32,6 +33,7 @@ pub use client_policy::{
 };
 pub use duration::parse_duration;
 pub use routes::{RouteConfig, RouteFallback};
+pub use hedge::{HedgeDelay, HedgeRule, DEFAULT_HEDGE_MAX_EXTRA};
 pub use tls::{ListenerTls, UpstreamTls};
 
 /// A configuration problem, with the dotted path of the key at fault.
@@ -292,6 +294,9 @@ pub struct NetworkConfig {
     pub discover: Vec<DiscoverConfig>,
     /// Methods sent to named upstreams only (see [`RouteConfig`]).
     pub routes: Vec<RouteConfig>,
+    /// `hedge:`: reads sent to a second backend when the first is slow
+    /// (empty: never; the first entry matching a method wins).
+    pub hedge: Vec<HedgeRule>,
 }
 
 /// Backends found by resolving a DNS name: one per address.

@@ -175,6 +175,16 @@ pub(super) struct RawNetwork {
     pub upstreams: Option<Vec<RawUpstream>>,
     pub discover: Option<Vec<RawDiscover>>,
     pub routes: Option<Vec<super::routes::RawRoute>>,
+    pub hedge: Option<Vec<RawHedge>>,
+}
+
+/// One entry of `hedge:` (see `config::hedge`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHedge {
+    pub methods: Option<Vec<String>>,
+    pub delay: Option<String>,
+    pub max_extra: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -395,6 +395,7 @@ fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig,
         upstreams,
         discover,
         routes,
+        hedge: super::hedge::rules(&at("hedge"), raw.hedge)?,
     })
 }
 

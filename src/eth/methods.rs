@@ -107,6 +107,21 @@ pub struct Method {
     pub reads_state: bool,
 }
 
+impl Method {
+    /// Whether asking it twice, of two nodes, is harmless: what the cache
+    /// may share (anything not [`Caching::Never`]), or a call that names a
+    /// block or reads state at one. Writes (`eth_sendRawTransaction`),
+    /// filters and subscriptions (whose ids live on one node), signing and
+    /// node-steering methods are none of these; neither are a few reads of
+    /// the present with no block (`eth_callMany`, `eth_simulateV1`), which
+    /// err on the side of one send. Request hedging reads this column.
+    pub const fn is_read(&self) -> bool {
+        !matches!(self.caching, Caching::Never)
+            || self.reads_state
+            || !matches!(self.block, BlockArg::None)
+    }
+}
+
 const fn m(
     name: &'static str,
     block: BlockArg,
@@ -513,6 +528,36 @@ pub fn open_methods() -> impl Iterator<Item = &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_filters_and_subscriptions_are_no_reads() {
+        let read = |name| lookup(name).unwrap().1.is_read();
+        for name in [
+            "eth_call",
+            "eth_getLogs",
+            "eth_getBalance",
+            "eth_getBlockByNumber",
+            "eth_getBlockByHash",
+            "eth_getTransactionReceipt",
+            "eth_getProof",
+            "eth_gasPrice",
+        ] {
+            assert!(read(name), "{name}");
+        }
+        for name in [
+            "eth_sendRawTransaction",
+            "eth_sendRawTransactionSync",
+            "eth_sendTransaction",
+            "eth_newFilter",
+            "eth_getFilterChanges",
+            "eth_uninstallFilter",
+            "eth_subscribe",
+            "eth_sign",
+            "debug_traceCall",
+        ] {
+            assert!(!read(name), "{name}");
+        }
+    }
 
     #[test]
     fn names_are_unique_and_found() {

@@ -19,6 +19,10 @@
 //! backend that accepted it (`ryw`, read-your-writes), when the pipeline
 //! asks for it with [`ryw::forward_preferring`].
 //!
+//! A read of a method listed under `hedge:` that has not answered within
+//! its delay is also sent to a second backend, and the first good answer
+//! wins (`hedge`); sends are never hedged.
+//!
 //! The router knows nothing of the cache or the client policy: the pipeline
 //! (`server::pipeline`) pins `latest` first, asks the cache, and hands the
 //! router only the calls that need a backend, with the params to send and
@@ -26,6 +30,7 @@
 
 mod routes;
 pub mod ryw;
+pub mod hedge;
 pub mod select;
 mod sendtx;
 
@@ -35,10 +40,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fastrand::Rng;
+use futures_util::stream::FuturesUnordered;
 
 use crate::config::NetworkConfig;
 use crate::eth::quantity::quoted_quantity;
 use crate::upstream::{BackendView, NetworkView, Origin, Reply, UpstreamError, Upstreams};
+use hedge::{Hedging, Leg, Next};
 
 /// Why a call got no answer from any backend.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -59,6 +66,8 @@ pub enum RouteError {
 pub struct Target<'a> {
     pub config: &'a NetworkConfig,
     pub upstreams: &'a Upstreams,
+    /// Its hedging rules (built from `config.hedge`).
+    pub hedging: &'a Hedging,
 }
 
 /// The answer to a call the gateway knows without asking a backend:
@@ -204,40 +213,92 @@ struct Order<'r> {
     rng: &'r mut Rng,
 }
 
+impl Order<'_> {
+    /// The next candidate to ask, taken out of `candidates`.
+    fn take<'v>(&mut self, candidates: &mut Vec<&'v BackendView>) -> Option<&'v BackendView> {
+        let choice = if self.in_order {
+            candidates.first().copied()
+        } else {
+            select::pick(candidates, self.rng)
+        }?;
+        candidates.retain(|c| !std::ptr::eq(*c, choice));
+        Some(choice)
+    }
+}
+
 /// Calls one candidate after another (P2C among those not tried yet, or in
 /// order), at most `max_attempts` failures, while `again` says a failure may
 /// be retried elsewhere. A node's "missing state" answer to an old state
 /// read teaches its state window, is retried elsewhere at once, and is no
-/// failure (it neither ejects nor uses an attempt).
+/// failure (it neither ejects nor uses an attempt). A hedged read
+/// (`hedge`) may have two sends in flight: the first good answer wins, a
+/// failure of one waits for the other.
 async fn attempt(
     target: Target<'_>,
     mut candidates: Vec<&BackendView>,
     call: &Forward<'_>,
     again: fn(&UpstreamError) -> bool,
-    order: Order<'_>,
+    mut order: Order<'_>,
 ) -> Result<Reply, Unanswered> {
     let mut last = Unanswered::nothing(RouteError::NoBackend);
     let mut failures = 0;
     let mut tries: u32 = 0;
-    while failures < target.config.max_attempts {
-        let choice = if order.in_order {
-            candidates.first().copied()
-        } else {
-            select::pick(&candidates, order.rng)
-        };
-        let Some(choice) = choice else {
-            break;
-        };
-        candidates.retain(|c| !std::ptr::eq(*c, choice));
-        tries = tries.saturating_add(1);
-        let (res, ejected_now) = choice
-            .backend
-            .call(
+    let timeout = target.config.timeout_for(call.method);
+    let mut race = target.hedging.race(call.method);
+    let learn = race.is_some();
+    let mut legs = FuturesUnordered::new();
+    loop {
+        if legs.is_empty() {
+            if failures >= target.config.max_attempts {
+                break;
+            }
+            let Some(choice) = order.take(&mut candidates) else {
+                break;
+            };
+            tries = tries.saturating_add(1);
+            if let Some(race) = race.as_mut() {
+                race.started(&choice.backend, timeout);
+            }
+            legs.push(hedge::leg(
+                choice,
                 call.method,
                 call.params,
-                target.config.timeout_for(call.method),
-            )
-            .await;
+                timeout,
+                false,
+                learn,
+            ));
+        }
+        let hedge_at = race.as_ref().and_then(|r| r.hedge_at());
+        let leg = match hedge::next(&mut legs, hedge_at).await {
+            Some(Next::Done(leg)) => leg,
+            Some(Next::HedgeDue) => {
+                if let Some(race) = race.as_mut() {
+                    match order.take(&mut candidates) {
+                        Some(choice) => {
+                            tries = tries.saturating_add(1);
+                            race.hedged(&choice.backend, timeout);
+                            legs.push(hedge::leg(
+                                choice,
+                                call.method,
+                                call.params,
+                                timeout,
+                                true,
+                                learn,
+                            ));
+                        }
+                        None => race.no_other_backend(),
+                    }
+                }
+                continue;
+            }
+            None => break,
+        };
+        let Leg {
+            choice,
+            res,
+            ejected_now,
+            hedge,
+        } = leg;
         let error = match res {
             Ok(reply) if lacks_state(target, choice, call, &reply) => {
                 last.missing = Some(reply);
@@ -251,6 +312,10 @@ async fn attempt(
                 if let (Some(block), false) = (call.state_at, reply.is_error()) {
                     choice.backend.held_state(block, choice.head);
                 }
+                if let Some(race) = &race {
+                    race.answered(hedge, legs.len());
+                }
+                // Dropping `legs` cancels the sends still in flight.
                 return Ok(reply);
             }
             Err(error) => error,

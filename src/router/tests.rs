@@ -22,7 +22,7 @@ use crate::upstream::head::{BlockId, ChainCheck, HeadState};
 use crate::upstream::{http_client, Backend, Ineligible};
 
 #[derive(Clone, Copy)]
-enum Behaviour {
+pub(super) enum Behaviour {
     Answer,
     Status(u16),
     Stall,
@@ -30,14 +30,14 @@ enum Behaviour {
     MissingState,
 }
 
-struct Server {
-    url: String,
+pub(super) struct Server {
+    pub(super) url: String,
     calls: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
 impl Server {
-    async fn start(behaviour: Behaviour) -> Server {
+    pub(super) async fn start(behaviour: Behaviour) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let calls = Arc::new(AtomicU64::new(0));
@@ -59,7 +59,7 @@ impl Server {
         Server { url, calls, task }
     }
 
-    fn calls(&self) -> u64 {
+    pub(super) fn calls(&self) -> u64 {
         self.calls.load(Ordering::SeqCst)
     }
 }
@@ -100,7 +100,7 @@ fn network(extra: &str) -> (NetworkConfig, Upstreams) {
     (config, upstreams)
 }
 
-fn backend(name: &str, url: &str, eject_after: u32) -> Arc<Backend> {
+pub(super) fn backend(name: &str, url: &str, eject_after: u32) -> Arc<Backend> {
     backend_as(name, url, eject_after, Tier::Primary, None)
 }
 
@@ -150,7 +150,7 @@ pub(super) fn views_of(backends: &[Arc<Backend>]) -> Vec<BackendView> {
         .collect()
 }
 
-fn view(backends: &[Arc<Backend>]) -> NetworkView {
+pub(super) fn view(backends: &[Arc<Backend>]) -> NetworkView {
     NetworkView {
         backends: views_of(backends),
         best_head: Some(10),
@@ -160,7 +160,7 @@ fn view(backends: &[Arc<Backend>]) -> NetworkView {
 }
 
 /// Makes `first` the cheaper of the two, so P2C tries it first.
-fn order(first: &Backend, second: &Backend) {
+pub(super) fn order(first: &Backend, second: &Backend) {
     first.load.reset(Duration::from_micros(10));
     second.load.reset(Duration::from_secs(1));
 }
@@ -183,7 +183,12 @@ async fn read_state(
     state_at: Option<u64>,
     seed: u64,
 ) -> Result<Reply, RouteError> {
-    let target = Target { config, upstreams };
+    let hedging = hedge::Hedging::new(config);
+    let target = Target {
+        config,
+        upstreams,
+        hedging: &hedging,
+    };
     let call = Forward {
         method,
         params: Some(r#"["0x01"]"#),

@@ -73,6 +73,18 @@ impl PeakEwma {
         self.observe_at(rtt, self.now())
     }
 
+    /// Records that a request has taken `elapsed` so far without an answer
+    /// (it was cancelled: another backend answered a hedged read first). That
+    /// is a lower bound of its round trip, so it may raise the estimate, as
+    /// a peak, but never lowers it: a backend whose slow answers are always
+    /// cancelled would otherwise never be seen as slow.
+    pub fn observe_at_least(&self, elapsed: Duration) {
+        let now = self.now();
+        if nanos(elapsed) > self.estimate_ns_at(now) {
+            self.observe_at(elapsed, now);
+        }
+    }
+
     /// Forgets the history: the estimate becomes `neutral` as of now (a
     /// re-admitted backend's penalty from before its ejection says nothing
     /// of the node that answered the probe).
@@ -174,6 +186,15 @@ mod tests {
         assert!(decayed < Duration::from_millis(1400) && decayed > Duration::from_millis(1300));
         e.reset(Duration::from_millis(3));
         assert_eq!(e.estimate(), Duration::from_millis(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lower_bound_raises_the_estimate_but_never_lowers_it() {
+        let e = PeakEwma::new(Duration::from_millis(5));
+        e.observe_at_least(Duration::from_millis(50));
+        assert_eq!(e.estimate(), Duration::from_millis(50));
+        e.observe_at_least(Duration::from_millis(1));
+        assert_eq!(e.estimate(), Duration::from_millis(50));
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod envelope;
 mod failover;
 mod filters;
 mod heavy;
+mod hedging;
 mod hostile;
 mod lifetimes;
 mod log_hygiene;
