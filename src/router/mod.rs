@@ -17,6 +17,7 @@
 //! router only the calls that need a backend, with the params to send and
 //! the lowest head that can serve them.
 
+pub mod batch;
 pub mod select;
 mod sendtx;
 
@@ -26,6 +27,7 @@ use bytes::Bytes;
 use fastrand::Rng;
 
 use crate::config::NetworkConfig;
+use self::batch::Batcher;
 use crate::eth::quantity::quoted_quantity;
 use crate::upstream::{BackendView, NetworkView, Origin, Reply, UpstreamError, Upstreams};
 
@@ -82,12 +84,33 @@ pub async fn forward(
     forward_with(target, view, call, &mut Rng::new()).await
 }
 
+/// [`forward`] for an entry of a client batch: its first attempt goes
+/// through `batch` (see [`batch`]), when there is one.
+pub async fn forward_batched(
+    target: Target<'_>,
+    view: &NetworkView,
+    call: Forward<'_>,
+    batch: Option<&Batcher>,
+) -> Result<Reply, RouteError> {
+    forward_in(target, view, call, &mut Rng::new(), batch).await
+}
+
 /// [`forward`] with a given random source (seeded in tests).
 pub async fn forward_with(
     target: Target<'_>,
     view: &NetworkView,
     call: Forward<'_>,
     rng: &mut Rng,
+) -> Result<Reply, RouteError> {
+    forward_in(target, view, call, rng, None).await
+}
+
+async fn forward_in(
+    target: Target<'_>,
+    view: &NetworkView,
+    call: Forward<'_>,
+    rng: &mut Rng,
+    batch: Option<&Batcher>,
 ) -> Result<Reply, RouteError> {
     let served = view.served_head.ok_or(RouteError::NoBackend)?;
     let mut candidates = select::candidates(view, call.min_head);
@@ -104,7 +127,7 @@ pub async fn forward_with(
     let primaries = if candidates.is_empty() {
         Err(Unanswered::nothing(none))
     } else {
-        tier(target, candidates, &call, rng).await
+        tier(target, candidates, &call, rng, batch).await
     };
     let first = match primaries {
         Ok(reply) => return Ok(reply),
@@ -117,7 +140,8 @@ pub async fn forward_with(
         return first.into_result();
     }
     tracing::debug!(network = %target.config.name, method = call.method, "primaries failed this call; trying the fallbacks");
-    match tier(target, fallbacks, &call, rng).await {
+    // Retries go alone: only a call's first attempt is batched.
+    match tier(target, fallbacks, &call, rng, None).await {
         Ok(reply) => Ok(reply),
         Err(mut u) => {
             u.missing = u.missing.or(first.missing);
@@ -160,15 +184,22 @@ async fn tier(
     candidates: Vec<&BackendView>,
     call: &Forward<'_>,
     rng: &mut Rng,
+    batch: Option<&Batcher>,
 ) -> Result<Reply, Unanswered> {
     let (candidates, in_order) = match call.state_at {
         Some(block) => select::holding_state(candidates, block),
         None => (candidates, false),
     };
-    let order = Order { in_order, rng };
+    let mut order = Order {
+        in_order,
+        rng,
+        batch: None,
+    };
     if call.method == "eth_sendRawTransaction" {
+        // Never batched: a send goes alone, at most once per backend.
         return sendtx::send(target, candidates, call.params, order).await;
     }
+    order.batch = batch;
     let again = UpstreamError::worth_retrying;
     attempt(target, candidates, call, again, order).await
 }
@@ -177,6 +208,8 @@ async fn tier(
 struct Order<'r> {
     in_order: bool,
     rng: &'r mut Rng,
+    /// The client batch's batcher, for the first attempt only.
+    batch: Option<&'r Batcher>,
 }
 
 /// Calls one candidate after another (P2C among those not tried yet, or in
@@ -189,7 +222,7 @@ async fn attempt(
     mut candidates: Vec<&BackendView>,
     call: &Forward<'_>,
     again: fn(&UpstreamError) -> bool,
-    order: Order<'_>,
+    mut order: Order<'_>,
 ) -> Result<Reply, Unanswered> {
     let mut last = Unanswered::nothing(RouteError::NoBackend);
     let mut failures = 0;
@@ -205,14 +238,20 @@ async fn attempt(
         };
         candidates.retain(|c| !std::ptr::eq(*c, choice));
         tries = tries.saturating_add(1);
-        let (res, ejected_now) = choice
-            .backend
-            .call(
-                call.method,
-                call.params,
-                target.config.timeout_for(call.method),
-            )
-            .await;
+        let timeout = target.config.timeout_for(call.method);
+        let (res, ejected_now) = match order.batch.take() {
+            Some(batch) => {
+                batch
+                    .call(&choice.backend, call.method, call.params, timeout)
+                    .await
+            }
+            None => {
+                choice
+                    .backend
+                    .call(call.method, call.params, timeout)
+                    .await
+            }
+        };
         let error = match res {
             Ok(reply) if lacks_state(target, choice, call, &reply) => {
                 last.missing = Some(reply);

@@ -38,6 +38,7 @@ use crate::jsonrpc::{self, error_response, join_batch, Call, Entry, ErrorObject,
 use crate::metrics::Outcome;
 use crate::network::Network;
 use crate::policy::{Caller, ClientPolicy, Refusal};
+use crate::router::batch::Batcher;
 use crate::subscriptions::{is_subscription_method, Session, SubscriptionError};
 use crate::upstream::{NetworkView, Reply, ReplyKind};
 
@@ -138,7 +139,7 @@ async fn answer_calls(
             if let Err(refusal) = &admitted.verdict {
                 retry_after = refusal.retry_after();
             }
-            let (status, body, by) = ctx.answer(entry, admitted).await;
+            let (status, body, by) = ctx.answer(entry, admitted, None).await;
             if expose {
                 served.push(by);
             }
@@ -165,20 +166,34 @@ async fn answer_calls(
                 retry_after = limited.max();
             }
             // Bounded concurrency and a size budget: a batch of heavy calls cannot
-            // hold more than a few large replies at once.
+            // hold more than a few large replies at once. Entries sent upstream
+            // together (`router::batch`) come back in one reply bounded by
+            // `max_response_bytes`, so a full upstream batch may be in flight.
             let used = AtomicUsize::new(0);
             let budget = routes.limits.max_batch_response_bytes;
-            let slots = Semaphore::new(routes.limits.batch_concurrency);
-            let answers = join_all(entries.into_iter().zip(verdicts).map(
+            let batcher = Batcher::for_batch(network.config.upstream_batch_max, entries.len());
+            let concurrency = match &batcher {
+                Some(_) => routes
+                    .limits
+                    .batch_concurrency
+                    .max(network.config.upstream_batch_max),
+                None => routes.limits.batch_concurrency,
+            };
+            let slots = Semaphore::new(concurrency);
+            let batch = batcher.as_ref();
+            let entries = join_all(entries.into_iter().zip(verdicts).map(
                 |(entry, admitted)| async {
                     let _slot = slots
                         .acquire()
                         .await
                         .expect("the semaphore is never closed");
-                    ctx.batch_entry(entry, admitted, &used, budget).await
+                    ctx.batch_entry(entry, admitted, &used, budget, batch).await
                 },
-            ))
-            .await;
+            ));
+            let answers = match batch {
+                Some(batcher) => batcher.drive(entries).await,
+                None => entries.await,
+            };
             let mut parts = Vec::with_capacity(answers.len());
             for (answer, by) in answers {
                 parts.extend(answer);
@@ -335,6 +350,7 @@ impl Ctx<'_> {
         admitted: Admitted,
         used: &AtomicUsize,
         budget: usize,
+        batch: Option<&Batcher>,
     ) -> (Option<Bytes>, ServedBy) {
         if used.load(Ordering::Relaxed) > budget {
             let object = rescue::batch_over_budget(budget);
@@ -347,18 +363,20 @@ impl Ctx<'_> {
             let answer = id.map(|id| error_response(id, &object));
             return (answer, ServedBy::default());
         }
-        let (_, answer, by) = self.answer(entry, admitted).await;
+        let (_, answer, by) = self.answer(entry, admitted, batch).await;
         if let Some(a) = &answer {
             used.fetch_add(a.len(), Ordering::Relaxed);
         }
         (answer, by)
     }
 
-    /// One entry: `None` for a notification.
+    /// One entry: `None` for a notification; `batch` collects the first
+    /// attempts of a client batch's entries (`router::batch`).
     async fn answer(
         &self,
         entry: Entry<'_>,
         admitted: Admitted,
+        batch: Option<&Batcher>,
     ) -> (StatusCode, Option<Bytes>, ServedBy) {
         let call = match entry {
             Ok(call) => call,
@@ -408,6 +426,7 @@ impl Ctx<'_> {
                 method,
                 self.max_logs_blocks,
                 &self.bucket,
+                batch,
             ),
         )
         .await;

@@ -23,6 +23,8 @@ use super::tls::{self, Connector, UpstreamStream};
 use crate::config::{Tier, UpstreamConfig};
 use crate::metrics::UpstreamSeries;
 
+pub mod batch;
+
 pub type HttpClient = Client<Connector, Full<Bytes>>;
 
 /// A client with keep-alive pooling, shared by all plain-HTTP backends of a

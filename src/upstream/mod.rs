@@ -16,6 +16,7 @@ pub mod view;
 pub use client::{
     http_client, ws_request, Backend, HttpClient, Origin, Reply, ReplyKind, UpstreamError,
 };
+pub use client::batch::{BatchCall, BatchFailure, BatchReplies};
 pub use tls::UpstreamStream;
 pub use upstreams::Upstreams;
 pub use view::{BackendView, Ineligible, NetworkView};
