@@ -54,13 +54,23 @@ async fn assert_answers_right(answers: &Value, hashes: &[String], replica: &str)
     }
 }
 
-/// Backends named `ub<i>` (metric series no other test writes), each behind
-/// its tap, with newHeads straight from the replica.
-fn ups(fleet: &Fleet, taps: &[Tap]) -> Vec<Up> {
+/// Backends named `<prefix><i>` (metric series no other test writes: the
+/// registry is the process's), each behind its tap, with newHeads straight
+/// from the replica.
+fn ups(fleet: &Fleet, taps: &[Tap], prefix: &str) -> Vec<Up> {
     taps.iter()
         .enumerate()
-        .map(|(i, t)| up(&format!("ub{i}"), t.url(), Some(fleet.ws_url(i))))
+        .map(|(i, t)| up(&format!("{prefix}{i}"), t.url(), Some(fleet.ws_url(i))))
         .collect()
+}
+
+/// Network keys of every test here: none, or `upstream_batch_max: N` from
+/// `RPCGATE_TEST_UPSTREAM_BATCH_MAX` (1 switches batching off, to see the
+/// tests fail without it).
+fn extra() -> String {
+    std::env::var("RPCGATE_TEST_UPSTREAM_BATCH_MAX")
+        .map(|n| format!("upstream_batch_max: {n}"))
+        .unwrap_or_default()
 }
 
 async fn taps(fleet: &Fleet) -> Vec<Tap> {
@@ -97,7 +107,7 @@ async fn a_batch_of_ten_reads_reaches_one_backend_as_one_request() {
     let fleet = fleet(1).await;
     let hashes = ten_blocks(&fleet).await;
     let taps = taps(&fleet).await;
-    let gw = start_gateway(&yaml(fleet.chain_id(), &ups(&fleet, &taps), "")).await;
+    let gw = start_gateway(&yaml(fleet.chain_id(), &ups(&fleet, &taps, "one"), &extra())).await;
     wait_synced(&gw, 1, 10).await;
     taps[0].reset();
 
@@ -116,7 +126,7 @@ async fn a_batch_of_ten_reads_reaches_one_backend_as_one_request() {
     );
     assert_eq!(taps[0].count("eth_getBlockByHash"), 10);
     assert_eq!(taps[0].batches(), 1);
-    let series = "{backend=\"ub0\",network=\"dev\"}";
+    let series = "{backend=\"one0\",network=\"dev\"}";
     let count = format!("rpcgate_upstream_batch_calls_count{series}");
     let sum = format!("rpcgate_upstream_batch_calls_sum{series}");
     assert_eq!(metric(&gw.admin, &count).await, 1.0);
@@ -128,7 +138,7 @@ async fn with_three_backends_each_chosen_backend_gets_one_request() {
     let fleet = fleet(3).await;
     let hashes = ten_blocks(&fleet).await;
     let taps = taps(&fleet).await;
-    let gw = start_gateway(&yaml(fleet.chain_id(), &ups(&fleet, &taps), "")).await;
+    let gw = start_gateway(&yaml(fleet.chain_id(), &ups(&fleet, &taps, "three"), &extra())).await;
     wait_synced(&gw, 3, 10).await;
     for t in &taps {
         t.reset();
@@ -155,15 +165,15 @@ async fn with_three_backends_each_chosen_backend_gets_one_request() {
 
 #[tokio::test]
 async fn a_failing_entry_inside_the_batch_is_retried_alone() {
-    // ub0 serves; ub1 is a fallback, asked only when every attempt at a
+    // fail0 serves; fail1 is a fallback, asked only when every attempt at a
     // primary failed: where a retry goes is then known.
     let fleet = fleet(2).await;
     let hashes = ten_blocks(&fleet).await;
     let taps = taps(&fleet).await;
-    let mut ups = ups(&fleet, &taps);
-    ups[1] = up("ub1", taps[1].url(), Some(fleet.ws_url(1))).with("tier: fallback");
-    let gw = start_gateway(&yaml(fleet.chain_id(), &ups, "")).await;
-    wait_view(&gw, "ub0 serving at 10, the fallback probed", |v| {
+    let mut ups = ups(&fleet, &taps, "fail");
+    ups[1] = up("fail1", taps[1].url(), Some(fleet.ws_url(1))).with("tier: fallback");
+    let gw = start_gateway(&yaml(fleet.chain_id(), &ups, &extra())).await;
+    wait_view(&gw, "the primary serving at 10, the fallback probed", |v| {
         v.served_head == Some(10)
             && v.backends[0].eligible()
             && v.backends[1].state.latest.is_some()
@@ -172,7 +182,7 @@ async fn a_failing_entry_inside_the_batch_is_retried_alone() {
     for t in &taps {
         t.reset();
     }
-    // The fourth block's read fails at ub0 (a -32005 in its place in the
+    // The fourth block's read fails at the primary (a -32005 in its place in the
     // batch); the other nine are answered.
     taps[0].fail_calls(Some(CallMatch {
         method: "eth_getBlockByHash".into(),
@@ -182,7 +192,7 @@ async fn a_failing_entry_inside_the_batch_is_retried_alone() {
     let answers = post_json(&gw.url, &batch_of(&hashes)).await;
     assert_answers_right(&answers, &hashes, &fleet.http_url(0)).await;
     let seen = |t: &Tap| (t.requests_of("eth_getBlockByHash"), t.count("eth_getBlockByHash"));
-    eprintln!("ub0 (requests, calls): {:?}, ub1: {:?}", seen(&taps[0]), seen(&taps[1]));
+    eprintln!("primary (requests, calls): {:?}, fallback: {:?}", seen(&taps[0]), seen(&taps[1]));
     assert_eq!(seen(&taps[0]), (1, 10), "the batch went once, the failed read not again");
     assert_eq!(seen(&taps[1]), (1, 1), "the failed read alone, at the other backend");
     assert_eq!(taps[1].batches(), 0);
@@ -193,7 +203,7 @@ async fn answers_map_back_by_the_gateways_ids_when_the_node_reorders_them() {
     let fleet = fleet(1).await;
     let hashes = ten_blocks(&fleet).await;
     let taps = taps(&fleet).await;
-    let gw = start_gateway(&yaml(fleet.chain_id(), &ups(&fleet, &taps), "")).await;
+    let gw = start_gateway(&yaml(fleet.chain_id(), &ups(&fleet, &taps, "order"), &extra())).await;
     wait_synced(&gw, 1, 10).await;
     taps[0].reset();
     taps[0].reverse_batches(true);
@@ -212,7 +222,7 @@ async fn a_backend_that_refuses_the_batch_gets_the_calls_one_by_one() {
     let fleet = fleet(1).await;
     let hashes = ten_blocks(&fleet).await;
     let taps = taps(&fleet).await;
-    let gw = start_gateway(&yaml(fleet.chain_id(), &ups(&fleet, &taps), "")).await;
+    let gw = start_gateway(&yaml(fleet.chain_id(), &ups(&fleet, &taps, "refuse"), &extra())).await;
     wait_synced(&gw, 1, 10).await;
     taps[0].reset();
     taps[0].refuse_batches(true);
@@ -222,7 +232,7 @@ async fn a_backend_that_refuses_the_batch_gets_the_calls_one_by_one() {
     // The refused batch, then each call alone.
     assert_eq!(taps[0].batches(), 1);
     assert_eq!(taps[0].requests_of("eth_getBlockByHash"), 11);
-    let series = "{backend=\"ub0\",network=\"dev\"}";
+    let series = "{backend=\"refuse0\",network=\"dev\"}";
     let refused = format!("rpcgate_upstream_batches_refused_total{series}");
     assert_eq!(metric(&gw.admin, &refused).await, 1.0);
 }
@@ -232,7 +242,7 @@ async fn sends_inside_a_client_batch_go_alone() {
     let fleet = fleet(1).await;
     let hashes = ten_blocks(&fleet).await;
     let taps = taps(&fleet).await;
-    let gw = start_gateway(&yaml(fleet.chain_id(), &ups(&fleet, &taps), "")).await;
+    let gw = start_gateway(&yaml(fleet.chain_id(), &ups(&fleet, &taps, "send"), &extra())).await;
     wait_synced(&gw, 1, 10).await;
     taps[0].reset();
     let mut batch = batch_of(&hashes[..8]);
