@@ -72,8 +72,11 @@ impl CallMatch {
     fn matches(&self, call: &Value) -> bool {
         call.get("method").and_then(Value::as_str) == Some(self.method.as_str())
             && self.params_containing.as_ref().is_none_or(|piece| {
-                call.get("params")
-                    .is_some_and(|p| p.to_string().to_ascii_lowercase().contains(&piece.to_ascii_lowercase()))
+                call.get("params").is_some_and(|p| {
+                    p.to_string()
+                        .to_ascii_lowercase()
+                        .contains(&piece.to_ascii_lowercase())
+                })
             })
     }
 }
@@ -379,7 +382,12 @@ impl Shared {
             Value::Array(calls) => calls,
             call => {
                 let fails = failing.is_some_and(|m| m.matches(&call));
-                return fails.then(|| plain(StatusCode::SERVICE_UNAVAILABLE, "tap: injected call failure"));
+                return fails.then(|| {
+                    plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "tap: injected call failure",
+                    )
+                });
             }
         };
         let (failed, passed): (Vec<Value>, Vec<Value>) = calls

@@ -211,7 +211,13 @@ mod tests {
             state_history: None,
             tls: None,
         };
-        Backend::new("batch-test", &cfg, crate::upstream::http_client(), 1 << 20, 3)
+        Backend::new(
+            "batch-test",
+            &cfg,
+            crate::upstream::http_client(),
+            1 << 20,
+            3,
+        )
     }
 
     fn queue(b: &Batcher, backend: &Arc<Backend>) -> oneshot::Receiver<Sent> {

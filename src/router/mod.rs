@@ -26,8 +26,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fastrand::Rng;
 
-use crate::config::NetworkConfig;
 use self::batch::Batcher;
+use crate::config::NetworkConfig;
 use crate::eth::quantity::quoted_quantity;
 use crate::upstream::{BackendView, NetworkView, Origin, Reply, UpstreamError, Upstreams};
 
@@ -245,12 +245,7 @@ async fn attempt(
                     .call(&choice.backend, call.method, call.params, timeout)
                     .await
             }
-            None => {
-                choice
-                    .backend
-                    .call(call.method, call.params, timeout)
-                    .await
-            }
+            None => choice.backend.call(call.method, call.params, timeout).await,
         };
         let error = match res {
             Ok(reply) if lacks_state(target, choice, call, &reply) => {

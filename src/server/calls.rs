@@ -5,7 +5,9 @@
 //! Each entry is admitted by the client policy (a batch in order, before any
 //! is routed, so it costs the sum of its entries), then answered through the
 //! [`pipeline`] (pinning, cache, router), and the answers are assembled from
-//! raw parts with the caller's id byte for byte. `eth_subscribe` and `eth_unsubscribe` are answered by the
+//! raw parts with the caller's id byte for byte. The entries of a batch
+//! that go to a backend are sent to it together, one request per backend
+//! chosen (`router::batch`; `upstream_batch_max` a request at most). `eth_subscribe` and `eth_unsubscribe` are answered by the
 //! connection's subscription [`Session`] when there is one (WebSocket), and
 //! refused with a clear error when there is none (HTTP).
 //!

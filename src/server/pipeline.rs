@@ -120,7 +120,8 @@ pub(super) async fn run(
     };
     let target = network.target();
     let Some(cache) = network.cache.as_deref() else {
-        let reply = router::forward_batched(target, view, forward(pinned.params.as_deref()), batch).await?;
+        let reply =
+            router::forward_batched(target, view, forward(pinned.params.as_deref()), batch).await?;
         return Ok(Routed {
             reply,
             cache: CacheUse::Pass,

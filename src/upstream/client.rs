@@ -23,7 +23,7 @@ use super::tls::{self, Connector, UpstreamStream};
 use crate::config::{Tier, UpstreamConfig};
 use crate::metrics::UpstreamSeries;
 
-pub mod batch;
+pub(super) mod batch;
 
 pub type HttpClient = Client<Connector, Full<Bytes>>;
 

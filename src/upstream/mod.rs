@@ -13,10 +13,10 @@ mod tls;
 mod upstreams;
 pub mod view;
 
+pub use client::batch::{BatchCall, BatchFailure, BatchReplies};
 pub use client::{
     http_client, ws_request, Backend, HttpClient, Origin, Reply, ReplyKind, UpstreamError,
 };
-pub use client::batch::{BatchCall, BatchFailure, BatchReplies};
 pub use tls::UpstreamStream;
 pub use upstreams::Upstreams;
 pub use view::{BackendView, Ineligible, NetworkView};

@@ -107,7 +107,12 @@ async fn a_batch_of_ten_reads_reaches_one_backend_as_one_request() {
     let fleet = fleet(1).await;
     let hashes = ten_blocks(&fleet).await;
     let taps = taps(&fleet).await;
-    let gw = start_gateway(&yaml(fleet.chain_id(), &ups(&fleet, &taps, "one"), &extra())).await;
+    let gw = start_gateway(&yaml(
+        fleet.chain_id(),
+        &ups(&fleet, &taps, "one"),
+        &extra(),
+    ))
+    .await;
     wait_synced(&gw, 1, 10).await;
     taps[0].reset();
 
@@ -138,7 +143,12 @@ async fn with_three_backends_each_chosen_backend_gets_one_request() {
     let fleet = fleet(3).await;
     let hashes = ten_blocks(&fleet).await;
     let taps = taps(&fleet).await;
-    let gw = start_gateway(&yaml(fleet.chain_id(), &ups(&fleet, &taps, "three"), &extra())).await;
+    let gw = start_gateway(&yaml(
+        fleet.chain_id(),
+        &ups(&fleet, &taps, "three"),
+        &extra(),
+    ))
+    .await;
     wait_synced(&gw, 3, 10).await;
     for t in &taps {
         t.reset();
@@ -150,10 +160,7 @@ async fn with_three_backends_each_chosen_backend_gets_one_request() {
         .iter()
         .map(|t| t.requests_of("eth_getBlockByHash"))
         .collect();
-    let calls: Vec<u64> = taps
-        .iter()
-        .map(|t| t.count("eth_getBlockByHash"))
-        .collect();
+    let calls: Vec<u64> = taps.iter().map(|t| t.count("eth_getBlockByHash")).collect();
     eprintln!("requests per backend: {requests:?}, calls per backend: {calls:?}");
     assert_eq!(calls.iter().sum::<u64>(), 10, "{calls:?}");
     let chosen = calls.iter().filter(|&&c| c > 0).count() as u64;
@@ -191,10 +198,27 @@ async fn a_failing_entry_inside_the_batch_is_retried_alone() {
 
     let answers = post_json(&gw.url, &batch_of(&hashes)).await;
     assert_answers_right(&answers, &hashes, &fleet.http_url(0)).await;
-    let seen = |t: &Tap| (t.requests_of("eth_getBlockByHash"), t.count("eth_getBlockByHash"));
-    eprintln!("primary (requests, calls): {:?}, fallback: {:?}", seen(&taps[0]), seen(&taps[1]));
-    assert_eq!(seen(&taps[0]), (1, 10), "the batch went once, the failed read not again");
-    assert_eq!(seen(&taps[1]), (1, 1), "the failed read alone, at the other backend");
+    let seen = |t: &Tap| {
+        (
+            t.requests_of("eth_getBlockByHash"),
+            t.count("eth_getBlockByHash"),
+        )
+    };
+    eprintln!(
+        "primary (requests, calls): {:?}, fallback: {:?}",
+        seen(&taps[0]),
+        seen(&taps[1])
+    );
+    assert_eq!(
+        seen(&taps[0]),
+        (1, 10),
+        "the batch went once, the failed read not again"
+    );
+    assert_eq!(
+        seen(&taps[1]),
+        (1, 1),
+        "the failed read alone, at the other backend"
+    );
     assert_eq!(taps[1].batches(), 0);
 }
 
@@ -203,7 +227,12 @@ async fn answers_map_back_by_the_gateways_ids_when_the_node_reorders_them() {
     let fleet = fleet(1).await;
     let hashes = ten_blocks(&fleet).await;
     let taps = taps(&fleet).await;
-    let gw = start_gateway(&yaml(fleet.chain_id(), &ups(&fleet, &taps, "order"), &extra())).await;
+    let gw = start_gateway(&yaml(
+        fleet.chain_id(),
+        &ups(&fleet, &taps, "order"),
+        &extra(),
+    ))
+    .await;
     wait_synced(&gw, 1, 10).await;
     taps[0].reset();
     taps[0].reverse_batches(true);
@@ -212,7 +241,12 @@ async fn answers_map_back_by_the_gateways_ids_when_the_node_reorders_them() {
     assert_eq!(taps[0].batches(), 1, "the reads went as one batch");
     assert_answers_right(&answers, &hashes, &fleet.http_url(0)).await;
     // And in the client's own order, as it sent them.
-    let ids: Vec<&Value> = answers.as_array().unwrap().iter().map(|a| &a["id"]).collect();
+    let ids: Vec<&Value> = answers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["id"])
+        .collect();
     let sent: Vec<Value> = (0..10).map(|i| json!(format!("c{i}"))).collect();
     assert_eq!(ids, sent.iter().collect::<Vec<_>>());
 }
@@ -222,7 +256,12 @@ async fn a_backend_that_refuses_the_batch_gets_the_calls_one_by_one() {
     let fleet = fleet(1).await;
     let hashes = ten_blocks(&fleet).await;
     let taps = taps(&fleet).await;
-    let gw = start_gateway(&yaml(fleet.chain_id(), &ups(&fleet, &taps, "refuse"), &extra())).await;
+    let gw = start_gateway(&yaml(
+        fleet.chain_id(),
+        &ups(&fleet, &taps, "refuse"),
+        &extra(),
+    ))
+    .await;
     wait_synced(&gw, 1, 10).await;
     taps[0].reset();
     taps[0].refuse_batches(true);
@@ -242,7 +281,12 @@ async fn sends_inside_a_client_batch_go_alone() {
     let fleet = fleet(1).await;
     let hashes = ten_blocks(&fleet).await;
     let taps = taps(&fleet).await;
-    let gw = start_gateway(&yaml(fleet.chain_id(), &ups(&fleet, &taps, "send"), &extra())).await;
+    let gw = start_gateway(&yaml(
+        fleet.chain_id(),
+        &ups(&fleet, &taps, "send"),
+        &extra(),
+    ))
+    .await;
     wait_synced(&gw, 1, 10).await;
     taps[0].reset();
     let mut batch = batch_of(&hashes[..8]);
@@ -257,7 +301,12 @@ async fn sends_inside_a_client_batch_go_alone() {
     }
 
     let answers = post_json(&gw.url, &batch).await;
-    assert_answers_right(&Value::Array(answers.as_array().unwrap()[..8].to_vec()), &hashes[..8], &fleet.http_url(0)).await;
+    assert_answers_right(
+        &Value::Array(answers.as_array().unwrap()[..8].to_vec()),
+        &hashes[..8],
+        &fleet.http_url(0),
+    )
+    .await;
     for (i, hash) in sent.iter().enumerate() {
         let answer = &answers[8 + i];
         assert_eq!(answer["id"], format!("s{i}").as_str());
