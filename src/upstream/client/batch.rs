@@ -197,6 +197,14 @@ fn split_answers(body: &Bytes, n: usize) -> Option<BatchReplies> {
 }
 
 #[cfg(test)]
+impl Reply {
+    /// A backend's reply parsed from `body` (for other modules' unit tests).
+    pub fn from_body_for_tests(body: Bytes) -> Reply {
+        Reply::from_body(body).expect("a JSON-RPC reply")
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -229,13 +237,5 @@ mod tests {
         let whole = Bytes::from_static(br#"{"id":null,"error":{"code":-32600,"message":"batch"}}"#);
         assert!(split_answers(&whole, 3).is_none());
         assert!(split_answers(&Bytes::from_static(b"<html>"), 3).is_none());
-    }
-}
-
-#[cfg(test)]
-impl Reply {
-    /// A backend's reply parsed from `body` (for other modules' unit tests).
-    pub fn from_body_for_tests(body: Bytes) -> Reply {
-        Reply::from_body(body).expect("a JSON-RPC reply")
     }
 }
