@@ -251,6 +251,8 @@ pub struct Metrics {
     pub upstream_requests: IntCounterVec,
     /// `rpcgate_upstream_request_duration_seconds{network,backend}`.
     pub upstream_duration: HistogramVec,
+    /// Client batch entries sent to a backend together (`router::batch`).
+    pub upstream_batches: UpstreamBatchMetrics,
     /// How many live backends hold each (network, backend) series: a reload
     /// can build a backend's successor before the old one is dropped.
     upstream_holders: Mutex<HashMap<[String; 2], usize>>,
@@ -282,6 +284,47 @@ pub struct Metrics {
     /// and how they ended: `routed` (answered by the route's upstreams),
     /// `fallback` (by the network's own backends), `failed`.
     pub routed_calls: IntCounterVec,
+}
+
+/// The series of upstream batches: entries of one client batch sent to one
+/// backend as one JSON array (`router::batch`).
+pub struct UpstreamBatchMetrics {
+    /// `rpcgate_upstream_batch_calls{network,backend}`: calls per batch
+    /// request (its `_count` is the batch requests, its `_sum` the calls in them).
+    pub calls: HistogramVec,
+    /// `rpcgate_upstream_batches_refused_total{network,backend}`: batches the
+    /// backend answered with something other than an array (an error for the
+    /// whole batch, 413, no batch support): their calls were sent one by one.
+    pub refused: IntCounterVec,
+}
+
+impl UpstreamBatchMetrics {
+    fn new(registry: &Registry) -> UpstreamBatchMetrics {
+        let calls = HistogramVec::new(
+            HistogramOpts::new(
+                "rpcgate_upstream_batch_calls",
+                "Calls in one batch request to a backend (entries of one client batch).",
+            )
+            .buckets(vec![2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0]),
+            &["network", "backend"],
+        )
+        .expect("a valid metric");
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "rpcgate_upstream_batches_refused_total",
+                "Batch requests a backend answered with something other than an array; their calls went one by one.",
+            ),
+            &["network", "backend"],
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(calls.clone()))
+            .expect("unique metric names");
+        registry
+            .register(Box::new(refused.clone()))
+            .expect("unique metric names");
+        UpstreamBatchMetrics { calls, refused }
+    }
 }
 
 /// The series of `server::compression`. Labels are coding tokens (`gzip`,
@@ -602,6 +645,7 @@ impl Metrics {
         let filters = FilterMetrics::new(&registry);
         let read_your_writes = ReadYourWritesMetrics::new(&registry);
         let hedges = HedgeMetrics::new(&registry);
+        let upstream_batches = UpstreamBatchMetrics::new(&registry);
         let (tls_handshake_failures, tls_reloads) = tls_metrics(&registry);
         let routed_calls = routed_calls_metric(&registry);
         Metrics {
@@ -618,6 +662,7 @@ impl Metrics {
             http_responses,
             upstream_requests,
             upstream_duration,
+            upstream_batches,
             upstream_holders: Mutex::default(),
             ws_connections,
             ws_subscriptions,
@@ -693,6 +738,14 @@ impl Metrics {
             duration: self
                 .upstream_duration
                 .with_label_values(&[network, backend]),
+            batch_calls: self
+                .upstream_batches
+                .calls
+                .with_label_values(&[network, backend]),
+            batch_refused: self
+                .upstream_batches
+                .refused
+                .with_label_values(&[network, backend]),
         }
     }
 }
@@ -705,6 +758,10 @@ pub struct UpstreamSeries {
     pub ok: IntCounter,
     pub rpc_error: IntCounter,
     pub duration: Histogram,
+    /// Calls per batch request (`rpcgate_upstream_batch_calls`).
+    pub batch_calls: Histogram,
+    /// Batches answered with a non-array (`rpcgate_upstream_batches_refused_total`).
+    pub batch_refused: IntCounter,
 }
 
 impl UpstreamSeries {
@@ -738,6 +795,14 @@ impl Drop for UpstreamSeries {
                 .remove_label_values(&[network.as_str(), backend, outcome]);
         }
         let _ = m.upstream_duration.remove_label_values(&[network, backend]);
+        let _ = m
+            .upstream_batches
+            .calls
+            .remove_label_values(&[network, backend]);
+        let _ = m
+            .upstream_batches
+            .refused
+            .remove_label_values(&[network, backend]);
     }
 }
 

@@ -52,5 +52,5 @@ pub use error::FleetError;
 pub use lockstep::{ChainTip, Checkpoint, Fleet, FleetOptions, DEV_ACCOUNT};
 pub use redis::RedisServer;
 pub use rpc::RpcClient;
-pub use tap::{Fault, Tap};
+pub use tap::{CallMatch, Fault, Tap};
 pub use tls::{Leaf, TestCa, TlsTerminator};

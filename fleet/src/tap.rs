@@ -14,6 +14,12 @@
 //! a state read (`eth_getBalance`, `eth_call`, ...) whose block number is more than
 //! that many blocks below the node's head (asked of the node for each such call) is
 //! answered `missing trie node` without forwarding. anvil itself keeps all state.
+//!
+//! For batches (a JSON array of calls, one HTTP request): [`Tap::batches`] counts the
+//! requests that were arrays and [`Tap::requests_of`] the requests carrying a method;
+//! [`Tap::fail_calls`] fails single calls inside a batch (answered with a -32005 error
+//! in their place, the rest forwarded), [`Tap::reverse_batches`] writes a batch's
+//! answers in reverse order, as a node may, and [`Tap::refuse_batches`] answers 413.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -54,6 +60,27 @@ pub enum Fault {
     DropConnection,
 }
 
+/// Which calls [`Tap::fail_calls`] fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallMatch {
+    pub method: String,
+    /// A piece of the params' JSON text (an address, say); `None`: any params.
+    pub params_containing: Option<String>,
+}
+
+impl CallMatch {
+    fn matches(&self, call: &Value) -> bool {
+        call.get("method").and_then(Value::as_str) == Some(self.method.as_str())
+            && self.params_containing.as_ref().is_none_or(|piece| {
+                call.get("params").is_some_and(|p| {
+                    p.to_string()
+                        .to_ascii_lowercase()
+                        .contains(&piece.to_ascii_lowercase())
+                })
+            })
+    }
+}
+
 /// A counting relay on 127.0.0.1 in front of one node. Stops serving when dropped.
 pub struct Tap {
     addr: SocketAddr,
@@ -67,6 +94,16 @@ struct Shared {
     counts: Mutex<HashMap<String, u64>>,
     total: AtomicU64,
     requests: AtomicU64,
+    /// HTTP requests whose body was a JSON array.
+    batches: AtomicU64,
+    /// HTTP requests carrying at least one call of each method.
+    requests_by_method: Mutex<HashMap<String, u64>>,
+    /// Calls that fail alone (see [`Tap::fail_calls`]).
+    failing: Mutex<Option<CallMatch>>,
+    /// Whether a batch's answers are written in reverse order.
+    reverse: std::sync::atomic::AtomicBool,
+    /// Whether a batch is answered 413, as by a node that takes none.
+    refuse_batches: std::sync::atomic::AtomicBool,
     fault: Mutex<Fault>,
     /// When set, the fault applies only to bodies that call this method
     /// (the head tracker's probes of other methods pass).
@@ -100,6 +137,11 @@ impl Tap {
             counts: Mutex::new(HashMap::new()),
             total: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            requests_by_method: Mutex::new(HashMap::new()),
+            failing: Mutex::new(None),
+            reverse: std::sync::atomic::AtomicBool::new(false),
+            refuse_batches: std::sync::atomic::AtomicBool::new(false),
             fault: Mutex::new(Fault::None),
             only: Mutex::new(None),
             state_history: Mutex::new(None),
@@ -133,10 +175,47 @@ impl Tap {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
+    /// HTTP requests whose body was a batch (a JSON array), since start or reset.
+    pub fn batches(&self) -> u64 {
+        self.shared.batches.load(Ordering::SeqCst)
+    }
+
+    /// HTTP requests that carried at least one call of `method` (a batch of ten
+    /// `eth_getBalance` counts once), since start or reset.
+    pub fn requests_of(&self, method: &str) -> u64 {
+        self.shared
+            .requests_by_method
+            .lock()
+            .get(method)
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub fn reset(&self) {
         self.shared.counts.lock().clear();
+        self.shared.requests_by_method.lock().clear();
         self.shared.total.store(0, Ordering::SeqCst);
         self.shared.requests.store(0, Ordering::SeqCst);
+        self.shared.batches.store(0, Ordering::SeqCst);
+    }
+
+    /// Fails the calls of `method` whose params contain `params_containing` (every
+    /// call of it when `None`), one call at a time: inside a batch such a call is
+    /// answered with a -32005 error in its place and the others are forwarded; alone,
+    /// it gets HTTP 503. `None` ends it.
+    pub fn fail_calls(&self, matching: Option<CallMatch>) {
+        *self.shared.failing.lock() = matching;
+    }
+
+    /// Writes the answers of every batch in reverse order (ids untouched).
+    pub fn reverse_batches(&self, on: bool) {
+        self.shared.reverse.store(on, Ordering::SeqCst);
+    }
+
+    /// Answers every batch with HTTP 413 and forwards nothing of it, as a node or
+    /// provider that takes no batches (or none that large) does.
+    pub fn refuse_batches(&self, on: bool) {
+        self.shared.refuse_batches.store(on, Ordering::SeqCst);
     }
 
     pub fn set_fault(&self, fault: Fault) {
@@ -230,6 +309,16 @@ async fn relay(
         Fault::Delay(delay) => tokio::time::sleep(delay).await,
         Fault::DropConnection => return Err("tap: injected connection drop".into()),
     }
+    if shared.refuse_batches.load(Ordering::SeqCst) && body.trim_ascii_start().starts_with(b"[") {
+        return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "tap: batches refused"));
+    }
+    let failing = shared.failing.lock().clone();
+    let reverse = shared.reverse.load(Ordering::SeqCst);
+    if failing.is_some() || reverse {
+        if let Some(answer) = shared.shaped(&body, failing.as_ref(), reverse).await {
+            return Ok(answer);
+        }
+    }
     let history = *shared.state_history.lock();
     if let Some(kept) = history {
         if let Some(answer) = shared.pruned_answer(&body, kept).await {
@@ -262,12 +351,86 @@ async fn relay(
 impl Shared {
     fn record(&self, body: &[u8]) {
         self.requests.fetch_add(1, Ordering::SeqCst);
+        if body.trim_ascii_start().starts_with(b"[") {
+            self.batches.fetch_add(1, Ordering::SeqCst);
+        }
         let methods = methods_of(body);
         self.total.fetch_add(methods.len() as u64, Ordering::SeqCst);
+        let mut carried: Vec<&String> = methods.iter().collect();
+        carried.sort();
+        carried.dedup();
+        let mut by_request = self.requests_by_method.lock();
+        for method in carried {
+            *by_request.entry(method.clone()).or_insert(0) += 1;
+        }
+        drop(by_request);
         let mut counts = self.counts.lock();
         for method in methods {
             *counts.entry(method).or_insert(0) += 1;
         }
+    }
+
+    /// The answer when calls fail alone or batch answers are reversed; `None` to
+    /// relay the body as usual.
+    async fn shaped(
+        &self,
+        body: &Bytes,
+        failing: Option<&CallMatch>,
+        reverse: bool,
+    ) -> Option<Response<Full<Bytes>>> {
+        let calls = match serde_json::from_slice::<Value>(body).ok()? {
+            Value::Array(calls) => calls,
+            call => {
+                let fails = failing.is_some_and(|m| m.matches(&call));
+                return fails.then(|| {
+                    plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "tap: injected call failure",
+                    )
+                });
+            }
+        };
+        let (failed, passed): (Vec<Value>, Vec<Value>) = calls
+            .into_iter()
+            .partition(|call| failing.is_some_and(|m| m.matches(call)));
+        let mut answers: Vec<Value> = failed
+            .iter()
+            .map(|call| {
+                serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "id": call.get("id").cloned().unwrap_or(Value::Null),
+                    "error": {"code": -32005, "message": "tap: injected failure of this call"},
+                })
+            })
+            .collect();
+        if !passed.is_empty() {
+            let forwarded = Request::post(self.target.clone())
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(Value::Array(passed).to_string())))
+                .ok()?;
+            let response = self.client.request(forwarded).await.ok()?;
+            let bytes = Limited::new(response.into_body(), MAX_BODY_BYTES)
+                .collect()
+                .await
+                .ok()?
+                .to_bytes();
+            match serde_json::from_slice::<Value>(&bytes).ok()? {
+                Value::Array(mut node) => {
+                    node.append(&mut answers);
+                    answers = node;
+                }
+                _ => return None,
+            }
+        }
+        if reverse {
+            answers.reverse();
+        }
+        let mut response = Response::new(Full::new(Bytes::from(Value::Array(answers).to_string())));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        Some(response)
     }
 }
 

@@ -279,6 +279,9 @@ pub struct NetworkConfig {
     /// `eth_getLogs` over more blocks is refused before any backend is
     /// asked (a client's own `max_logs_block_range` wins over this).
     pub max_logs_block_range: u64,
+    /// Entries of one client batch that go to the same backend are sent
+    /// together, at most this many per upstream request (0 or 1: each alone).
+    pub upstream_batch_max: usize,
     /// Time limits of one attempt for the methods they match (an exact name
     /// or a `prefix*` glob; the first match wins), else `request_timeout`.
     pub method_timeouts: Vec<(String, Duration)>,

@@ -163,6 +163,7 @@ pub(super) struct RawNetwork {
     pub eject_after_failures: Option<u64>,
     pub max_response_bytes: Option<u64>,
     pub max_logs_block_range: Option<u64>,
+    pub upstream_batch_max: Option<u64>,
     pub method_timeouts: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub head: RawHead,

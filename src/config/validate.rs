@@ -35,6 +35,8 @@ pub(super) const DEFAULT_EJECT_AFTER_FAILURES: u64 = 3;
 pub(super) const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 pub(super) const DEFAULT_MAX_LOGS_BLOCK_RANGE: u64 = 10_000;
 pub(super) const DEFAULT_MAX_PARAMS_DEPTH: u64 = 64;
+/// Calls of one client batch sent to one backend in one request, at most.
+pub(super) const DEFAULT_UPSTREAM_BATCH_MAX: u64 = 10;
 /// Tracing and debugging calls replay blocks: they need far longer than reads.
 pub(super) const DEFAULT_METHOD_TIMEOUTS: [(&str, Duration); 2] = [
     ("debug_*", Duration::from_secs(120)),
@@ -387,6 +389,13 @@ fn network(name: &str, raw: RawNetwork, only_one: bool) -> Result<NetworkConfig,
             1,
             u64::MAX,
         )? as u64,
+        upstream_batch_max: in_range(
+            &at("upstream_batch_max"),
+            raw.upstream_batch_max,
+            DEFAULT_UPSTREAM_BATCH_MAX,
+            0,
+            1000,
+        )?,
         method_timeouts: method_timeouts(&at("method_timeouts"), raw.method_timeouts)?,
         head: head(&at("head"), raw.head)?,
         cache: cache(&at("cache"), raw.cache)?,
@@ -1041,6 +1050,11 @@ networks:
         assert_eq!(
             err_path(&with("    max_logs_block_range: 0\n")),
             "networks.mainnet.max_logs_block_range"
+        );
+        assert_eq!(n.upstream_batch_max, 10);
+        assert_eq!(
+            err_path(&with("    upstream_batch_max: 1001\n")),
+            "networks.mainnet.upstream_batch_max"
         );
         assert_eq!(
             err_path(&format!("{GOOD}server:\n  max_params_depth: 1\n")),

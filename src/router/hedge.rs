@@ -43,6 +43,7 @@ use std::time::Duration;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
+use super::batch::Batcher;
 use crate::config::{HedgeDelay, NetworkConfig};
 use crate::eth::methods::{lookup, METHODS};
 use crate::metrics::{metrics, HedgeSeries};
@@ -192,7 +193,8 @@ pub(super) struct Leg<'v> {
 
 /// One send of a call to `choice`. When `learn` is set and the send is
 /// dropped before it finishes (another answered first), the time it had
-/// taken is fed to the backend's estimate as a lower bound.
+/// taken is fed to the backend's estimate as a lower bound. `batch`: the
+/// client batch this first send rides in (`super::batch`).
 pub(super) async fn leg<'v>(
     choice: &'v BackendView,
     method: &str,
@@ -200,13 +202,17 @@ pub(super) async fn leg<'v>(
     timeout: Duration,
     hedge: bool,
     learn: bool,
+    batch: Option<&Batcher>,
 ) -> Leg<'v> {
     let mut pending = Pending {
         backend: &choice.backend,
         started: Instant::now(),
         armed: learn,
     };
-    let (res, ejected_now) = choice.backend.call(method, params, timeout).await;
+    let (res, ejected_now) = match batch {
+        Some(batch) => batch.call(&choice.backend, method, params, timeout).await,
+        None => choice.backend.call(method, params, timeout).await,
+    };
     pending.armed = false;
     Leg {
         choice,

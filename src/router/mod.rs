@@ -31,6 +31,7 @@
 mod routes;
 pub mod ryw;
 pub mod hedge;
+pub mod batch;
 pub mod select;
 mod sendtx;
 
@@ -42,6 +43,7 @@ use bytes::Bytes;
 use fastrand::Rng;
 use futures_util::stream::FuturesUnordered;
 
+use self::batch::Batcher;
 use crate::config::NetworkConfig;
 use crate::eth::quantity::quoted_quantity;
 use crate::upstream::{BackendView, NetworkView, Origin, Reply, UpstreamError, Upstreams};
@@ -102,18 +104,40 @@ pub async fn forward(
     forward_with(target, view, call, &mut Rng::new()).await
 }
 
-/// [`forward`] with a given random source (seeded in tests). A method
-/// with a route goes through it (`routes`); any other the ordinary way.
+/// [`forward`] for an entry of a client batch: its first attempt goes
+/// through `batch` (see [`batch`]), when there is one.
+pub async fn forward_batched(
+    target: Target<'_>,
+    view: &NetworkView,
+    call: Forward<'_>,
+    batch: Option<&Batcher>,
+) -> Result<Reply, RouteError> {
+    forward_in(target, view, call, &mut Rng::new(), batch).await
+}
+
+/// [`forward`] with a given random source (seeded in tests).
 pub async fn forward_with(
     target: Target<'_>,
     view: &NetworkView,
     call: Forward<'_>,
     rng: &mut Rng,
 ) -> Result<Reply, RouteError> {
+    forward_in(target, view, call, rng, None).await
+}
+
+/// A method with a route goes through it (`routes`); any other the
+/// ordinary way.
+async fn forward_in(
+    target: Target<'_>,
+    view: &NetworkView,
+    call: Forward<'_>,
+    rng: &mut Rng,
+    batch: Option<&Batcher>,
+) -> Result<Reply, RouteError> {
     if let Some(route) = target.config.route_for(call.method) {
         return routes::forward(target, view, route, call, rng).await;
     }
-    ordinary(target, view, call, rng).await
+    ordinary(target, view, call, rng, batch).await
 }
 
 /// The primaries, then the fallback tier.
@@ -122,6 +146,7 @@ async fn ordinary(
     view: &NetworkView,
     call: Forward<'_>,
     rng: &mut Rng,
+    batch: Option<&Batcher>,
 ) -> Result<Reply, RouteError> {
     let served = view.served_head.ok_or(RouteError::NoBackend)?;
     let mut candidates = select::candidates(view, call.min_head);
@@ -138,7 +163,7 @@ async fn ordinary(
     let primaries = if candidates.is_empty() {
         Err(Unanswered::nothing(none))
     } else {
-        tier(target, candidates, &call, rng).await
+        tier(target, candidates, &call, rng, batch).await
     };
     let first = match primaries {
         Ok(reply) => return Ok(reply),
@@ -151,7 +176,8 @@ async fn ordinary(
         return first.into_result();
     }
     tracing::debug!(network = %target.config.name, method = call.method, "primaries failed this call; trying the fallbacks");
-    match tier(target, fallbacks, &call, rng).await {
+    // Retries go alone: only a call's first attempt is batched.
+    match tier(target, fallbacks, &call, rng, None).await {
         Ok(reply) => Ok(reply),
         Err(mut u) => {
             u.missing = u.missing.or(first.missing);
@@ -194,15 +220,22 @@ async fn tier(
     candidates: Vec<&BackendView>,
     call: &Forward<'_>,
     rng: &mut Rng,
+    batch: Option<&Batcher>,
 ) -> Result<Reply, Unanswered> {
     let (candidates, in_order) = match call.state_at {
         Some(block) => select::holding_state(candidates, block),
         None => (candidates, false),
     };
-    let order = Order { in_order, rng };
+    let mut order = Order {
+        in_order,
+        rng,
+        batch: None,
+    };
     if call.method == "eth_sendRawTransaction" {
+        // Never batched: a send goes alone, at most once per backend.
         return sendtx::send(target, candidates, call.params, order).await;
     }
+    order.batch = batch;
     let again = UpstreamError::worth_retrying;
     attempt(target, candidates, call, again, order).await
 }
@@ -211,6 +244,8 @@ async fn tier(
 struct Order<'r> {
     in_order: bool,
     rng: &'r mut Rng,
+    /// The client batch's batcher, for the first attempt only.
+    batch: Option<&'r Batcher>,
 }
 
 impl Order<'_> {
@@ -259,6 +294,7 @@ async fn attempt(
             if let Some(race) = race.as_mut() {
                 race.started(&choice.backend, timeout);
             }
+            // Only a call's first attempt may ride in a client batch.
             legs.push(hedge::leg(
                 choice,
                 call.method,
@@ -266,6 +302,7 @@ async fn attempt(
                 timeout,
                 false,
                 learn,
+                order.batch.take(),
             ));
         }
         let hedge_at = race.as_ref().and_then(|r| r.hedge_at());
@@ -284,6 +321,7 @@ async fn attempt(
                                 timeout,
                                 true,
                                 learn,
+                                None,
                             ));
                         }
                         None => race.no_other_backend(),

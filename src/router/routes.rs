@@ -51,6 +51,7 @@ pub(super) async fn forward(
         let order = Order {
             in_order: false,
             rng: &mut *rng,
+            batch: None,
         };
         let again = UpstreamError::surely_not_received;
         attempt(target, candidates, &call, again, order).await

@@ -287,6 +287,7 @@ pub async fn forward_preferring(
         let order = Order {
             in_order: true,
             rng: &mut Rng::new(),
+            batch: None,
         };
         let again = UpstreamError::worth_retrying;
         if let Ok(reply) = attempt(target, vec![preferred], &call, again, order).await {

@@ -5,7 +5,9 @@
 //! Each entry is admitted by the client policy (a batch in order, before any
 //! is routed, so it costs the sum of its entries), then answered through the
 //! [`pipeline`] (pinning, cache, router), and the answers are assembled from
-//! raw parts with the caller's id byte for byte. `eth_subscribe` and `eth_unsubscribe` are answered by the
+//! raw parts with the caller's id byte for byte. The entries of a batch
+//! that go to a backend are sent to it together, one request per backend
+//! chosen (`router::batch`; `upstream_batch_max` a request at most). `eth_subscribe` and `eth_unsubscribe` are answered by the
 //! connection's subscription [`Session`] when there is one (WebSocket), and
 //! refused with a clear error when there is none (HTTP).
 //!
@@ -49,6 +51,7 @@ use crate::memory;
 use crate::metrics::Outcome;
 use crate::network::Network;
 use crate::policy::{Caller, ClientPolicy, Refusal};
+use crate::router::batch::Batcher;
 use crate::subscriptions::{is_subscription_method, Session, SubscriptionError};
 use crate::upstream::{NetworkView, Reply, ReplyKind};
 
@@ -149,7 +152,7 @@ async fn answer_calls(
             if let Err(refusal) = &admitted.verdict {
                 retry_after = refusal.retry_after();
             }
-            let (status, body, by) = ctx.answer(entry, admitted).await;
+            let (status, body, by) = ctx.answer(entry, admitted, None).await;
             if expose {
                 served.push(by);
             }
@@ -176,20 +179,34 @@ async fn answer_calls(
                 retry_after = limited.max();
             }
             // Bounded concurrency and a size budget: a batch of heavy calls cannot
-            // hold more than a few large replies at once.
+            // hold more than a few large replies at once. Entries sent upstream
+            // together (`router::batch`) come back in one reply bounded by
+            // `max_response_bytes`, so a full upstream batch may be in flight.
             let used = AtomicUsize::new(0);
             let budget = routes.limits.max_batch_response_bytes;
-            let slots = Semaphore::new(routes.limits.batch_concurrency);
-            let answers = join_all(entries.into_iter().zip(verdicts).map(
+            let batcher = Batcher::for_batch(network.config.upstream_batch_max, entries.len());
+            let concurrency = match &batcher {
+                Some(_) => routes
+                    .limits
+                    .batch_concurrency
+                    .max(network.config.upstream_batch_max),
+                None => routes.limits.batch_concurrency,
+            };
+            let slots = Semaphore::new(concurrency);
+            let batch = batcher.as_ref();
+            let entries = join_all(entries.into_iter().zip(verdicts).map(
                 |(entry, admitted)| async {
                     let _slot = slots
                         .acquire()
                         .await
                         .expect("the semaphore is never closed");
-                    ctx.batch_entry(entry, admitted, &used, budget).await
+                    ctx.batch_entry(entry, admitted, &used, budget, batch).await
                 },
-            ))
-            .await;
+            ));
+            let answers = match batch {
+                Some(batcher) => batcher.drive(entries).await,
+                None => entries.await,
+            };
             let mut parts = Vec::with_capacity(answers.len());
             for (answer, by) in answers {
                 parts.extend(answer);
@@ -357,6 +374,7 @@ impl Ctx<'_> {
         admitted: Admitted,
         used: &AtomicUsize,
         budget: usize,
+        batch: Option<&Batcher>,
     ) -> (Option<Bytes>, ServedBy) {
         let (method, id) = match &entry {
             Ok(call) => (call.method.clone(), call.id.map(|_| call.reply_id())),
@@ -370,7 +388,7 @@ impl Ctx<'_> {
             let answer = id.map(|id| error_response(id, &object));
             return (answer, ServedBy::default());
         }
-        let (_, answer, by) = self.answer(entry, admitted).await;
+        let (_, answer, by) = self.answer(entry, admitted, batch).await;
         let Some(answer) = answer else {
             return (None, by);
         };
@@ -387,11 +405,13 @@ impl Ctx<'_> {
         (answer, ServedBy::default())
     }
 
-    /// One entry: `None` for a notification.
+    /// One entry: `None` for a notification; `batch` collects the first
+    /// attempts of a client batch's entries (`router::batch`).
     async fn answer(
         &self,
         entry: Entry<'_>,
         admitted: Admitted,
+        batch: Option<&Batcher>,
     ) -> (StatusCode, Option<Bytes>, ServedBy) {
         let call = match entry {
             Ok(call) => call,
@@ -441,6 +461,7 @@ impl Ctx<'_> {
                 method,
                 self.max_logs_blocks,
                 &self.bucket,
+                batch,
             ),
         )
         .await;

@@ -16,6 +16,7 @@ use crate::eth::{self, BlockArg};
 use crate::filters::{FilterError, FilterMethod};
 use crate::jsonrpc::Call;
 use crate::network::Network;
+use crate::router::batch::Batcher;
 use crate::router::{self, ryw, Forward, RouteError};
 use crate::upstream::{NetworkView, Reply};
 
@@ -70,7 +71,9 @@ pub(super) struct Routed {
 /// Answers one call on `network` against the snapshot `view`; `method` is
 /// the call's method with its table entry, resolved once per call;
 /// `max_logs_blocks` is the caller's own log range bound, when its tier has
-/// one; `bucket` is who the caller's filters count against (`Caller::bucket`).
+/// one; `bucket` is who the caller's filters count against (`Caller::bucket`);
+/// `batch` collects the first attempts of a client batch's entries that go
+/// to a backend (`router::batch`), `None` for a single call.
 pub(super) async fn run(
     network: &Network,
     view: &NetworkView,
@@ -78,6 +81,7 @@ pub(super) async fn run(
     method: Resolved<'_>,
     max_logs_blocks: Option<u64>,
     bucket: &str,
+    batch: Option<&Batcher>,
 ) -> Result<Routed, CallError> {
     super::panics::injected(super::panics::Stage::Call, &call.method);
     let served = view.served_head.ok_or(RouteError::NoBackend)?;
@@ -139,7 +143,8 @@ pub(super) async fn run(
         }
     }
     let Some(cache) = network.cache.as_deref() else {
-        let reply = router::forward(target, view, forward(pinned.params.as_deref())).await?;
+        let reply =
+            router::forward_batched(target, view, forward(pinned.params.as_deref()), batch).await?;
         return Ok(Routed {
             reply,
             cache: CacheUse::Pass,
@@ -155,12 +160,12 @@ pub(super) async fn run(
             },
         ),
         Lookup::Pass => (
-            router::forward(target, view, forward(pinned.params.as_deref())).await,
+            router::forward_batched(target, view, forward(pinned.params.as_deref()), batch).await,
             CacheUse::Pass,
         ),
         Lookup::Fetch(ticket) => {
             let sent = ticket.params(pinned.params.as_deref());
-            let outcome = router::forward(target, view, forward(sent)).await;
+            let outcome = router::forward_batched(target, view, forward(sent), batch).await;
             (ticket.complete(view, outcome).await, CacheUse::Miss)
         }
     };

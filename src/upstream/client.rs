@@ -32,6 +32,8 @@ use crate::config::{Tier, UpstreamConfig};
 use crate::memory::{self, Permit};
 use crate::metrics::UpstreamSeries;
 
+pub(super) mod batch;
+
 pub type HttpClient = Client<Connector, Full<Bytes>>;
 
 /// A client with keep-alive pooling, shared by all plain-HTTP backends of a

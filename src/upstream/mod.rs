@@ -13,6 +13,7 @@ mod tls;
 mod upstreams;
 pub mod view;
 
+pub use client::batch::{BatchCall, BatchFailure, BatchReplies};
 pub use client::{
     http_client, ws_request, Backend, HttpClient, Origin, Reply, ReplyKind, UpstreamError,
 };

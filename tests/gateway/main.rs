@@ -35,4 +35,5 @@ mod support;
 mod tiers;
 mod tls;
 mod transparency;
+mod upstream_batches;
 mod websocket;
