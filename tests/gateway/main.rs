@@ -32,3 +32,4 @@ mod tiers;
 mod tls;
 mod transparency;
 mod websocket;
+mod ws_limits;
