@@ -90,7 +90,7 @@ impl Hub {
             let admitted = self
                 .all_feeds
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                    (n < max_feeds).then_some(n + 1)
+                    (n < max_feeds || super::switched_off("feeds")).then_some(n + 1)
                 });
             if admitted.is_err() {
                 drop(feeds);

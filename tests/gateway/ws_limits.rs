@@ -81,11 +81,7 @@ async fn subscribe_error(ws: &mut Ws, params: Value) -> Value {
 #[tokio::test]
 async fn a_client_past_its_queued_bytes_is_closed_while_another_keeps_its_heads() {
     const NET: &str = "wsqueued";
-    let (fleet, gw) = setup(
-        NET,
-        "  ws_max_queued_bytes: 16384\n  max_batch_len: 1000\n",
-    )
-    .await;
+    let (fleet, gw) = setup(NET, "  ws_max_queued_bytes: 16384\n  max_batch_len: 1000\n").await;
     let mut reader = connect(&gw).await;
     let reader_id = subscribe(&mut reader, json!(["newHeads"])).await;
     let mut idle = connect_small_window(&gw).await;
@@ -188,10 +184,7 @@ async fn upstream_feeds_are_capped_over_the_gateway() {
     // A third distinct filter, or any other topic, would need a third feed.
     let e = subscribe_error(&mut c, json!(["logs", {"address": A3}])).await;
     assert_eq!(e["code"], -32005, "{e}");
-    assert!(
-        e["message"].as_str().unwrap().contains("upstream"),
-        "{e}"
-    );
+    assert!(e["message"].as_str().unwrap().contains("upstream"), "{e}");
     let e = subscribe_error(&mut c, json!(["newHeads"])).await;
     assert_eq!(e["code"], -32005, "{e}");
     assert_eq!(hits(NET, "upstream_subscriptions"), 2);

@@ -36,7 +36,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Parser)]
-#[command(about = "WebSocket newHeads fan-out load: N subscribers, per-head delivery spread, gateway RSS")]
+#[command(
+    about = "WebSocket newHeads fan-out load: N subscribers, per-head delivery spread, gateway RSS"
+)]
 struct Cli {
     /// The gateway's WebSocket URL.
     #[arg(long)]
@@ -168,7 +170,8 @@ async fn run(cli: Cli) {
         )));
     }
     // Every client subscribed or failed (bounded: a stuck handshake counts as failed).
-    let deadline = started + Duration::from_secs(60) + Duration::from_millis(20 * cli.clients as u64);
+    let deadline =
+        started + Duration::from_secs(60) + Duration::from_millis(20 * cli.clients as u64);
     while tally.settled.load(Ordering::Relaxed) < cli.clients && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -260,7 +263,8 @@ fn rss_kib(pid: u32) -> Option<usize> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-const SUBSCRIBE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#;
+const SUBSCRIBE: &str =
+    r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#;
 
 /// One subscriber: connect, subscribe, then time every head until aborted.
 async fn client(url: String, tally: Arc<Tally>, gate: Arc<Semaphore>) {
