@@ -265,6 +265,10 @@ pub struct Metrics {
     /// `rpcgate_ws_subscription_failovers_total{network}`: upstream
     /// subscriptions moved to another backend.
     pub ws_subscription_failovers: IntCounterVec,
+    /// `rpcgate_ws_limit_hits_total{network,limit}`: WebSocket bounds that
+    /// tripped: `queued_bytes` (a client closed for not reading),
+    /// `upstream_subscriptions` and `topics_per_connection` (eth_subscribe refused).
+    pub ws_limit_hits: IntCounterVec,
     /// Compressed answers and decoded request bodies (`server::compression`).
     pub compression: CompressionMetrics,
     /// The filters the gateway answers itself (see `crate::filters`).
@@ -641,6 +645,7 @@ impl Metrics {
                 .expect("unique metric names");
         }
         let (ws_connections, ws_subscriptions, ws_subscription_failovers) = ws_metrics(&registry);
+        let ws_limit_hits = ws_limit_metric(&registry);
         let compression = compression_metrics(&registry);
         let filters = FilterMetrics::new(&registry);
         let read_your_writes = ReadYourWritesMetrics::new(&registry);
@@ -667,6 +672,7 @@ impl Metrics {
             ws_connections,
             ws_subscriptions,
             ws_subscription_failovers,
+            ws_limit_hits,
             compression,
             filters,
             read_your_writes,
@@ -959,6 +965,22 @@ fn routed_calls_metric(registry: &Registry) -> IntCounterVec {
         .register(Box::new(c.clone()))
         .expect("unique metric names");
     c
+}
+
+/// `rpcgate_ws_limit_hits_total`, registered in `registry`.
+fn ws_limit_metric(registry: &Registry) -> IntCounterVec {
+    let hits = IntCounterVec::new(
+        Opts::new(
+            "rpcgate_ws_limit_hits_total",
+            "WebSocket bounds that tripped: queued_bytes (a client closed for not reading its messages), upstream_subscriptions and topics_per_connection (eth_subscribe refused with -32005).",
+        ),
+        &["network", "limit"],
+    )
+    .expect("a valid metric");
+    registry
+        .register(Box::new(hits.clone()))
+        .expect("unique metric names");
+    hits
 }
 
 /// The TLS listener's metrics, registered in `registry`.

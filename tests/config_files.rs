@@ -253,6 +253,13 @@ fn shipped_configs(dir: &std::path::Path) -> Vec<(String, String)> {
     let demo =
         rpcgate_fleet::demo_config::demo_yaml(31337, "127.0.0.1:8545".parse().unwrap(), &upstreams);
     configs.push(("rpcgate-demo's config".to_string(), demo));
+    let load = rpcgate_fleet::demo_config::load_yaml(
+        31337,
+        "127.0.0.1:8545".parse().unwrap(),
+        &upstreams,
+        10_000,
+    );
+    configs.push(("rpcgate-demo's load-test config".to_string(), load));
     configs
 }
 

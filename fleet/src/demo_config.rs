@@ -23,3 +23,23 @@ pub fn demo_yaml(chain_id: u64, listen: SocketAddr, upstreams: &[(String, String
     );
     y
 }
+
+/// The demo's YAML for a load test of `clients` connections from one host
+/// (`loadtests/ws-fanout`): the connection caps, the per-IP cap and the
+/// anonymous request budget are raised so that every client can connect and
+/// subscribe at once; everything else is [`demo_yaml`].
+pub fn load_yaml(
+    chain_id: u64,
+    listen: SocketAddr,
+    upstreams: &[(String, String)],
+    clients: usize,
+) -> String {
+    let base = demo_yaml(chain_id, listen, upstreams);
+    let budget = clients.max(200);
+    let policy = format!(
+        "policy:\n  max_connections_per_ip: {budget}\n  anonymous:\n    limits:\n      requests_per_second: {budget}\n      burst: {budget}\n      compute_units_per_second: {cu}\n      compute_burst: {cu}\n",
+        cu = budget * 50
+    );
+    let head = base.split("policy:\n").next().unwrap_or(&base);
+    format!("{head}server:\n  max_connections: {budget}\n{policy}")
+}

@@ -124,6 +124,15 @@ pub struct ServerLimits {
     pub body_read_timeout: Duration,
     /// `eth_subscribe` subscriptions one WebSocket connection may hold.
     pub max_subscriptions_per_connection: usize,
+    /// Distinct subscription topics (normalized requests) one WebSocket
+    /// connection may hold; a new one past it gets -32005.
+    pub max_topics_per_connection: usize,
+    /// Upstream subscription feeds over the whole gateway (one per distinct
+    /// topic per network); a subscription needing a new one past it gets -32005.
+    pub max_upstream_subscriptions: usize,
+    /// Bytes queued for one WebSocket client and not yet written; a client
+    /// whose queue would pass it is disconnected (1008).
+    pub ws_max_queued_bytes: usize,
     /// Params nested deeper than this (arrays and objects) are refused with
     /// -32600 before any backend sees them.
     pub max_params_depth: usize,

@@ -29,6 +29,9 @@ pub(super) const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 256 * 1024 * 1024;
 /// `cache.max_shared_key_bytes`.
 pub(super) const DEFAULT_MAX_SHARED_KEY_BYTES: usize = 2048;
 pub(super) const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: u64 = 100;
+pub(super) const DEFAULT_MAX_TOPICS_PER_CONNECTION: u64 = 16;
+pub(super) const DEFAULT_MAX_UPSTREAM_SUBSCRIPTIONS: u64 = 1000;
+pub(super) const DEFAULT_WS_MAX_QUEUED_BYTES: u64 = 16 * 1024 * 1024;
 pub(super) const DEFAULT_MAX_LAG_BLOCKS: u64 = 2;
 pub(super) const DEFAULT_MAX_ATTEMPTS: u64 = 3;
 pub(super) const DEFAULT_EJECT_AFTER_FAILURES: u64 = 3;
@@ -113,6 +116,27 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
             1,
             100_000,
+        )?,
+        max_topics_per_connection: in_range(
+            "server.max_topics_per_connection",
+            raw.server.max_topics_per_connection,
+            DEFAULT_MAX_TOPICS_PER_CONNECTION,
+            1,
+            100_000,
+        )?,
+        max_upstream_subscriptions: in_range(
+            "server.max_upstream_subscriptions",
+            raw.server.max_upstream_subscriptions,
+            DEFAULT_MAX_UPSTREAM_SUBSCRIPTIONS,
+            1,
+            1_000_000,
+        )?,
+        ws_max_queued_bytes: in_range(
+            "server.ws_max_queued_bytes",
+            raw.server.ws_max_queued_bytes,
+            DEFAULT_WS_MAX_QUEUED_BYTES,
+            1024,
+            1 << 32,
         )?,
         cors: cors(raw.server.cors)?,
         compression: compression(raw.server.compression)?,
@@ -899,6 +923,9 @@ networks:
         assert_eq!(c.server.max_batch_len, 100);
         assert_eq!(c.server.max_body_bytes, 5 * 1024 * 1024);
         assert_eq!(c.server.max_subscriptions_per_connection, 100);
+        assert_eq!(c.server.max_topics_per_connection, 16);
+        assert_eq!(c.server.max_upstream_subscriptions, 1000);
+        assert_eq!(c.server.ws_max_queued_bytes, 16 * 1024 * 1024);
     }
 
     #[test]
@@ -949,6 +976,23 @@ networks:
         );
         let only_fallbacks = "networks:\n  m:\n    chain_id: 1\n    upstreams:\n      - name: p\n        http: http://127.0.0.1:1\n        tier: fallback\n";
         assert_eq!(err_path(only_fallbacks), "networks.m.upstreams");
+    }
+
+    #[test]
+    fn the_websocket_bounds_are_checked() {
+        for key in [
+            "max_topics_per_connection",
+            "max_upstream_subscriptions",
+            "ws_max_queued_bytes",
+        ] {
+            let y = format!("server:\n  {key}: 0\n{GOOD}");
+            assert_eq!(err_path(&y), format!("server.{key}"));
+        }
+        let y = format!("server:\n  ws_max_queued_bytes: 65536\n  max_topics_per_connection: 2\n  max_upstream_subscriptions: 5\n{GOOD}");
+        let c = Config::from_yaml(&y).unwrap();
+        assert_eq!(c.server.ws_max_queued_bytes, 65536);
+        assert_eq!(c.server.max_topics_per_connection, 2);
+        assert_eq!(c.server.max_upstream_subscriptions, 5);
     }
 
     #[test]

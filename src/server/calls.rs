@@ -588,9 +588,10 @@ impl Ctx<'_> {
             }
             Err(e) => {
                 let object = rescue::subscription(&e);
-                let outcome = match e {
-                    SubscriptionError::TooMany(_) => Outcome::Limited,
-                    _ => Outcome::Invalid,
+                let outcome = if e.is_limit() {
+                    Outcome::Limited
+                } else {
+                    Outcome::Invalid
                 };
                 self.count(call.method.as_ref(), outcome, None);
                 self.log_failure(&call.method, outcome, &object);

@@ -194,7 +194,9 @@ pub(super) fn subscription(e: &SubscriptionError) -> ErrorObject {
     let code = match e {
         SubscriptionError::NeedsWebSocket => code::UNAVAILABLE,
         SubscriptionError::InvalidParams(_) => code::INVALID_PARAMS,
-        SubscriptionError::TooMany(_) => code::LIMIT_EXCEEDED,
+        SubscriptionError::TooMany(_)
+        | SubscriptionError::TooManyTopics(_)
+        | SubscriptionError::TooManyFeeds(_) => code::LIMIT_EXCEEDED,
     };
     ErrorObject::new(code, e.to_string())
 }

@@ -8,7 +8,7 @@
 //! connection rather than slowing the feed or buffering without bound.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -18,7 +18,7 @@ use prometheus::IntCounter;
 use tokio::sync::oneshot;
 
 use super::topic::{Kind, Topic};
-use super::{feed, NetworkSource, Outbox};
+use super::{feed, NetworkSource, Outbox, SubscriptionError};
 use crate::metrics::metrics;
 
 /// Notifications kept for a subscription whose id has not reached its
@@ -46,6 +46,9 @@ pub struct Hub {
     pub(super) network: String,
     pub(super) source: NetworkSource,
     feeds: Mutex<HashMap<Topic, Feed>>,
+    /// Feeds running over every network (shared by all hubs), for
+    /// `server.max_upstream_subscriptions`.
+    all_feeds: Arc<AtomicUsize>,
     next_feed: AtomicU64,
     upstream_subscribes: AtomicU64,
     failovers: AtomicU64,
@@ -53,11 +56,12 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub(super) fn new(network: &str, source: NetworkSource) -> Hub {
+    pub(super) fn new(network: &str, source: NetworkSource, all_feeds: Arc<AtomicUsize>) -> Hub {
         Hub {
             network: network.to_string(),
             source,
             feeds: Mutex::new(HashMap::new()),
+            all_feeds,
             next_feed: AtomicU64::new(1),
             upstream_subscribes: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
@@ -72,9 +76,28 @@ impl Hub {
         self.feeds.lock()
     }
 
-    /// Adds a client subscription, starting the topic's feed if it has none.
-    pub(super) fn add(self: &Arc<Self>, topic: &Topic, id: &str, outbox: Outbox) {
+    /// Adds a client subscription, starting the topic's feed if it has none
+    /// and fewer than `max_feeds` run over the whole gateway.
+    pub(super) fn add(
+        self: &Arc<Self>,
+        topic: &Topic,
+        id: &str,
+        outbox: Outbox,
+        max_feeds: usize,
+    ) -> Result<(), SubscriptionError> {
         let mut feeds = self.table();
+        if !feeds.contains_key(topic) {
+            let admitted = self
+                .all_feeds
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max_feeds || super::switched_off("feeds")).then_some(n + 1)
+                });
+            if admitted.is_err() {
+                drop(feeds);
+                self.limit_hit("upstream_subscriptions");
+                return Err(SubscriptionError::TooManyFeeds(max_feeds));
+            }
+        }
         let feed = feeds.entry(topic.clone()).or_insert_with(|| {
             let (stop, stopped) = oneshot::channel();
             let id = self.next_feed.fetch_add(1, Ordering::Relaxed);
@@ -94,6 +117,15 @@ impl Hub {
                 pending: Some(Vec::new()),
             },
         );
+        Ok(())
+    }
+
+    /// Counts a cap that refused a subscription or closed a connection.
+    pub(super) fn limit_hit(&self, limit: &str) {
+        metrics()
+            .ws_limit_hits
+            .with_label_values(&[&self.network, limit])
+            .inc();
     }
 
     /// The client has its id: what waited is sent, and the rest goes straight out.
@@ -116,6 +148,7 @@ impl Hub {
             feed.clients.remove(id);
             if feed.clients.is_empty() {
                 feeds.remove(topic);
+                self.all_feeds.fetch_sub(1, Ordering::AcqRel);
             }
         }
     }

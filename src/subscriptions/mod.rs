@@ -22,18 +22,25 @@
 //!   With no eligible backend that has a `ws` URL, the feed retries with
 //!   backoff for as long as it has clients; client subscriptions stay.
 //! - **Session**: one per client connection, capped at
-//!   `server.max_subscriptions_per_connection`.
+//!   `server.max_subscriptions_per_connection` subscriptions over at most
+//!   `server.max_topics_per_connection` distinct topics.
+//! - **Feeds** over the whole gateway are capped at
+//!   `server.max_upstream_subscriptions`: each distinct `logs` filter opens
+//!   one upstream subscription, so without a cap clients choose how many.
+//!   A subscription that joins a running feed is never refused by it.
 //!
 //! Nothing here blocks on a client: notifications go through each
-//! connection's bounded [`Outbox`], and a client that does not read is
+//! connection's [`Outbox`], bounded in bytes, and a client that does not read is
 //! disconnected by its listener.
 
 mod feed;
 pub mod gap;
 pub mod hub;
+pub mod outbox;
 pub mod topic;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -41,9 +48,9 @@ use parking_lot::Mutex;
 use bytes::Bytes;
 use prometheus::IntGauge;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, Notify};
 
 pub use hub::Hub;
+pub use outbox::{Outbox, Outgoing};
 pub use topic::{Kind, Topic};
 
 use crate::metrics::metrics;
@@ -58,6 +65,30 @@ pub enum SubscriptionError {
     InvalidParams(&'static str),
     #[error("limit exceeded: at most {0} subscriptions per connection")]
     TooMany(usize),
+    #[error("limit exceeded: at most {0} distinct subscription topics per connection")]
+    TooManyTopics(usize),
+    #[error("limit exceeded: the gateway holds its maximum of {0} upstream subscriptions")]
+    TooManyFeeds(usize),
+}
+
+impl SubscriptionError {
+    /// A cap was reached (-32005), rather than a request being wrong.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            SubscriptionError::TooMany(_)
+                | SubscriptionError::TooManyTopics(_)
+                | SubscriptionError::TooManyFeeds(_)
+        )
+    }
+}
+
+/// Debug builds only: `RPCGATE_TEST_WS_OFF=queue,topics,feeds,grow` turns
+/// those WebSocket bounds off, so that their tests can be seen failing
+/// without them. A release build never reads the variable.
+pub fn switched_off(bound: &str) -> bool {
+    cfg!(debug_assertions)
+        && std::env::var("RPCGATE_TEST_WS_OFF").is_ok_and(|v| v.split(',').any(|b| b == bound))
 }
 
 /// Whether a method is answered by this module rather than routed.
@@ -73,6 +104,9 @@ pub type NetworkSource = Arc<dyn Fn(&str) -> Option<Arc<Network>> + Send + Sync>
 pub struct Hubs {
     source: NetworkSource,
     hubs: Mutex<HashMap<String, Arc<Hub>>>,
+    /// Upstream feeds running now, over every network: what
+    /// `server.max_upstream_subscriptions` caps.
+    feeds: Arc<AtomicUsize>,
 }
 
 impl Hubs {
@@ -80,6 +114,7 @@ impl Hubs {
         Hubs {
             source,
             hubs: Mutex::new(HashMap::new()),
+            feeds: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -87,52 +122,20 @@ impl Hubs {
     pub fn hub(&self, network: &str) -> Arc<Hub> {
         let mut hubs = self.hubs.lock();
         hubs.entry(network.to_string())
-            .or_insert_with(|| Arc::new(Hub::new(network, self.source.clone())))
+            .or_insert_with(|| Arc::new(Hub::new(network, self.source.clone(), self.feeds.clone())))
             .clone()
     }
 }
 
-/// A connection's bounded queue of outgoing text messages. A push never
-/// waits: when the queue is full the connection is told to close instead.
-#[derive(Clone)]
-pub struct Outbox {
-    queue: mpsc::Sender<Bytes>,
-    overflowed: Arc<Notify>,
-}
-
-impl Outbox {
-    pub fn new(capacity: usize) -> (Outbox, mpsc::Receiver<Bytes>) {
-        let (queue, rx) = mpsc::channel(capacity);
-        (
-            Outbox {
-                queue,
-                overflowed: Arc::new(Notify::new()),
-            },
-            rx,
-        )
-    }
-
-    /// Queues a message; false when the queue is full (the connection is
-    /// then told to close) or the connection is gone.
-    pub fn push(&self, message: Bytes) -> bool {
-        match self.queue.try_send(message) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflow();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-
-    pub fn overflow(&self) {
-        self.overflowed.notify_one();
-    }
-
-    /// Completes once a push found the queue full.
-    pub async fn overflowed(&self) {
-        self.overflowed.notified().await
-    }
+/// The caps a [`Session`] enforces, from `server.*` when its connection opened.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// `server.max_subscriptions_per_connection`
+    pub subscriptions: usize,
+    /// `server.max_topics_per_connection`: distinct topics (normalized requests).
+    pub topics: usize,
+    /// `server.max_upstream_subscriptions`: feeds over the whole gateway.
+    pub feeds: usize,
 }
 
 /// What a subscription call answers: the raw `result`, and the id of a
@@ -157,16 +160,16 @@ impl Drop for Held {
 pub struct Session {
     hub: Arc<Hub>,
     outbox: Outbox,
-    max: usize,
+    limits: SessionLimits,
     subs: Mutex<HashMap<String, Held>>,
 }
 
 impl Session {
-    pub fn new(hub: Arc<Hub>, outbox: Outbox, max: usize) -> Session {
+    pub fn new(hub: Arc<Hub>, outbox: Outbox, limits: SessionLimits) -> Session {
         Session {
             hub,
             outbox,
-            max,
+            limits,
             subs: Mutex::new(HashMap::new()),
         }
     }
@@ -190,15 +193,26 @@ impl Session {
     fn subscribe(&self, params: Option<&RawValue>) -> Result<Answer, SubscriptionError> {
         let topic = topic::parse(params)?;
         let mut subs = self.subs();
-        if subs.len() >= self.max {
-            return Err(SubscriptionError::TooMany(self.max));
+        let limits = self.limits;
+        if subs.len() >= limits.subscriptions {
+            return Err(SubscriptionError::TooMany(limits.subscriptions));
+        }
+        if !subs.values().any(|h| h.topic == topic) {
+            let mut topics: Vec<&Topic> = subs.values().map(|h| &h.topic).collect();
+            topics.sort_by(|a, b| a.params.cmp(&b.params));
+            topics.dedup();
+            if topics.len() >= limits.topics && !switched_off("topics") {
+                self.hub.limit_hit("topics_per_connection");
+                return Err(SubscriptionError::TooManyTopics(limits.topics));
+            }
         }
         let id = format!("0x{:032x}", fastrand::u128(..));
+        self.hub
+            .add(&topic, &id, self.outbox.clone(), limits.feeds)?;
         let gauge = metrics()
             .ws_subscriptions
             .with_label_values(&[&self.hub.network, topic.kind.label()]);
         gauge.inc();
-        self.hub.add(&topic, &id, self.outbox.clone());
         subs.insert(id.clone(), Held { topic, gauge });
         Ok(Answer {
             result: Bytes::from(format!("\"{id}\"")),

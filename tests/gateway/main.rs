@@ -37,3 +37,4 @@ mod tls;
 mod transparency;
 mod upstream_batches;
 mod websocket;
+mod ws_limits;

@@ -20,9 +20,9 @@ use crate::policy::{sha256_hex, KEY};
 use crate::support::*;
 use crate::transparency::LOGGER_INIT;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 /// Topic 42: what the logger contract's constructor logs.
 const TOPIC_42: &str = "0x000000000000000000000000000000000000000000000000000000000000002a";
 
@@ -35,7 +35,7 @@ async fn connect(gw: &Gw, path: &str) -> Ws {
 }
 
 /// The next text message (pings and pongs skipped), as raw text.
-async fn next_text(ws: &mut Ws) -> String {
+pub(crate) async fn next_text(ws: &mut Ws) -> String {
     loop {
         let message = tokio::time::timeout(WAIT, ws.next())
             .await
@@ -61,11 +61,11 @@ async fn exchange(ws: &mut Ws, body: &str) -> String {
     }
 }
 
-async fn rpc(ws: &mut Ws, body: &Value) -> Value {
+pub(crate) async fn rpc(ws: &mut Ws, body: &Value) -> Value {
     serde_json::from_str(&exchange(ws, &body.to_string()).await).unwrap()
 }
 
-async fn subscribe(ws: &mut Ws, params: Value) -> String {
+pub(crate) async fn subscribe(ws: &mut Ws, params: Value) -> String {
     let r = rpc(
         ws,
         &json!({"jsonrpc":"2.0","id":"sub","method":"eth_subscribe","params":params}),
@@ -78,7 +78,7 @@ async fn subscribe(ws: &mut Ws, params: Value) -> String {
 }
 
 /// The next notification's result for subscription `id`.
-async fn notification(ws: &mut Ws, id: &str) -> Value {
+pub(crate) async fn notification(ws: &mut Ws, id: &str) -> Value {
     loop {
         let v: Value = serde_json::from_str(&next_text(ws).await).unwrap();
         if v["method"] == "eth_subscription" && v["params"]["subscription"] == id {
@@ -88,7 +88,7 @@ async fn notification(ws: &mut Ws, id: &str) -> Value {
 }
 
 /// The close code the server sends next (messages before it are skipped).
-async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
+pub(crate) async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
     loop {
         match tokio::time::timeout(WAIT, ws.next())
             .await

@@ -44,6 +44,10 @@ struct Cli {
     /// Log lines as JSON objects.
     #[arg(long)]
     log_json: bool,
+    /// A load test: raise the connection caps and the anonymous request
+    /// budget so that this many clients from this host can connect at once.
+    #[arg(long)]
+    load_clients: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         replicas: cli.replicas,
         block_time: cli.block_time,
         lag_every: (cli.lag_every > 0).then_some(cli.lag_every),
+        load_clients: cli.load_clients,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

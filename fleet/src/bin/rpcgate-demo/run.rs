@@ -19,6 +19,9 @@ pub struct DemoOptions {
     pub block_time: Duration,
     /// Hold one replica back every this many blocks (`None`: never).
     pub lag_every: Option<u32>,
+    /// Raise the connection caps and the anonymous budget for this many
+    /// clients from one host (a load test); `None`: the demo's own limits.
+    pub load_clients: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +59,7 @@ pub async fn run(
         .await?;
     fleet.mine().await?;
 
-    let yaml = demo_yaml(&fleet, opts.listen);
+    let yaml = demo_yaml(&fleet, opts.listen, opts.load_clients);
     let config = Config::from_yaml(&yaml)?;
     let server = Server::bind(&config)
         .await
@@ -126,9 +129,12 @@ pub async fn run(
     Ok(())
 }
 
-fn demo_yaml(fleet: &Fleet, listen: SocketAddr) -> String {
+fn demo_yaml(fleet: &Fleet, listen: SocketAddr, load_clients: Option<usize>) -> String {
     let upstreams: Vec<(String, String)> = (0..fleet.len())
         .map(|i| (fleet.http_url(i), fleet.ws_url(i)))
         .collect();
-    rpcgate_fleet::demo_config::demo_yaml(fleet.chain_id(), listen, &upstreams)
+    match load_clients {
+        Some(n) => rpcgate_fleet::demo_config::load_yaml(fleet.chain_id(), listen, &upstreams, n),
+        None => rpcgate_fleet::demo_config::demo_yaml(fleet.chain_id(), listen, &upstreams),
+    }
 }
