@@ -167,7 +167,8 @@ async fn tier(
     };
     let order = Order { in_order, rng };
     if call.method == "eth_sendRawTransaction" {
-        return sendtx::send(target, candidates, call.params, order).await;
+        // Boxed: a rare branch need not make every read's future larger.
+        return Box::pin(sendtx::send(target, candidates, call.params, order)).await;
     }
     let again = UpstreamError::worth_retrying;
     attempt(target, candidates, call, again, order).await

@@ -69,14 +69,15 @@ pub(super) struct Routed {
 /// Answers one call on `network` against the snapshot `view`; `method` is
 /// the call's method with its table entry, resolved once per call;
 /// `max_logs_blocks` is the caller's own log range bound, when its tier has
-/// one; `bucket` is who the caller's filters count against (`Caller::bucket`).
+/// one; `bucket` says who the caller's filters count against
+/// (`Caller::bucket`), asked only by a filter call.
 pub(super) async fn run(
     network: &Network,
     view: &NetworkView,
     call: &Call<'_>,
     method: Resolved<'_>,
     max_logs_blocks: Option<u64>,
-    bucket: &str,
+    bucket: &(dyn Fn() -> String + Sync),
 ) -> Result<Routed, CallError> {
     super::panics::injected(super::panics::Stage::Call, &call.method);
     let served = view.served_head.ok_or(RouteError::NoBackend)?;
@@ -90,9 +91,11 @@ pub(super) async fn run(
     if let (Some(filters), Some(m)) = (&network.filters, FilterMethod::of(&call.method)) {
         let params = call.params.map(|p| p.get());
         let target = network.target();
-        let reply = filters
-            .answer(target, view, m, params, bucket, logs_limit)
-            .await?;
+        // Boxed, as every rare branch with a large future here: a future
+        // held inline makes every call's future larger, and it is copied
+        // whole each time it moves.
+        let reply =
+            Box::pin(filters.answer(target, view, m, params, &bucket(), logs_limit)).await?;
         return Ok(Routed {
             reply,
             cache: CacheUse::Local,
@@ -116,7 +119,12 @@ pub(super) async fn run(
     };
     let target = network.target();
     let Some(cache) = network.cache.as_deref() else {
-        let reply = router::forward(target, view, forward(pinned.params.as_deref())).await?;
+        let reply = Box::pin(router::forward(
+            target,
+            view,
+            forward(pinned.params.as_deref()),
+        ))
+        .await?;
         return Ok(Routed {
             reply,
             cache: CacheUse::Pass,
@@ -132,13 +140,23 @@ pub(super) async fn run(
             },
         ),
         Lookup::Pass => (
-            router::forward(target, view, forward(pinned.params.as_deref())).await,
+            Box::pin(router::forward(
+                target,
+                view,
+                forward(pinned.params.as_deref()),
+            ))
+            .await,
             CacheUse::Pass,
         ),
         Lookup::Fetch(ticket) => {
             let sent = ticket.params(pinned.params.as_deref());
-            let outcome = router::forward(target, view, forward(sent)).await;
-            (ticket.complete(view, outcome).await, CacheUse::Miss)
+            // The router's and the store's futures are boxed: held inline
+            // they would be copied with every call's future, hits included.
+            let outcome = Box::pin(router::forward(target, view, forward(sent))).await;
+            (
+                Box::pin(ticket.complete(view, outcome)).await,
+                CacheUse::Miss,
+            )
         }
     };
     Ok(Routed {
