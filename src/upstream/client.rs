@@ -562,6 +562,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_upstream_headers_go_with_every_call() {
+        use http_body_util::Full;
         use hyper_util::rt::TokioIo;
         // A real server on port 0 that answers with the header it got.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
