@@ -24,8 +24,10 @@ use super::key::Key;
 
 type Slot<T> = watch::Receiver<Option<T>>;
 
+/// foldhash (seeded per process) rather than SipHash: every miss hashes
+/// its key here twice (join, leave).
 pub(super) struct Flights<T> {
-    table: Mutex<HashMap<Key, Slot<T>>>,
+    table: Mutex<HashMap<Key, Slot<T>, foldhash::fast::RandomState>>,
 }
 
 impl<T> Default for Flights<T> {
@@ -47,6 +49,8 @@ pub(super) struct Lead<'a, T> {
     flights: &'a Flights<T>,
     key: Key,
     tx: watch::Sender<Option<T>>,
+    /// Whether the key left the table already.
+    left: bool,
 }
 
 impl<T: Clone> Flights<T> {
@@ -61,6 +65,7 @@ impl<T: Clone> Flights<T> {
             flights: self,
             key: key.clone(),
             tx,
+            left: false,
         })
     }
 
@@ -79,15 +84,25 @@ pub(super) async fn follow<T: Clone>(mut slot: Slot<T>) -> Option<T> {
 }
 
 impl<T: Clone> Lead<'_, T> {
-    /// Hands the outcome to every follower and ends the flight.
-    pub(super) fn finish(self, outcome: &T) {
-        self.tx.send_replace(Some(outcome.clone()));
-        // Drop removes the key.
+    /// Hands the outcome to every follower and ends the flight. The key
+    /// leaves the table first, so the followers counted then are all there
+    /// will be: a call that nothing joined (most calls: distinct requests)
+    /// hands nothing over, neither a copy of the outcome nor a wake-up.
+    pub(super) fn finish(mut self, outcome: &T) {
+        self.leave();
+        if self.tx.receiver_count() > 0 {
+            self.tx.send_replace(Some(outcome.clone()));
+        }
     }
 }
 
-impl<T> Drop for Lead<'_, T> {
-    fn drop(&mut self) {
+impl<T> Lead<'_, T> {
+    /// Removes the flight from the table (once).
+    fn leave(&mut self) {
+        if self.left {
+            return;
+        }
+        self.left = true;
         let mut table = self.flights.table.lock();
         // Only our own flight: a new leader may already own the key.
         if table
@@ -96,6 +111,12 @@ impl<T> Drop for Lead<'_, T> {
         {
             table.remove(&self.key);
         }
+    }
+}
+
+impl<T> Drop for Lead<'_, T> {
+    fn drop(&mut self) {
+        self.leave();
     }
 }
 

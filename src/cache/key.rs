@@ -78,10 +78,11 @@ fn normalize_into(out: &mut String, json: &str) {
                 out.push_str(&json[run..i]);
                 let end = string_end(bytes, i);
                 let s = &json[i..end];
+                let at = out.len();
+                out.push_str(s);
                 if is_hex_string(s) {
-                    out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
-                } else {
-                    out.push_str(s);
+                    // In place, a word at a time: not char by char.
+                    out[at..].make_ascii_lowercase();
                 }
                 i = end;
                 run = end;

@@ -280,7 +280,10 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
                 return Lookup::Answered(outcome, Source::Hit);
             }
             bump(&self.stats.misses);
-            if let Some(hit) = self.shared_hit(&rule, &key, view).await {
+            // Boxed: the Redis round trip's future is large, and a future
+            // held inline is copied whole each time the request's future
+            // moves (on every call, whether or not this branch runs).
+            if let Some(hit) = Box::pin(self.shared_hit(&rule, &key, view)).await {
                 let outcome = Ok(hit);
                 lead.finish(&outcome);
                 return Lookup::Answered(outcome, Source::SharedHit);

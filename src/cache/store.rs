@@ -89,8 +89,13 @@ pub(super) struct Stored {
     pub bind: Bind,
 }
 
+/// Keys are hashed with foldhash (seeded per process) rather than SipHash:
+/// a call hashes its key several times (look up, join, store), and SipHash
+/// was the larger part of that.
+type Hasher = foldhash::fast::RandomState;
+
 pub(super) struct Store {
-    entries: moka::future::Cache<Key, Stored>,
+    entries: moka::future::Cache<Key, Stored, Hasher>,
 }
 
 impl Store {
@@ -104,7 +109,7 @@ impl Store {
                     stats.evicted_by_size.fetch_add(1, Ordering::Relaxed);
                 }
             })
-            .build();
+            .build_with_hasher(Hasher::default());
         Store { entries }
     }
 

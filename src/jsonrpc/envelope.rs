@@ -224,6 +224,11 @@ fn from_wire(wire: Wire<'_>, bounds: Bounds) -> Entry<'_> {
 /// Whether the JSON text `json` nests arrays and objects more than `max`
 /// levels deep: one pass over the bytes, skipping strings, no recursion.
 fn deeper_than(json: &str, max: usize) -> bool {
+    // Valid JSON (a RawValue) opens and closes each level: nesting deeper
+    // than `max` takes more than 2 * max bytes, so most params need no scan.
+    if json.len() <= 2 * max {
+        return false;
+    }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in json.as_bytes() {
         if in_string {

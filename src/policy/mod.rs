@@ -259,7 +259,9 @@ impl<C: Clock + Clone> ClientPolicy<C> {
         let Some(shared) = &self.shared else {
             return self.check_local(caller, cost);
         };
-        match shared.check(&caller.bucket(), &tier.limits, cost).await {
+        // Boxed: the Redis script call's future is large, and held inline
+        // it would be copied with every call's future, limited or not.
+        match Box::pin(shared.check(&caller.bucket(), &tier.limits, cost)).await {
             Ok(v) => {
                 if shared.mark_up() {
                     tracing::info!("shared rate limits available again in redis");

@@ -232,8 +232,8 @@ async fn tier(
         batch: None,
     };
     if call.method == "eth_sendRawTransaction" {
-        // Never batched: a send goes alone, at most once per backend.
-        return sendtx::send(target, candidates, call.params, order).await;
+        // Boxed: a rare branch need not make every read's future larger.
+        return Box::pin(sendtx::send(target, candidates, call.params, order)).await;
     }
     order.batch = batch;
     let again = UpstreamError::worth_retrying;

@@ -94,7 +94,12 @@ pub(super) async fn answer_message(
 ) -> Answered {
     let answered = panics::guarded(
         Stage::Message,
-        answer_calls(routes, network, caller, body, session, request_id),
+        // Boxed here, and each call's pipeline below: a future held inline
+        // is copied whole whenever its parent moves (hyper moves the
+        // request's future into place), and these are the large ones.
+        Box::pin(answer_calls(
+            routes, network, caller, body, session, request_id,
+        )),
     )
     .await;
     answered.unwrap_or_else(|Panicked(why)| {
@@ -128,7 +133,7 @@ async fn answer_calls(
         session,
         subscribed: &subscribed,
         client: caller.name(),
-        bucket: caller.bucket(),
+        caller,
         max_logs_blocks: caller.max_logs_block_range(),
         request_id,
     };
@@ -328,8 +333,9 @@ struct Ctx<'a> {
     subscribed: &'a Mutex<Vec<String>>,
     /// The configured client name, or `anonymous`.
     client: &'a str,
-    /// Who the caller's filters count against (`Caller::bucket`).
-    bucket: String,
+    /// The caller; its bucket (`Caller::bucket`, who its filters count
+    /// against) is a formatted string, made only for the calls that ask.
+    caller: &'a Caller<'a>,
     /// The caller's own `eth_getLogs` range bound, when its tier has one.
     max_logs_blocks: Option<u64>,
     request_id: &'a RequestId,
@@ -454,15 +460,15 @@ impl Ctx<'_> {
         let started = Instant::now();
         let routed = panics::guarded(
             Stage::Call,
-            pipeline::run(
+            Box::pin(pipeline::run(
                 self.network,
                 self.view,
                 &call,
                 method,
                 self.max_logs_blocks,
-                &self.bucket,
+                &|| self.caller.bucket(),
                 batch,
-            ),
+            )),
         )
         .await;
         let elapsed = Some(started.elapsed());

@@ -207,6 +207,11 @@ pub(super) async fn encode_answer(
 /// Marks `headers` as varying with `Accept-Encoding`, merging every `Vary`
 /// already there (CORS's `origin`) into one header.
 pub(super) fn vary(headers: &mut HeaderMap) {
+    // Most answers have no Vary yet (no CORS origin): one static value, no list built.
+    if !headers.contains_key(header::VARY) {
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        return;
+    }
     let mut tokens: Vec<String> = headers
         .get_all(header::VARY)
         .iter()

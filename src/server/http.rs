@@ -33,7 +33,7 @@ use super::cors;
 use super::linger::{self, Linger};
 use super::rescue::{self, HttpRefusal};
 use super::served;
-use super::{ws, ConnHold, Gateway};
+use super::{ws, ConnHold, Gateway, Routes};
 use crate::config::ContentCoding;
 use crate::jsonrpc::{error_response, Id};
 use crate::memory;
@@ -48,15 +48,17 @@ pub(super) async fn handle(
     hold: Arc<ConnHold>,
 ) -> Result<Response<Body>, Infallible> {
     let request_id = RequestId::of(req.headers());
-    let cors = &gateway.routes().limits.cors;
+    // One snapshot for the whole request (each load is an Arc count taken and given back).
+    let routes = gateway.routes();
+    let cors = &routes.limits.cors;
     if cors::is_preflight(req.method(), req.headers()) {
         let response: Response<Body> = cors::preflight(cors, req.headers());
         metrics().http_response(response.status());
         return Ok(response);
     }
     let origin = cors::allowed_origin(cors, req.headers());
-    let compressing = gateway.routes().limits.compression.enabled;
-    let mut response = match serve(&gateway, peer, req, hold, &request_id).await {
+    let compressing = routes.limits.compression.enabled;
+    let mut response = match serve(&gateway, &routes, peer, req, hold, &request_id).await {
         Ok(response) => response,
         Err(refusal) => {
             let (object, status) = rescue::http(&refusal);
@@ -118,12 +120,12 @@ pub(super) fn refuse_connection(stream: tokio::net::TcpStream) {
 
 async fn serve(
     gateway: &Arc<Gateway>,
+    routes: &Routes,
     peer: SocketAddr,
     req: Request<Incoming>,
     hold: Arc<ConnHold>,
     request_id: &RequestId,
 ) -> Result<Response<Body>, HttpRefusal> {
-    let routes = gateway.routes();
     let (network, path_key) = routes
         .resolve(req.uri().path())
         .ok_or(HttpRefusal::UnknownNetwork)?;
@@ -132,7 +134,7 @@ async fn serve(
             return Err(HttpRefusal::ForbiddenOrigin);
         }
         let key = path_key.map(str::to_string);
-        return ws::upgrade(gateway, &routes, network, key.as_deref(), peer, req, hold);
+        return ws::upgrade(gateway, routes, network, key.as_deref(), peer, req, hold);
     }
     if req.method() != Method::POST {
         return Err(HttpRefusal::MethodNotAllowed);
@@ -193,7 +195,7 @@ async fn serve(
         }
         Err(refusal) => return Err(refusal),
     };
-    let answered = calls::answer_message(&routes, network, &caller, &body, None, request_id).await;
+    let answered = calls::answer_message(routes, network, &caller, &body, None, request_id).await;
     let (status, answer, retry_after) = (answered.status, answered.body, answered.retry_after);
     let mut response = match answer {
         Some(body) => {

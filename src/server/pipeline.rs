@@ -71,16 +71,17 @@ pub(super) struct Routed {
 /// Answers one call on `network` against the snapshot `view`; `method` is
 /// the call's method with its table entry, resolved once per call;
 /// `max_logs_blocks` is the caller's own log range bound, when its tier has
-/// one; `bucket` is who the caller's filters count against (`Caller::bucket`);
-/// `batch` collects the first attempts of a client batch's entries that go
-/// to a backend (`router::batch`), `None` for a single call.
+/// one; `bucket` says who the caller's filters count against
+/// (`Caller::bucket`), asked only by a filter call; `batch` collects the
+/// first attempts of a client batch's entries that go to a backend
+/// (`router::batch`), `None` for a single call.
 pub(super) async fn run(
     network: &Network,
     view: &NetworkView,
     call: &Call<'_>,
     method: Resolved<'_>,
     max_logs_blocks: Option<u64>,
-    bucket: &str,
+    bucket: &(dyn Fn() -> String + Sync),
     batch: Option<&Batcher>,
 ) -> Result<Routed, CallError> {
     super::panics::injected(super::panics::Stage::Call, &call.method);
@@ -95,9 +96,11 @@ pub(super) async fn run(
     if let (Some(filters), Some(m)) = (&network.filters, FilterMethod::of(&call.method)) {
         let params = call.params.map(|p| p.get());
         let target = network.target();
-        let reply = filters
-            .answer(target, view, m, params, bucket, logs_limit)
-            .await?;
+        // Boxed, as every rare branch with a large future here: a future
+        // held inline makes every call's future larger, and it is copied
+        // whole each time it moves.
+        let reply =
+            Box::pin(filters.answer(target, view, m, params, &bucket(), logs_limit)).await?;
         return Ok(Routed {
             reply,
             cache: CacheUse::Local,
@@ -125,16 +128,26 @@ pub(super) async fn run(
     if let Some(recent) = network.recent_sends.as_deref() {
         let params = pinned.params.as_deref();
         if call.method == "eth_sendRawTransaction" {
-            let reply = router::forward(target, view, forward(params)).await?;
-            recent.sent(&reply, bucket);
+            let reply = Box::pin(router::forward(target, view, forward(params))).await?;
+            recent.sent(&reply, &bucket());
             return Ok(Routed {
                 reply,
                 cache: CacheUse::Pass,
             });
         }
-        if let Some(steer) = recent.steer(&call.method, params, bucket) {
-            let reply =
-                ryw::forward_preferring(target, view, forward(params), &steer, recent).await?;
+        // Only while sends are remembered is the caller's name worth making.
+        let steer = (!recent.is_empty())
+            .then(|| recent.steer(&call.method, params, &bucket()))
+            .flatten();
+        if let Some(steer) = steer {
+            let reply = Box::pin(ryw::forward_preferring(
+                target,
+                view,
+                forward(params),
+                &steer,
+                recent,
+            ))
+            .await?;
             recent.answered(&steer, &reply, served);
             return Ok(Routed {
                 reply,
@@ -143,8 +156,13 @@ pub(super) async fn run(
         }
     }
     let Some(cache) = network.cache.as_deref() else {
-        let reply =
-            router::forward_batched(target, view, forward(pinned.params.as_deref()), batch).await?;
+        let reply = Box::pin(router::forward_batched(
+            target,
+            view,
+            forward(pinned.params.as_deref()),
+            batch,
+        ))
+        .await?;
         return Ok(Routed {
             reply,
             cache: CacheUse::Pass,
@@ -160,13 +178,24 @@ pub(super) async fn run(
             },
         ),
         Lookup::Pass => (
-            router::forward_batched(target, view, forward(pinned.params.as_deref()), batch).await,
+            Box::pin(router::forward_batched(
+                target,
+                view,
+                forward(pinned.params.as_deref()),
+                batch,
+            ))
+            .await,
             CacheUse::Pass,
         ),
         Lookup::Fetch(ticket) => {
             let sent = ticket.params(pinned.params.as_deref());
-            let outcome = router::forward_batched(target, view, forward(sent), batch).await;
-            (ticket.complete(view, outcome).await, CacheUse::Miss)
+            // The router's and the store's futures are boxed: held inline
+            // they would be copied with every call's future, hits included.
+            let outcome = Box::pin(router::forward_batched(target, view, forward(sent), batch)).await;
+            (
+                Box::pin(ticket.complete(view, outcome)).await,
+                CacheUse::Miss,
+            )
         }
     };
     Ok(Routed {

@@ -1,4 +1,4 @@
-//! One backend node: its pooled HTTP client, its load, its failure count.
+//! One backend node: its HTTP connections (`pool`), its load, its failure count.
 //!
 //! Every call carries our own small integer id upstream (some nodes reject or
 //! normalize ids such as `1.50`); the caller's id is put back by the
@@ -19,14 +19,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::latency::PeakEwma;
+use super::pool::{Pool, SendError};
 use super::tls::{self, Connector, UpstreamStream};
 use crate::config::{Tier, UpstreamConfig};
 use crate::memory::{self, Permit};
@@ -34,31 +33,34 @@ use crate::metrics::UpstreamSeries;
 
 pub(super) mod batch;
 
-pub type HttpClient = Client<Connector, Full<Bytes>>;
-
-/// A client with keep-alive pooling, shared by all plain-HTTP backends of a
-/// process.
-pub fn http_client() -> HttpClient {
-    client_with(None)
+/// How backends open connections: TCP settings shared by the plain
+/// backends of a process (a TLS backend gets its own, with its roots). Each
+/// backend keeps its own connections (`pool`).
+#[derive(Clone)]
+pub struct HttpClient {
+    connector: Connector,
 }
 
-/// A client whose `https` connections use `tls` (one per TLS backend, so
-/// each has its own roots; plain backends share [`http_client`]).
-fn client_with(tls: Option<Arc<rustls::ClientConfig>>) -> HttpClient {
+/// The connection settings of plain-HTTP backends.
+pub fn http_client() -> HttpClient {
+    HttpClient {
+        connector: connector_with(None),
+    }
+}
+
+/// A connector whose `https` connections use `tls`.
+fn connector_with(tls: Option<Arc<rustls::ClientConfig>>) -> Connector {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
     connector.set_keepalive(Some(Duration::from_secs(30)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(1024)
-        .build(Connector::new(connector, tls))
+    Connector::new(connector, tls)
 }
 
 /// `error` and its sources, one after the other: hyper's own text says only
 /// "client error (Connect)", the reason (a refused certificate, say) is in
 /// its sources. None of them holds the URL.
-fn with_sources(error: &dyn std::error::Error) -> String {
+pub(super) fn with_sources(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {
@@ -253,12 +255,12 @@ const UNKNOWN_HISTORY: u64 = u64::MAX;
 /// One backend node of a network.
 pub struct Backend {
     pub name: String,
-    http: http::Uri,
     pub ws: Option<http::Uri>,
     /// The upstream's own headers (`headers:`), on every HTTP request and
     /// WebSocket handshake to it.
     pub headers: http::HeaderMap,
-    client: HttpClient,
+    /// Its HTTP connections.
+    pool: Arc<Pool>,
     /// TLS settings for its https/wss URLs (None when it has neither).
     tls: Option<Arc<rustls::ClientConfig>>,
     next_id: AtomicU64,
@@ -294,16 +296,15 @@ impl Backend {
     ) -> Arc<Backend> {
         let uses_tls = tls::is_tls(&cfg.http) || cfg.ws.as_ref().is_some_and(tls::is_tls);
         let tls = uses_tls.then(|| tls::client_config(cfg.tls.as_ref()));
-        let client = match &tls {
-            Some(config) if tls::is_tls(&cfg.http) => client_with(Some(config.clone())),
-            _ => client,
+        let connector = match &tls {
+            Some(config) if tls::is_tls(&cfg.http) => connector_with(Some(config.clone())),
+            _ => client.connector,
         };
         Arc::new(Backend {
             name: cfg.name.clone(),
-            http: cfg.http.clone(),
             ws: cfg.ws.clone(),
             headers: cfg.headers.clone(),
-            client,
+            pool: Pool::new(connector, &cfg.http),
             tls,
             next_id: AtomicU64::new(1),
             max_reply_bytes,
@@ -448,26 +449,18 @@ impl Backend {
     ) -> Result<Reply, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = request_body(id, method, params);
-        let mut request = http::Request::post(self.http.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .expect("a POST to a validated URI is a valid request");
-        for (name, value) in &self.headers {
-            request.headers_mut().insert(name, value.clone());
-        }
+        let request = self.pool.request(body, &self.headers);
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| {
-                if e.is_connect() {
-                    UpstreamError::Connect(with_sources(&e))
-                } else {
-                    UpstreamError::Transport(with_sources(&e))
-                }
+            let (response, lease) = self.pool.send(request).await.map_err(|e| match e {
+                SendError::Connect(text) => UpstreamError::Connect(text),
+                SendError::Transport(text) => UpstreamError::Transport(text),
             })?;
             let status = response.status();
             if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
                 return Err(UpstreamError::Status(status.as_u16()));
             }
             let (body, held) = read_reply(response.into_body(), self.max_reply_bytes).await?;
+            lease.done();
             match Reply::from_body(body) {
                 Ok(r) => Ok(Reply {
                     held: Some(held),
@@ -646,6 +639,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_upstream_headers_go_with_every_call() {
+        use http_body_util::Full;
         use hyper_util::rt::TokioIo;
         // A real server on port 0 that answers with the header it got.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod head;
 pub mod latency;
 mod newheads;
+mod pool;
 mod tls;
 mod upstreams;
 pub mod view;

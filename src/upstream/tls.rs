@@ -216,7 +216,7 @@ impl Connection for UpstreamStream {
 /// The HTTP client's connector: hyper's TCP connector, with TLS on top for
 /// `https` URLs when the backend has TLS settings.
 #[derive(Clone)]
-pub struct Connector {
+pub(crate) struct Connector {
     tcp: HttpConnector,
     tls: Option<Arc<ClientConfig>>,
 }

@@ -188,6 +188,10 @@ async fn request_metrics_follow_traffic_and_carry_no_client_input() {
     );
     assert!(upstream_error >= 1.0);
     assert!(counter(&after, "rpcgate_http_responses_total", &[("code", "429")]) >= 2.0);
+    // 200s are counted through a series resolved at start (the common case's
+    // fast path): the five reads above at least.
+    let ok = |s: &Scrape| counter(s, "rpcgate_http_responses_total", &[("code", "200")]);
+    assert!(ok(&after) - ok(&before) >= 5.0, "200s: {}", ok(&after));
     assert_eq!(
         counter(
             &after,

@@ -21,11 +21,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{with_sources, Backend, Reply, UpstreamError};
+use super::{Backend, Reply, UpstreamError};
+use crate::upstream::pool::SendError;
 
 /// One call of a batch, written once as the part of its request object that
 /// follows the id (`,"method":...,"params":...}`).
@@ -112,19 +113,12 @@ impl Backend {
         calls: &[BatchCall],
         timeout: Duration,
     ) -> Result<BatchReplies, Option<UpstreamError>> {
-        let mut request = http::Request::post(self.http.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(batch_body(calls)))
-            .expect("a POST to a validated URI is a valid request");
-        for (name, value) in &self.headers {
-            request.headers_mut().insert(name, value.clone());
-        }
+        let request = self.pool.request(batch_body(calls), &self.headers);
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| {
-                Some(if e.is_connect() {
-                    UpstreamError::Connect(with_sources(&e))
-                } else {
-                    UpstreamError::Transport(with_sources(&e))
+            let (response, lease) = self.pool.send(request).await.map_err(|e| {
+                Some(match e {
+                    SendError::Connect(text) => UpstreamError::Connect(text),
+                    SendError::Transport(text) => UpstreamError::Transport(text),
                 })
             })?;
             let status = response.status();
@@ -142,6 +136,7 @@ impl Backend {
                     })
                 })?
                 .to_bytes();
+            lease.done();
             if !status.is_success() {
                 // 413, 400, 405: the batch as such, not its calls.
                 return Err(None);
