@@ -75,7 +75,10 @@ async fn answer(
     chain: Arc<Chain>,
     req: http::Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
+    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(status(StatusCode::PAYLOAD_TOO_LARGE)),
     };
