@@ -27,6 +27,8 @@ function mean(sum, cnt) { return cnt > 0 ? sum / cnt : "" }
 function m(scn, kind, who, what,    k) {
   k = scn SUBSEP kind SUBSEP who
   if (!(k in n)) return ""
+  # A cell with errors or no answers does not count towards a target.
+  if (what != "ok" && note[k] != "ok") return ""
   if (what == "rps") return mean(rps[k], nrps[k])
   if (what == "p50") return mean(p50[k], np50[k])
   if (what == "p99") return mean(p99[k], np99[k])
