@@ -286,7 +286,7 @@ mod tests {
     async fn a_waiter_gets_bytes_freed_within_the_wait() {
         let b = budget(1 << 20);
         b.set(1 << 20, Duration::from_secs(5));
-        let first = b.reserve(900 * 1024).await.unwrap();
+        let first = b.reserve(800 * 1024).await.unwrap();
         let waiter = tokio::spawn(async move { b.reserve(500 * 1024).await.map(|p| p.bytes()) });
         tokio::task::yield_now().await;
         drop(first);
