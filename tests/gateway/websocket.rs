@@ -498,7 +498,13 @@ async fn new_heads_move_off_a_backend_that_falls_behind() {
 
 #[tokio::test]
 async fn a_client_that_does_not_read_is_disconnected() {
-    let (_fleet, gw) = setup(1, "server:\n  max_batch_len: 1000\n").await;
+    // The queue is bounded in bytes (server.ws_max_queued_bytes): 1 MiB here,
+    // so that a few dozen unread answers pass it however slowly they come.
+    let (_fleet, gw) = setup(
+        1,
+        "server:\n  max_batch_len: 1000\n  ws_max_queued_bytes: 1048576\n",
+    )
+    .await;
     let mut ws = connect(&gw, "/").await;
     // Each batch is answered locally with ~45 KB; the client reads none of it.
     let one = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#;
