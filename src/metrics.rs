@@ -419,6 +419,10 @@ pub struct FilterMetrics {
     /// `rpcgate_filters_refused_total{network,reason}`: creations refused by
     /// `max_per_client` (reason `client`) or `max_total` (reason `total`).
     pub refused: IntCounterVec,
+    /// `rpcgate_filters_pending_hashes_total{network}`: pending-transaction
+    /// hashes this replica's `newPendingTransactions` feed recorded for
+    /// pending filters.
+    pub pending_hashes: IntCounterVec,
 }
 
 impl FilterMetrics {
@@ -446,10 +450,15 @@ impl FilterMetrics {
             "Filter creations refused by filters.max_per_client (client) or filters.max_total (total).",
             &["network", "reason"],
         );
+        let pending_hashes = counter(
+            "rpcgate_filters_pending_hashes_total",
+            "Pending-transaction hashes recorded for pending filters from this replica's newPendingTransactions feed.",
+            &["network"],
+        );
         registry
             .register(Box::new(live.clone()))
             .expect("unique metric names");
-        for c in [&created, &expired, &refused] {
+        for c in [&created, &expired, &refused, &pending_hashes] {
             registry
                 .register(Box::new(c.clone()))
                 .expect("unique metric names");
@@ -459,6 +468,7 @@ impl FilterMetrics {
             created,
             expired,
             refused,
+            pending_hashes,
         }
     }
 }

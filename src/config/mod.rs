@@ -384,6 +384,9 @@ pub struct FiltersConfig {
     /// Blocks one poll covers at most; a filter further behind catches up
     /// over the next polls.
     pub max_poll_blocks: u64,
+    /// Pending-transaction hashes kept for pending filters (the newest), and
+    /// the most one poll of such a filter returns.
+    pub max_pending_hashes: usize,
 }
 
 impl Default for FiltersConfig {
@@ -394,6 +397,7 @@ impl Default for FiltersConfig {
             max_per_client: 100,
             max_total: 10_000,
             max_poll_blocks: 1000,
+            max_pending_hashes: 10_000,
         }
     }
 }

@@ -223,6 +223,7 @@ pub(super) struct RawFilters {
     pub max_per_client: Option<u64>,
     pub max_total: Option<u64>,
     pub max_poll_blocks: Option<u64>,
+    pub max_pending_hashes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

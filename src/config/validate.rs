@@ -554,6 +554,13 @@ fn filters(at: &str, raw: RawFilters) -> Result<FiltersConfig, ConfigError> {
             1,
             1_000_000,
         )? as u64,
+        max_pending_hashes: in_range(
+            &key("max_pending_hashes"),
+            raw.max_pending_hashes,
+            d.max_pending_hashes as u64,
+            1,
+            1_000_000,
+        )? as usize,
     })
 }
 

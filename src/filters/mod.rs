@@ -18,17 +18,22 @@
 //!   with an explicit range ending at the top of that window, routed like any
 //!   read (so a node's loss is retried elsewhere). Logs of blocks a reorg
 //!   replaced come again with `removed: true`, then the new ones.
-//! - **Pending-transaction filters** answer `[]`: over HTTP the gateway has
-//!   no pending feed of its own (see the README).
+//! - **Pending-transaction filters** read the hashes of one
+//!   `newPendingTransactions` subscription, which the server runs while such
+//!   a filter was created or polled within `expiry` ([`pending`]): each poll
+//!   returns the hashes announced since the last one. Best effort, as on a
+//!   node: nothing announced before the filter, or while no feed ran.
 //!
 //! Answers are shaped as Geth's: ids are hex quantities, an unknown id is
 //! -32000 "filter not found", caps are -32005.
 
+mod pending;
 mod poll;
 mod state;
 mod store;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -41,9 +46,17 @@ use crate::config::{FiltersConfig, RedisConfig};
 use crate::metrics::metrics;
 use crate::router::{self, Forward, RouteError, Target};
 use crate::upstream::{NetworkView, Reply};
+use pending::PendingLog;
 use state::{Bound, Criteria, KindName, State};
 pub use store::Cap;
 use store::{Bounds, Local, Shared, Store, StoreError};
+
+/// The clock `Filters::pending_used` counts from.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn now_ms() -> u64 {
+    EPOCH.elapsed().as_millis() as u64
+}
 
 /// The longest a filter call waits for Redis.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -100,6 +113,11 @@ pub struct Filters {
     /// The canonical hashes, kept by a reorg loop the network runs.
     chain: Arc<ArcSwap<Canon>>,
     store: Arc<Store>,
+    /// The hashes pending filters read, beside the store (same place).
+    pending: Arc<PendingLog>,
+    /// When a pending filter was last created or polled (ms on `EPOCH`,
+    /// 0: never): the server feeds `pending` while this is recent.
+    pending_used: AtomicU64,
     sweeper: Option<JoinHandle<()>>,
 }
 
@@ -120,11 +138,21 @@ impl Filters {
                 None
             }
         });
-        let store = match (shared, previous.map(|p| &p.store)) {
-            (Some(s), _) => Arc::new(Store::Redis(s)),
-            (None, Some(old)) if matches!(**old, Store::Local(_)) => old.clone(),
-            (None, _) => Arc::new(Store::Local(Local::default())),
+        let kept = config.max_pending_hashes;
+        let (store, pending) = match (shared, previous) {
+            (Some(s), _) => {
+                let log = PendingLog::Redis(s.pending_log(kept));
+                (Arc::new(Store::Redis(s)), Arc::new(log))
+            }
+            (None, Some(old)) if matches!(*old.store, Store::Local(_)) => {
+                (old.store.clone(), old.pending.clone())
+            }
+            (None, _) => (
+                Arc::new(Store::Local(Local::default())),
+                Arc::new(PendingLog::local(kept)),
+            ),
         };
+        let pending_used = previous.map_or(0, |p| p.pending_used.load(Ordering::Relaxed));
         let sweeper = matches!(*store, Store::Local(_)).then(|| {
             tokio::spawn(sweep(
                 network.to_string(),
@@ -137,7 +165,36 @@ impl Filters {
             config: config.clone(),
             chain,
             store,
+            pending,
+            pending_used: AtomicU64::new(pending_used),
             sweeper,
+        }
+    }
+
+    /// Whether a pending filter was created or polled within `expiry`: the
+    /// server keeps a `newPendingTransactions` feed running for them while
+    /// this holds.
+    pub fn pending_wanted(&self) -> bool {
+        let used = self.pending_used.load(Ordering::Relaxed);
+        used != 0 && now_ms().saturating_sub(used) < self.config.expiry.as_millis() as u64
+    }
+
+    fn pending_touched(&self) {
+        self.pending_used.store(now_ms().max(1), Ordering::Relaxed);
+    }
+
+    /// Records hashes the pending feed announced (best effort: a store that
+    /// cannot take them now loses them, as a node's filter would).
+    pub async fn record_pending(&self, hashes: &[String]) {
+        match self.pending.append(hashes, self.config.expiry).await {
+            Ok(n) => metrics()
+                .filters
+                .pending_hashes
+                .with_label_values(&[&self.network])
+                .inc_by(n as u64),
+            Err(e) => {
+                tracing::warn!(network = %self.network, error = %e, "pending hashes not recorded")
+            }
         }
     }
 
@@ -168,13 +225,10 @@ impl Filters {
                     .await
             }
             FilterMethod::NewPending => {
-                self.create(State::new(
-                    client.into(),
-                    KindName::Pending,
-                    None,
-                    served + 1,
-                ))
-                .await
+                self.pending_touched();
+                let mut state = State::new(client.into(), KindName::Pending, None, served + 1);
+                state.cursor = Some(self.pending.cursor_now().await.map_err(unavailable)?);
+                self.create(state).await
             }
             FilterMethod::New => {
                 let criteria = Criteria::parse(params).map_err(FilterError::InvalidParams)?;
@@ -250,7 +304,20 @@ impl Filters {
         let chain = self.chain.load_full();
         let max = self.config.max_poll_blocks;
         let delivered: Vec<Value> = match state.kind {
-            KindName::Pending => Vec::new(),
+            KindName::Pending => {
+                self.pending_touched();
+                let cursor = match state.cursor.take() {
+                    Some(c) => c,
+                    None => self.pending.cursor_now().await.map_err(unavailable)?,
+                };
+                let (hashes, last) = self
+                    .pending
+                    .since(&cursor, self.config.max_pending_hashes)
+                    .await
+                    .map_err(unavailable)?;
+                state.cursor = Some(last);
+                hashes.into_iter().map(Value::String).collect()
+            }
             KindName::Block => {
                 poll::rewind(&mut state, &chain);
                 match poll::span(&state, &chain, None, max) {

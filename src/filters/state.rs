@@ -75,6 +75,10 @@ pub(super) struct State {
     /// The logs delivered from `recent` blocks, in order (log filters).
     #[serde(default)]
     pub logs: Vec<Value>,
+    /// The position of the last pending hash delivered (pending filters; see
+    /// `pending`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 impl State {
@@ -91,6 +95,7 @@ impl State {
             next,
             recent: VecDeque::new(),
             logs: Vec::new(),
+            cursor: None,
         }
     }
 }

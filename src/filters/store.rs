@@ -282,6 +282,11 @@ impl Shared {
         })
     }
 
+    /// The pending-hash stream beside these filters, on the same connection.
+    pub(super) fn pending_log(&self, kept: usize) -> super::pending::SharedLog {
+        super::pending::SharedLog::new(self.conn.clone(), &self.prefix, kept, self.timeout)
+    }
+
     fn keys(&self, id: &str, client: &str) -> [String; 3] {
         [
             format!("{}f:{id}", self.prefix),

@@ -56,7 +56,7 @@ pub(super) async fn forward(
         let again = UpstreamError::surely_not_received;
         attempt(target, candidates, &call, again, order).await
     } else {
-        tier(target, candidates, &call, &mut *rng).await
+        tier(target, candidates, &call, &mut *rng, None).await
     };
     let unanswered = match routed {
         Ok(reply) => {
@@ -74,7 +74,7 @@ pub(super) async fn forward(
         error = %unanswered.error,
         "the route's upstreams failed this call; trying the network's own backends"
     );
-    match super::ordinary(target, view, call, rng).await {
+    match super::ordinary(target, view, call, rng, None).await {
         Ok(reply) => {
             count(target, route, "fallback");
             Ok(reply)

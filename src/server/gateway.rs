@@ -216,6 +216,7 @@ impl Gateway {
         let mut control = gateway.control.lock();
         control.discovery = spawn_discovery(&gateway, config);
         drop(control);
+        super::pending::spawn(Arc::downgrade(&gateway));
         Ok(gateway)
     }
 

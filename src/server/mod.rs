@@ -32,6 +32,7 @@ mod http;
 mod lifetimes;
 mod linger;
 pub mod panics;
+mod pending;
 mod pipeline;
 pub mod reload;
 mod rescue;

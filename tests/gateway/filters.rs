@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use rpcgate::subscriptions::Kind;
 use rpcgate_fleet::{Fleet, RedisServer};
 use serde_json::{json, Value};
 
@@ -405,4 +406,150 @@ async fn uninstall_expiry_and_caps() {
         "{metrics}"
     );
     assert!(metrics.contains("rpcgate_filters_refused_total{network=\"dev\",reason=\"total\"}"));
+}
+
+/// Mines blocks of one transfer each until a poll of the pending filter `id`
+/// on `url` returns one of their hashes: the gateway's feed is then
+/// subscribed (a hang guard bounds it, not a timing assert). Returns what the
+/// polls returned on the way.
+async fn warm_pending(fleet: &Fleet, url: &str, id: &Value) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut sent = Vec::new();
+    let mut got = Vec::new();
+    loop {
+        let (_, hash) = fleet.transfer(OTHER, 1).await.unwrap();
+        sent.push(hash.to_ascii_lowercase());
+        fleet.mine().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let r = result(url, "eth_getFilterChanges", json!([id])).await;
+        got.extend(strings(&r));
+        if got.iter().any(|h| sent.contains(h)) {
+            return got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pending filter never saw a sent transaction; got {got:?}, sent {sent:?}"
+        );
+    }
+}
+
+fn strings(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|h| h.as_str().unwrap().to_ascii_lowercase())
+        .collect()
+}
+
+/// Sends `n` transfers in one block and polls, alternating between `urls`,
+/// until all their hashes came; returns everything the polls returned.
+async fn pending_round(
+    fleet: &Fleet,
+    urls: &[&str],
+    id: &Value,
+    n: usize,
+) -> (Vec<String>, Vec<String>) {
+    let mut sent = Vec::new();
+    for _ in 0..n {
+        let (_, hash) = fleet.transfer(OTHER, 1).await.unwrap();
+        sent.push(hash.to_ascii_lowercase());
+    }
+    fleet.mine().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut got = Vec::new();
+    for poll in 0.. {
+        let url = urls[poll % urls.len()];
+        let r = result(url, "eth_getFilterChanges", json!([id])).await;
+        got.extend(strings(&r));
+        if sent.iter().all(|h| got.contains(h)) {
+            return (sent, got);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pending hashes missing: sent {sent:?}, got {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    unreachable!()
+}
+
+/// Fails when nobody feeds pending filters (they answer `[]` forever) or a
+/// hash is delivered twice.
+#[tokio::test]
+async fn pending_filters_get_each_announced_transaction_once() {
+    let fleet = fleet(3).await;
+    let start = fleet.mine_blocks(1).await.unwrap();
+    let gw = start_gateway(&yaml(fleet.chain_id(), &fleet_ups(&fleet), "")).await;
+    wait_synced(&gw, 3, start).await;
+    let url = gw.url.as_str();
+    let first = result(url, "eth_newPendingTransactionFilter", json!([])).await;
+    let mut all = warm_pending(&fleet, url, &first).await;
+    // A filter made now gets only what comes after it.
+    let second = result(url, "eth_newPendingTransactionFilter", json!([])).await;
+    assert_eq!(
+        result(url, "eth_getFilterChanges", json!([second])).await,
+        json!([])
+    );
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        let (s, got) = pending_round(&fleet, &[url], &first, 2).await;
+        sent.extend(s);
+        all.extend(got);
+    }
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), all.len(), "a hash delivered twice: {all:?}");
+    let later = strings(&result(url, "eth_getFilterChanges", json!([second])).await);
+    for h in &sent {
+        assert!(later.contains(h), "the second filter lacks {h}: {later:?}");
+    }
+    let metrics = rpcgate::metrics::metrics().render();
+    assert!(
+        metrics.contains("rpcgate_filters_pending_hashes_total{network=\"dev\"}"),
+        "{metrics}"
+    );
+}
+
+/// With Redis, a pending filter made on one gateway is polled on another,
+/// both feeding the shared log: each hash once. Fails without the
+/// once-per-hash marker (both feeds append every hash).
+#[tokio::test]
+async fn a_pending_filter_is_polled_on_two_gateways_through_redis() {
+    let fleet = fleet(3).await;
+    let start = fleet.mine_blocks(1).await.unwrap();
+    let redis = RedisServer::start().await.unwrap();
+    let y = format!(
+        "{}redis:\n  url: {}\n",
+        yaml(fleet.chain_id(), &fleet_ups(&fleet), ""),
+        redis.url()
+    );
+    let a = start_gateway(&y).await;
+    let b = start_gateway(&y).await;
+    wait_synced(&a, 3, start).await;
+    wait_synced(&b, 3, start).await;
+    let id = result(&a.url, "eth_newPendingTransactionFilter", json!([])).await;
+    let mut all = warm_pending(&fleet, &a.url, &id).await;
+    // b's first poll makes b feed the log too; then both feeds run.
+    all.extend(strings(
+        &result(&b.url, "eth_getFilterChanges", json!([id])).await,
+    ));
+    for gw in [&a, &b] {
+        let hub = gw.gateway.subscriptions().hub("dev");
+        wait_for("a pending feed on each gateway", || {
+            let carried = hub.carrier(Kind::NewPendingTransactions).is_some();
+            async move { carried }
+        })
+        .await;
+    }
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        let (s, got) = pending_round(&fleet, &[&a.url, &b.url], &id, 2).await;
+        sent.extend(s);
+        all.extend(got);
+    }
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), all.len(), "a hash delivered twice: {all:?}");
 }
