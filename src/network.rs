@@ -14,8 +14,8 @@ use crate::cache::Cache;
 use crate::config::{NetworkConfig, RedisConfig};
 use crate::filters::Filters;
 use crate::metrics::NetworkSeries;
-use crate::router::ryw::RecentSends;
 use crate::router::hedge::Hedging;
+use crate::router::ryw::RecentSends;
 use crate::router::{RouteError, Target};
 use crate::upstream::{HttpClient, NetworkView, Upstreams};
 

@@ -32,8 +32,8 @@ pub use client_policy::{
     TierConfig,
 };
 pub use duration::parse_duration;
-pub use routes::{RouteConfig, RouteFallback};
 pub use hedge::{HedgeDelay, HedgeRule, DEFAULT_HEDGE_MAX_EXTRA};
+pub use routes::{RouteConfig, RouteFallback};
 pub use tls::{ListenerTls, UpstreamTls};
 
 /// A configuration problem, with the dotted path of the key at fault.

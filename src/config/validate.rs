@@ -560,7 +560,7 @@ fn filters(at: &str, raw: RawFilters) -> Result<FiltersConfig, ConfigError> {
             d.max_pending_hashes as u64,
             1,
             1_000_000,
-        )? as usize,
+        )?,
     })
 }
 

@@ -28,10 +28,10 @@
 //! router only the calls that need a backend, with the params to send and
 //! the lowest head that can serve them.
 
+pub mod batch;
+pub mod hedge;
 mod routes;
 pub mod ryw;
-pub mod hedge;
-pub mod batch;
 pub mod select;
 mod sendtx;
 

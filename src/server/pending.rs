@@ -16,16 +16,20 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
+use prometheus::IntCounter;
 use serde_json::value::RawValue;
 use tokio::task::JoinHandle;
 
 use super::gateway::Gateway;
-use crate::subscriptions::{Hub, Outbox, Session};
+use crate::subscriptions::{Hub, Outbox, Session, SessionLimits};
 
 /// How often the loop looks for networks whose pending filters are in use.
 const EVERY: Duration = Duration::from_secs(1);
-/// Announcements queued for the feed task before the hub drops them.
-const QUEUE: usize = 4096;
+/// Bytes of announcements queued for the feed task; past it the feed is
+/// dropped and started again on the next look (what came meanwhile is lost,
+/// as announcements are when no feed runs).
+const QUEUE_BYTES: usize = 4 << 20;
 /// Hashes handed to the filters at once.
 const CHUNK: usize = 1000;
 
@@ -56,7 +60,8 @@ pub(super) fn spawn(gateway: Weak<Gateway>) -> JoinHandle<()> {
                 let wanted = network.filters.as_ref().is_some_and(|f| f.pending_wanted());
                 if wanted && !feeds.contains_key(name) {
                     let hub = g.subscriptions().hub(name);
-                    let task = tokio::spawn(feed(gateway.clone(), name.clone(), hub));
+                    let feeds_cap = routes.limits.max_upstream_subscriptions;
+                    let task = tokio::spawn(feed(gateway.clone(), name.clone(), hub, feeds_cap));
                     feeds.insert(name.clone(), task);
                 }
             }
@@ -69,9 +74,17 @@ pub(super) fn spawn(gateway: Weak<Gateway>) -> JoinHandle<()> {
 
 /// One network's subscription, until it is aborted (the session's drop
 /// unsubscribes).
-async fn feed(gateway: Weak<Gateway>, network: String, hub: Arc<Hub>) {
-    let (outbox, mut announced) = Outbox::new(QUEUE);
-    let session = Session::new(hub, outbox, 1);
+async fn feed(gateway: Weak<Gateway>, network: String, hub: Arc<Hub>, feeds_cap: usize) {
+    // Not a client's connection: its overflows are not the clients' metric.
+    let overflows =
+        IntCounter::new("rpcgate_pending_feed_overflows", "internal").expect("a valid counter");
+    let (outbox, mut announced) = Outbox::new(QUEUE_BYTES, overflows);
+    let limits = SessionLimits {
+        subscriptions: 1,
+        topics: 1,
+        feeds: feeds_cap,
+    };
+    let session = Session::new(hub, outbox.clone(), limits);
     let topic = RawValue::from_string(r#"["newPendingTransactions"]"#.into())
         .expect("a constant JSON array");
     match session.call("eth_subscribe", Some(&topic)) {
@@ -83,12 +96,23 @@ async fn feed(gateway: Weak<Gateway>, network: String, hub: Arc<Hub>) {
     }
     tracing::debug!(%network, "pending filters: newPendingTransactions feed started");
     let mut hashes = Vec::new();
-    while let Some(message) = announced.recv().await {
+    loop {
+        let message = tokio::select! {
+            m = announced.recv() => m,
+            () = outbox.overflowed() => return,
+        };
+        let Some(message) = message else {
+            return;
+        };
+        announced.written(message.len());
         hashes.extend(hash_of(&message));
         while hashes.len() < CHUNK {
-            match announced.try_recv() {
-                Ok(m) => hashes.extend(hash_of(&m)),
-                Err(_) => break,
+            match announced.recv().now_or_never() {
+                Some(Some(m)) => {
+                    announced.written(m.len());
+                    hashes.extend(hash_of(&m));
+                }
+                _ => break,
             }
         }
         // The current network each time: a reload may have replaced it.

@@ -191,7 +191,8 @@ pub(super) async fn run(
             let sent = ticket.params(pinned.params.as_deref());
             // The router's and the store's futures are boxed: held inline
             // they would be copied with every call's future, hits included.
-            let outcome = Box::pin(router::forward_batched(target, view, forward(sent), batch)).await;
+            let outcome =
+                Box::pin(router::forward_batched(target, view, forward(sent), batch)).await;
             (
                 Box::pin(ticket.complete(view, outcome)).await,
                 CacheUse::Miss,

@@ -26,8 +26,8 @@ mod operations;
 #[cfg(debug_assertions)]
 mod panics;
 mod policy;
-mod routes;
 mod read_your_writes;
+mod routes;
 mod routing;
 mod served_by;
 mod state_history;

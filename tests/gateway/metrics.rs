@@ -192,7 +192,10 @@ async fn request_metrics_follow_traffic_and_carry_no_client_input() {
     // fast path): the five reads above at least.
     let ok = |s: &Scrape| counter(s, "rpcgate_http_responses_total", &[("code", "200")]);
     assert!(ok(&after) - ok(&before) >= 5.0, "200s: {}", ok(&after));
-    assert_eq!(
+    // The policy counter has no network label and the registry is the
+    // process's: tests running beside this one may add to it. The exact
+    // count is asserted on this network's own series above.
+    assert!(
         counter(
             &after,
             "rpcgate_policy_rate_limited_total",
@@ -201,8 +204,7 @@ async fn request_metrics_follow_traffic_and_carry_no_client_input() {
             &before,
             "rpcgate_policy_rate_limited_total",
             &[("client", "anonymous")]
-        ),
-        2.0
+        ) >= 2.0
     );
 
     // Nothing a client sent is a label: no key, no key digest, no invented method.
