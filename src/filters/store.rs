@@ -299,14 +299,7 @@ impl Shared {
         &self,
         f: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, f).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreError::Unavailable(format!("redis: {e}"))),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "redis did not answer within {:?}",
-                self.timeout
-            ))),
-        }
+        within(self.timeout, f).await
     }
 
     async fn create(
@@ -380,6 +373,20 @@ impl Shared {
         let mut conn = self.conn.clone();
         let removed: i64 = self.within(call.invoke_async(&mut conn)).await?;
         Ok(removed > 0)
+    }
+}
+
+/// `f`'s answer, or `Unavailable` when Redis fails or misses `timeout`.
+pub(super) async fn within<T>(
+    timeout: Duration,
+    f: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(StoreError::Unavailable(format!("redis: {e}"))),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "redis did not answer within {timeout:?}"
+        ))),
     }
 }
 

@@ -236,10 +236,11 @@ async fn a_reorg_under_a_log_filter_delivers_removed_logs_then_the_new_ones() {
     assert_eq!(again, json!([]), "nothing twice");
 }
 
-#[tokio::test]
-async fn a_filter_made_on_one_gateway_is_polled_on_another() {
+/// A 3-replica fleet `blocks` high, a Redis, and two gateways sharing it,
+/// both synced.
+async fn two_gateways_on_redis(blocks: u64) -> (Fleet, RedisServer, Gw, Gw, u64) {
     let fleet = fleet(3).await;
-    let start = fleet.mine_blocks(2).await.unwrap();
+    let start = fleet.mine_blocks(blocks).await.unwrap();
     let redis = RedisServer::start().await.unwrap();
     let y = format!(
         "{}redis:\n  url: {}\n",
@@ -250,6 +251,12 @@ async fn a_filter_made_on_one_gateway_is_polled_on_another() {
     let b = start_gateway(&y).await;
     wait_synced(&a, 3, start).await;
     wait_synced(&b, 3, start).await;
+    (fleet, redis, a, b, start)
+}
+
+#[tokio::test]
+async fn a_filter_made_on_one_gateway_is_polled_on_another() {
+    let (fleet, _redis, a, b, start) = two_gateways_on_redis(2).await;
     let blocks = result(&a.url, "eth_newBlockFilter", json!([])).await;
     let logs = result(&a.url, "eth_newFilter", json!([{"topics": [topic42()]}])).await;
     let mut hashes = Vec::new();
@@ -516,18 +523,7 @@ async fn pending_filters_get_each_announced_transaction_once() {
 /// once-per-hash marker (both feeds append every hash).
 #[tokio::test]
 async fn a_pending_filter_is_polled_on_two_gateways_through_redis() {
-    let fleet = fleet(3).await;
-    let start = fleet.mine_blocks(1).await.unwrap();
-    let redis = RedisServer::start().await.unwrap();
-    let y = format!(
-        "{}redis:\n  url: {}\n",
-        yaml(fleet.chain_id(), &fleet_ups(&fleet), ""),
-        redis.url()
-    );
-    let a = start_gateway(&y).await;
-    let b = start_gateway(&y).await;
-    wait_synced(&a, 3, start).await;
-    wait_synced(&b, 3, start).await;
+    let (fleet, _redis, a, b, _) = two_gateways_on_redis(1).await;
     let id = result(&a.url, "eth_newPendingTransactionFilter", json!([])).await;
     let mut all = warm_pending(&fleet, &a.url, &id).await;
     // b's first poll makes b feed the log too; then both feeds run.
