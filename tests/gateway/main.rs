@@ -19,7 +19,6 @@ mod hedging;
 mod hostile;
 mod lifetimes;
 mod log_hygiene;
-mod memory;
 mod metrics;
 mod operations;
 // The panic hook exists only with debug assertions (never in a release build).
