@@ -7,8 +7,9 @@
 //! test (the share a re-admitted backend wins back is judged on latency),
 //! and no other test's load decides whether the budget is still full when
 //! this one looks.
+#![allow(unreachable_pub, clippy::unwrap_used)]
 
-#[allow(dead_code, unused_imports, unreachable_pub)]
+#[allow(dead_code, unused_imports)]
 #[path = "gateway/support.rs"]
 mod support;
 
