@@ -372,19 +372,7 @@ async fn a_decompression_bomb_gets_413_and_no_memory() {
     eprintln!("peak RSS {peak_before} kB before three bombs, {peak_after} kB after");
 
     // Counted as decoded bodies that passed the cap.
-    let metrics = client()
-        .request(
-            http::Request::get(format!("{admin}/metrics"))
-                .body(Default::default())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let text = http_body_util::BodyExt::collect(metrics.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let text = String::from_utf8_lossy(&text);
+    let text = metrics_text(&admin).await;
     for coding in ["br", "zstd", "gzip"] {
         let series = format!(
             "rpcgate_http_decoded_requests_total{{encoding=\"{coding}\",outcome=\"too_large\"}} 1"

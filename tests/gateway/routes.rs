@@ -15,19 +15,7 @@ use crate::support::*;
 
 /// `rpcgate_routed_calls_total` of `route` and `outcome` (0 when absent).
 async fn routed(admin: &str, route: &str, outcome: &str) -> u64 {
-    let response = client()
-        .request(
-            http::Request::get(format!("{admin}/metrics"))
-                .body(Default::default())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let text = String::from_utf8(body.to_vec()).unwrap();
+    let text = metrics_text(admin).await;
     text.lines()
         .filter(|l| l.starts_with("rpcgate_routed_calls_total{"))
         .find(|l| {

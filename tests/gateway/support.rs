@@ -137,6 +137,23 @@ pub async fn start_gateway(yaml: &str) -> Gw {
     }
 }
 
+/// The admin listener's `/metrics` text (the one place tests fetch it by hand).
+pub async fn metrics_text(admin: &str) -> String {
+    let response = client()
+        .request(
+            http::Request::get(format!("{admin}/metrics"))
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
 pub async fn fleet(replicas: usize) -> Fleet {
     Fleet::start(FleetOptions {
         replicas,

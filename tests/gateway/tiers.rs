@@ -10,19 +10,7 @@ use serde_json::json;
 use crate::support::*;
 
 async fn gauge(admin: &str) -> String {
-    let response = client()
-        .request(
-            http::Request::get(format!("{admin}/metrics"))
-                .body(Default::default())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let text = String::from_utf8(body.to_vec()).unwrap();
+    let text = metrics_text(admin).await;
     text.lines()
         .find(|l| l.starts_with("rpcgate_fallback_serving{network=\"dev\"}"))
         .unwrap_or_else(|| panic!("no fallback gauge in:\n{text}"))

@@ -83,19 +83,7 @@ async fn taps(fleet: &Fleet) -> Vec<Tap> {
 
 /// The value of one sample line of `/metrics` (0 when absent).
 async fn metric(admin: &str, line_start: &str) -> f64 {
-    let response = client()
-        .request(
-            http::Request::get(format!("{admin}/metrics"))
-                .body(Default::default())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let text = String::from_utf8(body.to_vec()).unwrap();
+    let text = metrics_text(admin).await;
     text.lines()
         .find(|l| l.starts_with(line_start))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
