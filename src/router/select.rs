@@ -173,4 +173,28 @@ mod tests {
         let n = shares(&views, 3000, &mut Rng::with_seed(4));
         assert!(n[0] >= 800, "{n:?}");
     }
+
+    /// A probe's round trip can be far slower than the answers the busy
+    /// peers give (a fresh connection, a loaded machine). The re-admitted
+    /// backend still gets one trial request at once, and its answer, not
+    /// the probe, then sets its estimate.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_probe_does_not_keep_a_readmitted_backend_out() {
+        let bs = backends(3, Duration::from_millis(2));
+        bs[0].load.observe(Duration::from_secs(10));
+        let views = view_of(&bs);
+        bs[0].load.reset(Duration::from_millis(20));
+        // Untried and idle: it wins every pair it is in.
+        let n = shares(&views, 300, &mut Rng::with_seed(5));
+        assert!(n[0] >= 150, "{n:?}");
+        // With its trial in flight it is judged by the probe's 20 ms: no more.
+        let trial = bs[0].load.start();
+        assert_eq!(shares(&views, 300, &mut Rng::with_seed(5))[0], 0);
+        // The trial's answer took 2 ms, like its peers': a fair share.
+        bs[0].load.observe(Duration::from_millis(2));
+        drop(trial);
+        assert_eq!(bs[0].load.estimate(), Duration::from_millis(2));
+        let n = shares(&views, 3000, &mut Rng::with_seed(5));
+        assert!(n[0] >= 800, "{n:?}");
+    }
 }

@@ -161,8 +161,14 @@ pub(super) fn view(backends: &[Arc<Backend>]) -> NetworkView {
 
 /// Makes `first` the cheaper of the two, so P2C tries it first.
 pub(super) fn order(first: &Backend, second: &Backend) {
-    first.load.reset(Duration::from_micros(10));
-    second.load.reset(Duration::from_secs(1));
+    set_estimate(first, Duration::from_micros(10));
+    set_estimate(second, Duration::from_secs(1));
+}
+
+/// Gives `b` the estimate `rtt`, as if its first answer had taken that long.
+pub(super) fn set_estimate(b: &Backend, rtt: Duration) {
+    b.load.reset(rtt);
+    b.load.observe(rtt);
 }
 
 async fn read(

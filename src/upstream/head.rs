@@ -252,13 +252,20 @@ impl Tracker {
     /// A probe that took `probe_rtt` succeeded.
     fn reachable(&self, probe_rtt: Duration) {
         let was_unreachable = !self.tx.borrow().reachable;
-        if self.backend.readmit(probe_rtt, was_unreachable) {
-            tracing::info!(backend = %self.backend.name, "backend re-admitted after a successful probe");
-        }
-        self.publish(|s| {
+        let readmitted = self.backend.readmit(probe_rtt, was_unreachable);
+        let back = |s: &mut HeadState| {
             s.reachable = true;
             s.last_error = None;
-        });
+        };
+        if readmitted {
+            tracing::info!(backend = %self.backend.name, "backend re-admitted after a successful probe");
+            // Its ejection is not part of the head state, so the state may
+            // be unchanged: tell the view builder anyway, or the backend
+            // would stay out of the view until the next head.
+            self.tx.send_modify(back);
+        } else {
+            self.publish(back);
+        }
     }
 
     /// Checks eth_chainId; returns how long to wait before the next attempt.

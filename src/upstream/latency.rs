@@ -17,11 +17,22 @@
 //! re-admitted after an ejection starts again from a neutral estimate
 //! ([`PeakEwma::reset`]): the round trip of the probe that re-admitted it.
 //!
+//! That neutral estimate is *provisional* until the backend's first real
+//! answer, as is a new backend's initial one: while it has no request in
+//! flight its cost is zero, so the next pick that draws it sends it one
+//! request, and that answer's round trip replaces the estimate outright
+//! (no blending). Without this a probe's round trip, taken on a busy
+//! machine or over a fresh connection, could sit above the estimates of
+//! peers that serve all the traffic; since every estimate moves towards
+//! its samples with the same time constant, the ratio would hold and the
+//! backend would stay starved for tens of seconds. One request in flight
+//! ends the free pass, so a burst does not land on an untried backend.
+//!
 //! The request path updates it on every completion, so it lives in atomics: a
 //! lost update under a race costs one sample, never a lock. Time is tokio's
 //! clock, so tests drive the decay with `tokio::time::pause`.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -36,6 +47,8 @@ pub struct PeakEwma {
     last_ns: AtomicU64,
     epoch: Instant,
     in_flight: AtomicU32,
+    /// No answer since `new` or `reset`: the estimate is a guess.
+    provisional: AtomicBool,
 }
 
 impl PeakEwma {
@@ -45,6 +58,7 @@ impl PeakEwma {
             last_ns: AtomicU64::new(0),
             epoch: Instant::now(),
             in_flight: AtomicU32::new(0),
+            provisional: AtomicBool::new(true),
         }
     }
 
@@ -63,9 +77,20 @@ impl PeakEwma {
         Duration::from_nanos(self.estimate_ns_at(self.now()) as u64)
     }
 
-    /// Cost used to compare backends: estimate (decayed to now) × (in-flight + 1).
+    /// Cost used to compare backends: estimate (decayed to now) × (in-flight + 1);
+    /// zero for a provisional estimate with nothing in flight (its trial).
     pub fn cost(&self) -> f64 {
-        self.estimate_ns_at(self.now()) * f64::from(self.in_flight() + 1)
+        let in_flight = self.in_flight();
+        if in_flight == 0 && self.provisional.load(Ordering::Relaxed) {
+            return 0.0;
+        }
+        self.estimate_ns_at(self.now()) * f64::from(in_flight + 1)
+    }
+
+    /// Whether no answer has been seen since `new` or `reset`.
+    #[cfg(test)]
+    pub fn is_provisional(&self) -> bool {
+        self.provisional.load(Ordering::Relaxed)
     }
 
     /// Records the round-trip time of one completed request.
@@ -92,6 +117,7 @@ impl PeakEwma {
         self.last_ns.store(self.now(), Ordering::Relaxed);
         self.estimate_ns
             .store(nanos(neutral).to_bits(), Ordering::Relaxed);
+        self.provisional.store(true, Ordering::Relaxed);
     }
 
     fn now(&self) -> u64 {
@@ -108,6 +134,11 @@ impl PeakEwma {
     fn observe_at(&self, rtt: Duration, now_ns: u64) {
         let rtt = nanos(rtt);
         let last = self.last_ns.swap(now_ns, Ordering::Relaxed);
+        if self.provisional.swap(false, Ordering::Relaxed) {
+            // The first real round trip: it replaces the guess.
+            self.estimate_ns.store(rtt.to_bits(), Ordering::Relaxed);
+            return;
+        }
         let w = decay(now_ns.saturating_sub(last));
         let _ = self
             .estimate_ns
@@ -186,6 +217,23 @@ mod tests {
         assert!(decayed < Duration::from_millis(1400) && decayed > Duration::from_millis(1300));
         e.reset(Duration::from_millis(3));
         assert_eq!(e.estimate(), Duration::from_millis(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_provisional_estimate_costs_nothing_once_and_its_first_answer_replaces_it() {
+        let e = PeakEwma::new(Duration::from_millis(5));
+        e.observe(Duration::from_millis(1));
+        e.reset(Duration::from_millis(40));
+        assert!(e.is_provisional());
+        assert_eq!(e.cost(), 0.0);
+        let trial = e.start();
+        assert_eq!(e.cost(), 2.0 * 40.0 * MS as f64);
+        // A fast first answer is taken whole, not blended into the guess.
+        e.observe(Duration::from_millis(2));
+        drop(trial);
+        assert!(!e.is_provisional());
+        assert_eq!(e.estimate(), Duration::from_millis(2));
+        assert_eq!(e.cost(), 2.0 * MS as f64);
     }
 
     #[tokio::test(start_paused = true)]

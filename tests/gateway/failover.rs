@@ -147,14 +147,19 @@ async fn a_recovered_backend_gets_its_share_back_within_seconds() {
     let extra = format!("eject_after_failures: 3\n{ROUTING_ONLY}");
     let gw = start_gateway(&yaml(fleet.chain_id(), &ups, &extra)).await;
     wait_synced(&gw, 3, 1).await;
-    let read = || result(&gw.url, "eth_getBalance", json!([OTHER, "latest"]));
+    // Each read asks for another address, so that no read shares another's
+    // call: each one reaches a backend.
+    let read = |k: u64| {
+        let address = format!("0x{:040x}", 0xa11c_e000_u64 + k);
+        result(&gw.url, "eth_getBalance", json!([address, "latest"]))
+    };
 
     taps[0].set_fault(Fault::Status(500));
-    let mut reads = Vec::new();
-    for _ in 0..30 {
-        reads.push(read());
-    }
-    futures_util::future::join_all(reads).await;
+    futures_util::future::join_all((0..30).map(read)).await;
+    assert!(
+        taps[0].count("eth_getBalance") >= 1,
+        "r0 was never tried while failing: it carries no penalty"
+    );
     wait_view(&gw, "r0 out", |v| !v.backends[0].eligible()).await;
     taps[0].set_fault(Fault::None);
     wait_view(&gw, "r0 back", |v| v.backends[0].eligible()).await;
@@ -163,13 +168,25 @@ async fn a_recovered_backend_gets_its_share_back_within_seconds() {
     }
     // Every read of the 5 s after recovery counts (bounded in number): the
     // share is judged over the whole window, not over the first few reads,
-    // which may come before the probe that re-admits r0 has reset it.
+    // which may come before the probe that re-admits r0 has reset it. Eight
+    // clients read at once, as a DApp's users do: one client reading alone
+    // lets whichever backend had the lowest recent peak win nearly every
+    // pair (Peak-EWMA keeps a peak for its 10 s time constant), so even
+    // equal backends would then split a 5 s window very unevenly.
     let started = std::time::Instant::now();
-    let mut n = 0u64;
-    while n < 50_000 && started.elapsed() < Duration::from_secs(5) {
-        read().await;
-        n += 1;
-    }
+    let total = AtomicU64::new(100);
+    let client = || async {
+        loop {
+            let k = total.fetch_add(1, Ordering::Relaxed);
+            if k >= 50_000 || started.elapsed() >= Duration::from_secs(5) {
+                break;
+            }
+            read(k).await;
+        }
+    };
+    futures_util::future::join_all((0..8).map(|_| client())).await;
+    // Each client's last increment started no read.
+    let n = total.into_inner() - 100 - 8;
     let got = taps[0].count("eth_getBalance");
     eprintln!(
         "after recovery: r0 served {got} of {n} reads in {:?}",
