@@ -107,11 +107,19 @@ async fn a_fallback_is_idle_while_primaries_serve_and_serves_while_they_fail() {
     // They recover: the fallback is idle again.
     taps[0].set_fault(Fault::None);
     taps[1].set_fault(Fault::None);
-    wait_view(&gw, "primaries back, the fallback in standby", |v| {
-        !v.fallback_serving
-            && v.eligible().count() == 2
-            && v.backends[2].ineligible == Some(Ineligible::Standby)
-    })
+    // Their heads too: a primary seen again before its head poll has
+    // caught up is behind the served head, and a read of `latest` (pinned
+    // to that head) then rightly goes to the fallback that has it.
+    wait_view(
+        &gw,
+        "primaries back at the head, the fallback in standby",
+        |v| {
+            !v.fallback_serving
+                && v.eligible().count() == 2
+                && v.eligible().all(|b| b.head == height)
+                && v.backends[2].ineligible == Some(Ineligible::Standby)
+        },
+    )
     .await;
     for t in &taps {
         t.reset();
