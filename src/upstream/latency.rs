@@ -134,7 +134,10 @@ impl PeakEwma {
     fn observe_at(&self, rtt: Duration, now_ns: u64) {
         let rtt = nanos(rtt);
         let last = self.last_ns.swap(now_ns, Ordering::Relaxed);
-        if self.provisional.swap(false, Ordering::Relaxed) {
+        // A plain load first: the swap (a locked write) is paid once, not per answer.
+        if self.provisional.load(Ordering::Relaxed)
+            && self.provisional.swap(false, Ordering::Relaxed)
+        {
             // The first real round trip: it replaces the guess.
             self.estimate_ns.store(rtt.to_bits(), Ordering::Relaxed);
             return;
