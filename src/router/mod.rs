@@ -281,9 +281,14 @@ async fn attempt(
     let timeout = target.config.timeout_for(call.method);
     let mut race = target.hedging.race(call.method);
     let learn = race.is_some();
-    let mut legs = FuturesUnordered::new();
+    // Sends in flight. Only a hedged call can have two at once, so only a
+    // hedged call has the set; any other awaits its one send in place
+    // (`alone`), without the set's allocations and the move of each send
+    // into a task of its own.
+    let mut legs = race.is_some().then(FuturesUnordered::new);
     loop {
-        if legs.is_empty() {
+        let mut alone = None;
+        if legs.as_ref().is_none_or(FuturesUnordered::is_empty) {
             if failures >= target.config.max_attempts {
                 break;
             }
@@ -295,7 +300,7 @@ async fn attempt(
                 race.started(&choice.backend, timeout);
             }
             // Only a call's first attempt may ride in a client batch.
-            legs.push(hedge::leg(
+            let send = hedge::leg(
                 choice,
                 call.method,
                 call.params,
@@ -303,33 +308,45 @@ async fn attempt(
                 false,
                 learn,
                 order.batch.take(),
-            ));
-        }
-        let hedge_at = race.as_ref().and_then(|r| r.hedge_at());
-        let leg = match hedge::next(&mut legs, hedge_at).await {
-            Some(Next::Done(leg)) => leg,
-            Some(Next::HedgeDue) => {
-                if let Some(race) = race.as_mut() {
-                    match order.take(&mut candidates) {
-                        Some(choice) => {
-                            tries = tries.saturating_add(1);
-                            race.hedged(&choice.backend, timeout);
-                            legs.push(hedge::leg(
-                                choice,
-                                call.method,
-                                call.params,
-                                timeout,
-                                true,
-                                learn,
-                                None,
-                            ));
-                        }
-                        None => race.no_other_backend(),
-                    }
-                }
-                continue;
+            );
+            match legs.as_mut() {
+                Some(legs) => legs.push(send),
+                None => alone = Some(send),
             }
-            None => break,
+        }
+        let leg = if let Some(send) = alone {
+            send.await
+        } else {
+            let hedge_at = race.as_ref().and_then(|r| r.hedge_at());
+            let next = match legs.as_mut() {
+                Some(legs) => hedge::next(legs, hedge_at).await,
+                None => None,
+            };
+            match next {
+                Some(Next::Done(leg)) => leg,
+                Some(Next::HedgeDue) => {
+                    if let (Some(race), Some(legs)) = (race.as_mut(), legs.as_mut()) {
+                        match order.take(&mut candidates) {
+                            Some(choice) => {
+                                tries = tries.saturating_add(1);
+                                race.hedged(&choice.backend, timeout);
+                                legs.push(hedge::leg(
+                                    choice,
+                                    call.method,
+                                    call.params,
+                                    timeout,
+                                    true,
+                                    learn,
+                                    None,
+                                ));
+                            }
+                            None => race.no_other_backend(),
+                        }
+                    }
+                    continue;
+                }
+                None => break,
+            }
         };
         let Leg {
             choice,
@@ -351,7 +368,7 @@ async fn attempt(
                     choice.backend.held_state(block, choice.head);
                 }
                 if let Some(race) = &race {
-                    race.answered(hedge, legs.len());
+                    race.answered(hedge, legs.as_ref().map_or(0, FuturesUnordered::len));
                 }
                 // Dropping `legs` cancels the sends still in flight.
                 return Ok(reply);
