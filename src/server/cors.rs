@@ -68,6 +68,19 @@ pub(super) fn upgrade_allowed(config: &CorsConfig, headers: &HeaderMap) -> bool 
     headers.get(header::ORIGIN).is_none() || allowed_origin(config, headers).is_some()
 }
 
+/// Whether a caller whose client has its own `allowed_origins` (`list`)
+/// may be served for this request: always without a list or without an
+/// `Origin` (not a browser); else only from an origin on the list. Checked
+/// for calls and for WebSocket upgrades alike: a browser sends no preflight
+/// before an upgrade, so a key lifted into another site's page would
+/// otherwise work over WebSocket.
+pub(super) fn client_allowed(list: Option<&[String]>, headers: &HeaderMap) -> bool {
+    match (list, headers.get(header::ORIGIN)) {
+        (Some(list), Some(origin)) => origin.to_str().is_ok_and(|o| allowed(list, o)),
+        _ => true,
+    }
+}
+
 /// A preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
 pub(super) fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
     method == Method::OPTIONS

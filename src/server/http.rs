@@ -150,12 +150,8 @@ async fn serve(
     let caller = policy
         .identify(peer.ip(), req.headers(), path_key)
         .map_err(HttpRefusal::Unauthorized)?;
-    if let (Some(list), Some(origin)) =
-        (caller.allowed_origins(), req.headers().get(header::ORIGIN))
-    {
-        if !origin.to_str().is_ok_and(|o| cors::allowed(list, o)) {
-            return Err(HttpRefusal::ForbiddenOrigin);
-        }
+    if !cors::client_allowed(caller.allowed_origins(), req.headers()) {
+        return Err(HttpRefusal::ForbiddenOrigin);
     }
     let limit = routes.limits.max_body_bytes;
     let declared = req

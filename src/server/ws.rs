@@ -116,10 +116,13 @@ pub(super) fn upgrade(
         .get(header::SEC_WEBSOCKET_KEY)
         .ok_or(HttpRefusal::BadUpgrade("Sec-WebSocket-Key is missing"))?;
     let accept = derive_accept_key(key.as_bytes());
-    routes
+    let caller = routes
         .policy
         .identify(peer.ip(), req.headers(), path_key)
         .map_err(HttpRefusal::Unauthorized)?;
+    if !super::cors::client_allowed(caller.allowed_origins(), req.headers()) {
+        return Err(HttpRefusal::ForbiddenOrigin);
+    }
 
     let limit = routes.limits.max_body_bytes;
     let name = network.config.name.clone();

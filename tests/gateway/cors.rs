@@ -189,4 +189,25 @@ async fn a_client_with_its_own_origins_is_refused_from_any_other() {
     // Outside a browser (no Origin) the key works as before.
     let reply = post_with_headers(&gw.url, &[("authorization", &bearer)], CALL).await;
     assert_eq!(reply.status, 200);
+
+    // Over WebSocket too: a browser sends no preflight before an upgrade,
+    // so the gateway itself refuses the key from another site's page.
+    let ws_url = gw.url.replace("http://", "ws://");
+    let upgrade = |origin: &str| {
+        let mut request = ws_url.as_str().into_client_request().unwrap();
+        let headers = request.headers_mut();
+        headers.insert("origin", origin.parse().unwrap());
+        headers.insert("authorization", bearer.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    match upgrade(other).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("expected 403, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    let (_ws, response) = upgrade(mine)
+        .await
+        .expect("an upgrade from the client's origin");
+    assert_eq!(response.status(), 101);
 }

@@ -174,6 +174,7 @@ async fn a_recovered_backend_gets_its_share_back_within_seconds() {
     // pair (Peak-EWMA keeps a peak for its 10 s time constant), so even
     // equal backends would then split a 5 s window very unevenly.
     let started = std::time::Instant::now();
+    // Addresses from 100 on: none of the 30 failing reads' addresses.
     let total = AtomicU64::new(100);
     let client = || async {
         loop {
