@@ -166,8 +166,13 @@ async fn clients_that_never_read_hold_no_more_than_the_answer_budget() {
     let fleet = fleet(1).await;
     let contract = zeros_contract(&fleet).await;
     let budget = 32 * MIB;
-    // Answers of 2 MiB (1 MiB of zeros in hex), cached (one node call per
+    // Answers of 6 MiB (3 MiB of zeros in hex), cached (one node call per
     // block), not compressed; write_timeout long, so an unread answer stays.
+    // Each is larger than the kernel's largest socket send buffer (4 MiB by
+    // default): an answer small enough to be taken whole by the kernel frees
+    // its budget at once, and whether the unread answers still held the
+    // budget then depended on how the flood's answers spread over batches.
+    let zeros = 3 * MIB;
     let yaml = format!(
         "server:\n  max_inflight_answer_bytes: {budget}\n  memory_wait: 300ms\n  write_timeout: 60s\n  compression: {{enabled: false}}\nnetworks:\n  dev:\n    chain_id: {}\n    head: {{poll_interval: 50ms}}\n    cache: {{max_entry_bytes: 8388608}}\n    upstreams:\n      - name: r0\n        http: {}\n",
         fleet.chain_id(),
@@ -187,12 +192,17 @@ async fn clients_that_never_read_hold_no_more_than_the_answer_budget() {
     })
     .await;
     // Warm: one big answer read in full (and cached).
-    let warm = post_value(&gw.url, &zeros_call(1, &contract, MIB)).await.1;
-    assert_eq!(warm["result"].as_str().unwrap().len(), 2 + 2 * MIB as usize);
+    let warm = post_value(&gw.url, &zeros_call(1, &contract, zeros))
+        .await
+        .1;
+    assert_eq!(
+        warm["result"].as_str().unwrap().len(),
+        2 + 2 * zeros as usize
+    );
     let baseline = gw.status_kib("VmRSS");
 
-    // 20 clients each send a batch of 8 such calls (16 MiB of answers) and never read.
-    let batch: Vec<Value> = (0..8).map(|i| zeros_call(i, &contract, MIB)).collect();
+    // 20 clients each send a batch of 8 such calls (48 MiB of answers) and never read.
+    let batch: Vec<Value> = (0..8).map(|i| zeros_call(i, &contract, zeros)).collect();
     let batch = Value::Array(batch).to_string();
     let clients = 20;
     let mut sockets = Vec::new();
@@ -214,7 +224,7 @@ async fn clients_that_never_read_hold_no_more_than_the_answer_budget() {
     eprintln!("RSS: {baseline} KiB before the flood, peak {peak} KiB (+{grown_mib} MiB; bound +{bound_mib} MiB)");
     assert!(
         grown_mib <= bound_mib,
-        "the gateway grew by {grown_mib} MiB with {clients} unread 16 MiB answers, over {bound_mib} MiB"
+        "the gateway grew by {grown_mib} MiB with {clients} unread 48 MiB answers, over {bound_mib} MiB"
     );
 
     // Other clients are served: small calls at once, a heavy one refused
@@ -224,7 +234,7 @@ async fn clients_that_never_read_hold_no_more_than_the_answer_budget() {
     assert_eq!(small["result"].as_str().unwrap().len(), 2 + 64);
     let n = result(&gw.url, "eth_blockNumber", json!([])).await;
     assert!(n.as_str().unwrap().starts_with("0x"));
-    let (status, heavy) = post_value(&gw.url, &zeros_call(9, &contract, MIB)).await;
+    let (status, heavy) = post_value(&gw.url, &zeros_call(9, &contract, zeros)).await;
     assert_eq!(heavy["error"]["code"], -32005, "{heavy}");
     assert_eq!(heavy["id"], 9);
     assert_eq!(status, 503);
