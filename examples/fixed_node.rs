@@ -6,9 +6,14 @@
 //! default `{"jsonrpc":"2.0","id":1,"result":"0x0"}`).
 //!
 //! The gateway's head tracker and reorg follower ask `eth_chainId` (1),
-//! `eth_getBlockByNumber` (always block 0x10 with one hash) and
-//! `eth_syncing` (false); the method is found by its name's bytes, no JSON
-//! parse, so the backend's cost stays that of `fixed_body`.
+//! `eth_getBlockByNumber` and `eth_syncing` (false); the method is found by
+//! its name's bytes, no JSON parse, so the backend's cost stays that of
+//! `fixed_body`. The head stays at block 0x10 and `finalized` (and `safe`)
+//! is block 0x8, as on a live chain where finality trails the head: a read
+//! at `latest` is then a read above finality, which the cache keeps only
+//! while that head is served (were the head final, every such read would be
+//! stored for good, which no real chain does). Block n has a hash made from
+//! n, and block n-1's as its parent, so the reorg follower reads a chain.
 
 // Bench and example code: no API, and a failed unwrap stops the run
 // (the product's lints in Cargo.toml are for src/).
@@ -29,12 +34,47 @@ use tokio::net::TcpListener;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const BLOCK: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"number":"0x10","hash":"0x1111111111111111111111111111111111111111111111111111111111111111","parentHash":"0x0000000000000000000000000000000000000000000000000000000000000000","transactions":[]}}"#;
+/// The head's number, and the final block's.
+const HEAD: u64 = 0x10;
+const FINALIZED: u64 = 0x8;
+
+/// Block `n`'s answer, or `null` above the head.
+fn block(n: u64) -> Bytes {
+    if n > HEAD {
+        return Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":null}"#);
+    }
+    let hash = |n: u64| format!("0x{:064x}", 0x1111_0000 + n);
+    Bytes::from(format!(
+        r#"{{"jsonrpc":"2.0","id":1,"result":{{"number":"{n:#x}","hash":"{}","parentHash":"{}","transactions":[]}}}}"#,
+        hash(n),
+        hash(n.saturating_sub(1))
+    ))
+}
+
+/// The block a `eth_getBlockByNumber` body asks for: a tag, or the first
+/// `"0x…"` of its params.
+fn block_asked(body: &[u8]) -> u64 {
+    let has = |tag: &[u8]| body.windows(tag.len()).any(|w| w == tag);
+    if has(b"\"finalized\"") || has(b"\"safe\"") {
+        return FINALIZED;
+    }
+    let Some(at) = body.windows(3).position(|w| w == b"\"0x") else {
+        return HEAD;
+    };
+    let digits = &body[at + 3..];
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(digits.len());
+    std::str::from_utf8(&digits[..end])
+        .ok()
+        .and_then(|d| u64::from_str_radix(d, 16).ok())
+        .unwrap_or(HEAD)
+}
 
 struct Answers {
     other: Bytes,
     chain_id: Bytes,
-    block: Bytes,
     syncing: Bytes,
 }
 
@@ -48,7 +88,8 @@ impl Answers {
             .and_then(|rest| Some(&rest[..rest.iter().position(|b| *b == b'"')?]));
         match name {
             Some(b"eth_chainId") => self.chain_id.clone(),
-            Some(b"eth_getBlockByNumber" | b"eth_getBlockByHash") => self.block.clone(),
+            Some(b"eth_getBlockByNumber") => block(block_asked(body)),
+            Some(b"eth_getBlockByHash") => block(HEAD),
             Some(b"eth_syncing") => self.syncing.clone(),
             _ => self.other.clone(),
         }
@@ -69,7 +110,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let answers = Arc::new(Answers {
         other,
         chain_id: Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":"0x1"}"#),
-        block: Bytes::from_static(BLOCK.as_bytes()),
         syncing: Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":false}"#),
     });
     let listener = TcpListener::bind(&addr).await?;

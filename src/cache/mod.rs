@@ -14,6 +14,9 @@
 //!    final, or every block it is bound to still has the bound hash in the
 //!    [`canon`] chain, and that chain was read for the very view the request
 //!    reads. Each hit is wrapped with the caller's id by the pipeline.
+//!    A read of the served head above finality (mostly `latest`, pinned) is
+//!    kept apart, in the [`head`] tier: one block's answers, dropped
+//!    together when the head moves, without moka's per-entry bookkeeping.
 //! 3. [`coalesce`]: identical calls in flight make one upstream call.
 //! 4. [`shared`]: on a local miss, forever-cacheable calls look in Redis.
 //! 5. The leader calls upstream (pinned to the bound block's hash, see
@@ -35,6 +38,7 @@
 mod answer;
 pub mod canon;
 mod coalesce;
+mod head;
 mod key;
 mod pin;
 mod reorg;
@@ -52,10 +56,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{CacheConfig, RedisConfig, CACHE_CANON_WINDOW as CANON_WINDOW};
-use crate::eth::{Method, Pinned};
+use crate::eth::{Hash, Method, Pinned};
 use crate::upstream::{NetworkView, Reply};
 use canon::Canon;
 use coalesce::{Flights, Joined, Lead};
+use head::HeadTier;
 pub use key::Key;
 pub use rule::CacheRule;
 use shared::SharedTier;
@@ -118,10 +123,17 @@ pub fn follow_chain(
     (chain, task)
 }
 
+/// The share of `max_bytes` the head tier may hold (the rest is moka's):
+/// what one block's reads of the present may take.
+fn head_bytes(max_bytes: u64) -> u64 {
+    max_bytes / 4
+}
+
 /// The cache of one network; `E` is how a call that got no answer failed.
 pub struct Cache<E> {
     config: CacheConfig,
     store: Store,
+    head: HeadTier,
     flights: Flights<Result<Reply, E>>,
     canon: Arc<ArcSwap<Canon>>,
     shared: Option<SharedTier>,
@@ -169,6 +181,8 @@ pub struct Ticket<'a, E> {
     plan: Plan,
     pinned: Option<String>,
     generation: u64,
+    /// The served head the answer is for, when it goes to the head tier.
+    head: Option<(u64, Hash)>,
 }
 
 impl<E: Clone + Send + Sync + 'static> Cache<E> {
@@ -201,7 +215,11 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
         };
         let cache = Arc::new(Cache {
             config: config.clone(),
-            store: Store::new(config.max_bytes, stats.clone()),
+            store: Store::new(
+                config.max_bytes - head_bytes(config.max_bytes),
+                stats.clone(),
+            ),
+            head: HeadTier::new(head_bytes(config.max_bytes), stats.clone()),
             flights: Flights::default(),
             canon: Arc::new(ArcSwap::from_pointee(Canon::default())),
             shared,
@@ -215,6 +233,7 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
             published,
             probe_timeout,
             move |replaced| {
+                evictor.head.evict_bound_to(&replaced);
                 evictor
                     .store
                     .evict_bound_to(replaced, evictor.stats.clone());
@@ -250,8 +269,9 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
             text.push('@');
             text.push_str(&number.to_string());
         }
+        let head = self.at_head(&rule, view);
         if rule.may_store() {
-            if let Some(hit) = self.hit(&text, view).await {
+            if let Some(hit) = self.hit(&text, head, view).await {
                 return Lookup::Answered(Ok(hit), Source::Hit);
             }
         }
@@ -274,7 +294,7 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
         };
         if rule.may_store() {
             // The leader before us may have stored it between our look and our join.
-            if let Some(hit) = self.hit(key.as_str(), view).await {
+            if let Some(hit) = self.hit(key.as_str(), head, view).await {
                 let outcome = Ok(hit);
                 lead.finish(&outcome);
                 return Lookup::Answered(outcome, Source::Hit);
@@ -299,10 +319,39 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
             plan,
             pinned,
             generation: canon.generation,
+            head,
         })
     }
 
-    async fn hit(&self, key: &str, view: &NetworkView) -> Option<Reply> {
+    /// For a read of the served head that is not final (and may be kept
+    /// bound to that block): the head and its hash in the chain the cache
+    /// follows. Such a read is kept in the head tier, and only looked for
+    /// there.
+    fn at_head(&self, rule: &CacheRule, view: &NetworkView) -> Option<(u64, Hash)> {
+        let (CacheRule::AtBlock { number, .. } | CacheRule::PerHead { number }) = *rule else {
+            return None;
+        };
+        if !self.config.block_scoped
+            || view.served_head != Some(number)
+            || view.finalized.is_some_and(|f| number <= f)
+        {
+            return None;
+        }
+        let canon = self.canon.load();
+        if !canon.is_current(view) {
+            return None;
+        }
+        canon.hash(number).map(|h| (number, *h))
+    }
+
+    async fn hit(&self, key: &str, head: Option<(u64, Hash)>, view: &NetworkView) -> Option<Reply> {
+        if let Some((number, hash)) = head {
+            // The block and its hash were read from the chain for this very
+            // view: a generation of that block holds.
+            let result = self.head.get(number, &hash, key)?;
+            bump(&self.stats.hits);
+            return Some(Reply::result_from(result));
+        }
         let entry = self.store.get(key).await?;
         if !self.holds(&entry, view) {
             return None;
@@ -413,17 +462,19 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
 
     /// Bytes held by the in-memory store (after its pending housekeeping).
     pub async fn weighted_bytes(&self) -> u64 {
-        self.store.weighted_bytes().await
+        self.store.weighted_bytes().await + self.head.size().0
     }
 
     /// Entries in the in-memory store (after its pending housekeeping).
     pub async fn entries(&self) -> u64 {
-        self.store.len().await
+        self.store.len().await + self.head.size().1
     }
 
     /// Bytes and entries held, as last accounted (for metrics).
     pub fn size_now(&self) -> (u64, u64) {
-        self.store.size_now()
+        let (bytes, entries) = self.store.size_now();
+        let (head_bytes, head_entries) = self.head.size();
+        (bytes + head_bytes, entries + head_entries)
     }
 
     pub fn max_bytes(&self) -> u64 {
@@ -458,7 +509,14 @@ impl<E: Clone + Send + Sync + 'static> Ticket<'_, E> {
                 if let (Some(shared), true) = (&cache.shared, self.rule.is_forever()) {
                     shared.put(&self.key, &entry);
                 }
-                cache.store.insert(self.key.clone(), entry).await;
+                match (self.head, &entry.bind) {
+                    (Some((n, h)), Bind::Blocks { from, hashes })
+                        if *from == n && hashes[..] == [h] =>
+                    {
+                        cache.head.insert(n, h, self.key.clone(), entry.result);
+                    }
+                    _ => cache.store.insert(self.key.clone(), entry).await,
+                }
                 bump(&cache.stats.stored);
             }
         }

@@ -12,18 +12,21 @@ use std::collections::BTreeMap;
 use serde_json::value::RawValue;
 
 use crate::eth::hash::{to_hex, Hash};
+use crate::eth::pinning;
 
-fn block_hash_object(h: &Hash) -> Box<RawValue> {
-    RawValue::from_string(format!("{{\"blockHash\":\"{}\"}}", to_hex(h)))
-        .expect("a block hash object is valid JSON")
+fn block_hash_object(h: &Hash) -> String {
+    let mut out = String::with_capacity(82);
+    out.push_str("{\"blockHash\":\"");
+    out.push_str(&to_hex(h));
+    out.push_str("\"}");
+    out
 }
 
 /// `params` with the block argument at `index` replaced by `{"blockHash": h}`.
+/// The rest of the params is kept as written (see [`pinning::splice`]).
 pub(super) fn block_param(params: &str, index: usize, h: &Hash) -> Option<String> {
-    let mut list: Vec<&RawValue> = serde_json::from_str(params).ok()?;
-    let pinned = block_hash_object(h);
-    *list.get_mut(index)? = &pinned;
-    serde_json::to_string(&list).ok()
+    let (len, at) = pinning::nth(params, index)?;
+    pinning::splice(params, Some(at?), len, &block_hash_object(h))
 }
 
 /// An `eth_getLogs` filter over one block, as a `blockHash` filter.
@@ -51,7 +54,7 @@ mod tests {
         let hx = to_hex(&h);
         assert_eq!(
             block_param(r#"["0x1", "0x5"]"#, 1, &h).unwrap(),
-            format!(r#"["0x1",{{"blockHash":"{hx}"}}]"#)
+            format!(r#"["0x1", {{"blockHash":"{hx}"}}]"#)
         );
         assert!(block_param(r#"["0x1"]"#, 1, &h).is_none());
         assert!(block_param(r#"{"a":1}"#, 0, &h).is_none());

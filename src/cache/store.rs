@@ -16,7 +16,7 @@ use super::Stats;
 use crate::eth::Hash;
 
 /// Bytes charged per entry beyond its key and value (map node, Arc headers).
-const ENTRY_OVERHEAD: usize = 96;
+pub(super) const ENTRY_OVERHEAD: usize = 96;
 
 /// What an answer stays valid for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +92,7 @@ pub(super) struct Stored {
 /// Keys are hashed with foldhash (seeded per process) rather than SipHash:
 /// a call hashes its key several times (look up, join, store), and SipHash
 /// was the larger part of that.
-type Hasher = foldhash::fast::RandomState;
+pub(super) type Hasher = foldhash::fast::RandomState;
 
 pub(super) struct Store {
     entries: moka::future::Cache<Key, Stored, Hasher>,

@@ -27,13 +27,17 @@ pub enum BlockRef {
 
 impl BlockRef {
     pub fn parse(raw: &RawValue) -> BlockRef {
+        BlockRef::parse_text(raw.get())
+    }
+
+    /// [`BlockRef::parse`] of a value's JSON text.
+    pub fn parse_text(text: &str) -> BlockRef {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Eip1898<'a> {
             block_number: Option<&'a str>,
             block_hash: Option<&'a str>,
         }
-        let text = raw.get();
         if let Some(s) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
             return BlockRef::from_text(s);
         }

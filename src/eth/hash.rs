@@ -24,13 +24,15 @@ pub fn parse_hash(s: &str) -> Option<Hash> {
 /// `0x` and the lower-case hex of `bytes`.
 pub fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(2 + bytes.len() * 2);
-    s.push_str("0x");
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    // Bytes, not chars: pushing a char to a String encodes it as UTF-8 and
+    // checks the capacity each time, for every hash a pinned call sends.
+    let mut out = vec![0u8; 2 + bytes.len() * 2];
+    out[..2].copy_from_slice(b"0x");
+    for (pair, b) in out[2..].chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
-    s
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The bytes of hex digits without a prefix (`None` for an odd length or a
