@@ -17,6 +17,7 @@
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::watch;
 
@@ -26,14 +27,18 @@ type Slot<T> = watch::Receiver<Option<T>>;
 
 /// foldhash (seeded per process) rather than SipHash: every miss hashes
 /// its key here twice (join, leave).
+/// Each flight is numbered, so that a leader leaving removes its own
+/// flight and not a newer one under the same key.
 pub(super) struct Flights<T> {
-    table: Mutex<HashMap<Key, Slot<T>, foldhash::fast::RandomState>>,
+    table: Mutex<HashMap<Key, (u64, Slot<T>), foldhash::fast::RandomState>>,
+    next: AtomicU64,
 }
 
 impl<T> Default for Flights<T> {
     fn default() -> Self {
         Flights {
             table: Mutex::default(),
+            next: AtomicU64::new(0),
         }
     }
 }
@@ -48,6 +53,7 @@ pub(super) enum Joined<'a, T> {
 pub(super) struct Lead<'a, T> {
     flights: &'a Flights<T>,
     key: Key,
+    id: u64,
     tx: watch::Sender<Option<T>>,
     /// Whether the key left the table already.
     left: bool,
@@ -56,14 +62,16 @@ pub(super) struct Lead<'a, T> {
 impl<T: Clone> Flights<T> {
     pub(super) fn join(&self, key: &Key) -> Joined<'_, T> {
         let mut table = self.table.lock();
-        if let Some(slot) = table.get(key) {
+        if let Some((_, slot)) = table.get(key) {
             return Joined::Follow(slot.clone());
         }
         let (tx, rx) = watch::channel(None);
-        table.insert(key.clone(), rx);
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        table.insert(key.clone(), (id, rx));
         Joined::Lead(Lead {
             flights: self,
             key: key.clone(),
+            id,
             tx,
             left: false,
         })
@@ -105,10 +113,7 @@ impl<T> Lead<'_, T> {
         self.left = true;
         let mut table = self.flights.table.lock();
         // Only our own flight: a new leader may already own the key.
-        if table
-            .get(&self.key)
-            .is_some_and(|slot| slot.same_channel(&self.tx.subscribe()))
-        {
+        if table.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
             table.remove(&self.key);
         }
     }

@@ -515,7 +515,9 @@ impl<E: Clone + Send + Sync + 'static> Ticket<'_, E> {
                     {
                         cache.head.insert(n, h, self.key.clone(), entry.result);
                     }
-                    _ => cache.store.insert(self.key.clone(), entry).await,
+                    // Boxed: moka's insert is a large future, and the
+                    // pipeline holds this one inline on every miss.
+                    _ => Box::pin(cache.store.insert(self.key.clone(), entry)).await,
                 }
                 bump(&cache.stats.stored);
             }

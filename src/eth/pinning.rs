@@ -295,14 +295,14 @@ fn value_end(b: &[u8], at: usize) -> Option<usize> {
 /// Where the JSON string whose opening quote is at `at` ends.
 fn string_end(b: &[u8], at: usize) -> Option<usize> {
     let mut j = at + 1;
-    while j < b.len() {
-        match b[j] {
-            b'\\' => j += 2,
-            b'"' => return Some(j + 1),
-            _ => j += 1,
+    loop {
+        // Straight to the next quote or backslash: most strings (hex) have none inside.
+        j += b.get(j..)?.iter().position(|&c| c == b'"' || c == b'\\')?;
+        if b[j] == b'"' {
+            return Some(j + 1);
         }
+        j += 2;
     }
-    None
 }
 
 /// The JSON array `list` (of `len` elements) with its element `at`

@@ -105,7 +105,9 @@ pub fn compress(coding: ContentCoding, body: &[u8]) -> io::Result<Vec<u8>> {
 /// The coding to answer with, from the request's `Accept-Encoding` (every
 /// instance of the header), or `None` to answer as is.
 pub(super) fn negotiate(config: &CompressionConfig, headers: &HeaderMap) -> Option<ContentCoding> {
-    if !config.enabled {
+    // One lookup when the client asks for no coding (scripts, load tools),
+    // rather than one per configured coding.
+    if !config.enabled || !headers.contains_key(header::ACCEPT_ENCODING) {
         return None;
     }
     let mut best: Option<(ContentCoding, u16)> = None;

@@ -189,14 +189,12 @@ pub(super) async fn run(
         ),
         Lookup::Fetch(ticket) => {
             let sent = ticket.params(pinned.params.as_deref());
-            // The router's and the store's futures are boxed: held inline
-            // they would be copied with every call's future, hits included.
+            // The router's future is boxed: held inline it would be copied
+            // with every call's future, hits included. Completing is small
+            // (it boxes moka's insert itself).
             let outcome =
                 Box::pin(router::forward_batched(target, view, forward(sent), batch)).await;
-            (
-                Box::pin(ticket.complete(view, outcome)).await,
-                CacheUse::Miss,
-            )
+            (ticket.complete(view, outcome).await, CacheUse::Miss)
         }
     };
     Ok(Routed {
