@@ -239,18 +239,29 @@ impl Server {
 }
 
 /// Serves one connection until it ends or one of its deadlines passes.
+///
+/// The deadlines are watched by a task of their own, which says when one
+/// passed over a oneshot channel. Selected here directly, the watcher's timer
+/// was polled (its waker registered again) every time the connection woke,
+/// several times a request; the channel costs an atomic load instead.
 async fn until_deadline<E: std::fmt::Display>(
     conn: impl Future<Output = Result<(), E>>,
     lifetime: Arc<lifetimes::Lifetime>,
     deadlines: lifetimes::Deadlines,
     peer: SocketAddr,
 ) {
+    let (passed, deadline) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(async move {
+        let _ = passed.send(lifetime.expired(deadlines).await);
+    });
     tokio::select! {
+        biased;
         ended = conn => if let Err(e) = ended {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         },
-        why = lifetime.expired(deadlines) => {
+        Ok(why) = deadline => {
             tracing::debug!(%peer, ?why, "connection closed at a deadline");
         }
     }
+    watcher.abort();
 }
