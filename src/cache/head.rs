@@ -116,6 +116,9 @@ impl HeadTier {
         let w = weight(key.as_str(), &result);
         if generation.bytes.fetch_add(w, Ordering::Relaxed) + w > self.max_bytes {
             generation.bytes.fetch_sub(w, Ordering::Relaxed);
+            // Counted as an eviction for size: what tells an operator that
+            // `max_bytes` is too small for a block's reads.
+            self.stats.evicted_by_size.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         if let Some(old) = generation.entries.insert(key.clone(), result) {
@@ -193,7 +196,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_generation_stays_under_its_byte_bound() {
-        let t = tier(10_000);
+        let stats = Arc::new(Stats::default());
+        let t = HeadTier::new(10_000, stats.clone());
         let h = [3; 32];
         let kept = (0..100)
             .filter(|i| t.insert(9, h, key(*i), Bytes::from(vec![b'a'; 400])))
@@ -202,6 +206,11 @@ mod tests {
         assert!(bytes <= 10_000, "{bytes}");
         assert_eq!(entries as usize, kept);
         assert!((10..30).contains(&kept), "{kept} kept");
+        assert_eq!(
+            stats.evicted_by_size.load(Ordering::Relaxed) as usize,
+            100 - kept,
+            "every answer not kept is counted"
+        );
         // The same key again replaces its answer without counting it twice.
         let t = tier(10_000);
         assert!(t.insert(9, h, key(0), Bytes::from(vec![b'a'; 400])));
