@@ -27,6 +27,7 @@ type Slot<T> = watch::Receiver<Option<T>>;
 
 /// foldhash (seeded per process) rather than SipHash: every miss hashes
 /// its key here twice (join, leave).
+///
 /// Each flight is numbered, so that a leader leaving removes its own
 /// flight and not a newer one under the same key.
 pub(super) struct Flights<T> {
