@@ -13,6 +13,8 @@
 use std::borrow::Borrow;
 use std::sync::Arc;
 
+use crate::eth::json_text;
+
 /// `<method length>:<method><normalized params>`; the length prefix keeps
 /// method and params from running into each other.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
@@ -100,15 +102,7 @@ fn normalize_into(out: &mut String, json: &str) {
 
 /// The index just past the string that opens at `start` (or the end of input).
 fn string_end(bytes: &[u8], start: usize) -> usize {
-    let mut j = start + 1;
-    while j < bytes.len() {
-        match bytes[j] {
-            b'\\' => j += 2,
-            b'"' => return j + 1,
-            _ => j += 1,
-        }
-    }
-    bytes.len()
+    json_text::string_end(bytes, start).unwrap_or(bytes.len())
 }
 
 /// `"0x..."` with hex digits only (no escapes).

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::value::RawValue;
 
 use crate::eth::hash::{to_hex, Hash};
-use crate::eth::pinning;
+use crate::eth::json_text;
 
 fn block_hash_object(h: &Hash) -> String {
     let mut out = String::with_capacity(82);
@@ -23,10 +23,10 @@ fn block_hash_object(h: &Hash) -> String {
 }
 
 /// `params` with the block argument at `index` replaced by `{"blockHash": h}`.
-/// The rest of the params is kept as written (see [`pinning::splice`]).
+/// The rest of the params is kept as written (see [`json_text::splice`]).
 pub(super) fn block_param(params: &str, index: usize, h: &Hash) -> Option<String> {
-    let (len, at) = pinning::nth(params, index)?;
-    pinning::splice(params, Some(at?), len, &block_hash_object(h))
+    let (len, at) = json_text::nth(params, index)?;
+    json_text::splice(params, Some(at?), len, &block_hash_object(h))
 }
 
 /// An `eth_getLogs` filter over one block, as a `blockHash` filter.

@@ -314,39 +314,38 @@ async fn attempt(
                 None => alone = Some(send),
             }
         }
-        let leg = if let Some(send) = alone {
-            send.await
-        } else {
-            let hedge_at = race.as_ref().and_then(|r| r.hedge_at());
-            let next = match legs.as_mut() {
-                Some(legs) => hedge::next(legs, hedge_at).await,
-                None => None,
-            };
-            match next {
-                Some(Next::Done(leg)) => leg,
-                Some(Next::HedgeDue) => {
-                    if let (Some(race), Some(legs)) = (race.as_mut(), legs.as_mut()) {
-                        match order.take(&mut candidates) {
-                            Some(choice) => {
-                                tries = tries.saturating_add(1);
-                                race.hedged(&choice.backend, timeout);
-                                legs.push(hedge::leg(
-                                    choice,
-                                    call.method,
-                                    call.params,
-                                    timeout,
-                                    true,
-                                    learn,
-                                    None,
-                                ));
+        let leg = match (alone, legs.as_mut()) {
+            (Some(send), _) => send.await,
+            (None, Some(legs)) => {
+                let hedge_at = race.as_ref().and_then(|r| r.hedge_at());
+                match hedge::next(legs, hedge_at).await {
+                    Some(Next::Done(leg)) => leg,
+                    Some(Next::HedgeDue) => {
+                        if let Some(race) = race.as_mut() {
+                            match order.take(&mut candidates) {
+                                Some(choice) => {
+                                    tries = tries.saturating_add(1);
+                                    race.hedged(&choice.backend, timeout);
+                                    legs.push(hedge::leg(
+                                        choice,
+                                        call.method,
+                                        call.params,
+                                        timeout,
+                                        true,
+                                        learn,
+                                        None,
+                                    ));
+                                }
+                                None => race.no_other_backend(),
                             }
-                            None => race.no_other_backend(),
                         }
+                        continue;
                     }
-                    continue;
+                    None => break,
                 }
-                None => break,
             }
+            // Not reached: without the set, the send made above is in `alone`.
+            (None, None) => break,
         };
         let Leg {
             choice,
