@@ -117,12 +117,21 @@ async fn a_read_at_latest_is_one_upstream_call_per_head_and_never_outlives_a_reo
 
 #[tokio::test]
 async fn a_block_by_hash_is_one_upstream_call_from_the_first_answer() {
-    // Right after start, before the cache's chain knows the block.
+    // Before the cache's chain knows the block: the chain is read by number
+    // (`eth_getBlockByNumber("0x…")`), and the taps fail every such read,
+    // so that chain never knows it (the head tracker reads `latest` and
+    // passes). Waiting for the chain to learn the block, as the cache once
+    // did, would then store nothing, and every call would go upstream.
     let fleet = fleet(3).await;
     let height = fleet.mine_blocks(3).await.unwrap();
     let mut taps = Vec::new();
     for i in 0..fleet.len() {
-        taps.push(rpcgate_fleet::Tap::start(&fleet.http_url(i)).await.unwrap());
+        let tap = rpcgate_fleet::Tap::start(&fleet.http_url(i)).await.unwrap();
+        tap.fail_calls(Some(rpcgate_fleet::CallMatch {
+            method: "eth_getBlockByNumber".into(),
+            params_containing: Some("\"0x".into()),
+        }));
+        taps.push(tap);
     }
     let ups: Vec<Up> = taps
         .iter()
