@@ -6,7 +6,7 @@
 //! Baseline, measured in the same run: copying the answer into a fresh
 //! buffer, which is about what a cache hit already pays to build an answer
 //! around the cached result. The codings run at the levels the gateway uses
-//! (`rpcgate::server::compression`), beside a few other levels to show why
+//! (`rpcgate::edge::compression`), beside a few other levels to show why
 //! those were chosen. Compressed sizes are printed once. Report ratios
 //! against the baseline, not absolute times: the machine is shared.
 
@@ -18,7 +18,7 @@ use std::io::Write;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rpcgate::config::ContentCoding;
-use rpcgate::server::compression::{compress, Inflater};
+use rpcgate::edge::compression::{compress, Inflater};
 
 const BLOCK: &[u8] = include_bytes!("fixtures/block-with-transactions.json");
 

@@ -19,7 +19,7 @@
 use std::time::{Duration, Instant};
 
 use rpcgate::config::Config;
-use rpcgate::server::Server;
+use rpcgate::edge::Server;
 use rpcgate_fleet::client::call;
 use rpcgate_fleet::{Fleet, FleetOptions};
 use serde_json::{json, Value};

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use rpcgate::config::Config;
-use rpcgate::server::Server;
+use rpcgate::edge::Server;
 use rpcgate_fleet::{Fault, Fleet, FleetOptions, Tap};
 
 const CALLS: usize = 400;

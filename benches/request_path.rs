@@ -24,11 +24,12 @@ use http::{header, HeaderMap, HeaderValue};
 use rpcgate::cache::{Cache, Lookup};
 use rpcgate::config::{CacheConfig, PolicyConfig};
 use rpcgate::eth::methods::{self, Resolved};
-use rpcgate::eth::{self, BlockArg, Method, Pinned};
+use rpcgate::eth::{BlockArg, Method, Pinned};
+use rpcgate::jsonrpc::Reply;
 use rpcgate::jsonrpc::{self, Payload};
 use rpcgate::policy::ClientPolicy;
 use rpcgate::router::RouteError;
-use rpcgate::upstream::{NetworkView, Reply};
+use rpcgate::upstream::NetworkView;
 
 const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"eth_call","params":[{"from":"0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266","to":"0x70997970c51812dc3a010c7d01b54e5c0979720c","data":"0xa9059cbb00000000000000000000000070997970c51812dc3a010c7d01b54e5c0979720c0000000000000000000000000000000000000000000000000de0b6b3a7640000"},"latest"]}"#;
 
@@ -41,7 +42,7 @@ fn pin<'a>(
 ) -> (Option<&'static Method>, Pinned<'a>) {
     let spec = methods::lookup(method).map(|(_, m)| m);
     let arg = spec.map_or(BlockArg::None, |m| m.block);
-    (spec, eth::pin(arg, params, served))
+    (spec, rpcgate::calls::pinning::pin(arg, params, served))
 }
 
 fn batch() -> String {
@@ -158,7 +159,7 @@ fn cache_hit(c: &mut Criterion) {
                         policy.admit(&caller, method).await.unwrap();
                         let spec = method.spec();
                         let arg = spec.map_or(BlockArg::None, |m| m.block);
-                        let pinned = eth::pin(arg, call.params, 0x100);
+                        let pinned = rpcgate::calls::pinning::pin(arg, call.params, 0x100);
                         let Lookup::Answered(Ok(reply), _) =
                             cache.lookup(&view, &call.method, spec, &pinned).await
                         else {

@@ -1,12 +1,13 @@
 //! rpcgate: a JSON-RPC gateway for Ethereum node fleets.
 //!
-//! A request crosses the crate in one direction. The [`server`] listens
-//! (HTTP or WebSocket), reads the [`jsonrpc`] envelope, and runs each call
-//! through its pipeline (`server::pipeline`), which is the only place that
-//! knows the order of the steps:
+//! A request crosses the crate in one direction. The [`edge`] accepts
+//! connections (HTTP or WebSocket, TLS, deadlines, CORS, compression) and
+//! hands each JSON-RPC payload to the per-call stage, [`calls`], whose
+//! pipeline (`calls::pipeline`) is the only place that knows the order of
+//! the steps:
 //!
 //! ```text
-//! listener -> envelope -> client policy -> local answers, block pinning
+//! edge -> envelope -> client policy -> local answers, filters, block pinning
 //!   -> cache lookup -> router (choose a backend, retry) -> upstream client
 //!   -> cache store -> answer (the caller's id restored) -> metrics
 //! ```
@@ -15,40 +16,74 @@
 //! exists, and the cache shares in-flight calls without knowing the router's
 //! error type. Beside that path run the control loops, each owning one kind
 //! of state and publishing it as an immutable snapshot that requests read
-//! without locks: head tracking and the view per network ([`upstream`]), the
-//! cache's reorg follower ([`cache`]), DNS discovery and config reload
-//! ([`server`]). [`subscriptions`] serves `eth_subscribe` on client
-//! WebSockets: one upstream subscription per distinct request, moved to
-//! another backend without a gap when its own fails.
+//! without locks: head tracking, the canonical chain and the view per
+//! network ([`upstream`]), the table of networks with config reload and DNS
+//! discovery ([`control`]). [`subscriptions`] serves `eth_subscribe` on
+//! client WebSockets: one upstream subscription per distinct request, moved
+//! to another backend without a gap when its own fails.
 //!
 //! ## Module order
 //!
 //! Each module may use only the modules below it; `eth` uses nothing of the
 //! crate. The order follows the request from the listener down to the
-//! backends, with the foundations every layer shares (wire types, metrics,
-//! logs, config, Ethereum basics) at the bottom. `scripts/check-layers`
-//! reads this list and fails the test command on an import that climbs it.
+//! backends, with the foundations every layer shares (wire types, memory
+//! budgets, metrics, logs, config, Ethereum basics) at the bottom.
+//! `scripts/check-layers` reads this list and fails the test command on an
+//! import that climbs it.
 //!
 //! ```text
-//! server         listeners, the call pipeline, error translation, admin, reload, discovery wiring
+//! fuzzing        the fuzz targets' entry points (feature `fuzzing` only): they reach into every parser
+//! edge           listeners: accept, TLS, connection lifetimes, the HTTP stage (CORS, compression, body limits), WebSocket upgrade
+//! calls          the per-call JSON-RPC stage: the pipeline's order, local answers, pinning, the one rescue point, panics
+//! control        the control plane: the network table, reload, the pending feed, admin
 //! subscriptions  eth_subscribe: one upstream feed per distinct request, failover without gaps
 //! network        one network as it runs: its config, upstreams, cache and filters, started together
 //! filters        eth_newFilter and kin answered by the gateway, in memory or in Redis
 //! policy         API keys, client IPs, method rules, compute-unit costs, rate limits
-//! cache          cache rules, keys, the byte-bounded store, in-flight sharing, reorg eviction
-//! router         local answers, backend choice (P2C over Peak-EWMA), retries, sends, read-your-writes
-//! upstream       backend clients, head tracking, latency, the network view, DNS discovery
-//! jsonrpc        the envelope: parsing, error objects, answers built from raw parts
+//! cache          cache rules, keys, the byte-bounded store, in-flight coalescing, eviction on reorg
+//! router         backend choice (P2C over Peak-EWMA), retries, hedging, write sends, read-your-writes
+//! upstream       backend clients, head tracking, the canonical chain, latency, the network view, discovery
+//! jsonrpc        the wire: the envelope, error objects, backend replies, JSON text scanning
 //! memory         the process's byte budgets: answers and request bodies in flight
 //! metrics        the Prometheus registry and every metric name
 //! logs           tracing to stderr, human or JSON, level reloadable
 //! config         the YAML schema, validation with key paths, defaults
-//! eth            quantities, hashes, block references, the method table, block pinning
+//! eth            quantities, hashes, block references, the method table, what a pinned call needs
 //! ```
+//!
+//! ## A second protocol
+//!
+//! The consensus layer's Beacon REST API (and its event stream) is the next
+//! front. It plugs in beside `calls`, not inside it: a module of its own
+//! between `edge` and `control` (its per-request tier: which routes exist,
+//! which may be cached or retried, how a failure is answered), reached from
+//! the edge by path the way a JSON-RPC network is. What it shares, and must
+//! not copy:
+//! - the edge: accept, TLS, deadlines, body limits, CORS and compression are
+//!   protocol-blind, and the edge hands a request to the front its path
+//!   names;
+//! - client policy: callers are identified and rate limited by [`policy`]
+//!   whatever they speak (a REST route takes the place of a method name in
+//!   the rules and the cost table);
+//! - the upstream pool and head tracking: [`upstream`] keeps backend
+//!   clients, latency estimates and heads; a beacon backend is an upstream
+//!   whose head is a slot, chosen by the same P2C rules in [`router`];
+//! - metrics, logs, config and memory budgets: one registry, one log format,
+//!   one YAML file (a section per front), one budget for bytes in flight.
+//!
+//! What it owns: its wire format and error mapping (its own rescue point, as
+//! `calls::rescue` is JSON-RPC's), its cache rules, and its event stream
+//! (SSE, moved between backends the way [`subscriptions`] moves a feed).
 pub mod cache;
+pub mod calls;
 pub mod config;
+pub mod control;
+pub mod edge;
 pub mod eth;
 pub mod filters;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jsonrpc;
 pub mod logs;
 pub mod memory;
@@ -56,6 +91,5 @@ pub mod metrics;
 pub mod network;
 pub mod policy;
 pub mod router;
-pub mod server;
 pub mod subscriptions;
 pub mod upstream;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use rpcgate::config::Config;
-use rpcgate::server::reload::{Overrides, Watch};
-use rpcgate::server::Server;
+use rpcgate::control::reload::{Overrides, Watch};
+use rpcgate::edge::Server;
 
 /// Every call allocates and frees a handful of small buffers (headers, body
 /// channel, cache key, answer); mimalloc's per-thread free lists make each
@@ -139,7 +139,7 @@ fn serve(config: Config, drain: Duration, watch: Watch) -> ExitCode {
             networks = config.networks.len(),
             "rpcgate serving"
         );
-        let watcher = tokio::spawn(rpcgate::server::reload::watch(watch, server.gateway()));
+        let watcher = tokio::spawn(rpcgate::control::reload::watch(watch, server.gateway()));
         let suppressed = tokio::spawn(rpcgate::logs::report_suppressed());
         server.run(shutdown_signal(), drain).await;
         watcher.abort();

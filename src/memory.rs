@@ -22,7 +22,7 @@
 //!
 //! The counters are plain atomics; a waiter is woken through a `Notify`
 //! only when someone waits, so the hot path takes no lock. Used and refused
-//! bytes are read at scrape time (`server::admin`).
+//! bytes are read at scrape time (`control::admin`).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! the upstream clients update, and (in [`state`]) the names of the gauges of
 //! backends, heads, caches and reloads. Those are not kept in the registry:
 //! `/metrics` reads them from the current snapshots at scrape time (see
-//! `server::admin`), so the request path pays nothing for them.
+//! `control::admin`), so the request path pays nothing for them.
 //!
 //! Labels only ever carry names from the config (a network, a backend, a
 //! client's name or `anonymous`) and fixed words. A method name becomes a
@@ -40,7 +40,7 @@ static METHOD_LABELS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     labels
 });
 
-/// The metrics read from the snapshots at scrape time (see `server::admin`):
+/// The metrics read from the snapshots at scrape time (see `control::admin`):
 /// declared here with the others, so that every name lives in this file.
 pub mod state {
     /// A metric family's name, type and help text.
@@ -272,7 +272,7 @@ pub struct Metrics {
     /// tripped: `queued_bytes` (a client closed for not reading),
     /// `upstream_subscriptions` and `topics_per_connection` (eth_subscribe refused).
     pub ws_limit_hits: IntCounterVec,
-    /// Compressed answers and decoded request bodies (`server::compression`).
+    /// Compressed answers and decoded request bodies (`edge::compression`).
     pub compression: CompressionMetrics,
     /// The filters the gateway answers itself (see `crate::filters`).
     pub filters: FilterMetrics,
@@ -334,7 +334,7 @@ impl UpstreamBatchMetrics {
     }
 }
 
-/// The series of `server::compression`. Labels are coding tokens (`gzip`,
+/// The series of `edge::compression`. Labels are coding tokens (`gzip`,
 /// `deflate`, `br`, `zstd`, or `other` for a coding we do not decode) and
 /// fixed words, so a caller's header cannot grow the registry.
 pub struct CompressionMetrics {

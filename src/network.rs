@@ -91,7 +91,7 @@ impl Network {
                 Some(cache) => cache.chain(),
                 None => {
                     let (view, published) = upstreams.follow();
-                    let (chain, task) = crate::cache::follow_chain(
+                    let (chain, task) = crate::upstream::chain::follow_alone(
                         &config.name,
                         view,
                         published,

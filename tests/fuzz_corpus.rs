@@ -1,6 +1,6 @@
 //! The fuzz corpus replayed on stable: every file of fuzz/corpus/<target>/
 //! goes through the same entry point as the cargo-fuzz target of that name
-//! (`rpcgate::server::fuzzing`), so the seeds, and every input a fuzz run
+//! (`rpcgate::fuzzing`), so the seeds, and every input a fuzz run
 //! once failed on, stay fixed without a nightly toolchain. The fuzzing itself
 //! is `scripts/fuzz` (and briefly in scripts/test when nightly is there).
 
@@ -11,7 +11,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
-use rpcgate::server::fuzzing::TARGETS;
+use rpcgate::fuzzing::TARGETS;
 
 /// Replays one target's corpus; names the files that fail.
 fn replay(target: &str) {
@@ -62,7 +62,7 @@ fn every_target_has_a_corpus_and_a_test() {
             .join(format!("{name}.rs"));
         let text = std::fs::read_to_string(&target).unwrap();
         assert!(
-            text.contains(&format!("rpcgate::server::fuzzing::{name}(")),
+            text.contains(&format!("rpcgate::fuzzing::{name}(")),
             "{}",
             target.display()
         );

@@ -1,4 +1,4 @@
-//! Fuzz target `block_args`: see `rpcgate::server::fuzzing::block_args` for the input and the invariants.
+//! Fuzz target `block_args`: see `rpcgate::fuzzing::block_args` for the input and the invariants.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| rpcgate::server::fuzzing::block_args(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rpcgate::fuzzing::block_args(data));

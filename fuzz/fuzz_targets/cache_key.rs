@@ -1,4 +1,4 @@
-//! Fuzz target `cache_key`: see `rpcgate::server::fuzzing::cache_key` for the input and the invariants.
+//! Fuzz target `cache_key`: see `rpcgate::fuzzing::cache_key` for the input and the invariants.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| rpcgate::server::fuzzing::cache_key(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rpcgate::fuzzing::cache_key(data));

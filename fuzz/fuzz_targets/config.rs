@@ -1,4 +1,4 @@
-//! Fuzz target `config`: see `rpcgate::server::fuzzing::config` for the input and the invariants.
+//! Fuzz target `config`: see `rpcgate::fuzzing::config` for the input and the invariants.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| rpcgate::server::fuzzing::config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rpcgate::fuzzing::config(data));

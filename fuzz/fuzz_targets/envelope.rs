@@ -1,4 +1,4 @@
-//! Fuzz target `envelope`: see `rpcgate::server::fuzzing::envelope` for the input and the invariants.
+//! Fuzz target `envelope`: see `rpcgate::fuzzing::envelope` for the input and the invariants.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| rpcgate::server::fuzzing::envelope(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rpcgate::fuzzing::envelope(data));

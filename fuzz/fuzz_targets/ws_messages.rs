@@ -1,4 +1,4 @@
-//! Fuzz target `ws_messages`: see `rpcgate::server::fuzzing::ws_messages` for the input and the invariants.
+//! Fuzz target `ws_messages`: see `rpcgate::fuzzing::ws_messages` for the input and the invariants.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| rpcgate::server::fuzzing::ws_messages(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rpcgate::fuzzing::ws_messages(data));

@@ -2,7 +2,7 @@
 //!
 //! The first caller of a key becomes the leader and calls upstream; callers
 //! that arrive while it is in flight follow it and get a copy of its outcome
-//! (each answer is wrapped with its own caller's id later, in the HTTP tier).
+//! (each answer is wrapped with its own caller's id later, in the HTTP stage).
 //! The table holds only calls in flight, so it is bounded by the requests the
 //! server accepts at once. The lock is held only to look up, insert or remove
 //! one key, never across an await, and no control loop takes it.

@@ -13,7 +13,7 @@
 use std::borrow::Borrow;
 use std::sync::Arc;
 
-use crate::eth::json_text;
+use crate::jsonrpc::json_text;
 
 /// `<method length>:<method><normalized params>`; the length prefix keeps
 /// method and params from running into each other.

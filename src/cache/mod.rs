@@ -12,7 +12,7 @@
 //!    (a typed [`CacheRule`]), only shared while in flight, or passed through.
 //! 2. [`store`]: a hit is served when its binding still holds: either it is
 //!    final, or every block it is bound to still has the bound hash in the
-//!    [`canon`] chain, and that chain was read for the very view the request
+//!    [`crate::upstream::chain`], and that chain was read for the very view the request
 //!    reads. Each hit is wrapped with the caller's id by the pipeline.
 //!    A read of the served head above finality (mostly `latest`, pinned) is
 //!    kept apart, in the [`head`] tier: one block's answers, dropped
@@ -30,18 +30,16 @@
 //! out by bytes once the head has moved on. Without it, only final blocks
 //! (or blocks `confirmations` deep) are stored. A read by block hash is
 //! stored from its first answer.
-//! The [`reorg`] control loop, beside the request path, keeps the canonical
+//! The reorg control loop ([`crate::upstream::chain::follow`]), beside the request path, keeps the canonical
 //! chain current and drops entries bound to replaced blocks.
 //!
 //! Counters ([`Counts`]) are plain atomics, for the metrics work to export.
 
 mod answer;
-pub mod canon;
 mod coalesce;
 mod head;
 mod key;
 mod pin;
-mod reorg;
 pub mod rule;
 mod shared;
 mod store;
@@ -55,10 +53,11 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{CacheConfig, RedisConfig, CACHE_CANON_WINDOW as CANON_WINDOW};
+use crate::config::{CacheConfig, RedisConfig};
 use crate::eth::{Hash, Method, Pinned};
-use crate::upstream::{NetworkView, Reply};
-use canon::Canon;
+use crate::jsonrpc::Reply;
+use crate::upstream::chain::{self, Canon};
+use crate::upstream::NetworkView;
 use coalesce::{Flights, Joined, Lead};
 use head::HeadTier;
 pub use key::Key;
@@ -101,26 +100,6 @@ pub struct Counts {
 
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Follows the canonical chain of a network whose cache is off, for the
-/// gateway's filters: the same reorg loop, with nothing to evict.
-pub fn follow_chain(
-    network: &str,
-    view: Arc<ArcSwap<NetworkView>>,
-    published: watch::Receiver<()>,
-    probe_timeout: Duration,
-) -> (Arc<ArcSwap<Canon>>, JoinHandle<()>) {
-    let chain = Arc::new(ArcSwap::from_pointee(Canon::default()));
-    let task = tokio::spawn(reorg::follow(
-        network.to_string(),
-        chain.clone(),
-        view,
-        published,
-        probe_timeout,
-        |_| {},
-    ));
-    (chain, task)
 }
 
 /// The share of `max_bytes` the head tier may hold (the rest is moka's):
@@ -226,7 +205,7 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
             stats,
         });
         let evictor = cache.clone();
-        tasks.push(tokio::spawn(reorg::follow(
+        tasks.push(tokio::spawn(chain::follow(
             network.to_string(),
             cache.canon.clone(),
             view,

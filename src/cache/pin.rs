@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::value::RawValue;
 
 use crate::eth::hash::{to_hex, Hash};
-use crate::eth::json_text;
+use crate::jsonrpc::json_text;
 
 fn block_hash_object(h: &Hash) -> String {
     let mut out = String::with_capacity(82);

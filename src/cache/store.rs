@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::canon::Canon;
 use super::key::Key;
 use super::Stats;
 use crate::eth::Hash;
+use crate::upstream::chain::Canon;
 
 /// Bytes charged per entry beyond its key and value (map node, Arc headers).
 pub(super) const ENTRY_OVERHEAD: usize = 96;

@@ -7,7 +7,7 @@
 //! 2. [`validate`]: semantic checks (URLs, names, durations, ranges) and
 //!    defaults, producing an immutable [`Config`];
 //! 3. the gateway builds its routes (networks, client policy) from that
-//!    value and publishes them with one atomic swap (`server::gateway`); a
+//!    value and publishes them with one atomic swap (`control::gateway`); a
 //!    reload validates a whole new [`Config`] first, so a bad file never
 //!    replaces a good one.
 //!
@@ -109,7 +109,7 @@ pub struct RedisConfig {
     pub url: String,
 }
 
-/// Limits applied by the HTTP tier, before any call is routed.
+/// Limits applied by the HTTP stage, before any call is routed.
 #[derive(Debug, Clone)]
 pub struct ServerLimits {
     pub max_body_bytes: usize,

@@ -9,7 +9,7 @@
 //!   same keeps it).
 //! - The listener's certificate and key are only named here. They are loaded
 //!   when the listener binds and then re-read every `reload_interval` by the
-//!   listener itself (`server::tls`), because cert-manager rotates them on
+//!   listener itself (`edge::tls`), because cert-manager rotates them on
 //!   its own schedule, unrelated to config reloads; a config reload that
 //!   caught a half-written pair would otherwise be refused for it.
 

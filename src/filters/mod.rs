@@ -41,15 +41,16 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::cache::canon::Canon;
 use crate::config::{FiltersConfig, RedisConfig};
+use crate::jsonrpc::Reply;
 use crate::metrics::metrics;
 use crate::router::{self, Forward, RouteError, Target};
-use crate::upstream::{NetworkView, Reply};
+use crate::upstream::chain::Canon;
+use crate::upstream::NetworkView;
 use pending::PendingLog;
 use state::{Bound, Criteria, KindName, State};
 pub use store::Cap;
-use store::{Bounds, Local, Shared, Store, StoreError};
+use store::{Bounds, Local, RedisFilters, Store, StoreError};
 
 /// The clock `Filters::pending_used` counts from.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -131,7 +132,7 @@ impl Filters {
         chain: Arc<ArcSwap<Canon>>,
         previous: Option<&Filters>,
     ) -> Filters {
-        let shared = redis.and_then(|r| match Shared::new(&r.url, network, REDIS_TIMEOUT) {
+        let shared = redis.and_then(|r| match RedisFilters::new(&r.url, network, REDIS_TIMEOUT) {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::error!(network, error = %e, "filters: cannot use redis; keeping filters in memory");

@@ -4,7 +4,7 @@
 //! A node answers such a filter from its own pool; the gateway has no pool,
 //! so it keeps a log of the hashes announced by one `newPendingTransactions`
 //! subscription (the server runs it while a pending filter is in use, see
-//! `server::pending`). Each hash gets a position; a filter remembers the
+//! `control::pending_feed`). Each hash gets a position; a filter remembers the
 //! last position it delivered (its cursor) and a poll returns what came
 //! after it. Best effort, as on a node: what was announced while no feed
 //! ran, or what fell out of the log (`filters.max_pending_hashes`, the

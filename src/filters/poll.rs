@@ -11,7 +11,7 @@
 use serde_json::Value;
 
 use super::state::{hash_tag, State};
-use crate::cache::canon::Canon;
+use crate::upstream::chain::Canon;
 
 /// Blocks a filter remembers for reorg detection at most (the canonical
 /// window is no deeper).
@@ -134,9 +134,9 @@ fn block_number(log: &Value) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::canon::{rebuild, Header};
     use crate::eth::Hash;
     use crate::filters::state::KindName;
+    use crate::upstream::chain::{rebuild, Header};
 
     fn h(fork: u8, n: u64) -> Hash {
         let mut x = [0u8; 32];

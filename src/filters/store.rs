@@ -51,7 +51,7 @@ pub(super) struct Bounds {
 
 pub(super) enum Store {
     Local(Local),
-    Redis(Shared),
+    Redis(RedisFilters),
 }
 
 impl Store {
@@ -249,7 +249,7 @@ return n
 "#;
 
 /// Filters in Redis, shared by every replica that names the same network.
-pub(super) struct Shared {
+pub(super) struct RedisFilters {
     conn: ConnectionManager,
     /// `rpcgate:filters:v1:{<network>}:` (one hash tag: one Cluster slot).
     prefix: String,
@@ -259,20 +259,20 @@ pub(super) struct Shared {
     remove: Script,
 }
 
-impl Shared {
+impl RedisFilters {
     /// Does not connect yet: the first call does, and later ones reconnect.
     pub(super) fn new(
         url: &str,
         network: &str,
         timeout: Duration,
-    ) -> Result<Shared, redis::RedisError> {
+    ) -> Result<RedisFilters, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        Ok(Shared {
+        Ok(RedisFilters {
             conn: ConnectionManager::new_lazy_with_config(client, config)?,
             prefix: format!("rpcgate:filters:v1:{{{network}}}:"),
             timeout,

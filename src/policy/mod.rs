@@ -23,7 +23,7 @@ pub mod identity;
 pub mod keys;
 pub mod local;
 pub mod methods;
-pub mod shared;
+pub mod redis;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,6 +33,7 @@ use governor::clock::{Clock, DefaultClock};
 use http::HeaderMap;
 use prometheus::IntCounter;
 
+use self::redis::RedisLimits;
 use crate::config::{IpNet, LimitsConfig, PolicyConfig, RedisConfig, RedisFallback, TierConfig};
 use crate::eth::methods::Resolved;
 use crate::metrics::metrics;
@@ -41,7 +42,6 @@ use cost::CostTable;
 use keys::KeyTable;
 use local::{LocalLimits, Verdict};
 use methods::MethodRules;
-use shared::SharedLimits;
 
 /// Why a request or a call is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -146,7 +146,7 @@ pub struct ClientPolicy<C: Clock = DefaultClock> {
     keys: KeyTable,
     costs: CostTable,
     trusted_proxies: Vec<IpNet>,
-    shared: Option<SharedLimits>,
+    shared: Option<RedisLimits>,
     fallback: RedisFallback,
     conns: Arc<ConnLimits>,
 }
@@ -156,7 +156,7 @@ impl ClientPolicy {
     pub fn new(
         config: &PolicyConfig,
         redis: Option<&RedisConfig>,
-    ) -> Result<ClientPolicy, redis::RedisError> {
+    ) -> Result<ClientPolicy, ::redis::RedisError> {
         ClientPolicy::with_clock(config, redis, DefaultClock::default())
     }
 }
@@ -166,7 +166,7 @@ impl<C: Clock + Clone> ClientPolicy<C> {
         config: &PolicyConfig,
         redis: Option<&RedisConfig>,
         clock: C,
-    ) -> Result<ClientPolicy<C>, redis::RedisError> {
+    ) -> Result<ClientPolicy<C>, ::redis::RedisError> {
         let mut keys = KeyTable::default();
         let mut clients = Vec::with_capacity(config.clients.len());
         for (i, c) in config.clients.iter().enumerate() {
@@ -176,7 +176,7 @@ impl<C: Clock + Clone> ClientPolicy<C> {
             clients.push(Tier::new(&c.name, false, &c.tier, &clock));
         }
         let shared = match redis {
-            Some(r) => Some(SharedLimits::new(&r.url, config.redis_timeout)?),
+            Some(r) => Some(RedisLimits::new(&r.url, config.redis_timeout)?),
             None => None,
         };
         Ok(ClientPolicy {

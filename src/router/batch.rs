@@ -35,7 +35,8 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
-use crate::upstream::{Backend, BatchCall, BatchFailure, Reply, UpstreamError};
+use crate::jsonrpc::Reply;
+use crate::upstream::{Backend, BatchCall, BatchFailure, UpstreamError};
 
 /// The first attempts of one client batch's entries, collected and sent in
 /// groups by backend.
@@ -258,7 +259,7 @@ mod tests {
     fn failed_calls_inside_a_batch_are_told_from_answers() {
         let reply = |raw: &'static str| {
             let body = format!(r#"{{"jsonrpc":"2.0","id":0,"error":{raw}}}"#);
-            Reply::from_body_for_tests(bytes::Bytes::from(body))
+            Reply::from_body(bytes::Bytes::from(body)).expect("a JSON-RPC reply")
         };
         let t = Duration::from_secs(2);
         assert!(matches!(

@@ -46,8 +46,9 @@ use tokio::time::Instant;
 use super::batch::Batcher;
 use crate::config::{HedgeDelay, NetworkConfig};
 use crate::eth::methods::{lookup, METHODS};
+use crate::jsonrpc::Reply;
 use crate::metrics::{metrics, HedgeSeries};
-use crate::upstream::{Backend, BackendView, Reply, UpstreamError};
+use crate::upstream::{Backend, BackendView, UpstreamError};
 
 /// `delay: p95` as a multiple of the Peak-EWMA estimate (see the module doc).
 const P95_OVER_EWMA: u32 = 3;

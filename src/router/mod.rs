@@ -24,7 +24,7 @@
 //! wins (`hedge`); sends are never hedged.
 //!
 //! The router knows nothing of the cache or the client policy: the pipeline
-//! (`server::pipeline`) pins `latest` first, asks the cache, and hands the
+//! (`calls::pipeline`) pins `latest` first, asks the cache, and hands the
 //! router only the calls that need a backend, with the params to send and
 //! the lowest head that can serve them.
 
@@ -33,20 +33,19 @@ pub mod hedge;
 mod routes;
 pub mod ryw;
 pub mod select;
-mod sendtx;
+mod transactions;
 
 pub use routes::ROUTE_OUTCOMES;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use fastrand::Rng;
 use futures_util::stream::FuturesUnordered;
 
 use self::batch::Batcher;
 use crate::config::NetworkConfig;
-use crate::eth::quantity::quoted_quantity;
-use crate::upstream::{BackendView, NetworkView, Origin, Reply, UpstreamError, Upstreams};
+use crate::jsonrpc::{Origin, Reply};
+use crate::upstream::{BackendView, NetworkView, UpstreamError, Upstreams};
 use hedge::{Hedging, Leg, Next};
 
 /// Why a call got no answer from any backend.
@@ -70,18 +69,6 @@ pub struct Target<'a> {
     pub upstreams: &'a Upstreams,
     /// Its hedging rules (built from `config.hedge`).
     pub hedging: &'a Hedging,
-}
-
-/// The answer to a call the gateway knows without asking a backend:
-/// `eth_blockNumber` from the served head (so it never goes backwards) and
-/// `eth_chainId` from the config.
-pub fn local(config: &NetworkConfig, served: u64, method: &str) -> Option<Reply> {
-    let n = match method {
-        "eth_blockNumber" => served,
-        "eth_chainId" => config.chain_id,
-        _ => return None,
-    };
-    Some(Reply::result_from(Bytes::from(quoted_quantity(n))))
 }
 
 /// One call for a backend: its method, the params to send (`latest`
@@ -163,7 +150,7 @@ async fn ordinary(
     let primaries = if candidates.is_empty() {
         Err(Unanswered::nothing(none))
     } else {
-        tier(target, candidates, &call, rng, batch).await
+        try_group(target, candidates, &call, rng, batch).await
     };
     let first = match primaries {
         Ok(reply) => return Ok(reply),
@@ -177,7 +164,7 @@ async fn ordinary(
     }
     tracing::debug!(network = %target.config.name, method = call.method, "primaries failed this call; trying the fallbacks");
     // Retries go alone: only a call's first attempt is batched.
-    match tier(target, fallbacks, &call, rng, None).await {
+    match try_group(target, fallbacks, &call, rng, None).await {
         Ok(reply) => Ok(reply),
         Err(mut u) => {
             u.missing = u.missing.or(first.missing);
@@ -214,8 +201,9 @@ impl Unanswered {
     }
 }
 
-/// The calls of one tier: state filter, then sends or reads.
-async fn tier(
+/// One group of candidates (the primaries, the fallbacks, a route's
+/// backends): the state filter, then a transaction submitted or a read tried.
+async fn try_group(
     target: Target<'_>,
     candidates: Vec<&BackendView>,
     call: &Forward<'_>,
@@ -233,7 +221,7 @@ async fn tier(
     };
     if call.method == "eth_sendRawTransaction" {
         // Boxed: a rare branch need not make every read's future larger.
-        return Box::pin(sendtx::send(target, candidates, call.params, order)).await;
+        return Box::pin(transactions::submit(target, candidates, call.params, order)).await;
     }
     order.batch = batch;
     let again = UpstreamError::worth_retrying;

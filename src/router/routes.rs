@@ -2,7 +2,7 @@
 //! network, see `config::RouteConfig`).
 //!
 //! A routed call is chosen among the route's upstreams with the same P2C,
-//! retries and send rules as any call (`tier`), and with the route's
+//! retries and submission rules as any call (`try_group`), and with the route's
 //! timeout (`NetworkConfig::timeout_for` reads it). Its candidates:
 //! - `tier: route` upstreams (relays) always: they have no head tracker,
 //!   so nothing but their own answers can judge them, and the router's
@@ -28,10 +28,11 @@
 
 use fastrand::Rng;
 
-use super::{attempt, tier, Forward, Order, RouteError, Target, Unanswered};
+use super::{attempt, try_group, Forward, Order, RouteError, Target, Unanswered};
 use crate::config::{RouteConfig, RouteFallback};
 use crate::eth::methods::SENT_ONCE;
-use crate::upstream::{BackendView, Ineligible, NetworkView, Reply, UpstreamError};
+use crate::jsonrpc::Reply;
+use crate::upstream::{BackendView, Ineligible, NetworkView, UpstreamError};
 
 /// `outcome` label values of `rpcgate_routed_calls_total`.
 pub const ROUTE_OUTCOMES: [&str; 3] = ["routed", "fallback", "failed"];
@@ -56,7 +57,7 @@ pub(super) async fn forward(
         let again = UpstreamError::surely_not_received;
         attempt(target, candidates, &call, again, order).await
     } else {
-        tier(target, candidates, &call, &mut *rng, None).await
+        try_group(target, candidates, &call, &mut *rng, None).await
     };
     let unanswered = match routed {
         Ok(reply) => {

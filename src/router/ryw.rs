@@ -43,8 +43,9 @@ use tokio::time::Instant;
 use super::{attempt, forward, select, Forward, Order, RouteError, Target};
 use crate::config::ReadYourWritesConfig;
 use crate::eth::{parse_hash, Hash};
+use crate::jsonrpc::Reply;
 use crate::metrics::metrics;
-use crate::upstream::{NetworkView, Reply, UpstreamError};
+use crate::upstream::{NetworkView, UpstreamError};
 
 /// One remembered send.
 struct Sent {
@@ -335,7 +336,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::upstream::Origin;
+    use crate::jsonrpc::Origin;
 
     const H1: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
     const H2: &str = "0x2222222222222222222222222222222222222222222222222222222222222222";

@@ -313,11 +313,11 @@ impl Delivery<'_> {
         self.hub.deliver(self.topic, self.feed, raw);
     }
 
-    async fn call(&self, method: &str, params: &str) -> Result<crate::upstream::Reply, String> {
+    async fn call(&self, method: &str, params: &str) -> Result<crate::jsonrpc::Reply, String> {
         let reply = self
             .target
             .backend
-            .send(method, Some(params), self.target.timeout)
+            .exchange(method, Some(params), self.target.timeout)
             .await
             .map_err(|e| format!("{method}: {e}"))?;
         if reply.is_error() {

@@ -56,7 +56,7 @@ pub use topic::{Kind, Topic};
 use crate::metrics::metrics;
 use crate::network::Network;
 
-/// Why a subscription call failed (turned into JSON-RPC in `server::rescue`).
+/// Why a subscription call failed (turned into JSON-RPC in `calls::rescue`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubscriptionError {
     #[error("subscriptions need a WebSocket connection")]

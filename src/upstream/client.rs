@@ -13,7 +13,6 @@
 //! [`UpstreamError::MemoryBudget`], which is the gateway's state, not the
 //! backend's: not retried, not counted against the backend.
 
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,13 +20,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::latency::PeakEwma;
 use super::pool::{Pool, SendError};
 use super::tls::{self, Connector, UpstreamStream};
 use crate::config::{Tier, UpstreamConfig};
+use crate::jsonrpc::Reply;
 use crate::memory::{self, Permit};
 use crate::metrics::UpstreamSeries;
 
@@ -118,136 +116,6 @@ impl UpstreamError {
         matches!(self, UpstreamError::Connect(_) | UpstreamError::Status(429))
     }
 }
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplyKind {
-    Result,
-    Error,
-}
-
-/// A backend's JSON-RPC answer, kept as bytes.
-#[derive(Debug)]
-pub struct Reply {
-    body: Bytes,
-    span: Range<usize>,
-    pub kind: ReplyKind,
-    /// The backend that answered, set by the router; `None` for answers the
-    /// gateway made itself or served from the cache.
-    pub origin: Option<Origin>,
-    /// The answer budget its body was read against; not cloned. Only
-    /// held, for its drop.
-    #[allow(dead_code)]
-    held: Option<Permit>,
-}
-
-impl Clone for Reply {
-    fn clone(&self) -> Reply {
-        Reply {
-            body: self.body.clone(),
-            span: self.span.clone(),
-            kind: self.kind,
-            origin: self.origin.clone(),
-            held: None,
-        }
-    }
-}
-
-/// Which backend answered a call, and after how many calls of the router's
-/// (1 without a retry): what the served-by headers report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub backend: Arc<str>,
-    pub attempts: u32,
-}
-
-impl Reply {
-    /// The raw `result` value or `error` object.
-    pub fn raw(&self) -> &[u8] {
-        &self.body[self.span.clone()]
-    }
-
-    pub fn is_error(&self) -> bool {
-        self.kind == ReplyKind::Error
-    }
-
-    /// The `message` of an error reply.
-    pub fn error_message(&self) -> Option<String> {
-        #[derive(Deserialize)]
-        struct E {
-            message: Option<String>,
-        }
-        if !self.is_error() {
-            return None;
-        }
-        serde_json::from_slice::<E>(self.raw()).ok()?.message
-    }
-
-    /// Whether this is a node saying it lacks the state the call asked for
-    /// (Geth, Erigon, Nethermind and Besu word it differently; a pruned
-    /// node answers this for blocks below its window).
-    pub fn is_missing_state(&self) -> bool {
-        let Some(message) = self.error_message() else {
-            return false;
-        };
-        let m = message.to_ascii_lowercase();
-        MISSING_STATE.iter().any(|p| m.contains(p))
-            || (m.contains("state") && (m.contains("not available") || m.contains("unavailable")))
-    }
-
-    /// Parses a result as `T` (for the control loops).
-    pub fn parse_result<'a, T: Deserialize<'a>>(&'a self) -> Option<T> {
-        if self.is_error() {
-            return None;
-        }
-        serde_json::from_slice(self.raw()).ok()
-    }
-
-    fn from_body(body: Bytes) -> Result<Reply, UpstreamError> {
-        #[derive(Deserialize)]
-        struct Wire<'a> {
-            #[serde(default, borrow, deserialize_with = "crate::jsonrpc::present")]
-            result: Option<&'a RawValue>,
-            #[serde(default, borrow, deserialize_with = "crate::jsonrpc::present")]
-            error: Option<&'a RawValue>,
-        }
-        let wire: Wire = serde_json::from_slice(&body).map_err(|_| UpstreamError::BadReply)?;
-        let (raw, kind) = match (wire.error, wire.result) {
-            (Some(e), _) if e.get() != "null" => (e, ReplyKind::Error),
-            (_, Some(r)) => (r, ReplyKind::Result),
-            _ => return Err(UpstreamError::BadReply),
-        };
-        let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
-        let span = start..start + raw.get().len();
-        Ok(Reply {
-            body,
-            span,
-            kind,
-            origin: None,
-            held: None,
-        })
-    }
-
-    /// A reply built by the gateway itself (e.g. a computed transaction hash).
-    pub fn result_from(raw: Bytes) -> Reply {
-        let span = 0..raw.len();
-        Reply {
-            body: raw,
-            span,
-            kind: ReplyKind::Result,
-            origin: None,
-            held: None,
-        }
-    }
-}
-
-/// Error messages with which nodes say they lack a block's state (besides
-/// "state ... not available" and "... unavailable", matched apart).
-const MISSING_STATE: [&str; 4] = [
-    "missing trie node",
-    "header not found",
-    "historical state",
-    "pruned",
-];
 
 /// `state_history` when none is known.
 const UNKNOWN_HISTORY: u64 = u64::MAX;
@@ -399,7 +267,7 @@ impl Backend {
     ) -> (Result<Reply, UpstreamError>, bool) {
         let _in_flight = self.load.start();
         let started = Instant::now();
-        let res = self.send(method, params, timeout).await;
+        let res = self.exchange(method, params, timeout).await;
         let rtt = started.elapsed();
         self.series.duration.observe(rtt.as_secs_f64());
         match &res {
@@ -441,7 +309,7 @@ impl Backend {
     }
 
     /// One JSON-RPC call, with no bookkeeping (used by probes).
-    pub async fn send(
+    pub async fn exchange(
         &self,
         method: &str,
         params: Option<&str>,
@@ -462,13 +330,10 @@ impl Backend {
             let (body, held) = read_reply(response.into_body(), self.max_reply_bytes).await?;
             lease.done();
             match Reply::from_body(body) {
-                Ok(r) => Ok(Reply {
-                    held: Some(held),
-                    ..r
-                }),
+                Some(r) => Ok(r.holding(held)),
                 // A non-JSON-RPC body with an error status is reported as the status.
-                Err(_) if !status.is_success() => Err(UpstreamError::Status(status.as_u16())),
-                Err(e) => Err(e),
+                None if !status.is_success() => Err(UpstreamError::Status(status.as_u16())),
+                None => Err(UpstreamError::BadReply),
             }
         };
         tokio::time::timeout(timeout, exchange)
@@ -573,29 +438,6 @@ fn request_body(id: u64, method: &str, params: Option<&str>) -> Bytes {
 mod tests {
     use super::*;
 
-    #[test]
-    fn replies_keep_the_member_verbatim() {
-        let r = Reply::from_body(Bytes::from_static(
-            br#"{"jsonrpc":"2.0","id":1,"result":{"a" : [1, 2]}}"#,
-        ))
-        .unwrap();
-        assert_eq!(r.raw(), br#"{"a" : [1, 2]}"#);
-        assert!(!r.is_error());
-        let r = Reply::from_body(Bytes::from_static(
-            br#"{"jsonrpc":"2.0","id":1,"result":null}"#,
-        ))
-        .unwrap();
-        assert_eq!(r.raw(), b"null");
-        let r = Reply::from_body(Bytes::from_static(
-            br#"{"id":1,"error":{"code":-32003,"message":"already known"}}"#,
-        ))
-        .unwrap();
-        assert!(r.is_error());
-        assert_eq!(r.error_message().as_deref(), Some("already known"));
-        assert!(Reply::from_body(Bytes::from_static(br#"{"id":1}"#)).is_err());
-        assert!(Reply::from_body(Bytes::from_static(b"<html>")).is_err());
-    }
-
     #[tokio::test]
     async fn repeated_failures_eject_and_readmit_clears() {
         // Port 9 (discard) is closed on loopback: every call is refused.
@@ -672,7 +514,7 @@ mod tests {
         assert!(!format!("{cfg:?}").contains("s3cret"), "{cfg:?}");
         let b = Backend::new("test", &cfg, http_client(), 1 << 20, 3);
         let reply = b
-            .send("eth_chainId", None, Duration::from_secs(5))
+            .exchange("eth_chainId", None, Duration::from_secs(5))
             .await
             .unwrap();
         assert_eq!(reply.raw(), br#""s3cret""#);

@@ -273,7 +273,7 @@ impl Tracker {
         let started = Instant::now();
         match self
             .backend
-            .send("eth_chainId", None, self.cfg.probe_timeout)
+            .exchange("eth_chainId", None, self.cfg.probe_timeout)
             .await
         {
             Err(e) => {
@@ -349,7 +349,7 @@ impl Tracker {
     async fn poll_syncing(&self) {
         match self
             .backend
-            .send("eth_syncing", Some("[]"), self.cfg.probe_timeout)
+            .exchange("eth_syncing", Some("[]"), self.cfg.probe_timeout)
             .await
         {
             // `false` when in sync, an object with progress otherwise.
@@ -369,7 +369,7 @@ impl Tracker {
         let params = format!("[\"{tag}\",false]");
         let reply = self
             .backend
-            .send(
+            .exchange(
                 "eth_getBlockByNumber",
                 Some(&params),
                 self.cfg.probe_timeout,

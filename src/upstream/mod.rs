@@ -4,6 +4,7 @@
 //! `watch` channel; a per-network loop ([`view`]) folds those into one
 //! immutable [`view::NetworkView`] that the router reads lock-free.
 
+pub mod chain;
 mod client;
 pub mod discovery;
 pub mod head;
@@ -15,9 +16,7 @@ mod upstreams;
 pub mod view;
 
 pub use client::batch::{BatchCall, BatchFailure, BatchReplies};
-pub use client::{
-    http_client, ws_request, Backend, HttpClient, Origin, Reply, ReplyKind, UpstreamError,
-};
+pub use client::{http_client, ws_request, Backend, HttpClient, UpstreamError};
 pub use tls::UpstreamStream;
 pub use upstreams::Upstreams;
 pub use view::{BackendView, Ineligible, NetworkView};

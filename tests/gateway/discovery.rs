@@ -172,8 +172,9 @@ async fn the_headless_service_records_of_the_statefulset_as_the_cluster_serves_t
     // Discovery rebuilds a network around its new backends: read the current one each time.
     let current = |path: &str| {
         gw.gateway
-            .routes()
-            .network_for_path(path)
+            .table()
+            .resolve(path)
+            .map(|(network, _)| network)
             .expect("a network")
             .view()
     };

@@ -246,7 +246,7 @@ fn configmap_write(dir: &std::path::Path, version: u32, content: &str) {
 
 #[tokio::test]
 async fn reload_under_traffic_fails_no_request_and_refuses_a_bad_file() {
-    use rpcgate::server::reload::{watch, Overrides, Watch};
+    use rpcgate::control::reload::{watch, Overrides, Watch};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     let fleet = fleet(3).await;

@@ -1,11 +1,11 @@
 //! Panic safety: a panic while one request is answered costs that request
 //! only. The panic is injected through the test-only hook
-//! (`rpcgate::server::panics::inject_panic`, which exists only in builds with
+//! (`rpcgate::calls::panics::inject_panic`, which exists only in builds with
 //! debug assertions) on method names no other test calls.
 
 use futures_util::SinkExt;
+use rpcgate::calls::panics::{inject_panic, Stage};
 use rpcgate::metrics::metrics;
-use rpcgate::server::panics::{inject_panic, Stage};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 

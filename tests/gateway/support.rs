@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rpcgate::config::Config;
+use rpcgate::control::Gateway;
+use rpcgate::edge::Server;
 use rpcgate::network::Network;
-use rpcgate::server::{Gateway, Server};
 use rpcgate::upstream::NetworkView;
 use rpcgate_fleet::{Fleet, FleetOptions};
 use serde_json::Value;
@@ -39,8 +40,9 @@ impl Gw {
 
     pub fn network(&self) -> Arc<Network> {
         self.gateway
-            .routes()
-            .network_for_path("/")
+            .table()
+            .resolve("/")
+            .map(|(network, _)| network)
             .expect("a default network")
             .clone()
     }

@@ -25,7 +25,8 @@ use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{Backend, Reply, UpstreamError};
+use super::{Backend, UpstreamError};
+use crate::jsonrpc::Reply;
 use crate::upstream::pool::SendError;
 
 /// One call of a batch, written once as the part of its request object that
@@ -186,17 +187,10 @@ fn split_answers(body: &Bytes, n: usize) -> Option<BatchReplies> {
         };
         seen[i] = true;
         let start = text.as_ptr() as usize - body.as_ptr() as usize;
-        replies[i] = Reply::from_body(body.slice(start..start + text.len()));
+        replies[i] =
+            Reply::from_body(body.slice(start..start + text.len())).ok_or(UpstreamError::BadReply);
     }
     Some(replies)
-}
-
-#[cfg(test)]
-impl Reply {
-    /// A backend's reply parsed from `body` (for other modules' unit tests).
-    pub fn from_body_for_tests(body: Bytes) -> Reply {
-        Reply::from_body(body).expect("a JSON-RPC reply")
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rpcgate::config::Config;
-use rpcgate::server::Server;
+use rpcgate::edge::Server;
 use rpcgate_fleet::{Fleet, FleetError, FleetOptions};
 
 pub struct DemoOptions {
@@ -98,8 +98,8 @@ pub async fn run(
         let mut tick = tokio::time::interval(Duration::from_secs(block_secs));
         loop {
             tick.tick().await;
-            let routes = gateway.routes();
-            let Some(net) = routes.network_for_path("/") else {
+            let routes = gateway.table();
+            let Some(net) = routes.resolve("/").map(|(network, _)| network) else {
                 continue;
             };
             let view = net.view();

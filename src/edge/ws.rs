@@ -60,8 +60,10 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use super::http::Body;
-use super::rescue::HttpRefusal;
-use super::{calls, ConnHold, Gateway, Routes};
+use super::ConnHold;
+use crate::calls;
+use crate::calls::rescue::HttpRefusal;
+use crate::control::{Gateway, NetworkTable};
 use crate::metrics::metrics;
 use crate::network::Network;
 use crate::subscriptions::{Outbox, Outgoing, Session, SessionLimits};
@@ -98,7 +100,7 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
 /// connection's task once hyper hands the socket over.
 pub(super) fn upgrade(
     gateway: &Arc<Gateway>,
-    routes: &Routes,
+    routes: &NetworkTable,
     network: &Arc<Network>,
     path_key: Option<&str>,
     peer: SocketAddr,
@@ -321,7 +323,7 @@ async fn serve(
 
 /// How client sockets are read: messages and frames at most `limit` bytes,
 /// into a buffer that starts small and grows for a large frame.
-pub(super) fn socket_config(limit: usize) -> WebSocketConfig {
+pub(crate) fn socket_config(limit: usize) -> WebSocketConfig {
     // The test of large messages, seen failing: nothing larger than the first buffer.
     let limit = if crate::subscriptions::switched_off("grow") {
         READ_BUFFER
@@ -336,7 +338,7 @@ pub(super) fn socket_config(limit: usize) -> WebSocketConfig {
 }
 
 /// What one message from the client is to the listener.
-pub(super) enum Inbound {
+pub(crate) enum Inbound {
     /// A JSON-RPC payload to answer.
     Payload(Bytes),
     /// The client's Close (tungstenite has queued the reply).
@@ -345,7 +347,7 @@ pub(super) enum Inbound {
     Control,
 }
 
-pub(super) fn inbound(message: Message) -> Inbound {
+pub(crate) fn inbound(message: Message) -> Inbound {
     match message {
         Message::Text(text) => Inbound::Payload(text.into()),
         // JSON in a binary frame is answered like text; anything else gets
@@ -359,7 +361,7 @@ pub(super) fn inbound(message: Message) -> Inbound {
 /// The Close a failed read ends the connection with (RFC 6455, 7.4.1): a
 /// message over the limit is 1009, a text message that is not UTF-8 is 1007,
 /// a broken frame 1002. A socket that failed (reset, EOF) gets none.
-pub(super) fn read_failure_close(e: &WsError) -> Option<CloseFrame> {
+pub(crate) fn read_failure_close(e: &WsError) -> Option<CloseFrame> {
     match e {
         WsError::Capacity(_) => Some(frame(CloseCode::Size, "message too big")),
         WsError::Utf8 => Some(frame(
@@ -413,7 +415,7 @@ async fn write(
 
 /// Answers one message on the current routes.
 async fn on_message(conn: Arc<Conn>, body: Bytes, _permit: OwnedSemaphorePermit) {
-    let routes = conn.gateway.routes();
+    let routes = conn.gateway.table();
     let Some((network, key)) = routes.resolve(&conn.path) else {
         conn.ask_close(CloseCode::Away, "this network is no longer served");
         return;

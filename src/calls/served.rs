@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::calls::ServedBy;
+use super::ServedBy;
 
 pub(super) const X_RPCGATE_UPSTREAM: HeaderName = HeaderName::from_static("x-rpcgate-upstream");
 pub(super) const X_RPCGATE_CACHE: HeaderName = HeaderName::from_static("x-rpcgate-cache");
@@ -36,7 +36,7 @@ pub(super) const MAX_LISTED: usize = 100;
 
 /// Adds the three headers for `served` (one item per call of the message);
 /// nothing when the message had no calls that were answered.
-pub(super) fn decorate(headers: &mut HeaderMap, served: &[ServedBy]) {
+pub(crate) fn decorate(headers: &mut HeaderMap, served: &[ServedBy]) {
     if served.is_empty() {
         return;
     }
@@ -81,7 +81,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::server::pipeline::CacheUse;
+    use crate::calls::pipeline::CacheUse;
 
     fn by(upstream: Option<&str>, cache: Option<CacheUse>, attempts: u32) -> ServedBy {
         ServedBy {

@@ -44,7 +44,7 @@ pub(super) fn spawn(gateway: Weak<Gateway>) -> JoinHandle<()> {
             let Some(g) = gateway.upgrade() else {
                 break;
             };
-            let routes = g.routes();
+            let routes = g.table();
             feeds.retain(|name, task| {
                 let wanted = routes
                     .networks
@@ -118,7 +118,7 @@ async fn feed(gateway: Weak<Gateway>, network: String, hub: Arc<Hub>, feeds_cap:
         // The current network each time: a reload may have replaced it.
         let filters = gateway
             .upgrade()
-            .and_then(|g| g.routes().networks.get(&network).cloned());
+            .and_then(|g| g.table().networks.get(&network).cloned());
         let Some(network) = filters else {
             return;
         };

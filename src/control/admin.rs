@@ -101,7 +101,7 @@ fn route(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 
 /// The status document.
 pub fn status(gateway: &Gateway) -> Value {
-    let routes = gateway.routes();
+    let routes = gateway.table();
     let mut networks = serde_json::Map::new();
     let mut names: Vec<&String> = routes.networks.keys().collect();
     names.sort();
@@ -166,7 +166,7 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
 
 /// Gauges and counters read from the gateway's snapshots, in the text format.
 fn state_metrics(gateway: &Gateway) -> String {
-    let routes = gateway.routes();
+    let routes = gateway.table();
     let mut names: Vec<&String> = routes.networks.keys().collect();
     names.sort();
     let mut out = Exposition::default();

@@ -30,6 +30,16 @@
 //! is answered with -32603 and the call's id, the rest of its batch as
 //! usual; a panic anywhere else in the message gets one -32603 (HTTP 500).
 
+#[cfg(test)]
+mod cache_rules;
+pub(crate) mod heavy;
+mod local;
+pub mod panics;
+pub mod pinning;
+pub(crate) mod pipeline;
+pub(crate) mod rescue;
+pub(crate) mod served;
+
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -40,20 +50,20 @@ use futures_util::future::join_all;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::sync::Semaphore;
 
-use super::heavy::Heavy;
-use super::panics::{self, Panicked, Stage};
-use super::pipeline::{self, CacheUse};
-use super::rescue;
-use super::Routes;
+use crate::control::NetworkTable;
 use crate::eth::methods::{Method, Resolved};
 use crate::jsonrpc::{self, error_response, join_batch, Call, Entry, ErrorObject, Id, Payload};
+use crate::jsonrpc::{Reply, ReplyKind};
 use crate::memory;
 use crate::metrics::Outcome;
 use crate::network::Network;
 use crate::policy::{Caller, ClientPolicy, Refusal};
 use crate::router::batch::Batcher;
 use crate::subscriptions::{is_subscription_method, Session, SubscriptionError};
-use crate::upstream::{NetworkView, Reply, ReplyKind};
+use crate::upstream::NetworkView;
+use heavy::Heavy;
+use panics::{Panicked, Stage};
+use pipeline::CacheUse;
 
 /// What a message is answered with.
 pub(super) struct Answered {
@@ -85,7 +95,7 @@ pub(super) struct ServedBy {
 /// Parses `body` and answers every call in it on `network`. A panic is
 /// answered too (see [`panics`]): per call inside, as a whole here.
 pub(super) async fn answer_message(
-    routes: &Routes,
+    routes: &NetworkTable,
     network: &Network,
     caller: &Caller<'_>,
     body: &[u8],
@@ -117,7 +127,7 @@ pub(super) async fn answer_message(
 }
 
 async fn answer_calls(
-    routes: &Routes,
+    routes: &NetworkTable,
     network: &Network,
     caller: &Caller<'_>,
     body: &[u8],

@@ -1,16 +1,18 @@
-//! `eth_sendRawTransaction`: at most once per backend that may have it.
+//! Submitting a transaction (`eth_sendRawTransaction`): at most once per
+//! backend that may have it.
 
 use bytes::Bytes;
 use sha3::{Digest, Keccak256};
 
 use super::{attempt, Forward, Order, Target, Unanswered};
 use crate::eth::hash::{decode_hex, to_hex};
-use crate::upstream::{BackendView, Reply, UpstreamError};
+use crate::jsonrpc::Reply;
+use crate::upstream::{BackendView, UpstreamError};
 
 /// Messages with which nodes say a transaction is already in their pool.
 const ALREADY_KNOWN: [&str; 3] = ["already known", "already imported", "known transaction"];
 
-pub(super) async fn send(
+pub(super) async fn submit(
     target: Target<'_>,
     candidates: Vec<&BackendView>,
     params: Option<&str>,

@@ -16,7 +16,7 @@
 //! keeps serving until the files make sense again.
 //!
 //! The handshake runs in the connection's own task, inside its
-//! first-request deadline (`server::lifetimes`), so a client that stops
+//! first-request deadline (`edge::lifetimes`), so a client that stops
 //! halfway through it holds nothing for longer than a silent socket does.
 
 use std::io;

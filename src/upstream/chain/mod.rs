@@ -1,4 +1,6 @@
-//! The canonical chain as the cache knows it: the hashes of the recent blocks.
+//! The canonical chain: the hashes of the recent blocks, as the served head
+//! reached them. The cache binds entries to it and the gateway's filters read
+//! their logs and blocks against it.
 //!
 //! An entry for a block that is not final yet is bound to that block's hash.
 //! A hit is served only when this chain still has that hash at that height,
@@ -7,15 +9,26 @@
 //! moment between a reorg being seen and the chain being read again, bound
 //! entries are misses, never stale hits.
 //!
-//! The chain is rebuilt by the reorg control loop ([`super::reorg`]), never by
+//! The chain is rebuilt by the reorg control loop ([`follow`]), never by
 //! the request path, and published as an immutable snapshot. It covers at most
 //! [`CACHE_CANON_WINDOW`](crate::config::CACHE_CANON_WINDOW) blocks below the served head, and nothing at or
 //! below the finalized block, which cannot change.
 
 use std::future::Future;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
 use crate::eth::Hash;
 use crate::upstream::NetworkView;
+
+mod follow;
+
+pub use follow::follow;
 
 /// What a view says about the chain: its served head and the reorgs its
 /// trackers have counted. A chain built for another stamp is not trusted.
@@ -140,6 +153,26 @@ where
         },
         replaced,
     ))
+}
+
+/// Follows the canonical chain of a network whose cache is off, for the
+/// gateway's filters: the same reorg loop, with nothing to evict.
+pub fn follow_alone(
+    network: &str,
+    view: Arc<ArcSwap<NetworkView>>,
+    published: watch::Receiver<()>,
+    probe_timeout: Duration,
+) -> (Arc<ArcSwap<Canon>>, JoinHandle<()>) {
+    let chain = Arc::new(ArcSwap::from_pointee(Canon::default()));
+    let task = tokio::spawn(follow(
+        network.to_string(),
+        chain.clone(),
+        view,
+        published,
+        probe_timeout,
+        |_| {},
+    ));
+    (chain, task)
 }
 
 #[cfg(test)]

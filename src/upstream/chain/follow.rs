@@ -1,7 +1,8 @@
-//! The reorg control loop: keeps the cache's chain ([`super::canon`]) in step
-//! with the network view, and evicts entries bound to replaced blocks. The
-//! same loop runs alone (without a cache) for the gateway's filters when a
-//! network's cache is off ([`super::follow_chain`]).
+//! The reorg control loop: keeps the canonical chain ([`super`]) in step
+//! with the network view, and tells its owner which blocks a reorg replaced
+//! (the cache evicts the entries bound to them). The same loop runs alone,
+//! with nobody to tell, for the gateway's filters when a network's cache is
+//! off ([`super::follow_alone`]).
 //!
 //! It wakes whenever the view builder publishes. When the view's stamp (served
 //! head, reorgs counted by the trackers) differs from the chain's, it reads
@@ -19,8 +20,8 @@ use arc_swap::ArcSwap;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use super::canon::{self, stamp_of, Canon, Header};
-use super::CANON_WINDOW;
+use super::{rebuild, stamp_of, Canon, Header};
+use crate::config::CACHE_CANON_WINDOW as CANON_WINDOW;
 use crate::eth::{parse_hash, parse_quantity, Hash};
 use crate::upstream::{Backend, NetworkView};
 
@@ -30,7 +31,7 @@ const RETRY: Duration = Duration::from_millis(200);
 /// Keeps `chain` in step with `view`, calling `replaced` with the blocks a
 /// reorg replaced once the new chain is published. `network` names the
 /// network in logs.
-pub(super) async fn follow(
+pub async fn follow(
     network: String,
     chain: Arc<ArcSwap<Canon>>,
     view: Arc<ArcSwap<NetworkView>>,
@@ -99,7 +100,7 @@ async fn refresh(
         None => lower,
     };
     let (mut next, replaced) =
-        canon::rebuild(&old, served, lower, |n| header(backend.clone(), n, timeout)).await?;
+        rebuild(&old, served, lower, |n| header(backend.clone(), n, timeout)).await?;
     next.stamp = Some(stamp);
     chain.store(Arc::new(next));
     Ok(replaced)
@@ -115,7 +116,7 @@ async fn header(backend: Arc<Backend>, n: u64, timeout: Duration) -> Result<Head
     }
     let params = format!("[\"0x{n:x}\",false]");
     let reply = backend
-        .send("eth_getBlockByNumber", Some(&params), timeout)
+        .exchange("eth_getBlockByNumber", Some(&params), timeout)
         .await
         .map_err(|e| e.to_string())?;
     let wire = reply

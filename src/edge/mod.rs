@@ -20,26 +20,14 @@
 //! signal instead: each sends a Close frame (1001, going away) and ends, and
 //! the drain waits for them as well.
 
-pub mod admin;
-mod calls;
 pub mod compression;
 mod cors;
-#[doc(hidden)]
-pub mod fuzzing;
-mod gateway;
-mod heavy;
 mod http;
 mod lifetimes;
 mod linger;
-pub mod panics;
-mod pending;
-mod pipeline;
-pub mod reload;
-mod rescue;
-mod served;
 mod timer;
 mod tls;
-mod ws;
+pub(crate) mod ws;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -53,7 +41,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use gateway::{Gateway, ReloadCounters, Routes, StartError};
+use crate::control::{admin, Gateway};
 
 use crate::config::Config;
 use crate::policy::conns::ConnGuard;
@@ -156,7 +144,7 @@ impl Server {
             };
             let Some(slot) = self
                 .gateway
-                .routes()
+                .table()
                 .policy
                 .connections()
                 .try_open(peer.ip())

@@ -1,7 +1,7 @@
 //! What a running gateway serves, and the control-plane operations that
 //! change it: config reloads and DNS discovery.
 //!
-//! Both build a new [`Routes`] from the current config plus the discovered
+//! Both build a new [`NetworkTable`] from the current config plus the discovered
 //! backends, reusing every network (and every backend's tracker) that stays
 //! the same, then swap it in with one atomic store. Requests read the routes
 //! with one atomic load and never wait on these operations; the operations
@@ -27,8 +27,9 @@ use crate::policy::ClientPolicy;
 use crate::subscriptions::{Hubs, NetworkSource};
 use crate::upstream::{discovery, http_client, HttpClient};
 
-/// The routing table: which network answers which path.
-pub struct Routes {
+/// The table of networks by path: which network answers which path, and
+/// the settings every request reads with it (one snapshot per request).
+pub struct NetworkTable {
     pub networks: HashMap<String, Arc<Network>>,
     pub default: Option<Arc<Network>>,
     pub limits: ServerLimits,
@@ -67,15 +68,15 @@ fn spawn_discovery(gateway: &Arc<Gateway>, config: &Config) -> Vec<JoinHandle<()
     tasks
 }
 
-impl Routes {
+impl NetworkTable {
     /// The routes of `config` plus the `discovered` backends, reusing what
     /// `old` already runs.
     fn build(
         config: &Config,
         client: &HttpClient,
-        old: Option<&Routes>,
+        old: Option<&NetworkTable>,
         discovered: &Discovered,
-    ) -> Result<Routes, StartError> {
+    ) -> Result<NetworkTable, StartError> {
         // The policy keeps its limiter state (budgets spent, connections
         // open) across a reload that does not change it.
         let policy_source = (config.policy.clone(), config.redis.clone());
@@ -106,7 +107,7 @@ impl Routes {
             }
             networks.insert(net.name.clone(), network);
         }
-        Ok(Routes {
+        Ok(NetworkTable {
             networks,
             default,
             limits: config.server.clone(),
@@ -128,16 +129,6 @@ impl Routes {
                 self.networks.get(name).map(|n| (n, Some(key)))
             }
             Some(_) => None,
-        }
-    }
-
-    /// `/` is the default network, `/<name>` (with or without a trailing slash) a named one.
-    pub fn network_for_path(&self, path: &str) -> Option<&Arc<Network>> {
-        let name = path.trim_start_matches('/').trim_end_matches('/');
-        if name.is_empty() {
-            self.default.as_ref()
-        } else {
-            self.networks.get(name)
         }
     }
 }
@@ -168,20 +159,20 @@ struct Control {
 
 /// What a running gateway serves.
 pub struct Gateway {
-    routes: ArcSwap<Routes>,
+    routes: ArcSwap<NetworkTable>,
     control: Mutex<Control>,
     client: HttpClient,
     /// The addresses bound at start: a reload cannot move them.
     bound: (SocketAddr, SocketAddr),
     /// Set when shutdown begins: readiness turns false at once.
-    pub(super) draining: AtomicBool,
+    pub(crate) draining: AtomicBool,
     pub reloads: ReloadCounters,
     /// Client subscriptions and their upstream feeds, per network.
     subscriptions: Hubs,
     /// Turns true when shutdown begins. Every open client WebSocket holds a
     /// receiver: it says goodbye (1001) on the change, and the listener's
     /// drain waits until every receiver is gone.
-    pub(super) closing: watch::Sender<bool>,
+    pub(crate) closing: watch::Sender<bool>,
 }
 
 /// How many reloads took effect and how many were refused.
@@ -197,7 +188,7 @@ impl Gateway {
     pub fn start(config: &Config) -> Result<Arc<Gateway>, StartError> {
         let client = http_client();
         let discovered = Discovered::new();
-        let routes = Routes::build(config, &client, None, &discovered)?;
+        let routes = NetworkTable::build(config, &client, None, &discovered)?;
         apply_memory_bounds(config);
         let gateway = Arc::new_cyclic(|weak: &Weak<Gateway>| Gateway {
             subscriptions: Hubs::new(network_source(weak.clone())),
@@ -216,7 +207,7 @@ impl Gateway {
         let mut control = gateway.control.lock();
         control.discovery = spawn_discovery(&gateway, config);
         drop(control);
-        super::pending::spawn(Arc::downgrade(&gateway));
+        super::pending_feed::spawn(Arc::downgrade(&gateway));
         Ok(gateway)
     }
 
@@ -225,10 +216,10 @@ impl Gateway {
         let mut control = self.control.lock();
         let key = (network.to_string(), group.name.clone());
         control.discovered.insert(key, (group.clone(), ups));
-        let old = self.routes();
+        let old = self.table();
         // The policy is reused from `old`, so this does not fail in
         // practice; if it did, the old routes would stay.
-        match Routes::build(
+        match NetworkTable::build(
             &control.config,
             &self.client,
             Some(&old),
@@ -261,8 +252,8 @@ impl Gateway {
         };
         let mut discovered = control.discovered.clone();
         discovered.retain(|k, v| keep(k, v));
-        let old = self.routes();
-        let routes = Routes::build(config, &self.client, Some(&old), &discovered)?;
+        let old = self.table();
+        let routes = NetworkTable::build(config, &self.client, Some(&old), &discovered)?;
         control.discovered = discovered;
         for name in old
             .networks
@@ -300,7 +291,7 @@ impl Gateway {
         Ok(())
     }
 
-    pub fn routes(&self) -> Arc<Routes> {
+    pub fn table(&self) -> Arc<NetworkTable> {
         self.routes.load_full()
     }
 
@@ -315,7 +306,7 @@ impl Gateway {
         if self.draining.load(Ordering::Relaxed) {
             return vec!["shutting down".into()];
         }
-        let routes = self.routes();
+        let routes = self.table();
         let mut reasons: Vec<String> = routes
             .networks
             .iter()
@@ -343,7 +334,7 @@ fn network_source(gateway: Weak<Gateway>) -> NetworkSource {
     Arc::new(move |name: &str| {
         gateway
             .upgrade()
-            .and_then(|g| g.routes().networks.get(name).cloned())
+            .and_then(|g| g.table().networks.get(name).cloned())
     })
 }
 

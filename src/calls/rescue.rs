@@ -13,7 +13,7 @@ use crate::subscriptions::SubscriptionError;
 use crate::upstream::UpstreamError;
 
 /// A body that could not be read as calls.
-pub(super) fn payload(e: &PayloadError) -> ErrorObject {
+pub(crate) fn payload(e: &PayloadError) -> ErrorObject {
     match e {
         PayloadError::Parse(why) => {
             ErrorObject::new(code::PARSE_ERROR, format!("parse error: {why}"))
@@ -27,7 +27,7 @@ pub(super) fn payload(e: &PayloadError) -> ErrorObject {
 }
 
 /// One entry that is not a valid request.
-pub(super) fn invalid(e: &Invalid<'_>) -> ErrorObject {
+pub(crate) fn invalid(e: &Invalid<'_>) -> ErrorObject {
     ErrorObject::new(
         code::INVALID_REQUEST,
         format!("invalid request: {}", e.reason),
@@ -35,7 +35,7 @@ pub(super) fn invalid(e: &Invalid<'_>) -> ErrorObject {
 }
 
 /// A batch entry refused because the batch's answers are already too large.
-pub(super) fn batch_over_budget(limit: usize) -> ErrorObject {
+pub(crate) fn batch_over_budget(limit: usize) -> ErrorObject {
     ErrorObject::new(
         code::LIMIT_EXCEEDED,
         format!("batch response is over the limit of {limit} bytes"),
@@ -44,7 +44,7 @@ pub(super) fn batch_over_budget(limit: usize) -> ErrorObject {
 
 /// A call refused because the process's memory budget stayed full for
 /// `server.memory_wait` (see `crate::memory`): try again shortly.
-pub(super) fn memory_busy() -> ErrorObject {
+pub(crate) fn memory_busy() -> ErrorObject {
     ErrorObject::new(
         code::LIMIT_EXCEEDED,
         "server busy: memory budget exhausted, retry shortly",
@@ -53,7 +53,7 @@ pub(super) fn memory_busy() -> ErrorObject {
 
 /// A call too heavy to send to a node: refused as hosted providers do, with
 /// -32005 and the limit in the message (HTTP 200, as for any JSON-RPC error).
-pub(super) fn heavy(e: &Heavy) -> ErrorObject {
+pub(crate) fn heavy(e: &Heavy) -> ErrorObject {
     match e {
         Heavy::LogRange { blocks, limit } => ErrorObject::new(
             code::LIMIT_EXCEEDED,
@@ -73,7 +73,7 @@ pub(super) fn heavy(e: &Heavy) -> ErrorObject {
 
 /// A panic caught while answering (see `panics`): the details stay in our
 /// logs. HTTP 500 when it was the only call, or the message as a whole.
-pub(super) fn panicked() -> (ErrorObject, StatusCode) {
+pub(crate) fn panicked() -> (ErrorObject, StatusCode) {
     (
         ErrorObject::new(
             code::INTERNAL_ERROR,
@@ -84,7 +84,7 @@ pub(super) fn panicked() -> (ErrorObject, StatusCode) {
 }
 
 /// A call no backend answered, and the HTTP status when it was the only call.
-pub(super) fn route(e: &RouteError) -> (ErrorObject, StatusCode) {
+pub(crate) fn route(e: &RouteError) -> (ErrorObject, StatusCode) {
     let object = match e {
         RouteError::NoBackend => ErrorObject::new(
             code::UNAVAILABLE,
@@ -110,7 +110,7 @@ pub(super) fn route(e: &RouteError) -> (ErrorObject, StatusCode) {
 /// A filter call that could not be answered: the object, the HTTP status
 /// when it was the only call, and how it is counted. Shaped as Geth answers
 /// (-32000 "filter not found"), so clients that re-create lost filters do.
-pub(super) fn filter(e: &FilterError) -> (ErrorObject, StatusCode, Outcome) {
+pub(crate) fn filter(e: &FilterError) -> (ErrorObject, StatusCode, Outcome) {
     match e {
         FilterError::NotFound => (
             ErrorObject::new(code::UNAVAILABLE, "filter not found"),
@@ -154,7 +154,7 @@ pub(super) fn filter(e: &FilterError) -> (ErrorObject, StatusCode, Outcome) {
 }
 
 /// A call the client policy refused, and the HTTP status when it was the only call.
-pub(super) fn policy(r: &Refusal) -> (ErrorObject, StatusCode) {
+pub(crate) fn policy(r: &Refusal) -> (ErrorObject, StatusCode) {
     match r {
         // As a node answers a method it does not have: HTTP 200.
         Refusal::MethodBlocked(method) => (
@@ -190,7 +190,7 @@ pub(super) fn policy(r: &Refusal) -> (ErrorObject, StatusCode) {
 }
 
 /// A subscription call that could not be served.
-pub(super) fn subscription(e: &SubscriptionError) -> ErrorObject {
+pub(crate) fn subscription(e: &SubscriptionError) -> ErrorObject {
     let code = match e {
         SubscriptionError::NeedsWebSocket => code::UNAVAILABLE,
         SubscriptionError::InvalidParams(_) => code::INVALID_PARAMS,
@@ -203,7 +203,7 @@ pub(super) fn subscription(e: &SubscriptionError) -> ErrorObject {
 
 /// HTTP-tier refusals, before any call is read.
 #[derive(Debug)]
-pub(super) enum HttpRefusal {
+pub(crate) enum HttpRefusal {
     UnknownNetwork,
     /// An unknown key, or none where one is required.
     Unauthorized(Refusal),
@@ -227,7 +227,7 @@ pub(super) enum HttpRefusal {
     MemoryBusy,
 }
 
-pub(super) fn http(r: &HttpRefusal) -> (ErrorObject, StatusCode) {
+pub(crate) fn http(r: &HttpRefusal) -> (ErrorObject, StatusCode) {
     match r {
         HttpRefusal::UnknownNetwork => (
             ErrorObject::new(code::METHOD_NOT_FOUND, "no network is served at this path"),

@@ -12,13 +12,14 @@
 use super::heavy::{self, Heavy};
 use crate::cache::{Lookup, Source};
 use crate::eth::methods::Resolved;
-use crate::eth::{self, BlockArg};
+use crate::eth::BlockArg;
 use crate::filters::{FilterError, FilterMethod};
 use crate::jsonrpc::Call;
+use crate::jsonrpc::Reply;
 use crate::network::Network;
 use crate::router::batch::Batcher;
 use crate::router::{self, ryw, Forward, RouteError};
-use crate::upstream::{NetworkView, Reply};
+use crate::upstream::NetworkView;
 
 /// Why a call got no reply.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +34,7 @@ pub(super) enum CallError {
 
 /// How the cache took part in a call: the `X-Rpcgate-Cache` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum CacheUse {
+pub(crate) enum CacheUse {
     /// Answered by the gateway itself (`eth_blockNumber`, `eth_chainId`).
     Local,
     /// Not the cache's business (writes, filters, node state), or the
@@ -86,7 +87,7 @@ pub(super) async fn run(
 ) -> Result<Routed, CallError> {
     super::panics::injected(super::panics::Stage::Call, &call.method);
     let served = view.served_head.ok_or(RouteError::NoBackend)?;
-    if let Some(reply) = router::local(&network.config, served, &call.method) {
+    if let Some(reply) = super::local::local(&network.config, served, &call.method) {
         return Ok(Routed {
             reply,
             cache: CacheUse::Local,
@@ -107,7 +108,7 @@ pub(super) async fn run(
         });
     }
     let spec = method.spec();
-    let pinned = eth::pin(
+    let pinned = super::pinning::pin(
         spec.map_or(BlockArg::None, |m| m.block),
         call.params,
         served,

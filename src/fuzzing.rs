@@ -17,7 +17,9 @@
 //! - [`ws_messages`]: the bytes a client sends on an upgraded socket (masked
 //!   frames), read as the listener reads them.
 //!
-//! Not an API: hidden from the docs, kept small, and changed with the parsers.
+//! Not an API: compiled only with the `fuzzing` feature (the fuzz crate and
+//! the test command turn it on; a product build never carries it), hidden
+//! from the docs, kept small, and changed with the parsers.
 
 use std::io::{self, Read, Write};
 
@@ -26,11 +28,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocket};
 
-use super::{heavy, rescue, ws};
 use crate::cache::{rule, Key};
+use crate::calls::pinning::pin;
+use crate::calls::{heavy, rescue};
 use crate::config::Config;
+use crate::edge::ws;
 use crate::eth::methods::{lookup, BlockArg};
-use crate::eth::{pin, BlockRef};
+use crate::eth::BlockRef;
 use crate::jsonrpc::{self, error_response, join_batch, result_response, Entry, Id, Payload};
 use crate::subscriptions::topic;
 

@@ -17,7 +17,7 @@ use crate::eth::Pinned;
 
 /// A call too heavy to send to a node.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum Heavy {
+pub(crate) enum Heavy {
     #[error("eth_getLogs over {blocks} blocks is over the limit of {limit}")]
     LogRange { blocks: u64, limit: u64 },
     #[error("eth_getLogs filter key {0:?} is not spelled as the field it names")]
@@ -25,7 +25,7 @@ pub(super) enum Heavy {
 }
 
 /// Refuses a log filter spanning more than `limit` blocks.
-pub(super) fn check_logs(pinned: &Pinned<'_>, limit: u64) -> Result<(), Heavy> {
+pub(crate) fn check_logs(pinned: &Pinned<'_>, limit: u64) -> Result<(), Heavy> {
     if let Some(key) = &pinned.odd_filter_key {
         return Err(Heavy::OddFilterKey(key.clone()));
     }

@@ -62,7 +62,7 @@ pub enum SharedError {
     Unexpected(Vec<i64>),
 }
 
-pub struct SharedLimits {
+pub struct RedisLimits {
     conn: ConnectionManager,
     script: Script,
     timeout: Duration,
@@ -70,16 +70,16 @@ pub struct SharedLimits {
     down: AtomicBool,
 }
 
-impl SharedLimits {
+impl RedisLimits {
     /// Does not connect yet: the first check does, and later ones reconnect.
-    pub fn new(url: &str, timeout: Duration) -> Result<SharedLimits, redis::RedisError> {
+    pub fn new(url: &str, timeout: Duration) -> Result<RedisLimits, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        Ok(SharedLimits {
+        Ok(RedisLimits {
             conn: ConnectionManager::new_lazy_with_config(client, config)?,
             script: Script::new(GCRA),
             timeout,

@@ -1,4 +1,4 @@
-//! The HTTP tier: path to network, method, content type, the caller's
+//! The HTTP stage: path to network, method, content type, the caller's
 //! identity (before the body is read) and body limits, then the calls of the
 //! body, answered by [`super::calls`]. A GET asking for a WebSocket upgrade
 //! on a network's path is handed to [`super::ws`].
@@ -27,14 +27,15 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use super::calls::{self, RequestId, X_REQUEST_ID};
 use super::compression::{self, Inflater};
 use super::cors;
 use super::linger::{self, Linger};
-use super::rescue::{self, HttpRefusal};
-use super::served;
-use super::{ws, ConnHold, Gateway, Routes};
+use super::{ws, ConnHold};
+use crate::calls::rescue::{self, HttpRefusal};
+use crate::calls::served;
+use crate::calls::{self, RequestId, X_REQUEST_ID};
 use crate::config::ContentCoding;
+use crate::control::{Gateway, NetworkTable};
 use crate::jsonrpc::{error_response, Id};
 use crate::memory;
 use crate::metrics::metrics;
@@ -49,7 +50,7 @@ pub(super) async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let request_id = RequestId::of(req.headers());
     // One snapshot for the whole request (each load is an Arc count taken and given back).
-    let routes = gateway.routes();
+    let routes = gateway.table();
     let cors = &routes.limits.cors;
     if cors::is_preflight(req.method(), req.headers()) {
         let response: Response<Body> = cors::preflight(cors, req.headers());
@@ -120,7 +121,7 @@ pub(super) fn refuse_connection(stream: tokio::net::TcpStream) {
 
 async fn serve(
     gateway: &Arc<Gateway>,
-    routes: &Routes,
+    routes: &NetworkTable,
     peer: SocketAddr,
     req: Request<Incoming>,
     hold: Arc<ConnHold>,

@@ -1,0 +1,197 @@
+//! What a backend answered: a JSON-RPC reply kept as its bytes, with the span
+//! of its `result` or `error` member, so the answer to the client is built
+//! from raw parts and nothing is re-serialized.
+//!
+//! Every layer that handles an answer (router, cache, filters, the per-call
+//! tier) passes this type around, which is why it lives in the wire leaf and
+//! not with the upstream client that reads it. A reply read from a backend
+//! holds its share of the process's answer budget ([`crate::memory`]) until it
+//! is dropped; [`Reply::detached`] makes the copies that do not.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::memory::Permit;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    Result,
+    Error,
+}
+
+/// A backend's JSON-RPC answer, kept as bytes.
+#[derive(Debug)]
+pub struct Reply {
+    body: Bytes,
+    span: Range<usize>,
+    pub kind: ReplyKind,
+    /// The backend that answered, set by the router; `None` for answers the
+    /// gateway made itself or served from the cache.
+    pub origin: Option<Origin>,
+    /// The answer budget its body was read against: only held, for its
+    /// drop (see [`Reply::detached`]).
+    _held: Option<Permit>,
+}
+
+/// Which backend answered a call, and after how many calls of the router's
+/// (1 without a retry): what the served-by headers report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub backend: Arc<str>,
+    pub attempts: u32,
+}
+
+/// A clone is [`Reply::detached`]: the followers of a coalesced call
+/// (`cache::coalesce`, generic over `Clone`) each get one, and none of them
+/// is a second claim on the answer budget.
+impl Clone for Reply {
+    fn clone(&self) -> Reply {
+        self.detached()
+    }
+}
+
+impl Reply {
+    /// A copy that shares the bytes but not the budget permit: what the
+    /// cache keeps and what the followers of a coalesced call receive. The
+    /// permit stays with the original, which is released when the answer it
+    /// belongs to is written; a copy is not a second claim on the budget.
+    pub fn detached(&self) -> Reply {
+        Reply {
+            body: self.body.clone(),
+            span: self.span.clone(),
+            kind: self.kind,
+            origin: self.origin.clone(),
+            _held: None,
+        }
+    }
+
+    /// The same reply, holding `permit` (the answer budget its body was
+    /// read against) until it is dropped.
+    pub fn holding(self, permit: Permit) -> Reply {
+        Reply {
+            _held: Some(permit),
+            ..self
+        }
+    }
+
+    /// The raw `result` value or `error` object.
+    pub fn raw(&self) -> &[u8] {
+        &self.body[self.span.clone()]
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.kind == ReplyKind::Error
+    }
+
+    /// The `message` of an error reply.
+    pub fn error_message(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct E {
+            message: Option<String>,
+        }
+        if !self.is_error() {
+            return None;
+        }
+        serde_json::from_slice::<E>(self.raw()).ok()?.message
+    }
+
+    /// Whether this is a node saying it lacks the state the call asked for
+    /// (Geth, Erigon, Nethermind and Besu word it differently; a pruned
+    /// node answers this for blocks below its window).
+    pub fn is_missing_state(&self) -> bool {
+        let Some(message) = self.error_message() else {
+            return false;
+        };
+        let m = message.to_ascii_lowercase();
+        MISSING_STATE.iter().any(|p| m.contains(p))
+            || (m.contains("state") && (m.contains("not available") || m.contains("unavailable")))
+    }
+
+    /// Parses a result as `T` (for the control loops).
+    pub fn parse_result<'a, T: Deserialize<'a>>(&'a self) -> Option<T> {
+        if self.is_error() {
+            return None;
+        }
+        serde_json::from_slice(self.raw()).ok()
+    }
+
+    /// A backend's JSON-RPC answer read from `body`; `None` when it is not
+    /// one (no `result`, no `error`, not JSON).
+    pub fn from_body(body: Bytes) -> Option<Reply> {
+        #[derive(Deserialize)]
+        struct Wire<'a> {
+            #[serde(default, borrow, deserialize_with = "super::present")]
+            result: Option<&'a RawValue>,
+            #[serde(default, borrow, deserialize_with = "super::present")]
+            error: Option<&'a RawValue>,
+        }
+        let wire: Wire = serde_json::from_slice(&body).ok()?;
+        let (raw, kind) = match (wire.error, wire.result) {
+            (Some(e), _) if e.get() != "null" => (e, ReplyKind::Error),
+            (_, Some(r)) => (r, ReplyKind::Result),
+            _ => return None,
+        };
+        let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+        let span = start..start + raw.get().len();
+        Some(Reply {
+            body,
+            span,
+            kind,
+            origin: None,
+            _held: None,
+        })
+    }
+
+    /// A reply built by the gateway itself (e.g. a computed transaction hash).
+    pub fn result_from(raw: Bytes) -> Reply {
+        let span = 0..raw.len();
+        Reply {
+            body: raw,
+            span,
+            kind: ReplyKind::Result,
+            origin: None,
+            _held: None,
+        }
+    }
+}
+
+/// Error messages with which nodes say they lack a block's state (besides
+/// "state ... not available" and "... unavailable", matched apart).
+const MISSING_STATE: [&str; 4] = [
+    "missing trie node",
+    "header not found",
+    "historical state",
+    "pruned",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_keep_the_member_verbatim() {
+        let r = Reply::from_body(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"result":{"a" : [1, 2]}}"#,
+        ))
+        .unwrap();
+        assert_eq!(r.raw(), br#"{"a" : [1, 2]}"#);
+        assert!(!r.is_error());
+        let r = Reply::from_body(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"result":null}"#,
+        ))
+        .unwrap();
+        assert_eq!(r.raw(), b"null");
+        let r = Reply::from_body(Bytes::from_static(
+            br#"{"id":1,"error":{"code":-32003,"message":"already known"}}"#,
+        ))
+        .unwrap();
+        assert!(r.is_error());
+        assert_eq!(r.error_message().as_deref(), Some("already known"));
+        assert!(Reply::from_body(Bytes::from_static(br#"{"id":1}"#)).is_none());
+        assert!(Reply::from_body(Bytes::from_static(b"<html>")).is_none());
+    }
+}
