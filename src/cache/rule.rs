@@ -5,7 +5,7 @@
 //! ([`crate::eth::pinning`]) has already parsed that argument once.
 //!
 //! The rule is a type rather than a set of flags so that every call has
-//! one explicit reason to be cached, shared or passed through:
+//! one explicit reason to be cached, coalesced or passed through:
 //! - chain constants are kept for good;
 //! - reads keyed by a block hash are kept unless that block is replaced;
 //! - reads of an explicit block number are kept once that block is final, or
@@ -17,7 +17,7 @@
 //!   kept bound to N's hash (when the network's `block_scoped` is on), and
 //!   so are fee reads (`eth_gasPrice` and the like), per served head;
 //! - other reads of the present (`safe`, `finalized`, estimates) are never
-//!   kept, but identical ones in flight share one upstream call;
+//!   kept, but identical ones in flight are coalesced into one upstream call;
 //! - everything else (writes, filters, subscriptions, `pending`, methods we
 //!   do not know) passes through untouched.
 
@@ -28,10 +28,11 @@ use crate::eth::{BlockRef, Hash, Method, Pinned};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheRule {
-    /// Straight upstream: not cached, not shared.
+    /// Straight upstream: not cached, not coalesced.
     Never,
-    /// Not cacheable, but identical calls in flight share one upstream call.
-    Share,
+    /// Not cacheable, but identical calls in flight are coalesced into one
+    /// upstream call.
+    Coalesce,
     /// A chain constant (`net_version`).
     Constant,
     /// Keyed by a block hash: kept unless that block is replaced.
@@ -52,10 +53,10 @@ pub enum CacheRule {
 impl CacheRule {
     /// Whether an answer may be stored at all (before the view and the answer say more).
     pub fn may_store(&self) -> bool {
-        !matches!(self, CacheRule::Never | CacheRule::Share)
+        !matches!(self, CacheRule::Never | CacheRule::Coalesce)
     }
 
-    /// Whether an answer is forever-cacheable, and so goes to the shared tier.
+    /// Whether an answer is forever-cacheable, and so goes to the Redis store.
     pub fn is_forever(&self) -> bool {
         matches!(self, CacheRule::Constant | CacheRule::ByHash(_))
     }
@@ -79,13 +80,13 @@ pub fn decide(method: Option<&Method>, pinned: &Pinned<'_>) -> CacheRule {
             Some(BlockRef::Number(number)) => CacheRule::AtBlock { number, pin_at },
             Some(BlockRef::Earliest) => CacheRule::AtBlock { number: 0, pin_at },
             Some(BlockRef::Hash(h)) => CacheRule::ByHash(h),
-            Some(BlockRef::Latest | BlockRef::Tag) => CacheRule::Share,
+            Some(BlockRef::Latest | BlockRef::Tag) => CacheRule::Coalesce,
             Some(BlockRef::Pending | BlockRef::Unknown) | None => CacheRule::Never,
         }
     };
     match method.caching {
         Caching::Never => CacheRule::Never,
-        Caching::Present => CacheRule::Share,
+        Caching::Coalesce => CacheRule::Coalesce,
         Caching::PerHead => match pinned.block {
             Some(BlockRef::Pending | BlockRef::Unknown) => CacheRule::Never,
             _ => CacheRule::PerHead {
@@ -118,7 +119,7 @@ fn logs(pinned: &Pinned<'_>) -> CacheRule {
         block_hash: Option<&'a str>,
     }
     if pinned.pinned_latest {
-        return CacheRule::Share;
+        return CacheRule::Coalesce;
     }
     let list = pinned
         .params
@@ -137,7 +138,7 @@ fn logs(pinned: &Pinned<'_>) -> CacheRule {
     let number = |raw: Option<&RawValue>| raw.map(BlockRef::parse).and_then(BlockRef::number);
     match (number(filter.from_block), number(filter.to_block)) {
         (Some(from), Some(to)) if from <= to => CacheRule::LogRange { from, to },
-        _ => CacheRule::Share,
+        _ => CacheRule::Coalesce,
     }
 }
 
@@ -280,28 +281,31 @@ mod tests {
     fn other_reads_of_the_present_are_never_kept() {
         assert_eq!(
             p("eth_getLogs", r#"[{"fromBlock":"0x1"}]"#),
-            CacheRule::Share
+            CacheRule::Coalesce
         );
         assert_eq!(
             p("eth_getLogs", r#"[{"fromBlock":"0x1","toBlock":"latest"}]"#),
-            CacheRule::Share
+            CacheRule::Coalesce
         );
         assert_eq!(
             p("eth_getBalance", r#"["0xab","pending"]"#),
             CacheRule::Never
         );
-        assert_eq!(p("eth_getBalance", r#"["0xab","safe"]"#), CacheRule::Share);
+        assert_eq!(
+            p("eth_getBalance", r#"["0xab","safe"]"#),
+            CacheRule::Coalesce
+        );
         assert_eq!(
             p("eth_getBlockByNumber", r#"["finalized",false]"#),
-            CacheRule::Share
+            CacheRule::Coalesce
         );
         assert_eq!(
             p("eth_getLogs", r#"[{"fromBlock":"0x1"}]"#),
-            CacheRule::Share
+            CacheRule::Coalesce
         );
         assert_eq!(
             p("eth_getLogs", r#"[{"fromBlock":"0x5","toBlock":"0x1"}]"#),
-            CacheRule::Share
+            CacheRule::Coalesce
         );
         for m in [
             "eth_sendRawTransaction",
@@ -312,7 +316,7 @@ mod tests {
         ] {
             assert_eq!(p(m, "[]"), CacheRule::Never, "{m}");
         }
-        assert_eq!(no_params("eth_estimateGas"), CacheRule::Share);
+        assert_eq!(no_params("eth_estimateGas"), CacheRule::Coalesce);
         assert_eq!(p("eth_getBalance", r#"{"a":1}"#), CacheRule::Never);
         assert_eq!(p("eth_getBalance", r#"["0xab","0xzz"]"#), CacheRule::Never);
     }

@@ -42,9 +42,10 @@ use tokio::sync::Semaphore;
 
 use super::heavy::Heavy;
 use super::panics::{self, Panicked, Stage};
-use super::pipeline::{self, CacheUse};
+use super::pipeline;
 use super::rescue;
 use super::Routes;
+use crate::cache::CacheUse;
 use crate::eth::methods::{Method, Resolved};
 use crate::jsonrpc::{self, error_response, join_batch, Call, Entry, ErrorObject, Id, Payload};
 use crate::memory;

@@ -10,7 +10,7 @@
 //! the caller's id and counts it.
 
 use super::heavy::{self, Heavy};
-use crate::cache::{Lookup, Source};
+use crate::cache::{CacheUse, Lookup};
 use crate::eth::methods::Resolved;
 use crate::eth::{self, BlockArg};
 use crate::filters::{FilterError, FilterMethod};
@@ -29,37 +29,6 @@ pub(super) enum CallError {
     Heavy(#[from] Heavy),
     #[error(transparent)]
     Filter(#[from] FilterError),
-}
-
-/// How the cache took part in a call: the `X-Rpcgate-Cache` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum CacheUse {
-    /// Answered by the gateway itself (`eth_blockNumber`, `eth_chainId`).
-    Local,
-    /// Not the cache's business (writes, filters, node state), or the
-    /// network has no cache.
-    Pass,
-    /// Looked up and not there: fetched from a backend (and stored when
-    /// the answer may be kept).
-    Miss,
-    Hit,
-    /// From the shared tier (Redis).
-    Shared,
-    /// Joined an identical call in flight.
-    Coalesced,
-}
-
-impl CacheUse {
-    pub(super) fn label(self) -> &'static str {
-        match self {
-            CacheUse::Local => "local",
-            CacheUse::Pass => "pass",
-            CacheUse::Miss => "miss",
-            CacheUse::Hit => "hit",
-            CacheUse::Shared => "shared",
-            CacheUse::Coalesced => "coalesced",
-        }
-    }
 }
 
 /// A call's reply, and how the cache took part.
@@ -169,14 +138,7 @@ pub(super) async fn run(
         });
     };
     let (outcome, used) = match cache.lookup(view, &call.method, spec, &pinned).await {
-        Lookup::Answered(outcome, source) => (
-            outcome,
-            match source {
-                Source::Hit => CacheUse::Hit,
-                Source::SharedHit => CacheUse::Shared,
-                Source::Coalesced => CacheUse::Coalesced,
-            },
-        ),
+        Lookup::Answered(outcome, used) => (outcome, used),
         Lookup::Pass => (
             Box::pin(router::forward_batched(
                 target,
