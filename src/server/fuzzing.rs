@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocket};
 
+use super::call_error::CallError;
 use super::{heavy, rescue, ws};
 use crate::cache::{rule, Key};
 use crate::config::Config;
@@ -69,7 +70,8 @@ fn check_payload(data: &[u8]) -> Vec<(String, Option<String>)> {
     let payload = match jsonrpc::parse(data, MAX_BATCH, MAX_METHOD, MAX_DEPTH) {
         Ok(p) => p,
         Err(e) => {
-            let answer = error_response(Id::NULL, &rescue::payload(&e));
+            let rescued = rescue::rescue(&CallError::Payload(e.clone()));
+            let answer = error_response(Id::NULL, &rescued.object);
             assert!(is_json(text(&answer)), "error answer is not JSON");
             if let Ok(body) = std::str::from_utf8(data) {
                 match e {
@@ -108,7 +110,8 @@ fn check_payload(data: &[u8]) -> Vec<(String, Option<String>)> {
             }
             Err(invalid) => {
                 check_id(invalid.id);
-                answers.push(error_response(invalid.id, &rescue::invalid(invalid)));
+                let rescued = rescue::rescue(&CallError::Invalid(invalid.reason));
+                answers.push(error_response(invalid.id, &rescued.object));
             }
         }
     }

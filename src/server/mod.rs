@@ -21,6 +21,7 @@
 //! the drain waits for them as well.
 
 pub mod admin;
+mod call_error;
 mod calls;
 pub mod compression;
 mod cors;
@@ -35,6 +36,7 @@ pub mod panics;
 mod pending;
 mod pipeline;
 pub mod reload;
+mod request_id;
 mod rescue;
 mod served;
 mod timer;

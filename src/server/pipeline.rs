@@ -9,27 +9,17 @@
 //! any entry runs), and `calls` turns what comes back into the answer with
 //! the caller's id and counts it.
 
-use super::heavy::{self, Heavy};
+use super::call_error::{CallError, ParamsError};
+use super::heavy;
 use crate::cache::{CacheUse, Lookup};
 use crate::eth::methods::Resolved;
 use crate::eth::{self, BlockArg};
-use crate::filters::{FilterError, FilterMethod};
+use crate::filters::FilterMethod;
 use crate::jsonrpc::Call;
 use crate::network::Network;
 use crate::router::batch::Batcher;
 use crate::router::{self, ryw, Forward, RouteError};
 use crate::upstream::{NetworkView, Reply};
-
-/// Why a call got no reply.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum CallError {
-    #[error(transparent)]
-    Route(#[from] RouteError),
-    #[error(transparent)]
-    Heavy(#[from] Heavy),
-    #[error(transparent)]
-    Filter(#[from] FilterError),
-}
 
 /// A call's reply, and how the cache took part.
 pub(super) struct Routed {
@@ -81,6 +71,7 @@ pub(super) async fn run(
         call.params,
         served,
     );
+    ParamsError::check(&pinned)?;
     heavy::check_logs(&pinned, logs_limit)?;
     let state_at = spec
         .filter(|m| m.reads_state)

@@ -60,6 +60,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use super::http::Body;
+use super::request_id::RequestId;
 use super::rescue::HttpRefusal;
 use super::{calls, ConnHold, Gateway, Routes};
 use crate::metrics::metrics;
@@ -428,7 +429,7 @@ async fn on_message(conn: Arc<Conn>, body: Bytes, _permit: OwnedSemaphorePermit)
         &caller,
         &body,
         Some(&conn.session),
-        &calls::RequestId::random(),
+        &RequestId::random(),
     )
     .await;
     if let Some(answer) = answered.body {
