@@ -3,7 +3,7 @@
 //! message, or for an HTTP refusal), the `outcome` it is counted and logged
 //! as, and the response headers the refusal calls for. Nothing else decides
 //! what a client sees on failure: [`rescue`] answers for every
-//! [`CallError`], [`http`] for every [`HttpRefusal`], each with one
+//! [`CallError`], [`http()`] for every [`HttpRefusal`], each with one
 //! [`Rescued`].
 //!
 //! JSON-RPC errors go with HTTP 200 where a node would answer so (a method
