@@ -24,7 +24,7 @@ use http::{header, HeaderMap, HeaderValue};
 use rpcgate::cache::{Cache, Lookup};
 use rpcgate::config::{CacheConfig, PolicyConfig};
 use rpcgate::eth::methods::{self, Resolved};
-use rpcgate::eth::{BlockArg, Method, Pinned};
+use rpcgate::eth::{self, BlockArg, Method, Pinned};
 use rpcgate::jsonrpc::Reply;
 use rpcgate::jsonrpc::{self, Payload};
 use rpcgate::policy::ClientPolicy;
@@ -42,7 +42,7 @@ fn pin<'a>(
 ) -> (Option<&'static Method>, Pinned<'a>) {
     let spec = methods::lookup(method).map(|(_, m)| m);
     let arg = spec.map_or(BlockArg::None, |m| m.block);
-    (spec, rpcgate::calls::pinning::pin(arg, params, served))
+    (spec, eth::pin(arg, params, served))
 }
 
 fn batch() -> String {
@@ -159,7 +159,7 @@ fn cache_hit(c: &mut Criterion) {
                         policy.admit(&caller, method).await.unwrap();
                         let spec = method.spec();
                         let arg = spec.map_or(BlockArg::None, |m| m.block);
-                        let pinned = rpcgate::calls::pinning::pin(arg, call.params, 0x100);
+                        let pinned = eth::pin(arg, call.params, 0x100);
                         let Lookup::Answered(Ok(reply), _) =
                             cache.lookup(&view, &call.method, spec, &pinned).await
                         else {

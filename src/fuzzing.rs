@@ -29,12 +29,12 @@ use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocket};
 
 use crate::cache::{rule, Key};
-use crate::calls::pinning::pin;
+use crate::calls::call_error::CallError;
 use crate::calls::{heavy, rescue};
 use crate::config::Config;
 use crate::edge::ws;
 use crate::eth::methods::{lookup, BlockArg};
-use crate::eth::BlockRef;
+use crate::eth::{pin, BlockRef};
 use crate::jsonrpc::{self, error_response, join_batch, result_response, Entry, Id, Payload};
 use crate::subscriptions::topic;
 
@@ -73,7 +73,8 @@ fn check_payload(data: &[u8]) -> Vec<(String, Option<String>)> {
     let payload = match jsonrpc::parse(data, MAX_BATCH, MAX_METHOD, MAX_DEPTH) {
         Ok(p) => p,
         Err(e) => {
-            let answer = error_response(Id::NULL, &rescue::payload(&e));
+            let rescued = rescue::rescue(&CallError::Payload(e.clone()));
+            let answer = error_response(Id::NULL, &rescued.object);
             assert!(is_json(text(&answer)), "error answer is not JSON");
             if let Ok(body) = std::str::from_utf8(data) {
                 match e {
@@ -112,7 +113,8 @@ fn check_payload(data: &[u8]) -> Vec<(String, Option<String>)> {
             }
             Err(invalid) => {
                 check_id(invalid.id);
-                answers.push(error_response(invalid.id, &rescue::invalid(invalid)));
+                let rescued = rescue::rescue(&CallError::Invalid(invalid.reason));
+                answers.push(error_response(invalid.id, &rescued.object));
             }
         }
     }

@@ -24,10 +24,12 @@
 //!
 //! ## Module order
 //!
-//! Each module may use only the modules below it; `eth` uses nothing of the
-//! crate. The order follows the request from the listener down to the
-//! backends, with the foundations every layer shares (wire types, memory
-//! budgets, metrics, logs, config, Ethereum basics) at the bottom.
+//! Each module may use only the modules below it. The order follows the
+//! request from the listener down to the backends, with the foundations every
+//! layer shares at the bottom: metrics, logs, config, then Ethereum basics on
+//! top of the wire (`eth` reads and splices params with the wire's JSON text
+//! scanner), the wire itself, and the byte budgets a reply holds (`memory`,
+//! which uses nothing of the crate).
 //! `scripts/check-layers` reads this list and fails the test command on an
 //! import that climbs it.
 //!
@@ -43,12 +45,12 @@
 //! cache          cache rules, keys, the byte-bounded store, in-flight coalescing, eviction on reorg
 //! router         backend choice (P2C over Peak-EWMA), retries, hedging, write sends, read-your-writes
 //! upstream       backend clients, head tracking, the canonical chain, latency, the network view, discovery
-//! jsonrpc        the wire: the envelope, error objects, backend replies, JSON text scanning
-//! memory         the process's byte budgets: answers and request bodies in flight
 //! metrics        the Prometheus registry and every metric name
 //! logs           tracing to stderr, human or JSON, level reloadable
 //! config         the YAML schema, validation with key paths, defaults
-//! eth            quantities, hashes, block references, the method table, what a pinned call needs
+//! eth            quantities, hashes, block references, the method table, block pinning
+//! jsonrpc        the wire: the envelope, error objects, backend replies, JSON text scanning
+//! memory         the process's byte budgets: answers and request bodies in flight
 //! ```
 //!
 //! ## A second protocol

@@ -1,4 +1,4 @@
-//! The present's tier: answers bound to the served head, kept together and
+//! The head store: answers bound to the served head, kept together and
 //! dropped together when the head moves.
 //!
 //! Most reads a DApp makes name `latest`, which the pipeline pins to the
@@ -8,7 +8,7 @@
 //! every insert for the bookkeeping it needs to choose what to evict (a lock
 //! per key, the frequency sketch, the write queue): measured with callgrind,
 //! that insert was the largest single part of what the pipeline spends on a
-//! forwarded call. This tier holds one *generation*: the answers bound to one
+//! forwarded call. This store holds one *generation*: the answers bound to one
 //! block (its number and hash) in a sharded map, bounded by bytes. An answer
 //! for a later head starts a new generation, and the old one is dropped
 //! whole, off the request path. An answer that finds the generation full is
@@ -36,7 +36,7 @@ use crate::eth::Hash;
 /// under it; past that the answer is simply not kept.
 const SWAP_TRIES: usize = 3;
 
-pub(super) struct HeadTier {
+pub(super) struct HeadStore {
     current: ArcSwap<Generation>,
     max_bytes: usize,
     stats: Arc<Stats>,
@@ -70,9 +70,9 @@ fn weight(key: &str, result: &[u8]) -> usize {
     key.len() + result.len() + ENTRY_OVERHEAD
 }
 
-impl HeadTier {
-    pub(super) fn new(max_bytes: u64, stats: Arc<Stats>) -> HeadTier {
-        HeadTier {
+impl HeadStore {
+    pub(super) fn new(max_bytes: u64, stats: Arc<Stats>) -> HeadStore {
+        HeadStore {
             // Block 0 under an all-zero hash: no real block, so the first
             // answer starts a generation of its own.
             current: ArcSwap::from_pointee(Generation::new(0, [0; 32])),
@@ -170,8 +170,8 @@ fn retire(generation: Arc<Generation>) {
 mod tests {
     use super::*;
 
-    fn tier(max_bytes: u64) -> HeadTier {
-        HeadTier::new(max_bytes, Arc::new(Stats::default()))
+    fn store(max_bytes: u64) -> HeadStore {
+        HeadStore::new(max_bytes, Arc::new(Stats::default()))
     }
 
     fn key(i: u32) -> Key {
@@ -180,7 +180,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_live_for_their_block_and_go_when_the_head_moves() {
-        let t = tier(1 << 20);
+        let t = store(1 << 20);
         let (a, b) = ([1; 32], [2; 32]);
         assert!(t.insert(7, a, key(1), Bytes::from_static(b"\"0x1\"")));
         assert_eq!(t.get(7, &a, key(1).as_str()).unwrap(), "\"0x1\"");
@@ -197,7 +197,7 @@ mod tests {
     #[tokio::test]
     async fn a_generation_stays_under_its_byte_bound() {
         let stats = Arc::new(Stats::default());
-        let t = HeadTier::new(10_000, stats.clone());
+        let t = HeadStore::new(10_000, stats.clone());
         let h = [3; 32];
         let kept = (0..100)
             .filter(|i| t.insert(9, h, key(*i), Bytes::from(vec![b'a'; 400])))
@@ -212,7 +212,7 @@ mod tests {
             "every answer not kept is counted"
         );
         // The same key again replaces its answer without counting it twice.
-        let t = tier(10_000);
+        let t = store(10_000);
         assert!(t.insert(9, h, key(0), Bytes::from(vec![b'a'; 400])));
         let once = t.size();
         assert!(t.insert(9, h, key(0), Bytes::from(vec![b'b'; 400])));
@@ -223,7 +223,7 @@ mod tests {
     #[tokio::test]
     async fn a_reorg_of_the_head_drops_the_generation() {
         let stats = Arc::new(Stats::default());
-        let t = HeadTier::new(1 << 20, stats.clone());
+        let t = HeadStore::new(1 << 20, stats.clone());
         let h = [4; 32];
         for i in 0..5 {
             t.insert(11, h, key(i), Bytes::from_static(b"1"));

@@ -9,19 +9,21 @@
 //! is `Result<Reply, E>` for the pipeline's error type `E`. One call goes:
 //!
 //! 1. [`rule`]: the method and params decide whether the call may be cached
-//!    (a typed [`CacheRule`]), only shared while in flight, or passed through.
+//!    (a typed [`CacheRule`]), only coalesced while in flight, or passed through.
 //! 2. [`store`]: a hit is served when its binding still holds: either it is
 //!    final, or every block it is bound to still has the bound hash in the
 //!    [`crate::upstream::chain`], and that chain was read for the very view the request
 //!    reads. Each hit is wrapped with the caller's id by the pipeline.
 //!    A read of the served head above finality (mostly `latest`, pinned) is
-//!    kept apart, in the [`head`] tier: one block's answers, dropped
+//!    kept apart, in the [`head`] store: one block's answers, dropped
 //!    together when the head moves, without moka's per-entry bookkeeping.
 //! 3. [`coalesce`]: identical calls in flight make one upstream call.
-//! 4. [`shared`]: on a local miss, forever-cacheable calls look in Redis.
-//! 5. The leader calls upstream (pinned to the bound block's hash, see
-//!    `pin`), and [`Ticket::complete`] checks the answer against the block it
-//!    will be bound to (`answer`), stores it, and hands it to its followers.
+//! 4. [`redis`]: on a local miss, forever-cacheable calls look in Redis.
+//! 5. [`ticket`]: the leader calls upstream (pinned to the bound block's
+//!    hash, see [`by_hash`]), and [`Ticket::complete`] checks the answer
+//!    against the block it will be bound to ([`blocks_named`]), stores it,
+//!    and hands it to its followers. How a miss may become an entry is
+//!    decided there, before the call and then from the answer.
 //!
 //! Errors, `null` and answers over `max_entry_bytes` are never stored. With
 //! `block_scoped` (the default), a read of a block above finality, `latest`
@@ -33,76 +35,105 @@
 //! The reorg control loop ([`crate::upstream::chain::follow`]), beside the request path, keeps the canonical
 //! chain current and drops entries bound to replaced blocks.
 //!
-//! Counters ([`Counts`]) are plain atomics, for the metrics work to export.
+//! Counters ([`Stats`]) are plain atomics, read as [`Counts`] by the metrics.
 
-mod answer;
+mod blocks_named;
+mod by_hash;
 mod coalesce;
 mod head;
 mod key;
-mod pin;
+mod redis;
 pub mod rule;
-mod shared;
 mod store;
+mod ticket;
+#[cfg(test)]
+mod ticket_tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use self::redis::RedisStore;
 use crate::config::{CacheConfig, RedisConfig};
 use crate::eth::{Hash, Method, Pinned};
 use crate::jsonrpc::Reply;
 use crate::upstream::chain::{self, Canon};
 use crate::upstream::NetworkView;
-use coalesce::{Flights, Joined, Lead};
-use head::HeadTier;
+use coalesce::{Flights, Joined};
+use head::HeadStore;
 pub use key::Key;
 pub use rule::CacheRule;
-use shared::SharedTier;
-use store::{Bind, Store, Stored};
+use store::{Store, Stored};
+pub use ticket::Ticket;
 
 /// How many times a follower starts over after its leader gave up, before it
 /// goes upstream on its own.
 const MAX_REJOIN: usize = 3;
 
-/// Counters kept for the metrics to export.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub coalesced: AtomicU64,
-    pub stored: AtomicU64,
-    pub shared_hits: AtomicU64,
-    pub shared_writes: AtomicU64,
+/// The cache's event counters, one field each. [`Stats`] is what the cache
+/// bumps; `Counts<u64>` is a copy at one moment, which the metrics read
+/// through [`Counts::events`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts<T = u64> {
+    pub hits: T,
+    pub misses: T,
+    pub coalesced: T,
+    pub stored: T,
+    /// Hits in Redis (`cache.shared`).
+    pub shared_hits: T,
+    /// Entries written to Redis (not exported: tests wait on it).
+    pub shared_writes: T,
     /// Calls whose key was over `max_shared_key_bytes`: kept out of Redis.
-    pub shared_key_too_long: AtomicU64,
-    pub evicted_by_reorg: AtomicU64,
-    pub evicted_by_size: AtomicU64,
+    pub shared_key_too_long: T,
+    pub evicted_by_reorg: T,
+    pub evicted_by_size: T,
 }
 
-/// A copy of [`Stats`] at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub hits: u64,
-    pub misses: u64,
-    pub coalesced: u64,
-    pub stored: u64,
-    pub shared_hits: u64,
-    pub shared_writes: u64,
-    pub shared_key_too_long: u64,
-    pub evicted_by_reorg: u64,
-    pub evicted_by_size: u64,
+/// The live counters.
+pub type Stats = Counts<AtomicU64>;
+
+impl<T> Counts<T> {
+    fn map<U>(&self, f: impl Fn(&T) -> U) -> Counts<U> {
+        Counts {
+            hits: f(&self.hits),
+            misses: f(&self.misses),
+            coalesced: f(&self.coalesced),
+            stored: f(&self.stored),
+            shared_hits: f(&self.shared_hits),
+            shared_writes: f(&self.shared_writes),
+            shared_key_too_long: f(&self.shared_key_too_long),
+            evicted_by_reorg: f(&self.evicted_by_reorg),
+            evicted_by_size: f(&self.evicted_by_size),
+        }
+    }
+}
+
+impl Counts<u64> {
+    /// The exported counters with their `event` label of
+    /// `rpcgate_cache_events_total`.
+    pub fn events(&self) -> [(&'static str, u64); 8] {
+        [
+            ("hit", self.hits),
+            ("miss", self.misses),
+            ("coalesced", self.coalesced),
+            ("stored", self.stored),
+            ("shared_hit", self.shared_hits),
+            ("shared_key_too_long", self.shared_key_too_long),
+            ("evicted_by_reorg", self.evicted_by_reorg),
+            ("evicted_by_size", self.evicted_by_size),
+        ]
+    }
 }
 
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The share of `max_bytes` the head tier may hold (the rest is moka's):
+/// The share of `max_bytes` the head store may hold (the rest is moka's):
 /// what one block's reads of the present may take.
 fn head_bytes(max_bytes: u64) -> u64 {
     max_bytes / 4
@@ -112,28 +143,52 @@ fn head_bytes(max_bytes: u64) -> u64 {
 pub struct Cache<E> {
     config: CacheConfig,
     store: Store,
-    head: HeadTier,
+    head: HeadStore,
     flights: Flights<Result<Reply, E>>,
     canon: Arc<ArcSwap<Canon>>,
-    shared: Option<SharedTier>,
+    redis: Option<RedisStore>,
     stats: Arc<Stats>,
 }
 
-/// How the cache answered a call without calling upstream for it.
+/// How the cache took part in a call, sent in the `X-Rpcgate-Cache` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// From the in-memory store.
+pub enum CacheUse {
+    /// Answered by the gateway itself (`eth_blockNumber`, `eth_chainId`,
+    /// the gateway's filters).
+    Local,
+    /// Not the cache's business (writes, node state, steered reads), or
+    /// the network has no cache.
+    Pass,
+    /// Looked up and not there: fetched from a backend (and stored when
+    /// the answer may be kept).
+    Miss,
+    /// From memory.
     Hit,
-    /// From the shared tier (Redis).
-    SharedHit,
+    /// From Redis.
+    Redis,
     /// The outcome of an identical call in flight, led by another request.
     Coalesced,
 }
 
+impl CacheUse {
+    /// The header's value. Redis hits say `shared`, after `cache.shared`.
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheUse::Local => "local",
+            CacheUse::Pass => "pass",
+            CacheUse::Miss => "miss",
+            CacheUse::Hit => "hit",
+            CacheUse::Redis => "shared",
+            CacheUse::Coalesced => "coalesced",
+        }
+    }
+}
+
 /// What the pipeline does with a call after asking the cache.
 pub enum Lookup<'a, E> {
-    /// Answered without a backend: a hit, or the outcome of an identical call.
-    Answered(Result<Reply, E>, Source),
+    /// Answered without a backend: a hit (memory or Redis), or the outcome
+    /// of an identical call (never [`CacheUse::Local`], `Pass` or `Miss`).
+    Answered(Result<Reply, E>, CacheUse),
     /// Not the cache's business: call upstream as usual.
     Pass,
     /// A miss this caller leads: call upstream with [`Ticket::params`], then
@@ -141,33 +196,10 @@ pub enum Lookup<'a, E> {
     Fetch(Ticket<'a, E>),
 }
 
-/// How a miss will be stored.
-enum Plan {
-    /// Not stored, only shared with the calls in flight.
-    Share,
-    /// Stored with this binding, decided before the call.
-    Store(Bind),
-    /// Stored if the answer shows it may be (its block is final or known).
-    Decide,
-}
-
-/// A miss the caller leads: what to send, and how to store the answer.
-pub struct Ticket<'a, E> {
-    cache: &'a Cache<E>,
-    lead: Lead<'a, Result<Reply, E>>,
-    key: Key,
-    rule: CacheRule,
-    plan: Plan,
-    pinned: Option<String>,
-    generation: u64,
-    /// The served head the answer is for, when it goes to the head tier.
-    head: Option<(u64, Hash)>,
-}
-
 impl<E: Clone + Send + Sync + 'static> Cache<E> {
     /// Creates the cache of `network` and starts its control loops: the reorg
     /// follower (woken by `published` whenever the view changes) and, with
-    /// `shared`, the Redis tier. Returns the tasks to abort with the network.
+    /// `cache.shared`, the Redis store. Returns the tasks to abort with the network.
     pub fn start(
         network: &str,
         config: &CacheConfig,
@@ -178,9 +210,9 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
     ) -> (Arc<Cache<E>>, Vec<JoinHandle<()>>) {
         let stats = Arc::new(Stats::default());
         let mut tasks = Vec::new();
-        let shared = match (config.shared, redis) {
+        let redis = match (config.shared, redis) {
             (true, Some(redis)) => {
-                let (tier, t) = SharedTier::start(
+                let (store, t) = RedisStore::start(
                     &redis.url,
                     network,
                     config.shared_ttl,
@@ -188,7 +220,7 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
                     stats.clone(),
                 );
                 tasks.extend(t);
-                Some(tier)
+                Some(store)
             }
             _ => None,
         };
@@ -198,10 +230,10 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
                 config.max_bytes - head_bytes(config.max_bytes),
                 stats.clone(),
             ),
-            head: HeadTier::new(head_bytes(config.max_bytes), stats.clone()),
+            head: HeadStore::new(head_bytes(config.max_bytes), stats.clone()),
             flights: Flights::default(),
             canon: Arc::new(ArcSwap::from_pointee(Canon::default())),
-            shared,
+            redis,
             stats,
         });
         let evictor = cache.clone();
@@ -251,7 +283,7 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
         let head = self.at_head(&rule, view);
         if rule.may_store() {
             if let Some(hit) = self.hit(&text, head, view).await {
-                return Lookup::Answered(Ok(hit), Source::Hit);
+                return Lookup::Answered(Ok(hit), CacheUse::Hit);
             }
         }
         let key = Key::from_text(text);
@@ -262,7 +294,7 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
                 Joined::Follow(slot) => {
                     if let Some(outcome) = coalesce::follow(slot).await {
                         bump(&self.stats.coalesced);
-                        return Lookup::Answered(outcome, Source::Coalesced);
+                        return Lookup::Answered(outcome, CacheUse::Coalesced);
                     }
                     rejoined += 1;
                     if rejoined >= MAX_REJOIN {
@@ -276,35 +308,25 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
             if let Some(hit) = self.hit(key.as_str(), head, view).await {
                 let outcome = Ok(hit);
                 lead.finish(&outcome);
-                return Lookup::Answered(outcome, Source::Hit);
+                return Lookup::Answered(outcome, CacheUse::Hit);
             }
             bump(&self.stats.misses);
             // Boxed: the Redis round trip's future is large, and a future
             // held inline is copied whole each time the request's future
             // moves (on every call, whether or not this branch runs).
-            if let Some(hit) = Box::pin(self.shared_hit(&rule, &key, view)).await {
+            if let Some(hit) = Box::pin(self.redis_hit(&rule, &key, view)).await {
                 let outcome = Ok(hit);
                 lead.finish(&outcome);
-                return Lookup::Answered(outcome, Source::SharedHit);
+                return Lookup::Answered(outcome, CacheUse::Redis);
             }
         }
-        let canon = self.canon.load();
-        let (plan, pinned) = self.plan(&rule, params, view, &canon);
-        Lookup::Fetch(Ticket {
-            cache: self,
-            lead,
-            key,
-            rule,
-            plan,
-            pinned,
-            generation: canon.generation,
-            head,
-        })
+        let planned = ticket::plan(&self.config, rule, params, view, &self.canon.load());
+        Lookup::Fetch(Ticket::new(self, lead, key, planned, head))
     }
 
     /// For a read of the served head that is not final (and may be kept
     /// bound to that block): the head and its hash in the chain the cache
-    /// follows. Such a read is kept in the head tier, and only looked for
+    /// follows. Such a read is kept in the head store, and only looked for
     /// there.
     fn at_head(&self, rule: &CacheRule, view: &NetworkView) -> Option<(u64, Hash)> {
         let (CacheRule::AtBlock { number, .. } | CacheRule::PerHead { number }) = *rule else {
@@ -346,9 +368,9 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
             .holds(&canon, canon.is_current(view), view.finalized)
     }
 
-    async fn shared_hit(&self, rule: &CacheRule, key: &Key, view: &NetworkView) -> Option<Reply> {
-        let shared = self.shared.as_ref().filter(|_| rule.is_forever())?;
-        let entry = shared.get(key).await?;
+    async fn redis_hit(&self, rule: &CacheRule, key: &Key, view: &NetworkView) -> Option<Reply> {
+        let redis = self.redis.as_ref().filter(|_| rule.is_forever())?;
+        let entry = redis.get(key).await?;
         if !self.holds(&entry, view) {
             return None;
         }
@@ -358,85 +380,9 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
         Some(reply)
     }
 
-    /// Decides, before the call, how its answer may be stored.
-    fn plan(
-        &self,
-        rule: &CacheRule,
-        params: Option<&str>,
-        view: &NetworkView,
-        canon: &Canon,
-    ) -> (Plan, Option<String>) {
-        let finalized = |n: u64| view.finalized.is_some_and(|f| n <= f);
-        // Block-scoped: at or below the served head, and its hash known to a
-        // chain read for this view (the read is the same for everyone while
-        // that block stands).
-        let scoped = |n: u64| {
-            let served = view.served_head?;
-            if !self.config.block_scoped || n > served || !canon.is_current(view) {
-                return None;
-            }
-            canon.hash(n).copied()
-        };
-        // Deep enough, and its hash known to a chain read for this view.
-        let deep = |n: u64| {
-            let c = self.config.confirmations?;
-            let served = view.served_head?;
-            if n.checked_add(c)? > served || !canon.is_current(view) {
-                return None;
-            }
-            canon.hash(n).copied()
-        };
-        let bound = |n: u64| deep(n).or_else(|| scoped(n));
-        match *rule {
-            CacheRule::Never | CacheRule::Share => (Plan::Share, None),
-            CacheRule::Constant | CacheRule::ByHash(_) | CacheRule::Transaction => {
-                (Plan::Decide, None)
-            }
-            CacheRule::AtBlock { number, .. } if finalized(number) => {
-                (Plan::Store(Bind::Final), None)
-            }
-            CacheRule::AtBlock { number, pin_at } => match bound(number) {
-                None => (Plan::Share, None),
-                Some(h) => match pin_at {
-                    None => (Plan::Store(Bind::block(number, h)), None),
-                    Some(i) => match params.and_then(|p| pin::block_param(p, i, &h)) {
-                        Some(p) => (Plan::Store(Bind::block(number, h)), Some(p)),
-                        None => (Plan::Share, None),
-                    },
-                },
-            },
-            CacheRule::LogRange { to, .. } if finalized(to) => (Plan::Store(Bind::Final), None),
-            // Above finality only one block at a time, pinned by hash: a node on
-            // the other side of a reorg cannot answer it with other blocks' logs.
-            CacheRule::LogRange { from, to } if from == to => {
-                match bound(to).and_then(|h| Some((h, pin::log_filter(params?, &h)?))) {
-                    Some((h, p)) => (Plan::Store(Bind::block(to, h)), Some(p)),
-                    None => (Plan::Share, None),
-                }
-            }
-            CacheRule::LogRange { .. } => (Plan::Share, None),
-            CacheRule::PerHead { number } => match scoped(number) {
-                Some(h) => (Plan::Store(Bind::block(number, h)), None),
-                None => (Plan::Share, None),
-            },
-        }
-    }
-
     /// A snapshot of the counters.
     pub fn counts(&self) -> Counts {
-        let s = &self.stats;
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Counts {
-            hits: get(&s.hits),
-            misses: get(&s.misses),
-            coalesced: get(&s.coalesced),
-            stored: get(&s.stored),
-            shared_hits: get(&s.shared_hits),
-            shared_writes: get(&s.shared_writes),
-            shared_key_too_long: get(&s.shared_key_too_long),
-            evicted_by_reorg: get(&s.evicted_by_reorg),
-            evicted_by_size: get(&s.evicted_by_size),
-        }
+        self.stats.map(|c| c.load(Ordering::Relaxed))
     }
 
     /// Bytes held by the in-memory store (after its pending housekeeping).
@@ -469,109 +415,5 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
     /// Calls in flight that followers may join.
     pub fn in_flight(&self) -> usize {
         self.flights.in_flight()
-    }
-}
-
-impl<E: Clone + Send + Sync + 'static> Ticket<'_, E> {
-    /// The params to send upstream: the router's, or pinned to the block hash
-    /// the answer will be bound to.
-    pub fn params<'p>(&'p self, original: Option<&'p str>) -> Option<&'p str> {
-        self.pinned.as_deref().or(original)
-    }
-
-    /// Stores the answer when it may be kept, hands the outcome to the
-    /// followers, and returns it.
-    pub async fn complete(self, view: &NetworkView, outcome: Result<Reply, E>) -> Result<Reply, E> {
-        if let Ok(reply) = &outcome {
-            if let Some(entry) = self.entry_for(view, reply) {
-                let cache = self.cache;
-                if let (Some(shared), true) = (&cache.shared, self.rule.is_forever()) {
-                    shared.put(&self.key, &entry);
-                }
-                match (self.head, &entry.bind) {
-                    (Some((n, h)), Bind::Blocks { from, hashes })
-                        if *from == n && hashes[..] == [h] =>
-                    {
-                        cache.head.insert(n, h, self.key.clone(), entry.result);
-                    }
-                    // Boxed: moka's insert is a large future, and the
-                    // pipeline holds this one inline on every miss.
-                    _ => Box::pin(cache.store.insert(self.key.clone(), entry)).await,
-                }
-                bump(&cache.stats.stored);
-            }
-        }
-        self.lead.finish(&outcome);
-        outcome
-    }
-
-    /// The entry to keep for `reply`, if it may be kept.
-    fn entry_for(&self, view: &NetworkView, reply: &Reply) -> Option<Stored> {
-        if matches!(self.plan, Plan::Share) || reply.is_error() {
-            return None;
-        }
-        let raw = reply.raw();
-        if raw == b"null" || raw.len() > self.cache.config.max_entry_bytes {
-            return None;
-        }
-        let canon = self.cache.canon.load();
-        // A reorg seen during the call: bind nothing to the chain we started from.
-        let current = canon.is_current(view) && canon.generation == self.generation;
-        let finalized = |n: u64| view.finalized.is_some_and(|f| n <= f);
-        let bind = match (&self.plan, &self.rule) {
-            (Plan::Store(Bind::Final), _) | (Plan::Decide, CacheRule::Constant) => Bind::Final,
-            (Plan::Store(bind @ Bind::Blocks { from, hashes }), _) => {
-                if !current {
-                    return None;
-                }
-                if self.pinned.is_none() && !matches!(self.rule, CacheRule::PerHead { .. }) {
-                    // Unpinned (a block by number, receipts): the answer must
-                    // show it comes from the bound block. A fee read names
-                    // none: it is kept for the head it was asked at.
-                    let named = answer::blocks_named(raw).ok()?;
-                    let expected = (*from, *hashes.first()?);
-                    if named.is_empty() || named.iter().any(|b| *b != expected) {
-                        return None;
-                    }
-                }
-                bind.clone()
-            }
-            (Plan::Decide, CacheRule::ByHash(h)) => {
-                let named = answer::blocks_named(raw).ok()?;
-                if named.iter().any(|(_, x)| x != h) {
-                    return None;
-                }
-                let number = match named.first() {
-                    Some((n, _)) => *n,
-                    None => canon.number_of(h)?,
-                };
-                match canon.hash(number) {
-                    _ if finalized(number) => Bind::Final,
-                    Some(known) if current && known == h => Bind::block(number, *h),
-                    // A chain that has another block there: this one was replaced.
-                    Some(_) => return None,
-                    // Not in the chain the cache follows (yet): a block's
-                    // content under its hash never changes.
-                    None => Bind::Hash { number, hash: *h },
-                }
-            }
-            (Plan::Decide, CacheRule::Transaction) => match answer::blocks_named(raw).ok()?[..] {
-                [(n, _)] if finalized(n) => Bind::Final,
-                // Not final: bound to the block that holds it (a reorg may
-                // move the transaction elsewhere, and then replaces that block).
-                [(n, h)]
-                    if self.cache.config.block_scoped && current && canon.hash(n) == Some(&h) =>
-                {
-                    Bind::block(n, h)
-                }
-                _ => return None,
-            },
-            _ => return None,
-        };
-        Some(Stored {
-            // A copy of the result alone: the entry's weight is what it holds.
-            result: Bytes::copy_from_slice(raw),
-            bind,
-        })
     }
 }

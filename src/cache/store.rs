@@ -1,4 +1,4 @@
-//! The in-memory tier: a moka cache bounded by bytes.
+//! The in-memory store: a moka cache bounded by bytes.
 //!
 //! Each entry weighs its key, its result and its binding, plus a fixed
 //! overhead for the map's own bookkeeping, so `max_bytes` bounds what the

@@ -9,59 +9,18 @@
 //! any entry runs), and `calls` turns what comes back into the answer with
 //! the caller's id and counts it.
 
-use super::heavy::{self, Heavy};
-use crate::cache::{Lookup, Source};
+use super::call_error::{CallError, ParamsError};
+use super::heavy;
+use crate::cache::{CacheUse, Lookup};
 use crate::eth::methods::Resolved;
-use crate::eth::BlockArg;
-use crate::filters::{FilterError, FilterMethod};
+use crate::eth::{self, BlockArg};
+use crate::filters::FilterMethod;
 use crate::jsonrpc::Call;
 use crate::jsonrpc::Reply;
 use crate::network::Network;
 use crate::router::batch::Batcher;
 use crate::router::{self, ryw, Forward, RouteError};
 use crate::upstream::NetworkView;
-
-/// Why a call got no reply.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum CallError {
-    #[error(transparent)]
-    Route(#[from] RouteError),
-    #[error(transparent)]
-    Heavy(#[from] Heavy),
-    #[error(transparent)]
-    Filter(#[from] FilterError),
-}
-
-/// How the cache took part in a call: the `X-Rpcgate-Cache` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CacheUse {
-    /// Answered by the gateway itself (`eth_blockNumber`, `eth_chainId`).
-    Local,
-    /// Not the cache's business (writes, filters, node state), or the
-    /// network has no cache.
-    Pass,
-    /// Looked up and not there: fetched from a backend (and stored when
-    /// the answer may be kept).
-    Miss,
-    Hit,
-    /// From the shared tier (Redis).
-    Shared,
-    /// Joined an identical call in flight.
-    Coalesced,
-}
-
-impl CacheUse {
-    pub(super) fn label(self) -> &'static str {
-        match self {
-            CacheUse::Local => "local",
-            CacheUse::Pass => "pass",
-            CacheUse::Miss => "miss",
-            CacheUse::Hit => "hit",
-            CacheUse::Shared => "shared",
-            CacheUse::Coalesced => "coalesced",
-        }
-    }
-}
 
 /// A call's reply, and how the cache took part.
 pub(super) struct Routed {
@@ -108,11 +67,12 @@ pub(super) async fn run(
         });
     }
     let spec = method.spec();
-    let pinned = super::pinning::pin(
+    let pinned = eth::pin(
         spec.map_or(BlockArg::None, |m| m.block),
         call.params,
         served,
     );
+    ParamsError::check(&pinned)?;
     heavy::check_logs(&pinned, logs_limit)?;
     let state_at = spec
         .filter(|m| m.reads_state)
@@ -170,14 +130,7 @@ pub(super) async fn run(
         });
     };
     let (outcome, used) = match cache.lookup(view, &call.method, spec, &pinned).await {
-        Lookup::Answered(outcome, source) => (
-            outcome,
-            match source {
-                Source::Hit => CacheUse::Hit,
-                Source::SharedHit => CacheUse::Shared,
-                Source::Coalesced => CacheUse::Coalesced,
-            },
-        ),
+        Lookup::Answered(outcome, used) => (outcome, used),
         Lookup::Pass => (
             Box::pin(router::forward_batched(
                 target,

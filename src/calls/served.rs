@@ -81,7 +81,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::calls::pipeline::CacheUse;
+    use crate::cache::CacheUse;
 
     fn by(upstream: Option<&str>, cache: Option<CacheUse>, attempts: u32) -> ServedBy {
         ServedBy {

@@ -208,18 +208,7 @@ fn state_metrics(gateway: &Gateway) -> String {
         let fallback = f64::from(u8::from(view.fallback_serving));
         out.sample(&state::FALLBACK_SERVING, &labels, fallback);
         if let Some(cache) = &net.cache {
-            let c = cache.counts();
-            let events = [
-                ("hit", c.hits),
-                ("miss", c.misses),
-                ("coalesced", c.coalesced),
-                ("stored", c.stored),
-                ("shared_hit", c.shared_hits),
-                ("shared_key_too_long", c.shared_key_too_long),
-                ("evicted_by_reorg", c.evicted_by_reorg),
-                ("evicted_by_size", c.evicted_by_size),
-            ];
-            for (event, n) in events {
+            for (event, n) in cache.counts().events() {
                 let labels = [("network", name.as_str()), ("event", event)];
                 out.sample(&state::CACHE_EVENTS_TOTAL, &labels, n as f64);
             }

@@ -19,7 +19,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
@@ -31,9 +30,9 @@ use super::compression::{self, Inflater};
 use super::cors;
 use super::linger::{self, Linger};
 use super::{ws, ConnHold};
+use crate::calls::request_id::{RequestId, X_REQUEST_ID};
 use crate::calls::rescue::{self, HttpRefusal};
-use crate::calls::served;
-use crate::calls::{self, RequestId, X_REQUEST_ID};
+use crate::calls::{self, served};
 use crate::config::ContentCoding;
 use crate::control::{Gateway, NetworkTable};
 use crate::jsonrpc::{error_response, Id};
@@ -62,37 +61,15 @@ pub(super) async fn handle(
     let mut response = match serve(&gateway, &routes, peer, req, hold, &request_id).await {
         Ok(response) => response,
         Err(refusal) => {
-            let (object, status) = rescue::http(&refusal);
+            let rescued = rescue::http(&refusal);
+            let (status, outcome) = (rescued.status, rescued.outcome.label());
             // The client's doing (a scan, a flood): counted by status, logged at a bounded rate.
             if crate::logs::refusal_line() {
-                tracing::info!(request_id = %request_id, %peer, status = status.as_u16(), error = %object.message, "request refused");
+                tracing::info!(request_id = %request_id, %peer, status = status.as_u16(), outcome, error = %rescued.object.message, "request refused");
             }
             request_id.mark_failed();
-            let mut response = json(status, error_response(Id::NULL, &object));
-            if matches!(refusal, HttpRefusal::MethodNotAllowed) {
-                response
-                    .headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
-            }
-            if matches!(refusal, HttpRefusal::MemoryBusy) {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            if matches!(
-                refusal,
-                HttpRefusal::TooLarge { .. } | HttpRefusal::BodyTimeout | HttpRefusal::MemoryBusy
-            ) {
-                // The body was left unread (and is drained, see `linger`).
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            if matches!(refusal, HttpRefusal::Unauthorized(_)) {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
+            let mut response = json(status, error_response(Id::NULL, &rescued.object));
+            rescued.headers.write(response.headers_mut());
             response
         }
     };
@@ -193,7 +170,7 @@ async fn serve(
         Err(refusal) => return Err(refusal),
     };
     let answered = calls::answer_message(routes, network, &caller, &body, None, request_id).await;
-    let (status, answer, retry_after) = (answered.status, answered.body, answered.retry_after);
+    let (status, answer) = (answered.status, answered.body);
     let mut response = match answer {
         Some(body) => {
             // The compressed copy takes over the answer's permit (it is
@@ -219,11 +196,7 @@ async fn serve(
         None => empty(status),
     };
     served::decorate(response.headers_mut(), &answered.served);
-    if let Some(wait) = retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, retry_after_value(wait));
-    }
+    answered.headers.write(response.headers_mut());
     Ok(response)
 }
 
@@ -299,12 +272,6 @@ fn inflate_refusal(
         compression::InflateError::TooLarge => HttpRefusal::TooLarge { limit },
         compression::InflateError::Corrupt => HttpRefusal::BodyNotDecoded(coding.token()),
     }
-}
-
-/// Whole seconds, rounded up, at least 1.
-fn retry_after_value(wait: Duration) -> HeaderValue {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    HeaderValue::from(secs.max(1))
 }
 
 /// application/json (and the two JSON-RPC variants Geth also accepts), or no content type.

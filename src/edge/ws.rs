@@ -62,6 +62,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::http::Body;
 use super::ConnHold;
 use crate::calls;
+use crate::calls::request_id::RequestId;
 use crate::calls::rescue::HttpRefusal;
 use crate::control::{Gateway, NetworkTable};
 use crate::metrics::metrics;
@@ -430,7 +431,7 @@ async fn on_message(conn: Arc<Conn>, body: Bytes, _permit: OwnedSemaphorePermit)
         &caller,
         &body,
         Some(&conn.session),
-        &calls::RequestId::random(),
+        &RequestId::random(),
     )
     .await;
     if let Some(answer) = answered.body {

@@ -70,8 +70,9 @@ pub enum BlockArg {
 pub enum Caching {
     /// Never cached nor shared: writes, filters, subscriptions, node state.
     Never,
-    /// A read of the present with no block to bind it to: shared while in flight.
-    Present,
+    /// A read of the present with no block to bind it to: identical calls in
+    /// flight are coalesced into one, nothing is kept.
+    Coalesce,
     /// A read of the present that is the same question for everyone while
     /// the head stays (fees): kept per served head, bound to its hash.
     PerHead,
@@ -183,7 +184,7 @@ pub const METHODS: &[Method] = &[
     m("eth_blobBaseFee", B::None, C::PerHead, Some(10), true),
     // EIP-7910: the current, next and last fork's parameters; they change at
     // a fork's activation time, so shared while in flight and never stored.
-    m("eth_config", B::None, C::Present, Some(5), true),
+    m("eth_config", B::None, C::Coalesce, Some(5), true),
     // accounts and execution
     s("eth_getBalance", B::At(1), C::StateAtBlock, Some(15), true),
     s(
@@ -223,7 +224,7 @@ pub const METHODS: &[Method] = &[
     s(
         "eth_estimateGas",
         B::AtOrLatest(1),
-        C::Present,
+        C::Coalesce,
         Some(50),
         true,
     ),

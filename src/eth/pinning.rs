@@ -12,18 +12,56 @@
 //! Pinning is a pure function of the method's [`BlockArg`], the params and
 //! the served head; the pipeline runs it before the cache and the router,
 //! which both read its [`Pinned`] result, so the params are read once.
-//! `Pinned` itself is Ethereum vocabulary ([`crate::eth::pinned`]), read by
-//! the cache below this tier; the rewriting of the params text is this step's.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
 
-use crate::eth::methods::BlockArg;
-use crate::eth::pinned::odd_filter_key;
-use crate::eth::{BlockRef, Pinned};
+use super::block_ref::BlockRef;
+use super::methods::BlockArg;
 use crate::jsonrpc::json_text::{nth, splice};
+
+/// What one call needs, with `latest` pinned.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Pinned<'a> {
+    /// The lowest backend head that can serve the call.
+    pub min_head: u64,
+    /// The params to send: the caller's text, or a rewrite with `latest` pinned.
+    pub params: Option<Cow<'a, str>>,
+    /// Whether `latest` was pinned: the call reads the present, which the
+    /// cache never keeps.
+    pub pinned_latest: bool,
+    /// The block argument as the caller wrote it, for a method that takes
+    /// one at a fixed position (not `eth_getLogs`); `None` when it is absent
+    /// or the params are not a list.
+    pub block: Option<BlockRef>,
+    /// For a log filter: how many blocks it spans (`fromBlock` to `toBlock`
+    /// with `latest` read as the served head; a `blockHash` filter is one
+    /// block), so that a heavy range is refused without parsing it again.
+    pub log_blocks: Option<u64>,
+    /// For a log filter: a key that a node would take for one of the
+    /// filter's fields but is not spelled as that field (`FROMBLOCK`,
+    /// `ToBlock`), see [`odd_filter_key`]. Such a filter is refused: its
+    /// range as the node reads it is not the range judged here.
+    pub odd_filter_key: Option<String>,
+}
+
+impl Pinned<'_> {
+    /// The block whose state a state read needs (`Method::reads_state`),
+    /// when its number is known: a number, `earliest`, or `latest` and
+    /// `pending` (the served head). A hash, `safe` or `finalized` is not
+    /// placed here, and such a read goes to any backend at the served head.
+    pub fn state_block(&self, served: u64) -> Option<u64> {
+        match self.block {
+            Some(BlockRef::Number(n)) => Some(n),
+            Some(BlockRef::Earliest) => Some(0),
+            Some(BlockRef::Pending) => Some(served),
+            _ if self.pinned_latest => Some(self.min_head),
+            _ => None,
+        }
+    }
+}
 
 /// Pins a call's params against the served head `served`; `arg` is where
 /// the method takes its block (from the method table).
@@ -67,7 +105,7 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
                 Some(BlockRef::Earliest) => return keep(0, block),
                 _ => return keep(served, block),
             }
-            let pin = crate::eth::quantity::quoted_quantity(served);
+            let pin = super::quantity::quoted_quantity(served);
             let Some(params) = splice(params.get(), at, len, &pin) else {
                 return keep(served, None);
             };
@@ -150,9 +188,37 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
     }
 }
 
+/// The fields of a log filter, as nodes name them.
+const FILTER_FIELDS: [&str; 5] = ["fromBlock", "toBlock", "blockHash", "address", "topics"];
+
+/// Whether `key` names a filter field for a node without being spelled as
+/// it. Geth decodes the filter with Go's `encoding/json`, which matches
+/// object keys to fields ignoring case, with Unicode simple case folding:
+/// `FROMBLOCK`, `ToBlock`, even `fromBloc\u{212a}` (the Kelvin sign folds to
+/// `k`, the long s `\u{17f}` to `s`) set `fromBlock`, and a later key wins
+/// over an earlier one. Read case-sensitively here, such a key would let a
+/// client hide the range the node will serve.
+pub fn odd_filter_key(key: &str) -> bool {
+    let folded: Option<String> = key
+        .chars()
+        .map(|c| match c {
+            '\u{212a}' => Some('k'),
+            '\u{17f}' => Some('s'),
+            c if c.is_ascii() => Some(c.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect();
+    let Some(folded) = folded else {
+        return false;
+    };
+    FILTER_FIELDS
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(&folded) && *f != key)
+}
+
 /// `"0x…"` of the served head: always valid JSON.
 fn pinned_latest(served: u64) -> Box<RawValue> {
-    RawValue::from_string(crate::eth::quantity::quoted_quantity(served)).unwrap_or_default()
+    RawValue::from_string(super::quantity::quoted_quantity(served)).unwrap_or_default()
 }
 
 /// Raw values and string maps serialize verbatim.

@@ -1,4 +1,4 @@
-//! What an answer says about the blocks it came from.
+//! What an upstream reply says about the blocks it came from.
 //!
 //! Block objects carry `number` and `hash`; transactions, receipts and logs
 //! carry `blockNumber` and `blockHash`. Reading them lets the cache check that

@@ -1,4 +1,4 @@
-//! The shared tier: forever-cacheable answers in Redis, so that a fresh
+//! The Redis store: forever-cacheable answers in Redis, so that a fresh
 //! gateway replica starts warm.
 //!
 //! Only chain constants and lookups by block hash go here: they are the same
@@ -12,7 +12,7 @@
 //! neither written nor looked up: the key is the whole call, and a client
 //! sending calls with megabytes of params must not fill Redis (or make every
 //! lookup ship megabytes to it). Such calls are counted
-//! (`shared_key_too_long`) and served by the local tier alone.
+//! (`shared_key_too_long`) and served from memory alone.
 //!
 //! Redis must never slow down or break serving: a lookup waits at most
 //! [`LOOKUP_TIMEOUT`], writes go through a bounded queue to one writer task
@@ -53,7 +53,7 @@ enum Link {
     Up(ConnectionManager),
 }
 
-pub(super) struct SharedTier {
+pub(super) struct RedisStore {
     prefix: String,
     link: watch::Receiver<Link>,
     writes: mpsc::Sender<(String, Vec<u8>)>,
@@ -61,7 +61,7 @@ pub(super) struct SharedTier {
     stats: Arc<Stats>,
 }
 
-impl SharedTier {
+impl RedisStore {
     /// Starts connecting to `url` and the writer task; returns the tasks to
     /// abort when the network goes.
     pub(super) fn start(
@@ -70,13 +70,13 @@ impl SharedTier {
         ttl: Duration,
         max_key_bytes: usize,
         stats: Arc<Stats>,
-    ) -> (SharedTier, Vec<JoinHandle<()>>) {
+    ) -> (RedisStore, Vec<JoinHandle<()>>) {
         let (link_tx, link) = watch::channel(Link::Connecting);
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         let connect = tokio::spawn(connect(url.to_string(), link_tx));
         let writer = tokio::spawn(write_loop(queue, link.clone(), ttl, stats.clone()));
         (
-            SharedTier {
+            RedisStore {
                 prefix: format!("{PREFIX}{network}:"),
                 link,
                 writes,
@@ -117,7 +117,7 @@ impl SharedTier {
             match conn.get::<_, Option<Vec<u8>>>(redis_key).await {
                 Ok(value) => value,
                 Err(e) => {
-                    tracing::debug!(error = %e, "cache: shared tier read failed");
+                    tracing::debug!(error = %e, "cache: redis store read failed");
                     None
                 }
             }
@@ -142,7 +142,7 @@ async fn connect(url: String, link: watch::Sender<Link>) {
     let client = match redis::Client::open(url.as_str()) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "cache: the redis url is unusable; shared tier off");
+            tracing::error!(error = %e, "cache: the redis url is unusable; redis store off");
             link.send_replace(Link::Down);
             return;
         }
@@ -158,12 +158,12 @@ async fn connect(url: String, link: watch::Sender<Link>) {
         {
             Ok(conn) => {
                 link.send_replace(Link::Up(conn));
-                tracing::info!("cache: shared tier connected");
+                tracing::info!("cache: redis store connected");
                 return;
             }
             Err(e) => {
                 link.send_replace(Link::Down);
-                tracing::warn!(error = %e, "cache: cannot reach redis yet; serving without the shared tier");
+                tracing::warn!(error = %e, "cache: cannot reach redis yet; serving without the redis store");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
@@ -188,8 +188,8 @@ async fn write_loop(
             Ok(Ok(())) => {
                 stats.shared_writes.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(Err(e)) => tracing::debug!(error = %e, "cache: shared tier write failed"),
-            Err(_) => tracing::debug!("cache: shared tier write timed out"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "cache: redis store write failed"),
+            Err(_) => tracing::debug!("cache: redis store write timed out"),
         }
     }
 }
