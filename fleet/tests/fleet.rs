@@ -1,10 +1,6 @@
 //! The fleet harness against real anvil nodes: lockstep mining gives identical hashes,
 //! and lag, restart and reorg scenarios end with replicas that agree again.
 
-// Test code: its helpers are no API, and a failed unwrap is a failed test
-// (the product's lints in Cargo.toml are for src/).
-#![allow(unreachable_pub, clippy::unwrap_used)]
-
 use std::time::{Duration, Instant};
 
 use rpcgate_fleet::client::{json_or_null, post};

@@ -9,10 +9,6 @@
 //! after the first). Prints the
 //! count of answers that carried a `result`; exits 1 if any did not.
 
-// Bench and example code: no API, and a failed unwrap stops the run
-// (the product's lints in Cargo.toml are for src/).
-#![allow(unreachable_pub, clippy::unwrap_used)]
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 

@@ -1,10 +1,6 @@
 //! The baseline of the cache-hit load test: a minimal hyper server that
 //! answers every request with one fixed body, the most this machine can serve
-//! over HTTP/1.1 with keep-alive. `fixed_body ADDR FILE`.
-
-// Bench and example code: no API, and a failed unwrap stops the run
-// (the product's lints in Cargo.toml are for src/).
-#![allow(unreachable_pub, clippy::unwrap_used)]
+//! over HTTP/1.1 with keep-alive. `fixed-body ADDR FILE`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,7 +22,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(addr), Some(file)) = (args.next(), args.next()) else {
-        eprintln!("usage: fixed_body ADDR FILE");
+        eprintln!("usage: fixed-body ADDR FILE");
         std::process::exit(2);
     };
     let body = Bytes::from(std::fs::read(file)?);
