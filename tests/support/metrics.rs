@@ -8,7 +8,7 @@
 
 use prometheus_parse::{Sample, Scrape, Value};
 
-use super::client;
+use super::get_bytes;
 
 /// One scrape: the exposition text as served, and its samples.
 pub struct Scraped {
@@ -18,19 +18,8 @@ pub struct Scraped {
 
 /// GETs `{admin}/metrics` (200, UTF-8, parsed).
 pub async fn scrape(admin: &str) -> Scraped {
-    let response = client()
-        .request(
-            http::Request::get(format!("{admin}/metrics"))
-                .body(Default::default())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "GET {admin}/metrics");
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
+    let (status, body) = get_bytes(&format!("{admin}/metrics")).await;
+    assert_eq!(status, 200, "GET {admin}/metrics");
     let text = String::from_utf8(body.to_vec()).expect("a UTF-8 exposition");
     let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses");
     Scraped { text, scrape }

@@ -159,6 +159,14 @@ pub fn with_cache(yaml: &str, lines: &[&str]) -> String {
     yaml.replace("    upstreams:\n", &format!("{section}    upstreams:\n"))
 }
 
+/// A gateway in front of every replica of `fleet` (newHeads over ws), with
+/// the network keys `extra`, once every backend serves block `height`.
+pub async fn gateway_over(fleet: &Fleet, extra: &str, height: u64) -> Gw {
+    let gw = start_gateway(&yaml(fleet.chain_id(), &fleet_ups(fleet), extra)).await;
+    wait_synced(&gw, fleet.len(), height).await;
+    gw
+}
+
 pub async fn start_gateway(yaml: &str) -> Gw {
     let config = Config::from_yaml(yaml).unwrap_or_else(|e| panic!("test config: {e}\n{yaml}"));
     let server = Server::bind(&config).await.expect("bind 127.0.0.1:0");
@@ -266,6 +274,26 @@ pub async fn send(url: &str, headers: &[(&str, &str)], body: &Value) -> (u16, He
         serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {bytes:?}"))
     };
     (reply.status, reply.headers, value)
+}
+
+/// GETs `url`: the status and the body's bytes.
+pub async fn get_bytes(url: &str) -> (u16, bytes::Bytes) {
+    let response = client()
+        .request(http::Request::get(url).body(Default::default()).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, body)
+}
+
+/// GETs `url`: the status and the body as text.
+pub async fn get(url: &str) -> (u16, String) {
+    let (status, body) = get_bytes(url).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 pub fn hex(n: u64) -> String {

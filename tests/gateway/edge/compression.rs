@@ -61,8 +61,7 @@ async fn block_with_transactions() -> (rpcgate_fleet::Fleet, Gw) {
         fleet.transfer(OTHER, 1_000 + i).await.unwrap();
     }
     fleet.mine().await.unwrap();
-    let gw = start_gateway(&yaml(fleet.chain_id(), &fleet_ups(&fleet), "")).await;
-    wait_synced(&gw, 1, 1).await;
+    let gw = gateway_over(&fleet, "", 1).await;
     (fleet, gw)
 }
 
@@ -234,8 +233,7 @@ async fn compression_off_sends_every_answer_as_it_is() {
 #[tokio::test]
 async fn compressed_request_bodies_are_decoded() {
     let fleet = fleet(1).await;
-    let gw = start_gateway(&yaml(fleet.chain_id(), &fleet_ups(&fleet), "")).await;
-    wait_synced(&gw, 1, 0).await;
+    let gw = gateway_over(&fleet, "", 0).await;
     let batch = json!([
         {"jsonrpc":"2.0","id":1,"method":"eth_chainId"},
         {"jsonrpc":"2.0","id":"two","method":"eth_getBalance","params":[DEV,"latest"]},

@@ -252,8 +252,7 @@ fn nested_body_answer() -> Value {
 async fn gateway() -> (rpcgate_fleet::Fleet, Gw) {
     let fleet = fleet(1).await;
     fleet.mine_blocks(2).await.unwrap();
-    let gw = start_gateway(&yaml(fleet.chain_id(), &fleet_ups(&fleet), "")).await;
-    wait_synced(&gw, 1, 2).await;
+    let gw = gateway_over(&fleet, "", 2).await;
     (fleet, gw)
 }
 

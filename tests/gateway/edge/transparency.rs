@@ -22,8 +22,7 @@ async fn answers_match_a_replica() {
     let (_, deploy_hash) = fleet.deploy(LOGGER_INIT, 200_000).await.unwrap();
     let (_, transfer_hash) = fleet.transfer(OTHER, 1_000_000).await.unwrap();
     let height = fleet.mine_blocks(2).await.unwrap();
-    let gw = start_gateway(&yaml(fleet.chain_id(), &fleet_ups(&fleet), "")).await;
-    wait_synced(&gw, 3, height).await;
+    let gw = gateway_over(&fleet, "", height).await;
     let direct = fleet.http_url(0);
     let g = gw.url.as_str();
 
@@ -120,8 +119,7 @@ async fn answers_match_a_replica() {
 async fn raw_transactions_are_sent_once_and_already_known_is_success() {
     let fleet = fleet(3).await;
     fleet.mine().await.unwrap();
-    let gw = start_gateway(&yaml(fleet.chain_id(), &fleet_ups(&fleet), "")).await;
-    wait_synced(&gw, 3, 1).await;
+    let gw = gateway_over(&fleet, "", 1).await;
 
     let (raw, hash) = fleet.sign_transfer(OTHER, 12345).await.unwrap();
     assert_eq!(

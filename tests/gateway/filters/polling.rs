@@ -126,8 +126,7 @@ fn log_id(log: &Value) -> (String, String, String, bool) {
 async fn every_block_and_log_once_while_replicas_fail_in_turn() {
     let fleet = fleet(3).await;
     let start = fleet.mine_blocks(2).await.unwrap();
-    let gw = start_gateway(&yaml(fleet.chain_id(), &fleet_ups(&fleet), "")).await;
-    wait_synced(&gw, 3, start).await;
+    let gw = gateway_over(&fleet, "", start).await;
     let url = gw.url.clone();
     let block_filter = result(&url, "eth_newBlockFilter", json!([])).await;
     let log_filter = result(&url, "eth_newFilter", json!([{"topics": [topic42()]}])).await;
@@ -480,8 +479,7 @@ async fn pending_round(
 async fn pending_filters_get_each_announced_transaction_once() {
     let fleet = fleet(3).await;
     let start = fleet.mine_blocks(1).await.unwrap();
-    let gw = start_gateway(&yaml(fleet.chain_id(), &fleet_ups(&fleet), "")).await;
-    wait_synced(&gw, 3, start).await;
+    let gw = gateway_over(&fleet, "", start).await;
     let url = gw.url.as_str();
     let first = result(url, "eth_newPendingTransactionFilter", json!([])).await;
     let mut all = warm_pending(&fleet, url, &first).await;

@@ -10,25 +10,11 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-async fn get(url: &str) -> (u16, String) {
-    let response = client()
-        .request(http::Request::get(url).body(Default::default()).unwrap())
-        .await
-        .expect("admin request");
-    let status = response.status().as_u16();
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
 #[tokio::test]
 async fn readiness_follows_the_fleet_and_status_shows_each_backend() {
     let fleet = fleet(2).await;
     fleet.mine_blocks(3).await.unwrap();
-    let gw = start_gateway(&yaml(fleet.chain_id(), &fleet_ups(&fleet), "")).await;
-    wait_synced(&gw, 2, 3).await;
+    let gw = gateway_over(&fleet, "", 3).await;
     assert_eq!(get(&format!("{}/livez", gw.admin)).await.0, 200);
     assert_eq!(get(&format!("{}/readyz", gw.admin)).await.0, 200);
 

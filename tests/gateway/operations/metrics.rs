@@ -402,14 +402,7 @@ impl PrometheusServer {
             })
             .collect();
         let url = format!("{}/api/v1/{path}?query={encoded}", self.url);
-        let response = client()
-            .request(http::Request::get(url).body(Default::default()).unwrap())
-            .await
-            .unwrap();
-        let body = http_body_util::BodyExt::collect(response.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
+        let (_, body) = get_bytes(&url).await;
         serde_json::from_slice(&body)
             .unwrap_or_else(|_| panic!("{path}: not JSON: {}", String::from_utf8_lossy(&body)))
     }

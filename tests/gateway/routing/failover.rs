@@ -16,13 +16,7 @@ async fn a_replica_stopped_under_steady_traffic_fails_no_read() {
     let fleet = fleet(3).await;
     fleet.transfer(OTHER, 5).await.unwrap();
     fleet.mine().await.unwrap();
-    let gw = start_gateway(&yaml(
-        fleet.chain_id(),
-        &fleet_ups(&fleet),
-        "request_timeout: 2s",
-    ))
-    .await;
-    wait_synced(&gw, 3, 1).await;
+    let gw = gateway_over(&fleet, "request_timeout: 2s", 1).await;
 
     let done = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -221,8 +215,7 @@ async fn send_raw_transaction_is_never_sent_twice() {
 async fn nothing_can_serve_answers_at_once_with_503() {
     let fleet = fleet(1).await;
     fleet.mine().await.unwrap();
-    let gw = start_gateway(&yaml(fleet.chain_id(), &fleet_ups(&fleet), "")).await;
-    wait_synced(&gw, 1, 1).await;
+    let gw = gateway_over(&fleet, "", 1).await;
     fleet.stop(0).await.unwrap();
     wait_view(&gw, "no eligible backend", |v| v.eligible().count() == 0).await;
     let started = std::time::Instant::now();

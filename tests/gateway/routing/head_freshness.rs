@@ -121,13 +121,7 @@ async fn a_block_only_two_replicas_have_never_goes_to_the_third() {
 async fn block_number_is_monotonic_while_a_replica_lags_and_catches_up() {
     let fleet = fleet(3).await;
     fleet.mine().await.unwrap();
-    let gw = start_gateway(&yaml(
-        fleet.chain_id(),
-        &fleet_ups(&fleet),
-        "max_lag_blocks: 2",
-    ))
-    .await;
-    wait_synced(&gw, 3, 1).await;
+    let gw = gateway_over(&fleet, "max_lag_blocks: 2", 1).await;
 
     // Mine continuously; now and then hold one replica back and let it catch up.
     let done = Arc::new(AtomicBool::new(false));

@@ -21,15 +21,7 @@ async fn routed(admin: &str, route: &str, outcome: &str) -> u64 {
 }
 
 async fn readyz(admin: &str) -> u16 {
-    let response = client()
-        .request(
-            http::Request::get(format!("{admin}/readyz"))
-                .body(Default::default())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    response.status().as_u16()
+    get(&format!("{admin}/readyz")).await.0
 }
 
 fn sends(taps: &[&Tap]) -> Vec<u64> {
