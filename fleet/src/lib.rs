@@ -23,6 +23,8 @@
 //! - `replica`: one replica's process, progress and snapshots; replays blocks onto it.
 //! - [`autominer`]: the background miner for the demo (blocks on a timer, random lag).
 //! - [`dns`]: [`DnsServer`], an authoritative DNS server for discovery tests.
+//! - [`fixed_node`]: a fixed-answer node, the cheapest backend rpcgate accepts, for the
+//!   load tests and the profile.
 //! - [`redis`]: [`RedisServer`], a real redis-server on a free loopback port.
 //! - [`tap`]: [`Tap`], a counting relay and fault injector in front of one node, for
 //!   the faults anvil itself cannot show (HTTP errors, stalls, dropped connections).
@@ -38,6 +40,7 @@ pub mod client;
 pub mod demo_config;
 pub mod dns;
 mod error;
+pub mod fixed_node;
 pub mod lockstep;
 pub mod redis;
 mod replica;
@@ -49,7 +52,7 @@ pub use anvil::{anvil_binary, Anvil, AnvilOptions};
 pub use autominer::AutoMiner;
 pub use dns::DnsServer;
 pub use error::FleetError;
-pub use lockstep::{ChainTip, Checkpoint, Fleet, FleetOptions, DEV_ACCOUNT};
+pub use lockstep::{ChainTip, Checkpoint, Fleet, FleetOptions, DEV_ACCOUNT, RECEIVER_ACCOUNT};
 pub use redis::RedisServer;
 pub use rpc::RpcClient;
 pub use tap::{CallMatch, Fault, Tap};

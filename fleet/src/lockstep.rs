@@ -37,6 +37,9 @@ use super::FleetError;
 
 /// Dev account 0 of anvil's default mnemonic; the harness signs transfers with it.
 pub const DEV_ACCOUNT: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+/// Dev account 1 of the same mnemonic, also funded: the receiver of the transfers
+/// that the tests, the demo and the load tests make.
+pub const RECEIVER_ACCOUNT: &str = "0x70997970C51812dc3A010C7d01b54e5C0979720C";
 const TRANSFER_GAS: u64 = 21_000;
 /// Far above anvil's base fee for the light traffic of tests, so transfers never stall.
 const MAX_FEE_PER_GAS: u64 = 10_000_000_000;

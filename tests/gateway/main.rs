@@ -1,39 +1,32 @@
-//! Integration tests of the gateway against a real anvil fleet on loopback.
+//! Integration tests of the gateway against a real anvil fleet on loopback,
+//! one folder per area of the gateway (one test binary: one link, one run):
+//!
+//! - `edge`: what reaches the listeners: the envelope, hostile input,
+//!   connection lifetimes, TLS, CORS, compression, panics, transparency,
+//!   and real client libraries.
+//! - `policy`: client policy: keys, method rules, rate limits, heavy calls,
+//!   and budgets shared by processes through redis.
+//! - `cache`: the response cache, the block-scoped head tier, a DApp mix.
+//! - `routing`: backend choice: head freshness, failover, the fallback tier,
+//!   method routes, hedging, read-your-writes, archive state, upstream
+//!   batches, DNS discovery, the served-by headers.
+//! - `websocket`: calls and subscriptions over a client WebSocket, and its bounds.
+//! - `filters`: filters owned by the gateway.
+//! - `operations`: readiness, shutdown, reload, metrics, logs.
+//!
+//! The memory flood runs in a binary of its own (`tests/memory`); the
+//! helpers both binaries use are in `tests/support`.
 
 // Test code: its helpers are no API, and a failed unwrap is a failed test
 // (the product's lints in Cargo.toml are for src/).
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
 mod cache;
-mod cache_head;
-mod cache_mix;
-mod clients;
-mod compression;
-mod cors;
-mod discovery;
-mod envelope;
-mod failover;
+mod edge;
 mod filters;
-mod heavy;
-mod hedging;
-mod hostile;
-mod lifetimes;
-mod log_hygiene;
-mod metrics;
 mod operations;
-// The panic hook exists only with debug assertions (never in a release build).
-#[cfg(debug_assertions)]
-mod panics;
 mod policy;
-mod read_your_writes;
-mod routes;
 mod routing;
-mod served_by;
-mod state_history;
+#[path = "../support/mod.rs"]
 mod support;
-mod tiers;
-mod tls;
-mod transparency;
-mod upstream_batches;
 mod websocket;
-mod ws_limits;

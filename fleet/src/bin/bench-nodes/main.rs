@@ -5,7 +5,7 @@
 //! - `bench-nodes anvil`: a lockstep fleet of real anvil replicas (see
 //!   [`rpcgate_fleet::Fleet`]) mining a block every `--block-time`, never
 //!   lagging; one transfer is mined first so that receipts and logs exist.
-//! - `bench-nodes fixed`: `--replicas` fixed-answer nodes (`fixed_node.rs`):
+//! - `bench-nodes fixed`: `--replicas` fixed-answer nodes ([`rpcgate_fleet::fixed_node`]):
 //!   the cheapest backend that rpcgate still accepts as a node.
 //!
 //! Prints one line per backend, `backend HTTP_URL WS_URL` (`-` when there is
@@ -18,9 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
+use rpcgate_fleet::fixed_node::{self, FixedChain};
 use rpcgate_fleet::{Fleet, FleetOptions};
-
-mod fixed_node;
 
 /// The gateway's allocator, as in the demo: every Rust process of the
 /// benchmark allocates alike.
@@ -78,7 +77,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.kind {
         Kind::Fixed => {
-            let chain = Arc::new(fixed_node::Chain::new(cli.chain_id, cli.block_time));
+            let chain = Arc::new(FixedChain::new(cli.chain_id, Some(cli.block_time)));
             for _ in 0..cli.replicas.max(1) {
                 let addr = fixed_node::spawn(chain.clone()).await?;
                 println!("backend http://{addr} -");
@@ -99,7 +98,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             })
             .await?;
             let (_, tx) = fleet
-                .transfer("0x70997970C51812dc3A010C7d01b54e5C0979720C", 10u128.pow(18))
+                .transfer(rpcgate_fleet::RECEIVER_ACCOUNT, 10u128.pow(18))
                 .await?;
             fleet.mine().await?;
             for i in 0..fleet.len() {

@@ -55,7 +55,7 @@ pub async fn run(
     })
     .await?;
     fleet
-        .transfer("0x70997970C51812dc3A010C7d01b54e5C0979720C", 10u128.pow(18))
+        .transfer(rpcgate_fleet::RECEIVER_ACCOUNT, 10u128.pow(18))
         .await?;
     fleet.mine().await?;
 

@@ -1,0 +1,13 @@
+//! The edge: what reaches the listeners before any backend is chosen.
+
+mod clients;
+mod compression;
+mod cors;
+mod envelope;
+mod hostile;
+mod lifetimes;
+// The panic hook exists only with debug assertions (never in a release build).
+#[cfg(debug_assertions)]
+mod panics;
+mod tls;
+mod transparency;

@@ -1,0 +1,3 @@
+//! Filters owned by the gateway (`eth_newFilter` and its polls).
+
+mod polling;

@@ -1,0 +1,285 @@
+//! Read-your-writes: after a send through the gateway, reads of that
+//! transaction go to the replica that accepted it, while the other replicas
+//! have not seen it (the fleet's replicas do not gossip, and held replicas
+//! get no blocks), until the served head includes it.
+//!
+//! Every test names its own network, so that the process-wide metrics it
+//! reads count its own calls only.
+
+use rpcgate::metrics::metrics;
+use rpcgate_fleet::Fleet;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const WALLET: &str = "wallet-key-0123456789";
+const WATCHER: &str = "watcher-key-0123456789";
+/// Reads per kind and phase: with the feature off, each lands on a replica
+/// that lacks the transaction with a chance of at least 1/3 (P2C picks the
+/// accepting replica only from the pairs it is in), so all of them missing
+/// it has a chance below 1e-10.
+const READS: usize = 60;
+
+/// Three replicas at height 1 and a gateway in front of them on network
+/// `name`, with clients `wallet` and `watcher`; `ryw` is the
+/// `read_your_writes` setting.
+async fn setup(name: &str, ryw: &str) -> (Fleet, Gw) {
+    let fleet = fleet(3).await;
+    fleet.mine().await.unwrap();
+    let network = format!("read_your_writes: {ryw}");
+    let config = yaml(fleet.chain_id(), &fleet_ups(&fleet), &network)
+        .replace("\n  dev:\n", &format!("\n  {name}:\n"));
+    let config = format!(
+        "{config}policy:\n  clients:\n    wallet:\n      key_sha256: [{}]\n    watcher:\n      key_sha256: [{}]\n",
+        sha256_hex(WALLET),
+        sha256_hex(WATCHER)
+    );
+    let gw = start_gateway(&config).await;
+    wait_synced(&gw, 3, 1).await;
+    (fleet, gw)
+}
+
+/// One call as the client of `key`; its `result` (panics on an error answer).
+async fn read(gw: &Gw, key: &str, method: &str, params: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
+    let (status, _, answer) = send(&gw.url, &[("x-api-key", key)], &body).await;
+    assert_eq!(status, 200, "{method}: {answer}");
+    assert!(answer.get("error").is_none(), "{method}: {answer}");
+    assert_eq!(answer["id"], 7);
+    answer["result"].clone()
+}
+
+/// The one replica that has `hash` in its pool (asked directly).
+async fn accepting_replica(fleet: &Fleet, hash: &str) -> usize {
+    let mut knowing = Vec::new();
+    for i in 0..fleet.len() {
+        let tx = result(
+            &fleet.http_url(i),
+            "eth_getTransactionByHash",
+            json!([hash]),
+        )
+        .await;
+        if !tx.is_null() {
+            knowing.push(i);
+        }
+    }
+    assert_eq!(knowing.len(), 1, "replicas that know {hash}: {knowing:?}");
+    knowing[0]
+}
+
+fn nonce_of(answer: &Value) -> u64 {
+    quantity(answer)
+}
+
+/// What a run of the scenario saw through the gateway as the sender.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Seen {
+    /// `eth_getTransactionByHash` answered null while the transaction was pending.
+    pending_tx_nulls: usize,
+    /// `eth_getTransactionCount(DEV, "pending")` without the sent transaction.
+    stale_nonces: usize,
+    /// `eth_getTransactionReceipt` answered null once the accepting replica mined it.
+    receipt_nulls: usize,
+    /// `eth_getTransactionByHash` answered null once mined there.
+    mined_tx_nulls: usize,
+}
+
+/// Sends a transfer through the gateway as the wallet; reads it back while
+/// only the accepting replica has it in its pool, then while only that
+/// replica has mined it (the others held back). Returns what the wallet saw,
+/// the transaction's hash and the accepting replica.
+async fn scenario(fleet: &Fleet, gw: &Gw) -> (Seen, String, usize) {
+    let before = nonce_of(
+        &result(
+            &fleet.http_url(0),
+            "eth_getTransactionCount",
+            json!([DEV, "latest"]),
+        )
+        .await,
+    );
+    let (raw, hash) = fleet.sign_transfer(OTHER, 1).await.unwrap();
+    let sent = read(gw, WALLET, "eth_sendRawTransaction", json!([raw])).await;
+    assert_eq!(sent, json!(hash));
+    let a = accepting_replica(fleet, &hash).await;
+    let mut seen = Seen::default();
+
+    // In one pool only.
+    for _ in 0..READS {
+        let tx = read(gw, WALLET, "eth_getTransactionByHash", json!([hash])).await;
+        if tx.is_null() {
+            seen.pending_tx_nulls += 1;
+        } else {
+            assert_eq!(tx["hash"], json!(hash));
+            assert!(tx["blockNumber"].is_null(), "{tx}");
+        }
+        let n = read(
+            gw,
+            WALLET,
+            "eth_getTransactionCount",
+            json!([DEV, "pending"]),
+        )
+        .await;
+        match nonce_of(&n) {
+            n if n == before + 1 => {}
+            n if n == before => seen.stale_nonces += 1,
+            n => panic!("pending nonce {n}, sent with {before}"),
+        }
+    }
+
+    // Mined by the accepting replica only: the others are held at height 1,
+    // so the served head stays 1 (it needs two holders) and all three serve it.
+    for i in (0..fleet.len()).filter(|i| *i != a) {
+        fleet.hold(i).await.unwrap();
+    }
+    fleet.submit(raw).await.unwrap();
+    assert_eq!(fleet.mine().await.unwrap(), 2);
+    let name = format!("r{a}");
+    wait_view(
+        gw,
+        "the accepting replica at 2, the others eligible at 1",
+        |v| {
+            v.eligible().count() == 3
+                && v.served_head == Some(1)
+                && v.eligible().any(|b| b.backend.name == name && b.head == 2)
+        },
+    )
+    .await;
+    for _ in 0..READS {
+        let receipt = read(gw, WALLET, "eth_getTransactionReceipt", json!([hash])).await;
+        if receipt.is_null() {
+            seen.receipt_nulls += 1;
+        } else {
+            assert_eq!(receipt["transactionHash"], json!(hash));
+            assert_eq!(receipt["status"], "0x1");
+            assert_eq!(quantity(&receipt["blockNumber"]), 2);
+        }
+        let tx = read(gw, WALLET, "eth_getTransactionByHash", json!([hash])).await;
+        if tx.is_null() {
+            seen.mined_tx_nulls += 1;
+        } else {
+            assert_eq!(quantity(&tx["blockNumber"]), 2, "{tx}");
+        }
+    }
+    (seen, hash, a)
+}
+
+fn counter(name: &str, family: &str, label: &str) -> u64 {
+    let m = &metrics().read_your_writes;
+    match family {
+        "reads" => m.reads.with_label_values(&[name, label]).get(),
+        _ => m.evictions.with_label_values(&[name, label]).get(),
+    }
+}
+
+#[tokio::test]
+async fn the_sender_never_reads_null_while_the_accepting_replica_knows_its_transaction() {
+    let net = "ryw_on";
+    let (fleet, gw) = setup(net, "{enabled: true, ttl: 60s, max_entries: 1000}").await;
+    let (seen, hash, a) = scenario(&fleet, &gw).await;
+    eprintln!("read_your_writes on: {seen:?}");
+    assert_eq!(
+        seen,
+        Seen::default(),
+        "the wallet read null or a stale nonce"
+    );
+    // Every read of the sender above was steered (4 × READS), none fell back.
+    assert_eq!(counter(net, "reads", "steered"), 4 * READS as u64);
+    assert_eq!(counter(net, "reads", "fallback"), 0);
+    let recent = gw.network().recent_sends.clone().unwrap();
+    assert_eq!(recent.len(), 1);
+
+    // Another client reads the hash where it was sent too (a hash is learnt
+    // from its sender); its pending nonce is routed as usual and is right
+    // for whichever replica answers.
+    for _ in 0..10 {
+        let receipt = read(&gw, WATCHER, "eth_getTransactionReceipt", json!([hash])).await;
+        assert_eq!(receipt["transactionHash"], json!(hash));
+        let n = read(
+            &gw,
+            WATCHER,
+            "eth_getTransactionCount",
+            json!([DEV, "pending"]),
+        )
+        .await;
+        let mined = nonce_of(
+            &result(
+                &fleet.http_url(a),
+                "eth_getTransactionCount",
+                json!([DEV, "latest"]),
+            )
+            .await,
+        );
+        assert!((mined - 1..=mined).contains(&nonce_of(&n)), "{n}");
+    }
+    assert_eq!(counter(net, "reads", "steered"), 4 * READS as u64 + 10);
+
+    // Once the served head includes the block, the send is forgotten at the
+    // next steered read, and every replica answers for it.
+    for i in (0..fleet.len()).filter(|i| *i != a) {
+        fleet.release(i).await.unwrap();
+    }
+    wait_synced(&gw, 3, 2).await;
+    let receipt = read(&gw, WALLET, "eth_getTransactionReceipt", json!([hash])).await;
+    assert_eq!(quantity(&receipt["blockNumber"]), 2);
+    assert_eq!(recent.len(), 0);
+    assert_eq!(counter(net, "evictions", "included"), 1);
+    let steered = counter(net, "reads", "steered");
+    for _ in 0..10 {
+        let receipt = read(&gw, WALLET, "eth_getTransactionReceipt", json!([hash])).await;
+        assert_eq!(receipt["transactionHash"], json!(hash));
+    }
+    assert_eq!(
+        counter(net, "reads", "steered"),
+        steered,
+        "no longer steered"
+    );
+    let text = metrics().render();
+    assert!(
+        text.contains(&format!(
+            "rpcgate_read_your_writes_entries{{network=\"{net}\"}} 0"
+        )),
+        "{text}"
+    );
+}
+
+/// The same scenario with the feature off: the other replicas answer null
+/// (and the stale nonce), which is what the test above rules out.
+#[tokio::test]
+async fn with_read_your_writes_off_the_other_replicas_answer_null() {
+    let (fleet, gw) = setup("ryw_off", "{enabled: false}").await;
+    assert!(gw.network().recent_sends.is_none());
+    let (seen, _, _) = scenario(&fleet, &gw).await;
+    eprintln!("read_your_writes off: {seen:?}");
+    assert!(seen.pending_tx_nulls > 0, "{seen:?}");
+    assert!(seen.stale_nonces > 0, "{seen:?}");
+    assert!(seen.receipt_nulls > 0, "{seen:?}");
+    assert!(seen.mined_tx_nulls > 0, "{seen:?}");
+}
+
+/// When the replica that accepted a send is down, its reads are routed as
+/// usual: answered (null by the others), never an error or a hang.
+#[tokio::test]
+async fn reads_fall_back_to_usual_routing_when_the_accepting_replica_is_down() {
+    let net = "ryw_down";
+    let (fleet, gw) = setup(net, "{}").await;
+    let (raw, hash) = fleet.sign_transfer(OTHER, 1).await.unwrap();
+    assert_eq!(
+        read(&gw, WALLET, "eth_sendRawTransaction", json!([raw])).await,
+        json!(hash)
+    );
+    let a = accepting_replica(&fleet, &hash).await;
+    fleet.stop(a).await.unwrap();
+    for _ in 0..10 {
+        let tx = read(&gw, WALLET, "eth_getTransactionByHash", json!([hash])).await;
+        assert!(tx.is_null(), "only the stopped replica had it: {tx}");
+        read(
+            &gw,
+            WALLET,
+            "eth_getTransactionCount",
+            json!([DEV, "pending"]),
+        )
+        .await;
+    }
+    assert_eq!(counter(net, "reads", "fallback"), 20);
+    assert_eq!(counter(net, "reads", "steered"), 0);
+}
