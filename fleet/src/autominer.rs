@@ -117,7 +117,7 @@ async fn step_lag(
     }
     let every = lag_every?;
     // Holding the only replica would stop the whole chain, not lag one node.
-    if mined % every != 0 || fleet.len() < 2 {
+    if !mined.is_multiple_of(every) || fleet.len() < 2 {
         return None;
     }
     let replica = fastrand::usize(..fleet.len());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::net::UdpSocket;
@@ -88,20 +88,16 @@ async fn serve(socket: UdpSocket, table: Table) {
 }
 
 fn respond(query: &Message, table: &Table) -> Message {
-    let mut answer = Message::new();
-    answer
-        .set_id(query.id())
-        .set_message_type(MessageType::Response)
-        .set_op_code(query.op_code())
-        .set_authoritative(true)
-        .set_recursion_desired(query.recursion_desired())
-        .set_recursion_available(true);
+    let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
+    answer.metadata.authoritative = true;
+    answer.metadata.recursion_desired = query.metadata.recursion_desired;
+    answer.metadata.recursion_available = true;
     let table = table.lock();
-    for q in query.queries() {
+    for q in &query.queries {
         answer.add_query(q.clone());
         match table.get(&fqdn(&q.name().to_ascii())) {
             None => {
-                answer.set_response_code(ResponseCode::NXDomain);
+                answer.metadata.response_code = ResponseCode::NXDomain;
             }
             Some(addresses) if q.query_type() == RecordType::A => {
                 for ip in addresses {

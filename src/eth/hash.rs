@@ -38,7 +38,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 /// The bytes of hex digits without a prefix (`None` for an odd length or a
 /// character that is not a hex digit).
 pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

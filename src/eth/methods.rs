@@ -7,9 +7,10 @@
 //! - its cost in compute units (methods without one cost the configured
 //!   `policy.default_cost`, and [`COST_GLOBS`] price whole families);
 //! - whether it is open to every caller by default (`open`);
-//! - whether it reads state at its block (`reads_state`, written with `s`
-//!   instead of `m`): a pruned node keeps only recent state, so the router
-//!   sends an old block's state reads only to nodes that still hold it;
+//! - whether it reads state at its block (`reads_state`, written
+//!   `.reads_state()` after the entry): a pruned node keeps only recent
+//!   state, so the router sends an old block's state reads only to nodes
+//!   that still hold it;
 //! - and, by being here at all, that it gets a metric label of its own
 //!   (anything else a caller invents is counted as `other`).
 //!
@@ -123,319 +124,165 @@ impl Method {
     }
 }
 
-const fn m(
-    name: &'static str,
-    block: BlockArg,
-    caching: Caching,
-    cost: Option<u32>,
-    open: bool,
-) -> Method {
+/// A method open to every caller by default (the `open` column).
+const fn open(name: &'static str, block: BlockArg, caching: Caching, cost: Option<u32>) -> Method {
     Method {
         name,
         block,
         caching,
         cost,
-        open,
+        open: true,
         reads_state: false,
     }
 }
 
-/// [`m`] for a method that reads state at its block argument.
-const fn s(
+/// A method known by name but closed by default: a client's rules must open it.
+const fn closed(
     name: &'static str,
     block: BlockArg,
     caching: Caching,
     cost: Option<u32>,
-    open: bool,
 ) -> Method {
     Method {
-        reads_state: true,
-        ..m(name, block, caching, cost, open)
+        open: false,
+        ..open(name, block, caching, cost)
+    }
+}
+
+impl Method {
+    /// The same method, marked as reading state at its block argument (the
+    /// `reads_state` column).
+    const fn reads_state(self) -> Method {
+        Method {
+            reads_state: true,
+            ..self
+        }
     }
 }
 
 use BlockArg as B;
 use Caching as C;
 
-/// Every method the gateway knows by name.
+/// Every method the gateway knows by name, one a line: a table kept aligned
+/// by hand, since rustfmt would spread the longer entries over seven lines.
+#[rustfmt::skip]
 pub const METHODS: &[Method] = &[
+    // constructor and name                            block argument    caching          cost
     // net_ and web3_
-    m("net_version", B::None, C::Constant, Some(1), true),
-    m("net_listening", B::None, C::Never, Some(1), true),
-    m("net_peerCount", B::None, C::Never, None, true),
-    m("web3_clientVersion", B::None, C::Never, Some(1), true),
-    m("web3_sha3", B::None, C::Never, None, true),
+    open("net_version",                                B::None,          C::Constant,     Some(1)),
+    open("net_listening",                              B::None,          C::Never,        Some(1)),
+    open("net_peerCount",                              B::None,          C::Never,        None),
+    open("web3_clientVersion",                         B::None,          C::Never,        Some(1)),
+    open("web3_sha3",                                  B::None,          C::Never,        None),
     // chain state
-    m("eth_chainId", B::None, C::Constant, Some(1), true),
-    m("eth_blockNumber", B::None, C::Never, Some(5), true),
-    m("eth_syncing", B::None, C::Never, Some(5), true),
-    m("eth_protocolVersion", B::None, C::Never, None, true),
-    m("eth_mining", B::None, C::Never, None, true),
-    m("eth_hashrate", B::None, C::Never, None, true),
-    m("eth_gasPrice", B::None, C::PerHead, Some(10), true),
-    m(
-        "eth_maxPriorityFeePerGas",
-        B::None,
-        C::PerHead,
-        Some(10),
-        true,
-    ),
-    m("eth_feeHistory", B::At(1), C::PerHead, Some(10), true),
-    m("eth_blobBaseFee", B::None, C::PerHead, Some(10), true),
+    open("eth_chainId",                                B::None,          C::Constant,     Some(1)),
+    open("eth_blockNumber",                            B::None,          C::Never,        Some(5)),
+    open("eth_syncing",                                B::None,          C::Never,        Some(5)),
+    open("eth_protocolVersion",                        B::None,          C::Never,        None),
+    open("eth_mining",                                 B::None,          C::Never,        None),
+    open("eth_hashrate",                               B::None,          C::Never,        None),
+    open("eth_gasPrice",                               B::None,          C::PerHead,      Some(10)),
+    open("eth_maxPriorityFeePerGas",                   B::None,          C::PerHead,      Some(10)),
+    open("eth_feeHistory",                             B::At(1),         C::PerHead,      Some(10)),
+    open("eth_blobBaseFee",                            B::None,          C::PerHead,      Some(10)),
     // EIP-7910: the current, next and last fork's parameters; they change at
     // a fork's activation time, so shared while in flight and never stored.
-    m("eth_config", B::None, C::Coalesce, Some(5), true),
+    open("eth_config",                                 B::None,          C::Coalesce,     Some(5)),
     // accounts and execution
-    s("eth_getBalance", B::At(1), C::StateAtBlock, Some(15), true),
-    s(
-        "eth_getTransactionCount",
-        B::At(1),
-        C::StateAtBlock,
-        Some(15),
-        true,
-    ),
-    s("eth_getCode", B::At(1), C::StateAtBlock, Some(15), true),
-    s(
-        "eth_getStorageAt",
-        B::At(2),
-        C::StateAtBlock,
-        Some(15),
-        true,
-    ),
+    open("eth_getBalance",                             B::At(1),         C::StateAtBlock, Some(15)).reads_state(),
+    open("eth_getTransactionCount",                    B::At(1),         C::StateAtBlock, Some(15)).reads_state(),
+    open("eth_getCode",                                B::At(1),         C::StateAtBlock, Some(15)).reads_state(),
+    open("eth_getStorageAt",                           B::At(2),         C::StateAtBlock, Some(15)).reads_state(),
     // Many slots of many accounts at one block: `[{address: [slot, ...]}, block]`.
-    s(
-        "eth_getStorageValues",
-        B::At(1),
-        C::StateAtBlock,
-        Some(50),
-        true,
-    ),
-    s("eth_getProof", B::At(2), C::Never, Some(50), true),
-    m("eth_getAccount", B::None, C::Never, None, true),
-    m("eth_getAccountInfo", B::None, C::Never, None, true),
-    s(
-        "eth_call",
-        B::AtOrLatest(1),
-        C::StateAtBlock,
-        Some(25),
-        true,
-    ),
-    m("eth_callMany", B::None, C::Never, Some(100), true),
-    s(
-        "eth_estimateGas",
-        B::AtOrLatest(1),
-        C::Coalesce,
-        Some(50),
-        true,
-    ),
-    s(
-        "eth_createAccessList",
-        B::AtOrLatest(1),
-        C::Never,
-        Some(50),
-        true,
-    ),
-    m("eth_simulateV1", B::None, C::Never, Some(100), true),
-    m("eth_fillTransaction", B::None, C::Never, None, true),
+    open("eth_getStorageValues",                       B::At(1),         C::StateAtBlock, Some(50)).reads_state(),
+    open("eth_getProof",                               B::At(2),         C::Never,        Some(50)).reads_state(),
+    open("eth_getAccount",                             B::None,          C::Never,        None),
+    open("eth_getAccountInfo",                         B::None,          C::Never,        None),
+    open("eth_call",                                   B::AtOrLatest(1), C::StateAtBlock, Some(25)).reads_state(),
+    open("eth_callMany",                               B::None,          C::Never,        Some(100)),
+    open("eth_estimateGas",                            B::AtOrLatest(1), C::Coalesce,     Some(50)).reads_state(),
+    open("eth_createAccessList",                       B::AtOrLatest(1), C::Never,        Some(50)).reads_state(),
+    open("eth_simulateV1",                             B::None,          C::Never,        Some(100)),
+    open("eth_fillTransaction",                        B::None,          C::Never,        None),
     // blocks
-    m("eth_getBlockByNumber", B::At(0), C::AtBlock, Some(15), true),
-    m(
-        "eth_getBlockByHash",
-        B::HashAt(0),
-        C::ByHash,
-        Some(15),
-        true,
-    ),
-    m("eth_getBlockReceipts", B::At(0), C::AtBlock, Some(75), true),
-    m(
-        "eth_getBlockTransactionCountByNumber",
-        B::At(0),
-        C::Never,
-        None,
-        true,
-    ),
-    m(
-        "eth_getBlockTransactionCountByHash",
-        B::HashAt(0),
-        C::ByHash,
-        None,
-        true,
-    ),
-    m(
-        "eth_getUncleByBlockHashAndIndex",
-        B::None,
-        C::Never,
-        None,
-        true,
-    ),
-    m(
-        "eth_getUncleByBlockNumberAndIndex",
-        B::At(0),
-        C::Never,
-        None,
-        true,
-    ),
-    m(
-        "eth_getUncleCountByBlockHash",
-        B::None,
-        C::Never,
-        None,
-        true,
-    ),
-    m(
-        "eth_getUncleCountByBlockNumber",
-        B::At(0),
-        C::Never,
-        None,
-        true,
-    ),
+    open("eth_getBlockByNumber",                       B::At(0),         C::AtBlock,      Some(15)),
+    open("eth_getBlockByHash",                         B::HashAt(0),     C::ByHash,       Some(15)),
+    open("eth_getBlockReceipts",                       B::At(0),         C::AtBlock,      Some(75)),
+    open("eth_getBlockTransactionCountByNumber",       B::At(0),         C::Never,        None),
+    open("eth_getBlockTransactionCountByHash",         B::HashAt(0),     C::ByHash,       None),
+    open("eth_getUncleByBlockHashAndIndex",            B::None,          C::Never,        None),
+    open("eth_getUncleByBlockNumberAndIndex",          B::At(0),         C::Never,        None),
+    open("eth_getUncleCountByBlockHash",               B::None,          C::Never,        None),
+    open("eth_getUncleCountByBlockNumber",             B::At(0),         C::Never,        None),
     // A header names its number and hash, like a block: checked and cached the same way.
-    m(
-        "eth_getHeaderByNumber",
-        B::At(0),
-        C::AtBlock,
-        Some(10),
-        true,
-    ),
-    m(
-        "eth_getHeaderByHash",
-        B::HashAt(0),
-        C::ByHash,
-        Some(10),
-        true,
-    ),
+    open("eth_getHeaderByNumber",                      B::At(0),         C::AtBlock,      Some(10)),
+    open("eth_getHeaderByHash",                        B::HashAt(0),     C::ByHash,       Some(10)),
     // EIP-7928's access list does not name its block, so the cache could not
     // check an answer against the block it asked for: never stored.
-    m("eth_getBlockAccessList", B::At(0), C::Never, Some(75), true),
+    open("eth_getBlockAccessList",                     B::At(0),         C::Never,        Some(75)),
     // transactions
-    m(
-        "eth_getTransactionByHash",
-        B::None,
-        C::Transaction,
-        Some(15),
-        true,
-    ),
-    m(
-        "eth_getTransactionByBlockHashAndIndex",
-        B::HashAt(0),
-        C::ByHash,
-        None,
-        true,
-    ),
-    m(
-        "eth_getTransactionByBlockNumberAndIndex",
-        B::At(0),
-        C::Never,
-        None,
-        true,
-    ),
-    m("eth_getRawTransactionByHash", B::None, C::Never, None, true),
-    m(
-        "eth_getRawTransactionByBlockHashAndIndex",
-        B::None,
-        C::Never,
-        None,
-        true,
-    ),
-    m(
-        "eth_getRawTransactionByBlockNumberAndIndex",
-        B::None,
-        C::Never,
-        None,
-        true,
-    ),
-    m(
-        "eth_getTransactionReceipt",
-        B::None,
-        C::Transaction,
-        Some(15),
-        true,
-    ),
-    m("eth_sendRawTransaction", B::None, C::Never, Some(100), true),
-    m(
-        "eth_sendRawTransactionSync",
-        B::None,
-        C::Never,
-        Some(100),
-        true,
-    ),
+    open("eth_getTransactionByHash",                   B::None,          C::Transaction,  Some(15)),
+    open("eth_getTransactionByBlockHashAndIndex",      B::HashAt(0),     C::ByHash,       None),
+    open("eth_getTransactionByBlockNumberAndIndex",    B::At(0),         C::Never,        None),
+    open("eth_getRawTransactionByHash",                B::None,          C::Never,        None),
+    open("eth_getRawTransactionByBlockHashAndIndex",   B::None,          C::Never,        None),
+    open("eth_getRawTransactionByBlockNumberAndIndex", B::None,          C::Never,        None),
+    open("eth_getTransactionReceipt",                  B::None,          C::Transaction,  Some(15)),
+    open("eth_sendRawTransaction",                     B::None,          C::Never,        Some(100)),
+    open("eth_sendRawTransactionSync",                 B::None,          C::Never,        Some(100)),
     // logs, filters, subscriptions
-    m("eth_getLogs", B::LogFilter, C::LogRange, Some(75), true),
-    m("eth_newFilter", B::None, C::Never, Some(20), true),
-    m("eth_newBlockFilter", B::None, C::Never, Some(20), true),
-    m(
-        "eth_newPendingTransactionFilter",
-        B::None,
-        C::Never,
-        None,
-        true,
-    ),
-    m("eth_getFilterChanges", B::None, C::Never, Some(20), true),
-    m("eth_getFilterLogs", B::None, C::Never, Some(75), true),
-    m("eth_uninstallFilter", B::None, C::Never, Some(10), true),
-    m("eth_subscribe", B::None, C::Never, None, true),
-    m("eth_unsubscribe", B::None, C::Never, None, true),
+    open("eth_getLogs",                                B::LogFilter,     C::LogRange,     Some(75)),
+    open("eth_newFilter",                              B::None,          C::Never,        Some(20)),
+    open("eth_newBlockFilter",                         B::None,          C::Never,        Some(20)),
+    open("eth_newPendingTransactionFilter",            B::None,          C::Never,        None),
+    open("eth_getFilterChanges",                       B::None,          C::Never,        Some(20)),
+    open("eth_getFilterLogs",                          B::None,          C::Never,        Some(75)),
+    open("eth_uninstallFilter",                        B::None,          C::Never,        Some(10)),
+    open("eth_subscribe",                              B::None,          C::Never,        None),
+    open("eth_unsubscribe",                            B::None,          C::Never,        None),
     // Known, but closed by default: they act with the node's keys, inspect
     // or steer the node, or re-execute blocks.
-    m("eth_accounts", B::None, C::Never, None, false),
-    m("eth_sign", B::None, C::Never, None, false),
-    m("eth_signTransaction", B::None, C::Never, None, false),
-    m("eth_signTypedData_v4", B::None, C::Never, None, false),
-    m("eth_sendTransaction", B::None, C::Never, None, false),
-    m("eth_coinbase", B::None, C::Never, None, false),
-    m("eth_getWork", B::None, C::Never, None, false),
-    m("eth_submitWork", B::None, C::Never, None, false),
-    m("eth_submitHashrate", B::None, C::Never, None, false),
+    closed("eth_accounts",                             B::None,          C::Never,        None),
+    closed("eth_sign",                                 B::None,          C::Never,        None),
+    closed("eth_signTransaction",                      B::None,          C::Never,        None),
+    closed("eth_signTypedData_v4",                     B::None,          C::Never,        None),
+    closed("eth_sendTransaction",                      B::None,          C::Never,        None),
+    closed("eth_coinbase",                             B::None,          C::Never,        None),
+    closed("eth_getWork",                              B::None,          C::Never,        None),
+    closed("eth_submitWork",                           B::None,          C::Never,        None),
+    closed("eth_submitHashrate",                       B::None,          C::Never,        None),
     // Private order flow, a relay's API (bundles, private transactions):
     // for trusted clients, sent through a route (see `router::routes`).
-    m("eth_sendBundle", B::None, C::Never, Some(100), false),
-    m(
-        "eth_sendPrivateTransaction",
-        B::None,
-        C::Never,
-        Some(100),
-        false,
-    ),
-    m(
-        "eth_cancelPrivateTransaction",
-        B::None,
-        C::Never,
-        Some(100),
-        false,
-    ),
+    closed("eth_sendBundle",                           B::None,          C::Never,        Some(100)),
+    closed("eth_sendPrivateTransaction",               B::None,          C::Never,        Some(100)),
+    closed("eth_cancelPrivateTransaction",             B::None,          C::Never,        Some(100)),
     // One node's own retention and head: behind a fleet it would describe
     // whichever backend answered, not what the gateway can serve.
-    m("eth_capabilities", B::None, C::Never, None, false),
-    m("debug_traceTransaction", B::None, C::Never, None, false),
-    m("debug_traceCall", B::None, C::Never, None, false),
-    m("debug_traceBlockByNumber", B::None, C::Never, None, false),
-    m("debug_traceBlockByHash", B::None, C::Never, None, false),
-    m("debug_getRawTransaction", B::None, C::Never, None, false),
-    m("trace_block", B::None, C::Never, None, false),
-    m("trace_transaction", B::None, C::Never, None, false),
-    m("trace_call", B::None, C::Never, None, false),
-    m("trace_filter", B::None, C::Never, None, false),
-    m("trace_replayTransaction", B::None, C::Never, None, false),
-    m(
-        "trace_replayBlockTransactions",
-        B::None,
-        C::Never,
-        None,
-        false,
-    ),
-    m("txpool_content", B::None, C::Never, None, false),
-    m("txpool_status", B::None, C::Never, None, false),
-    m("txpool_inspect", B::None, C::Never, None, false),
-    m("admin_peers", B::None, C::Never, None, false),
-    m("admin_nodeInfo", B::None, C::Never, None, false),
-    m("admin_addPeer", B::None, C::Never, None, false),
-    m("personal_sign", B::None, C::Never, None, false),
-    m("personal_unlockAccount", B::None, C::Never, None, false),
-    m("miner_start", B::None, C::Never, None, false),
-    m("miner_stop", B::None, C::Never, None, false),
-    m("engine_forkchoiceUpdatedV3", B::None, C::Never, None, false),
-    m("engine_newPayloadV3", B::None, C::Never, None, false),
-    m("engine_getPayloadV3", B::None, C::Never, None, false),
+    closed("eth_capabilities",                         B::None,          C::Never,        None),
+    closed("debug_traceTransaction",                   B::None,          C::Never,        None),
+    closed("debug_traceCall",                          B::None,          C::Never,        None),
+    closed("debug_traceBlockByNumber",                 B::None,          C::Never,        None),
+    closed("debug_traceBlockByHash",                   B::None,          C::Never,        None),
+    closed("debug_getRawTransaction",                  B::None,          C::Never,        None),
+    closed("trace_block",                              B::None,          C::Never,        None),
+    closed("trace_transaction",                        B::None,          C::Never,        None),
+    closed("trace_call",                               B::None,          C::Never,        None),
+    closed("trace_filter",                             B::None,          C::Never,        None),
+    closed("trace_replayTransaction",                  B::None,          C::Never,        None),
+    closed("trace_replayBlockTransactions",            B::None,          C::Never,        None),
+    closed("txpool_content",                           B::None,          C::Never,        None),
+    closed("txpool_status",                            B::None,          C::Never,        None),
+    closed("txpool_inspect",                           B::None,          C::Never,        None),
+    closed("admin_peers",                              B::None,          C::Never,        None),
+    closed("admin_nodeInfo",                           B::None,          C::Never,        None),
+    closed("admin_addPeer",                            B::None,          C::Never,        None),
+    closed("personal_sign",                            B::None,          C::Never,        None),
+    closed("personal_unlockAccount",                   B::None,          C::Never,        None),
+    closed("miner_start",                              B::None,          C::Never,        None),
+    closed("miner_stop",                               B::None,          C::Never,        None),
+    closed("engine_forkchoiceUpdatedV3",               B::None,          C::Never,        None),
+    closed("engine_newPayloadV3",                      B::None,          C::Never,        None),
+    closed("engine_getPayloadV3",                      B::None,          C::Never,        None),
 ];
 
 /// Methods of the execution-apis spec's `eth` namespace (`src/eth/*.yaml`)

@@ -19,9 +19,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
-use hickory_resolver::name_server::TokioConnectionProvider;
-use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::{Resolver, TokioResolver};
 
 use crate::config::{DiscoverConfig, UpstreamConfig};
@@ -90,9 +89,12 @@ pub fn upstreams(group: &DiscoverConfig, addresses: &BTreeSet<IpAddr>) -> Vec<Up
 fn resolver(group: &DiscoverConfig) -> Result<TokioResolver, String> {
     let mut builder = match group.resolver {
         Some(addr) => {
-            let mut config = ResolverConfig::new();
-            config.add_name_server(NameServerConfig::new(addr, Protocol::Udp));
-            Resolver::builder_with_config(config, TokioConnectionProvider::default())
+            // The name server may listen on any port (a test's, a sidecar's).
+            let mut udp = ConnectionConfig::udp();
+            udp.port = addr.port();
+            let server = NameServerConfig::new(addr.ip(), true, vec![udp]);
+            let config = ResolverConfig::from_name_servers(vec![server]);
+            Resolver::builder_with_config(config, TokioRuntimeProvider::default())
         }
         None => Resolver::builder_tokio().map_err(|e| e.to_string())?,
     };
@@ -102,5 +104,5 @@ fn resolver(group: &DiscoverConfig) -> Result<TokioResolver, String> {
     opts.use_hosts_file = ResolveHosts::Never;
     opts.timeout = Duration::from_secs(2);
     opts.attempts = 2;
-    Ok(builder.build())
+    builder.build().map_err(|e| e.to_string())
 }

@@ -208,7 +208,7 @@ async fn the_tls_listener_speaks_h2_and_http1_and_wss_and_follows_a_rotated_cert
         clients.push(tokio::spawn(async move {
             let mut round = 0usize;
             while !stop.load(Ordering::Relaxed) {
-                let alpn: &[&[u8]] = if round % 2 == 0 {
+                let alpn: &[&[u8]] = if round.is_multiple_of(2) {
                     &[b"h2", b"http/1.1"]
                 } else {
                     &[b"http/1.1"]
