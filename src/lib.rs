@@ -40,7 +40,7 @@
 //! upstream       backend clients, head tracking, latency, the network view, DNS discovery
 //! jsonrpc        the envelope: parsing, error objects, answers built from raw parts
 //! memory         the process's byte budgets: answers and request bodies in flight
-//! metrics        the Prometheus registry and every metric name
+//! metrics        one gateway's registry handle, the registration helpers, families and label enums
 //! logs           tracing to stderr, human or JSON, level reloadable
 //! config         the YAML schema, validation with key paths, defaults
 //! eth            quantities, hashes, block references, the method table, block pinning

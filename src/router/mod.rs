@@ -35,8 +35,6 @@ pub mod ryw;
 pub mod select;
 mod sendtx;
 
-pub use routes::ROUTE_OUTCOMES;
-
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -46,6 +44,7 @@ use futures_util::stream::FuturesUnordered;
 use self::batch::Batcher;
 use crate::config::NetworkConfig;
 use crate::eth::quantity::quoted_quantity;
+use crate::metrics::RouteSeries;
 use crate::upstream::{BackendView, NetworkView, Origin, Reply, UpstreamError, Upstreams};
 use hedge::{Hedging, Leg, Next};
 
@@ -70,6 +69,8 @@ pub struct Target<'a> {
     pub upstreams: &'a Upstreams,
     /// Its hedging rules (built from `config.hedge`).
     pub hedging: &'a Hedging,
+    /// The counters of its method routes, by position in `config.routes`.
+    pub routed: &'a RouteSeries,
 }
 
 /// The answer to a call the gateway knows without asking a backend:

@@ -94,6 +94,7 @@ pub(super) async fn answer_message(
 ) -> Answered {
     let answered = panics::guarded(
         Stage::Message,
+        &network.metrics,
         // Boxed here, and each call's pipeline below: a future held inline
         // is copied whole whenever its parent moves (hyper moves the
         // request's future into place), and these are the large ones.
@@ -460,6 +461,7 @@ impl Ctx<'_> {
         let started = Instant::now();
         let routed = panics::guarded(
             Stage::Call,
+            &self.network.metrics,
             Box::pin(pipeline::run(
                 self.network,
                 self.view,
