@@ -12,8 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::cache::Cache;
 use crate::config::{NetworkConfig, RedisConfig};
-use crate::filters::FilterSeries;
-use crate::filters::Filters;
+use crate::filters::{FilterSeries, Filters};
 use crate::metrics::{Metrics, NetworkSeries, RouteSeries};
 use crate::router::hedge::Hedging;
 use crate::router::ryw::RecentSends;

@@ -252,6 +252,14 @@ fn is_address(s: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The `rpcgate_filters_created_total` series are indexed by `kind as usize`.
+    #[test]
+    fn kinds_are_listed_in_declaration_order() {
+        for (i, k) in KindName::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i, "{k:?}");
+        }
+    }
+
     #[test]
     fn ids_are_hex_quantities_and_parse_back() {
         let id = new_id();

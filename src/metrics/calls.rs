@@ -213,11 +213,4 @@ mod tests {
         assert_eq!(histogram.get_sample_count(), 3);
         assert!(!metrics.render().contains("eth_madeUp"));
     }
-
-    #[test]
-    fn outcomes_index_their_series_in_order() {
-        for (i, o) in Outcome::ALL.iter().enumerate() {
-            assert_eq!(*o as usize, i);
-        }
-    }
 }

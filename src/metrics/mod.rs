@@ -225,6 +225,30 @@ mod tests {
         assert!(text.contains("rpcgate_policy_redis_fallbacks_total"));
     }
 
+    /// Series arrays are indexed by `value as usize`: each `ALL` must list
+    /// its values in declaration order.
+    #[test]
+    fn label_lists_are_in_declaration_order() {
+        fn check<L: Label + std::fmt::Debug>(index: fn(L) -> usize) {
+            for (i, v) in L::ALL.iter().enumerate() {
+                assert_eq!(index(*v), i, "{v:?} out of place in ALL");
+            }
+        }
+        check::<Outcome>(|v| v as usize);
+        check::<UpstreamOutcome>(|v| v as usize);
+        check::<PanicStage>(|v| v as usize);
+        check::<TlsReload>(|v| v as usize);
+        check::<DecodeOutcome>(|v| v as usize);
+        check::<FilterRefusal>(|v| v as usize);
+        check::<WsLimit>(|v| v as usize);
+        check::<HedgeOutcome>(|v| v as usize);
+        check::<RywRead>(|v| v as usize);
+        check::<EvictionReason>(|v| v as usize);
+        check::<RouteOutcome>(|v| v as usize);
+        check::<state::CacheEvent>(|v| v as usize);
+        check::<state::ReloadResult>(|v| v as usize);
+    }
+
     #[test]
     fn two_handles_count_apart() {
         let (a, b) = (Metrics::new(), Metrics::new());

@@ -198,6 +198,14 @@ fn hex_word(s: &str, bytes: usize) -> Result<String, SubscriptionError> {
 mod tests {
     use super::*;
 
+    /// The hub gauges are indexed by `kind as usize`.
+    #[test]
+    fn kinds_are_listed_in_declaration_order() {
+        for (i, k) in Kind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i, "{k:?}");
+        }
+    }
+
     fn topic(params: &str) -> Result<Topic, SubscriptionError> {
         let raw = RawValue::from_string(params.to_string()).unwrap();
         parse(Some(&raw))
