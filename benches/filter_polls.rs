@@ -28,8 +28,8 @@ const FILTERS: usize = 1000;
 const POLLS: usize = 4000;
 const CONCURRENCY: usize = 16;
 
-fn upstream_calls() -> u64 {
-    rpcgate::metrics::metrics()
+fn upstream_calls(metrics: &rpcgate::metrics::Metrics) -> u64 {
+    metrics
         .render()
         .lines()
         .filter(|l| l.starts_with("rpcgate_upstream_requests_total{"))
@@ -98,6 +98,7 @@ async fn run() {
     let config = Config::from_yaml(&yaml).unwrap();
     let server = Server::bind(&config).await.unwrap();
     let url = format!("http://{}", server.local_addr());
+    let metrics = server.gateway().metrics().clone();
     tokio::spawn(server.run(std::future::pending(), Duration::from_secs(1)));
     let deadline = Instant::now() + Duration::from_secs(20);
     while call(&url, "eth_blockNumber", json!([])).await["result"] != json!(format!("{top:#x}")) {
@@ -114,12 +115,12 @@ async fn run() {
     let per_filter = rss_bytes().saturating_sub(rss0) as f64 / (2 * FILTERS + extra.len()) as f64;
 
     let base = rate(&url, "eth_blockNumber", &[]).await;
-    let before = upstream_calls();
+    let before = upstream_calls(&metrics);
     let block_rate = rate(&url, "eth_getFilterChanges", &blocks).await;
-    let block_calls = upstream_calls() - before;
-    let before = upstream_calls();
+    let block_calls = upstream_calls(&metrics) - before;
+    let before = upstream_calls(&metrics);
     let idle_log_rate = rate(&url, "eth_getFilterChanges", &logs).await;
-    let idle_log_calls = upstream_calls() - before;
+    let idle_log_calls = upstream_calls(&metrics) - before;
     // One new block (with a log), then each log filter polled once.
     fleet.deploy("0x602a60006000a1", 100_000).await.unwrap();
     let top = fleet.mine().await.unwrap();
@@ -127,12 +128,12 @@ async fn run() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = upstream_calls();
+    let before = upstream_calls(&metrics);
     for id in &logs {
         let r = call(&url, "eth_getFilterChanges", json!([id])).await;
         assert_eq!(r["result"].as_array().map(Vec::len), Some(1), "{r}");
     }
-    let new_block_calls = upstream_calls() - before;
+    let new_block_calls = upstream_calls(&metrics) - before;
 
     println!("filter polls, 1 gateway, 3 anvil replicas, {FILTERS} block + {FILTERS} log filters live, {CONCURRENCY} concurrent clients");
     println!("  baseline eth_blockNumber (local answer): {base:.0} calls/s");

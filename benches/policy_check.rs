@@ -53,7 +53,12 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let _guard = runtime.enter();
     let config = config();
-    let policy = ClientPolicy::new(&config.policy, None).unwrap();
+    let policy = ClientPolicy::new(
+        &config.policy,
+        None,
+        &rpcgate::metrics::Metrics::new().policy,
+    )
+    .unwrap();
     let peer: IpAddr = "192.0.2.1".parse().unwrap();
     let mut with_key = HeaderMap::new();
     with_key.insert("x-api-key", HeaderValue::from_static(KEY));

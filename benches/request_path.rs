@@ -99,7 +99,12 @@ fn cache_hit(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let policy = ClientPolicy::new(&PolicyConfig::default(), None).unwrap();
+    let policy = ClientPolicy::new(
+        &PolicyConfig::default(),
+        None,
+        &rpcgate::metrics::Metrics::new().policy,
+    )
+    .unwrap();
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,

@@ -34,7 +34,14 @@ fn network(n: usize) -> NetworkView {
                 state_history: None,
                 tls: None,
             };
-            let b = Backend::new("bench", &cfg, client.clone(), 1 << 20, 3);
+            let b = Backend::new(
+                "bench",
+                &cfg,
+                client.clone(),
+                1 << 20,
+                3,
+                &rpcgate::metrics::Metrics::new(),
+            );
             b.load
                 .observe(Duration::from_micros(1000 + 1000 * (i as u64 % 4)));
             let number = 100 - (i as u64 % 2);

@@ -43,9 +43,9 @@
 //! filters        eth_newFilter and kin answered by the gateway, in memory or in Redis
 //! policy         API keys, client IPs, method rules, compute-unit costs, rate limits
 //! cache          cache rules, keys, the byte-bounded store, in-flight coalescing, eviction on reorg
-//! router         backend choice (P2C over Peak-EWMA), retries, hedging, write sends, read-your-writes
+//! router         backend choice (P2C over Peak-EWMA), retries, hedging, transaction submission, read-your-writes
 //! upstream       backend clients, head tracking, the canonical chain, latency, the network view, discovery
-//! metrics        the Prometheus registry and every metric name
+//! metrics        one gateway's registry handle, the registration helpers, families and label enums
 //! logs           tracing to stderr, human or JSON, level reloadable
 //! config         the YAML schema, validation with key paths, defaults
 //! eth            quantities, hashes, block references, the method table, block pinning

@@ -12,8 +12,8 @@ use tokio::task::JoinHandle;
 
 use crate::cache::Cache;
 use crate::config::{NetworkConfig, RedisConfig};
-use crate::filters::Filters;
-use crate::metrics::NetworkSeries;
+use crate::filters::{FilterSeries, Filters};
+use crate::metrics::{Metrics, NetworkSeries, RouteSeries};
 use crate::router::hedge::Hedging;
 use crate::router::ryw::RecentSends;
 use crate::router::{RouteError, Target};
@@ -27,6 +27,11 @@ pub struct Network {
     pub series: NetworkSeries,
     /// Its hedging rules and counters (`hedge:`), resolved once.
     pub hedging: Hedging,
+    /// The counters of its method routes (`routes:`), resolved once.
+    pub routed: RouteSeries,
+    /// The gateway's metrics, for what is counted per gateway rather than
+    /// per network (panics caught while answering).
+    pub metrics: Metrics,
     pub upstreams: Upstreams,
     /// `None` when the network's cache is disabled.
     pub cache: Option<Arc<Cache<RouteError>>>,
@@ -45,29 +50,26 @@ impl Network {
         config: NetworkConfig,
         client: &HttpClient,
         redis: Option<&RedisConfig>,
+        metrics: &Metrics,
     ) -> Network {
-        Network::start_after(config, client, redis, None)
+        Network::start_after(config, client, redis, metrics, None)
     }
 
     /// Like [`Network::start`], taking over from `previous` (the same network
     /// under the old config): unchanged backends keep their trackers, and the
-    /// served head continues from where it was.
+    /// served head continues from where it was. Its counters go to `metrics`.
     pub fn start_after(
         config: NetworkConfig,
         client: &HttpClient,
         redis: Option<&RedisConfig>,
+        metrics: &Metrics,
         previous: Option<&Network>,
     ) -> Network {
-        crate::metrics::metrics().network_started(&config.name);
-        for route in &config.routes {
-            for outcome in crate::router::ROUTE_OUTCOMES {
-                let labels = [config.name.as_str(), route.name.as_str(), outcome];
-                crate::metrics::metrics()
-                    .routed_calls
-                    .with_label_values(&labels);
-            }
-        }
-        let upstreams = Upstreams::start(&config, client, previous.map(|p| &p.upstreams));
+        metrics.network_started(&config.name);
+        let filter_series = FilterSeries::resolve(&metrics.filters, &config.name);
+        let routes = config.routes.iter().map(|r| r.name.as_str());
+        let routed = metrics.routes.series(&config.name, routes);
+        let upstreams = Upstreams::start(&config, client, metrics, previous.map(|p| &p.upstreams));
         // A reconfigured network starts with an empty cache: its entries are
         // bound to this network's view and reorg loop.
         let mut cache_tasks = Vec::new();
@@ -107,6 +109,7 @@ impl Network {
                 redis,
                 chain,
                 previous.and_then(|p| p.filters.as_ref()),
+                filter_series,
             )
         });
         // Sends stay remembered over a reload that keeps their settings.
@@ -115,12 +118,15 @@ impl Network {
                 .filter(|p| p.config.read_your_writes == config.read_your_writes)
                 .and_then(|p| p.recent_sends.clone())
                 .unwrap_or_else(|| {
-                    Arc::new(RecentSends::new(&config.name, &config.read_your_writes))
+                    let series = metrics.read_your_writes.series(&config.name);
+                    Arc::new(RecentSends::new(series, &config.read_your_writes))
                 })
         });
         Network {
-            series: NetworkSeries::new(&config.name),
-            hedging: Hedging::new(&config),
+            series: metrics.calls.network(&config.name),
+            hedging: Hedging::new(&config, &metrics.hedges),
+            routed,
+            metrics: metrics.clone(),
             config,
             upstreams,
             cache,
@@ -141,6 +147,7 @@ impl Network {
             config: &self.config,
             upstreams: &self.upstreams,
             hedging: &self.hedging,
+            routed: &self.routed,
         }
     }
 }

@@ -61,6 +61,7 @@ use self::redis::RedisStore;
 use crate::config::{CacheConfig, RedisConfig};
 use crate::eth::{Hash, Method, Pinned};
 use crate::jsonrpc::Reply;
+use crate::metrics::state::CacheEvent;
 use crate::upstream::chain::{self, Canon};
 use crate::upstream::NetworkView;
 use coalesce::{Flights, Joined};
@@ -115,16 +116,16 @@ impl<T> Counts<T> {
 impl Counts<u64> {
     /// The exported counters with their `event` label of
     /// `rpcgate_cache_events_total`.
-    pub fn events(&self) -> [(&'static str, u64); 8] {
+    pub fn events(&self) -> [(CacheEvent, u64); 8] {
         [
-            ("hit", self.hits),
-            ("miss", self.misses),
-            ("coalesced", self.coalesced),
-            ("stored", self.stored),
-            ("shared_hit", self.shared_hits),
-            ("shared_key_too_long", self.shared_key_too_long),
-            ("evicted_by_reorg", self.evicted_by_reorg),
-            ("evicted_by_size", self.evicted_by_size),
+            (CacheEvent::Hit, self.hits),
+            (CacheEvent::Miss, self.misses),
+            (CacheEvent::Coalesced, self.coalesced),
+            (CacheEvent::Stored, self.stored),
+            (CacheEvent::SharedHit, self.shared_hits),
+            (CacheEvent::SharedKeyTooLong, self.shared_key_too_long),
+            (CacheEvent::EvictedByReorg, self.evicted_by_reorg),
+            (CacheEvent::EvictedBySize, self.evicted_by_size),
         ]
     }
 }

@@ -111,7 +111,12 @@ pub(super) async fn answer_message(
     // Boxed here, and each call's pipeline below: a future held inline is
     // copied whole whenever its parent moves (hyper moves the request's
     // future into place), and these are the large ones.
-    let answered = panics::guarded(Stage::Message, Box::pin(ctx.answer_calls(body))).await;
+    let answered = panics::guarded(
+        Stage::Message,
+        &network.metrics,
+        Box::pin(ctx.answer_calls(body)),
+    )
+    .await;
     match answered {
         Ok(answered) => Answered {
             subscribed: subscribed.into_inner(),
@@ -328,6 +333,7 @@ impl Ctx<'_> {
         let started = Instant::now();
         let routed = panics::guarded(
             Stage::Call,
+            &self.network.metrics,
             Box::pin(pipeline::run(
                 self.network,
                 self.view,

@@ -29,37 +29,25 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 
-use crate::metrics::metrics;
+use crate::metrics::Metrics;
 
-/// Where a panic was caught.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// In one call's pipeline: answered with the call's id.
-    Call,
-    /// While a message was admitted or assembled: answered as a whole.
-    Message,
-}
-
-impl Stage {
-    /// The metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Stage::Call => "call",
-            Stage::Message => "message",
-        }
-    }
-}
+/// Where a panic was caught (also its metric label).
+pub use crate::metrics::PanicStage as Stage;
 
 /// A panic that was caught, with its message when it had one.
 #[derive(Debug)]
 pub(super) struct Panicked(pub String);
 
-/// Runs `work`; a panic in it is counted and returned as [`Panicked`].
-pub(super) async fn guarded<F: Future>(stage: Stage, work: F) -> Result<F::Output, Panicked> {
+/// Runs `work`; a panic in it is counted in `metrics` and returned as [`Panicked`].
+pub(super) async fn guarded<F: Future>(
+    stage: Stage,
+    metrics: &Metrics,
+    work: F,
+) -> Result<F::Output, Panicked> {
     match AssertUnwindSafe(work).catch_unwind().await {
         Ok(output) => Ok(output),
         Err(payload) => {
-            metrics().panics.with_label_values(&[stage.label()]).inc();
+            metrics.listener.panics(stage).inc();
             Err(Panicked(message_of(payload.as_ref())))
         }
     }

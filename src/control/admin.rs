@@ -7,10 +7,10 @@
 //!   gateway is not shutting down; 503 with the reasons otherwise.
 //! - `/status`: JSON, per network and backend: head, lag, latency estimate,
 //!   in-flight requests, eligibility and the reason when not eligible.
-//! - `/metrics`: Prometheus text. Counters come from the registry in
-//!   [`crate::metrics`]; the state of backends, heads, caches and reloads is
-//!   read from the current snapshots at scrape time, so the request path
-//!   pays nothing for it.
+//! - `/metrics`: Prometheus text, the gateway's registry ([`crate::metrics`])
+//!   through one encoder. The state of backends, heads, caches and reloads
+//!   is in it too: a collector registered here reads the current snapshots
+//!   at scrape time, so the request path pays nothing for it.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -27,7 +27,8 @@ use tokio::net::TcpListener;
 
 use super::Gateway;
 use crate::config::Tier;
-use crate::metrics::state::{self, StateMetric};
+use crate::metrics::state::{self, ReloadResult, Scrape};
+use crate::metrics::Label;
 
 /// Serves the admin endpoints until the task is aborted.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
@@ -83,8 +84,7 @@ fn route(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             r
         }
         "/metrics" => {
-            let mut body = crate::metrics::metrics().render();
-            body.push_str(&state_metrics(gateway));
+            let body = gateway.metrics().render();
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -164,21 +164,31 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     r
 }
 
-/// Gauges and counters read from the gateway's snapshots, in the text format.
-fn state_metrics(gateway: &Gateway) -> String {
+/// Registers the gateway's state families in its registry: read from the
+/// current snapshots at each scrape. The reader holds the gateway weakly (the
+/// gateway holds the registry), so a dropped gateway reads as nothing.
+pub(super) fn register_state(gateway: &Arc<Gateway>) {
+    let weak = Arc::downgrade(gateway);
+    gateway
+        .metrics()
+        .register_state(Arc::new(move |out: &mut Scrape| {
+            if let Some(gateway) = weak.upgrade() {
+                read_state(&gateway, out);
+            }
+        }));
+}
+
+/// Gauges and counters read from the gateway's snapshots.
+fn read_state(gateway: &Gateway, out: &mut Scrape) {
     let routes = gateway.table();
     let mut names: Vec<&String> = routes.networks.keys().collect();
     names.sort();
-    let mut out = Exposition::default();
     for name in &names {
         let net = &routes.networks[*name];
         let view = net.view();
         let best = view.best_head.unwrap_or(0);
         for b in &view.backends {
-            let labels = [
-                ("network", name.as_str()),
-                ("backend", b.backend.name.as_str()),
-            ];
+            let labels = [name.as_str(), b.backend.name.as_str()];
             if let Some(h) = b.state.latest.as_ref().map(|l| l.number) {
                 out.sample(&state::BACKEND_HEAD, &labels, h as f64);
                 let lag = best.saturating_sub(h) as f64;
@@ -196,7 +206,7 @@ fn state_metrics(gateway: &Gateway) -> String {
             let missing = b.backend.missing_state_answers() as f64;
             out.sample(&state::BACKEND_MISSING_STATE_TOTAL, &labels, missing);
         }
-        let labels = [("network", name.as_str())];
+        let labels = [name.as_str()];
         if let Some(h) = view.served_head {
             out.sample(&state::SERVED_HEAD, &labels, h as f64);
         }
@@ -209,28 +219,27 @@ fn state_metrics(gateway: &Gateway) -> String {
         out.sample(&state::FALLBACK_SERVING, &labels, fallback);
         if let Some(cache) = &net.cache {
             for (event, n) in cache.counts().events() {
-                let labels = [("network", name.as_str()), ("event", event)];
+                let labels = [name.as_str(), event.label()];
                 out.sample(&state::CACHE_EVENTS_TOTAL, &labels, n as f64);
             }
-            let labels = [("network", name.as_str())];
             let (bytes, entries) = cache.size_now();
             out.sample(&state::CACHE_BYTES, &labels, bytes as f64);
             out.sample(&state::CACHE_MAX_BYTES, &labels, cache.max_bytes() as f64);
             out.sample(&state::CACHE_ENTRIES, &labels, entries as f64);
         }
     }
-    let reloads = [
-        ("applied", &gateway.reloads.applied),
-        ("refused", &gateway.reloads.refused),
-    ];
-    for (result, n) in reloads {
+    for &result in ReloadResult::ALL {
+        let n = match result {
+            ReloadResult::Applied => &gateway.reloads.applied,
+            ReloadResult::Refused => &gateway.reloads.refused,
+        };
         let n = n.load(std::sync::atomic::Ordering::Relaxed) as f64;
-        out.sample(&state::RELOADS_TOTAL, &[("result", result)], n);
+        out.sample(&state::RELOADS_TOTAL, &[result.label()], n);
     }
     let suppressed = crate::logs::refusals_suppressed() as f64;
     out.sample(&state::LOG_REFUSALS_SUPPRESSED_TOTAL, &[], suppressed);
     for budget in [crate::memory::answers(), crate::memory::requests()] {
-        let labels = [("kind", budget.kind())];
+        let labels = [budget.kind()];
         out.sample(&state::MEMORY_INFLIGHT_BYTES, &labels, budget.used() as f64);
         out.sample(&state::MEMORY_BUDGET_BYTES, &labels, budget.limit() as f64);
         let refused = budget.refusals() as f64;
@@ -238,51 +247,4 @@ fn state_metrics(gateway: &Gateway) -> String {
     }
     let ready = f64::from(u8::from(gateway.not_ready().is_empty()));
     out.sample(&state::READY, &[], ready);
-    out.finish()
-}
-
-/// A small writer of the Prometheus text format: samples grouped by name
-/// (a family must be contiguous), HELP and TYPE once each, label values
-/// escaped.
-#[derive(Default)]
-struct Exposition {
-    families: Vec<(&'static str, String)>,
-}
-
-impl Exposition {
-    fn sample(&mut self, metric: &StateMetric, labels: &[(&str, &str)], value: f64) {
-        use std::fmt::Write;
-        let StateMetric { name, kind, help } = *metric;
-        let at = match self.families.iter().position(|(n, _)| *n == name) {
-            Some(i) => i,
-            None => {
-                self.families.push((
-                    name,
-                    format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"),
-                ));
-                self.families.len() - 1
-            }
-        };
-        let text = &mut self.families[at].1;
-        text.push_str(name);
-        if !labels.is_empty() {
-            text.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    text.push(',');
-                }
-                let v = v
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n");
-                let _ = write!(text, "{k}=\"{v}\"");
-            }
-            text.push('}');
-        }
-        let _ = writeln!(text, " {value}");
-    }
-
-    fn finish(self) -> String {
-        self.families.into_iter().map(|(_, text)| text).collect()
-    }
 }

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use crate::config::{
     Config, DiscoverConfig, NetworkConfig, PolicyConfig, RedisConfig, ServerLimits, UpstreamConfig,
 };
+use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::policy::ClientPolicy;
 use crate::subscriptions::{Hubs, NetworkSource};
@@ -76,6 +77,7 @@ impl NetworkTable {
         client: &HttpClient,
         old: Option<&NetworkTable>,
         discovered: &Discovered,
+        metrics: &Metrics,
     ) -> Result<NetworkTable, StartError> {
         // The policy keeps its limiter state (budgets spent, connections
         // open) across a reload that does not change it.
@@ -83,7 +85,8 @@ impl NetworkTable {
         let policy = match old {
             Some(o) if o.policy_source == policy_source => o.policy.clone(),
             _ => {
-                let policy = Arc::new(ClientPolicy::new(&config.policy, config.redis.as_ref())?);
+                let redis = config.redis.as_ref();
+                let policy = Arc::new(ClientPolicy::new(&config.policy, redis, &metrics.policy)?);
                 forget_idle_clients(Arc::downgrade(&policy));
                 policy
             }
@@ -95,12 +98,16 @@ impl NetworkTable {
             let previous = old.and_then(|o| o.networks.get(&net.name));
             let network = match previous {
                 Some(p) if p.config == *net => p.clone(),
-                _ => Arc::new(Network::start_after(
-                    net.clone(),
-                    client,
-                    config.redis.as_ref(),
-                    previous.map(|p| &**p),
-                )),
+                _ => {
+                    crate::subscriptions::network_started(metrics, &net.name);
+                    Arc::new(Network::start_after(
+                        net.clone(),
+                        client,
+                        config.redis.as_ref(),
+                        metrics,
+                        previous.map(|p| &**p),
+                    ))
+                }
             };
             if net.default {
                 default = Some(network.clone());
@@ -162,6 +169,8 @@ pub struct Gateway {
     routes: ArcSwap<NetworkTable>,
     control: Mutex<Control>,
     client: HttpClient,
+    /// Its registry: every component of it counts here, and `/metrics` reads it.
+    metrics: Metrics,
     /// The addresses bound at start: a reload cannot move them.
     bound: (SocketAddr, SocketAddr),
     /// Set when shutdown begins: readiness turns false at once.
@@ -184,14 +193,14 @@ pub struct ReloadCounters {
 
 impl Gateway {
     /// Starts the networks (their head tracking begins at once), the client
-    /// policy and DNS discovery.
-    pub fn start(config: &Config) -> Result<Arc<Gateway>, StartError> {
+    /// policy and DNS discovery, counting in `metrics` (this gateway's own).
+    pub fn start(config: &Config, metrics: Metrics) -> Result<Arc<Gateway>, StartError> {
         let client = http_client();
         let discovered = Discovered::new();
-        let routes = NetworkTable::build(config, &client, None, &discovered)?;
+        let routes = NetworkTable::build(config, &client, None, &discovered, &metrics)?;
         apply_memory_bounds(config);
         let gateway = Arc::new_cyclic(|weak: &Weak<Gateway>| Gateway {
-            subscriptions: Hubs::new(network_source(weak.clone())),
+            subscriptions: Hubs::new(network_source(weak.clone()), metrics.clone()),
             closing: watch::channel(false).0,
             routes: ArcSwap::from_pointee(routes),
             control: Mutex::new(Control {
@@ -200,6 +209,7 @@ impl Gateway {
                 discovery: Vec::new(),
             }),
             client,
+            metrics,
             bound: (config.listen, config.admin_listen),
             draining: AtomicBool::new(false),
             reloads: ReloadCounters::default(),
@@ -207,6 +217,7 @@ impl Gateway {
         let mut control = gateway.control.lock();
         control.discovery = spawn_discovery(&gateway, config);
         drop(control);
+        super::admin::register_state(&gateway);
         super::pending_feed::spawn(Arc::downgrade(&gateway));
         Ok(gateway)
     }
@@ -224,6 +235,7 @@ impl Gateway {
             &self.client,
             Some(&old),
             &control.discovered,
+            &self.metrics,
         ) {
             Ok(routes) => self.routes.store(Arc::new(routes)),
             Err(e) => tracing::error!(%network, error = %e, "discovered backends not applied"),
@@ -253,7 +265,8 @@ impl Gateway {
         let mut discovered = control.discovered.clone();
         discovered.retain(|k, v| keep(k, v));
         let old = self.table();
-        let routes = NetworkTable::build(config, &self.client, Some(&old), &discovered)?;
+        let routes =
+            NetworkTable::build(config, &self.client, Some(&old), &discovered, &self.metrics)?;
         control.discovered = discovered;
         for name in old
             .networks
@@ -293,6 +306,11 @@ impl Gateway {
 
     pub fn table(&self) -> Arc<NetworkTable> {
         self.routes.load_full()
+    }
+
+    /// This gateway's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Client subscriptions, per network.

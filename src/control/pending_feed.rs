@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use prometheus::IntCounter;
 use serde_json::value::RawValue;
 use tokio::task::JoinHandle;
 
@@ -76,9 +75,7 @@ pub(super) fn spawn(gateway: Weak<Gateway>) -> JoinHandle<()> {
 /// unsubscribes).
 async fn feed(gateway: Weak<Gateway>, network: String, hub: Arc<Hub>, feeds_cap: usize) {
     // Not a client's connection: its overflows are not the clients' metric.
-    let overflows =
-        IntCounter::new("rpcgate_pending_feed_overflows", "internal").expect("a valid counter");
-    let (outbox, mut announced) = Outbox::new(QUEUE_BYTES, overflows);
+    let (outbox, mut announced) = Outbox::new(QUEUE_BYTES, None);
     let limits = SessionLimits {
         subscriptions: 1,
         topics: 1,

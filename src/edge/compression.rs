@@ -51,7 +51,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue};
 
 use crate::config::{CompressionConfig, ContentCoding};
-use crate::metrics::metrics;
+use crate::metrics::{CompressionMetrics, DecodeOutcome};
 
 /// Brotli quality (0 to 11): 4 is the first level with brotli's context
 /// modelling, about gzip's ratio-plus at a fraction of quality 11's cost.
@@ -177,6 +177,7 @@ pub(super) async fn encode_answer(
     config: &CompressionConfig,
     coding: Option<ContentCoding>,
     body: Bytes,
+    metrics: &CompressionMetrics,
 ) -> (Bytes, Option<ContentCoding>) {
     let Some(coding) = coding else {
         return (body, None);
@@ -195,7 +196,7 @@ pub(super) async fn encode_answer(
     };
     match compressed {
         Some(c) if c.len() < body.len() => {
-            let m = &metrics().compression;
+            let m = metrics;
             m.responses.with_label_values(&[coding.token()]).inc();
             m.saved_bytes
                 .with_label_values(&[coding.token()])
@@ -240,17 +241,14 @@ pub(super) struct UnsupportedEncoding(pub String);
 pub(super) fn request_coding(
     accepted: &[ContentCoding],
     headers: &HeaderMap,
+    metrics: &CompressionMetrics,
 ) -> Result<Option<ContentCoding>, UnsupportedEncoding> {
     let mut values = headers.get_all(header::CONTENT_ENCODING).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
     let refuse = |what: &str| {
-        metrics()
-            .compression
-            .decoded_requests
-            .with_label_values(&["other", "unsupported"])
-            .inc();
+        metrics.decoded("other", DecodeOutcome::Unsupported);
         UnsupportedEncoding(what.chars().take(64).collect())
     };
     let text = value.to_str().map_err(|_| refuse("(not text)"))?;
@@ -279,6 +277,8 @@ pub enum InflateError {
 /// A request body decoded as its frames arrive, into at most `limit` bytes.
 pub struct Inflater {
     coding: ContentCoding,
+    /// Where its outcome is counted (none in benches and fuzzing).
+    counted: Option<CompressionMetrics>,
     decoder: Decoder,
 }
 
@@ -309,7 +309,17 @@ impl Inflater {
                 Decoder::Zstd(d)
             }
         };
-        Ok(Inflater { coding, decoder })
+        Ok(Inflater {
+            coding,
+            decoder,
+            counted: None,
+        })
+    }
+
+    /// Counts how decoding ends in `metrics`.
+    pub fn counting(mut self, metrics: &CompressionMetrics) -> Inflater {
+        self.counted = Some(metrics.clone());
+        self
     }
 
     /// Decodes one frame of the body.
@@ -325,7 +335,7 @@ impl Inflater {
 
     /// The decoded body, once the whole stream has arrived.
     pub fn finish(self) -> Result<Bytes, InflateError> {
-        let coding = self.coding;
+        let (coding, counted) = (self.coding, self.counted);
         let (finished, overflowed) = match self.decoder {
             Decoder::Gzip(d) => split(d.finish()),
             Decoder::Deflate(d) => split(d.finish()),
@@ -336,11 +346,11 @@ impl Inflater {
             Decoder::Zstd(d) => split(d.finish()),
         };
         let outcome = match (&finished, overflowed) {
-            (Some(_), _) => "ok",
-            (None, true) => "too_large",
-            (None, false) => "corrupt",
+            (Some(_), _) => DecodeOutcome::Ok,
+            (None, true) => DecodeOutcome::TooLarge,
+            (None, false) => DecodeOutcome::Corrupt,
         };
-        count(coding, outcome);
+        count(counted.as_ref(), coding, outcome);
         match finished {
             Some(sink) => Ok(Bytes::from(sink.out)),
             None if overflowed => Err(InflateError::TooLarge),
@@ -357,21 +367,19 @@ impl Inflater {
             Decoder::Zstd(d) => d.get_ref().overflowed,
         };
         if overflowed {
-            count(self.coding, "too_large");
+            count(self.counted.as_ref(), self.coding, DecodeOutcome::TooLarge);
             InflateError::TooLarge
         } else {
-            count(self.coding, "corrupt");
+            count(self.counted.as_ref(), self.coding, DecodeOutcome::Corrupt);
             InflateError::Corrupt
         }
     }
 }
 
-fn count(coding: ContentCoding, outcome: &str) {
-    metrics()
-        .compression
-        .decoded_requests
-        .with_label_values(&[coding.token(), outcome])
-        .inc();
+fn count(metrics: Option<&CompressionMetrics>, coding: ContentCoding, outcome: DecodeOutcome) {
+    if let Some(m) = metrics {
+        m.decoded(coding.token(), outcome);
+    }
 }
 
 /// A finished flate2 or zstd stream, or whether its failure was the cap.
@@ -562,12 +570,14 @@ mod tests {
     #[test]
     fn request_codings() {
         let accepted = CompressionConfig::default().request_encodings;
+        let metrics = crate::metrics::Metrics::new();
+        let m = &metrics.compression;
         let with = |v: &str| {
             let mut h = HeaderMap::new();
             h.insert(header::CONTENT_ENCODING, HeaderValue::from_str(v).unwrap());
-            request_coding(&accepted, &h)
+            request_coding(&accepted, &h, m)
         };
-        assert_eq!(request_coding(&accepted, &HeaderMap::new()), Ok(None));
+        assert_eq!(request_coding(&accepted, &HeaderMap::new(), m), Ok(None));
         assert_eq!(with("identity"), Ok(None));
         assert_eq!(with("gzip"), Ok(Some(ContentCoding::Gzip)));
         assert_eq!(with("X-Gzip"), Ok(Some(ContentCoding::Gzip)));
@@ -579,6 +589,6 @@ mod tests {
         let only_gzip = [ContentCoding::Gzip];
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
-        assert!(request_coding(&only_gzip, &h).is_err());
+        assert!(request_coding(&only_gzip, &h, m).is_err());
     }
 }

@@ -37,7 +37,7 @@ use crate::config::ContentCoding;
 use crate::control::{Gateway, NetworkTable};
 use crate::jsonrpc::{error_response, Id};
 use crate::memory;
-use crate::metrics::metrics;
+use crate::metrics::CompressionMetrics;
 
 pub(super) type Body = Full<Bytes>;
 
@@ -53,7 +53,7 @@ pub(super) async fn handle(
     let cors = &routes.limits.cors;
     if cors::is_preflight(req.method(), req.headers()) {
         let response: Response<Body> = cors::preflight(cors, req.headers());
-        metrics().http_response(response.status());
+        gateway.metrics().listener.http_response(response.status());
         return Ok(response);
     }
     let origin = cors::allowed_origin(cors, req.headers());
@@ -84,7 +84,7 @@ pub(super) async fn handle(
     if compressing {
         compression::vary(response.headers_mut());
     }
-    metrics().http_response(response.status());
+    gateway.metrics().listener.http_response(response.status());
     Ok(response)
 }
 
@@ -121,8 +121,10 @@ async fn serve(
         return Err(HttpRefusal::UnsupportedMediaType);
     }
     let compression = &routes.limits.compression;
-    let coding = compression::request_coding(&compression.request_encodings, req.headers())
-        .map_err(|e| HttpRefusal::UnsupportedEncoding(e.0))?;
+    let counted = &gateway.metrics().compression;
+    let coding =
+        compression::request_coding(&compression.request_encodings, req.headers(), counted)
+            .map_err(|e| HttpRefusal::UnsupportedEncoding(e.0))?;
     let answer_coding = compression::negotiate(compression, req.headers());
     let policy = &routes.policy;
     let caller = policy
@@ -149,7 +151,7 @@ async fn serve(
     let read = {
         // A small body usually came with the headers: taken at once, without
         // arming the read timer.
-        let mut read = std::pin::pin!(read_body(&mut incoming, limit, coding));
+        let mut read = std::pin::pin!(read_body(&mut incoming, limit, coding, counted));
         match read.as_mut().now_or_never() {
             Some(done) => done,
             None => tokio::time::timeout(routes.limits.body_read_timeout, read)
@@ -176,7 +178,8 @@ async fn serve(
             // The compressed copy takes over the answer's permit (it is
             // smaller); taken before the answer's own is freed.
             let carried = memory::answers().carry(body.len());
-            let (body, used) = compression::encode_answer(compression, answer_coding, body).await;
+            let (body, used) =
+                compression::encode_answer(compression, answer_coding, body, counted).await;
             let body = match used {
                 Some(_) => {
                     let len = body.len();
@@ -208,12 +211,15 @@ async fn read_body(
     body: &mut Incoming,
     limit: usize,
     coding: Option<ContentCoding>,
+    counted: &CompressionMetrics,
 ) -> Result<Bytes, HttpRefusal> {
     let mut whole = Bytes::new();
     let mut joined: Option<BytesMut> = None;
     let mut inflater = match coding {
         Some(coding) => {
-            Some(Inflater::new(coding, limit).map_err(|e| inflate_refusal(e, coding, limit))?)
+            let inflater =
+                Inflater::new(coding, limit).map_err(|e| inflate_refusal(e, coding, limit))?;
+            Some(inflater.counting(counted))
         }
         None => None,
     };

@@ -26,10 +26,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use prometheus::IntCounterVec;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::config::ServerLimits;
-use crate::metrics::metrics;
 
 /// The deadlines of one connection.
 #[derive(Clone, Copy, Debug)]
@@ -105,17 +105,15 @@ impl Lifetime {
         InFlight(self.clone())
     }
 
-    /// Resolves when a deadline of `deadlines` has passed, counting it.
-    pub(crate) async fn expired(&self, deadlines: Deadlines) -> Expired {
+    /// Resolves when a deadline of `deadlines` has passed, counting it in
+    /// `closed` (`rpcgate_connections_closed_total`).
+    pub(crate) async fn expired(&self, deadlines: Deadlines, closed: &IntCounterVec) -> Expired {
         let ms = |d: Duration| d.as_millis() as u64;
         loop {
             let now = self.now_ms();
             let (why, at) = self.next_deadline(deadlines, now);
             if at <= now {
-                metrics()
-                    .connections_closed
-                    .with_label_values(&[why.label()])
-                    .inc();
+                closed.with_label_values(&[why.label()]).inc();
                 return why;
             }
             // Re-checked at the deadline (facts may have changed meanwhile),

@@ -44,6 +44,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::control::{admin, Gateway};
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::policy::conns::ConnGuard;
 
 /// What an accepted connection holds until it closes (a WebSocket task
@@ -74,12 +75,16 @@ impl Server {
                 format!("admin listener {}: {e}", config.admin_listen),
             )
         })?;
-        let tls = config.server.tls.as_ref().map(tls::start).transpose()?;
+        // One registry per gateway: the listener's counters and the
+        // gateway's components count in it, and its /metrics reads it.
+        let metrics = Metrics::new();
+        let tls = config.server.tls.as_ref();
+        let tls = tls.map(|t| tls::start(t, &metrics)).transpose()?;
         Ok(Server {
             listener,
             admin,
             tls,
-            gateway: Gateway::start(config).map_err(std::io::Error::other)?,
+            gateway: Gateway::start(config, metrics).map_err(std::io::Error::other)?,
             max_connections: config.server.max_connections,
             limits: config.server.clone(),
         })
@@ -149,7 +154,7 @@ impl Server {
                 .connections()
                 .try_open(peer.ip())
             else {
-                crate::metrics::metrics().connections_refused.inc();
+                self.gateway.metrics().listener.connections_refused.inc();
                 if crate::logs::refusal_line() {
                     tracing::info!(%peer, "connection refused: its client IP has too many open (policy.max_connections_per_ip)");
                 }
@@ -180,19 +185,27 @@ impl Server {
                     .serve_connection_with_upgrades(TokioIo::new(watched), service)
                     .into_owned();
                 let conn = graceful.watch(conn);
-                tokio::spawn(until_deadline(conn, lifetime, deadlines, peer));
+                let closed = self.gateway.metrics().listener.connections_closed.clone();
+                tokio::spawn(until_deadline(conn, lifetime, deadlines, closed, peer));
                 continue;
             };
             // The handshake runs in the connection's task, under its
             // first-request deadline, so a slow one stalls nobody else.
             let acceptor = tls.acceptor.clone();
+            let failures = self
+                .gateway
+                .metrics()
+                .listener
+                .tls_handshake_failures
+                .clone();
+            let closed = self.gateway.metrics().listener.connections_closed.clone();
             let builder = builder.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let handshake = tokio::select! {
                     done = acceptor.accept(watched) => done,
-                    why = lifetime.expired(deadlines) => {
-                        crate::metrics::metrics().tls_handshake_failures.inc();
+                    why = lifetime.expired(deadlines, &closed) => {
+                        failures.inc();
                         tracing::debug!(%peer, ?why, "TLS handshake not done by the deadline");
                         return;
                     }
@@ -200,7 +213,7 @@ impl Server {
                 let stream = match handshake {
                     Ok(s) => s,
                     Err(e) => {
-                        crate::metrics::metrics().tls_handshake_failures.inc();
+                        failures.inc();
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
                         return;
                     }
@@ -208,7 +221,7 @@ impl Server {
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned();
-                until_deadline(watcher.watch(conn), lifetime, deadlines, peer).await;
+                until_deadline(watcher.watch(conn), lifetime, deadlines, closed, peer).await;
             });
         }
         self.gateway.draining.store(true, Ordering::Relaxed);
@@ -236,11 +249,12 @@ async fn until_deadline<E: std::fmt::Display>(
     conn: impl Future<Output = Result<(), E>>,
     lifetime: Arc<lifetimes::Lifetime>,
     deadlines: lifetimes::Deadlines,
+    closed: prometheus::IntCounterVec,
     peer: SocketAddr,
 ) {
     let (passed, deadline) = tokio::sync::oneshot::channel();
     let watcher = tokio::spawn(async move {
-        let _ = passed.send(lifetime.expired(deadlines).await);
+        let _ = passed.send(lifetime.expired(deadlines, &closed).await);
     });
     tokio::select! {
         biased;

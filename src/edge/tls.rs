@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenerTls;
-use crate::metrics::metrics;
+use crate::metrics::{Metrics, TlsReload};
 
 /// The certificate new handshakes get: swapped by the watcher, read by
 /// every handshake without a lock.
@@ -60,7 +60,7 @@ impl Drop for ListenerTlsState {
 
 /// Loads the pair of `config` (an error names the file at fault) and starts
 /// following its files.
-pub(crate) fn start(config: &ListenerTls) -> io::Result<ListenerTlsState> {
+pub(crate) fn start(config: &ListenerTls, metrics: &Metrics) -> io::Result<ListenerTlsState> {
     let (cert, key) = read_pair(config)?;
     let pair = certified(&cert, &key, config)?;
     let current = Arc::new(CurrentCert(ArcSwap::from_pointee(pair)));
@@ -73,7 +73,12 @@ pub(crate) fn start(config: &ListenerTls) -> io::Result<ListenerTlsState> {
     // h2 first: a client that speaks both gets multiplexing. A WebSocket
     // client offers http/1.1 alone (or nothing), and gets HTTP/1.1.
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let watcher = tokio::spawn(follow(config.clone(), current, (cert, key)));
+    let watcher = tokio::spawn(follow(
+        config.clone(),
+        current,
+        (cert, key),
+        metrics.clone(),
+    ));
     Ok(ListenerTlsState {
         acceptor: TlsAcceptor::from(Arc::new(server)),
         watcher,
@@ -131,7 +136,12 @@ fn certified(cert: &[u8], key: &[u8], config: &ListenerTls) -> io::Result<Certif
 }
 
 /// Re-reads the files every `reload_interval` and publishes a new valid pair.
-async fn follow(config: ListenerTls, current: Arc<CurrentCert>, loaded: (Vec<u8>, Vec<u8>)) {
+async fn follow(
+    config: ListenerTls,
+    current: Arc<CurrentCert>,
+    loaded: (Vec<u8>, Vec<u8>),
+    metrics: Metrics,
+) {
     let mut last = loaded;
     let mut tick = tokio::time::interval(config.reload_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -149,12 +159,12 @@ async fn follow(config: ListenerTls, current: Arc<CurrentCert>, loaded: (Vec<u8>
             Ok(new) => {
                 current.0.store(Arc::new(new));
                 tracing::info!(cert_file = %config.cert_file.display(), "TLS certificate reloaded");
-                metrics().tls_reloads.with_label_values(&["applied"]).inc();
+                metrics.listener.tls_reloads(TlsReload::Applied).inc();
             }
             Err(e) => {
                 // Logged and counted once per content; the old pair serves.
                 tracing::warn!(error = %e, "TLS certificate reload refused; the old one still serves");
-                metrics().tls_reloads.with_label_values(&["refused"]).inc();
+                metrics.listener.tls_reloads(TlsReload::Refused).inc();
             }
         }
         last = pair;

@@ -65,7 +65,7 @@ use crate::calls;
 use crate::calls::request_id::RequestId;
 use crate::calls::rescue::HttpRefusal;
 use crate::control::{Gateway, NetworkTable};
-use crate::metrics::metrics;
+use crate::metrics::WsLimit;
 use crate::network::Network;
 use crate::subscriptions::{Outbox, Outgoing, Session, SessionLimits};
 
@@ -129,12 +129,12 @@ pub(super) fn upgrade(
 
     let limit = routes.limits.max_body_bytes;
     let name = network.config.name.clone();
+    let metrics = gateway.metrics();
     let (outbox, queue) = Outbox::new(
         routes.limits.ws_max_queued_bytes,
-        metrics()
-            .ws_limit_hits
-            .with_label_values(&[&name, "queued_bytes"]),
+        Some(metrics.ws.limit_hit(&name, WsLimit::QueuedBytes)),
     );
+    let open = metrics.ws.connections.with_label_values(&[&name]);
     let hub = gateway.subscriptions().hub(&name);
     let session = Session::new(
         hub,
@@ -171,7 +171,7 @@ pub(super) fn upgrade(
             Some(socket_config(limit)),
         )
         .await;
-        let gauge = OpenGauge::new(metrics().ws_connections.with_label_values(&[&name]));
+        let gauge = OpenGauge::new(open);
         serve(conn, socket, queue, closing, asked_rx).await;
         drop((gauge, hold));
     });

@@ -38,12 +38,13 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::config::{FiltersConfig, RedisConfig};
 use crate::jsonrpc::Reply;
-use crate::metrics::metrics;
+use crate::metrics::{each, FilterMetrics, FilterRefusal};
 use crate::router::{self, Forward, RouteError, Target};
 use crate::upstream::chain::Canon;
 use crate::upstream::NetworkView;
@@ -120,6 +121,33 @@ pub struct Filters {
     /// 0: never): the server feeds `pending` while this is recent.
     pending_used: AtomicU64,
     sweeper: Option<JoinHandle<()>>,
+    series: FilterSeries,
+}
+
+/// A network's filter series, resolved once (and so made at zero when the
+/// network starts, filters on or off).
+#[derive(Clone)]
+pub struct FilterSeries {
+    live: IntGauge,
+    /// By `KindName` position.
+    created: [IntCounter; 3],
+    expired: IntCounter,
+    /// By `FilterRefusal` position.
+    refused: [IntCounter; 2],
+    /// Its series is made when the pending feed first records.
+    pending_hashes: IntCounterVec,
+}
+
+impl FilterSeries {
+    pub fn resolve(m: &FilterMetrics, network: &str) -> FilterSeries {
+        FilterSeries {
+            live: m.live.with_label_values(&[network]),
+            created: each::<KindName, 3>(&m.created, &[network]),
+            expired: m.expired.with_label_values(&[network]),
+            refused: each::<FilterRefusal, 2>(&m.refused, &[network]),
+            pending_hashes: m.pending_hashes.clone(),
+        }
+    }
 }
 
 impl Filters {
@@ -131,6 +159,7 @@ impl Filters {
         redis: Option<&RedisConfig>,
         chain: Arc<ArcSwap<Canon>>,
         previous: Option<&Filters>,
+        series: FilterSeries,
     ) -> Filters {
         let shared = redis.and_then(|r| match RedisFilters::new(&r.url, network, REDIS_TIMEOUT) {
             Ok(s) => Some(s),
@@ -154,13 +183,8 @@ impl Filters {
             ),
         };
         let pending_used = previous.map_or(0, |p| p.pending_used.load(Ordering::Relaxed));
-        let sweeper = matches!(*store, Store::Local(_)).then(|| {
-            tokio::spawn(sweep(
-                network.to_string(),
-                Arc::downgrade(&store),
-                config.expiry,
-            ))
-        });
+        let sweeper = matches!(*store, Store::Local(_))
+            .then(|| tokio::spawn(sweep(series.clone(), Arc::downgrade(&store), config.expiry)));
         Filters {
             network: network.to_string(),
             config: config.clone(),
@@ -169,6 +193,7 @@ impl Filters {
             pending,
             pending_used: AtomicU64::new(pending_used),
             sweeper,
+            series,
         }
     }
 
@@ -188,8 +213,8 @@ impl Filters {
     /// cannot take them now loses them, as a node's filter would).
     pub async fn record_pending(&self, hashes: &[String]) {
         match self.pending.append(hashes, self.config.expiry).await {
-            Ok(n) => metrics()
-                .filters
+            Ok(n) => self
+                .series
                 .pending_hashes
                 .with_label_values(&[&self.network])
                 .inc_by(n as u64),
@@ -266,24 +291,20 @@ impl Filters {
 
     async fn create(&self, state: State) -> Result<Reply, FilterError> {
         let id = state::new_id();
-        let m = &metrics().filters;
+        let m = &self.series;
         match self.store.create(&id, &state, self.bounds()).await {
             Ok((live, expired)) => {
-                m.created
-                    .with_label_values(&[&self.network, state.kind.label()])
-                    .inc();
-                m.expired
-                    .with_label_values(&[&self.network])
-                    .inc_by(expired);
-                m.live.with_label_values(&[&self.network]).set(live as i64);
+                m.created[state.kind as usize].inc();
+                m.expired.inc_by(expired);
+                m.live.set(live as i64);
                 Ok(json(&format!("\"{id}\"")))
             }
             Err(StoreError::Refused(cap)) => {
                 let reason = match cap {
-                    Cap::Client(_) => "client",
-                    Cap::Total(_) => "total",
+                    Cap::Client(_) => FilterRefusal::Client,
+                    Cap::Total(_) => FilterRefusal::Total,
                 };
-                m.refused.with_label_values(&[&self.network, reason]).inc();
+                m.refused[reason as usize].inc();
                 Err(FilterError::TooMany(cap))
             }
             Err(StoreError::Unavailable(why)) => Err(FilterError::Unavailable(why)),
@@ -434,11 +455,7 @@ impl Filters {
 
     fn count_live(&self) {
         if let Store::Local(l) = &*self.store {
-            metrics()
-                .filters
-                .live
-                .with_label_values(&[&self.network])
-                .set(l.live() as i64);
+            self.series.live.set(l.live() as i64);
         }
     }
 }
@@ -452,7 +469,7 @@ impl Drop for Filters {
 }
 
 /// Drops in-memory filters past their deadline, a few times per expiry.
-async fn sweep(network: String, store: std::sync::Weak<Store>, expiry: Duration) {
+async fn sweep(series: FilterSeries, store: std::sync::Weak<Store>, expiry: Duration) {
     let every = (expiry / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
     loop {
         tokio::time::sleep(every).await;
@@ -461,9 +478,8 @@ async fn sweep(network: String, store: std::sync::Weak<Store>, expiry: Duration)
         };
         if let Store::Local(l) = &*store {
             let expired = l.sweep(Instant::now());
-            let m = &metrics().filters;
-            m.expired.with_label_values(&[&network]).inc_by(expired);
-            m.live.with_label_values(&[&network]).set(l.live() as i64);
+            series.expired.inc_by(expired);
+            series.live.set(l.live() as i64);
         }
     }
 }

@@ -9,6 +9,7 @@
 //! from them. Blocks below the canonical window (final, or too deep for the
 //! gateway to follow) are forgotten.
 
+use crate::metrics::Label;
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
@@ -47,8 +48,11 @@ pub(super) enum KindName {
     Pending,
 }
 
-impl KindName {
-    pub(super) fn label(self) -> &'static str {
+/// The `kind` label of `rpcgate_filters_created_total`.
+impl Label for KindName {
+    const ALL: &'static [KindName] = &[KindName::Block, KindName::Log, KindName::Pending];
+
+    fn label(self) -> &'static str {
         match self {
             KindName::Block => "block",
             KindName::Log => "log",
@@ -247,6 +251,14 @@ fn is_address(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `rpcgate_filters_created_total` series are indexed by `kind as usize`.
+    #[test]
+    fn kinds_are_listed_in_declaration_order() {
+        for (i, k) in KindName::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i, "{k:?}");
+        }
+    }
 
     #[test]
     fn ids_are_hex_quantities_and_parse_back() {

@@ -36,7 +36,7 @@ use prometheus::IntCounter;
 use self::redis::RedisLimits;
 use crate::config::{IpNet, LimitsConfig, PolicyConfig, RedisConfig, RedisFallback, TierConfig};
 use crate::eth::methods::Resolved;
-use crate::metrics::metrics;
+use crate::metrics::PolicyMetrics;
 use conns::ConnLimits;
 use cost::CostTable;
 use keys::KeyTable;
@@ -85,7 +85,13 @@ pub struct Tier<C: Clock = DefaultClock> {
 }
 
 impl<C: Clock + Clone> Tier<C> {
-    fn new(name: &str, anonymous: bool, config: &TierConfig, clock: &C) -> Tier<C> {
+    fn new(
+        name: &str,
+        anonymous: bool,
+        config: &TierConfig,
+        clock: &C,
+        metrics: &PolicyMetrics,
+    ) -> Tier<C> {
         Tier {
             name: name.into(),
             anonymous,
@@ -94,8 +100,8 @@ impl<C: Clock + Clone> Tier<C> {
             allowed_origins: config.allowed_origins.clone(),
             max_logs_block_range: config.max_logs_block_range,
             local: LocalLimits::new(&config.limits, anonymous, clock),
-            rate_limited: metrics().rate_limited.with_label_values(&[name]),
-            blocked: metrics().blocked.with_label_values(&[name]),
+            rate_limited: metrics.rate_limited.with_label_values(&[name]),
+            blocked: metrics.blocked.with_label_values(&[name]),
         }
     }
 }
@@ -149,15 +155,20 @@ pub struct ClientPolicy<C: Clock = DefaultClock> {
     shared: Option<RedisLimits>,
     fallback: RedisFallback,
     conns: Arc<ConnLimits>,
+    /// `rpcgate_policy_unauthorized_total`, `rpcgate_policy_redis_fallbacks_total`.
+    unauthorized: IntCounter,
+    redis_fallbacks: IntCounter,
 }
 
 impl ClientPolicy {
-    /// The policy with the system clock; shares limits through `redis` if given.
+    /// The policy with the system clock; shares limits through `redis` if
+    /// given, and counts in `metrics`.
     pub fn new(
         config: &PolicyConfig,
         redis: Option<&RedisConfig>,
+        metrics: &PolicyMetrics,
     ) -> Result<ClientPolicy, ::redis::RedisError> {
-        ClientPolicy::with_clock(config, redis, DefaultClock::default())
+        ClientPolicy::with_clock(config, redis, DefaultClock::default(), metrics)
     }
 }
 
@@ -166,6 +177,7 @@ impl<C: Clock + Clone> ClientPolicy<C> {
         config: &PolicyConfig,
         redis: Option<&RedisConfig>,
         clock: C,
+        metrics: &PolicyMetrics,
     ) -> Result<ClientPolicy<C>, ::redis::RedisError> {
         let mut keys = KeyTable::default();
         let mut clients = Vec::with_capacity(config.clients.len());
@@ -173,7 +185,7 @@ impl<C: Clock + Clone> ClientPolicy<C> {
             for digest in &c.keys {
                 keys.insert(*digest, i);
             }
-            clients.push(Tier::new(&c.name, false, &c.tier, &clock));
+            clients.push(Tier::new(&c.name, false, &c.tier, &clock, metrics));
         }
         let shared = match redis {
             Some(r) => Some(RedisLimits::new(&r.url, config.redis_timeout)?),
@@ -184,7 +196,7 @@ impl<C: Clock + Clone> ClientPolicy<C> {
             anonymous: config
                 .anonymous
                 .as_ref()
-                .map(|t| Tier::new("anonymous", true, t, &clock)),
+                .map(|t| Tier::new("anonymous", true, t, &clock, metrics)),
             keys,
             costs: CostTable::new(config),
             trusted_proxies: config.trusted_proxies.clone(),
@@ -194,6 +206,8 @@ impl<C: Clock + Clone> ClientPolicy<C> {
                 config.max_connections_per_ip,
                 config.trusted_proxies.clone(),
             )),
+            unauthorized: metrics.unauthorized.clone(),
+            redis_fallbacks: metrics.redis_fallbacks.clone(),
         })
     }
 
@@ -209,7 +223,7 @@ impl<C: Clock + Clone> ClientPolicy<C> {
             Some(key) => match self.keys.find(key) {
                 Some(i) => &self.clients[i],
                 None => {
-                    metrics().unauthorized.inc();
+                    self.unauthorized.inc();
                     // Debug only: a key scan must not flood the logs.
                     tracing::debug!(client_ip = %ip, "request with an unknown API key refused");
                     return Err(Refusal::UnknownKey);
@@ -218,7 +232,7 @@ impl<C: Clock + Clone> ClientPolicy<C> {
             None => match &self.anonymous {
                 Some(t) => t,
                 None => {
-                    metrics().unauthorized.inc();
+                    self.unauthorized.inc();
                     return Err(Refusal::KeyRequired);
                 }
             },
@@ -269,7 +283,7 @@ impl<C: Clock + Clone> ClientPolicy<C> {
                 self.verdict(caller, v, cost)
             }
             Err(e) => {
-                metrics().redis_fallbacks.inc();
+                self.redis_fallbacks.inc();
                 // Once per outage, not once per call.
                 if shared.mark_down() {
                     tracing::warn!(error = %e, fallback = ?self.fallback, "shared rate limits unavailable; falling back until redis answers");

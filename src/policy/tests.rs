@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue};
 
 use super::{ClientPolicy, Refusal};
 use crate::config::{Config, KeyDigest};
+use crate::metrics::Metrics;
 
 const KEY: &str = "dapp-key-0123456789";
 
@@ -18,7 +19,8 @@ fn policy(section: &str) -> (ClientPolicy<FakeRelativeClock>, FakeRelativeClock)
     let config = Config::from_yaml(&yaml).unwrap();
     let clock = FakeRelativeClock::default();
     (
-        ClientPolicy::with_clock(&config.policy, None, clock.clone()).unwrap(),
+        ClientPolicy::with_clock(&config.policy, None, clock.clone(), &Metrics::new().policy)
+            .unwrap(),
         clock,
     )
 }

@@ -218,6 +218,7 @@ mod tests {
             crate::upstream::http_client(),
             1 << 20,
             3,
+            &crate::metrics::Metrics::new(),
         )
     }
 

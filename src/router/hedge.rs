@@ -47,7 +47,7 @@ use super::batch::Batcher;
 use crate::config::{HedgeDelay, NetworkConfig};
 use crate::eth::methods::{lookup, METHODS};
 use crate::jsonrpc::Reply;
-use crate::metrics::{metrics, HedgeSeries};
+use crate::metrics::{HedgeMetrics, HedgeOutcome, HedgeSeries};
 use crate::upstream::{Backend, BackendView, UpstreamError};
 
 /// `delay: p95` as a multiple of the Peak-EWMA estimate (see the module doc).
@@ -71,7 +71,7 @@ struct Plan {
 }
 
 impl Hedging {
-    pub fn new(config: &NetworkConfig) -> Hedging {
+    pub fn new(config: &NetworkConfig, metrics: &HedgeMetrics) -> Hedging {
         if config.hedge.is_empty() {
             return Hedging::off();
         }
@@ -87,7 +87,7 @@ impl Hedging {
             .collect();
         Hedging {
             plans,
-            series: Some(metrics().hedges.series(&config.name)),
+            series: Some(metrics.series(&config.name)),
         }
     }
 
@@ -160,12 +160,12 @@ impl Race<'_> {
     /// `losers` sends still in flight, about to be dropped.
     pub(super) fn answered(&self, by_hedge: bool, losers: usize) {
         let outcome = match (by_hedge, self.hedged, self.starved) {
-            (true, _, _) => 2,
-            (false, true, _) => 1,
-            (false, false, true) => 3,
-            (false, false, false) => 0,
+            (true, _, _) => HedgeOutcome::HedgeWon,
+            (false, true, _) => HedgeOutcome::FirstWon,
+            (false, false, true) => HedgeOutcome::NoOtherBackend,
+            (false, false, false) => HedgeOutcome::NotNeeded,
         };
-        self.series.outcomes[outcome].inc();
+        self.series.outcome(outcome).inc();
         self.series.cancelled.inc_by(losers as u64);
     }
 }

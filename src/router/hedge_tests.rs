@@ -1,8 +1,7 @@
 //! Hedged reads against real sockets and no anvil (the servers of the
 //! router's tests: answering, failing or stalling, and counting what reaches
 //! them). A stalled first backend makes "the hedge answered" certain
-//! whatever the machine's speed; each test has its own network name, so the
-//! process-wide counters it reads are its own.
+//! whatever the machine's speed; each test counts in a registry of its own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,31 +11,36 @@ use fastrand::Rng;
 use super::super::tests::{backend, order, view, Behaviour, Server};
 use super::*;
 use crate::config::Config;
+use crate::metrics::{Metrics, RouteSeries};
 use crate::router::{forward_with, Forward, RouteError, Target};
 use crate::upstream::{Backend, NetworkView, Upstreams};
 
 /// Network `name` with `extra` keys (each line indented for a network).
-fn network(name: &str, extra: &str) -> (NetworkConfig, Upstreams) {
+/// Each test's counters in a registry of its own.
+fn network(name: &str, extra: &str) -> (NetworkConfig, Upstreams, Metrics) {
     let yaml = format!(
         "networks:\n  {name}:\n    chain_id: 1\n{extra}    upstreams:\n      - name: unused\n        http: http://127.0.0.1:1\n"
     );
     let mut config = Config::from_yaml(&yaml).unwrap().networks.remove(0);
     config.upstreams.clear();
-    let upstreams = Upstreams::start(&config, &crate::upstream::http_client(), None);
-    (config, upstreams)
+    let metrics = Metrics::new();
+    let upstreams = Upstreams::start(&config, &crate::upstream::http_client(), &metrics, None);
+    (config, upstreams, metrics)
 }
 
 async fn read(
     config: &NetworkConfig,
     upstreams: &Upstreams,
+    metrics: &Metrics,
     view: &NetworkView,
     method: &str,
 ) -> Result<Reply, RouteError> {
-    let hedging = Hedging::new(config);
+    let hedging = Hedging::new(config, &metrics.hedges);
     let target = Target {
         config,
         upstreams,
         hedging: &hedging,
+        routed: &RouteSeries::default(),
     };
     let call = Forward {
         method,
@@ -48,8 +52,8 @@ async fn read(
 }
 
 /// `[not_needed, first_won, hedge_won, no_other_backend, cancelled]` of `network`.
-fn counts(network: &str) -> [u64; 5] {
-    let m = &metrics().hedges;
+fn counts(metrics: &Metrics, network: &str) -> [u64; 5] {
+    let m = &metrics.hedges;
     let o = |o: &str| m.calls.with_label_values(&[network, o]).get();
     [
         o("not_needed"),
@@ -67,7 +71,7 @@ fn pair(a: &Server, b: &Server) -> [Arc<Backend>; 2] {
 #[tokio::test]
 async fn a_stalled_read_is_answered_by_the_hedge_and_the_loser_is_cancelled() {
     let net = "hedge-stalled";
-    let (config, ups) = network(
+    let (config, ups, m) = network(
         net,
         "    request_timeout: 30s\n    hedge:\n      - methods: [eth_getBalance]\n        delay: 20ms\n",
     );
@@ -77,14 +81,14 @@ async fn a_stalled_read_is_answered_by_the_hedge_and_the_loser_is_cancelled() {
     );
     let bs = pair(&stalled, &good);
     order(&bs[0], &bs[1]);
-    let reply = read(&config, &ups, &view(&bs), "eth_getBalance")
+    let reply = read(&config, &ups, &m, &view(&bs), "eth_getBalance")
         .await
         .unwrap();
     assert_eq!(reply.raw(), br#""0x2a""#);
     let origin = reply.origin.unwrap();
     assert_eq!((&*origin.backend, origin.attempts), ("second", 2));
     assert_eq!((stalled.calls(), good.calls()), (1, 1));
-    assert_eq!(counts(net), [0, 0, 1, 0, 1]);
+    assert_eq!(counts(&m, net), [0, 0, 1, 0, 1]);
     // The cancelled send taught its backend that it is at least that slow.
     assert!(bs[0].load.estimate() >= Duration::from_millis(20));
     assert_eq!(bs[0].load.in_flight(), 0);
@@ -93,7 +97,7 @@ async fn a_stalled_read_is_answered_by_the_hedge_and_the_loser_is_cancelled() {
 #[tokio::test]
 async fn a_read_answered_within_the_delay_is_sent_once() {
     let net = "hedge-fast";
-    let (config, ups) = network(
+    let (config, ups, m) = network(
         net,
         "    hedge:\n      - methods: ['eth_get*']\n        delay: 10s\n",
     );
@@ -104,25 +108,25 @@ async fn a_read_answered_within_the_delay_is_sent_once() {
     let bs = pair(&a, &b);
     for _ in 0..3 {
         order(&bs[0], &bs[1]);
-        let reply = read(&config, &ups, &view(&bs), "eth_getBalance")
+        let reply = read(&config, &ups, &m, &view(&bs), "eth_getBalance")
             .await
             .unwrap();
         assert_eq!(reply.origin.unwrap().attempts, 1);
     }
     assert_eq!((a.calls(), b.calls()), (3, 0));
-    assert_eq!(counts(net), [3, 0, 0, 0, 0]);
+    assert_eq!(counts(&m, net), [3, 0, 0, 0, 0]);
     // A method no entry names is not counted at all.
     order(&bs[0], &bs[1]);
-    read(&config, &ups, &view(&bs), "eth_chainId")
+    read(&config, &ups, &m, &view(&bs), "eth_chainId")
         .await
         .unwrap();
-    assert_eq!(counts(net), [3, 0, 0, 0, 0]);
+    assert_eq!(counts(&m, net), [3, 0, 0, 0, 0]);
 }
 
 #[tokio::test]
 async fn a_failed_first_send_is_retried_as_without_hedging() {
     let net = "hedge-retry";
-    let (config, ups) = network(
+    let (config, ups, m) = network(
         net,
         "    hedge:\n      - methods: [eth_getBalance]\n        delay: 10s\n",
     );
@@ -132,18 +136,18 @@ async fn a_failed_first_send_is_retried_as_without_hedging() {
     );
     let bs = pair(&bad, &good);
     order(&bs[0], &bs[1]);
-    let reply = read(&config, &ups, &view(&bs), "eth_getBalance")
+    let reply = read(&config, &ups, &m, &view(&bs), "eth_getBalance")
         .await
         .unwrap();
     assert_eq!(reply.origin.unwrap().attempts, 2);
     assert_eq!((bad.calls(), good.calls()), (1, 1));
-    assert_eq!(counts(net), [1, 0, 0, 0, 0]);
+    assert_eq!(counts(&m, net), [1, 0, 0, 0, 0]);
 }
 
 #[tokio::test]
 async fn writes_are_never_hedged_even_under_a_glob() {
     let net = "hedge-writes";
-    let (config, ups) = network(
+    let (config, ups, m) = network(
         net,
         "    request_timeout: 300ms\n    hedge:\n      - methods: ['eth_*']\n        delay: 20ms\n",
     );
@@ -153,7 +157,7 @@ async fn writes_are_never_hedged_even_under_a_glob() {
     );
     let bs = pair(&stalled, &good);
     order(&bs[0], &bs[1]);
-    let err = read(&config, &ups, &view(&bs), "eth_sendRawTransaction")
+    let err = read(&config, &ups, &m, &view(&bs), "eth_sendRawTransaction")
         .await
         .unwrap_err();
     assert!(
@@ -168,14 +172,14 @@ async fn writes_are_never_hedged_even_under_a_glob() {
     );
     // A timed-out send may have reached the node: it goes nowhere else.
     assert_eq!((stalled.calls(), good.calls()), (1, 0));
-    assert_eq!(counts(net), [0; 5]);
+    assert_eq!(counts(&m, net), [0; 5]);
 }
 
 #[tokio::test]
 async fn no_call_is_sent_more_than_max_extra_times_again() {
     for (max_extra, sends) in [(1, 2), (2, 3)] {
         let net = format!("hedge-max-{max_extra}");
-        let (config, ups) = network(
+        let (config, ups, m) = network(
             &net,
             &format!("    request_timeout: 400ms\n    max_attempts: 1\n    hedge:\n      - methods: [eth_getBalance]\n        delay: 20ms\n        max_extra: {max_extra}\n"),
         );
@@ -189,7 +193,7 @@ async fn no_call_is_sent_more_than_max_extra_times_again() {
             .iter()
             .map(|s| backend("stalled", &s.url, 10))
             .collect();
-        let err = read(&config, &ups, &view(&bs), "eth_getBalance")
+        let err = read(&config, &ups, &m, &view(&bs), "eth_getBalance")
             .await
             .unwrap_err();
         assert!(matches!(err, RouteError::Upstream { .. }), "{err}");
@@ -202,7 +206,7 @@ async fn no_call_is_sent_more_than_max_extra_times_again() {
 #[tokio::test]
 async fn a_lone_candidate_is_not_hedged_and_says_so() {
     let net = "hedge-alone";
-    let (config, ups) = network(
+    let (config, ups, m) = network(
         net,
         "    request_timeout: 30s\n    hedge:\n      - methods: [eth_getBalance]\n        delay: 20ms\n",
     );
@@ -210,11 +214,11 @@ async fn a_lone_candidate_is_not_hedged_and_says_so() {
     let bs = [backend("only", &only.url, 3)];
     // It answers at once, so the hedge delay rarely passes first; either
     // way the one backend is asked once.
-    read(&config, &ups, &view(&bs), "eth_getBalance")
+    read(&config, &ups, &m, &view(&bs), "eth_getBalance")
         .await
         .unwrap();
     assert_eq!(only.calls(), 1);
-    let [not_needed, first, hedge, alone, cancelled] = counts(net);
+    let [not_needed, first, hedge, alone, cancelled] = counts(&m, net);
     assert_eq!((first, hedge, cancelled), (0, 0, 0));
     assert_eq!(not_needed + alone, 1);
 }
@@ -242,7 +246,7 @@ fn rules_cover_reads_only_and_the_first_entry_wins() {
         let yaml = "networks:\n  n:\n    chain_id: 1\n    hedge:\n      - methods: [eth_call]\n        delay: 5ms\n      - methods: ['eth_*']\n        max_extra: 2\n    upstreams:\n      - name: u\n        http: http://127.0.0.1:1\n";
         (Config::from_yaml(yaml).unwrap().networks.remove(0), ())
     };
-    let h = Hedging::new(&config);
+    let h = Hedging::new(&config, &Metrics::new().hedges);
     let plan = |m: &str| h.race(m).map(|r| r.plan);
     assert_eq!(
         plan("eth_call"),

@@ -35,8 +35,6 @@ pub mod ryw;
 pub mod select;
 mod transactions;
 
-pub use routes::ROUTE_OUTCOMES;
-
 use std::sync::Arc;
 
 use fastrand::Rng;
@@ -45,6 +43,7 @@ use futures_util::stream::FuturesUnordered;
 use self::batch::Batcher;
 use crate::config::NetworkConfig;
 use crate::jsonrpc::{Origin, Reply};
+use crate::metrics::RouteSeries;
 use crate::upstream::{BackendView, NetworkView, UpstreamError, Upstreams};
 use hedge::{Hedging, Leg, Next};
 
@@ -69,6 +68,8 @@ pub struct Target<'a> {
     pub upstreams: &'a Upstreams,
     /// Its hedging rules (built from `config.hedge`).
     pub hedging: &'a Hedging,
+    /// The counters of its method routes, by position in `config.routes`.
+    pub routed: &'a RouteSeries,
 }
 
 /// One call for a backend: its method, the params to send (`latest`

@@ -37,14 +37,13 @@ use std::time::Duration;
 use dashmap::DashMap;
 use fastrand::Rng;
 use parking_lot::Mutex;
-use prometheus::{IntCounter, IntGauge};
 use tokio::time::Instant;
 
 use super::{attempt, forward, select, Forward, Order, RouteError, Target};
 use crate::config::ReadYourWritesConfig;
 use crate::eth::{parse_hash, Hash};
 use crate::jsonrpc::Reply;
-use crate::metrics::metrics;
+use crate::metrics::{EvictionReason, RywRead, RywSeries};
 use crate::upstream::{NetworkView, UpstreamError};
 
 /// One remembered send.
@@ -59,14 +58,6 @@ struct Latest {
     backend: Arc<str>,
     hash: Hash,
     at: Instant,
-}
-
-/// Why a send is forgotten.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Forgotten {
-    Included,
-    Expired,
-    Full,
 }
 
 /// What a steered read is.
@@ -99,29 +90,12 @@ pub struct RecentSends {
     order: Mutex<VecDeque<(Instant, Hash)>>,
     /// Entries of `by_hash`: the reads' one check while it is 0.
     live: AtomicUsize,
-    series: Series,
-}
-
-struct Series {
-    entries: IntGauge,
-    steered: IntCounter,
-    fallback: IntCounter,
-    included: IntCounter,
-    expired: IntCounter,
-    full: IntCounter,
+    series: RywSeries,
 }
 
 impl RecentSends {
-    pub fn new(network: &str, config: &ReadYourWritesConfig) -> RecentSends {
-        let m = &metrics().read_your_writes;
-        let series = Series {
-            entries: m.entries.with_label_values(&[network]),
-            steered: m.reads.with_label_values(&[network, "steered"]),
-            fallback: m.reads.with_label_values(&[network, "fallback"]),
-            included: m.evictions.with_label_values(&[network, "included"]),
-            expired: m.evictions.with_label_values(&[network, "expired"]),
-            full: m.evictions.with_label_values(&[network, "full"]),
-        };
+    /// Remembers sends as `config` says, counting in `series` (the network's).
+    pub fn new(series: RywSeries, config: &ReadYourWritesConfig) -> RecentSends {
         series.entries.set(0);
         RecentSends {
             ttl: config.ttl,
@@ -177,9 +151,9 @@ impl RecentSends {
         order.push_back((now, hash));
         while let Some(&(at, oldest)) = order.front() {
             let reason = if order.len() > self.max_entries {
-                Forgotten::Full
+                EvictionReason::Full
             } else if now.duration_since(at) >= self.ttl {
-                Forgotten::Expired
+                EvictionReason::Expired
             } else {
                 break;
             };
@@ -213,7 +187,7 @@ impl RecentSends {
                     (latest.backend.clone(), latest.hash, latest.at)
                 };
                 if Instant::now().duration_since(at) >= self.ttl {
-                    self.forget(&hash, None, Forgotten::Expired);
+                    self.forget(&hash, None, EvictionReason::Expired);
                     return None;
                 }
                 Some(Steer {
@@ -233,7 +207,7 @@ impl RecentSends {
             return;
         }
         if included_at(reply.raw()).is_some_and(|block| block <= served) {
-            self.forget(&steer.hash, None, Forgotten::Included);
+            self.forget(&steer.hash, None, EvictionReason::Included);
             self.series.entries.set(self.len() as i64);
         }
     }
@@ -247,14 +221,14 @@ impl RecentSends {
         if Instant::now().duration_since(at) < self.ttl {
             return Some(backend);
         }
-        self.forget(hash, Some(at), Forgotten::Expired);
+        self.forget(hash, Some(at), EvictionReason::Expired);
         self.series.entries.set(self.len() as i64);
         None
     }
 
     /// Forgets the send of `hash` (only if remembered at `at`, when given),
     /// and its client's latest send if it is this one.
-    fn forget(&self, hash: &Hash, at: Option<Instant>, reason: Forgotten) {
+    fn forget(&self, hash: &Hash, at: Option<Instant>, reason: EvictionReason) {
         let removed = self
             .by_hash
             .remove_if(hash, |_, sent| at.is_none_or(|at| sent.at == at));
@@ -264,11 +238,7 @@ impl RecentSends {
         self.live.fetch_sub(1, Ordering::Relaxed);
         self.by_client
             .remove_if(&sent.client, |_, latest| latest.hash == *hash);
-        match reason {
-            Forgotten::Included => self.series.included.inc(),
-            Forgotten::Expired => self.series.expired.inc(),
-            Forgotten::Full => self.series.full.inc(),
-        }
+        self.series.eviction(reason).inc();
     }
 }
 
@@ -292,12 +262,12 @@ pub async fn forward_preferring(
         };
         let again = UpstreamError::worth_retrying;
         if let Ok(reply) = attempt(target, vec![preferred], &call, again, order).await {
-            recent.series.steered.inc();
+            recent.series.read(RywRead::Steered).inc();
             return Ok(reply);
         }
     }
     tracing::debug!(network = %target.config.name, backend = %steer.backend, method = call.method, "the backend that accepted a send cannot serve its read; routed as usual");
-    recent.series.fallback.inc();
+    recent.series.read(RywRead::Fallback).inc();
     forward(target, view, call).await
 }
 
@@ -350,6 +320,12 @@ mod tests {
         }
     }
 
+    fn unit_series(network: &str) -> RywSeries {
+        crate::metrics::Metrics::new()
+            .read_your_writes
+            .series(network)
+    }
+
     fn accepted(hash: &str, backend: &str) -> Reply {
         let mut reply = Reply::result_from(Bytes::from(format!("\"{hash}\"")));
         reply.origin = Some(Origin {
@@ -377,7 +353,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn reads_of_a_send_go_to_the_backend_that_accepted_it() {
-        let recent = RecentSends::new("ryw-unit-steer", &config(10));
+        let recent = RecentSends::new(unit_series("ryw-unit-steer"), &config(10));
         assert!(receipt(&recent, H1, "c:a").is_none());
         recent.sent(&accepted(H1, "r1"), "c:a");
         // The hash, by anyone, in either spelling; the nonce for its sender only.
@@ -410,7 +386,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sends_are_forgotten_when_included_after_the_ttl_or_when_full() {
-        let recent = RecentSends::new("ryw-unit-forget", &config(2));
+        let recent = RecentSends::new(unit_series("ryw-unit-forget"), &config(2));
         recent.sent(&accepted(H1, "r1"), "c:a");
         let steer = receipt(&recent, H1, "c:a").unwrap();
         // Pending (no block), or in a block above the served head: kept.

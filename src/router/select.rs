@@ -103,6 +103,7 @@ mod tests {
                     crate::upstream::http_client(),
                     1 << 20,
                     3,
+                    &crate::metrics::Metrics::new(),
                 );
                 b.load.observe(rtt);
                 b

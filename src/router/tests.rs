@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::config::{Config, Tier, UpstreamConfig};
+use crate::metrics::{Metrics, RouteSeries};
 use crate::upstream::head::{BlockId, ChainCheck, HeadState};
 use crate::upstream::{http_client, Backend, Ineligible};
 
@@ -96,7 +97,7 @@ fn network(extra: &str) -> (NetworkConfig, Upstreams) {
     );
     let mut config = Config::from_yaml(&yaml).unwrap().networks.remove(0);
     config.upstreams.clear();
-    let upstreams = Upstreams::start(&config, &http_client(), None);
+    let upstreams = Upstreams::start(&config, &http_client(), &Metrics::new(), None);
     (config, upstreams)
 }
 
@@ -120,7 +121,14 @@ fn backend_as(
         state_history,
         tls: None,
     };
-    Backend::new("router-test", &cfg, http_client(), 1 << 20, eject_after)
+    Backend::new(
+        "router-test",
+        &cfg,
+        http_client(),
+        1 << 20,
+        eject_after,
+        &Metrics::new(),
+    )
 }
 
 /// Eligible views at head 10 of `backends`.
@@ -189,11 +197,12 @@ async fn read_state(
     state_at: Option<u64>,
     seed: u64,
 ) -> Result<Reply, RouteError> {
-    let hedging = hedge::Hedging::new(config);
+    let hedging = hedge::Hedging::new(config, &Metrics::new().hedges);
     let target = Target {
         config,
         upstreams,
         hedging: &hedging,
+        routed: &RouteSeries::default(),
     };
     let call = Forward {
         method,

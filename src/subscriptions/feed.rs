@@ -24,6 +24,7 @@ use super::gap::{HeadStep, Heads, LogId, Logs, MAX_HEAD_GAP};
 use super::topic::{Kind, Topic};
 use super::Hub;
 use crate::eth::parse_quantity;
+use crate::metrics::Label;
 use crate::upstream::Backend;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

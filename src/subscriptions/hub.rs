@@ -14,12 +14,12 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use bytes::Bytes;
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use tokio::sync::oneshot;
 
 use super::topic::{Kind, Topic};
 use super::{feed, NetworkSource, Outbox, SubscriptionError};
-use crate::metrics::metrics;
+use crate::metrics::{each_gauge, Label, Metrics, WsLimit};
 
 /// Notifications kept for a subscription whose id has not reached its
 /// client yet (the answer to `eth_subscribe` is still being queued).
@@ -53,10 +53,19 @@ pub struct Hub {
     upstream_subscribes: AtomicU64,
     failovers: AtomicU64,
     failovers_metric: IntCounter,
+    /// `rpcgate_ws_subscriptions` by `Kind` position.
+    pub(super) held: [IntGauge; 3],
+    /// `rpcgate_ws_limit_hits_total`: its series are made when a bound first trips.
+    limit_hits: IntCounterVec,
 }
 
 impl Hub {
-    pub(super) fn new(network: &str, source: NetworkSource, all_feeds: Arc<AtomicUsize>) -> Hub {
+    pub(super) fn new(
+        network: &str,
+        source: NetworkSource,
+        all_feeds: Arc<AtomicUsize>,
+        metrics: &Metrics,
+    ) -> Hub {
         Hub {
             network: network.to_string(),
             source,
@@ -65,9 +74,9 @@ impl Hub {
             next_feed: AtomicU64::new(1),
             upstream_subscribes: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
-            failovers_metric: metrics()
-                .ws_subscription_failovers
-                .with_label_values(&[network]),
+            failovers_metric: metrics.ws.failovers.with_label_values(&[network]),
+            held: each_gauge::<Kind, 3>(&metrics.ws.subscriptions, &[network]),
+            limit_hits: metrics.ws.limit_hits.clone(),
         }
     }
 
@@ -94,7 +103,7 @@ impl Hub {
                 });
             if admitted.is_err() {
                 drop(feeds);
-                self.limit_hit("upstream_subscriptions");
+                self.limit_hit(WsLimit::UpstreamSubscriptions);
                 return Err(SubscriptionError::TooManyFeeds(max_feeds));
             }
         }
@@ -121,10 +130,9 @@ impl Hub {
     }
 
     /// Counts a cap that refused a subscription or closed a connection.
-    pub(super) fn limit_hit(&self, limit: &str) {
-        metrics()
-            .ws_limit_hits
-            .with_label_values(&[&self.network, limit])
+    pub(super) fn limit_hit(&self, limit: WsLimit) {
+        self.limit_hits
+            .with_label_values(&[&self.network, limit.label()])
             .inc();
     }
 

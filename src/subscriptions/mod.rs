@@ -53,7 +53,7 @@ pub use hub::Hub;
 pub use outbox::{Outbox, Outgoing};
 pub use topic::{Kind, Topic};
 
-use crate::metrics::metrics;
+use crate::metrics::{Metrics, WsLimit};
 use crate::network::Network;
 
 /// Why a subscription call failed (turned into JSON-RPC in `calls::rescue`).
@@ -107,12 +107,14 @@ pub struct Hubs {
     /// Upstream feeds running now, over every network: what
     /// `server.max_upstream_subscriptions` caps.
     feeds: Arc<AtomicUsize>,
+    metrics: Metrics,
 }
 
 impl Hubs {
-    pub fn new(source: NetworkSource) -> Hubs {
+    pub fn new(source: NetworkSource, metrics: Metrics) -> Hubs {
         Hubs {
             source,
+            metrics,
             hubs: Mutex::new(HashMap::new()),
             feeds: Arc::new(AtomicUsize::new(0)),
         }
@@ -122,9 +124,18 @@ impl Hubs {
     pub fn hub(&self, network: &str) -> Arc<Hub> {
         let mut hubs = self.hubs.lock();
         hubs.entry(network.to_string())
-            .or_insert_with(|| Arc::new(Hub::new(network, self.source.clone(), self.feeds.clone())))
+            .or_insert_with(|| {
+                let (source, feeds) = (self.source.clone(), self.feeds.clone());
+                Arc::new(Hub::new(network, source, feeds, &self.metrics))
+            })
             .clone()
     }
+}
+
+/// Makes the subscription gauges of `network` at zero, so that they exist
+/// before its first subscription (its hub is made at the first).
+pub fn network_started(metrics: &Metrics, network: &str) {
+    crate::metrics::each_gauge::<Kind, 3>(&metrics.ws.subscriptions, &[network]);
 }
 
 /// The caps a [`Session`] enforces, from `server.*` when its connection opened.
@@ -202,16 +213,14 @@ impl Session {
             topics.sort_by(|a, b| a.params.cmp(&b.params));
             topics.dedup();
             if topics.len() >= limits.topics && !switched_off("topics") {
-                self.hub.limit_hit("topics_per_connection");
+                self.hub.limit_hit(WsLimit::TopicsPerConnection);
                 return Err(SubscriptionError::TooManyTopics(limits.topics));
             }
         }
         let id = format!("0x{:032x}", fastrand::u128(..));
         self.hub
             .add(&topic, &id, self.outbox.clone(), limits.feeds)?;
-        let gauge = metrics()
-            .ws_subscriptions
-            .with_label_values(&[&self.hub.network, topic.kind.label()]);
+        let gauge = self.hub.held[topic.kind as usize].clone();
         gauge.inc();
         subs.insert(id.clone(), Held { topic, gauge });
         Ok(Answer {

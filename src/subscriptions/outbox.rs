@@ -35,7 +35,7 @@ struct Shared {
     overflowed: Notify,
     /// Set by the first refusal: the connection closes, counted once.
     tripped: AtomicBool,
-    hits: IntCounter,
+    hits: Option<IntCounter>,
 }
 
 /// The producing side, cloned into every subscription of the connection.
@@ -52,9 +52,10 @@ pub struct Outgoing {
 }
 
 impl Outbox {
-    /// A queue that holds at most `max_bytes` unwritten bytes; `hits` counts
-    /// the connections it closed.
-    pub fn new(max_bytes: usize, hits: IntCounter) -> (Outbox, Outgoing) {
+    /// A queue that holds at most `max_bytes` unwritten bytes; `hits`, when
+    /// given, counts the connections it closed (a client's; the gateway's
+    /// own feeds count nothing).
+    pub fn new(max_bytes: usize, hits: Option<IntCounter>) -> (Outbox, Outgoing) {
         let (queue, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             queued: AtomicUsize::new(0),
@@ -97,7 +98,9 @@ impl Outbox {
     pub fn overflow(&self) {
         let shared = &self.shared;
         if !shared.tripped.swap(true, Ordering::AcqRel) {
-            shared.hits.inc();
+            if let Some(hits) = &shared.hits {
+                hits.inc();
+            }
         }
         shared.overflowed.notify_one();
     }
@@ -133,13 +136,16 @@ mod tests {
     use super::*;
 
     fn counter() -> IntCounter {
-        IntCounter::new("test_hits", "hits").unwrap()
+        let metrics = crate::metrics::Metrics::new();
+        metrics
+            .ws
+            .limit_hit("outbox-test", crate::metrics::WsLimit::QueuedBytes)
     }
 
     #[test]
     fn the_bound_is_in_bytes_and_trips_once() {
         let hits = counter();
-        let (outbox, mut outgoing) = Outbox::new(1000, hits.clone());
+        let (outbox, mut outgoing) = Outbox::new(1000, Some(hits.clone()));
         // One message bigger than the bound goes into an empty queue.
         assert!(outbox.push(Bytes::from(vec![b'x'; 5000])));
         assert!(!outbox.push(Bytes::from_static(b"1")));
@@ -154,7 +160,7 @@ mod tests {
 
     #[test]
     fn written_bytes_make_room() {
-        let (outbox, mut outgoing) = Outbox::new(1000, counter());
+        let (outbox, mut outgoing) = Outbox::new(1000, Some(counter()));
         for _ in 0..3 {
             assert!(outbox.push(Bytes::from(vec![b'x'; 200])));
         }

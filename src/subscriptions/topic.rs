@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::SubscriptionError;
+use crate::metrics::Label;
 
 /// The three kinds a client may subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,9 +22,11 @@ pub enum Kind {
     NewPendingTransactions,
 }
 
-impl Kind {
-    /// The metric label (a fixed word).
-    pub fn label(self) -> &'static str {
+/// The `kind` label of `rpcgate_ws_subscriptions`.
+impl Label for Kind {
+    const ALL: &'static [Kind] = &[Kind::NewHeads, Kind::Logs, Kind::NewPendingTransactions];
+
+    fn label(self) -> &'static str {
         match self {
             Kind::NewHeads => "newHeads",
             Kind::Logs => "logs",
@@ -194,6 +197,14 @@ fn hex_word(s: &str, bytes: usize) -> Result<String, SubscriptionError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hub gauges are indexed by `kind as usize`.
+    #[test]
+    fn kinds_are_listed_in_declaration_order() {
+        for (i, k) in Kind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i, "{k:?}");
+        }
+    }
 
     fn topic(params: &str) -> Result<Topic, SubscriptionError> {
         let raw = RawValue::from_string(params.to_string()).unwrap();

@@ -27,7 +27,7 @@ use super::tls::{self, Connector, UpstreamStream};
 use crate::config::{Tier, UpstreamConfig};
 use crate::jsonrpc::Reply;
 use crate::memory::{self, Permit};
-use crate::metrics::UpstreamSeries;
+use crate::metrics::{Metrics, UpstreamOutcome, UpstreamSeries};
 
 pub(super) mod batch;
 
@@ -89,16 +89,16 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// A fixed word for metrics: one of `metrics::UPSTREAM_OUTCOMES`.
-    pub fn kind(&self) -> &'static str {
+    /// Its `outcome` label in the upstream metrics.
+    pub fn outcome(&self) -> UpstreamOutcome {
         match self {
-            UpstreamError::Connect(_) => "connect",
-            UpstreamError::Timeout(_) => "timeout",
-            UpstreamError::Transport(_) => "transport",
-            UpstreamError::Status(_) => "status",
-            UpstreamError::TooLarge(_) => "too_large",
-            UpstreamError::BadReply => "bad_reply",
-            UpstreamError::MemoryBudget => "memory",
+            UpstreamError::Connect(_) => UpstreamOutcome::Connect,
+            UpstreamError::Timeout(_) => UpstreamOutcome::Timeout,
+            UpstreamError::Transport(_) => UpstreamOutcome::Transport,
+            UpstreamError::Status(_) => UpstreamOutcome::Status,
+            UpstreamError::TooLarge(_) => UpstreamOutcome::TooLarge,
+            UpstreamError::BadReply => UpstreamOutcome::BadReply,
+            UpstreamError::MemoryBudget => UpstreamOutcome::Memory,
         }
     }
 
@@ -161,6 +161,7 @@ impl Backend {
         client: HttpClient,
         max_reply_bytes: usize,
         eject_after: u32,
+        metrics: &Metrics,
     ) -> Arc<Backend> {
         let uses_tls = tls::is_tls(&cfg.http) || cfg.ws.as_ref().is_some_and(tls::is_tls);
         let tls = uses_tls.then(|| tls::client_config(cfg.tls.as_ref()));
@@ -180,7 +181,7 @@ impl Backend {
             consecutive_failures: AtomicU32::new(0),
             ejected: AtomicBool::new(false),
             eject_after,
-            series: crate::metrics::metrics().upstream(network, &cfg.name),
+            series: metrics.upstream(network, &cfg.name),
             tier: cfg.tier,
             configured_history: cfg.state_history.unwrap_or(UNKNOWN_HISTORY),
             learned_history: AtomicU64::new(UNKNOWN_HISTORY),
@@ -273,7 +274,7 @@ impl Backend {
         match &res {
             Ok(reply) if reply.is_error() => self.series.rpc_error.inc(),
             Ok(_) => self.series.ok.inc(),
-            Err(e) => self.series.failed(e.kind()),
+            Err(e) => self.series.failed(e.outcome()),
         }
         match &res {
             Ok(_) => {
@@ -450,7 +451,7 @@ mod tests {
             state_history: None,
             tls: None,
         };
-        let b = Backend::new("test", &cfg, http_client(), 1 << 20, 3);
+        let b = Backend::new("test", &cfg, http_client(), 1 << 20, 3, &Metrics::new());
         let timeout = Duration::from_secs(1);
         let (r, ejected) = b.call("eth_chainId", None, timeout).await;
         assert!(matches!(r, Err(UpstreamError::Connect(_))));
@@ -512,7 +513,7 @@ mod tests {
             tls: None,
         };
         assert!(!format!("{cfg:?}").contains("s3cret"), "{cfg:?}");
-        let b = Backend::new("test", &cfg, http_client(), 1 << 20, 3);
+        let b = Backend::new("test", &cfg, http_client(), 1 << 20, 3, &Metrics::new());
         let reply = b
             .exchange("eth_chainId", None, Duration::from_secs(5))
             .await

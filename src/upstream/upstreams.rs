@@ -24,6 +24,7 @@ use super::client::{Backend, HttpClient};
 use super::head::{self, HeadState};
 use super::view::{self, BackendView, NetworkView, ServedHead, Tracked};
 use crate::config::{HeadConfig, NetworkConfig, Tier, UpstreamConfig};
+use crate::metrics::Metrics;
 
 /// Everything that makes two trackers interchangeable.
 #[derive(PartialEq)]
@@ -84,6 +85,7 @@ impl Upstreams {
     pub fn start(
         config: &NetworkConfig,
         client: &HttpClient,
+        metrics: &Metrics,
         previous: Option<&Upstreams>,
     ) -> Upstreams {
         let backends: Vec<Arc<TrackedBackend>> = config
@@ -102,6 +104,7 @@ impl Upstreams {
                             client.clone(),
                             config.max_response_bytes,
                             config.eject_after_failures,
+                            metrics,
                         );
                         let (state, task) =
                             head::spawn(backend.clone(), config.chain_id, config.head.clone());
@@ -147,7 +150,7 @@ impl Upstreams {
             published,
             refresh,
             backends,
-            relays: relays(config, client),
+            relays: relays(config, client, metrics),
             builder,
         }
     }
@@ -176,7 +179,7 @@ impl Upstreams {
 
 /// A fixed view of each `tier: route` upstream. With no probe to re-admit
 /// one, none is ejected (its failures still weigh on its latency estimate).
-fn relays(config: &NetworkConfig, client: &HttpClient) -> Vec<BackendView> {
+fn relays(config: &NetworkConfig, client: &HttpClient, metrics: &Metrics) -> Vec<BackendView> {
     config
         .upstreams
         .iter()
@@ -188,6 +191,7 @@ fn relays(config: &NetworkConfig, client: &HttpClient) -> Vec<BackendView> {
                 client.clone(),
                 config.max_response_bytes,
                 u32::MAX,
+                metrics,
             );
             BackendView {
                 state_history: backend.state_history(),

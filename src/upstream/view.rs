@@ -312,7 +312,14 @@ mod tests {
             state_history: None,
             tls: None,
         };
-        Backend::new("test", &cfg, crate::upstream::http_client(), 1 << 20, 3)
+        Backend::new(
+            "test",
+            &cfg,
+            crate::upstream::http_client(),
+            1 << 20,
+            3,
+            &crate::metrics::Metrics::new(),
+        )
     }
 
     fn at(number: u64, hash: &str, reorgs: u64) -> HeadState {

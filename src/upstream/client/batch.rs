@@ -81,7 +81,7 @@ impl Backend {
         self.series.batch_calls.observe(calls.len() as f64);
         match res {
             Err(Some(error)) => {
-                self.series.failed(error.kind());
+                self.series.failed(error.outcome());
                 self.load.observe(rtt.max(timeout));
                 let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
                 let ejected_now =
@@ -100,7 +100,7 @@ impl Backend {
                     match reply {
                         Ok(r) if r.is_error() => self.series.rpc_error.inc(),
                         Ok(_) => self.series.ok.inc(),
-                        Err(e) => self.series.failed(e.kind()),
+                        Err(e) => self.series.failed(e.outcome()),
                     }
                 }
                 Ok(replies)

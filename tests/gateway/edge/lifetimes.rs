@@ -6,15 +6,16 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rpcgate::metrics::metrics;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::*;
 
-fn closed(reason: &str) -> u64 {
-    metrics()
+fn closed(gw: &Gw, reason: &str) -> u64 {
+    gw.gateway
+        .metrics()
+        .listener
         .connections_closed
         .with_label_values(&[reason])
         .get()
@@ -48,7 +49,7 @@ async fn silent_sockets_and_half_prefaces_are_closed_while_clients_are_served() 
     );
     let gw = start_gateway(&config).await;
     wait_synced(&gw, 1, 1).await;
-    let before = closed("first_request");
+    let before = closed(&gw, "first_request");
     // `loadtests/connection-deadlines` sets 1,000 and 200.
     let count = |var: &str, default: usize| {
         std::env::var(var)
@@ -101,7 +102,7 @@ async fn silent_sockets_and_half_prefaces_are_closed_while_clients_are_served() 
     );
     assert_eq!(ok, all, "every normal call during the attack is served");
     assert!(all > 10, "{all}");
-    assert!(closed("first_request") - before >= (silent + half) as u64);
+    assert!(closed(&gw, "first_request") - before >= (silent + half) as u64);
 }
 
 #[tokio::test]
@@ -114,7 +115,7 @@ async fn a_client_that_never_reads_is_closed_at_the_write_deadline() {
     );
     let gw = start_gateway(&config).await;
     wait_synced(&gw, 1, 1).await;
-    let before = closed("write");
+    let before = closed(&gw, "write");
     // A batch whose answer echoes 100 ids of 45 kB each: 4.5 MB per answer.
     let id = "x".repeat(45_000);
     let batch: Vec<_> = (0..100)
@@ -163,7 +164,7 @@ async fn a_client_that_never_reads_is_closed_at_the_write_deadline() {
         total < 3 * 4_500_000,
         "only what was buffered arrived: {total}"
     );
-    assert!(closed("write") > before);
+    assert!(closed(&gw, "write") > before);
     // The gateway keeps serving others.
     assert!(result(&gw.url, "eth_getBalance", json!([OTHER, "latest"]))
         .await

@@ -5,7 +5,6 @@
 
 use futures_util::SinkExt;
 use rpcgate::calls::panics::{inject_panic, Stage};
-use rpcgate::metrics::metrics;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -15,8 +14,8 @@ use crate::support::*;
 const IN_CALL: &str = "rpcgate_testPanicInCall";
 const IN_MESSAGE: &str = "rpcgate_testPanicInMessage";
 
-fn caught(stage: &str) -> u64 {
-    metrics().panics.with_label_values(&[stage]).get()
+fn caught(gw: &Gw, stage: Stage) -> u64 {
+    gw.gateway.metrics().listener.panics(stage).get()
 }
 
 #[tokio::test]
@@ -30,7 +29,7 @@ async fn a_panic_answers_its_request_with_an_internal_error_and_nothing_else() {
     let config = format!("{}{policy}", yaml(fleet.chain_id(), &fleet_ups(&fleet), ""));
     let gw = start_gateway(&config).await;
     wait_synced(&gw, 1, 2).await;
-    let (calls_before, messages_before) = (caught("call"), caught("message"));
+    let (calls_before, messages_before) = (caught(&gw, Stage::Call), caught(&gw, Stage::Message));
 
     let gw = tokio::task::spawn_blocking(move || {
         let mut conn = RawConn::open(&gw);
@@ -71,8 +70,8 @@ async fn a_panic_answers_its_request_with_an_internal_error_and_nothing_else() {
     })
     .await
     .unwrap();
-    assert!(caught("call") >= calls_before + 2, "counted");
-    assert!(caught("message") > messages_before, "counted");
+    assert!(caught(&gw, Stage::Call) >= calls_before + 2, "counted");
+    assert!(caught(&gw, Stage::Message) > messages_before, "counted");
 
     // Over WebSocket: the same answer with the id, and the socket goes on.
     let (mut ws, _) = tokio_tungstenite::connect_async(gw.url.replace("http://", "ws://"))

@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
-use rpcgate::metrics::metrics;
+use rpcgate::metrics::TlsReload;
 use rpcgate::upstream::Ineligible;
 use rpcgate_fleet::tls::{connect as tls_connect, Seen};
 use rpcgate_fleet::{TestCa, TlsTerminator};
@@ -175,11 +175,12 @@ async fn the_tls_listener_speaks_h2_and_http1_and_wss_and_follows_a_rotated_cert
     assert_eq!(head["number"], json!(hex(height)), "{head}");
 
     // A client that does not trust the CA is refused, and counted.
-    let failures = metrics().tls_handshake_failures.get();
+    let listener = &gw.gateway.metrics().listener;
+    let failures = listener.tls_handshake_failures.get();
     let stranger = TestCa::new("another CA").unwrap();
     assert!(tls_call(addr, &stranger, &[b"http/1.1"]).await.is_err());
     wait_for("the refused handshake counted", || async {
-        metrics().tls_handshake_failures.get() > failures
+        listener.tls_handshake_failures.get() > failures
     })
     .await;
 
@@ -234,7 +235,7 @@ async fn the_tls_listener_speaks_h2_and_http1_and_wss_and_follows_a_rotated_cert
         old_seen.load(Ordering::Relaxed) >= 20
     })
     .await;
-    let applied = metrics().tls_reloads.with_label_values(&["applied"]).get();
+    let applied = listener.tls_reloads(TlsReload::Applied).get();
     second.write(&cert, &key).unwrap();
     wait_for("clients served on the rotated certificate", || async {
         new_seen.load(Ordering::Relaxed) >= 20
@@ -258,7 +259,7 @@ async fn the_tls_listener_speaks_h2_and_http1_and_wss_and_follows_a_rotated_cert
         old_seen.load(Ordering::Relaxed) + new_seen.load(Ordering::Relaxed),
         &failed[..failed.len().min(5)]
     );
-    assert!(metrics().tls_reloads.with_label_values(&["applied"]).get() > applied);
+    assert!(listener.tls_reloads(TlsReload::Applied).get() > applied);
     // Every new connection now gets the new certificate; the old
     // connection still works.
     for alpn in [&[&b"h2"[..]][..], &[&b"http/1.1"[..]][..]] {
@@ -268,10 +269,10 @@ async fn the_tls_listener_speaks_h2_and_http1_and_wss_and_follows_a_rotated_cert
     assert_eq!(h1_call(&mut kept, addr).await.unwrap()["result"], chain_id);
 
     // A broken key file is refused and counted; the current pair keeps serving.
-    let refused = metrics().tls_reloads.with_label_values(&["refused"]).get();
+    let refused = listener.tls_reloads(TlsReload::Refused).get();
     std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nnot a key\n").unwrap();
     wait_for("the broken pair refused", || async {
-        metrics().tls_reloads.with_label_values(&["refused"]).get() > refused
+        listener.tls_reloads(TlsReload::Refused).get() > refused
     })
     .await;
     let (seen, _, answer) = tls_call(addr, &ca, &[b"h2"]).await.unwrap();

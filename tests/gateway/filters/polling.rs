@@ -400,7 +400,7 @@ async fn uninstall_expiry_and_caps() {
     }
     let again = call_from(url, "10.0.0.3", "eth_newBlockFilter", json!([])).await;
     assert!(again["result"].is_string(), "{again}");
-    let metrics = rpcgate::metrics::metrics().render();
+    let metrics = scrape(&gw.admin).await.text;
     assert!(
         metrics.contains("rpcgate_filters_expired_total{network=\"dev\"}"),
         "{metrics}"
@@ -503,7 +503,7 @@ async fn pending_filters_get_each_announced_transaction_once() {
     for h in &sent {
         assert!(later.contains(h), "the second filter lacks {h}: {later:?}");
     }
-    let metrics = rpcgate::metrics::metrics().render();
+    let metrics = scrape(&gw.admin).await.text;
     assert!(
         metrics.contains("rpcgate_filters_pending_hashes_total{network=\"dev\"}"),
         "{metrics}"

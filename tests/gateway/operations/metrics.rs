@@ -150,17 +150,16 @@ async fn request_metrics_follow_traffic_and_carry_no_client_input() {
     // fast path): the five reads above at least.
     let ok = |s: &Scraped| s.value("rpcgate_http_responses_total", &[("code", "200")]);
     assert!(ok(&after) - ok(&before) >= 5.0, "200s: {}", ok(&after));
-    // The policy counter has no network label and the registry is the
-    // process's: tests running beside this one may add to it. The exact
-    // count is asserted on this network's own series above.
-    assert!(
+    // The gateway's own registry: no other test adds to its policy counter.
+    assert_eq!(
         after.value(
             "rpcgate_policy_rate_limited_total",
             &[("client", "anonymous")]
         ) - before.value(
             "rpcgate_policy_rate_limited_total",
             &[("client", "anonymous")]
-        ) >= 2.0
+        ),
+        2.0
     );
 
     // Nothing a client sent is a label: no key, no key digest, no invented method.
@@ -189,6 +188,52 @@ fn failures(gw: &RpcgateProcess) -> Vec<Value> {
         .into_iter()
         .filter(|v| v["fields"]["message"] == "request failed")
         .collect()
+}
+
+/// Two gateways in one process with the same network name: each counts in
+/// its own registry, so traffic to one leaves the other's counters at 0.
+#[tokio::test]
+async fn two_gateways_with_one_network_name_count_apart() {
+    let fleet = fleet(1).await;
+    fleet.mine().await.unwrap();
+    let config = metered_yaml(fleet.chain_id(), &fleet_ups(&fleet));
+    let busy = start_gateway(&config).await;
+    let idle = start_gateway(&config).await;
+    wait_synced(&busy, 1, 1).await;
+    wait_synced(&idle, 1, 1).await;
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":[DEV, "latest"]});
+    for _ in 0..3 {
+        let (status, _) = send(&busy.url, Some(KEY), &body.to_string()).await;
+        assert_eq!(status, 200);
+    }
+    let calls = [
+        ("network", NET),
+        ("method", "eth_getBalance"),
+        ("client", "meter-dapp"),
+        ("outcome", "ok"),
+    ];
+    let sent = [("network", NET), ("outcome", "ok")];
+    let busy = scrape(&busy.admin).await;
+    let idle = scrape(&idle.admin).await;
+    let text = &idle.text;
+    assert_eq!(busy.value("rpcgate_requests_total", &calls), 3.0);
+    assert!(busy.value("rpcgate_upstream_requests_total", &sent) >= 3.0);
+    assert_eq!(
+        idle.value("rpcgate_requests_total", &calls),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        idle.value("rpcgate_upstream_requests_total", &sent),
+        0.0,
+        "{text}"
+    );
+    let ok = [("code", "200")];
+    assert_eq!(
+        idle.value("rpcgate_http_responses_total", &ok),
+        0.0,
+        "{text}"
+    );
 }
 
 async fn blocked_call(url: &str, request_id: &str) -> http::Response<hyper::body::Incoming> {

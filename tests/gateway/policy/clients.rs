@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use rpcgate::metrics::metrics;
 use rpcgate_fleet::{Fleet, RedisServer, Tap};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,7 +48,7 @@ async fn keys_are_accepted_in_each_place_and_a_wrong_key_gets_401() {
     }
     assert_eq!(tap.count("eth_getBalance"), 3);
 
-    let unauthorized_before = metrics().unauthorized.get();
+    let unauthorized_before = gw.gateway.metrics().policy.unauthorized.get();
     for (url, headers) in [
         (gw.url.clone(), vec![("x-api-key", OTHER_KEY)]),
         (gw.url.clone(), vec![("authorization", "Bearer nope")]),
@@ -68,7 +67,7 @@ async fn keys_are_accepted_in_each_place_and_a_wrong_key_gets_401() {
         3,
         "no backend call for a refused key"
     );
-    assert!(metrics().unauthorized.get() >= unauthorized_before + 4);
+    assert!(gw.gateway.metrics().policy.unauthorized.get() >= unauthorized_before + 4);
     // A path with a key but no such network is still a 404.
     let (status, _, _) = send(&format!("{}/nonet/{KEY}", gw.url), &[], &call).await;
     assert_eq!(status, 404);
@@ -160,7 +159,10 @@ async fn limits_answer_429_with_retry_after_and_a_batch_is_charged_by_cost() {
         let (status, _, _) = send(&gw.url, &[], &rpc(json!(id), "eth_chainId", json!([]))).await;
         assert_eq!(status, 200);
     }
-    let limited_before = metrics()
+    let limited_before = gw
+        .gateway
+        .metrics()
+        .policy
         .rate_limited
         .with_label_values(&["anonymous"])
         .get();
@@ -176,7 +178,9 @@ async fn limits_answer_429_with_retry_after_and_a_batch_is_charged_by_cost() {
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry > 100, "{retry}");
     assert_eq!(
-        metrics()
+        gw.gateway
+            .metrics()
+            .policy
             .rate_limited
             .with_label_values(&["anonymous"])
             .get(),
@@ -342,7 +346,7 @@ async fn redis_shared_limits_fall_back_when_redis_dies_and_reconnect() {
             assert!(stored.is_some(), "the budget is kept in redis");
         }
         redis.kill().await.unwrap();
-        let fallbacks = metrics().redis_fallbacks.get();
+        let fallbacks = gw.gateway.metrics().policy.redis_fallbacks.get();
         let (status, _, v) = send(&gw.url, &key, &call).await;
         match fallback {
             // Open: the local limiter decides; it has its own full budget.
@@ -357,7 +361,7 @@ async fn redis_shared_limits_fall_back_when_redis_dies_and_reconnect() {
                 assert_eq!(v["error"]["code"], -32005);
             }
         }
-        assert!(metrics().redis_fallbacks.get() > fallbacks);
+        assert!(gw.gateway.metrics().policy.redis_fallbacks.get() > fallbacks);
         // Redis comes back (empty): the gateway reconnects and shares again.
         redis = RedisServer::start_on(port).await.unwrap();
         wait_for("checks in redis again", || {

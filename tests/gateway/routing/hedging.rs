@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// A network name of its own: the hedging counters are process-wide.
+/// The network the hedging counters are read for.
 const NETWORK: &str = "hedged";
 const ROUNDS: usize = 12;
 const CALLS_PER_ROUND: usize = 8;
@@ -40,6 +40,12 @@ struct Phase {
     /// The most backend calls one answer took (`x-rpcgate-attempts`).
     most_attempts: u32,
     durations: Vec<Duration>,
+    /// The phase's gateway's `rpcgate_hedged_calls_total` by outcome, and
+    /// its `rpcgate_hedged_losers_cancelled_total`.
+    hedge_won: u64,
+    first_won: u64,
+    not_needed: u64,
+    cancelled: u64,
 }
 
 impl Phase {
@@ -52,22 +58,6 @@ impl Phase {
     fn over(&self, limit: Duration) -> usize {
         self.durations.iter().filter(|d| **d > limit).count()
     }
-}
-
-fn hedge_count(outcome: &str) -> u64 {
-    rpcgate::metrics::metrics()
-        .hedges
-        .calls
-        .with_label_values(&[NETWORK, outcome])
-        .get()
-}
-
-fn cancelled() -> u64 {
-    rpcgate::metrics::metrics()
-        .hedges
-        .cancelled
-        .with_label_values(&[NETWORK])
-        .get()
 }
 
 /// Rounds of sequential reads through a gateway configured with `extra`,
@@ -127,6 +117,12 @@ async fn phase(fleet: &rpcgate_fleet::Fleet, taps: &[Tap], extra: &str) -> Phase
         t.set_fault(Fault::None);
     }
     seen.sends = taps.iter().map(|t| t.count("eth_getBalance")).sum();
+    let hedges = &gw.gateway.metrics().hedges;
+    let count = |outcome: &str| hedges.calls.with_label_values(&[NETWORK, outcome]).get();
+    seen.hedge_won = count("hedge_won");
+    seen.first_won = count("first_won");
+    seen.not_needed = count("not_needed");
+    seen.cancelled = hedges.cancelled.with_label_values(&[NETWORK]).get();
     eprintln!(
         "hedging phase [{extra}]: {} calls, {} sends; slow replica asked {} times, its answer used {} times; \
          {} answers after two sends; p50 {:?}, p99 {:?}, max {:?}; {} calls over 150ms",
@@ -156,22 +152,18 @@ async fn a_hedge_answers_for_a_replica_turned_slow_and_no_call_is_sent_more_than
     assert_eq!(off.sends, off.calls);
     assert_eq!(off.most_attempts, 1);
     assert_eq!(off.slow_used, off.slow_asked);
-    assert_eq!(hedge_count("hedge_won") + hedge_count("first_won"), 0);
+    assert_eq!(off.hedge_won + off.first_won, 0);
 
-    let won_before = hedge_count("hedge_won");
-    let cancelled_before = cancelled();
     let on = phase(
         &fleet,
         &taps,
         &format!("{base}\nhedge: [{{methods: [eth_getBalance, 'eth_getBlockBy*'], delay: 50ms}}]"),
     )
     .await;
-    let won = hedge_count("hedge_won") - won_before;
-    let losers = cancelled() - cancelled_before;
+    let (won, losers) = (on.hedge_won, on.cancelled);
     eprintln!(
         "hedging on: hedge_won {won}, first_won {}, not_needed {}, losers cancelled {losers}",
-        hedge_count("first_won"),
-        hedge_count("not_needed"),
+        on.first_won, on.not_needed,
     );
     // At most one hedge per call: never more than two sends, in all and
     // for each call (the gateway's own count, in the served-by header).

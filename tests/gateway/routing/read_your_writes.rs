@@ -2,11 +2,7 @@
 //! transaction go to the replica that accepted it, while the other replicas
 //! have not seen it (the fleet's replicas do not gossip, and held replicas
 //! get no blocks), until the served head includes it.
-//!
-//! Every test names its own network, so that the process-wide metrics it
-//! reads count its own calls only.
 
-use rpcgate::metrics::metrics;
 use rpcgate_fleet::Fleet;
 use serde_json::{json, Value};
 
@@ -163,8 +159,9 @@ async fn scenario(fleet: &Fleet, gw: &Gw) -> (Seen, String, usize) {
     (seen, hash, a)
 }
 
-fn counter(name: &str, family: &str, label: &str) -> u64 {
-    let m = &metrics().read_your_writes;
+/// A read-your-writes counter of the gateway's own registry.
+fn counter(gw: &Gw, name: &str, family: &str, label: &str) -> u64 {
+    let m = &gw.gateway.metrics().read_your_writes;
     match family {
         "reads" => m.reads.with_label_values(&[name, label]).get(),
         _ => m.evictions.with_label_values(&[name, label]).get(),
@@ -183,8 +180,8 @@ async fn the_sender_never_reads_null_while_the_accepting_replica_knows_its_trans
         "the wallet read null or a stale nonce"
     );
     // Every read of the sender above was steered (4 × READS), none fell back.
-    assert_eq!(counter(net, "reads", "steered"), 4 * READS as u64);
-    assert_eq!(counter(net, "reads", "fallback"), 0);
+    assert_eq!(counter(&gw, net, "reads", "steered"), 4 * READS as u64);
+    assert_eq!(counter(&gw, net, "reads", "fallback"), 0);
     let recent = gw.network().recent_sends.clone().unwrap();
     assert_eq!(recent.len(), 1);
 
@@ -211,7 +208,7 @@ async fn the_sender_never_reads_null_while_the_accepting_replica_knows_its_trans
         );
         assert!((mined - 1..=mined).contains(&nonce_of(&n)), "{n}");
     }
-    assert_eq!(counter(net, "reads", "steered"), 4 * READS as u64 + 10);
+    assert_eq!(counter(&gw, net, "reads", "steered"), 4 * READS as u64 + 10);
 
     // Once the served head includes the block, the send is forgotten at the
     // next steered read, and every replica answers for it.
@@ -222,18 +219,18 @@ async fn the_sender_never_reads_null_while_the_accepting_replica_knows_its_trans
     let receipt = read(&gw, WALLET, "eth_getTransactionReceipt", json!([hash])).await;
     assert_eq!(quantity(&receipt["blockNumber"]), 2);
     assert_eq!(recent.len(), 0);
-    assert_eq!(counter(net, "evictions", "included"), 1);
-    let steered = counter(net, "reads", "steered");
+    assert_eq!(counter(&gw, net, "evictions", "included"), 1);
+    let steered = counter(&gw, net, "reads", "steered");
     for _ in 0..10 {
         let receipt = read(&gw, WALLET, "eth_getTransactionReceipt", json!([hash])).await;
         assert_eq!(receipt["transactionHash"], json!(hash));
     }
     assert_eq!(
-        counter(net, "reads", "steered"),
+        counter(&gw, net, "reads", "steered"),
         steered,
         "no longer steered"
     );
-    let text = metrics().render();
+    let text = scrape(&gw.admin).await.text;
     assert!(
         text.contains(&format!(
             "rpcgate_read_your_writes_entries{{network=\"{net}\"}} 0"
@@ -280,6 +277,6 @@ async fn reads_fall_back_to_usual_routing_when_the_accepting_replica_is_down() {
         )
         .await;
     }
-    assert_eq!(counter(net, "reads", "fallback"), 20);
-    assert_eq!(counter(net, "reads", "steered"), 0);
+    assert_eq!(counter(&gw, net, "reads", "fallback"), 20);
+    assert_eq!(counter(&gw, net, "reads", "steered"), 0);
 }

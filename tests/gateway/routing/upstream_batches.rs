@@ -54,9 +54,8 @@ async fn assert_answers_right(answers: &Value, hashes: &[String], replica: &str)
     }
 }
 
-/// Backends named `<prefix><i>` (metric series no other test writes: the
-/// registry is the process's), each behind its tap, with newHeads straight
-/// from the replica.
+/// Backends named `<prefix><i>`, each behind its tap, with newHeads
+/// straight from the replica.
 fn ups(fleet: &Fleet, taps: &[Tap], prefix: &str) -> Vec<Up> {
     taps.iter()
         .enumerate()

@@ -3,16 +3,13 @@
 //! `server.ws_max_queued_bytes` is closed while another keeps its heads;
 //! `server.max_topics_per_connection` and `server.max_upstream_subscriptions`
 //! answer -32005 (and count the hit); a message far larger than the
-//! listener's small initial read buffer still arrives whole.
-//!
-//! Each test names its network after itself, so the hit counters (one
-//! registry for the whole test process) are read per test exactly.
+//! listener's small initial read buffer still arrives whole. The hit
+//! counters are read from each test's own gateway.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use rpcgate::metrics::metrics;
 use rpcgate_fleet::Fleet;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -39,9 +36,12 @@ async fn setup(net: &str, server: &str) -> (Fleet, Gw) {
     (fleet, gw)
 }
 
-fn hits(net: &str, limit: &str) -> u64 {
-    metrics()
-        .ws_limit_hits
+/// The gateway's own count of a WebSocket bound that tripped.
+fn hits(gw: &Gw, net: &str, limit: &str) -> u64 {
+    gw.gateway
+        .metrics()
+        .ws
+        .limit_hits
         .with_label_values(&[net, limit])
         .get()
 }
@@ -81,8 +81,11 @@ async fn a_client_past_its_queued_bytes_is_closed_while_another_keeps_its_heads(
     let reader_id = subscribe(&mut reader, json!(["newHeads"])).await;
     let mut idle = connect_small_window(&gw).await;
     subscribe(&mut idle, json!(["newHeads"])).await;
-    let gauge = metrics()
-        .ws_subscriptions
+    let gauge = gw
+        .gateway
+        .metrics()
+        .ws
+        .subscriptions
         .with_label_values(&[NET, "newHeads"]);
     assert_eq!(gauge.get(), 2);
 
@@ -96,12 +99,12 @@ async fn a_client_past_its_queued_bytes_is_closed_while_another_keeps_its_heads(
             Ok(Ok(())) => sent += 1,
             _ => break,
         }
-        if hits(NET, "queued_bytes") > 0 {
+        if hits(&gw, NET, "queued_bytes") > 0 {
             break;
         }
     }
     wait_for("the queued-bytes bound to trip", || async {
-        hits(NET, "queued_bytes") == 1
+        hits(&gw, NET, "queued_bytes") == 1
     })
     .await;
     // Its subscription is gone with it; the reader's stays.
@@ -134,7 +137,11 @@ async fn a_client_past_its_queued_bytes_is_closed_while_another_keeps_its_heads(
     .expect("the gateway ends the connection");
     assert!(matches!(ended, None | Some(CloseCode::Policy)), "{ended:?}");
     eprintln!("{sent} batches sent, {answers} messages received, then {ended:?}");
-    assert_eq!(hits(NET, "queued_bytes"), 1, "counted once per connection");
+    assert_eq!(
+        hits(&gw, NET, "queued_bytes"),
+        1,
+        "counted once per connection"
+    );
 }
 
 #[tokio::test]
@@ -151,7 +158,7 @@ async fn distinct_topics_per_connection_are_capped() {
     assert!(e["message"].as_str().unwrap().contains("topics"), "{e}");
     let e = subscribe_error(&mut ws, json!(["newPendingTransactions"])).await;
     assert_eq!(e["code"], -32005, "{e}");
-    assert_eq!(hits(NET, "topics_per_connection"), 2);
+    assert_eq!(hits(&gw, NET, "topics_per_connection"), 2);
     // A topic it holds is still open to it, spelled differently.
     subscribe(
         &mut ws,
@@ -162,7 +169,7 @@ async fn distinct_topics_per_connection_are_capped() {
     let mut other = connect(&gw, "/").await;
     subscribe(&mut other, json!(["logs", {"address": A2}])).await;
     subscribe(&mut other, json!(["newPendingTransactions"])).await;
-    assert_eq!(hits(NET, "topics_per_connection"), 2);
+    assert_eq!(hits(&gw, NET, "topics_per_connection"), 2);
 }
 
 #[tokio::test]
@@ -182,7 +189,7 @@ async fn upstream_feeds_are_capped_over_the_gateway() {
     assert!(e["message"].as_str().unwrap().contains("upstream"), "{e}");
     let e = subscribe_error(&mut c, json!(["newHeads"])).await;
     assert_eq!(e["code"], -32005, "{e}");
-    assert_eq!(hits(NET, "upstream_subscriptions"), 2);
+    assert_eq!(hits(&gw, NET, "upstream_subscriptions"), 2);
     assert_eq!(hub.feeds(), 2);
     // Joining a running feed needs none.
     subscribe(&mut c, json!(["logs", {"address": A1}])).await;
@@ -196,7 +203,7 @@ async fn upstream_feeds_are_capped_over_the_gateway() {
     assert_eq!(hub.feeds(), 1);
     subscribe(&mut c, json!(["logs", {"address": A3}])).await;
     assert_eq!(hub.feeds(), 2);
-    assert_eq!(hits(NET, "upstream_subscriptions"), 2);
+    assert_eq!(hits(&gw, NET, "upstream_subscriptions"), 2);
 }
 
 #[tokio::test]

@@ -7,7 +7,6 @@
 use std::collections::BTreeSet;
 
 use futures_util::SinkExt;
-use rpcgate::metrics::metrics;
 use rpcgate::subscriptions::Kind;
 use rpcgate_fleet::Fleet;
 use serde_json::{json, Value};
@@ -361,12 +360,10 @@ async fn websocket_gauges_go_up_and_back_down() {
     let config =
         yaml(fleet.chain_id(), &fleet_ups(&fleet), "").replace("  dev:\n", "  wsgauges:\n");
     let gw = start_gateway(&config).await;
-    let m = metrics();
-    let conns = m.ws_connections.with_label_values(&["wsgauges"]);
-    let heads = m
-        .ws_subscriptions
-        .with_label_values(&["wsgauges", "newHeads"]);
-    let logs = m.ws_subscriptions.with_label_values(&["wsgauges", "logs"]);
+    let m = &gw.gateway.metrics().ws;
+    let conns = m.connections.with_label_values(&["wsgauges"]);
+    let heads = m.subscriptions.with_label_values(&["wsgauges", "newHeads"]);
+    let logs = m.subscriptions.with_label_values(&["wsgauges", "logs"]);
     let mut ws = connect(&gw, "/").await;
     let id = subscribe(&mut ws, json!(["newHeads"])).await;
     subscribe(&mut ws, json!(["logs"])).await;
@@ -383,8 +380,9 @@ async fn websocket_gauges_go_up_and_back_down() {
         async move { c == 0 && l == 0 }
     })
     .await;
-    assert!(m
-        .render()
+    assert!(scrape(&gw.admin)
+        .await
+        .text
         .contains("rpcgate_ws_connections{network=\"wsgauges\"} 0"));
 }
 
