@@ -121,6 +121,12 @@ fn logs(pinned: &Pinned<'_>) -> CacheRule {
     if pinned.pinned_latest {
         return CacheRule::Coalesce;
     }
+    // A key a node reads as a range field but that is not spelled as one
+    // (`fRomBlock`): the range read here is not the node's, so nothing is
+    // keyed by it (the pipeline refuses such a filter anyway).
+    if pinned.odd_filter_key.is_some() {
+        return CacheRule::Never;
+    }
     let list = pinned
         .params
         .as_deref()
