@@ -131,6 +131,11 @@ pub mod state {
         kind: "counter",
         help: "Config reloads by result.",
     };
+    pub const RELOAD_RESTART_REQUIRED_TOTAL: StateMetric = StateMetric {
+        name: "rpcgate_reload_restart_required_total",
+        kind: "counter",
+        help: "Applied config reloads that changed a key only a restart applies (the running value stayed), by key.",
+    };
     pub const LOG_REFUSALS_SUPPRESSED_TOTAL: StateMetric = StateMetric {
         name: "rpcgate_log_refusals_suppressed_total",
         kind: "counter",

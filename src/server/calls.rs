@@ -138,13 +138,13 @@ async fn answer_calls(
         request_id,
     };
     let mut retry_after = None;
-    let expose = routes.limits.expose_upstream_headers;
+    let expose = routes.server.expose_upstream_headers;
     let mut served = Vec::new();
     let (status, body) = match jsonrpc::parse(
         body,
-        routes.limits.max_batch_len,
-        routes.limits.max_method_len,
-        routes.limits.max_params_depth,
+        routes.server.max_batch_len,
+        routes.server.max_method_len,
+        routes.server.max_params_depth,
     ) {
         Err(e) => {
             let object = rescue::payload(&e);
@@ -188,14 +188,14 @@ async fn answer_calls(
             // together (`router::batch`) come back in one reply bounded by
             // `max_response_bytes`, so a full upstream batch may be in flight.
             let used = AtomicUsize::new(0);
-            let budget = routes.limits.max_batch_response_bytes;
+            let budget = routes.server.max_batch_response_bytes;
             let batcher = Batcher::for_batch(network.config.upstream_batch_max, entries.len());
             let concurrency = match &batcher {
                 Some(_) => routes
-                    .limits
+                    .server
                     .batch_concurrency
                     .max(network.config.upstream_batch_max),
-                None => routes.limits.batch_concurrency,
+                None => routes.server.batch_concurrency,
             };
             let slots = Semaphore::new(concurrency);
             let batch = batcher.as_ref();

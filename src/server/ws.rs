@@ -124,10 +124,10 @@ pub(super) fn upgrade(
         return Err(HttpRefusal::ForbiddenOrigin);
     }
 
-    let limit = routes.limits.max_body_bytes;
+    let limit = routes.server.max_body_bytes;
     let name = network.config.name.clone();
     let (outbox, queue) = Outbox::new(
-        routes.limits.ws_max_queued_bytes,
+        routes.server.ws_max_queued_bytes,
         metrics()
             .ws_limit_hits
             .with_label_values(&[&name, "queued_bytes"]),
@@ -137,9 +137,9 @@ pub(super) fn upgrade(
         hub,
         outbox.clone(),
         SessionLimits {
-            subscriptions: routes.limits.max_subscriptions_per_connection,
-            topics: routes.limits.max_topics_per_connection,
-            feeds: routes.limits.max_upstream_subscriptions,
+            subscriptions: routes.server.max_subscriptions_per_connection,
+            topics: routes.server.max_topics_per_connection,
+            feeds: routes.server.max_upstream_subscriptions,
         },
     );
     let (asked, asked_rx) = watch::channel(None);

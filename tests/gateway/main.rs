@@ -26,6 +26,7 @@ mod operations;
 mod panics;
 mod policy;
 mod read_your_writes;
+mod reload;
 mod routes;
 mod routing;
 mod served_by;
