@@ -245,6 +245,7 @@ async fn a_reload_applies_every_reloadable_key() {
         .is_string());
 
     apply(&gw, &second);
+    wait_synced(&gw, 1, 1).await;
 
     // The snapshot the hot path reads holds every new value.
     let routes = gw.gateway.routes();
