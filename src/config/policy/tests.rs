@@ -143,3 +143,37 @@ fn anonymous_can_be_turned_off() {
     let c = load("  anonymous:\n    enabled: false\n").unwrap();
     assert!(c.policy.anonymous.is_none());
 }
+
+#[test]
+fn trusted_proxies_are_ranges_and_mapped_ipv6_ranges_are_ipv4() {
+    let c =
+        load("  trusted_proxies: ['::ffff:10.0.0.0/104', 192.0.2.7, '2001:db8::/32']\n").unwrap();
+    let p = &c.policy;
+    let has =
+        |i: usize, ip: &str| p.trusted_proxies[i].contains(&canonical_ip(ip.parse().unwrap()));
+    assert!(has(0, "10.9.9.9") && has(0, "::ffff:10.9.9.9") && !has(0, "11.0.0.1"));
+    assert!(has(1, "192.0.2.7") && !has(1, "192.0.2.8"));
+    assert!(has(2, "2001:db8:1::1") && !has(2, "2001:db9::1"));
+    assert_eq!(
+        err_path("  trusted_proxies: ['10.0.0.0/8', nope]\n"),
+        "policy.trusted_proxies[1]"
+    );
+}
+
+/// Every mistake of the section at once.
+#[test]
+fn every_policy_problem_is_reported() {
+    let e = load(
+        "  redis_fallback: maybe\n  costs:\n    'eth-x': 3\n  anonymous:\n    deny: ['eth call']\n",
+    )
+    .unwrap_err();
+    let paths: Vec<&str> = e.problems().iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "policy.redis_fallback",
+            "policy.costs.eth-x",
+            "policy.anonymous.deny[0]"
+        ]
+    );
+}
