@@ -76,7 +76,10 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("{}: {e}", file.display());
+                // One line per problem, each naming the file and the key.
+                for line in e.to_string().lines() {
+                    eprintln!("{}: {line}", file.display());
+                }
                 ExitCode::from(2)
             }
         },
@@ -99,7 +102,9 @@ fn main() -> ExitCode {
                 match parsed.and_then(|t| Config::from_yaml(t).map_err(|e| e.to_string())) {
                     Ok(c) => c,
                     Err(e) => {
-                        eprintln!("{}: {e}", path.display());
+                        for line in e.lines() {
+                            eprintln!("{}: {line}", path.display());
+                        }
                         return ExitCode::from(2);
                     }
                 };
@@ -129,7 +134,7 @@ fn serve(config: Config, drain: Duration, watch: Watch) -> ExitCode {
         let server = match Server::bind(&config).await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("rpcgate: cannot listen on {}: {e}", config.listen);
+                eprintln!("rpcgate: cannot listen on {}: {e}", config.listener.listen);
                 return ExitCode::FAILURE;
             }
         };

@@ -55,8 +55,8 @@ fn the_kubernetes_configs_are_valid_and_safe() {
         );
         // The Deployment binds the admin port to the pod IP (RPCGATE_ADMIN_LISTEN);
         // the file's own address is loopback, never 0.0.0.0.
-        assert_eq!(c.admin_listen.port(), 8580, "{file}");
-        assert!(c.admin_listen.ip().is_loopback(), "{file}");
+        assert_eq!(c.listener.admin_listen.port(), 8580, "{file}");
+        assert!(c.listener.admin_listen.ip().is_loopback(), "{file}");
         assert!(c.log.json);
         let anon = c
             .policy
@@ -106,6 +106,48 @@ fn check_config_exit_codes() {
         dir.path().join("missing.yaml").to_str().unwrap(),
     ]);
     assert_eq!(code, 2);
+}
+
+/// A file with three independent mistakes: check-config names all three,
+/// one line each with the file and the key path, and exits 2.
+#[test]
+fn check_config_reports_every_problem_of_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "server:\n  max_batch_len: 0\nnetworks:\n  main:\n    chain_id: 1\n    request_timeout: soon\n    upstreams:\n      - name: a\n        http: http://127.0.0.1:1\n      - name: b\n        http: ftp://x\n",
+    )
+    .unwrap();
+    let (code, stderr) = rpcgate(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    let file = bad.display().to_string();
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&file)).collect();
+    for key in [
+        "server.max_batch_len: ",
+        "networks.main.upstreams[1].http: ",
+        "networks.main.request_timeout: ",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{file}: {key}"))),
+            "{key} missing:\n{stderr}"
+        );
+    }
+    assert_eq!(lines.len(), 3, "{stderr}");
+}
+
+/// Durations take hours and days, as the example config writes them.
+#[test]
+fn durations_take_hours_and_days() {
+    let text = std::fs::read_to_string("config/rpcgate.example.yaml").unwrap();
+    assert!(text.contains("shared_ttl: 24h"));
+    let c = Config::from_yaml(&text.replace("shared_ttl: 24h", "shared_ttl: 2d")).unwrap();
+    assert_eq!(
+        c.networks[0].cache.shared_ttl,
+        std::time::Duration::from_secs(2 * 86_400)
+    );
 }
 
 #[test]

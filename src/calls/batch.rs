@@ -32,7 +32,7 @@ impl Ctx<'_> {
         &self,
         entries: Vec<Entry<'_>>,
     ) -> (StatusCode, Option<Bytes>, Headers, Vec<ServedBy>) {
-        let limits = &self.routes.limits;
+        let limits = &self.routes.server;
         let mut verdicts = Vec::with_capacity(entries.len());
         for entry in &entries {
             verdicts.push(admit(&self.routes.policy, self.caller, entry).await);

@@ -210,7 +210,7 @@ impl<'c> Failing<'c> {
 
 impl Ctx<'_> {
     async fn answer_calls(&self, body: &[u8]) -> Answered {
-        let limits = &self.routes.limits;
+        let limits = &self.routes.server;
         let parsed = jsonrpc::parse(
             body,
             limits.max_batch_len,

@@ -1,25 +1,13 @@
-//! Durations as operators write them: `250ms`, `2s`, `1m`.
+//! Durations as operators write them: `50ms`, `30s`, `1440m`, `24h`, `2d`
+//! (units may be combined: `1h 30m`). The grammar is humantime's, so the
+//! config file, the command line and the docs agree on one well-known one.
 
 use std::time::Duration;
 
-/// Parses `<integer><unit>` with unit `ms`, `s` or `m`.
+/// Parses a duration with its unit (`ms`, `s`, `m`, `h`, `d`, ...).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} has no unit (use ms, s or m)"))?;
-    let (digits, unit) = text.split_at(split);
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(value)),
-        "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value.saturating_mul(60))),
-        _ => Err(format!(
-            "{text:?} has an unknown unit {unit:?} (use ms, s or m)"
-        )),
-    }
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration such as 50ms, 30s, 5m, 1h or 2d ({e})"))
 }
 
 #[cfg(test)]
@@ -29,11 +17,27 @@ mod tests {
     #[test]
     fn units() {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("50ms").unwrap(), Duration::from_millis(50));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(
+            parse_duration("1440m").unwrap(),
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(
+            parse_duration("2d").unwrap(),
+            Duration::from_secs(2 * 86_400)
+        );
+        assert_eq!(
+            parse_duration(" 1h 30m ").unwrap(),
+            Duration::from_secs(5400)
+        );
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("s").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("").is_err());
     }
 }

@@ -6,7 +6,7 @@
 //! that was expanded show the text as written (`${PROVIDER_KEY}`), never
 //! the secret it stands for.
 
-use super::ConfigError;
+use super::error::Problem;
 
 /// Replaces each `${NAME}` in `text` by `lookup(NAME)`. `at` is the key path
 /// for errors. A `$` not followed by `{` is kept as it is.
@@ -14,7 +14,7 @@ pub(super) fn expand(
     at: &str,
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
-) -> Result<String, ConfigError> {
+) -> Result<String, Problem> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -22,19 +22,18 @@ pub(super) fn expand(
         let after = &rest[start + 2..];
         let end = after
             .find('}')
-            .ok_or_else(|| ConfigError::invalid(at, "has a `${` without its closing `}`"))?;
+            .ok_or_else(|| Problem::new(at, "has a `${` without its closing `}`"))?;
         let name = &after[..end];
         let valid =
             !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
-            return Err(ConfigError::invalid(
+            return Err(Problem::new(
                 at,
                 format!("`${{{name}}}` is not a variable name (letters, digits, _)"),
             ));
         }
-        let value = lookup(name).ok_or_else(|| {
-            ConfigError::invalid(at, format!("environment variable {name} is not set"))
-        })?;
+        let value = lookup(name)
+            .ok_or_else(|| Problem::new(at, format!("environment variable {name} is not set")))?;
         out.push_str(&value);
         rest = &after[end + 1..];
     }
@@ -43,7 +42,7 @@ pub(super) fn expand(
 }
 
 /// [`expand`] from the process environment.
-pub(super) fn from_env(at: &str, text: &str) -> Result<String, ConfigError> {
+pub(super) fn from_env(at: &str, text: &str) -> Result<String, Problem> {
     expand(at, text, |name| std::env::var(name).ok())
 }
 

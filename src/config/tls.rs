@@ -18,12 +18,28 @@ use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
+use serde::Deserialize;
 
-use super::raw::{RawListenerTls, RawUpstreamTls};
-use super::ConfigError;
+use super::error::{Checks, Problem};
 
 /// How often the listener looks at its certificate files by default.
 pub(super) const DEFAULT_CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// `server.tls` as written: the listener's certificate and key (PEM files).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListenerTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub reload_interval: Option<String>,
+}
+
+/// An upstream's `tls` as written: whom to trust for its https:// and wss:// URLs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstreamTls {
+    pub ca_file: Option<String>,
+}
 
 /// `server.tls`: TLS on the client listener (HTTP/1.1 and h2 by ALPN, wss).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,27 +71,26 @@ impl std::fmt::Debug for UpstreamTls {
     }
 }
 
-pub(super) fn listener(raw: Option<RawListenerTls>) -> Result<Option<ListenerTls>, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(None);
+pub(super) fn listener(c: &mut Checks, raw: RawListenerTls) -> Option<ListenerTls> {
+    let mut path = |key: &str, value: Option<String>| {
+        let v = value.filter(|v| !v.trim().is_empty()).map(PathBuf::from);
+        if v.is_none() {
+            c.fail(format!("server.tls.{key}"), "is required (a PEM file)");
+        }
+        v
     };
-    let path = |key: &str, value: Option<String>| {
-        value
-            .filter(|v| !v.trim().is_empty())
-            .map(PathBuf::from)
-            .ok_or_else(|| {
-                ConfigError::invalid(format!("server.tls.{key}"), "is required (a PEM file)")
-            })
-    };
-    Ok(Some(ListenerTls {
-        cert_file: path("cert_file", raw.cert_file)?,
-        key_file: path("key_file", raw.key_file)?,
-        reload_interval: super::validate::duration(
-            "server.tls.reload_interval",
-            raw.reload_interval.as_deref(),
-            DEFAULT_CERT_RELOAD_INTERVAL,
-        )?,
-    }))
+    let cert_file = path("cert_file", raw.cert_file);
+    let key_file = path("key_file", raw.key_file);
+    let reload_interval = c.duration(
+        "server.tls.reload_interval",
+        raw.reload_interval.as_deref(),
+        DEFAULT_CERT_RELOAD_INTERVAL,
+    );
+    Some(ListenerTls {
+        cert_file: cert_file?,
+        key_file: key_file?,
+        reload_interval,
+    })
 }
 
 /// An upstream's `tls` (at `at`), given whether any of its URLs uses TLS.
@@ -83,7 +98,7 @@ pub(super) fn upstream(
     at: &str,
     raw: Option<RawUpstreamTls>,
     uses_tls: bool,
-) -> Result<Option<UpstreamTls>, ConfigError> {
+) -> Result<Option<UpstreamTls>, Problem> {
     let Some(raw) = raw else {
         return Ok(None);
     };
@@ -92,21 +107,20 @@ pub(super) fn upstream(
         .ca_file
         .filter(|v| !v.trim().is_empty())
         .map(PathBuf::from)
-        .ok_or_else(|| ConfigError::invalid(&at, "is required (a PEM file of CA certificates)"))?;
+        .ok_or_else(|| Problem::new(&at, "is required (a PEM file of CA certificates)"))?;
     if !uses_tls {
-        return Err(ConfigError::invalid(
+        return Err(Problem::new(
             &at,
             "applies to https:// and wss:// URLs, and this upstream has neither",
         ));
     }
-    let pem = std::fs::read(&ca_file).map_err(|e| {
-        ConfigError::invalid(&at, format!("cannot read {}: {e}", ca_file.display()))
-    })?;
+    let pem = std::fs::read(&ca_file)
+        .map_err(|e| Problem::new(&at, format!("cannot read {}: {e}", ca_file.display())))?;
     let roots = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ConfigError::invalid(&at, format!("{} is not PEM: {e}", ca_file.display())))?;
+        .map_err(|e| Problem::new(&at, format!("{} is not PEM: {e}", ca_file.display())))?;
     if roots.is_empty() {
-        return Err(ConfigError::invalid(
+        return Err(Problem::new(
             &at,
             format!("{} holds no CERTIFICATE block", ca_file.display()),
         ));
@@ -115,7 +129,7 @@ pub(super) fn upstream(
     let mut store = rustls::RootCertStore::empty();
     for (i, cert) in roots.iter().enumerate() {
         store.add(cert.clone()).map_err(|e| {
-            ConfigError::invalid(
+            Problem::new(
                 &at,
                 format!(
                     "certificate {} of {} is not usable as a CA: {e}",
@@ -136,7 +150,7 @@ mod tests {
 
     fn err(yaml: &str) -> (String, String) {
         match Config::from_yaml(yaml) {
-            Err(ConfigError::Invalid { path, message }) => (path, message),
+            Err(ConfigError::Invalid(p)) => (p[0].path.clone(), p[0].message.clone()),
             other => panic!("expected an invalid config, got {other:?}"),
         }
     }
@@ -147,7 +161,7 @@ mod tests {
             "server:\n  tls: {{ cert_file: /c.pem, key_file: /k.pem }}\n{NET}        http: https://h.example/v1\n        ws: wss://h.example/ws\n"
         ))
         .unwrap();
-        let tls = c.server.tls.as_ref().unwrap();
+        let tls = c.listener.tls.as_ref().unwrap();
         assert_eq!(tls.reload_interval, std::time::Duration::from_secs(5));
         assert_eq!(c.networks[0].upstreams[0].http.scheme_str(), Some("https"));
         assert!(c.networks[0].upstreams[0].tls.is_none());

@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use super::Gateway;
-use crate::config::Tier;
+use crate::config::UpstreamTier;
 use crate::metrics::state::{self, ReloadResult, Scrape};
 use crate::metrics::Label;
 
@@ -128,9 +128,9 @@ pub fn status(gateway: &Gateway) -> Value {
                     "in_flight": b.backend.load.in_flight(),
                     "last_error": b.state.last_error,
                     "tier": match b.backend.tier {
-                        Tier::Primary => "primary",
-                        Tier::Fallback => "fallback",
-                        Tier::Route => "route",
+                        UpstreamTier::Primary => "primary",
+                        UpstreamTier::Fallback => "fallback",
+                        UpstreamTier::Route => "route",
                     },
                     "state_history": b.state_history,
                 })
@@ -235,6 +235,9 @@ fn read_state(gateway: &Gateway, out: &mut Scrape) {
         };
         let n = n.load(std::sync::atomic::Ordering::Relaxed) as f64;
         out.sample(&state::RELOADS_TOTAL, &[result.label()], n);
+    }
+    for (key, n) in gateway.reloads.restart_required_by_key() {
+        out.sample(&state::RELOAD_RESTART_REQUIRED_TOTAL, &[key], n as f64);
     }
     let suppressed = crate::logs::refusals_suppressed() as f64;
     out.sample(&state::LOG_REFUSALS_SUPPRESSED_TOTAL, &[], suppressed);

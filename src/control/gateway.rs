@@ -8,7 +8,6 @@
 //! serialize among themselves on a mutex the request path never touches.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -20,7 +19,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{
-    Config, DiscoverConfig, NetworkConfig, PolicyConfig, RedisConfig, ServerLimits, UpstreamConfig,
+    Config, DiscoverConfig, NetworkConfig, PolicyConfig, RedisConfig, ServerConfig, UpstreamConfig,
+    RESTART_ONLY_KEYS,
 };
 use crate::metrics::Metrics;
 use crate::network::Network;
@@ -33,7 +33,8 @@ use crate::upstream::{discovery, http_client, HttpClient};
 pub struct NetworkTable {
     pub networks: HashMap<String, Arc<Network>>,
     pub default: Option<Arc<Network>>,
-    pub limits: ServerLimits,
+    /// The `server:` keys read per request.
+    pub server: ServerConfig,
     pub policy: Arc<ClientPolicy>,
     /// What `policy` was built from, so a reload can tell whether it changed.
     policy_source: (PolicyConfig, Option<RedisConfig>),
@@ -117,7 +118,7 @@ impl NetworkTable {
         Ok(NetworkTable {
             networks,
             default,
-            limits: config.server.clone(),
+            server: config.server.clone(),
             policy,
             policy_source,
         })
@@ -171,8 +172,9 @@ pub struct Gateway {
     client: HttpClient,
     /// Its registry: every component of it counts here, and `/metrics` reads it.
     metrics: Metrics,
-    /// The addresses bound at start: a reload cannot move them.
-    bound: (SocketAddr, SocketAddr),
+    /// The config the listeners bound and the logger started with: a reload
+    /// cannot change its restart-only keys (see `config::restart`).
+    started: Config,
     /// Set when shutdown begins: readiness turns false at once.
     pub(crate) draining: AtomicBool,
     pub reloads: ReloadCounters,
@@ -184,11 +186,38 @@ pub struct Gateway {
     pub(crate) closing: watch::Sender<bool>,
 }
 
-/// How many reloads took effect and how many were refused.
+/// How many reloads took effect and how many were refused; and, per
+/// restart-only key, how many applied reloads changed it to no effect.
 #[derive(Default)]
 pub struct ReloadCounters {
     pub applied: AtomicU64,
     pub refused: AtomicU64,
+    /// By the key's position in [`RESTART_ONLY_KEYS`].
+    restart_required: [AtomicU64; RESTART_ONLY_KEYS.len()],
+}
+
+impl ReloadCounters {
+    /// Reloads that changed `key` (a restart-only key) while the old value stayed.
+    pub fn restart_required(&self, key: &str) -> u64 {
+        RESTART_ONLY_KEYS
+            .iter()
+            .position(|k| *k == key)
+            .map_or(0, |i| self.restart_required[i].load(Ordering::Relaxed))
+    }
+
+    /// Every restart-only key and its count, for `/metrics`.
+    pub fn restart_required_by_key(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        RESTART_ONLY_KEYS
+            .iter()
+            .zip(&self.restart_required)
+            .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
+    }
+
+    fn count_restart_required(&self, key: &str) {
+        if let Some(i) = RESTART_ONLY_KEYS.iter().position(|k| *k == key) {
+            self.restart_required[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Gateway {
@@ -210,7 +239,7 @@ impl Gateway {
             }),
             client,
             metrics,
-            bound: (config.listen, config.admin_listen),
+            started: config.clone(),
             draining: AtomicBool::new(false),
             reloads: ReloadCounters::default(),
         });
@@ -247,13 +276,6 @@ impl Gateway {
     /// the backends they keep, so their views are warm at once. Requests in
     /// flight finish on the routes they started with.
     pub fn reload(self: &Arc<Self>, config: &Config) -> Result<(), StartError> {
-        if (config.listen, config.admin_listen) != self.bound {
-            tracing::warn!(
-                "listen and admin_listen changes take effect only after a restart; still on {} and {}",
-                self.bound.0,
-                self.bound.1
-            );
-        }
         let mut control = self.control.lock();
         // What was discovered for a group that is gone or changed is dropped.
         let keep = |(net, group): &(String, String),
@@ -300,6 +322,13 @@ impl Gateway {
         drop(control);
         crate::logs::apply(&config.log);
         apply_memory_bounds(config);
+        for key in self.started.restart_only_changes(config) {
+            tracing::warn!(
+                key,
+                "this key takes effect only after a restart; the value the gateway started with stays"
+            );
+            self.reloads.count_restart_required(key);
+        }
         self.reloads.applied.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -59,7 +59,7 @@ pub(super) fn spawn(gateway: Weak<Gateway>) -> JoinHandle<()> {
                 let wanted = network.filters.as_ref().is_some_and(|f| f.pending_wanted());
                 if wanted && !feeds.contains_key(name) {
                     let hub = g.subscriptions().hub(name);
-                    let feeds_cap = routes.limits.max_upstream_subscriptions;
+                    let feeds_cap = routes.server.max_upstream_subscriptions;
                     let task = tokio::spawn(feed(gateway.clone(), name.clone(), hub, feeds_cap));
                     feeds.insert(name.clone(), task);
                 }

@@ -29,10 +29,10 @@ pub struct Overrides {
 impl Overrides {
     pub fn apply(&self, config: &mut Config) {
         if let Some(a) = self.listen {
-            config.listen = a;
+            config.listener.listen = a;
         }
         if let Some(a) = self.admin_listen {
-            config.admin_listen = a;
+            config.listener.admin_listen = a;
         }
     }
 }

@@ -50,14 +50,14 @@ pub(super) async fn handle(
     let request_id = RequestId::of(req.headers());
     // One snapshot for the whole request (each load is an Arc count taken and given back).
     let routes = gateway.table();
-    let cors = &routes.limits.cors;
+    let cors = &routes.server.cors;
     if cors::is_preflight(req.method(), req.headers()) {
         let response: Response<Body> = cors::preflight(cors, req.headers());
         gateway.metrics().listener.http_response(response.status());
         return Ok(response);
     }
     let origin = cors::allowed_origin(cors, req.headers());
-    let compressing = routes.limits.compression.enabled;
+    let compressing = routes.server.compression.enabled;
     let mut response = match serve(&gateway, &routes, peer, req, hold, &request_id).await {
         Ok(response) => response,
         Err(refusal) => {
@@ -108,7 +108,7 @@ async fn serve(
         .resolve(req.uri().path())
         .ok_or(HttpRefusal::UnknownNetwork)?;
     if ws::is_upgrade(&req) {
-        if !cors::upgrade_allowed(&routes.limits.cors, req.headers()) {
+        if !cors::upgrade_allowed(&routes.server.cors, req.headers()) {
             return Err(HttpRefusal::ForbiddenOrigin);
         }
         let key = path_key.map(str::to_string);
@@ -120,7 +120,7 @@ async fn serve(
     if !json_content_type(req.headers().get(header::CONTENT_TYPE)) {
         return Err(HttpRefusal::UnsupportedMediaType);
     }
-    let compression = &routes.limits.compression;
+    let compression = &routes.server.compression;
     let counted = &gateway.metrics().compression;
     let coding =
         compression::request_coding(&compression.request_encodings, req.headers(), counted)
@@ -133,15 +133,15 @@ async fn serve(
     if !cors::client_allowed(caller.allowed_origins(), req.headers()) {
         return Err(HttpRefusal::ForbiddenOrigin);
     }
-    let limit = routes.limits.max_body_bytes;
+    let limit = routes.server.max_body_bytes;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let lingering = Linger {
-        within: routes.limits.lingering_close_timeout,
-        max_bytes: routes.limits.lingering_close_bytes,
+        within: routes.server.lingering_close_timeout,
+        max_bytes: routes.server.lingering_close_bytes,
     };
     let mut incoming = req.into_body();
     if declared.is_some_and(|len| len > limit as u64) {
@@ -154,7 +154,7 @@ async fn serve(
         let mut read = std::pin::pin!(read_body(&mut incoming, limit, coding, counted));
         match read.as_mut().now_or_never() {
             Some(done) => done,
-            None => tokio::time::timeout(routes.limits.body_read_timeout, read)
+            None => tokio::time::timeout(routes.server.body_read_timeout, read)
                 .await
                 .unwrap_or(Err(HttpRefusal::BodyTimeout)),
         }

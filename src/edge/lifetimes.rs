@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use prometheus::IntCounterVec;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::config::ServerLimits;
+use crate::config::ListenerConfig;
 
 /// The deadlines of one connection.
 #[derive(Clone, Copy, Debug)]
@@ -40,11 +40,11 @@ pub(crate) struct Deadlines {
 }
 
 impl Deadlines {
-    pub(crate) fn of(limits: &ServerLimits) -> Deadlines {
+    pub(crate) fn of(listener: &ListenerConfig) -> Deadlines {
         Deadlines {
-            first_request: limits.first_request_timeout,
-            idle: limits.idle_timeout,
-            write: limits.write_timeout,
+            first_request: listener.first_request_timeout,
+            idle: listener.idle_timeout,
+            write: listener.write_timeout,
         }
     }
 }

@@ -59,8 +59,8 @@ pub struct Server {
     listener: TcpListener,
     admin: TcpListener,
     gateway: Arc<Gateway>,
-    max_connections: usize,
-    limits: crate::config::ServerLimits,
+    /// Read once, here: a reload does not change it (see `config::restart`).
+    settings: crate::config::ListenerConfig,
     /// `server.tls`: the listener's certificate, followed on disk.
     tls: Option<tls::ListenerTlsState>,
 }
@@ -68,25 +68,26 @@ pub struct Server {
 impl Server {
     /// Binds the configured address and starts the gateway's control loops.
     pub async fn bind(config: &Config) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(config.listen).await?;
-        let admin = TcpListener::bind(config.admin_listen).await.map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("admin listener {}: {e}", config.admin_listen),
-            )
-        })?;
+        let listener = TcpListener::bind(config.listener.listen).await?;
+        let admin = TcpListener::bind(config.listener.admin_listen)
+            .await
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("admin listener {}: {e}", config.listener.admin_listen),
+                )
+            })?;
         // One registry per gateway: the listener's counters and the
         // gateway's components count in it, and its /metrics reads it.
         let metrics = Metrics::new();
-        let tls = config.server.tls.as_ref();
+        let tls = config.listener.tls.as_ref();
         let tls = tls.map(|t| tls::start(t, &metrics)).transpose()?;
         Ok(Server {
             listener,
             admin,
             tls,
             gateway: Gateway::start(config, metrics).map_err(std::io::Error::other)?,
-            max_connections: config.server.max_connections,
-            limits: config.server.clone(),
+            settings: config.listener.clone(),
         })
     }
 
@@ -111,15 +112,15 @@ impl Server {
     /// most `drain`. The admin listener answers until the drain ends.
     pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
         let admin = tokio::spawn(admin::serve(self.admin, self.gateway.clone()));
-        let permits = Arc::new(Semaphore::new(self.max_connections));
+        let permits = Arc::new(Semaphore::new(self.settings.max_connections));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // A client that never finishes its headers does not hold a connection forever.
-        let limits = &self.limits;
+        let limits = &self.settings;
         builder
             .http1()
             .timer(timer::ReusingTimer)
-            .header_read_timeout(limits.body_read_timeout)
+            .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.max_header_list_bytes.max(8192));
         builder
             .http2()

@@ -127,11 +127,11 @@ pub(super) fn upgrade(
         return Err(HttpRefusal::ForbiddenOrigin);
     }
 
-    let limit = routes.limits.max_body_bytes;
+    let limit = routes.server.max_body_bytes;
     let name = network.config.name.clone();
     let metrics = gateway.metrics();
     let (outbox, queue) = Outbox::new(
-        routes.limits.ws_max_queued_bytes,
+        routes.server.ws_max_queued_bytes,
         Some(metrics.ws.limit_hit(&name, WsLimit::QueuedBytes)),
     );
     let open = metrics.ws.connections.with_label_values(&[&name]);
@@ -140,9 +140,9 @@ pub(super) fn upgrade(
         hub,
         outbox.clone(),
         SessionLimits {
-            subscriptions: routes.limits.max_subscriptions_per_connection,
-            topics: routes.limits.max_topics_per_connection,
-            feeds: routes.limits.max_upstream_subscriptions,
+            subscriptions: routes.server.max_subscriptions_per_connection,
+            topics: routes.server.max_topics_per_connection,
+            feeds: routes.server.max_upstream_subscriptions,
         },
     );
     let (asked, asked_rx) = watch::channel(None);

@@ -132,6 +132,12 @@ pub const RELOADS_TOTAL: StateMetric = StateMetric {
     help: "Config reloads by result.",
     labels: &["result"],
 };
+pub const RELOAD_RESTART_REQUIRED_TOTAL: StateMetric = StateMetric {
+    name: "rpcgate_reload_restart_required_total",
+    kind: Kind::Counter,
+    help: "Applied config reloads that changed a key only a restart applies (the running value stayed), by key.",
+    labels: &["key"],
+};
 pub const LOG_REFUSALS_SUPPRESSED_TOTAL: StateMetric = StateMetric {
     name: "rpcgate_log_refusals_suppressed_total",
     kind: Kind::Counter,
@@ -181,6 +187,7 @@ pub const ALL: &[&StateMetric] = &[
     &CACHE_MAX_BYTES,
     &CACHE_ENTRIES,
     &RELOADS_TOTAL,
+    &RELOAD_RESTART_REQUIRED_TOTAL,
     &LOG_REFUSALS_SUPPRESSED_TOTAL,
     &MEMORY_INFLIGHT_BYTES,
     &MEMORY_BUDGET_BYTES,

@@ -42,7 +42,7 @@ impl ConnLimits {
     /// A slot for a connection from `ip`, or `None` when it has `max` open.
     pub fn try_open(self: &Arc<Self>, ip: IpAddr) -> Option<ConnGuard> {
         let ip = canonical_ip(ip);
-        if self.exempt.iter().any(|n| n.contains(ip)) {
+        if self.exempt.iter().any(|n| n.contains(&ip)) {
             return Some(ConnGuard {
                 limits: self.clone(),
                 ip: None,
@@ -85,10 +85,7 @@ mod tests {
     fn cap_per_ip_and_release() {
         let limits = Arc::new(ConnLimits::new(
             2,
-            vec![IpNet {
-                addr: "10.0.0.1".parse().unwrap(),
-                prefix: 32,
-            }],
+            vec![IpNet::new("10.0.0.1".parse().unwrap(), 32).unwrap()],
         ));
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let g1 = limits.try_open(a).unwrap();

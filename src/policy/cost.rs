@@ -10,8 +10,7 @@
 
 use std::collections::HashMap;
 
-use super::methods::glob;
-use crate::config::PolicyConfig;
+use crate::config::{MethodPattern, PolicyConfig};
 use crate::eth::methods::{Resolved, COST_GLOBS, METHODS};
 
 #[derive(Debug)]
@@ -20,7 +19,7 @@ pub struct CostTable {
     /// config fills it (a client's method names are only looked up).
     exact: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     /// The operator's globs first, then the built-in ones.
-    globs: Vec<(Box<str>, u32)>,
+    globs: Vec<(MethodPattern, u32)>,
     default: u32,
     /// The cost of each method of the table, by its position, decided once.
     known: Box<[u32]>,
@@ -30,11 +29,11 @@ impl CostTable {
     pub fn new(config: &PolicyConfig) -> CostTable {
         let mut exact = HashMap::default();
         let mut globs = Vec::new();
-        for (m, c) in config.costs.iter().map(|(m, c)| (m.as_str(), *c)) {
-            if m.contains('*') {
-                globs.push((m.into(), c));
+        for (m, c) in &config.costs {
+            if m.is_exact() {
+                exact.insert(m.as_str().into(), *c);
             } else {
-                exact.insert(m.into(), c);
+                globs.push((m.clone(), *c));
             }
         }
         for m in METHODS {
@@ -42,7 +41,13 @@ impl CostTable {
                 exact.entry(m.name.into()).or_insert(c);
             }
         }
-        globs.extend(COST_GLOBS.iter().map(|&(g, c)| (g.into(), c)));
+        // The built-in globs are written in the method table's grammar, which
+        // is the config's (a unit test there parses each).
+        globs.extend(
+            COST_GLOBS
+                .iter()
+                .filter_map(|&(g, c)| Some((MethodPattern::parse(g).ok()?, c))),
+        );
         let mut table = CostTable {
             exact,
             globs,
@@ -67,7 +72,7 @@ impl CostTable {
         }
         self.globs
             .iter()
-            .find(|(g, _)| glob(g, method))
+            .find(|(g, _)| g.matches(method))
             .map_or(self.default, |(_, c)| *c)
     }
 }
@@ -76,11 +81,22 @@ impl CostTable {
 mod tests {
     use super::*;
 
+    fn p(pattern: &str) -> MethodPattern {
+        MethodPattern::parse(pattern).unwrap()
+    }
+
+    #[test]
+    fn the_built_in_globs_are_method_patterns() {
+        for (g, _) in COST_GLOBS {
+            assert!(MethodPattern::parse(g).is_ok(), "{g}");
+        }
+    }
+
     /// The costs decided once per table method agree with pricing the name.
     #[test]
     fn known_costs_match_the_name() {
         let config = PolicyConfig {
-            costs: vec![("eth_getLogs".into(), 7), ("eth_get*".into(), 2)],
+            costs: vec![(p("eth_getLogs"), 7), (p("eth_get*"), 2)],
             ..PolicyConfig::default()
         };
         let t = CostTable::new(&config);
@@ -97,7 +113,7 @@ mod tests {
         assert_eq!(t.cost("debug_traceTransaction"), 300);
         assert_eq!(t.cost("eth_somethingNew"), 20);
         let t = CostTable::new(&PolicyConfig {
-            costs: vec![("eth_getLogs".into(), 7), ("debug_*".into(), 900)],
+            costs: vec![(p("eth_getLogs"), 7), (p("debug_*"), 900)],
             default_cost: 3,
             ..PolicyConfig::default()
         });

@@ -45,7 +45,7 @@ fn bearer(value: &str) -> Option<&str> {
 /// The client's IP: `peer`, or what trusted proxies say the client was.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let peer = canonical_ip(peer);
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(&ip));
     if !is_trusted(peer) {
         return peer;
     }
@@ -120,10 +120,7 @@ mod tests {
     }
 
     fn net(addr: &str, prefix: u8) -> IpNet {
-        IpNet {
-            addr: addr.parse().unwrap(),
-            prefix,
-        }
+        IpNet::new(addr.parse().unwrap(), prefix).unwrap()
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use crate::config::TierConfig;
+use crate::config::{AllowEntry, ClientRules, MethodPattern};
 use crate::eth::methods::{open_methods, Resolved, METHODS};
 
 /// A set of method names and globs.
@@ -17,30 +17,28 @@ struct Patterns {
     /// Looked up once per call: foldhash rather than SipHash, since only the
     /// config fills it (a client's method names are only looked up).
     exact: HashSet<Box<str>, foldhash::fast::RandomState>,
-    globs: Vec<Box<str>>,
+    globs: Vec<MethodPattern>,
 }
 
 impl Patterns {
-    fn new<'a>(list: impl IntoIterator<Item = &'a str>) -> Patterns {
-        let mut p = Patterns::default();
-        for item in list {
-            if item == "@default" {
-                p.exact.extend(open_methods().map(Box::from));
-            } else if item.contains('*') {
-                p.globs.push(item.into());
-            } else {
-                p.exact.insert(item.into());
-            }
+    fn add(&mut self, pattern: &MethodPattern) {
+        if pattern.is_exact() {
+            self.exact.insert(pattern.as_str().into());
+        } else {
+            self.globs.push(pattern.clone());
         }
-        p
+    }
+
+    fn open_methods(&mut self) {
+        self.exact.extend(open_methods().map(Box::from));
     }
 
     fn matches(&self, method: &str) -> bool {
-        self.exact.contains(method) || self.globs.iter().any(|g| glob(g, method))
+        self.exact.contains(method) || self.globs.iter().any(|g| g.matches(method))
     }
 }
 
-/// One tier's method rules.
+/// The method rules of one class of callers.
 #[derive(Debug)]
 pub struct MethodRules {
     allow: Patterns,
@@ -51,12 +49,23 @@ pub struct MethodRules {
 }
 
 impl MethodRules {
-    pub fn new(tier: &TierConfig) -> MethodRules {
-        let allow = match &tier.allow {
-            Some(list) => Patterns::new(list.iter().map(String::as_str)),
-            None => Patterns::new(open_methods()),
-        };
-        let deny = Patterns::new(tier.deny.iter().map(String::as_str));
+    pub fn new(rules: &ClientRules) -> MethodRules {
+        let mut allow = Patterns::default();
+        match &rules.allow {
+            None => allow.open_methods(),
+            Some(list) => {
+                for entry in list {
+                    match entry {
+                        AllowEntry::OpenMethods => allow.open_methods(),
+                        AllowEntry::Pattern(p) => allow.add(p),
+                    }
+                }
+            }
+        }
+        let mut deny = Patterns::default();
+        for p in &rules.deny {
+            deny.add(p);
+        }
         let judge = |m: &str| allow.matches(m) && !deny.matches(m);
         let known = METHODS.iter().map(|m| judge(m.name)).collect();
         MethodRules { allow, deny, known }
@@ -71,39 +80,19 @@ impl MethodRules {
     }
 }
 
-/// `*` matches any run of characters (also none); everything else itself.
-/// Greedy with one backtrack point: linear in practice, O(n·m) at worst, and
-/// both sides are bounded (method names by `server.max_method_len`).
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn rules(allow: Option<&[&str]>, deny: &[&str]) -> MethodRules {
-        MethodRules::new(&TierConfig {
-            allow: allow.map(|a| a.iter().map(|s| s.to_string()).collect()),
-            deny: deny.iter().map(|s| s.to_string()).collect(),
+        let pattern = |p: &&str| MethodPattern::parse(p).unwrap();
+        let entry = |p: &&str| match *p {
+            "@default" => AllowEntry::OpenMethods,
+            _ => AllowEntry::Pattern(pattern(p)),
+        };
+        MethodRules::new(&ClientRules {
+            allow: allow.map(|a| a.iter().map(entry).collect()),
+            deny: deny.iter().map(pattern).collect(),
             limits: Default::default(),
             allowed_origins: None,
             max_logs_block_range: None,
@@ -131,19 +120,6 @@ mod tests {
                 assert_eq!(r.allows(m.name), r.allows(unresolved), "{}", m.name);
             }
         }
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob("eth_*", "eth_call"));
-        assert!(glob("eth_*", "eth_"));
-        assert!(!glob("eth_*", "debug_eth_call"));
-        assert!(glob("*_trace*", "debug_traceTransaction"));
-        assert!(glob("debug_traceTransaction", "debug_traceTransaction"));
-        assert!(!glob("debug_trace", "debug_traceTransaction"));
-        assert!(glob("a*b*c", "aXXbYYbc"));
-        assert!(!glob("a*b*c", "aXXbYYb"));
-        assert!(glob("*", ""));
     }
 
     #[test]

@@ -34,7 +34,7 @@ use http::HeaderMap;
 use prometheus::IntCounter;
 
 use self::redis::RedisLimits;
-use crate::config::{IpNet, LimitsConfig, PolicyConfig, RedisConfig, RedisFallback, TierConfig};
+use crate::config::{ClientRules, IpNet, LimitsConfig, PolicyConfig, RedisConfig, RedisFallback};
 use crate::eth::methods::Resolved;
 use crate::metrics::PolicyMetrics;
 use conns::ConnLimits;
@@ -71,8 +71,8 @@ impl Refusal {
     }
 }
 
-/// One tier: a named client, or the anonymous one.
-pub struct Tier<C: Clock = DefaultClock> {
+/// One class of callers: a named client, or the anonymous callers.
+pub struct ClientClass<C: Clock = DefaultClock> {
     name: Box<str>,
     anonymous: bool,
     methods: MethodRules,
@@ -84,15 +84,15 @@ pub struct Tier<C: Clock = DefaultClock> {
     blocked: IntCounter,
 }
 
-impl<C: Clock + Clone> Tier<C> {
+impl<C: Clock + Clone> ClientClass<C> {
     fn new(
         name: &str,
         anonymous: bool,
-        config: &TierConfig,
+        config: &ClientRules,
         clock: &C,
         metrics: &PolicyMetrics,
-    ) -> Tier<C> {
-        Tier {
+    ) -> ClientClass<C> {
+        ClientClass {
             name: name.into(),
             anonymous,
             methods: MethodRules::new(config),
@@ -108,14 +108,14 @@ impl<C: Clock + Clone> Tier<C> {
 
 /// Who is calling, for the length of one HTTP request.
 pub struct Caller<'p, C: Clock = DefaultClock> {
-    tier: &'p Tier<C>,
+    class: &'p ClientClass<C>,
     ip: IpAddr,
 }
 
 impl<C: Clock> Caller<'_, C> {
     /// The configured client name, or `anonymous`.
     pub fn name(&self) -> &str {
-        &self.tier.name
+        &self.class.name
     }
 
     pub fn ip(&self) -> IpAddr {
@@ -126,29 +126,29 @@ impl<C: Clock> Caller<'_, C> {
     /// caps): `c:<name>` for a named client, `ip:<addr>` (IPv6 by /64) for
     /// the anonymous tier.
     pub fn bucket(&self) -> String {
-        if self.tier.anonymous {
+        if self.class.anonymous {
             format!("ip:{}", local::ip_bucket(self.ip))
         } else {
-            format!("c:{}", self.tier.name)
+            format!("c:{}", self.class.name)
         }
     }
 
     /// The client's own browser origins, when it names any.
     pub fn allowed_origins(&self) -> Option<&[String]> {
-        self.tier.allowed_origins.as_deref()
+        self.class.allowed_origins.as_deref()
     }
 
     /// Blocks one `eth_getLogs` may span for this tier, when it has its own
     /// bound (else the network's applies).
     pub fn max_logs_block_range(&self) -> Option<u64> {
-        self.tier.max_logs_block_range
+        self.class.max_logs_block_range
     }
 }
 
 /// The policy of one gateway process.
 pub struct ClientPolicy<C: Clock = DefaultClock> {
-    clients: Vec<Tier<C>>,
-    anonymous: Option<Tier<C>>,
+    clients: Vec<ClientClass<C>>,
+    anonymous: Option<ClientClass<C>>,
     keys: KeyTable,
     costs: CostTable,
     trusted_proxies: Vec<IpNet>,
@@ -185,7 +185,7 @@ impl<C: Clock + Clone> ClientPolicy<C> {
             for digest in &c.keys {
                 keys.insert(*digest, i);
             }
-            clients.push(Tier::new(&c.name, false, &c.tier, &clock, metrics));
+            clients.push(ClientClass::new(&c.name, false, &c.rules, &clock, metrics));
         }
         let shared = match redis {
             Some(r) => Some(RedisLimits::new(&r.url, config.redis_timeout)?),
@@ -196,7 +196,7 @@ impl<C: Clock + Clone> ClientPolicy<C> {
             anonymous: config
                 .anonymous
                 .as_ref()
-                .map(|t| Tier::new("anonymous", true, t, &clock, metrics)),
+                .map(|t| ClientClass::new("anonymous", true, t, &clock, metrics)),
             keys,
             costs: CostTable::new(config),
             trusted_proxies: config.trusted_proxies.clone(),
@@ -219,7 +219,7 @@ impl<C: Clock + Clone> ClientPolicy<C> {
         path_key: Option<&str>,
     ) -> Result<Caller<'_, C>, Refusal> {
         let ip = identity::client_ip(peer, headers, &self.trusted_proxies);
-        let tier = match identity::presented_key(headers, path_key) {
+        let class = match identity::presented_key(headers, path_key) {
             Some(key) => match self.keys.find(key) {
                 Some(i) => &self.clients[i],
                 None => {
@@ -237,7 +237,7 @@ impl<C: Clock + Clone> ClientPolicy<C> {
                 }
             },
         };
-        Ok(Caller { tier, ip })
+        Ok(Caller { class, ip })
     }
 
     /// The method check: the call's cost when the tier may call it.
@@ -247,8 +247,8 @@ impl<C: Clock + Clone> ClientPolicy<C> {
         method: impl Into<Resolved<'a>>,
     ) -> Result<u32, Refusal> {
         let method = method.into();
-        if !caller.tier.methods.allows(method) {
-            caller.tier.blocked.inc();
+        if !caller.class.methods.allows(method) {
+            caller.class.blocked.inc();
             return Err(Refusal::MethodBlocked(method.name.to_string()));
         }
         Ok(self.costs.cost(method))
@@ -256,7 +256,7 @@ impl<C: Clock + Clone> ClientPolicy<C> {
 
     /// The process-local budget check of one call of `cost` units.
     pub fn check_local(&self, caller: &Caller<'_, C>, cost: u32) -> Result<(), Refusal> {
-        self.verdict(caller, caller.tier.local.check(caller.ip, cost), cost)
+        self.verdict(caller, caller.class.local.check(caller.ip, cost), cost)
     }
 
     /// Judges one call: its method, then the caller's budgets.
@@ -266,8 +266,8 @@ impl<C: Clock + Clone> ClientPolicy<C> {
         method: impl Into<Resolved<'a>>,
     ) -> Result<(), Refusal> {
         let cost = self.permit_method(caller, method)?;
-        let tier = caller.tier;
-        if tier.local.is_unlimited() {
+        let class = caller.class;
+        if class.local.is_unlimited() {
             return Ok(());
         }
         let Some(shared) = &self.shared else {
@@ -275,7 +275,7 @@ impl<C: Clock + Clone> ClientPolicy<C> {
         };
         // Boxed: the Redis script call's future is large, and held inline
         // it would be copied with every call's future, limited or not.
-        match Box::pin(shared.check(&caller.bucket(), &tier.limits, cost)).await {
+        match Box::pin(shared.check(&caller.bucket(), &class.limits, cost)).await {
             Ok(v) => {
                 if shared.mark_up() {
                     tracing::info!("shared rate limits available again in redis");
@@ -300,11 +300,11 @@ impl<C: Clock + Clone> ClientPolicy<C> {
         match v {
             Verdict::Admit => Ok(()),
             Verdict::Wait(retry_after) => {
-                caller.tier.rate_limited.inc();
+                caller.class.rate_limited.inc();
                 Err(Refusal::Limited { retry_after })
             }
             Verdict::Never => {
-                caller.tier.rate_limited.inc();
+                caller.class.rate_limited.inc();
                 Err(Refusal::TooCostly { cost })
             }
         }

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::*;
-use crate::config::{Config, Tier, UpstreamConfig};
+use crate::config::{Config, UpstreamConfig, UpstreamTier};
 use crate::metrics::{Metrics, RouteSeries};
 use crate::upstream::head::{BlockId, ChainCheck, HeadState};
 use crate::upstream::{http_client, Backend, Ineligible};
@@ -102,14 +102,14 @@ fn network(extra: &str) -> (NetworkConfig, Upstreams) {
 }
 
 pub(super) fn backend(name: &str, url: &str, eject_after: u32) -> Arc<Backend> {
-    backend_as(name, url, eject_after, Tier::Primary, None)
+    backend_as(name, url, eject_after, UpstreamTier::Primary, None)
 }
 
 fn backend_as(
     name: &str,
     url: &str,
     eject_after: u32,
-    tier: Tier,
+    tier: UpstreamTier,
     state_history: Option<u64>,
 ) -> Arc<Backend> {
     let cfg = UpstreamConfig {
@@ -152,7 +152,7 @@ pub(super) fn views_of(backends: &[Arc<Backend>]) -> Vec<BackendView> {
             },
             head: 10,
             // A fallback is in standby, as the view builder makes it while primaries serve.
-            ineligible: (b.tier == Tier::Fallback).then_some(Ineligible::Standby),
+            ineligible: (b.tier == UpstreamTier::Fallback).then_some(Ineligible::Standby),
             state_history: b.state_history(),
         })
         .collect()
@@ -367,9 +367,21 @@ async fn old_state_goes_only_to_nodes_that_hold_it_and_recent_state_everywhere()
     ];
     // Two pruned nodes keeping 4 blocks below head 10, one archive.
     let bs = [
-        backend_as("pruned-0", &servers[0].url, 3, Tier::Primary, Some(4)),
-        backend_as("pruned-1", &servers[1].url, 3, Tier::Primary, Some(4)),
-        backend_as("archive", &servers[2].url, 3, Tier::Primary, None),
+        backend_as(
+            "pruned-0",
+            &servers[0].url,
+            3,
+            UpstreamTier::Primary,
+            Some(4),
+        ),
+        backend_as(
+            "pruned-1",
+            &servers[1].url,
+            3,
+            UpstreamTier::Primary,
+            Some(4),
+        ),
+        backend_as("archive", &servers[2].url, 3, UpstreamTier::Primary, None),
     ];
     let v = view(&bs);
     for seed in 0..60 {
@@ -463,8 +475,8 @@ async fn when_no_node_is_known_to_hold_the_block_all_are_tried_the_widest_first(
     let narrow = Server::start(Behaviour::Answer).await;
     let wide = Server::start(Behaviour::MissingState).await;
     let bs = [
-        backend_as("narrow", &narrow.url, 3, Tier::Primary, Some(2)),
-        backend_as("wide", &wide.url, 3, Tier::Primary, Some(5)),
+        backend_as("narrow", &narrow.url, 3, UpstreamTier::Primary, Some(2)),
+        backend_as("wide", &wide.url, 3, UpstreamTier::Primary, Some(5)),
     ];
     // Cheapest first would be `narrow`; the order of state kept wins.
     order(&bs[0], &bs[1]);
@@ -475,8 +487,8 @@ async fn when_no_node_is_known_to_hold_the_block_all_are_tried_the_widest_first(
     assert_eq!((wide.calls(), narrow.calls()), (1, 1));
     // Every node answers "missing": the client gets the node's own answer.
     let both = [
-        backend_as("a", &wide.url, 3, Tier::Primary, Some(2)),
-        backend_as("b", &wide.url, 3, Tier::Primary, Some(5)),
+        backend_as("a", &wide.url, 3, UpstreamTier::Primary, Some(2)),
+        backend_as("b", &wide.url, 3, UpstreamTier::Primary, Some(5)),
     ];
     let reply = read_state(&config, &ups, &view(&both), "eth_getBalance", Some(1), 5)
         .await
@@ -492,7 +504,7 @@ async fn a_fallback_is_idle_while_a_primary_answers_and_serves_when_every_primar
     let fallback = Server::start(Behaviour::Answer).await;
     let bs = [
         backend("primary", &primary.url, 10),
-        backend_as("fallback", &fallback.url, 10, Tier::Fallback, None),
+        backend_as("fallback", &fallback.url, 10, UpstreamTier::Fallback, None),
     ];
     // The fallback looks cheaper, and is still not chosen.
     order(&bs[1], &bs[0]);
@@ -512,7 +524,7 @@ async fn a_fallback_is_idle_while_a_primary_answers_and_serves_when_every_primar
     let bs = [
         backend("p0", &failing[0].url, 10),
         backend("p1", &failing[1].url, 10),
-        backend_as("fallback", &fallback.url, 10, Tier::Fallback, None),
+        backend_as("fallback", &fallback.url, 10, UpstreamTier::Fallback, None),
     ];
     let reply = read(&config, &ups, &view(&bs), "eth_getBalance")
         .await
@@ -531,7 +543,7 @@ async fn a_fallback_is_idle_while_a_primary_answers_and_serves_when_every_primar
     assert!(gone[0].is_ejected());
     let bs = [
         gone[0].clone(),
-        backend_as("fallback", &fallback.url, 10, Tier::Fallback, None),
+        backend_as("fallback", &fallback.url, 10, UpstreamTier::Fallback, None),
     ];
     assert!(read(&config, &ups, &view(&bs), "eth_getBalance")
         .await

@@ -24,7 +24,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use super::latency::PeakEwma;
 use super::pool::{Pool, SendError};
 use super::tls::{self, Connector, UpstreamStream};
-use crate::config::{Tier, UpstreamConfig};
+use crate::config::{UpstreamConfig, UpstreamTier};
 use crate::jsonrpc::Reply;
 use crate::memory::{self, Permit};
 use crate::metrics::{Metrics, UpstreamOutcome, UpstreamSeries};
@@ -138,7 +138,7 @@ pub struct Backend {
     ejected: AtomicBool,
     eject_after: u32,
     series: UpstreamSeries,
-    pub tier: Tier,
+    pub tier: UpstreamTier,
     /// `state_history` from the config, else [`UNKNOWN_HISTORY`].
     configured_history: u64,
     /// The window its "missing state" answers have taught (blocks of state
@@ -187,7 +187,7 @@ impl Backend {
             learned_history: AtomicU64::new(UNKNOWN_HISTORY),
             proven_history: AtomicU64::new(0),
             missing_state: AtomicU64::new(0),
-            standby: AtomicBool::new(cfg.tier == Tier::Fallback),
+            standby: AtomicBool::new(cfg.tier == UpstreamTier::Fallback),
             standby_changed: tokio::sync::Notify::new(),
         })
     }
@@ -243,7 +243,9 @@ impl Backend {
     /// Moves a fallback in or out of standby (the view builder decides);
     /// its head tracker is woken to change its pace.
     pub fn set_standby(&self, standby: bool) {
-        if self.tier == Tier::Fallback && self.standby.swap(standby, Ordering::Relaxed) != standby {
+        if self.tier == UpstreamTier::Fallback
+            && self.standby.swap(standby, Ordering::Relaxed) != standby
+        {
             self.standby_changed.notify_one();
         }
     }

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use super::client::Backend;
 use super::newheads;
-use crate::config::{HeadConfig, Tier};
+use crate::config::{HeadConfig, UpstreamTier};
 use crate::eth::parse_quantity;
 
 /// A block's number and hash.
@@ -229,7 +229,7 @@ impl Tracker {
 
     /// A fallback idle while primaries serve.
     fn standby(&self) -> bool {
-        self.backend.tier == Tier::Fallback && self.backend.in_standby()
+        self.backend.tier == UpstreamTier::Fallback && self.backend.in_standby()
     }
 
     fn publish(&self, change: impl FnOnce(&mut HeadState)) {

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use super::client::{Backend, HttpClient};
 use super::head::{self, HeadState};
 use super::view::{self, BackendView, NetworkView, ServedHead, Tracked};
-use crate::config::{HeadConfig, NetworkConfig, Tier, UpstreamConfig};
+use crate::config::{HeadConfig, NetworkConfig, UpstreamConfig, UpstreamTier};
 use crate::metrics::Metrics;
 
 /// Everything that makes two trackers interchangeable.
@@ -91,7 +91,7 @@ impl Upstreams {
         let backends: Vec<Arc<TrackedBackend>> = config
             .upstreams
             .iter()
-            .filter(|up| up.tier != Tier::Route)
+            .filter(|up| up.tier != UpstreamTier::Route)
             .map(|up| {
                 let key = TrackerKey::of(config, up);
                 let kept = previous.and_then(|p| p.backends.iter().find(|b| b.key == key));
@@ -183,7 +183,7 @@ fn relays(config: &NetworkConfig, client: &HttpClient, metrics: &Metrics) -> Vec
     config
         .upstreams
         .iter()
-        .filter(|up| up.tier == Tier::Route)
+        .filter(|up| up.tier == UpstreamTier::Route)
         .map(|up| {
             let backend = Backend::new(
                 &config.name,

@@ -34,7 +34,7 @@ use tokio::sync::{watch, Notify};
 
 use super::client::Backend;
 use super::head::{ChainCheck, HeadState};
-use crate::config::Tier;
+use crate::config::UpstreamTier;
 
 /// Why a backend is not eligible.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,7 +208,7 @@ pub fn build(
         ejected.then_some(Ineligible::Ejected)
     };
     let head_of = |s: &HeadState| s.latest.as_ref().map_or(0, |l| l.number);
-    let primary = |b: &Backend| b.tier == Tier::Primary;
+    let primary = |b: &Backend| b.tier == UpstreamTier::Primary;
     let primary_can_serve = states
         .iter()
         .zip(&ejected)
@@ -295,14 +295,14 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Tier, UpstreamConfig};
+    use crate::config::{UpstreamConfig, UpstreamTier};
     use crate::upstream::head::BlockId;
 
     fn backend(name: &str) -> Arc<Backend> {
-        backend_in(name, Tier::Primary)
+        backend_in(name, UpstreamTier::Primary)
     }
 
-    fn backend_in(name: &str, tier: Tier) -> Arc<Backend> {
+    fn backend_in(name: &str, tier: UpstreamTier) -> Arc<Backend> {
         let cfg = UpstreamConfig {
             name: name.into(),
             http: "http://127.0.0.1:1".parse().unwrap(),
@@ -423,7 +423,7 @@ mod tests {
         let (p0, p1, fb) = (
             backend("p0"),
             backend("p1"),
-            backend_in("fb", Tier::Fallback),
+            backend_in("fb", UpstreamTier::Fallback),
         );
         let down = |n| {
             let mut s = at(n, "x", 0);

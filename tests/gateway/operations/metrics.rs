@@ -218,11 +218,7 @@ async fn two_gateways_with_one_network_name_count_apart() {
     let text = &idle.text;
     assert_eq!(busy.value("rpcgate_requests_total", &calls), 3.0);
     assert!(busy.value("rpcgate_upstream_requests_total", &sent) >= 3.0);
-    assert_eq!(
-        idle.value("rpcgate_requests_total", &calls),
-        0.0,
-        "{text}"
-    );
+    assert_eq!(idle.value("rpcgate_requests_total", &calls), 0.0, "{text}");
     assert_eq!(
         idle.value("rpcgate_upstream_requests_total", &sent),
         0.0,

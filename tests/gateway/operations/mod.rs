@@ -3,3 +3,4 @@
 mod lifecycle;
 mod log_hygiene;
 mod metrics;
+mod reload;

@@ -1,6 +1,6 @@
 //! `networks.<name>.routes`: methods sent to named upstreams only.
 //!
-//! A route names methods (exact names or a trailing-`*` glob) and the
+//! A route names methods (exact names or globs, see `config::MethodPattern`) and the
 //! upstreams that serve them; its calls go to those upstreams alone, with
 //! the network's choice (P2C), retries and send rules, and with the route's
 //! own `timeout` when it has one. The first route (in file order) with a
@@ -15,21 +15,21 @@
 //! the served head. The route only decides where a call goes: the client
 //! policy has admitted it first.
 //!
-//! This module holds both the schema of one route and its checks, so that
-//! `raw` and `validate` each gain only a line.
+//! This module holds the schema of one route, its checks and its typed form.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::validate::duration;
-use super::{ConfigError, NetworkConfig, Tier, UpstreamConfig};
+use super::{NetworkConfig, UpstreamConfig, UpstreamTier};
+use crate::config::error::{duration, Checks};
+use crate::config::MethodPattern;
 
 /// One entry of `routes:` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawRoute {
+pub(in crate::config) struct RawRoute {
     pub name: Option<String>,
     pub methods: Option<Vec<String>>,
     pub upstreams: Option<Vec<String>>,
@@ -52,8 +52,8 @@ pub enum RouteFallback {
 pub struct RouteConfig {
     /// The `route` label of its metrics: as configured, else its index.
     pub name: String,
-    /// Exact method names or `prefix*` globs.
-    pub methods: Vec<String>,
+    /// Method names or globs.
+    pub methods: Vec<MethodPattern>,
     /// Names of upstreams of the same network (at least one).
     pub upstreams: Vec<String>,
     pub fallback: RouteFallback,
@@ -65,12 +65,7 @@ pub struct RouteConfig {
 impl RouteConfig {
     /// Whether `method` is one of this route's.
     pub fn matches(&self, method: &str) -> bool {
-        self.methods
-            .iter()
-            .any(|pattern| match pattern.strip_suffix('*') {
-                Some(prefix) => method.starts_with(prefix),
-                None => method == pattern,
-            })
+        self.methods.iter().any(|pattern| pattern.matches(method))
     }
 }
 
@@ -84,12 +79,13 @@ impl NetworkConfig {
 /// Checks `routes` against the network's `upstreams`; `at` is the
 /// network's key path (`networks.mainnet`).
 pub(super) fn validate(
+    c: &mut Checks,
     at: &str,
     raw: Option<Vec<RawRoute>>,
     upstreams: &[UpstreamConfig],
-) -> Result<Vec<RouteConfig>, ConfigError> {
+) -> Vec<RouteConfig> {
     let mut routes: Vec<RouteConfig> = Vec::new();
-    // Exact patterns already taken, and by which route (a second one would never apply).
+    // Patterns already taken, and by which route (a second one would never apply).
     let mut taken: HashMap<String, usize> = HashMap::new();
     for (i, r) in raw.unwrap_or_default().into_iter().enumerate() {
         let key = |k: &str| format!("{at}.routes[{i}].{k}");
@@ -101,76 +97,76 @@ pub(super) fn validate(
                     && n.chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
                 if !plain {
-                    return Err(ConfigError::invalid(
+                    c.fail(
                         key("name"),
                         "is a metric label: use 1 to 64 letters, digits, '-' and '_'",
-                    ));
-                }
-                if let Some(j) = routes.iter().position(|o| o.name == n) {
-                    return Err(ConfigError::invalid(
+                    );
+                } else if let Some(j) = routes.iter().position(|o| o.name == n) {
+                    c.fail(
                         key("name"),
                         format!("{n:?} is already the name of routes[{j}]"),
-                    ));
+                    );
                 }
                 n
             }
         };
-        let methods = r.methods.unwrap_or_default();
-        if methods.is_empty() {
-            return Err(ConfigError::invalid(
+        let written = r.methods.unwrap_or_default();
+        if written.is_empty() {
+            c.fail(
                 key("methods"),
-                "is required: one method name or `prefix*` glob at least",
-            ));
+                "is required: one method name or glob at least",
+            );
         }
-        for (j, pattern) in methods.iter().enumerate() {
+        let mut methods = Vec::with_capacity(written.len());
+        for (j, pattern) in written.iter().enumerate() {
             let at = format!("{}[{j}]", key("methods"));
-            let stem = pattern.strip_suffix('*').unwrap_or(pattern);
-            if stem.is_empty() || !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(ConfigError::invalid(
-                    at,
-                    format!("{pattern:?} is not a method name or a `prefix*` glob"),
-                ));
-            }
+            let Some(parsed) = MethodPattern::parse(pattern)
+                .map_err(|e| c.fail(&at, e))
+                .ok()
+            else {
+                continue;
+            };
             if let Some(k) = taken.insert(pattern.clone(), i) {
-                return Err(ConfigError::invalid(
+                c.fail(
                     at,
                     format!("{pattern:?} is already routed by routes[{k}] (the first match wins)"),
-                ));
+                );
             }
+            methods.push(parsed);
         }
         let names = r.upstreams.unwrap_or_default();
         if names.is_empty() {
-            return Err(ConfigError::invalid(
+            c.fail(
                 key("upstreams"),
                 "is required: the names of the upstreams that serve these methods",
-            ));
+            );
         }
         for (j, n) in names.iter().enumerate() {
             let at = format!("{}[{j}]", key("upstreams"));
             if !upstreams.iter().any(|u| &u.name == n) {
-                return Err(ConfigError::invalid(
+                c.fail(
                     at,
                     format!("{n:?} is not an upstream of this network (list it under upstreams, with tier: route for one that serves routed calls only)"),
-                ));
-            }
-            if names[..j].contains(n) {
-                return Err(ConfigError::invalid(at, format!("{n:?} is listed twice")));
+                );
+            } else if names[..j].contains(n) {
+                c.fail(at, format!("{n:?} is listed twice"));
             }
         }
         let fallback = match r.fallback.as_deref() {
             None | Some("none") => RouteFallback::None,
             Some("primary") => RouteFallback::Primary,
             Some(other) => {
-                return Err(ConfigError::invalid(
+                c.fail(
                     key("fallback"),
                     format!("{other:?} is not a fallback: use primary, or none (the default)"),
-                ))
+                );
+                RouteFallback::None
             }
         };
-        let timeout = match r.timeout.as_deref() {
-            None => None,
-            Some(t) => Some(duration(&key("timeout"), Some(t), Duration::ZERO)?),
-        };
+        let timeout = r
+            .timeout
+            .as_deref()
+            .and_then(|t| c.ok(duration(&key("timeout"), t)));
         routes.push(RouteConfig {
             name,
             methods,
@@ -181,17 +177,17 @@ pub(super) fn validate(
     }
     // A route-only upstream that no route names would never get a call.
     for (i, u) in upstreams.iter().enumerate() {
-        if u.tier == Tier::Route && !routes.iter().any(|r| r.upstreams.contains(&u.name)) {
-            return Err(ConfigError::invalid(
+        if u.tier == UpstreamTier::Route && !routes.iter().any(|r| r.upstreams.contains(&u.name)) {
+            c.fail(
                 format!("{at}.upstreams[{i}].tier"),
                 format!(
                     "{:?} is tier: route, but no route names it: it would never get a call",
                     u.name
                 ),
-            ));
+            );
         }
     }
-    Ok(routes)
+    routes
 }
 
 #[cfg(test)]
@@ -207,7 +203,7 @@ mod tests {
 
     fn err_path(yaml: &str) -> String {
         match Config::from_yaml(yaml) {
-            Err(ConfigError::Invalid { path, .. }) => path,
+            Err(e) if !e.problems().is_empty() => e.problems()[0].path.clone(),
             other => panic!("expected an invalid config, got {other:?}"),
         }
     }
@@ -219,7 +215,7 @@ mod tests {
         ))
         .unwrap();
         let n = &c.networks[0];
-        assert_eq!(n.upstreams[2].tier, Tier::Route);
+        assert_eq!(n.upstreams[2].tier, UpstreamTier::Route);
         assert_eq!(n.routes.len(), 2);
         let send = n.route_for("eth_sendRawTransaction").unwrap();
         assert_eq!(
@@ -265,12 +261,12 @@ mod tests {
                 format!("{p}[0].upstreams"),
             ),
             (
-                "      - methods: [\"*\"]\n        upstreams: [relay]\n",
+                "      - methods: [\"eth-call\"]\n        upstreams: [relay]\n",
                 format!("{p}[0].methods[0]"),
             ),
             (
-                "      - methods: [\"eth_*call\"]\n        upstreams: [relay]\n",
-                format!("{p}[0].methods[0]"),
+                "      - methods: [\"eth_*call\", \"eth_*.\"]\n        upstreams: [relay]\n",
+                format!("{p}[0].methods[1]"),
             ),
             (
                 "      - methods: [eth_call]\n        upstreams: [relay]\n      - methods: [eth_getLogs, eth_call]\n        upstreams: [geth-0]\n",
@@ -307,6 +303,18 @@ mod tests {
         }
         // Without routes at all, a route-only upstream is refused too.
         assert_eq!(err_path(UPS), "networks.mainnet.upstreams[2].tier");
+    }
+
+    /// Routes take the one method-pattern grammar: `*` anywhere.
+    #[test]
+    fn routes_take_globs_anywhere() {
+        let c = Config::from_yaml(&with_routes(
+            "      - methods: [\"*_trace*\"]\n        upstreams: [relay]\n",
+        ))
+        .unwrap();
+        let n = &c.networks[0];
+        assert!(n.route_for("debug_traceTransaction").is_some());
+        assert!(n.route_for("trace_block").is_none());
     }
 
     #[test]

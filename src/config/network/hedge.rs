@@ -1,7 +1,7 @@
 //! `networks.<name>.hedge`: reads sent to a second backend when the first
 //! is slow to answer (request hedging, off by default).
 //!
-//! Each entry names methods (exact names or `prefix*` globs) and when to
+//! Each entry names methods (exact names or globs) and when to
 //! hedge them: after a fixed `delay`, or after the first backend's own p95
 //! latency (`delay: p95`, estimated by the router from its Peak-EWMA, see
 //! `router::hedge`). The first entry that matches a method wins. Only reads
@@ -13,9 +13,10 @@
 
 use std::time::Duration;
 
-use super::duration::parse_duration;
-use super::raw::RawHedge;
-use super::ConfigError;
+use serde::Deserialize;
+
+use crate::config::error::Checks;
+use crate::config::{parse_duration, MethodPattern};
 use crate::eth::methods::{lookup, METHODS};
 
 /// Extra sends per call when `max_extra` is absent: one hedge, so a call
@@ -24,11 +25,20 @@ pub const DEFAULT_HEDGE_MAX_EXTRA: u32 = 1;
 /// The most `max_extra` may be: hedging multiplies a slow backend's load.
 const MAX_HEDGE_MAX_EXTRA: u64 = 2;
 
+/// One entry of `hedge:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::config) struct RawHedge {
+    pub methods: Option<Vec<String>>,
+    pub delay: Option<String>,
+    pub max_extra: Option<u64>,
+}
+
 /// One `hedge:` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HedgeRule {
-    /// Method names or `prefix*` globs, as written (validated).
-    pub methods: Vec<String>,
+    /// Method names or globs (each covering at least one read).
+    pub methods: Vec<MethodPattern>,
     pub delay: HedgeDelay,
     /// Hedges one call may send (each to a backend not yet asked).
     pub max_extra: u32,
@@ -46,102 +56,106 @@ pub enum HedgeDelay {
 impl HedgeRule {
     /// Whether this entry covers `method` (a read; the caller checks that).
     pub fn matches(&self, method: &str) -> bool {
-        self.methods
-            .iter()
-            .any(|pattern| match pattern.strip_suffix('*') {
-                Some(prefix) => method.starts_with(prefix),
-                None => method == pattern,
-            })
+        self.methods.iter().any(|pattern| pattern.matches(method))
     }
 }
 
-/// Validates `hedge:` at `at` (`networks.<name>.hedge`).
-pub(super) fn rules(at: &str, raw: Option<Vec<RawHedge>>) -> Result<Vec<HedgeRule>, ConfigError> {
+/// Checks `hedge:` at `at` (`networks.<name>.hedge`).
+pub(super) fn rules(c: &mut Checks, at: &str, raw: Option<Vec<RawHedge>>) -> Vec<HedgeRule> {
     raw.unwrap_or_default()
         .into_iter()
         .enumerate()
-        .map(|(i, r)| rule(&format!("{at}[{i}]"), r))
+        .map(|(i, r)| rule(c, &format!("{at}[{i}]"), r))
         .collect()
 }
 
-fn rule(at: &str, raw: RawHedge) -> Result<HedgeRule, ConfigError> {
+fn rule(c: &mut Checks, at: &str, raw: RawHedge) -> HedgeRule {
     let key = |k: &str| format!("{at}.{k}");
-    let methods = raw.methods.unwrap_or_default();
-    if methods.is_empty() {
-        return Err(ConfigError::invalid(
+    let written = raw.methods.unwrap_or_default();
+    if written.is_empty() {
+        c.fail(
             key("methods"),
-            "is required: the read methods to hedge (names or `prefix*` globs)",
-        ));
+            "is required: the read methods to hedge (names or globs)",
+        );
     }
-    for (i, pattern) in methods.iter().enumerate() {
-        method(&format!("{}[{i}]", key("methods")), pattern)?;
-    }
+    let methods = written
+        .iter()
+        .enumerate()
+        .filter_map(|(i, pattern)| method(c, &format!("{}[{i}]", key("methods")), pattern))
+        .collect();
     let delay = match raw.delay.as_deref().map(str::trim) {
         None | Some("p95") => HedgeDelay::P95,
-        Some(text) => {
-            let d = parse_duration(text)
-                .map_err(|e| ConfigError::invalid(key("delay"), format!("{e} (or `p95`)")))?;
-            if d.is_zero() {
-                return Err(ConfigError::invalid(
-                    key("delay"),
-                    "must be greater than zero (or `p95`)",
-                ));
+        Some(text) => match parse_duration(text) {
+            Err(e) => {
+                c.fail(key("delay"), format!("{e} (or `p95`)"));
+                HedgeDelay::P95
             }
-            HedgeDelay::After(d)
-        }
+            Ok(d) if d.is_zero() => {
+                c.fail(key("delay"), "must be greater than zero (or `p95`)");
+                HedgeDelay::P95
+            }
+            Ok(d) => HedgeDelay::After(d),
+        },
     };
     let max_extra = raw.max_extra.unwrap_or(u64::from(DEFAULT_HEDGE_MAX_EXTRA));
     if !(1..=MAX_HEDGE_MAX_EXTRA).contains(&max_extra) {
-        return Err(ConfigError::invalid(
+        c.fail(
             key("max_extra"),
             format!("{max_extra} is out of range (1 to {MAX_HEDGE_MAX_EXTRA})"),
-        ));
+        );
     }
-    Ok(HedgeRule {
+    HedgeRule {
         methods,
         delay,
-        max_extra: max_extra as u32,
-    })
+        max_extra: max_extra.clamp(1, MAX_HEDGE_MAX_EXTRA) as u32,
+    }
 }
 
 /// An exact name must be a known read; a glob must cover at least one.
-fn method(at: &str, pattern: &str) -> Result<(), ConfigError> {
-    let name = pattern.strip_suffix('*').unwrap_or(pattern);
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(ConfigError::invalid(
-            at,
-            format!("{pattern:?} is not a method name or a `prefix*` glob"),
-        ));
-    }
-    if pattern.ends_with('*') {
+fn method(c: &mut Checks, at: &str, text: &str) -> Option<MethodPattern> {
+    let pattern = match MethodPattern::parse(text) {
+        Ok(p) => p,
+        Err(e) => {
+            c.fail(at, e);
+            return None;
+        }
+    };
+    if !pattern.is_exact() {
         if !METHODS
             .iter()
-            .any(|m| m.is_read() && m.name.starts_with(name))
+            .any(|m| m.is_read() && pattern.matches(m.name))
         {
-            return Err(ConfigError::invalid(
+            c.fail(
                 at,
-                format!("{pattern:?} matches no read method the gateway knows"),
-            ));
+                format!("{text:?} matches no read method the gateway knows"),
+            );
+            return None;
         }
-        return Ok(());
+        return Some(pattern);
     }
-    match lookup(name) {
-        Some((_, m)) if m.is_read() => Ok(()),
-        Some(_) => Err(ConfigError::invalid(
-            at,
-            format!("{name} is not a read: only reads are hedged (a write or a filter must reach one node once)"),
-        )),
-        None => Err(ConfigError::invalid(
-            at,
-            format!("{name} is not a method the gateway knows, so it cannot tell it is a read"),
-        )),
+    match lookup(text) {
+        Some((_, m)) if m.is_read() => Some(pattern),
+        Some(_) => {
+            c.fail(
+                at,
+                format!("{text} is not a read: only reads are hedged (a write or a filter must reach one node once)"),
+            );
+            None
+        }
+        None => {
+            c.fail(
+                at,
+                format!("{text} is not a method the gateway knows, so it cannot tell it is a read"),
+            );
+            None
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::config::{Config, ConfigError};
 
     fn with(hedge: &str) -> Result<Vec<HedgeRule>, ConfigError> {
         let yaml = format!(
@@ -152,7 +166,7 @@ mod tests {
 
     fn err_path(hedge: &str) -> String {
         match with(hedge) {
-            Err(ConfigError::Invalid { path, .. }) => path,
+            Err(e) if !e.problems().is_empty() => e.problems()[0].path.clone(),
             other => panic!("expected an error, got {other:?}"),
         }
     }
@@ -171,12 +185,15 @@ mod tests {
             rules,
             [
                 HedgeRule {
-                    methods: vec!["eth_call".into(), "eth_getBlockBy*".into()],
+                    methods: vec![
+                        MethodPattern::parse("eth_call").unwrap(),
+                        MethodPattern::parse("eth_getBlockBy*").unwrap()
+                    ],
                     delay: HedgeDelay::After(Duration::from_millis(50)),
                     max_extra: 1,
                 },
                 HedgeRule {
-                    methods: vec!["eth_getLogs".into()],
+                    methods: vec![MethodPattern::parse("eth_getLogs").unwrap()],
                     delay: HedgeDelay::P95,
                     max_extra: 2,
                 },
