@@ -1,6 +1,6 @@
 //! The HTTP stage: path to network, method, content type, the caller's
 //! identity (before the body is read) and body limits, then the calls of the
-//! body, answered by [`super::calls`]. A GET asking for a WebSocket upgrade
+//! body, answered by [`crate::calls`]. A GET asking for a WebSocket upgrade
 //! on a network's path is handed to [`super::ws`].
 //!
 //! A request that fails gets one log line with its [`RequestId`] (a refusal:
@@ -13,7 +13,7 @@
 //! bytes of every body being read or decoded count until its calls are
 //! answered, and a body the budget cannot take within `server.memory_wait`
 //! gets 503 with -32005. The answer's bytes hold their permit of the answer
-//! budget (taken per call in [`super::calls`]) until hyper has written them;
+//! budget (taken per call in [`crate::calls`]) until hyper has written them;
 //! a compressed answer carries it over to the compressed bytes.
 
 use std::convert::Infallible;

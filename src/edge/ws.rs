@@ -5,7 +5,7 @@
 //! `/<network>/<key>`) is identified by the client policy exactly like an
 //! HTTP request (an unknown key is a 401, before upgrading), then upgraded.
 //! Each text (or binary) message is one JSON-RPC payload, answered by
-//! [`super::calls`] just as an HTTP body is: admitted call by call, routed
+//! [`crate::calls`] just as an HTTP body is: admitted call by call, routed
 //! with pinning, cache and retries, the caller's id echoed byte for byte.
 //! The routes and the caller's tier are looked up again for every message,
 //! so a reload applies to open connections too.

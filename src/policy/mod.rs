@@ -6,7 +6,7 @@
 //! judged on its own by [`ClientPolicy::admit`]: the tier's method rules
 //! ([`methods`]), then its budgets of requests and compute units ([`cost`]),
 //! locally ([`local`], governor's GCRA) or, with `redis:` configured, shared
-//! by every replica ([`shared`]). A batch therefore costs the sum of its
+//! by every replica ([`redis`]). A batch therefore costs the sum of its
 //! entries, and a refused entry fails alone. [`conns`] caps open
 //! connections per IP at accept time.
 //!

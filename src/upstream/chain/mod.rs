@@ -9,7 +9,7 @@
 //! moment between a reorg being seen and the chain being read again, bound
 //! entries are misses, never stale hits.
 //!
-//! The chain is rebuilt by the reorg control loop ([`follow`]), never by
+//! The chain is rebuilt by the reorg control loop ([`follow()`]), never by
 //! the request path, and published as an immutable snapshot. It covers at most
 //! [`CACHE_CANON_WINDOW`](crate::config::CACHE_CANON_WINDOW) blocks below the served head, and nothing at or
 //! below the finalized block, which cannot change.
