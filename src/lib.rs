@@ -36,7 +36,7 @@
 //! ```text
 //! fuzzing        the fuzz targets' entry points (feature `fuzzing` only): they reach into every parser
 //! edge           listeners: accept, TLS, connection lifetimes, the HTTP stage (CORS, compression, body limits), WebSocket upgrade
-//! calls          the per-call JSON-RPC stage: the pipeline's order, local answers, pinning, the one rescue point, panics
+//! calls          the per-call JSON-RPC stage: the pipeline's order, local answers, the heavy-call bound, the one rescue point, panics
 //! control        the control plane: the network table, reload, the pending feed, admin
 //! subscriptions  eth_subscribe: one upstream feed per distinct request, failover without gaps
 //! network        one network as it runs: its config, upstreams, cache and filters, started together
@@ -57,7 +57,7 @@
 //!
 //! The consensus layer's Beacon REST API (and its event stream) is the next
 //! front. It plugs in beside `calls`, not inside it: a module of its own
-//! between `edge` and `control` (its per-request tier: which routes exist,
+//! between `edge` and `control` (its per-request stage: which routes exist,
 //! which may be cached or retried, how a failure is answered), reached from
 //! the edge by path the way a JSON-RPC network is. What it shares, and must
 //! not copy:
