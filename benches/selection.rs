@@ -57,11 +57,25 @@ fn network(n: usize) -> NetworkView {
                 finalized: None,
                 reorgs: 0,
                 last_error: None,
+                seen: vec![BlockId {
+                    number,
+                    hash: format!("0x{number:x}"),
+                }],
             };
             (b, state)
         })
         .collect();
-    view::build(states, 2, &mut ServedHead::default())
+    let rules = view::Rules {
+        network: "bench".into(),
+        max_lag: 2,
+        watchdog: Duration::from_secs(10),
+    };
+    view::build(
+        states,
+        &rules,
+        &mut ServedHead::default(),
+        tokio::time::Instant::now(),
+    )
 }
 
 fn bench(c: &mut Criterion) {

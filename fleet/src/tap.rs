@@ -20,6 +20,11 @@
 //! [`Tap::fail_calls`] fails single calls inside a batch (answered with a -32005 error
 //! in their place, the rest forwarded), [`Tap::reverse_batches`] writes a batch's
 //! answers in reverse order, as a node may, and [`Tap::refuse_batches`] answers 413.
+//!
+//! [`Tap::lie_about_head`] makes the node report another head, as a buggy node or
+//! anyone on the path of plain HTTP could: the number in `eth_blockNumber` and in
+//! `eth_getBlockByNumber("latest")` is changed (the block's hash is left as is);
+//! blocks asked by number are relayed faithfully.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -58,6 +63,24 @@ pub enum Fault {
     Delay(Duration),
     /// Close the connection without answering.
     DropConnection,
+}
+
+/// The head [`Tap::lie_about_head`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadLie {
+    /// The node's head plus this many blocks.
+    Ahead(u64),
+    /// This number, whatever the node's head.
+    At(u64),
+}
+
+impl HeadLie {
+    fn apply(self, head: u64) -> u64 {
+        match self {
+            HeadLie::Ahead(n) => head.saturating_add(n),
+            HeadLie::At(n) => n,
+        }
+    }
 }
 
 /// Which calls [`Tap::fail_calls`] fails.
@@ -111,6 +134,7 @@ struct Shared {
     /// Blocks of state the node seems to keep below its head (`None`: all).
     state_history: Mutex<Option<u64>>,
     missing_state: AtomicU64,
+    head_lie: Mutex<Option<HeadLie>>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -146,6 +170,7 @@ impl Tap {
             only: Mutex::new(None),
             state_history: Mutex::new(None),
             missing_state: AtomicU64::new(0),
+            head_lie: Mutex::new(None),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(Self {
@@ -240,6 +265,11 @@ impl Tap {
         *self.shared.state_history.lock() = blocks;
     }
 
+    /// Reports another head (see the module doc); `None` tells the truth again.
+    pub fn lie_about_head(&self, lie: Option<HeadLie>) {
+        *self.shared.head_lie.lock() = lie;
+    }
+
     /// State reads answered `missing trie node` by [`Tap::set_state_history`] (not reset).
     pub fn missing_state_answers(&self) -> u64 {
         self.shared.missing_state.load(Ordering::SeqCst)
@@ -326,6 +356,7 @@ async fn relay(
         }
     }
 
+    let body_sent = body.clone();
     let upstream = Request::post(shared.target.clone())
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(body))?;
@@ -334,10 +365,14 @@ async fn relay(
         Err(error) => return Ok(plain(StatusCode::BAD_GATEWAY, &format!("tap: {error}"))),
     };
     let (parts, body) = response.into_parts();
-    let bytes = Limited::new(body, MAX_BODY_BYTES)
+    let mut bytes = Limited::new(body, MAX_BODY_BYTES)
         .collect()
         .await?
         .to_bytes();
+    let lie = *shared.head_lie.lock();
+    if let Some(lie) = lie {
+        bytes = lied(&body_sent, bytes, lie);
+    }
     let mut answer = Response::new(Full::new(bytes));
     *answer.status_mut() = parts.status;
     if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE) {
@@ -506,6 +541,31 @@ fn methods_of(body: &[u8]) -> Vec<String> {
         Ok(call) => method(&call).into_iter().collect(),
         Err(_) => Vec::new(),
     }
+}
+
+/// The node's answer to a head question, with the head [`HeadLie`] says.
+fn lied(request: &[u8], answer: Bytes, lie: HeadLie) -> Bytes {
+    let Ok(call) = serde_json::from_slice::<Value>(request) else {
+        return answer;
+    };
+    let method = call.get("method").and_then(Value::as_str);
+    let tag = call.pointer("/params/0").and_then(Value::as_str);
+    let Ok(mut reply) = serde_json::from_slice::<Value>(&answer) else {
+        return answer;
+    };
+    let slot = match (method, tag) {
+        (Some("eth_blockNumber"), _) => reply.get_mut("result"),
+        (Some("eth_getBlockByNumber"), Some("latest")) => reply.pointer_mut("/result/number"),
+        _ => None,
+    };
+    let Some(slot) = slot else {
+        return answer;
+    };
+    let Some(head) = quantity(slot) else {
+        return answer;
+    };
+    *slot = Value::String(format!("0x{:x}", lie.apply(head)));
+    Bytes::from(reply.to_string())
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {

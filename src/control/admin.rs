@@ -29,6 +29,7 @@ use super::Gateway;
 use crate::config::UpstreamTier;
 use crate::metrics::state::{self, ReloadResult, Scrape};
 use crate::metrics::Label;
+use crate::upstream::Ineligible;
 
 /// Serves the admin endpoints until the task is aborted.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
@@ -143,6 +144,8 @@ pub fn status(gateway: &Gateway) -> Value {
                 "default": net.config.default,
                 "served_head": view.served_head,
                 "best_head": view.best_head,
+                "agreed_head": view.agreed_head,
+                "agreed_confirmed": view.agreed_confirmed,
                 "safe": view.safe,
                 "finalized": view.finalized,
                 "eligible": view.eligible().count(),
@@ -205,6 +208,14 @@ fn read_state(gateway: &Gateway, out: &mut Scrape) {
             }
             let missing = b.backend.missing_state_answers() as f64;
             out.sample(&state::BACKEND_MISSING_STATE_TOTAL, &labels, missing);
+            let mismatches = b.backend.chain_mismatches() as f64;
+            out.sample(&state::BACKEND_CHAIN_MISMATCH_TOTAL, &labels, mismatches);
+            let ahead = matches!(b.ineligible, Some(Ineligible::AheadUnconfirmed { .. }));
+            out.sample(
+                &state::BACKEND_AHEAD_UNCONFIRMED,
+                &labels,
+                f64::from(u8::from(ahead)),
+            );
         }
         let labels = [name.as_str()];
         if let Some(h) = view.served_head {

@@ -247,20 +247,30 @@ impl Filters {
         let served = view.served_head.ok_or(RouteError::NoBackend)?;
         match method {
             FilterMethod::NewBlock => {
-                self.create(State::new(client.into(), KindName::Block, None, served + 1))
-                    .await
+                self.create(State::new(
+                    client.into(),
+                    KindName::Block,
+                    None,
+                    served.saturating_add(1),
+                ))
+                .await
             }
             FilterMethod::NewPending => {
                 self.pending_touched();
-                let mut state = State::new(client.into(), KindName::Pending, None, served + 1);
+                let mut state = State::new(
+                    client.into(),
+                    KindName::Pending,
+                    None,
+                    served.saturating_add(1),
+                );
                 state.cursor = Some(self.pending.cursor_now().await.map_err(unavailable)?);
                 self.create(state).await
             }
             FilterMethod::New => {
                 let criteria = Criteria::parse(params).map_err(FilterError::InvalidParams)?;
                 let next = match criteria.from {
-                    Bound::Number(n) => n.max(served + 1),
-                    _ => served + 1,
+                    Bound::Number(n) => n.max(served.saturating_add(1)),
+                    _ => served.saturating_add(1),
                 };
                 self.create(State::new(
                     client.into(),

@@ -78,6 +78,18 @@ pub const BACKEND_MISSING_STATE_TOTAL: StateMetric = StateMetric {
     help: "Old-state reads a backend answered with missing state (retried elsewhere, not counted as failures).",
     labels: BACKEND,
 };
+pub const BACKEND_CHAIN_MISMATCH_TOTAL: StateMetric = StateMetric {
+    name: "rpcgate_backend_chain_mismatch_total",
+    kind: Kind::Counter,
+    help: "Times a backend was found on another chain than the agreeing backends (same chain id, another block hash); held out meanwhile.",
+    labels: BACKEND,
+};
+pub const BACKEND_AHEAD_UNCONFIRMED: StateMetric = StateMetric {
+    name: "rpcgate_backend_ahead_unconfirmed",
+    kind: Kind::Gauge,
+    help: "1 while a backend is held out for a head above the agreed head by more than max_lag_blocks that no other backend confirms.",
+    labels: BACKEND,
+};
 pub const SERVED_HEAD: StateMetric = StateMetric {
     name: "rpcgate_served_head",
     kind: Kind::Gauge,
@@ -178,6 +190,8 @@ pub const ALL: &[&StateMetric] = &[
     &BACKEND_LATENCY_SECONDS,
     &BACKEND_STATE_HISTORY_BLOCKS,
     &BACKEND_MISSING_STATE_TOTAL,
+    &BACKEND_CHAIN_MISMATCH_TOTAL,
+    &BACKEND_AHEAD_UNCONFIRMED,
     &SERVED_HEAD,
     &FINALIZED_BLOCK,
     &ELIGIBLE_BACKENDS,

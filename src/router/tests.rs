@@ -149,11 +149,13 @@ pub(super) fn views_of(backends: &[Arc<Backend>]) -> Vec<BackendView> {
                 finalized: None,
                 reorgs: 0,
                 last_error: None,
+                seen: Vec::new(),
             },
             head: 10,
             // A fallback is in standby, as the view builder makes it while primaries serve.
             ineligible: (b.tier == UpstreamTier::Fallback).then_some(Ineligible::Standby),
             state_history: b.state_history(),
+            ask: None,
         })
         .collect()
 }

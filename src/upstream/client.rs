@@ -152,6 +152,12 @@ pub struct Backend {
     standby: AtomicBool,
     /// Tells the head tracker that `standby` changed.
     standby_changed: tokio::sync::Notify,
+    /// A height whose block the view builder wants from it (0: none).
+    ask: AtomicU64,
+    /// Tells the head tracker that `ask` changed.
+    asked: tokio::sync::Notify,
+    /// Times the view found it on another chain than the agreeing backends.
+    chain_mismatches: AtomicU64,
 }
 
 impl Backend {
@@ -189,6 +195,9 @@ impl Backend {
             missing_state: AtomicU64::new(0),
             standby: AtomicBool::new(cfg.tier == UpstreamTier::Fallback),
             standby_changed: tokio::sync::Notify::new(),
+            ask: AtomicU64::new(0),
+            asked: tokio::sync::Notify::new(),
+            chain_mismatches: AtomicU64::new(0),
         })
     }
 
@@ -253,6 +262,33 @@ impl Backend {
     /// Resolves when `standby` changed since the last call (for the head tracker).
     pub(super) async fn standby_changed(&self) {
         self.standby_changed.notified().await;
+    }
+
+    /// Asks its head tracker for its block at `number` (the view builder
+    /// compares it with the others'); repeated asks of one height wake it once.
+    pub fn ask(&self, number: u64) {
+        if number != 0 && self.ask.swap(number, Ordering::Relaxed) != number {
+            self.asked.notify_one();
+        }
+    }
+
+    /// Resolves when the view builder asked for a block (for the head tracker).
+    pub(super) async fn asked(&self) {
+        self.asked.notified().await;
+    }
+
+    /// The height asked about, cleared: a later ask of it wakes the tracker again.
+    pub(super) fn take_ask(&self) -> Option<u64> {
+        Some(self.ask.swap(0, Ordering::Relaxed)).filter(|n| *n != 0)
+    }
+
+    /// Counts a move onto another chain than the agreeing backends'.
+    pub fn count_chain_mismatch(&self) {
+        self.chain_mismatches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn chain_mismatches(&self) -> u64 {
+        self.chain_mismatches.load(Ordering::Relaxed)
     }
 
     pub fn is_ejected(&self) -> bool {

@@ -11,6 +11,9 @@
 //!   polling of `eth_getBlockByNumber("latest")` always: fast while no
 //!   subscription is live, slow (a liveness check) while one is.
 //! - safe and finalized: polled.
+//! - the heads it saw (number and hash, the last [`SEEN`]), and the block at
+//!   a height the view builder asks about (`Backend::ask`): what the view
+//!   compares between backends to tell one chain from another (see `agree`).
 //! - syncing: `eth_syncing` polled.
 //! - reachability: a failed probe marks the backend unreachable; a successful
 //!   one re-admits a backend that the request path ejected.
@@ -63,7 +66,13 @@ pub struct HeadState {
     /// How many times the head went back or was replaced at the same height.
     pub reorgs: u64,
     pub last_error: Option<String>,
+    /// Blocks it had at recent heights, ascending by number, one per
+    /// height: the heads it reported and the blocks it was asked about.
+    pub seen: Vec<BlockId>,
 }
+
+/// How many recent blocks a tracker remembers per backend.
+pub const SEEN: usize = 64;
 
 impl HeadState {
     pub(super) fn initial() -> Self {
@@ -76,6 +85,37 @@ impl HeadState {
             finalized: None,
             reorgs: 0,
             last_error: None,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Its head's number (0 when unknown).
+    pub fn head(&self) -> u64 {
+        self.latest.as_ref().map_or(0, |l| l.number)
+    }
+
+    /// The hash of its block at `number`, if it reported one.
+    pub fn hash_at(&self, number: u64) -> Option<&str> {
+        self.seen
+            .binary_search_by_key(&number, |b| b.number)
+            .ok()
+            .and_then(|i| self.seen.get(i))
+            .map(|b| b.hash.as_str())
+    }
+
+    /// Remembers the block it has at a height (replacing an older answer).
+    pub fn note(&mut self, block: BlockId) {
+        match self.seen.binary_search_by_key(&block.number, |b| b.number) {
+            Ok(i) => {
+                if let Some(slot) = self.seen.get_mut(i) {
+                    *slot = block;
+                }
+            }
+            Err(i) => self.seen.insert(i, block),
+        }
+        if self.seen.len() > SEEN {
+            let extra = self.seen.len() - SEEN;
+            self.seen.drain(..extra);
         }
     }
 
@@ -91,8 +131,11 @@ impl HeadState {
         if let Some(old) = &self.latest {
             if head.number < old.number || (head.number == old.number && head.hash != old.hash) {
                 self.reorgs += 1;
+                // What it had at these heights is gone (or was never true).
+                self.seen.retain(|b| b.number < head.number);
             }
         }
+        self.note(head.clone());
         self.latest = Some(head);
     }
 }
@@ -211,6 +254,7 @@ impl Tracker {
                 Some(head) = heads_rx.recv() => {
                     self.publish(|s| s.set_latest(head));
                 }
+                _ = self.backend.asked() => self.answer_ask().await,
                 _ = self.backend.standby_changed() => {
                     let now = Instant::now();
                     if self.standby() {
@@ -336,6 +380,21 @@ impl Tracker {
         }
     }
 
+    /// Reads its block at the height the view builder asked about.
+    async fn answer_ask(&self) {
+        let Some(number) = self.backend.take_ask() else {
+            return;
+        };
+        if self.tx.borrow().hash_at(number).is_some() {
+            return;
+        }
+        if let Ok(Some(block)) = self.block(&format!("0x{number:x}")).await {
+            if block.number == number {
+                self.publish(|s| s.note(block));
+            }
+        }
+    }
+
     async fn poll_finality(&self) {
         let safe = self.block("safe").await;
         let finalized = self.block("finalized").await;
@@ -415,5 +474,24 @@ mod tests {
         assert_eq!(s.reorgs, 1);
         s.set_latest(id(4, "d"));
         assert_eq!(s.reorgs, 2);
+        // What it had at and above the new head is forgotten.
+        assert_eq!(s.hash_at(5), None);
+        assert_eq!(s.hash_at(6), None);
+        assert_eq!(s.hash_at(4), Some("d"));
+    }
+
+    #[test]
+    fn the_seen_blocks_stay_sorted_and_bounded() {
+        let mut s = HeadState::initial();
+        for n in (0..100u64).rev() {
+            s.note(BlockId {
+                number: n * 2,
+                hash: format!("h{n}"),
+            });
+        }
+        assert_eq!(s.seen.len(), SEEN);
+        assert!(s.seen.windows(2).all(|w| w[0].number < w[1].number));
+        assert_eq!(s.hash_at(198), Some("h99"));
+        assert_eq!(s.hash_at(0), None, "the lowest are dropped first");
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! Each backend has a control loop ([`head`]) publishing what it knows on a
 //! `watch` channel; a per-network loop ([`view`]) folds those into one
-//! immutable [`view::NetworkView`] that the router reads lock-free.
+//! immutable [`view::NetworkView`] that the router reads lock-free, judging
+//! each backend against the head the fleet agrees on ([`agree`]) and saying
+//! in the log why one is out (`reasons`).
 
+pub mod agree;
 pub mod chain;
 mod client;
 pub mod discovery;
@@ -11,6 +14,7 @@ pub mod head;
 pub mod latency;
 mod newheads;
 mod pool;
+mod reasons;
 mod tls;
 mod upstreams;
 pub mod view;

@@ -132,14 +132,19 @@ impl Upstreams {
             .iter()
             .map(|t| (t.backend.clone(), t.state.borrow().clone()))
             .collect();
-        let first = view::build(states, config.max_lag_blocks, &mut carry);
+        let rules = view::Rules {
+            network: config.name.clone(),
+            max_lag: config.max_lag_blocks,
+            watchdog: config.head.served_head_watchdog,
+        };
+        let first = view::build(states, &rules, &mut carry, tokio::time::Instant::now());
         first.tell_fallbacks();
         let view = Arc::new(ArcSwap::from_pointee(first));
         let refresh = Arc::new(Notify::new());
         let (publish, published) = watch::channel(());
         let builder = tokio::spawn(view::run(
             tracked,
-            config.max_lag_blocks,
+            rules,
             refresh.clone(),
             view.clone(),
             publish,
@@ -199,6 +204,7 @@ fn relays(config: &NetworkConfig, client: &HttpClient, metrics: &Metrics) -> Vec
                 state: HeadState::initial(),
                 head: 0,
                 ineligible: None,
+                ask: None,
             }
         })
         .collect()

@@ -7,7 +7,7 @@
 //! - `policy`: client policy: keys, method rules, rate limits, heavy calls,
 //!   and budgets shared by processes through redis.
 //! - `cache`: the response cache, the block-scoped head tier, a DApp mix.
-//! - `routing`: backend choice: head freshness, failover, the fallback tier,
+//! - `routing`: backend choice: the agreed head, head freshness, failover, the fallback tier,
 //!   method routes, hedging, read-your-writes, archive state, upstream
 //!   batches, DNS discovery, the served-by headers.
 //! - `websocket`: calls and subscriptions over a client WebSocket, and its bounds.

@@ -15,6 +15,7 @@ pub(in crate::config) struct RawHead {
     pub syncing_poll_interval: Option<String>,
     pub probe_timeout: Option<String>,
     pub fallback_probe_interval: Option<String>,
+    pub served_head_watchdog: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +31,9 @@ pub struct HeadConfig {
     /// serve (one `latest` poll, so a paid quota pays little); while it
     /// serves it is tracked like any other.
     pub fallback_probe_interval: Duration,
+    /// How long a served head that no eligible backend holds is kept before
+    /// it is derived again from the backends that remain.
+    pub served_head_watchdog: Duration,
 }
 
 impl Default for HeadConfig {
@@ -42,6 +46,7 @@ impl Default for HeadConfig {
             probe_timeout: Duration::from_secs(2),
             // A fallback (often a paid provider) is probed this rarely while primaries serve.
             fallback_probe_interval: Duration::from_secs(60),
+            served_head_watchdog: Duration::from_secs(10),
         }
     }
 }
@@ -79,6 +84,11 @@ pub(super) fn validate(c: &mut Checks, at: &str, raw: RawHead) -> HeadConfig {
             &key("fallback_probe_interval"),
             raw.fallback_probe_interval.as_deref(),
             d.fallback_probe_interval,
+        ),
+        served_head_watchdog: c.duration(
+            &key("served_head_watchdog"),
+            raw.served_head_watchdog.as_deref(),
+            d.served_head_watchdog,
         ),
     }
 }

@@ -1,5 +1,6 @@
 //! Backend choice: which backend serves a call, and what happens when it cannot.
 
+mod agreed_head;
 mod discovery;
 mod failover;
 mod fallback_tier;
