@@ -28,8 +28,8 @@
 //!   (1008), never buffered for without limit, and one answer larger than
 //!   the share is answered -32005 instead;
 //! - a client whose socket has taken nothing of a write for
-//!   `server.write_timeout` is closed (1008) and its queue freed, whether or
-//!   not it pings;
+//!   `server.write_timeout` is disconnected and its queue freed, whether or
+//!   not it pings (no Close frame: its socket would not take one);
 //! - a client that sends nothing, not even a pong to our pings, for
 //!   [`IDLE_TIMEOUT`] is closed (1001).
 //!
@@ -334,6 +334,7 @@ async fn serve(
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut calls = JoinSet::new();
     let mut idle = Instant::now() + IDLE_TIMEOUT;
+    let mut stalled = false;
     let goodbye = loop {
         while calls.try_join_next().is_some() {}
         tokio::select! {
@@ -351,7 +352,8 @@ async fn serve(
             // queue is dropped with the writer below.
             _ = lifetime.write_stalled(deadlines.write) => {
                 deadlines.write_hits.inc();
-                break Some(frame(CloseCode::Policy, "client does not read its messages"))
+                stalled = true;
+                break None
             }
             (permit, message) = async {
                 let permit = slots.clone().acquire_owned().await;
@@ -381,6 +383,12 @@ async fn serve(
     };
     // A closing connection's calls are not answered.
     calls.abort_all();
+    if stalled {
+        // Its socket takes nothing, not even a Close frame: the writer (stuck
+        // in a send) and the queue go now, and the socket with them.
+        writer.abort();
+        return;
+    }
     match goodbye {
         Some(frame) => {
             let _ = bye.send(frame);
