@@ -474,7 +474,10 @@ async fn a_hostile_corpus_over_websocket() {
         .await
         .unwrap();
     let v = ws_next(&mut ws).await.unwrap();
-    assert_eq!((v["error"]["code"].as_i64(), &v["id"]), (Some(-32600), &Value::Null));
+    assert_eq!(
+        (v["error"]["code"].as_i64(), &v["id"]),
+        (Some(-32600), &Value::Null)
+    );
     ws_normal_call_works(&mut ws).await;
 
     // A text frame that is not UTF-8: closed with 1007 (RFC 6455 8.1).
