@@ -97,7 +97,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let mut inflater = Inflater::new(coding, 5 << 20).unwrap();
                 for chunk in packed.chunks(16 * 1024) {
-                    inflater.feed(chunk).unwrap();
+                    inflater.feed_all(chunk).unwrap();
                 }
                 black_box(inflater.finish().unwrap())
             })

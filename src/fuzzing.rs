@@ -346,8 +346,11 @@ pub fn ws_messages(data: &[u8]) {
         input: data,
         written: 0,
     };
-    let mut socket =
-        WebSocket::from_raw_socket(stream, Role::Server, Some(ws::socket_config(WS_LIMIT)));
+    let mut socket = WebSocket::from_raw_socket(
+        stream,
+        Role::Server,
+        Some(ws::socket_config(WS_LIMIT, WS_LIMIT)),
+    );
     for _ in 0..10_000 {
         let message = match socket.read() {
             Ok(m) => m,

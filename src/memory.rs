@@ -34,6 +34,10 @@ use tokio::sync::Notify;
 pub const HEAVY_BYTES: usize = 64 * 1024;
 /// The share of a budget (1/8) that only light reservations may use.
 pub const HEADROOM: usize = 8;
+/// One connection may queue at most 1/16 of the answer budget (a
+/// WebSocket's outbox): a dozen clients that stop reading cannot take the
+/// budget that heavy answers may use.
+pub const CONNECTION_SHARE: usize = 16;
 
 /// One bounded amount of memory.
 pub struct Budget {
@@ -194,11 +198,29 @@ impl Permit {
 
     /// The same permit holding at most `bytes` (the rest is freed).
     pub fn shrunk_to(mut self, bytes: usize) -> Permit {
+        self.shrink_to(bytes);
+        self
+    }
+
+    /// Frees all but `bytes` of what it holds.
+    pub fn shrink_to(&mut self, bytes: usize) {
         if bytes < self.bytes {
             self.budget.release(self.bytes - bytes);
             self.bytes = bytes;
         }
-        self
+    }
+
+    /// Holds `more` bytes as well if the budget has them now, without
+    /// waiting: for code that cannot wait (a socket being polled).
+    pub fn try_grow(&mut self, more: usize) -> Result<(), OverBudget> {
+        if self.budget.try_add(self.bytes, more) {
+            self.bytes += more;
+            return Ok(());
+        }
+        self.budget.refusals.fetch_add(1, Ordering::Relaxed);
+        Err(OverBudget {
+            kind: self.budget.kind,
+        })
     }
 
     /// Holds `more` bytes as well, waiting for budget at most
@@ -254,6 +276,15 @@ pub fn hold(bytes: Bytes, permit: Permit) -> Bytes {
         return bytes;
     }
     Bytes::from_owner(Held(bytes, permit))
+}
+
+/// `bytes` of an answer built without a reservation (an error, a
+/// subscription's id: small, bounded by the id cap), charged to the answer
+/// budget until written all the same, so that unread answers of every kind
+/// show in the budget and hold back heavy reservations.
+pub fn charged_answer(bytes: Bytes) -> Bytes {
+    let permit = ANSWERS.carry(bytes.len());
+    hold(bytes, permit)
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ impl Ctx<'_> {
         // together (`router::batch`) come back in one reply bounded by
         // `max_response_bytes`, so a full upstream batch may be in flight.
         let used = AtomicUsize::new(0);
-        let budget = limits.max_batch_response_bytes;
+        let budget = limits.max_batch_response_bytes.min(self.max_answer);
         let upstream_batch_max = self.network.config.upstream_batch_max;
         let batcher = Batcher::for_batch(upstream_batch_max, entries.len());
         let concurrency = match &batcher {

@@ -40,6 +40,10 @@ pub(crate) enum CallError {
     /// `limit` bytes. `ran`: the call ran, and was counted by how it ended.
     #[error("batch response is over the limit of {limit} bytes")]
     BatchOverBudget { limit: usize, ran: bool },
+    /// An answer larger than the connection may queue (a WebSocket's share
+    /// of the answer budget, see `subscriptions::outbox`).
+    #[error("the answer is over this connection's limit of {limit} bytes")]
+    AnswerOverShare { limit: usize },
     /// The answer budget stayed full for `server.memory_wait`.
     #[error("the answer budget stayed full")]
     MemoryBusy,

@@ -93,6 +93,7 @@ pub(super) async fn answer_message(
     caller: &Caller<'_>,
     body: &[u8],
     session: Option<&Session>,
+    max_answer: Option<usize>,
     request_id: &RequestId,
 ) -> Answered {
     let view = network.view();
@@ -106,6 +107,7 @@ pub(super) async fn answer_message(
         client: caller.name(),
         caller,
         max_logs_blocks: caller.max_logs_block_range(),
+        max_answer: max_answer.unwrap_or(usize::MAX),
         request_id,
     };
     // Boxed here, and each call's pipeline below: a future held inline is
@@ -128,7 +130,10 @@ pub(super) async fn answer_message(
             let rescued = rescue::rescue(&CallError::Panicked(why));
             Answered {
                 status: rescued.status,
-                body: Some(error_response(Id::NULL, &rescued.object)),
+                body: Some(memory::charged_answer(error_response(
+                    Id::NULL,
+                    &rescued.object,
+                ))),
                 headers: rescued.headers,
                 subscribed: Vec::new(),
                 served: Vec::new(),
@@ -176,6 +181,9 @@ struct Ctx<'a> {
     caller: &'a Caller<'a>,
     /// The caller's own `eth_getLogs` range bound, when its tier has one.
     max_logs_blocks: Option<u64>,
+    /// The largest answer the message's connection may take (a WebSocket's
+    /// queue share); a batch's answers together, too.
+    max_answer: usize,
     request_id: &'a RequestId,
 }
 
@@ -276,7 +284,9 @@ impl Ctx<'_> {
         self.log_failure(call.method.name, error, &rescued);
         Answer {
             status: rescued.status,
-            body: call.id.map(|id| error_response(id, &rescued.object)),
+            body: call
+                .id
+                .map(|id| memory::charged_answer(error_response(id, &rescued.object))),
             headers: rescued.headers,
             by: ServedBy::default(),
         }
@@ -359,6 +369,11 @@ impl Ctx<'_> {
             ReplyKind::Result => Outcome::Ok,
             ReplyKind::Error => Outcome::RpcError,
         };
+        if !call.is_notification() && answer_len(&call, &reply) > self.max_answer {
+            let limit = self.max_answer;
+            let failing = Failing::call(&call, method, elapsed);
+            return self.fail(failing, &CallError::AnswerOverShare { limit });
+        }
         // The answer's bytes are reserved before they are built: a call
         // waiting for budget holds only the reply.
         let Ok(permit) = self.answer_permit(&call, &reply).await else {
@@ -406,8 +421,7 @@ impl Ctx<'_> {
         if call.is_notification() {
             return Ok(None);
         }
-        let len = ANSWER_FRAME + call.reply_id().raw().len() + reply.raw().len();
-        match memory::answers().reserve(len).await {
+        match memory::answers().reserve(answer_len(call, reply)).await {
             Ok(permit) => Ok(Some(permit)),
             Err(_) => Err(()),
         }
@@ -435,7 +449,8 @@ impl Ctx<'_> {
                 if let Some(id) = created.created {
                     self.subscribed.lock().push(id);
                 }
-                answer.body = Some(jsonrpc::result_response(call.reply_id(), &created.result));
+                let body = jsonrpc::result_response(call.reply_id(), &created.result);
+                answer.body = Some(memory::charged_answer(body));
                 answer
             }
             Err(e) => self.fail(Failing::call(call, method, None), &e.into()),
@@ -446,6 +461,11 @@ impl Ctx<'_> {
 /// What an answer adds around the id and the reply's member (at most):
 /// `{"jsonrpc":"2.0","id":,"result":}`.
 const ANSWER_FRAME: usize = 40;
+
+/// The size of the answer to `call` built from `reply`, at most.
+fn answer_len(call: &Call<'_>, reply: &Reply) -> usize {
+    ANSWER_FRAME + call.reply_id().raw().len() + reply.raw().len()
+}
 
 fn reply_body(call: &Call<'_>, reply: &Reply) -> Bytes {
     let member: &[u8] = match reply.kind {

@@ -137,6 +137,11 @@ pub(crate) fn rescue(e: &CallError) -> Rescued {
             format!("batch response is over the limit of {limit} bytes"),
             Outcome::Limited,
         ),
+        CallError::AnswerOverShare { limit } => Rescued::ok(
+            code::LIMIT_EXCEEDED,
+            format!("the answer is over this connection's limit of {limit} bytes"),
+            Outcome::Limited,
+        ),
         CallError::MemoryBusy => Rescued::new(
             memory_busy(),
             StatusCode::SERVICE_UNAVAILABLE,

@@ -92,6 +92,7 @@ fn every_call_error_is_rescued_once() {
         (FilterError::Unavailable("redis down".into()).into(), UNAVAILABLE, "redis down", unavailable, Failed, NONE),
         (FilterError::Route(RouteError::NoBackend).into(), UNAVAILABLE, "no backend is available", unavailable, Failed, NONE),
         (CallError::BatchOverBudget { limit: 1024, ran: true, }, LIMIT_EXCEEDED, "over the limit of 1024 bytes", ok, Limited, NONE),
+        (CallError::AnswerOverShare { limit: 4096 }, LIMIT_EXCEEDED, "this connection's limit of 4096 bytes", ok, Limited, NONE),
         (CallError::MemoryBusy, LIMIT_EXCEEDED, "retry shortly", unavailable, Limited, NONE),
         (CallError::Panicked("index out of bounds".into()), INTERNAL_ERROR, "the gateway failed", StatusCode::INTERNAL_SERVER_ERROR, Failed, NONE),
     ];

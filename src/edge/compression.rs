@@ -36,20 +36,20 @@
 //!
 //! **Request bodies.** A body with `Content-Encoding` gzip, deflate (zlib),
 //! br or zstd (any of `server.compression.request_encodings`) is decoded as
-//! it arrives, frame by frame, into a buffer that refuses to grow past
-//! `server.max_body_bytes`: the cap is on the *decoded* size, and decoding
-//! stops (413) at the first byte past it, so a small bomb never costs more
-//! than the cap plus the decoder's window (32 KiB for gzip and deflate, at
-//! most 16 MiB for brotli's largest standard window, 8 MiB for zstd, whose
-//! window is capped as RFC 9659 asks). The compressed bytes count against
-//! the same cap as they arrive. A body that does not decode gets 400, a
-//! coding we do not take (or a list of several) gets 415.
+//! it arrives ([`super::inflate`]), step by step into a buffer that refuses
+//! to grow past `server.max_body_bytes`: the cap is on the *decoded* size,
+//! and decoding stops (413) at the first byte past it. Each step's bytes,
+//! and the decoder's window as it fills, are charged to the request budget
+//! before the step. The compressed bytes count against the same cap as they
+//! arrive. A body that does not decode gets 400, a coding we do not take
+//! (or a list of several) gets 415.
 
 use std::io::{self, Write};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue};
 
+pub use super::inflate::{InflateError, Inflater, Progress};
 use crate::config::{CompressionConfig, ContentCoding};
 use crate::metrics::{CompressionMetrics, DecodeOutcome};
 
@@ -64,9 +64,6 @@ pub const GZIP_LEVEL: u32 = 5;
 /// zstd level (1 to 19): 1, smaller and faster than the default 3 on block
 /// JSON (its random-looking hex gains nothing from deeper searches).
 pub const ZSTD_LEVEL: i32 = 1;
-/// zstd frames that ask for a larger window than 2^23 (8 MiB) are refused,
-/// as RFC 9659 allows for HTTP.
-const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 /// Answers up to this size are compressed on the runtime worker (well under
 /// a millisecond in any coding); larger ones on the blocking pool, whose
 /// hand-off (tens of microseconds) is small beside their compression.
@@ -265,162 +262,9 @@ pub(super) fn request_coding(
         .ok_or_else(|| refuse(token))
 }
 
-/// A decoded body that went wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InflateError {
-    /// The decoded size passed the cap.
-    TooLarge,
-    /// The bytes are not a valid stream of their coding.
-    Corrupt,
-}
-
-/// A request body decoded as its frames arrive, into at most `limit` bytes.
-pub struct Inflater {
-    coding: ContentCoding,
-    /// Where its outcome is counted (none in benches and fuzzing).
-    counted: Option<CompressionMetrics>,
-    decoder: Decoder,
-}
-
-enum Decoder {
-    Gzip(flate2::write::MultiGzDecoder<Capped>),
-    Deflate(flate2::write::ZlibDecoder<Capped>),
-    Br(Box<brotli::DecompressorWriter<Capped>>),
-    Zstd(zstd::stream::write::Decoder<'static, Capped>),
-}
-
-impl Inflater {
-    /// A decoder for `coding` whose output may not pass `limit` bytes.
-    pub fn new(coding: ContentCoding, limit: usize) -> Result<Inflater, InflateError> {
-        let sink = Capped {
-            out: Vec::new(),
-            limit,
-            overflowed: false,
-        };
-        let decoder = match coding {
-            ContentCoding::Gzip => Decoder::Gzip(flate2::write::MultiGzDecoder::new(sink)),
-            ContentCoding::Deflate => Decoder::Deflate(flate2::write::ZlibDecoder::new(sink)),
-            ContentCoding::Br => Decoder::Br(Box::new(brotli::DecompressorWriter::new(sink, 4096))),
-            ContentCoding::Zstd => {
-                let mut d =
-                    zstd::stream::write::Decoder::new(sink).map_err(|_| InflateError::Corrupt)?;
-                d.window_log_max(ZSTD_WINDOW_LOG_MAX)
-                    .map_err(|_| InflateError::Corrupt)?;
-                Decoder::Zstd(d)
-            }
-        };
-        Ok(Inflater {
-            coding,
-            decoder,
-            counted: None,
-        })
-    }
-
-    /// Counts how decoding ends in `metrics`.
-    pub fn counting(mut self, metrics: &CompressionMetrics) -> Inflater {
-        self.counted = Some(metrics.clone());
-        self
-    }
-
-    /// Decodes one frame of the body.
-    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), InflateError> {
-        let written = match &mut self.decoder {
-            Decoder::Gzip(d) => d.write_all(chunk),
-            Decoder::Deflate(d) => d.write_all(chunk),
-            Decoder::Br(d) => d.write_all(chunk),
-            Decoder::Zstd(d) => d.write_all(chunk),
-        };
-        written.map_err(|_| self.failure())
-    }
-
-    /// The decoded body, once the whole stream has arrived.
-    pub fn finish(self) -> Result<Bytes, InflateError> {
-        let (coding, counted) = (self.coding, self.counted);
-        let (finished, overflowed) = match self.decoder {
-            Decoder::Gzip(d) => split(d.finish()),
-            Decoder::Deflate(d) => split(d.finish()),
-            Decoder::Br(mut d) => match d.close() {
-                Ok(()) => (d.into_inner().ok(), false),
-                Err(_) => (None, d.get_ref().overflowed),
-            },
-            Decoder::Zstd(d) => split(d.finish()),
-        };
-        let outcome = match (&finished, overflowed) {
-            (Some(_), _) => DecodeOutcome::Ok,
-            (None, true) => DecodeOutcome::TooLarge,
-            (None, false) => DecodeOutcome::Corrupt,
-        };
-        count(counted.as_ref(), coding, outcome);
-        match finished {
-            Some(sink) => Ok(Bytes::from(sink.out)),
-            None if overflowed => Err(InflateError::TooLarge),
-            None => Err(InflateError::Corrupt),
-        }
-    }
-
-    /// The error after a failed write, counted.
-    fn failure(&self) -> InflateError {
-        let overflowed = match &self.decoder {
-            Decoder::Gzip(d) => d.get_ref().overflowed,
-            Decoder::Deflate(d) => d.get_ref().overflowed,
-            Decoder::Br(d) => d.get_ref().overflowed,
-            Decoder::Zstd(d) => d.get_ref().overflowed,
-        };
-        if overflowed {
-            count(self.counted.as_ref(), self.coding, DecodeOutcome::TooLarge);
-            InflateError::TooLarge
-        } else {
-            count(self.counted.as_ref(), self.coding, DecodeOutcome::Corrupt);
-            InflateError::Corrupt
-        }
-    }
-}
-
-fn count(metrics: Option<&CompressionMetrics>, coding: ContentCoding, outcome: DecodeOutcome) {
-    if let Some(m) = metrics {
-        m.decoded(coding.token(), outcome);
-    }
-}
-
-/// A finished flate2 or zstd stream, or whether its failure was the cap.
-/// (A failure other than the cap's leaves no sink to ask; the cap's error
-/// is told apart by its kind.)
-fn split(finished: io::Result<Capped>) -> (Option<Capped>, bool) {
-    match finished {
-        Ok(sink) => (Some(sink), false),
-        Err(e) => (None, e.kind() == io::ErrorKind::FileTooLarge),
-    }
-}
-
-/// The decoded bytes, refusing to grow past `limit`.
-struct Capped {
-    out: Vec<u8>,
-    limit: usize,
-    overflowed: bool,
-}
-
-impl Write for Capped {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.out.len() + buf.len() > self.limit {
-            self.overflowed = true;
-            return Err(io::Error::new(
-                io::ErrorKind::FileTooLarge,
-                "decoded body over the cap",
-            ));
-        }
-        self.out.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     fn accepting(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -483,88 +327,6 @@ mod tests {
         vary(&mut h);
         assert_eq!(h.get_all(header::VARY).iter().count(), 1);
         assert_eq!(h[header::VARY], "origin, accept-encoding");
-    }
-
-    fn decoded(coding: ContentCoding, data: &[u8]) -> Vec<u8> {
-        match coding {
-            ContentCoding::Gzip => {
-                let mut out = Vec::new();
-                flate2::read::MultiGzDecoder::new(data)
-                    .read_to_end(&mut out)
-                    .unwrap();
-                out
-            }
-            ContentCoding::Deflate => {
-                let mut out = Vec::new();
-                flate2::read::ZlibDecoder::new(data)
-                    .read_to_end(&mut out)
-                    .unwrap();
-                out
-            }
-            ContentCoding::Br => {
-                let mut out = Vec::new();
-                brotli::Decompressor::new(data, 4096)
-                    .read_to_end(&mut out)
-                    .unwrap();
-                out
-            }
-            ContentCoding::Zstd => zstd::decode_all(data).unwrap(),
-        }
-    }
-
-    #[test]
-    fn every_coding_round_trips_through_the_inflater() {
-        let body: Vec<u8> = (0..50_000u32)
-            .flat_map(|i| {
-                format!("{{\"n\":\"{:#x}\"}},", i.wrapping_mul(2_654_435_761)).into_bytes()
-            })
-            .collect();
-        for coding in ContentCoding::ALL {
-            let packed = compress(coding, &body).unwrap();
-            assert!(packed.len() < body.len() / 2, "{coding:?}");
-            assert_eq!(decoded(coding, &packed), body, "{coding:?}");
-            // In frames of odd sizes, as a socket delivers them.
-            let mut inflater = Inflater::new(coding, body.len()).unwrap();
-            for chunk in packed.chunks(1000 + coding as usize) {
-                inflater.feed(chunk).unwrap();
-            }
-            assert_eq!(inflater.finish().unwrap(), body, "{coding:?}");
-            // One byte under the decoded size: refused, as too large.
-            let mut inflater = Inflater::new(coding, body.len() - 1).unwrap();
-            let fed = packed.chunks(4096).try_for_each(|c| inflater.feed(c));
-            let result = fed.and_then(|()| inflater.finish().map(|_| ()));
-            assert_eq!(result, Err(InflateError::TooLarge), "{coding:?}");
-        }
-    }
-
-    #[test]
-    fn a_bomb_stops_at_the_cap() {
-        let zeros = vec![0u8; 64 << 20];
-        for coding in ContentCoding::ALL {
-            let bomb = compress(coding, &zeros).unwrap();
-            let mut inflater = Inflater::new(coding, 1 << 20).unwrap();
-            let fed = bomb.chunks(16 * 1024).try_for_each(|c| inflater.feed(c));
-            let result = fed.and_then(|()| inflater.finish().map(|_| ()));
-            assert_eq!(result, Err(InflateError::TooLarge), "{coding:?}");
-        }
-    }
-
-    #[test]
-    fn garbage_and_truncation_are_corrupt() {
-        let body = br#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#.repeat(50);
-        for coding in ContentCoding::ALL {
-            let mut inflater = Inflater::new(coding, 1 << 20).unwrap();
-            let result = inflater
-                .feed(b"this is not compressed at all, not even a little")
-                .and_then(|()| inflater.finish().map(|_| ()));
-            assert_eq!(result, Err(InflateError::Corrupt), "{coding:?}");
-            let packed = compress(coding, &body).unwrap();
-            let mut inflater = Inflater::new(coding, 1 << 20).unwrap();
-            let result = inflater
-                .feed(&packed[..packed.len() - 4])
-                .and_then(|()| inflater.finish().map(|_| ()));
-            assert_eq!(result, Err(InflateError::Corrupt), "{coding:?} truncated");
-        }
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub(super) async fn handle(
                 tracing::info!(request_id = %request_id, %peer, status = status.as_u16(), outcome, error = %rescued.object.message, "request refused");
             }
             request_id.mark_failed();
-            let mut response = json(status, error_response(Id::NULL, &rescued.object));
+            let body = memory::charged_answer(error_response(Id::NULL, &rescued.object));
+            let mut response = json(status, body);
             rescued.headers.write(response.headers_mut());
             response
         }
@@ -171,7 +172,8 @@ async fn serve(
         }
         Err(refusal) => return Err(refusal),
     };
-    let answered = calls::answer_message(routes, network, &caller, &body, None, request_id).await;
+    let answered =
+        calls::answer_message(routes, network, &caller, &body, None, None, request_id).await;
     let (status, answer) = (answered.status, answered.body);
     let mut response = match answer {
         Some(body) => {
@@ -206,7 +208,9 @@ async fn serve(
 /// The whole body, at most `limit` bytes, decoded when it came with a
 /// `coding` (then at most `limit` bytes on the wire and `limit` decoded). A
 /// body that arrives in one frame (a small call, sent with its headers) is
-/// kept as it came, without a copy.
+/// kept as it came, without a copy. Every byte is charged to the request
+/// budget before it is held: frames as they arrive, decoded bytes before
+/// each step that writes them ([`Inflater::held_after_step`]).
 async fn read_body(
     body: &mut Incoming,
     limit: usize,
@@ -215,11 +219,11 @@ async fn read_body(
 ) -> Result<Bytes, HttpRefusal> {
     let mut whole = Bytes::new();
     let mut joined: Option<BytesMut> = None;
-    let mut inflater = match coding {
+    let mut inflating = match coding {
         Some(coding) => {
             let inflater =
                 Inflater::new(coding, limit).map_err(|e| inflate_refusal(e, coding, limit))?;
-            Some(inflater.counting(counted))
+            Some((inflater.counting(counted), coding))
         }
         None => None,
     };
@@ -229,19 +233,23 @@ async fn read_body(
         let Ok(data) = frame.map_err(|_| HttpRefusal::BodyRead)?.into_data() else {
             continue; // trailers
         };
-        held.grow(data.len())
-            .await
-            .map_err(|_| HttpRefusal::MemoryBusy)?;
-        if let (Some(inflater), Some(coding)) = (&mut inflater, coding) {
+        if let Some((inflater, coding)) = &mut inflating {
             wire += data.len();
             if wire > limit {
                 return Err(HttpRefusal::TooLarge { limit });
             }
-            inflater
-                .feed(&data)
-                .map_err(|e| inflate_refusal(e, coding, limit))?;
+            // The frame is held until decoded; its bytes are freed with
+            // the decoder, charged until then.
+            held.grow(data.len())
+                .await
+                .map_err(|_| HttpRefusal::MemoryBusy)?;
+            inflater.push(data);
+            decode(inflater, *coding, limit, &mut held, wire).await?;
             continue;
         }
+        held.grow(data.len())
+            .await
+            .map_err(|_| HttpRefusal::MemoryBusy)?;
         let len = joined.as_ref().map_or(whole.len(), BytesMut::len) + data.len();
         if len > limit {
             return Err(HttpRefusal::TooLarge { limit });
@@ -257,16 +265,40 @@ async fn read_body(
             }
         }
     }
-    if let (Some(inflater), Some(coding)) = (inflater, coding) {
+    if let Some((mut inflater, coding)) = inflating {
+        inflater.end();
+        decode(&mut inflater, coding, limit, &mut held, wire).await?;
+        let kept = inflater.decoded_capacity();
         let decoded = inflater
             .finish()
             .map_err(|e| inflate_refusal(e, coding, limit))?;
-        held.grow(decoded.len())
-            .await
-            .map_err(|_| HttpRefusal::MemoryBusy)?;
-        return Ok(memory::hold(decoded, held));
+        return Ok(memory::hold(decoded, held.shrunk_to(kept)));
     }
     Ok(memory::hold(joined.map_or(whole, BytesMut::freeze), held))
+}
+
+/// Decodes what has arrived, step by step, growing `held` (which also
+/// holds the `wire` bytes) to what the inflater may hold before each step.
+async fn decode(
+    inflater: &mut Inflater,
+    coding: ContentCoding,
+    limit: usize,
+    held: &mut memory::Permit,
+    wire: usize,
+) -> Result<(), HttpRefusal> {
+    loop {
+        let need = wire + inflater.held_after_step();
+        if need > held.bytes() {
+            held.grow(need - held.bytes())
+                .await
+                .map_err(|_| HttpRefusal::MemoryBusy)?;
+        }
+        match inflater.step() {
+            Ok(compression::Progress::Wrote(_)) => continue,
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(inflate_refusal(e, coding, limit)),
+        }
+    }
 }
 
 fn inflate_refusal(

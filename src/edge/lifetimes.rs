@@ -123,6 +123,23 @@ impl Lifetime {
         }
     }
 
+    /// Resolves once a write has waited on the client for `within` with
+    /// nothing taken (a WebSocket's writes, after the upgrade). While no
+    /// write waits it looks again every quarter of `within`, so a stalled
+    /// client is found at most a quarter late.
+    pub(crate) async fn write_stalled(&self, within: Duration) {
+        let ms = within.as_millis() as u64;
+        loop {
+            let now = self.now_ms();
+            let wait = match self.write_blocked.load(Ordering::Relaxed) {
+                0 => (ms / 4).max(10),
+                since if since - 1 + ms <= now => return,
+                since => since - 1 + ms - now,
+            };
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+
     /// The earliest deadline that applies now, in ms since accept.
     fn next_deadline(&self, d: Deadlines, now: u64) -> (Expired, u64) {
         let ms = |d: Duration| d.as_millis() as u64;

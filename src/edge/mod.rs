@@ -23,11 +23,13 @@
 pub mod compression;
 mod cors;
 mod http;
+mod inflate;
 mod lifetimes;
 mod linger;
 mod timer;
 mod tls;
 pub(crate) mod ws;
+mod ws_meter;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,6 +54,11 @@ use crate::policy::conns::ConnGuard;
 pub(crate) struct ConnHold {
     _slot: ConnGuard,
     _permit: OwnedSemaphorePermit,
+    /// The socket's progress, which a WebSocket keeps watching for its
+    /// write deadline once hyper's watchdog has ended with the upgrade.
+    pub(crate) lifetime: Arc<lifetimes::Lifetime>,
+    /// `server.write_timeout`.
+    pub(crate) write_timeout: Duration,
 }
 
 /// A bound listener, ready to serve.
@@ -165,11 +172,13 @@ impl Server {
             let _ = stream.set_nodelay(true);
             lifetimes::keepalive(&stream, limits.tcp_keepalive);
             let gateway = self.gateway.clone();
+            let lifetime = lifetimes::Lifetime::new();
             let hold = Arc::new(ConnHold {
                 _slot: slot,
                 _permit: permit,
+                lifetime: lifetime.clone(),
+                write_timeout: deadlines.write,
             });
-            let lifetime = lifetimes::Lifetime::new();
             let watched = lifetimes::Watched::new(stream, lifetime.clone());
             let requests = lifetime.clone();
             let service = service_fn(move |req| {

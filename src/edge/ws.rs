@@ -11,14 +11,25 @@
 //! so a reload applies to open connections too.
 //!
 //! Bounds, so one client cannot hold more than its share:
-//! - messages are at most `max_body_bytes` (larger: close 1009); a text
-//!   message that is not UTF-8 closes with 1007, a broken frame with 1002;
+//! - messages are at most `max_body_bytes` (larger: close 1009), frames at
+//!   most `server.ws_max_frame_bytes` (a larger message comes in fragments);
+//!   a text message that is not UTF-8 closes with 1007, a broken frame with
+//!   1002;
+//! - a frame must be complete within `server.ws_frame_timeout` of its first
+//!   byte (else 1008), and what frames and messages being read hold is
+//!   charged to the request budget ([`super::ws_meter`]); messages being
+//!   answered hold their bytes of it until answered;
 //! - at most [`MAX_IN_FLIGHT`] messages are answered at once; the socket is
 //!   not read while that many are in flight;
 //! - answers and notifications wait in a queue bounded in bytes
-//!   (`server.ws_max_queued_bytes`, see [`crate::subscriptions::outbox`]); a
-//!   client that lets it fill is closed (1008), never buffered for without
-//!   limit;
+//!   (`server.ws_max_queued_bytes`, and never more than a
+//!   1/[`memory::CONNECTION_SHARE`] share of the answer budget, see
+//!   [`crate::subscriptions::outbox`]); a client that lets it fill is closed
+//!   (1008), never buffered for without limit, and one answer larger than
+//!   the share is answered -32005 instead;
+//! - a client whose socket has taken nothing of a write for
+//!   `server.write_timeout` is disconnected and its queue freed, whether or
+//!   not it pings (no Close frame: its socket would not take one);
 //! - a client that sends nothing, not even a pong to our pings, for
 //!   [`IDLE_TIMEOUT`] is closed (1001).
 //!
@@ -26,9 +37,9 @@
 //! tungstenite's defaults read into a 128 KiB buffer that it zero-fills (so
 //! every page of it is resident) for each connection; [`socket_config`]
 //! starts it at [`READ_BUFFER`] instead, and the codec grows it to the
-//! length a frame header announces, up to `max_body_bytes`, so a large
-//! message still arrives whole. (It keeps what it grew to: a client that
-//! sent one large message holds up to `max_body_bytes` of read buffer.) The
+//! length a frame header announces, up to `server.ws_max_frame_bytes`. (It
+//! keeps what it grew to: a client that sent one large frame holds up to
+//! `ws_max_frame_bytes` of read buffer.) The
 //! upgrade request's headers are copied out of hyper's read buffer
 //! ([`owned_headers`]) so that buffer is freed. Writes are not gathered (`write_buffer_size`
 //! 0): every message is flushed on its own anyway, and the byte bound on the
@@ -60,14 +71,16 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use super::http::Body;
+use super::ws_meter::{self, Metered, ReadMeter};
 use super::ConnHold;
 use crate::calls;
 use crate::calls::request_id::RequestId;
 use crate::calls::rescue::HttpRefusal;
 use crate::control::{Gateway, NetworkTable};
+use crate::memory;
 use crate::metrics::WsLimit;
 use crate::network::Network;
-use crate::subscriptions::{Outbox, Outgoing, Session, SessionLimits};
+use crate::subscriptions::{Outbox, Outgoing, Session, SessionLimits, PER_MESSAGE};
 
 /// Messages of one connection answered at once.
 pub(super) const MAX_IN_FLIGHT: usize = 16;
@@ -81,7 +94,7 @@ const PING_INTERVAL: Duration = Duration::from_secs(30);
 /// Time to write a Close frame and hear the client's, before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
+type Socket = WebSocketStream<Metered<TokioIo<Upgraded>>>;
 
 /// A GET asking to become a WebSocket.
 pub(super) fn is_upgrade(req: &Request<Incoming>) -> bool {
@@ -127,13 +140,38 @@ pub(super) fn upgrade(
         return Err(HttpRefusal::ForbiddenOrigin);
     }
 
-    let limit = routes.server.max_body_bytes;
+    let server = &routes.server;
+    let limit = server.max_body_bytes;
+    // Debug builds: the bounds off, for their tests to be seen failing.
+    let off = crate::subscriptions::switched_off;
+    let frame_limit = if off("frame") {
+        limit
+    } else {
+        server.ws_max_frame_bytes
+    };
+    let never = Duration::from_secs(365 * 24 * 3600);
     let name = network.config.name.clone();
     let metrics = gateway.metrics();
+    // One connection's share of the answer budget (see the module doc).
+    let share = server.max_inflight_answer_bytes / memory::CONNECTION_SHARE;
     let (outbox, queue) = Outbox::new(
-        routes.server.ws_max_queued_bytes,
+        server.ws_max_queued_bytes.min(share),
         Some(metrics.ws.limit_hit(&name, WsLimit::QueuedBytes)),
     );
+    let deadlines = Deadlines {
+        frame: if off("frame") {
+            never
+        } else {
+            server.ws_frame_timeout
+        },
+        write: if off("write") {
+            never
+        } else {
+            hold.write_timeout
+        },
+        frame_hits: metrics.ws.limit_hit(&name, WsLimit::FrameTimeout),
+        write_hits: metrics.ws.limit_hit(&name, WsLimit::WriteTimeout),
+    };
     let open = metrics.ws.connections.with_label_values(&[&name]);
     let hub = gateway.subscriptions().hub(&name);
     let session = Session::new(
@@ -165,14 +203,21 @@ pub(super) fn upgrade(
                 return;
             }
         };
+        let meter = ReadMeter::new();
+        let metered = Metered::new(TokioIo::new(upgraded), meter.clone(), frame_limit);
         let socket = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
+            metered,
             Role::Server,
-            Some(socket_config(limit)),
+            Some(socket_config(limit, frame_limit)),
         )
         .await;
         let gauge = OpenGauge::new(open);
-        serve(conn, socket, queue, closing, asked_rx).await;
+        let watch = Watch {
+            meter,
+            lifetime: hold.lifetime.clone(),
+            deadlines,
+        };
+        serve(conn, socket, queue, closing, asked_rx, watch).await;
         drop((gauge, hold));
     });
 
@@ -252,6 +297,23 @@ impl Drop for OpenGauge {
     }
 }
 
+/// The deadlines a connection is held to besides idleness.
+struct Deadlines {
+    /// `server.ws_frame_timeout`: from a frame's first byte to its last.
+    frame: Duration,
+    /// `server.write_timeout`: a write the client takes nothing of.
+    write: Duration,
+    frame_hits: prometheus::IntCounter,
+    write_hits: prometheus::IntCounter,
+}
+
+/// What the connection watches: its frames as they arrive, its writes.
+struct Watch {
+    meter: Arc<ReadMeter>,
+    lifetime: Arc<super::lifetimes::Lifetime>,
+    deadlines: Deadlines,
+}
+
 /// Reads messages and answers them until the client leaves or a close is due.
 async fn serve(
     conn: Arc<Conn>,
@@ -259,13 +321,20 @@ async fn serve(
     queue: Outgoing,
     mut closing: watch::Receiver<bool>,
     mut asked: watch::Receiver<Option<CloseFrame>>,
+    watch: Watch,
 ) {
+    let Watch {
+        meter,
+        lifetime,
+        deadlines,
+    } = watch;
     let (sink, mut stream) = socket.split();
     let (bye, bye_rx) = oneshot::channel();
     let mut writer = tokio::spawn(write(sink, queue, bye_rx));
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut calls = JoinSet::new();
     let mut idle = Instant::now() + IDLE_TIMEOUT;
+    let mut stalled = false;
     let goodbye = loop {
         while calls.try_join_next().is_some() {}
         tokio::select! {
@@ -275,6 +344,17 @@ async fn serve(
             }
             _ = asked.changed() => break asked.borrow().clone(),
             _ = tokio::time::sleep_until(idle) => break Some(frame(CloseCode::Away, "idle timeout")),
+            _ = meter.unfinished(deadlines.frame) => {
+                deadlines.frame_hits.inc();
+                break Some(frame(CloseCode::Policy, "a frame was not finished in time"))
+            }
+            // A client that takes none of its answers, pings or not: its
+            // queue is dropped with the writer below.
+            _ = lifetime.write_stalled(deadlines.write) => {
+                deadlines.write_hits.inc();
+                stalled = true;
+                break None
+            }
             (permit, message) = async {
                 let permit = slots.clone().acquire_owned().await;
                 (permit, stream.next().await)
@@ -294,12 +374,21 @@ async fn serve(
                     Inbound::Close => break None,
                     Inbound::Control => continue,
                 };
+                // Held in the request budget until answered.
+                let held = memory::requests().carry(body.len());
+                let body = memory::hold(body, held);
                 calls.spawn(on_message(conn.clone(), body, permit));
             }
         }
     };
     // A closing connection's calls are not answered.
     calls.abort_all();
+    if stalled {
+        // Its socket takes nothing, not even a Close frame: the writer (stuck
+        // in a send) and the queue go now, and the socket with them.
+        writer.abort();
+        return;
+    }
     match goodbye {
         Some(frame) => {
             let _ = bye.send(frame);
@@ -322,9 +411,10 @@ async fn serve(
     .await;
 }
 
-/// How client sockets are read: messages and frames at most `limit` bytes,
-/// into a buffer that starts small and grows for a large frame.
-pub(crate) fn socket_config(limit: usize) -> WebSocketConfig {
+/// How client sockets are read: messages at most `limit` bytes, frames at
+/// most `frame_limit`, into a buffer that starts small and grows for a
+/// large frame.
+pub(crate) fn socket_config(limit: usize, frame_limit: usize) -> WebSocketConfig {
     // The test of large messages, seen failing: nothing larger than the first buffer.
     let limit = if crate::subscriptions::switched_off("grow") {
         READ_BUFFER
@@ -333,7 +423,7 @@ pub(crate) fn socket_config(limit: usize) -> WebSocketConfig {
     };
     WebSocketConfig::default()
         .max_message_size(Some(limit))
-        .max_frame_size(Some(limit))
+        .max_frame_size(Some(frame_limit.min(limit)))
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
 }
@@ -370,6 +460,10 @@ pub(crate) fn read_failure_close(e: &WsError) -> Option<CloseFrame> {
             "a text message must be valid UTF-8",
         )),
         WsError::Protocol(_) => Some(frame(CloseCode::Protocol, "WebSocket protocol violation")),
+        WsError::Io(e) if ws_meter::over_budget(e) => Some(frame(
+            CloseCode::Again,
+            "server busy: memory budget (requests) exhausted",
+        )),
         _ => None,
     }
 }
@@ -431,6 +525,7 @@ async fn on_message(conn: Arc<Conn>, body: Bytes, _permit: OwnedSemaphorePermit)
         &caller,
         &body,
         Some(&conn.session),
+        Some(conn.outbox.max_bytes() - PER_MESSAGE),
         &RequestId::random(),
     )
     .await;

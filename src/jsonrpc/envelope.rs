@@ -5,6 +5,10 @@ use std::borrow::Cow;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
+/// The longest id (its JSON text) a call may carry; Geth sets no bound,
+/// but no client needs more, and every answer repeats it.
+pub const MAX_ID_BYTES: usize = 1024;
+
 /// The caller's id, kept as raw JSON text: a string, a number or `null`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Id<'a>(&'a str);
@@ -167,6 +171,14 @@ fn from_wire(wire: Wire<'_>, bounds: Bounds) -> Entry<'_> {
     let max_method_len = bounds.max_method_len;
     let id = match wire.id {
         None => None,
+        // Echoed in every answer, errors included: a long one is refused
+        // (and not echoed) rather than copied into each.
+        Some(id) if id.get().len() > MAX_ID_BYTES => {
+            return Err(Invalid {
+                id: Id::NULL,
+                reason: "id is longer than 1024 bytes",
+            })
+        }
         Some(id) => match id.get().as_bytes()[0] {
             b'"' | b'-' | b'0'..=b'9' | b'n' => Some(Id(id.get())),
             _ => {
@@ -293,6 +305,18 @@ mod tests {
             let call = single(&body).unwrap();
             assert_eq!(call.id.unwrap().raw(), id);
         }
+    }
+
+    #[test]
+    fn ids_longer_than_the_cap_are_invalid_and_not_echoed() {
+        let at_cap = format!("\"{}\"", "a".repeat(MAX_ID_BYTES - 2));
+        let over = format!("{}1", "9".repeat(MAX_ID_BYTES));
+        let body = |id: &str| format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"eth_chainId"}}"#);
+        assert_eq!(single(&body(&at_cap)).unwrap().id.unwrap().raw(), at_cap);
+        let over = body(&over);
+        let invalid = single(&over).unwrap_err();
+        assert_eq!(invalid.id, Id::NULL);
+        assert!(invalid.reason.contains("1024"), "{}", invalid.reason);
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod reply;
 mod response;
 
 pub(crate) use envelope::present;
-pub use envelope::{parse, Call, Entry, Id, Invalid, Payload, PayloadError};
+pub use envelope::{parse, Call, Entry, Id, Invalid, Payload, PayloadError, MAX_ID_BYTES};
 pub use error::{code, ErrorObject};
 pub use reply::{Origin, Reply, ReplyKind};
 pub use response::{error_response, join_batch, raw_member, result_response};

@@ -16,6 +16,10 @@ pub enum WsLimit {
     UpstreamSubscriptions,
     /// eth_subscribe refused: `server.max_topics_per_connection`.
     TopicsPerConnection,
+    /// A client closed for taking nothing of a write for `server.write_timeout`.
+    WriteTimeout,
+    /// A client closed for a frame not finished within `server.ws_frame_timeout`.
+    FrameTimeout,
 }
 
 impl Label for WsLimit {
@@ -23,6 +27,8 @@ impl Label for WsLimit {
         WsLimit::QueuedBytes,
         WsLimit::UpstreamSubscriptions,
         WsLimit::TopicsPerConnection,
+        WsLimit::WriteTimeout,
+        WsLimit::FrameTimeout,
     ];
 
     fn label(self) -> &'static str {
@@ -30,6 +36,8 @@ impl Label for WsLimit {
             WsLimit::QueuedBytes => "queued_bytes",
             WsLimit::UpstreamSubscriptions => "upstream_subscriptions",
             WsLimit::TopicsPerConnection => "topics_per_connection",
+            WsLimit::WriteTimeout => "write_timeout",
+            WsLimit::FrameTimeout => "frame_timeout",
         }
     }
 }

@@ -50,7 +50,7 @@ use prometheus::IntGauge;
 use serde_json::value::RawValue;
 
 pub use hub::Hub;
-pub use outbox::{Outbox, Outgoing};
+pub use outbox::{Outbox, Outgoing, PER_MESSAGE};
 pub use topic::{Kind, Topic};
 
 use crate::metrics::{Metrics, WsLimit};
@@ -83,7 +83,7 @@ impl SubscriptionError {
     }
 }
 
-/// Debug builds only: `RPCGATE_TEST_WS_OFF=queue,topics,feeds,grow` turns
+/// Debug builds only: `RPCGATE_TEST_WS_OFF=queue,topics,feeds,grow,frame,write` turns
 /// those WebSocket bounds off, so that their tests can be seen failing
 /// without them. A release build never reads the variable.
 pub fn switched_off(bound: &str) -> bool {

@@ -10,10 +10,10 @@
 //!
 //! The bound is in bytes, not messages: a client that asked for one 10 MiB
 //! answer and a client following a thousand small heads hold comparable
-//! memory only when bytes are counted. One message is always accepted into an
-//! empty queue, whatever its size, so a client that reads still gets an
-//! answer larger than the bound (answers are bounded elsewhere, by
-//! `max_response_bytes`); it is the second message behind it that trips.
+//! memory only when bytes are counted. The bound holds for the first
+//! message too: answers larger than it are refused (-32005) before they
+//! are queued (the listener tells `calls` the bound), so what trips it is a
+//! client that does not read what it was sent.
 //! Every message also counts a fixed [`PER_MESSAGE`] for its bookkeeping, so
 //! a flood of tiny messages is bounded too.
 
@@ -82,7 +82,7 @@ impl Outbox {
         }
         let cost = message.len() + PER_MESSAGE;
         let before = shared.queued.fetch_add(cost, Ordering::AcqRel);
-        if before > 0 && before + cost > shared.max && !super::switched_off("queue") {
+        if before + cost > shared.max && !super::switched_off("queue") {
             shared.queued.fetch_sub(cost, Ordering::AcqRel);
             self.overflow();
             return false;
@@ -108,6 +108,11 @@ impl Outbox {
     /// Completes once a push was refused.
     pub async fn overflowed(&self) {
         self.shared.overflowed.notified().await
+    }
+
+    /// The most bytes it holds unwritten.
+    pub fn max_bytes(&self) -> usize {
+        self.shared.max
     }
 
     /// Bytes queued and not yet written now.
@@ -146,9 +151,9 @@ mod tests {
     fn the_bound_is_in_bytes_and_trips_once() {
         let hits = counter();
         let (outbox, mut outgoing) = Outbox::new(1000, Some(hits.clone()));
-        // One message bigger than the bound goes into an empty queue.
-        assert!(outbox.push(Bytes::from(vec![b'x'; 5000])));
-        assert!(!outbox.push(Bytes::from_static(b"1")));
+        // Even into an empty queue, no message passes the bound.
+        assert!(outbox.push(Bytes::from(vec![b'x'; 500])));
+        assert!(!outbox.push(Bytes::from(vec![b'x'; 500])));
         assert_eq!(hits.get(), 1);
         // Once tripped, nothing more is queued and the hit is not counted again.
         assert!(!outbox.push(Bytes::from_static(b"2")));

@@ -21,7 +21,7 @@ use crate::support::*;
 const ZEROS_INIT: &str = "0x6006600c60003960066000f36000356000f3";
 
 /// Deploys the zeros contract and returns its address.
-async fn zeros_contract(fleet: &Fleet) -> String {
+pub(crate) async fn zeros_contract(fleet: &Fleet) -> String {
     let (_, tx) = fleet.deploy(ZEROS_INIT, 200_000).await.unwrap();
     fleet.mine().await.unwrap();
     let rpc = fleet.rpc(0).await.unwrap();
@@ -33,7 +33,7 @@ async fn zeros_contract(fleet: &Fleet) -> String {
 }
 
 /// An `eth_call` of the zeros contract answering `bytes` zero bytes.
-fn zeros_call(id: u64, contract: &str, bytes: u64) -> Value {
+pub(crate) fn zeros_call(id: u64, contract: &str, bytes: u64) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "eth_call",
            "params": [{"to": contract, "data": format!("0x{bytes:064x}")}, "latest"]})
 }

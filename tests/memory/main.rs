@@ -1,5 +1,6 @@
-//! The memory bounds under a flood of clients that never read, in a test
-//! binary of their own (`bounds`).
+//! The memory bounds under a flood of clients that never read (`bounds`),
+//! and attacks that try to pin memory cheaply (`attacks`), in a test binary
+//! of their own.
 //!
 //! Why apart from `tests/gateway`: the flood (a real rpcgate process asked
 //! for hundreds of MiB by twenty clients) takes both cores for seconds.
@@ -12,6 +13,7 @@
 // (the product's lints in Cargo.toml are for src/).
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
+mod attacks;
 mod bounds;
 // The support both test binaries share (see its module doc); this binary
 // uses a part of it.

@@ -45,6 +45,8 @@ pub(super) struct RawServer {
     pub max_topics_per_connection: Option<u64>,
     pub max_upstream_subscriptions: Option<u64>,
     pub ws_max_queued_bytes: Option<u64>,
+    pub ws_max_frame_bytes: Option<u64>,
+    pub ws_frame_timeout: Option<String>,
     pub max_params_depth: Option<u64>,
     pub first_request_timeout: Option<String>,
     pub idle_timeout: Option<String>,
@@ -143,6 +145,12 @@ pub struct ServerConfig {
     /// Bytes queued for one WebSocket client and not yet written; a client
     /// whose queue would pass it is disconnected (1008).
     pub ws_max_queued_bytes: usize,
+    /// The largest WebSocket frame a client may send (a larger message comes
+    /// in fragments): what one frame header can make the gateway allocate.
+    pub ws_max_frame_bytes: usize,
+    /// A WebSocket frame not complete this long after its first byte closes
+    /// the connection (1008).
+    pub ws_frame_timeout: Duration,
     /// Params nested deeper than this (arrays and objects) are refused with
     /// -32600 before any backend sees them.
     pub max_params_depth: usize,
@@ -183,6 +191,8 @@ impl Default for ServerConfig {
             max_topics_per_connection: 16,
             max_upstream_subscriptions: 1000,
             ws_max_queued_bytes: 16 * 1024 * 1024,
+            ws_max_frame_bytes: 64 * 1024,
+            ws_frame_timeout: Duration::from_secs(10),
             max_params_depth: 64,
             lingering_close_timeout: Duration::from_secs(2),
             lingering_close_bytes: 16 * 1024 * 1024,
@@ -286,6 +296,19 @@ pub(super) fn validate(
             ds.ws_max_queued_bytes,
             1024,
             1 << 32,
+        ),
+        ws_max_frame_bytes: count(
+            c,
+            "ws_max_frame_bytes",
+            raw.ws_max_frame_bytes,
+            ds.ws_max_frame_bytes,
+            1024,
+            1 << 30,
+        ),
+        ws_frame_timeout: c.duration(
+            &at("ws_frame_timeout"),
+            raw.ws_frame_timeout.as_deref(),
+            ds.ws_frame_timeout,
         ),
         max_params_depth: count(
             c,

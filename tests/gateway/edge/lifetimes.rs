@@ -110,15 +110,16 @@ async fn a_client_that_never_reads_is_closed_at_the_write_deadline() {
     let fleet = fleet(1).await;
     fleet.mine().await.unwrap();
     let config = format!(
-        "{}server:\n  write_timeout: 1s\n  idle_timeout: 30s\n",
+        "{}server:\n  write_timeout: 1s\n  idle_timeout: 30s\n  max_batch_len: 5000\n",
         yaml(fleet.chain_id(), &[up("r0", fleet.http_url(0), None)], "")
     );
     let gw = start_gateway(&config).await;
     wait_synced(&gw, 1, 1).await;
     let before = closed(&gw, "write");
-    // A batch whose answer echoes 100 ids of 45 kB each: 4.5 MB per answer.
-    let id = "x".repeat(45_000);
-    let batch: Vec<_> = (0..100)
+    // A batch whose answer echoes 4,500 ids of 1 kB each (under the id
+    // cap): 4.5 MB per answer.
+    let id = "x".repeat(990);
+    let batch: Vec<_> = (0..4500)
         .map(|i| json!({"jsonrpc": "2.0", "id": format!("{id}{i}"), "method": "eth_chainId"}))
         .collect();
     let body = serde_json::to_vec(&batch).unwrap();

@@ -25,6 +25,8 @@ const SERVER_RELOADED: &str = "server:
   max_topics_per_connection: 4
   max_upstream_subscriptions: 50
   ws_max_queued_bytes: 65536
+  ws_max_frame_bytes: 32768
+  ws_frame_timeout: 5s
   max_params_depth: 10
   lingering_close_timeout: 1s
   lingering_close_bytes: 1024
@@ -91,6 +93,8 @@ fn assert_every_server_key_differs(old: &ServerConfig, new: &ServerConfig) {
         max_topics_per_connection,
         max_upstream_subscriptions,
         ws_max_queued_bytes,
+        ws_max_frame_bytes,
+        ws_frame_timeout,
         max_params_depth,
         lingering_close_timeout,
         lingering_close_bytes,
@@ -132,6 +136,14 @@ fn assert_every_server_key_differs(old: &ServerConfig, new: &ServerConfig) {
         (
             "ws_max_queued_bytes",
             *ws_max_queued_bytes != old.ws_max_queued_bytes,
+        ),
+        (
+            "ws_max_frame_bytes",
+            *ws_max_frame_bytes != old.ws_max_frame_bytes,
+        ),
+        (
+            "ws_frame_timeout",
+            *ws_frame_timeout != old.ws_frame_timeout,
         ),
         (
             "max_params_depth",

@@ -3,8 +3,10 @@
 //! `server.ws_max_queued_bytes` is closed while another keeps its heads;
 //! `server.max_topics_per_connection` and `server.max_upstream_subscriptions`
 //! answer -32005 (and count the hit); a message far larger than the
-//! listener's small initial read buffer still arrives whole. The hit
-//! counters are read from each test's own gateway.
+//! listener's small initial read buffer still arrives whole, in fragments
+//! of at most `server.ws_max_frame_bytes`, while one frame over it closes
+//! the connection (1009). The hit counters are read from each test's own
+//! gateway.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,7 +14,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use rpcgate_fleet::Fleet;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::MaybeTlsStream;
 
@@ -211,13 +214,24 @@ async fn a_message_far_larger_than_the_read_buffer_arrives_whole() {
     const NET: &str = "wslarge";
     let (fleet, gw) = setup(NET, "  max_body_bytes: 4194304\n").await;
     let mut ws = connect(&gw, "/").await;
-    // A 1 MiB string id: the message, and its answer with the id echoed, are
-    // 1,024 times the listener's first read buffer. (A backend refuses
-    // calldata this large, so the call is one the gateway answers itself.)
-    let id = "i".repeat(1024 * 1024);
-    let call = json!({"jsonrpc":"2.0","id": id,"method":"eth_chainId"});
-    let r = rpc(&mut ws, &call).await;
-    assert_eq!(r["id"], json!(id), "the id is echoed whole");
+    // A 1 MiB param: the message is 1,024 times the listener's first read
+    // buffer, sent in 16 fragments of the largest frame the gateway takes
+    // (64 KiB). (A backend refuses calldata this large, so the call is one
+    // the gateway answers itself.)
+    let pad = "i".repeat(1024 * 1024);
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[pad]}).to_string();
+    let pieces: Vec<&[u8]> = call.as_bytes().chunks(64 * 1024).collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        let opcode = if i == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        let frame = Frame::message(piece.to_vec(), opcode, i + 1 == pieces.len());
+        ws.send(Message::Frame(frame)).await.unwrap();
+    }
+    let r: Value = serde_json::from_str(&super::next_text(&mut ws).await).unwrap();
+    assert_eq!(r["id"], 1, "{r}");
     assert_eq!(r["result"], hex(fleet.chain_id()));
     // The connection goes on with small messages after the large one.
     let r = rpc(
@@ -226,4 +240,14 @@ async fn a_message_far_larger_than_the_read_buffer_arrives_whole() {
     )
     .await;
     assert_eq!(r["result"], hex(fleet.chain_id()), "{r}");
+    // The same message in one frame: over the frame cap, closed with 1009.
+    let _ = ws.send(Message::text(call)).await;
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| f.code),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no Close frame: {other:?}"),
+        }
+    };
+    assert_eq!(closed, Some(CloseCode::Size));
 }
