@@ -11,7 +11,7 @@
 //! canonical subscription is its own canonical form). Inputs are plain text
 //! where the target reads text, so the seeds in `fuzz/corpus/` are readable:
 //! - [`envelope`]: a request body (single or batch);
-//! - [`block_args`]: `method\nserved head\nparams`;
+//! - [`block_args`]: `method\nserved head[,safe,finalized]\nparams`;
 //! - [`cache_key`]: `method\nparams`;
 //! - [`config`]: a YAML config file;
 //! - [`ws_messages`]: the bytes a client sends on an upgraded socket (masked
@@ -34,7 +34,8 @@ use crate::calls::{heavy, rescue};
 use crate::config::Config;
 use crate::edge::ws;
 use crate::eth::methods::{lookup, BlockArg};
-use crate::eth::{pin, BlockRef};
+use crate::eth::pinning::{pin_at, Heads};
+use crate::eth::BlockRef;
 use crate::jsonrpc::{self, error_response, join_batch, result_response, Entry, Id, Payload};
 use crate::subscriptions::topic;
 
@@ -192,8 +193,9 @@ fn depth(v: &serde_json::Value) -> usize {
     }
 }
 
-/// `method\nserved head\nparams`: block pinning, the log range bound and the
-/// cache rule, which must agree with each other.
+/// `method\nserved head[,safe,finalized]\nparams`: block pinning, the log
+/// range bound and the cache rule, which must agree with each other and
+/// with how nodes read the params sent ([`range_read_is_range_judged`]).
 pub fn block_args(data: &[u8]) {
     let Ok(input) = std::str::from_utf8(data) else {
         return;
@@ -204,7 +206,15 @@ pub fn block_args(data: &[u8]) {
         parts.next().unwrap_or_default(),
         parts.next(),
     );
-    let served = crate::eth::parse_quantity(served.trim()).unwrap_or(0x20);
+    let mut heads = served.trim().split(',').map(crate::eth::parse_quantity);
+    // No chain's head is past `i64::MAX` (a block number nodes accept); the
+    // seeds that try the top for overflows get the top a node can have.
+    let served = heads.next().flatten().unwrap_or(0x20).min(i64::MAX as u64);
+    let heads = Heads {
+        served,
+        safe: heads.next().flatten(),
+        finalized: heads.next().flatten(),
+    };
     let spec = lookup(method).map(|(_, m)| m);
     let arg = spec.map_or(BlockArg::None, |m| m.block);
     let raw = match params.map(|p| RawValue::from_string(p.to_string())) {
@@ -212,7 +222,10 @@ pub fn block_args(data: &[u8]) {
         Some(Err(_)) => return,
         None => None,
     };
-    let pinned = pin(arg, raw.as_deref(), served);
+    let pinned = pin_at(arg, raw.as_deref(), heads);
+    if arg == BlockArg::LogFilter {
+        range_read_is_range_judged(&pinned, heads);
+    }
     assert_eq!(
         pinned.pinned_latest,
         matches!(pinned.params, Some(std::borrow::Cow::Owned(_))),
@@ -251,7 +264,7 @@ pub fn block_args(data: &[u8]) {
     if pinned.pinned_latest {
         let text = pinned.params.as_deref().unwrap_or_default();
         let again = RawValue::from_string(text.to_string()).expect("a rewrite is JSON");
-        let twice = pin(arg, Some(&again), served);
+        let twice = pin_at(arg, Some(&again), heads);
         assert!(!twice.pinned_latest, "a pinned call pins again: {text}");
         assert_eq!(twice.params.as_deref(), Some(text));
         assert_eq!(twice.log_blocks, pinned.log_blocks);
@@ -269,6 +282,114 @@ pub fn block_args(data: &[u8]) {
                 assert_eq!(BlockRef::parse(&back), BlockRef::Number(n));
             }
         }
+    }
+}
+
+/// How two kinds of node read one bound of a log filter (`end` 0: from, 1: to).
+#[derive(Clone, Copy)]
+enum Node {
+    /// go-ethereum: the bytes between the quotes, unescaped; `0x` or `0X`,
+    /// no leading zero (`hexutil`), at most `i64::MAX`.
+    Geth,
+    /// A serde-based node: the unescaped string; `0x` only; leading zeros fine.
+    Serde,
+}
+
+/// The block `node` reads for one bound (`None`: it refuses it). Tags read
+/// as the view's numbers; one the view does not know as its widest (a
+/// node's `safe` lies between 0 and its head).
+fn node_reads(node: Node, raw: Option<&RawValue>, end: usize, heads: Heads) -> Option<u64> {
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Some(heads.served);
+    };
+    let text = match node {
+        Node::Geth => raw
+            .get()
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))?
+            .to_string(),
+        Node::Serde => serde_json::from_str::<String>(raw.get()).ok()?,
+    };
+    let widest = |n: Option<u64>| Some(n.unwrap_or(if end == 0 { 0 } else { heads.served }));
+    match text.as_str() {
+        "latest" | "pending" => return Some(heads.served),
+        "earliest" => return Some(0),
+        "safe" => return widest(heads.safe.map(|n| n.min(heads.served))),
+        "finalized" => return widest(heads.finalized.map(|n| n.min(heads.served))),
+        _ => {}
+    }
+    let digits = match node {
+        Node::Geth => text
+            .strip_prefix("0x")
+            .or_else(|| text.strip_prefix("0X"))?,
+        Node::Serde => text.strip_prefix("0x")?,
+    };
+    if digits.is_empty() || digits.len() > 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    if matches!(node, Node::Geth) && digits.len() > 1 && digits.starts_with('0') {
+        return None;
+    }
+    let n = u64::from_str_radix(digits, 16).ok()?;
+    match node {
+        Node::Geth => i64::try_from(n).is_ok().then_some(n),
+        Node::Serde => Some(n),
+    }
+}
+
+/// The invariant of issue 22: the range judged is the range the node reads.
+/// For every kind of node, the params sent (after pinning) read as a range
+/// no wider than the one judged (and exactly it when the view knows its
+/// tags); a bound two kinds of node read differently is never sent.
+fn range_read_is_range_judged(pinned: &crate::eth::Pinned<'_>, heads: Heads) {
+    #[derive(Deserialize)]
+    struct Filter<'a> {
+        #[serde(borrow, rename = "fromBlock")]
+        from: Option<&'a RawValue>,
+        #[serde(borrow, rename = "toBlock")]
+        to: Option<&'a RawValue>,
+        #[serde(borrow, rename = "blockHash")]
+        hash: Option<&'a RawValue>,
+    }
+    if pinned.unreadable.is_some() || pinned.odd_filter_key.is_some() {
+        return;
+    }
+    let Some(judged) = pinned.log_blocks else {
+        return;
+    };
+    let sent = pinned.params.as_deref().unwrap_or("[]");
+    let Some(filter) = serde_json::from_str::<Vec<&RawValue>>(sent)
+        .ok()
+        .and_then(|l| {
+            l.first()
+                .and_then(|f| serde_json::from_str::<Filter>(f.get()).ok())
+        })
+    else {
+        return;
+    };
+    if filter.hash.is_some_and(|h| h.get() != "null") {
+        assert_eq!(judged, 1, "a blockHash filter is one block");
+        return;
+    }
+    let ends = [filter.from, filter.to];
+    let read = |node: Node| [0, 1].map(|end| node_reads(node, ends[end], end, heads));
+    let (geth, serde) = (read(Node::Geth), read(Node::Serde));
+    assert_eq!(geth, serde, "a bound nodes read two ways was sent: {sent}");
+    let (Some(from), Some(to)) = (geth[0], geth[1]) else {
+        return;
+    };
+    let read_span = if from <= to {
+        (to - from).saturating_add(1)
+    } else {
+        0
+    };
+    assert!(
+        read_span <= judged,
+        "the node reads {read_span} blocks, {judged} were judged: {sent}"
+    );
+    let tags_known = heads.safe.is_some() && heads.finalized.is_some();
+    if tags_known {
+        assert_eq!(read_span, judged, "judged otherwise than read: {sent}");
     }
 }
 

@@ -81,14 +81,16 @@ pub fn decide(method: Option<&Method>, pinned: &Pinned<'_>) -> CacheRule {
             Some(BlockRef::Earliest) => CacheRule::AtBlock { number: 0, pin_at },
             Some(BlockRef::Hash(h)) => CacheRule::ByHash(h),
             Some(BlockRef::Latest | BlockRef::Tag) => CacheRule::Coalesce,
-            Some(BlockRef::Pending | BlockRef::Unknown) | None => CacheRule::Never,
+            Some(BlockRef::Pending | BlockRef::Unknown | BlockRef::Unreadable) | None => {
+                CacheRule::Never
+            }
         }
     };
     match method.caching {
         Caching::Never => CacheRule::Never,
         Caching::Coalesce => CacheRule::Coalesce,
         Caching::PerHead => match pinned.block {
-            Some(BlockRef::Pending | BlockRef::Unknown) => CacheRule::Never,
+            Some(BlockRef::Pending | BlockRef::Unknown | BlockRef::Unreadable) => CacheRule::Never,
             _ => CacheRule::PerHead {
                 number: pinned.min_head,
             },
@@ -124,7 +126,7 @@ fn logs(pinned: &Pinned<'_>) -> CacheRule {
     // A key a node reads as a range field but that is not spelled as one
     // (`fRomBlock`): the range read here is not the node's, so nothing is
     // keyed by it (the pipeline refuses such a filter anyway).
-    if pinned.odd_filter_key.is_some() {
+    if pinned.odd_filter_key.is_some() || pinned.unreadable.is_some() {
         return CacheRule::Never;
     }
     let list = pinned

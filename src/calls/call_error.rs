@@ -60,13 +60,20 @@ pub(crate) enum ParamsError {
     /// range the gateway judged would not be the one the node serves.
     #[error("eth_getLogs filter key {0:?} is not spelled as the field it names")]
     OddFilterKey(String),
+    /// A block argument nodes do not all read as one block (`0X0`, `0x00`):
+    /// its JSON text. The gateway cannot judge what it asks.
+    #[error("block argument {0} is not read the same way by every node")]
+    UnreadableBlock(String),
 }
 
 impl ParamsError {
     /// Refuses the params block pinning found to be read otherwise by a node.
     pub(crate) fn check(pinned: &Pinned<'_>) -> Result<(), ParamsError> {
-        match &pinned.odd_filter_key {
-            Some(key) => Err(ParamsError::OddFilterKey(key.clone())),
+        if let Some(key) = &pinned.odd_filter_key {
+            return Err(ParamsError::OddFilterKey(key.clone()));
+        }
+        match &pinned.unreadable {
+            Some(text) => Err(ParamsError::UnreadableBlock(text.clone())),
             None => Ok(()),
         }
     }

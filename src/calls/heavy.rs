@@ -15,6 +15,21 @@ use crate::eth::Pinned;
 pub(crate) enum HeavyCallRefusal {
     #[error("eth_getLogs over {blocks} blocks is over the limit of {limit}")]
     LogRange { blocks: u64, limit: u64 },
+    /// `eth_getFilterLogs` while the gateway does not own filters: the node
+    /// would run the filter's whole range, which the gateway cannot see
+    /// (the range was given to `eth_newFilter`, maybe through another
+    /// gateway), so no bound could hold.
+    #[error("eth_getFilterLogs is not served while filters.enabled is false")]
+    NodeFilterLogs,
+}
+
+/// Refuses `eth_getFilterLogs` when it would reach a node's own filter
+/// (`owned`: the gateway answers filter methods itself).
+pub(crate) fn check_node_filter_logs(method: &str, owned: bool) -> Result<(), HeavyCallRefusal> {
+    if !owned && method == "eth_getFilterLogs" {
+        return Err(HeavyCallRefusal::NodeFilterLogs);
+    }
+    Ok(())
 }
 
 /// Refuses a log filter spanning more than `limit` blocks.

@@ -66,12 +66,14 @@ pub(super) async fn run(
             cache: CacheUse::Local,
         });
     }
+    heavy::check_node_filter_logs(&call.method, network.filters.is_some())?;
     let spec = method.spec();
-    let pinned = eth::pin(
-        spec.map_or(BlockArg::None, |m| m.block),
-        call.params,
+    let heads = eth::pinning::Heads {
         served,
-    );
+        safe: view.safe,
+        finalized: view.finalized,
+    };
+    let pinned = eth::pinning::pin_at(spec.map_or(BlockArg::None, |m| m.block), call.params, heads);
     ParamsError::check(&pinned)?;
     heavy::check_logs(&pinned, logs_limit)?;
     let state_at = spec

@@ -117,6 +117,14 @@ pub(crate) fn rescue(e: &CallError) -> Rescued {
             Outcome::Invalid,
         ),
         CallError::Refused(r) => policy(r),
+        CallError::Params(ParamsError::UnreadableBlock(text)) => {
+            let text: String = text.chars().take(64).collect();
+            Rescued::ok(
+                code::INVALID_PARAMS,
+                format!("invalid params: block {text} must be a tag (latest, earliest, pending, safe, finalized) or 0x and hex digits without leading zeros"),
+                Outcome::Invalid,
+            )
+        }
         CallError::Params(ParamsError::OddFilterKey(key)) => {
             let key: String = key.chars().take(64).collect();
             Rescued::ok(
@@ -129,6 +137,14 @@ pub(crate) fn rescue(e: &CallError) -> Rescued {
         CallError::Heavy(HeavyCallRefusal::LogRange { blocks, limit }) => {
             log_range(*blocks, *limit)
         }
+        CallError::Heavy(HeavyCallRefusal::NodeFilterLogs) => Rescued::ok(
+            code::LIMIT_EXCEEDED,
+            "eth_getFilterLogs is not served while the gateway's filters are off \
+             (filters.enabled: false): its range cannot be bounded; use eth_getLogs \
+             with an explicit range"
+                .to_string(),
+            Outcome::Limited,
+        ),
         CallError::Subscription(e) => subscription(e),
         CallError::Route(e) => route(e),
         CallError::Filter(e) => filter(e),
@@ -241,6 +257,7 @@ fn filter(e: &FilterError) -> Rescued {
             let message = match cap {
                 Cap::Client(n) => format!("limit exceeded: this client already holds {n} filters (filters.max_per_client)"),
                 Cap::Total(n) => format!("limit exceeded: the gateway already holds {n} filters (filters.max_total)"),
+                Cap::Bytes(n) => format!("limit exceeded: the gateway's filters already hold {n} bytes (filters.max_state_bytes)"),
             };
             Rescued::ok(code::LIMIT_EXCEEDED, message, Outcome::Limited)
         }
@@ -316,7 +333,8 @@ fn subscription(e: &SubscriptionError) -> Rescued {
         SubscriptionError::InvalidParams(_) => (code::INVALID_PARAMS, Outcome::Invalid),
         SubscriptionError::TooMany(_)
         | SubscriptionError::TooManyTopics(_)
-        | SubscriptionError::TooManyFeeds(_) => (code::LIMIT_EXCEEDED, Outcome::Limited),
+        | SubscriptionError::TooManyFeeds(_)
+        | SubscriptionError::TooManyClientFeeds(_) => (code::LIMIT_EXCEEDED, Outcome::Limited),
     };
     Rescued::ok(code, e.to_string(), outcome)
 }

@@ -80,8 +80,9 @@ async fn feed(gateway: Weak<Gateway>, network: String, hub: Arc<Hub>, feeds_cap:
         subscriptions: 1,
         topics: 1,
         feeds: feeds_cap,
+        feeds_per_client: feeds_cap,
     };
-    let session = Session::new(hub, outbox.clone(), limits);
+    let session = Session::new(hub, "gateway:pending".into(), outbox.clone(), limits);
     let topic = RawValue::from_string(r#"["newPendingTransactions"]"#.into())
         .expect("a constant JSON array");
     match session.call("eth_subscribe", Some(&topic)) {

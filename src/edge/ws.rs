@@ -176,11 +176,15 @@ pub(super) fn upgrade(
     let hub = gateway.subscriptions().hub(&name);
     let session = Session::new(
         hub,
+        caller.bucket(),
         outbox.clone(),
         SessionLimits {
             subscriptions: routes.server.max_subscriptions_per_connection,
             topics: routes.server.max_topics_per_connection,
             feeds: routes.server.max_upstream_subscriptions,
+            feeds_per_client: crate::subscriptions::client_share(
+                routes.server.max_upstream_subscriptions,
+            ),
         },
     );
     let (asked, asked_rx) = watch::channel(None);

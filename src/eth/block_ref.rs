@@ -8,7 +8,7 @@
 use serde_json::value::RawValue;
 
 use super::hash::{parse_hash, Hash};
-use super::quantity::parse_quantity;
+use super::quantity::parse_exact_quantity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockRef {
@@ -23,6 +23,11 @@ pub enum BlockRef {
     /// Missing pieces, both a number and a hash, or not a block reference
     /// at all: the node judges it.
     Unknown,
+    /// A string in a block's place that nodes do not all read as the same
+    /// block (`0X1`, `0x01`, an escape, a sign, a number past `i64::MAX`):
+    /// the gateway cannot judge what it asks, so it is refused, never
+    /// guessed (see `parse_exact_quantity`).
+    Unreadable,
 }
 
 impl BlockRef {
@@ -57,15 +62,25 @@ impl BlockRef {
         }
     }
 
-    /// The text of a JSON string (escapes are not read: they make it `Unknown`).
+    /// The text of a JSON string (escapes are not read: they make it
+    /// `Unreadable`, as Geth reads the bytes between the quotes unescaped).
     fn from_text(s: &str) -> BlockRef {
         match s {
             "latest" => BlockRef::Latest,
             "earliest" => BlockRef::Earliest,
             "pending" => BlockRef::Pending,
             "safe" | "finalized" => BlockRef::Tag,
-            _ if s.len() == 66 => parse_hash(s).map_or(BlockRef::Unknown, BlockRef::Hash),
-            _ => parse_quantity(s).map_or(BlockRef::Unknown, BlockRef::Number),
+            _ if s.len() == 66 => parse_hash(s).map_or(BlockRef::Unreadable, BlockRef::Hash),
+            _ => parse_exact_quantity(s).map_or(BlockRef::Unreadable, BlockRef::Number),
+        }
+    }
+
+    /// `safe` or `finalized`, which a log filter resolves to the view's numbers.
+    pub fn tag_name(text: &str) -> Option<&'static str> {
+        match text {
+            "\"safe\"" => Some("safe"),
+            "\"finalized\"" => Some("finalized"),
+            _ => None,
         }
     }
 
@@ -109,7 +124,24 @@ mod tests {
             parse(&format!(r#"{{"blockHash":"{h}","blockNumber":"0x1"}}"#)),
             BlockRef::Unknown
         );
-        assert_eq!(parse("\"\\u0030x1\""), BlockRef::Unknown);
+        assert_eq!(parse("\"\\u0030x1\""), BlockRef::Unreadable);
+        for odd in [
+            "0X0",
+            "0x00",
+            "0x01",
+            "0x+1",
+            "0x",
+            "soon",
+            "0x8000000000000000",
+        ] {
+            assert_eq!(parse(&format!("\"{odd}\"")), BlockRef::Unreadable, "{odd}");
+            assert_eq!(
+                parse(&format!(r#"{{"blockNumber":"{odd}"}}"#)),
+                BlockRef::Unreadable,
+                "{odd}"
+            );
+        }
+        assert_eq!(parse("\"0x0\""), BlockRef::Number(0));
         assert_eq!(parse("7"), BlockRef::Unknown);
         assert_eq!(parse("null"), BlockRef::Unknown);
     }

@@ -45,6 +45,39 @@ pub struct Pinned<'a> {
     /// `ToBlock`), see [`odd_filter_key`]. Such a filter is refused: its
     /// range as the node reads it is not the range judged here.
     pub odd_filter_key: Option<String>,
+    /// A block argument (or a log filter's `fromBlock`/`toBlock`) that nodes
+    /// do not all read as one block (`0X0`, `0x00`, an escape): its JSON
+    /// text. Such a call is refused, never guessed at.
+    pub unreadable: Option<String>,
+}
+
+/// The chain positions a call's tags are read as: the served head, and the
+/// view's `safe` and `finalized` numbers when it knows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heads {
+    pub served: u64,
+    pub safe: Option<u64>,
+    pub finalized: Option<u64>,
+}
+
+impl Heads {
+    /// Only the served head known.
+    pub fn served(served: u64) -> Heads {
+        Heads {
+            served,
+            safe: None,
+            finalized: None,
+        }
+    }
+
+    /// The number of `safe` or `finalized`, never above the served head.
+    fn tag(&self, name: &str) -> Option<u64> {
+        let n = match name {
+            "safe" => self.safe,
+            _ => self.finalized,
+        };
+        n.map(|n| n.min(self.served))
+    }
 }
 
 impl Pinned<'_> {
@@ -63,9 +96,20 @@ impl Pinned<'_> {
     }
 }
 
-/// Pins a call's params against the served head `served`; `arg` is where
-/// the method takes its block (from the method table).
+/// Pins a call's params against the served head `served` alone (tests,
+/// and callers that know no `safe`/`finalized`): see [`pin_at`].
 pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinned<'a> {
+    pin_at(arg, params, Heads::served(served))
+}
+
+/// Pins a call's params against `heads`; `arg` is where the method takes
+/// its block (from the method table). In a log filter, `latest`, `pending`,
+/// an absent or null bound, and `safe`/`finalized` (when the view knows
+/// them) are rewritten to numbers, so the range judged is the range the
+/// node reads; a `safe`/`finalized` the view does not know is judged at
+/// its widest (block 0 as `fromBlock`, the served head as `toBlock`).
+pub fn pin_at<'a>(arg: BlockArg, params: Option<&'a RawValue>, heads: Heads) -> Pinned<'a> {
+    let served = heads.served;
     let original = || params.map(|p| Cow::Borrowed(p.get()));
     let keep = |min_head: u64, block: Option<BlockRef>| Pinned {
         min_head,
@@ -74,6 +118,7 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
         block,
         log_blocks: None,
         odd_filter_key: None,
+        unreadable: None,
     };
     if arg == BlockArg::None {
         return keep(served, None);
@@ -103,6 +148,12 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
                 None if matches!(arg, BlockArg::AtOrLatest(_)) && len == i => {}
                 Some(BlockRef::Number(n)) => return keep(n, block),
                 Some(BlockRef::Earliest) => return keep(0, block),
+                Some(BlockRef::Unreadable) => {
+                    return Pinned {
+                        unreadable: at.map(str::to_string),
+                        ..keep(served, block)
+                    }
+                }
                 _ => return keep(served, block),
             }
             let pin = super::quantity::quoted_quantity(served);
@@ -116,6 +167,7 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
                 block,
                 log_blocks: None,
                 odd_filter_key: None,
+                unreadable: None,
             }
         }
         BlockArg::LogFilter => {
@@ -143,23 +195,54 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
                     ..keep(served, None)
                 };
             }
-            let pin = pinned_latest(served);
             let mut rewrote = false;
             let mut min_head = 0;
             let mut ends = [0; 2];
-            for (end, key) in ends.iter_mut().zip(["fromBlock", "toBlock"]) {
-                let at = match filter.get(key).map(|raw| BlockRef::parse(raw)) {
-                    None | Some(BlockRef::Latest) => {
-                        filter.insert(key.to_string(), &pin);
-                        rewrote = true;
-                        served
+            let mut pins = Vec::new();
+            for (i, key) in ["fromBlock", "toBlock"].into_iter().enumerate() {
+                let raw = filter.get(key).copied().filter(|r| r.get() != "null");
+                let read = raw.map(|r| {
+                    let block = if r.get().starts_with('"') {
+                        BlockRef::parse(r)
+                    } else {
+                        BlockRef::Unreadable
+                    };
+                    (r, block)
+                });
+                let (at, pin) = match read {
+                    None | Some((_, BlockRef::Latest | BlockRef::Pending)) => {
+                        (served, Some(served))
                     }
-                    Some(BlockRef::Number(n)) => n,
-                    Some(BlockRef::Earliest) => 0,
-                    Some(_) => served,
+                    Some((_, BlockRef::Number(n))) => (n, None),
+                    Some((_, BlockRef::Earliest)) => (0, None),
+                    Some((r, BlockRef::Tag)) => {
+                        let known = BlockRef::tag_name(r.get()).and_then(|t| heads.tag(t));
+                        match known {
+                            Some(n) => (n, Some(n)),
+                            // Unknown here: judged at its widest, sent as given.
+                            None if i == 0 => (0, None),
+                            None => (served, None),
+                        }
+                    }
+                    // Anything else is no block number a node reads as one
+                    // (Geth refuses JSON numbers, hashes and objects here;
+                    // other nodes may not): refused, not guessed.
+                    Some((r, _)) => {
+                        return Pinned {
+                            unreadable: Some(r.get().to_string()),
+                            ..keep(served, None)
+                        };
+                    }
                 };
-                *end = at;
+                if let Some(n) = pin {
+                    pins.push((key, pinned_number(n)));
+                    rewrote = true;
+                }
+                ends[i] = at;
                 min_head = min_head.max(at);
+            }
+            for (key, pin) in &pins {
+                filter.insert((*key).to_string(), pin);
             }
             // An empty range (from above to) spans no block; the node says so.
             let log_blocks = Some(
@@ -183,6 +266,7 @@ pub fn pin<'a>(arg: BlockArg, params: Option<&'a RawValue>, served: u64) -> Pinn
                 block: None,
                 log_blocks,
                 odd_filter_key: None,
+                unreadable: None,
             }
         }
     }
@@ -216,9 +300,9 @@ pub fn odd_filter_key(key: &str) -> bool {
         .any(|f| f.eq_ignore_ascii_case(&folded) && *f != key)
 }
 
-/// `"0x…"` of the served head: always valid JSON.
-fn pinned_latest(served: u64) -> Box<RawValue> {
-    RawValue::from_string(super::quantity::quoted_quantity(served)).unwrap_or_default()
+/// `"0x…"` of a block number: always valid JSON.
+fn pinned_number(n: u64) -> Box<RawValue> {
+    RawValue::from_string(super::quantity::quoted_quantity(n)).unwrap_or_default()
 }
 
 /// Raw values and string maps serialize verbatim.
@@ -345,8 +429,8 @@ mod tests {
         assert_eq!(blocks(r#"[{}]"#), Some(1));
         assert_eq!(blocks(r#"[{"fromBlock":"earliest"}]"#), Some(0x21));
         assert_eq!(
-            blocks(r#"[{"fromBlock":"0x0","toBlock":"0xffffffffffffffff"}]"#),
-            Some(u64::MAX)
+            blocks(r#"[{"fromBlock":"0x0","toBlock":"0x7fffffffffffffff"}]"#),
+            Some(1 << 63)
         );
         assert_eq!(
             blocks(r#"[{"blockHash":"0xaa","fromBlock":"0x0"}]"#),
@@ -432,6 +516,58 @@ mod tests {
         assert!(!odd_filter_key("fromBlöck"));
     }
 
+    /// Each spelling of a bound is judged as the node reads it, or refused.
+    #[test]
+    fn log_bounds_are_judged_as_nodes_read_them_or_refused() {
+        let heads = Heads {
+            served: 0x100,
+            safe: Some(0xe0),
+            finalized: Some(0xc0),
+        };
+        let judge = |params: &str| {
+            let raw = RawValue::from_string(params.to_string()).unwrap();
+            let p = pin_at(BlockArg::LogFilter, Some(&raw), heads);
+            (p.log_blocks, p.unreadable, p.params.map(|p| p.into_owned()))
+        };
+        for odd in [
+            r#"[{"fromBlock":"0X0"}]"#,
+            r#"[{"fromBlock":"0x00","toBlock":"0x5"}]"#,
+            r#"[{"fromBlock":"0x1","toBlock":"0X0"}]"#,
+            r#"[{"fromBlock":"\u0030x0"}]"#,
+            r#"[{"fromBlock":0}]"#,
+            r#"[{"fromBlock":{"blockNumber":"0x0"}}]"#,
+            r#"[{"toBlock":"0x8000000000000000"}]"#,
+        ] {
+            let (_, unreadable, _) = judge(odd);
+            assert!(unreadable.is_some(), "{odd} must be refused");
+        }
+        let (blocks, _, sent) = judge(r#"[{"fromBlock":"finalized","toBlock":"safe"}]"#);
+        assert_eq!(blocks, Some(0xe0 - 0xc0 + 1));
+        let sent: serde_json::Value = serde_json::from_str(&sent.unwrap()).unwrap();
+        assert_eq!(
+            sent[0]["fromBlock"], "0xc0",
+            "the node reads the number judged"
+        );
+        assert_eq!(sent[0]["toBlock"], "0xe0");
+        let (blocks, _, sent) = judge(r#"[{"fromBlock":"safe","toBlock":"pending"}]"#);
+        assert_eq!(blocks, Some(0x100 - 0xe0 + 1));
+        assert!(sent.unwrap().contains(r#""toBlock":"0x100""#));
+        let (blocks, _, _) = judge(r#"[{"fromBlock":"0x0","toBlock":null}]"#);
+        assert_eq!(blocks, Some(0x101));
+        // Tags the view does not know: judged at their widest, sent as given.
+        let raw = RawValue::from_string(r#"[{"fromBlock":"safe"}]"#.into()).unwrap();
+        let p = pin_at(BlockArg::LogFilter, Some(&raw), Heads::served(0x100));
+        assert_eq!(p.log_blocks, Some(0x101));
+        assert!(p.params.unwrap().contains(r#""fromBlock":"safe""#));
+        // A block argument of any method: refused alike.
+        let raw = RawValue::from_string(r#"["0xab","0X10"]"#.into()).unwrap();
+        let arg = lookup("eth_getBalance").unwrap().1.block;
+        assert_eq!(
+            pin(arg, Some(&raw), 0x20).unreadable.as_deref(),
+            Some("\"0X10\"")
+        );
+    }
+
     #[test]
     fn odd_params_are_left_alone() {
         assert_eq!(run("eth_getBalance", r#"{"a":1}"#).1.unwrap(), r#"{"a":1}"#);
@@ -439,6 +575,6 @@ mod tests {
             run("eth_getBalance", r#"["0xab"]"#).1.unwrap(),
             r#"["0xab"]"#
         );
-        assert_eq!(run("eth_getBalance", r#"["0xab","0xzz"]"#).0, 0x20);
+        assert_eq!(run("eth_getBalance", r#"["0xab",7]"#).0, 0x20);
     }
 }

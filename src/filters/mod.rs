@@ -49,6 +49,7 @@ use crate::router::{self, Forward, RouteError, Target};
 use crate::upstream::chain::Canon;
 use crate::upstream::NetworkView;
 use pending::PendingLog;
+pub use state::MAX_ALTERNATIVES;
 use state::{Bound, Criteria, KindName, State};
 pub use store::Cap;
 use store::{Bounds, Local, RedisFilters, Store, StoreError};
@@ -59,6 +60,12 @@ static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 fn now_ms() -> u64 {
     EPOCH.elapsed().as_millis() as u64
 }
+
+/// Blocks below the canonical window one block filter poll fetches at most
+/// (one `eth_getBlockByNumber` each): on a chain whose finality is near its
+/// head the window is shallow, and a poll must not turn into a thousand
+/// upstream calls.
+const MAX_FETCHES_PER_POLL: usize = 32;
 
 /// The longest a filter call waits for Redis.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -133,7 +140,8 @@ pub struct FilterSeries {
     created: [IntCounter; 3],
     expired: IntCounter,
     /// By `FilterRefusal` position.
-    refused: [IntCounter; 2],
+    refused: [IntCounter; 3],
+    state_bytes: IntGauge,
     /// Its series is made when the pending feed first records.
     pending_hashes: IntCounterVec,
 }
@@ -144,7 +152,8 @@ impl FilterSeries {
             live: m.live.with_label_values(&[network]),
             created: each::<KindName, 3>(&m.created, &[network]),
             expired: m.expired.with_label_values(&[network]),
-            refused: each::<FilterRefusal, 2>(&m.refused, &[network]),
+            refused: each::<FilterRefusal, 3>(&m.refused, &[network]),
+            state_bytes: m.state_bytes.with_label_values(&[network]),
             pending_hashes: m.pending_hashes.clone(),
         }
     }
@@ -229,6 +238,7 @@ impl Filters {
             expiry: self.config.expiry,
             max_per_client: self.config.max_per_client,
             max_total: self.config.max_total,
+            max_bytes: self.config.max_state_bytes,
         }
     }
 
@@ -282,15 +292,16 @@ impl Filters {
             }
             FilterMethod::Changes => {
                 let id = id_param(params)?.ok_or(FilterError::NotFound)?;
-                self.changes(target, view, &id).await
+                self.changes(target, view, &id, client).await
             }
             FilterMethod::Logs => {
                 let id = id_param(params)?.ok_or(FilterError::NotFound)?;
-                self.logs(target, view, &id, served, max_logs_blocks).await
+                self.logs(target, view, &id, client, served, max_logs_blocks)
+                    .await
             }
             FilterMethod::Uninstall => {
                 let removed = match id_param(params)? {
-                    Some(id) => self.store.remove(&id).await.map_err(unavailable)?,
+                    Some(id) => self.store.remove(&id, client).await.map_err(unavailable)?,
                     None => false,
                 };
                 self.count_live();
@@ -300,19 +311,22 @@ impl Filters {
     }
 
     async fn create(&self, state: State) -> Result<Reply, FilterError> {
-        let id = state::new_id();
+        let id = state::new_id()
+            .ok_or_else(|| FilterError::Unavailable("no randomness for a filter id".into()))?;
         let m = &self.series;
         match self.store.create(&id, &state, self.bounds()).await {
             Ok((live, expired)) => {
                 m.created[state.kind as usize].inc();
                 m.expired.inc_by(expired);
                 m.live.set(live as i64);
+                self.count_live();
                 Ok(json(&format!("\"{id}\"")))
             }
             Err(StoreError::Refused(cap)) => {
                 let reason = match cap {
                     Cap::Client(_) => FilterRefusal::Client,
                     Cap::Total(_) => FilterRefusal::Total,
+                    Cap::Bytes(_) => FilterRefusal::Bytes,
                 };
                 m.refused[reason as usize].inc();
                 Err(FilterError::TooMany(cap))
@@ -326,13 +340,9 @@ impl Filters {
         target: Target<'_>,
         view: &NetworkView,
         id: &str,
+        client: &str,
     ) -> Result<Reply, FilterError> {
-        let (version, mut state) = self
-            .store
-            .load(id)
-            .await
-            .map_err(unavailable)?
-            .ok_or(FilterError::NotFound)?;
+        let (version, mut state) = self.load_owned(id, client).await?;
         let chain = self.chain.load_full();
         let max = self.config.max_poll_blocks;
         let delivered: Vec<Value> = match state.kind {
@@ -351,22 +361,28 @@ impl Filters {
                 hashes.into_iter().map(Value::String).collect()
             }
             KindName::Block => {
-                poll::rewind(&mut state, &chain);
-                match poll::span(&state, &chain, None, max) {
-                    None => Vec::new(),
-                    Some((from, to)) => {
-                        let mut hashes = Vec::new();
-                        for n in from..=to {
-                            let hash = match chain.hash(n) {
-                                Some(h) => crate::eth::hash::to_hex(h),
-                                None => block_hash(target, view, n).await?,
-                            };
-                            hashes.push(Value::String(hash));
+                let mut hashes = Vec::new();
+                let mut fetched = 0;
+                if let Some((from, to)) = poll::block_span(&mut state, &chain, max) {
+                    for n in from..=to {
+                        let hash = match chain.hash(n) {
+                            Some(h) => *h,
+                            // Below the window: a call per block, so few
+                            // per poll; the next poll goes on from here.
+                            None if fetched == MAX_FETCHES_PER_POLL => break,
+                            None => {
+                                fetched += 1;
+                                block_hash(target, view, n).await?
+                            }
+                        };
+                        let tag = state::hash_tag(&hash);
+                        if !poll::delivered(&state, n, tag) {
+                            poll::record_delivery(&mut state, n, tag);
+                            hashes.push(Value::String(crate::eth::hash::to_hex(&hash)));
                         }
-                        poll::advance(&mut state, &chain, from, to);
-                        hashes
                     }
                 }
+                hashes
             }
             KindName::Log => {
                 let criteria = state.criteria.clone().ok_or(FilterError::NotFound)?;
@@ -400,6 +416,7 @@ impl Filters {
                     if poll::accept_logs(&mut state, &chain, from, to, &logs).is_ok() {
                         out.extend(logs);
                     }
+                    poll::trim_replay(&mut state, self.config.max_replay_bytes);
                 }
                 out
             }
@@ -409,6 +426,7 @@ impl Filters {
             .save(id, version, &state, self.bounds())
             .await
             .map_err(unavailable)?;
+        self.count_live();
         // A poll of the same filter that finished first delivered these.
         let delivered = if saved { delivered } else { Vec::new() };
         Ok(Reply::result_from(Bytes::from(
@@ -421,15 +439,11 @@ impl Filters {
         target: Target<'_>,
         view: &NetworkView,
         id: &str,
+        client: &str,
         served: u64,
         limit: u64,
     ) -> Result<Reply, FilterError> {
-        let (_, state) = self
-            .store
-            .load(id)
-            .await
-            .map_err(unavailable)?
-            .ok_or(FilterError::NotFound)?;
+        let (_, state) = self.load_owned(id, client).await?;
         let criteria = state.criteria.ok_or(FilterError::NotFound)?;
         let (params, min_head) = match &criteria.block_hash {
             Some(hash) => (criteria.block_hash_params(hash), 0),
@@ -463,9 +477,22 @@ impl Filters {
         .await?)
     }
 
+    /// The filter `id` if `client` made it: another client's filter is
+    /// "not found", as if the id were wrong (a poll consumes what the owner
+    /// would have been given, and an uninstall ends its filter).
+    async fn load_owned(&self, id: &str, client: &str) -> Result<(u64, State), FilterError> {
+        self.store
+            .load(id)
+            .await
+            .map_err(unavailable)?
+            .filter(|(_, s)| s.client == client)
+            .ok_or(FilterError::NotFound)
+    }
+
     fn count_live(&self) {
         if let Store::Local(l) = &*self.store {
             self.series.live.set(l.live() as i64);
+            self.series.state_bytes.set(l.bytes() as i64);
         }
     }
 }
@@ -490,6 +517,7 @@ async fn sweep(series: FilterSeries, store: std::sync::Weak<Store>, expiry: Dura
             let expired = l.sweep(Instant::now());
             series.expired.inc_by(expired);
             series.live.set(l.live() as i64);
+            series.state_bytes.set(l.bytes() as i64);
         }
     }
 }
@@ -502,7 +530,11 @@ fn id_param(params: Option<&str>) -> Result<Option<String>, FilterError> {
 }
 
 /// The hash of block `n`, from a backend (a filter below the hash window).
-async fn block_hash(target: Target<'_>, view: &NetworkView, n: u64) -> Result<String, FilterError> {
+async fn block_hash(
+    target: Target<'_>,
+    view: &NetworkView,
+    n: u64,
+) -> Result<crate::eth::Hash, FilterError> {
     #[derive(serde::Deserialize)]
     struct Block {
         hash: String,
@@ -522,7 +554,7 @@ async fn block_hash(target: Target<'_>, view: &NetworkView, n: u64) -> Result<St
     reply
         .parse_result::<Option<Block>>()
         .flatten()
-        .map(|b| b.hash)
+        .and_then(|b| crate::eth::parse_hash(&b.hash))
         .ok_or(FilterError::Route(RouteError::BlockUnavailable(n)))
 }
 

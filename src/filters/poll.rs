@@ -72,6 +72,78 @@ pub(super) fn span(
     (state.next <= last).then_some((state.next, last))
 }
 
+/// A block filter's poll on `chain`: the heights to look at, lowest first,
+/// or `None` when nothing is to be delivered.
+///
+/// A block filter's cursor is a chain position, not a number: `recent`
+/// holds the (height, hash tag) of every block it delivered within the
+/// window (several at one height when replicas disagreed), `next` the
+/// height after the highest. Polled on replicas that momentarily disagree
+/// (one behind, one on a branch the others left), a poll
+/// - on a chain whose top is below the cursor is behind it: it delivers
+///   nothing and leaves the filter as it is (its chain is not evidence of
+///   a reorg, only of lag);
+/// - else starts at the lowest height whose block on this chain was not
+///   delivered (a reorg seen here, or a branch another replica served),
+///   and the caller skips every block already delivered ([`delivered`]):
+///   no hash comes twice, and every block of this chain above the filter's
+///   start comes once.
+pub(super) fn block_span(state: &mut State, chain: &Canon, max_blocks: u64) -> Option<(u64, u64)> {
+    let top = chain.top()?;
+    let base = chain.base();
+    state.recent.retain(|(n, _)| *n >= base);
+    if top.saturating_add(1) < state.next {
+        return None;
+    }
+    let low = state
+        .recent
+        .iter()
+        .map(|(n, _)| *n)
+        .min()
+        .unwrap_or(state.next);
+    let fork = (low.max(base)..state.next).find(|n| {
+        chain
+            .hash(*n)
+            .is_some_and(|h| !delivered(state, *n, hash_tag(h)))
+    });
+    let from = fork.unwrap_or(state.next);
+    let last = top.min(from.saturating_add(max_blocks - 1));
+    (from <= last).then_some((from, last))
+}
+
+/// Whether the block filter delivered the block at `n` with this hash tag.
+pub(super) fn delivered(state: &State, n: u64, tag: u64) -> bool {
+    state.recent.contains(&(n, tag))
+}
+
+/// Records a block filter's delivery of block `n` (hash tag `tag`), within
+/// a bound: the oldest deliveries go first.
+pub(super) fn record_delivery(state: &mut State, n: u64, tag: u64) {
+    state.recent.push_back((n, tag));
+    while state.recent.len() > 2 * MAX_RECENT {
+        state.recent.pop_front();
+    }
+    state.next = state.next.max(n + 1);
+}
+
+/// Keeps a log filter's replay logs within `max_bytes` (as JSON): the
+/// oldest blocks are forgotten with their logs, as if they were final.
+pub(super) fn trim_replay(state: &mut State, max_bytes: usize) {
+    let size = |log: &Value| serde_json::to_vec(log).map_or(usize::MAX, |v| v.len());
+    let mut total: usize = state.logs.iter().map(size).fold(0, usize::saturating_add);
+    while total > max_bytes {
+        let Some((n, _)) = state.recent.pop_front() else {
+            state.logs.clear();
+            return;
+        };
+        let (gone, kept): (Vec<Value>, Vec<Value>) = std::mem::take(&mut state.logs)
+            .into_iter()
+            .partition(|log| block_number(log).is_none_or(|b| b <= n));
+        state.logs = kept;
+        total = total.saturating_sub(gone.iter().map(size).fold(0, usize::saturating_add));
+    }
+}
+
 /// Remembers blocks `from..=to` (those the chain knows) and moves past them.
 pub(super) fn advance(state: &mut State, chain: &Canon, from: u64, to: u64) {
     for n in from..=to {
@@ -190,6 +262,71 @@ mod tests {
             Some((13, 14)),
             "max_blocks bounds a poll"
         );
+    }
+
+    /// One block filter poll on `c`, as `Filters::changes` runs it: the
+    /// hashes delivered.
+    fn poll_blocks(s: &mut State, c: &Canon) -> Vec<Hash> {
+        let mut out = Vec::new();
+        if let Some((from, to)) = block_span(s, c, 1000) {
+            for n in from..=to {
+                let h = *c.hash(n).unwrap();
+                if !delivered(s, n, hash_tag(&h)) {
+                    record_delivery(s, n, hash_tag(&h));
+                    out.push(h);
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn replicas_that_disagree_never_deliver_a_hash_twice_nor_skip_one() {
+        let mut s = State::new("c".into(), KindName::Block, None, 11);
+        let mut seen = Vec::new();
+        // Replica A on the main chain; B behind it, then on a branch of its
+        // own from 15 (it missed blocks the others mined), then back.
+        let a = chain(0, 100, 20, 0).await;
+        let b_behind = chain(0, 100, 17, 0).await;
+        let b_branch = chain(3, 14, 22, 0).await;
+        let a_later = chain(0, 100, 24, 0).await;
+        seen.extend(poll_blocks(&mut s, &a));
+        assert_eq!(seen.len(), 10);
+        assert!(poll_blocks(&mut s, &b_behind).is_empty(), "behind: []");
+        assert_eq!(s.next, 21, "a poll behind the cursor keeps it");
+        seen.extend(poll_blocks(&mut s, &b_branch));
+        seen.extend(poll_blocks(&mut s, &a));
+        seen.extend(poll_blocks(&mut s, &a_later));
+        seen.extend(poll_blocks(&mut s, &b_branch));
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "no hash delivered twice");
+        for n in 11..=24 {
+            assert!(
+                seen.contains(&h(0, n)),
+                "block {n} of the main chain delivered"
+            );
+        }
+    }
+
+    #[test]
+    fn replay_logs_are_kept_within_their_bytes() {
+        let mut s = State::new("c".into(), KindName::Log, None, 10);
+        for n in 10..20 {
+            s.recent.push_back((n, n));
+            s.logs.push(log(0, n, 0));
+        }
+        let one = serde_json::to_vec(&s.logs[9]).unwrap().len();
+        trim_replay(&mut s, one * 3);
+        assert_eq!(s.logs.len(), 3);
+        assert_eq!(
+            s.recent.front(),
+            Some(&(17, 17)),
+            "the oldest blocks go first"
+        );
+        trim_replay(&mut s, 0);
+        assert!(s.logs.is_empty());
     }
 
     #[tokio::test]

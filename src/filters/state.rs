@@ -15,12 +15,19 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::eth::{parse_hash, parse_quantity, Hash};
+use crate::eth::quantity::parse_exact_quantity;
+use crate::eth::{parse_hash, Hash};
 
 /// A filter's id as clients see it: 128 random bits as a hex quantity, as
-/// Geth makes them (leading zeros dropped).
-pub(super) fn new_id() -> String {
-    format!("0x{:x}", fastrand::u128(1..))
+/// Geth makes them (leading zeros dropped). The id is all that stands
+/// between a filter and another client's poll (beside the owner check), so
+/// the bits come from the OS generator, not from a fast one whose state a
+/// few outputs may reveal; `None` when the OS has none to give.
+pub(super) fn new_id() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    let n = u128::from_be_bytes(bytes).max(1);
+    Some(format!("0x{n:x}"))
 }
 
 /// An id as a client sent it, normalized; `None` if it cannot be one of ours.
@@ -133,6 +140,32 @@ pub(super) struct Criteria {
 /// Most topic positions a log has.
 const MAX_TOPICS: usize = 4;
 
+/// Most addresses, and most alternatives of one topic position, a filter
+/// may name (after duplicates are folded): Geth's own limit
+/// (`--rpc.logquerylimit`). A filter's criteria are kept and sent with
+/// every poll; without a cap one `eth_newFilter` of a few KiB of gzip
+/// holds megabytes.
+pub const MAX_ALTERNATIVES: usize = 1000;
+
+/// `list` with duplicates folded (hex compared without case), in first-seen
+/// order; an error when more than [`MAX_ALTERNATIVES`] remain.
+pub(super) fn fold_alternatives(list: &[Value], what: &str) -> Result<Vec<Value>, String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for v in list {
+        let key = v.as_str().map(str::to_ascii_lowercase);
+        if seen.insert(key) {
+            if out.len() == MAX_ALTERNATIVES {
+                return Err(format!(
+                    "{what} lists more than {MAX_ALTERNATIVES} distinct entries"
+                ));
+            }
+            out.push(v.clone());
+        }
+    }
+    Ok(out)
+}
+
 impl Criteria {
     /// Reads `eth_newFilter`'s params: `[{fromBlock, toBlock, address, topics, blockHash}]`.
     pub(super) fn parse(params: Option<&str>) -> Result<Criteria, String> {
@@ -163,7 +196,10 @@ impl Criteria {
                 return Err("blockHash cannot be combined with fromBlock or toBlock".into());
             }
         }
-        let address = wire.address.filter(|a| !a.is_null());
+        let mut address = wire.address.filter(|a| !a.is_null());
+        if let Some(Value::Array(list)) = &mut address {
+            *list = fold_alternatives(list, "address")?;
+        }
         if let Some(a) = &address {
             let ok = match a {
                 Value::String(s) => is_address(s),
@@ -174,7 +210,14 @@ impl Criteria {
                 return Err("address must be an address or a list of addresses".into());
             }
         }
-        let topics = wire.topics.filter(|t| !t.is_null());
+        let mut topics = wire.topics.filter(|t| !t.is_null());
+        if let Some(Value::Array(positions)) = &mut topics {
+            for p in positions.iter_mut() {
+                if let Value::Array(any) = p {
+                    *any = fold_alternatives(any, "a topic position")?;
+                }
+            }
+        }
         if let Some(t) = &topics {
             let ok = match t {
                 Value::Array(positions) => {
@@ -236,7 +279,9 @@ fn bound(key: &str, tag: Option<&str>) -> Result<Bound, String> {
     match tag {
         None | Some("latest" | "pending" | "safe" | "finalized") => Ok(Bound::Moving),
         Some("earliest") => Ok(Bound::Earliest),
-        Some(text) => parse_quantity(text)
+        // Sent to nodes as numbers, but refused as `eth_getLogs` refuses a
+        // spelling nodes read two ways (`0X1`, `0x01`), so both agree.
+        Some(text) => parse_exact_quantity(text)
             .map(Bound::Number)
             .ok_or_else(|| format!("{key} {text:?} is not a block number or tag")),
     }
@@ -262,7 +307,8 @@ mod tests {
 
     #[test]
     fn ids_are_hex_quantities_and_parse_back() {
-        let id = new_id();
+        let id = new_id().unwrap();
+        assert_ne!(new_id(), Some(id.clone()));
         assert!(id.starts_with("0x") && id.len() <= 34 && !id[2..].starts_with('0'));
         assert_eq!(parse_id(&id).as_deref(), Some(id.as_str()));
         assert_eq!(parse_id("0x00AbC").as_deref(), Some("0xabc"));
@@ -288,6 +334,8 @@ mod tests {
         assert_eq!(sent[0]["topics"][2][0], t.as_str());
         for bad in [
             r#"[{"fromBlock":"soon"}]"#,
+            r#"[{"fromBlock":"0X1"}]"#,
+            r#"[{"toBlock":"0x01"}]"#,
             r#"[{"fromBlock":"0x9","toBlock":"0x2"}]"#,
             r#"[{"address":"0x12"}]"#,
             r#"[{"topics":"0x12"}]"#,
@@ -298,6 +346,27 @@ mod tests {
         ] {
             assert!(Criteria::parse(Some(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn addresses_and_topics_are_folded_and_capped() {
+        let a = |i: usize| format!("\"0x{i:040x}\"");
+        let same: Vec<String> = (0..5000).map(|_| a(7)).collect();
+        let c = Criteria::parse(Some(&format!(r#"[{{"address":[{}]}}]"#, same.join(",")))).unwrap();
+        assert_eq!(c.address.unwrap().as_array().unwrap().len(), 1);
+        let many: Vec<String> = (0..=MAX_ALTERNATIVES).map(a).collect();
+        assert!(
+            Criteria::parse(Some(&format!(r#"[{{"address":[{}]}}]"#, many.join(",")))).is_err()
+        );
+        let fits = &many[..MAX_ALTERNATIVES];
+        assert!(Criteria::parse(Some(&format!(r#"[{{"address":[{}]}}]"#, fits.join(",")))).is_ok());
+        let t = |i: usize| format!("\"0x{i:064x}\"");
+        let topics: Vec<String> = (0..=MAX_ALTERNATIVES).map(t).collect();
+        assert!(Criteria::parse(Some(&format!(
+            r#"[{{"topics":[null,[{}]]}}]"#,
+            topics.join(",")
+        )))
+        .is_err());
     }
 
     #[test]

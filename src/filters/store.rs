@@ -30,6 +30,8 @@ use super::state::State;
 pub enum Cap {
     Client(usize),
     Total(usize),
+    /// `filters.max_state_bytes` (filters in this process).
+    Bytes(usize),
 }
 
 /// Why the store could not do what was asked.
@@ -47,6 +49,8 @@ pub(super) struct Bounds {
     pub expiry: Duration,
     pub max_per_client: usize,
     pub max_total: usize,
+    /// Bytes all filters in this process may hold (`filters.max_state_bytes`).
+    pub max_bytes: usize,
 }
 
 pub(super) enum Store {
@@ -87,16 +91,17 @@ impl Store {
         bounds: Bounds,
     ) -> Result<bool, StoreError> {
         match self {
-            Store::Local(l) => Ok(l.save(id, version, state, bounds.expiry)),
+            Store::Local(l) => Ok(l.save(id, version, state, bounds)),
             Store::Redis(r) => r.save(id, version, state, bounds.expiry).await,
         }
     }
 
-    /// Drops a filter; false when there was none.
-    pub(super) async fn remove(&self, id: &str) -> Result<bool, StoreError> {
+    /// Drops a filter `client` made; false when there was none (or it is
+    /// another client's).
+    pub(super) async fn remove(&self, id: &str, client: &str) -> Result<bool, StoreError> {
         match self {
-            Store::Local(l) => Ok(l.remove(id)),
-            Store::Redis(r) => r.remove(id).await,
+            Store::Local(l) => Ok(l.remove(id, client)),
+            Store::Redis(r) => r.remove(id, client).await,
         }
     }
 }
@@ -107,6 +112,8 @@ struct Slot {
     version: u64,
     state: State,
     deadline: Instant,
+    /// What `state` weighs (`weight`), counted in `Local::bytes`.
+    bytes: usize,
 }
 
 /// Filters in this process: a sharded map, each operation one shard lock.
@@ -115,11 +122,24 @@ pub(super) struct Local {
     filters: DashMap<String, Slot>,
     per_client: DashMap<String, usize>,
     total: AtomicUsize,
+    /// The sum of the slots' `bytes`: the budget `max_bytes` bounds.
+    bytes: AtomicUsize,
+}
+
+/// The bytes a filter holds, as its JSON: criteria, remembered blocks and
+/// replay logs (what would be written to Redis; in memory the parsed form
+/// is of the same order).
+pub(super) fn weight(state: &State) -> usize {
+    serde_json::to_vec(state).map_or(usize::MAX, |v| v.len())
 }
 
 impl Local {
     fn create(&self, id: &str, state: &State, bounds: Bounds) -> Result<usize, StoreError> {
         self.sweep(Instant::now());
+        let bytes = weight(state);
+        if self.bytes.load(Ordering::Acquire).saturating_add(bytes) > bounds.max_bytes {
+            return Err(StoreError::Refused(Cap::Bytes(bounds.max_bytes)));
+        }
         // The client's own cap first: it names the narrower cause.
         let total = {
             let mut held = self.per_client.entry(state.client.clone()).or_insert(0);
@@ -139,12 +159,14 @@ impl Local {
             *held += 1;
             total
         };
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
         self.filters.insert(
             id.to_string(),
             Slot {
                 version: 0,
                 state: state.clone(),
                 deadline: Instant::now() + bounds.expiry,
+                bytes,
             },
         );
         Ok(total)
@@ -155,24 +177,45 @@ impl Local {
         (slot.deadline > Instant::now()).then(|| (slot.version, slot.state.clone()))
     }
 
-    fn save(&self, id: &str, version: u64, state: &State, expiry: Duration) -> bool {
+    /// Saves a polled filter; one that would take the budget past
+    /// `max_bytes` is saved without its replay logs (its remembered blocks
+    /// are then taken as final), never refused: its delivery stands.
+    fn save(&self, id: &str, version: u64, state: &State, bounds: Bounds) -> bool {
         let Some(mut slot) = self.filters.get_mut(id) else {
             return false;
         };
         if slot.version != version || slot.deadline <= Instant::now() {
             return false;
         }
+        let mut kept = state.clone();
+        let mut bytes = weight(&kept);
+        let others = self
+            .bytes
+            .load(Ordering::Acquire)
+            .saturating_sub(slot.bytes);
+        if others.saturating_add(bytes) > bounds.max_bytes && !kept.logs.is_empty() {
+            kept.logs = Vec::new();
+            kept.recent.clear();
+            bytes = weight(&kept);
+        }
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        self.bytes.fetch_sub(slot.bytes, Ordering::AcqRel);
         slot.version += 1;
-        slot.state = state.clone();
-        slot.deadline = Instant::now() + expiry;
+        slot.state = kept;
+        slot.bytes = bytes;
+        slot.deadline = Instant::now() + bounds.expiry;
         true
     }
 
-    fn remove(&self, id: &str) -> bool {
-        let Some((_, slot)) = self.filters.remove(id) else {
+    fn remove(&self, id: &str, client: &str) -> bool {
+        let Some((_, slot)) = self
+            .filters
+            .remove_if(id, |_, slot| slot.state.client == client)
+        else {
             return false;
         };
         self.release(&slot.state.client);
+        self.bytes.fetch_sub(slot.bytes, Ordering::AcqRel);
         slot.deadline > Instant::now()
     }
 
@@ -189,13 +232,16 @@ impl Local {
     /// Drops the filters past their deadline; returns how many.
     pub(super) fn sweep(&self, now: Instant) -> u64 {
         let mut expired = Vec::new();
+        let mut freed = 0;
         self.filters.retain(|_, slot| {
             let live = slot.deadline > now;
             if !live {
                 expired.push(slot.state.client.clone());
+                freed += slot.bytes;
             }
             live
         });
+        self.bytes.fetch_sub(freed, Ordering::AcqRel);
         for client in &expired {
             self.release(client);
         }
@@ -204,6 +250,11 @@ impl Local {
 
     pub(super) fn live(&self) -> usize {
         self.total.load(Ordering::Acquire)
+    }
+
+    /// Bytes the live filters hold.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
     }
 }
 
@@ -363,8 +414,8 @@ impl RedisFilters {
         Ok(saved == 2)
     }
 
-    async fn remove(&self, id: &str) -> Result<bool, StoreError> {
-        let Some((_, state)) = self.load(id).await? else {
+    async fn remove(&self, id: &str, client: &str) -> Result<bool, StoreError> {
+        let Some((_, state)) = self.load(id).await?.filter(|(_, s)| s.client == client) else {
             return Ok(false);
         };
         let [key, all, mine] = self.keys(id, &state.client);
@@ -415,6 +466,7 @@ mod tests {
             expiry,
             max_per_client: 2,
             max_total: 3,
+            max_bytes: 1 << 20,
         }
     }
 
@@ -442,8 +494,9 @@ mod tests {
             l.per_client.get("c").is_none(),
             "a refused client leaves nothing behind"
         );
-        assert!(l.remove("0x1"));
-        assert!(!l.remove("0x1"));
+        assert!(!l.remove("0x1", "b"), "only its owner removes a filter");
+        assert!(l.remove("0x1", "a"));
+        assert!(!l.remove("0x1", "a"));
         l.create("0x5", &filter("a"), b).unwrap();
         assert_eq!(l.live(), 3);
     }
@@ -455,9 +508,35 @@ mod tests {
         l.create("0x1", &filter("a"), b).unwrap();
         let (v, mut s) = l.load("0x1").unwrap();
         s.next = 9;
-        assert!(l.save("0x1", v, &s, b.expiry));
-        assert!(!l.save("0x1", v, &s, b.expiry), "the version moved on");
+        assert!(l.save("0x1", v, &s, b));
+        assert!(!l.save("0x1", v, &s, b), "the version moved on");
         assert_eq!(l.load("0x1").unwrap().1.next, 9);
+    }
+
+    #[test]
+    fn bytes_are_counted_and_bounded() {
+        let l = Local::default();
+        let mut b = bounds(Duration::from_secs(60));
+        l.create("0x1", &filter("a"), b).unwrap();
+        let one = l.bytes();
+        assert_eq!(one, weight(&filter("a")));
+        b.max_bytes = one * 2 - 1;
+        assert!(matches!(
+            l.create("0x2", &filter("b"), b),
+            Err(StoreError::Refused(Cap::Bytes(_)))
+        ));
+        let (v, mut s) = l.load("0x1").unwrap();
+        s.logs = vec![serde_json::json!({"data": "0x".to_string() + &"ab".repeat(4096)})];
+        s.recent.push_back((1, 1));
+        assert!(l.save("0x1", v, &s, b));
+        let (_, kept) = l.load("0x1").unwrap();
+        assert!(
+            kept.logs.is_empty() && kept.recent.is_empty(),
+            "over the budget: no replay kept"
+        );
+        assert_eq!(l.bytes(), weight(&kept));
+        assert!(l.remove("0x1", "a"));
+        assert_eq!(l.bytes(), 0);
     }
 
     #[test]

@@ -13,15 +13,22 @@ pub enum FilterRefusal {
     Client,
     /// `filters.max_total`.
     Total,
+    /// `filters.max_state_bytes`.
+    Bytes,
 }
 
 impl Label for FilterRefusal {
-    const ALL: &'static [FilterRefusal] = &[FilterRefusal::Client, FilterRefusal::Total];
+    const ALL: &'static [FilterRefusal] = &[
+        FilterRefusal::Client,
+        FilterRefusal::Total,
+        FilterRefusal::Bytes,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             FilterRefusal::Client => "client",
             FilterRefusal::Total => "total",
+            FilterRefusal::Bytes => "bytes",
         }
     }
 }
@@ -41,6 +48,10 @@ pub struct FilterMetrics {
     /// hashes this replica's `newPendingTransactions` feed recorded for
     /// pending filters.
     pub pending_hashes: IntCounterVec,
+    /// `rpcgate_filters_state_bytes{network}`: bytes the filters of this
+    /// process hold (criteria and replay logs, as stored), within
+    /// `filters.max_state_bytes`.
+    pub state_bytes: IntGaugeVec,
 }
 
 impl FilterMetrics {
@@ -67,13 +78,19 @@ impl FilterMetrics {
             refused: counter_vec(
                 r,
                 "rpcgate_filters_refused_total",
-                "Filter creations refused by filters.max_per_client (client) or filters.max_total (total).",
+                "Filter creations refused by filters.max_per_client (client), filters.max_total (total) or filters.max_state_bytes (bytes).",
                 &["network", "reason"],
             ),
             pending_hashes: counter_vec(
                 r,
                 "rpcgate_filters_pending_hashes_total",
                 "Pending-transaction hashes recorded for pending filters from this replica's newPendingTransactions feed.",
+                &["network"],
+            ),
+            state_bytes: gauge_vec(
+                r,
+                "rpcgate_filters_state_bytes",
+                "Bytes the gateway's in-memory filters hold (criteria and logs kept for reorg replay).",
                 &["network"],
             ),
         }

@@ -25,7 +25,13 @@ use crate::metrics::{each_gauge, Label, Metrics, WsLimit};
 /// client yet (the answer to `eth_subscribe` is still being queued).
 const MAX_PENDING: usize = 64;
 
+/// Feeds started per client (`Caller::bucket`), over every network: one
+/// client may hold only its share of `server.max_upstream_subscriptions`.
+pub type FeedShares = Arc<Mutex<HashMap<String, usize>>>;
+
 struct Client {
+    /// Whose feed share this subscription counts in, if it holds the feed.
+    key: String,
     outbox: Outbox,
     /// `Some` until the client has its subscription id: notifications wait
     /// here so none can arrive before the id does.
@@ -39,6 +45,9 @@ struct Feed {
     _stop: oneshot::Sender<()>,
     /// The backend carrying the upstream subscription now.
     carrier: Option<String>,
+    /// The client whose share the feed counts in: the one that started it,
+    /// then another of its clients when that one leaves.
+    holder: String,
 }
 
 /// The subscriptions of one network.
@@ -49,6 +58,7 @@ pub struct Hub {
     /// Feeds running over every network (shared by all hubs), for
     /// `server.max_upstream_subscriptions`.
     all_feeds: Arc<AtomicUsize>,
+    shares: FeedShares,
     next_feed: AtomicU64,
     upstream_subscribes: AtomicU64,
     failovers: AtomicU64,
@@ -64,6 +74,7 @@ impl Hub {
         network: &str,
         source: NetworkSource,
         all_feeds: Arc<AtomicUsize>,
+        shares: FeedShares,
         metrics: &Metrics,
     ) -> Hub {
         Hub {
@@ -71,6 +82,7 @@ impl Hub {
             source,
             feeds: Mutex::new(HashMap::new()),
             all_feeds,
+            shares,
             next_feed: AtomicU64::new(1),
             upstream_subscribes: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
@@ -85,27 +97,43 @@ impl Hub {
         self.feeds.lock()
     }
 
-    /// Adds a client subscription, starting the topic's feed if it has none
-    /// and fewer than `max_feeds` run over the whole gateway.
+    /// Adds a client subscription of `client` (`Caller::bucket`), starting
+    /// the topic's feed if it has none, fewer than `limits.feeds` run over
+    /// the whole gateway and the client holds fewer than its share
+    /// (`limits.feeds_per_client`). Joining a running feed is never refused.
     pub(super) fn add(
         self: &Arc<Self>,
         topic: &Topic,
         id: &str,
         outbox: Outbox,
-        max_feeds: usize,
+        client: &str,
+        limits: super::SessionLimits,
     ) -> Result<(), SubscriptionError> {
+        let max_feeds = limits.feeds;
         let mut feeds = self.table();
         if !feeds.contains_key(topic) {
+            let mut shares = self.shares.lock();
+            let held = shares.get(client).copied().unwrap_or(0);
+            if held >= limits.feeds_per_client && !super::switched_off("share") {
+                drop(shares);
+                drop(feeds);
+                self.limit_hit(WsLimit::UpstreamSubscriptions);
+                return Err(SubscriptionError::TooManyClientFeeds(
+                    limits.feeds_per_client,
+                ));
+            }
             let admitted = self
                 .all_feeds
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                     (n < max_feeds || super::switched_off("feeds")).then_some(n + 1)
                 });
             if admitted.is_err() {
+                drop(shares);
                 drop(feeds);
                 self.limit_hit(WsLimit::UpstreamSubscriptions);
                 return Err(SubscriptionError::TooManyFeeds(max_feeds));
             }
+            *shares.entry(client.to_string()).or_insert(0) += 1;
         }
         let feed = feeds.entry(topic.clone()).or_insert_with(|| {
             let (stop, stopped) = oneshot::channel();
@@ -117,11 +145,13 @@ impl Hub {
                 clients: HashMap::new(),
                 _stop: stop,
                 carrier: None,
+                holder: client.to_string(),
             }
         });
         feed.clients.insert(
             id.to_string(),
             Client {
+                key: client.to_string(),
                 outbox,
                 pending: Some(Vec::new()),
             },
@@ -154,9 +184,27 @@ impl Hub {
         let mut feeds = self.table();
         if let Some(feed) = feeds.get_mut(topic) {
             feed.clients.remove(id);
-            if feed.clients.is_empty() {
-                feeds.remove(topic);
-                self.all_feeds.fetch_sub(1, Ordering::AcqRel);
+            let holder_left = !feed.clients.values().any(|c| c.key == feed.holder);
+            if !holder_left {
+                return;
+            }
+            let mut shares = self.shares.lock();
+            if let Some(n) = shares.get_mut(&feed.holder) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    shares.remove(&feed.holder);
+                }
+            }
+            // The feed goes on for its other clients: one of them holds it now.
+            match feed.clients.values().next().map(|c| c.key.clone()) {
+                Some(next) => {
+                    *shares.entry(next.clone()).or_insert(0) += 1;
+                    feed.holder = next;
+                }
+                None => {
+                    feeds.remove(topic);
+                    self.all_feeds.fetch_sub(1, Ordering::AcqRel);
+                }
             }
         }
     }

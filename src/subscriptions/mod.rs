@@ -27,7 +27,9 @@
 //! - **Feeds** over the whole gateway are capped at
 //!   `server.max_upstream_subscriptions`: each distinct `logs` filter opens
 //!   one upstream subscription, so without a cap clients choose how many.
-//!   A subscription that joins a running feed is never refused by it.
+//!   A subscription that joins a running feed is never refused by it. One
+//!   client (a key's client, or one IP) holds at most [`client_share`] of
+//!   them, so it cannot take the cap every other client needs.
 //!
 //! Nothing here blocks on a client: notifications go through each
 //! connection's [`Outbox`], bounded in bytes, and a client that does not read is
@@ -69,6 +71,8 @@ pub enum SubscriptionError {
     TooManyTopics(usize),
     #[error("limit exceeded: the gateway holds its maximum of {0} upstream subscriptions")]
     TooManyFeeds(usize),
+    #[error("limit exceeded: this client already holds its share of {0} upstream subscriptions")]
+    TooManyClientFeeds(usize),
 }
 
 impl SubscriptionError {
@@ -79,6 +83,7 @@ impl SubscriptionError {
             SubscriptionError::TooMany(_)
                 | SubscriptionError::TooManyTopics(_)
                 | SubscriptionError::TooManyFeeds(_)
+                | SubscriptionError::TooManyClientFeeds(_)
         )
     }
 }
@@ -107,6 +112,8 @@ pub struct Hubs {
     /// Upstream feeds running now, over every network: what
     /// `server.max_upstream_subscriptions` caps.
     feeds: Arc<AtomicUsize>,
+    /// Feeds each client holds, over every network.
+    shares: hub::FeedShares,
     metrics: Metrics,
 }
 
@@ -117,6 +124,7 @@ impl Hubs {
             metrics,
             hubs: Mutex::new(HashMap::new()),
             feeds: Arc::new(AtomicUsize::new(0)),
+            shares: hub::FeedShares::default(),
         }
     }
 
@@ -126,7 +134,8 @@ impl Hubs {
         hubs.entry(network.to_string())
             .or_insert_with(|| {
                 let (source, feeds) = (self.source.clone(), self.feeds.clone());
-                Arc::new(Hub::new(network, source, feeds, &self.metrics))
+                let shares = self.shares.clone();
+                Arc::new(Hub::new(network, source, feeds, shares, &self.metrics))
             })
             .clone()
     }
@@ -147,6 +156,16 @@ pub struct SessionLimits {
     pub topics: usize,
     /// `server.max_upstream_subscriptions`: feeds over the whole gateway.
     pub feeds: usize,
+    /// Feeds one client may start and hold (see [`client_share`]).
+    pub feeds_per_client: usize,
+}
+
+/// The feeds one client (a key's client, or one IP when anonymous) may
+/// hold: an eighth of `server.max_upstream_subscriptions` (at least one),
+/// so that one client's distinct `logs` filters cannot take the cap that
+/// every other client's new filter needs.
+pub fn client_share(max_feeds: usize) -> usize {
+    (max_feeds / 8).max(1)
 }
 
 /// What a subscription call answers: the raw `result`, and the id of a
@@ -170,15 +189,18 @@ impl Drop for Held {
 /// The subscriptions of one client connection.
 pub struct Session {
     hub: Arc<Hub>,
+    /// The client's `Caller::bucket`: whose feed share its feeds count in.
+    client: String,
     outbox: Outbox,
     limits: SessionLimits,
     subs: Mutex<HashMap<String, Held>>,
 }
 
 impl Session {
-    pub fn new(hub: Arc<Hub>, outbox: Outbox, limits: SessionLimits) -> Session {
+    pub fn new(hub: Arc<Hub>, client: String, outbox: Outbox, limits: SessionLimits) -> Session {
         Session {
             hub,
+            client,
             outbox,
             limits,
             subs: Mutex::new(HashMap::new()),
@@ -219,7 +241,7 @@ impl Session {
         }
         let id = format!("0x{:032x}", fastrand::u128(..));
         self.hub
-            .add(&topic, &id, self.outbox.clone(), limits.feeds)?;
+            .add(&topic, &id, self.outbox.clone(), &self.client, limits)?;
         let gauge = self.hub.held[topic.kind as usize].clone();
         gauge.inc();
         subs.insert(id.clone(), Held { topic, gauge });

@@ -46,6 +46,11 @@ pub struct Topic {
     pub filter: Option<Map<String, Value>>,
 }
 
+/// Bounded as log filters are (`crate::filters::MAX_ALTERNATIVES`): a
+/// subscription's filter is kept, compared and sent upstream for its life.
+const MAX_ALTERNATIVES: usize = crate::filters::MAX_ALTERNATIVES;
+const _: () = assert!(MAX_ALTERNATIVES == 1000, "the messages say 1000");
+
 fn invalid(why: &'static str) -> SubscriptionError {
     SubscriptionError::InvalidParams(why)
 }
@@ -120,6 +125,9 @@ fn canonical_filter(f: &Map<String, Value>) -> Result<Map<String, Value>, Subscr
                             .collect::<Result<Vec<_>, _>>()?;
                         all.sort();
                         all.dedup();
+                        if all.len() > MAX_ALTERNATIVES {
+                            return Err(invalid("at most 1000 distinct addresses"));
+                        }
                         match all.len() {
                             0 => continue,
                             1 => Value::String(all.remove(0)),
@@ -155,6 +163,11 @@ fn canonical_filter(f: &Map<String, Value>) -> Result<Map<String, Value>, Subscr
                                 .collect::<Result<Vec<_>, _>>()?;
                             alts.sort();
                             alts.dedup();
+                            if alts.len() > MAX_ALTERNATIVES {
+                                return Err(invalid(
+                                    "at most 1000 distinct topics in one position",
+                                ));
+                            }
                             Ok(match alts.len() {
                                 0 => Value::Null,
                                 1 => Value::String(alts.remove(0)),

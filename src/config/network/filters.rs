@@ -17,6 +17,8 @@ pub(in crate::config) struct RawFilters {
     pub max_total: Option<u64>,
     pub max_poll_blocks: Option<u64>,
     pub max_pending_hashes: Option<u64>,
+    pub max_replay_bytes: Option<u64>,
+    pub max_state_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +37,14 @@ pub struct FiltersConfig {
     /// Pending-transaction hashes kept for pending filters (the newest), and
     /// the most one poll of such a filter returns.
     pub max_pending_hashes: usize,
+    /// Bytes of delivered logs one log filter keeps to replay them as
+    /// `removed: true` after a reorg; past it the oldest blocks are treated
+    /// as final (their logs are not replayed).
+    pub max_replay_bytes: usize,
+    /// Bytes all filters of this network hold in this process (criteria and
+    /// replay logs, as stored): a filter that would pass it is refused, a
+    /// poll that would drops its replay logs.
+    pub max_state_bytes: usize,
 }
 
 impl Default for FiltersConfig {
@@ -46,6 +56,8 @@ impl Default for FiltersConfig {
             max_total: 10_000,
             max_poll_blocks: 1000,
             max_pending_hashes: 10_000,
+            max_replay_bytes: 1 << 20,
+            max_state_bytes: 256 << 20,
         }
     }
 }
@@ -88,6 +100,20 @@ pub(super) fn filters(c: &mut Checks, at: &str, raw: RawFilters) -> FiltersConfi
             d.max_pending_hashes as u64,
             1,
             1_000_000,
+        ) as usize,
+        max_replay_bytes: c.range(
+            &key("max_replay_bytes"),
+            raw.max_replay_bytes,
+            d.max_replay_bytes as u64,
+            0,
+            1 << 30,
+        ) as usize,
+        max_state_bytes: c.range(
+            &key("max_state_bytes"),
+            raw.max_state_bytes,
+            d.max_state_bytes as u64,
+            1 << 20,
+            1 << 40,
         ) as usize,
     }
 }

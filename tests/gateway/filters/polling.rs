@@ -330,14 +330,10 @@ async fn uninstall_expiry_and_caps() {
     let unknown = call(url, "eth_getFilterChanges", json!(["0x1234"])).await;
     assert_eq!(unknown["error"]["code"], -32000, "{unknown}");
     assert_eq!(unknown["error"]["message"], "filter not found");
-    assert_eq!(
-        result(url, "eth_uninstallFilter", json!([id])).await,
-        json!(true)
-    );
-    assert_eq!(
-        result(url, "eth_uninstallFilter", json!([id])).await,
-        json!(false)
-    );
+    // Ids answer their owner only (the filter is 10.0.0.1's).
+    let uninstall = |ip| call_from(url, ip, "eth_uninstallFilter", json!([id]));
+    assert_eq!(uninstall("10.0.0.1").await["result"], json!(true));
+    assert_eq!(uninstall("10.0.0.1").await["result"], json!(false));
     let bad = call(url, "eth_newFilter", json!([{"fromBlock": "soon"}])).await;
     assert_eq!(bad["error"]["code"], -32602, "{bad}");
 
@@ -380,22 +376,17 @@ async fn uninstall_expiry_and_caps() {
         "{total}"
     );
     // A pending-transaction filter answers an empty list (no pending feed over HTTP).
-    assert_eq!(
-        result(url, "eth_getFilterChanges", json!([ids[0]])).await,
-        json!([])
-    );
+    let poll = || call_from(url, "10.0.0.1", "eth_getFilterChanges", json!([ids[0]]));
+    assert_eq!(poll().await["result"], json!([]));
 
     // Expiry: a filter polled every 300 ms lives on; the others, unpolled
     // for over a second, are gone, and their places free.
     for _ in 0..8 {
-        assert_eq!(
-            result(url, "eth_getFilterChanges", json!([ids[0]])).await,
-            json!([])
-        );
+        assert_eq!(poll().await["result"], json!([]));
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    for id in &ids[1..] {
-        let r = call(url, "eth_getFilterChanges", json!([id])).await;
+    for (id, owner) in ids[1..].iter().zip(["10.0.0.1", "10.0.0.2"]) {
+        let r = call_from(url, owner, "eth_getFilterChanges", json!([id])).await;
         assert_eq!(r["error"]["message"], "filter not found", "{id}: {r}");
     }
     let again = call_from(url, "10.0.0.3", "eth_newBlockFilter", json!([])).await;
