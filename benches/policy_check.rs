@@ -57,8 +57,7 @@ fn bench(c: &mut Criterion) {
         &config.policy,
         None,
         &rpcgate::metrics::Metrics::new().policy,
-    )
-    .unwrap();
+    );
     let peer: IpAddr = "192.0.2.1".parse().unwrap();
     let mut with_key = HeaderMap::new();
     with_key.insert("x-api-key", HeaderValue::from_static(KEY));

@@ -103,8 +103,7 @@ fn cache_hit(c: &mut Criterion) {
         &PolicyConfig::default(),
         None,
         &rpcgate::metrics::Metrics::new().policy,
-    )
-    .unwrap();
+    );
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,

@@ -45,6 +45,7 @@
 //! cache          cache rules, keys, the byte-bounded store, in-flight coalescing, eviction on reorg
 //! router         backend choice (P2C over Peak-EWMA), retries, hedging, transaction submission, read-your-writes
 //! upstream       backend clients, head tracking, the canonical chain, latency, the network view, discovery
+//! redis_link     the one Redis connection: TLS, ACL user, key prefix, circuit breaker, value checks
 //! metrics        one gateway's registry handle, the registration helpers, families and label enums
 //! logs           tracing to stderr, human or JSON, level reloadable
 //! config         the YAML schema, validation with key paths, defaults
@@ -92,6 +93,7 @@ pub mod memory;
 pub mod metrics;
 pub mod network;
 pub mod policy;
+pub mod redis_link;
 pub mod router;
 pub mod subscriptions;
 pub mod upstream;

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use crate::cache::Cache;
-use crate::config::{NetworkConfig, RedisConfig};
+use crate::config::NetworkConfig;
 use crate::filters::{FilterSeries, Filters};
 use crate::metrics::{Metrics, NetworkSeries, RouteSeries};
+use crate::redis_link::RedisLink;
 use crate::router::hedge::Hedging;
-use crate::router::ryw::RecentSends;
+use crate::router::ryw::{RecentSends, SharedSends};
 use crate::router::{RouteError, Target};
 use crate::upstream::{HttpClient, NetworkView, Upstreams};
 
@@ -49,7 +50,7 @@ impl Network {
     pub fn start(
         config: NetworkConfig,
         client: &HttpClient,
-        redis: Option<&RedisConfig>,
+        redis: Option<&Arc<RedisLink>>,
         metrics: &Metrics,
     ) -> Network {
         Network::start_after(config, client, redis, metrics, None)
@@ -61,7 +62,7 @@ impl Network {
     pub fn start_after(
         config: NetworkConfig,
         client: &HttpClient,
-        redis: Option<&RedisConfig>,
+        redis: Option<&Arc<RedisLink>>,
         metrics: &Metrics,
         previous: Option<&Network>,
     ) -> Network {
@@ -70,6 +71,10 @@ impl Network {
         let routes = config.routes.iter().map(|r| r.name.as_str());
         let routed = metrics.routes.series(&config.name, routes);
         let upstreams = Upstreams::start(&config, client, metrics, previous.map(|p| &p.upstreams));
+        // This network's part of the shared Redis: its keys carry its name
+        // and chain id under the deployment's prefix.
+        let space = RedisLink::space(&config.name, config.chain_id);
+        let redis = redis.map(|link| (link, space.as_str()));
         // A reconfigured network starts with an empty cache: its entries are
         // bound to this network's view and reorg loop.
         let mut cache_tasks = Vec::new();
@@ -112,14 +117,16 @@ impl Network {
                 filter_series,
             )
         });
-        // Sends stay remembered over a reload that keeps their settings.
+        // Sends stay remembered over a reload that keeps their settings;
+        // with Redis, they are shared by every replica.
         let recent_sends = config.read_your_writes.enabled.then(|| {
             previous
                 .filter(|p| p.config.read_your_writes == config.read_your_writes)
                 .and_then(|p| p.recent_sends.clone())
                 .unwrap_or_else(|| {
                     let series = metrics.read_your_writes.series(&config.name);
-                    Arc::new(RecentSends::new(series, &config.read_your_writes))
+                    let shared = redis.map(|(link, space)| SharedSends::new(link.clone(), space));
+                    Arc::new(RecentSends::new(series, &config.read_your_writes, shared))
                 })
         });
         Network {

@@ -11,6 +11,10 @@ pub enum Signal {
     Terminate,
     /// SIGHUP: reload the config.
     Hangup,
+    /// SIGSTOP: freeze (a server that accepts but never answers).
+    Stop,
+    /// SIGCONT: thaw a stopped process.
+    Continue,
 }
 
 /// Sends `signal` to the process `pid` (e.g. [`std::process::Child::id`]).
@@ -19,6 +23,8 @@ pub fn signal(pid: u32, signal: Signal) -> std::io::Result<()> {
     let signal = match signal {
         Signal::Terminate => libc::SIGTERM,
         Signal::Hangup => libc::SIGHUP,
+        Signal::Stop => libc::SIGSTOP,
+        Signal::Continue => libc::SIGCONT,
     };
     // SAFETY: kill(2) takes plain integers and touches no memory of this process.
     if unsafe { libc::kill(pid, signal) } == -1 {

@@ -6,6 +6,12 @@
 //! start is retried on another port if that one was taken in between.
 //! Persistence is off: each server starts empty. Like anvil nodes, the
 //! process gets SIGKILL when the thread that started it goes.
+//!
+//! [`RedisServer::start_tls`] starts one that speaks TLS only (`--port 0`,
+//! `--tls-port`), with certificates the test made, and ACL users of its
+//! choice; [`RedisServer::freeze`] and [`RedisServer::thaw`] make it a server
+//! that accepts connections but answers nothing (SIGSTOP), as a stalled or
+//! overloaded Redis looks to a client.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -37,9 +43,71 @@ impl RedisServer {
 
     /// Starts redis-server on `port` (used to bring a killed server back).
     pub async fn start_on(port: u16) -> Result<RedisServer, FleetError> {
+        RedisServer::launch(port, &["--port".to_string(), port.to_string()], false).await
+    }
+
+    /// Starts redis-server speaking TLS only on a free loopback port, with
+    /// the certificate and key files `cert` and `key` (issued for
+    /// 127.0.0.1), clients unauthenticated by certificate, and `users`: ACL
+    /// rules, one user per item (e.g. `"app on >secret ~* +@all"`, `"default
+    /// off"`). Ready once it accepts TCP connections.
+    pub async fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        users: &[&str],
+    ) -> Result<RedisServer, FleetError> {
+        let mut last = None;
+        for _ in 0..5 {
+            let port = free_port()?;
+            let mut args: Vec<String> = vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                cert.display().to_string(),
+                "--tls-key-file".into(),
+                key.display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ];
+            for user in users {
+                args.push("--user".into());
+                args.extend(user.split_whitespace().map(str::to_string));
+            }
+            match RedisServer::launch(port, &args, true).await {
+                Ok(server) => return Ok(server),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    /// Freezes the server (SIGSTOP): connections are accepted by the kernel,
+    /// nothing is answered.
+    pub fn freeze(&self) -> Result<(), FleetError> {
+        self.send(crate::child::Signal::Stop)
+    }
+
+    /// Thaws a frozen server (SIGCONT).
+    pub fn thaw(&self) -> Result<(), FleetError> {
+        self.send(crate::child::Signal::Continue)
+    }
+
+    fn send(&self, signal: crate::child::Signal) -> Result<(), FleetError> {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(|c| c.id())
+            .ok_or_else(|| FleetError::Redis("not running".into()))?;
+        crate::child::signal(pid, signal).map_err(|e| FleetError::Redis(format!("signal: {e}")))
+    }
+
+    async fn launch(port: u16, listen: &[String], tls: bool) -> Result<RedisServer, FleetError> {
         let mut command = Command::new("redis-server");
         command
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(listen)
             .args([
                 "--save",
                 "",
@@ -69,7 +137,14 @@ impl RedisServer {
                     "exited on port {port} ({status}): {out}"
                 )));
             }
-            if ping(port).await {
+            let ready = if tls {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+            } else {
+                ping(port).await
+            };
+            if ready {
                 // Drain its output so a chatty server never blocks on a full pipe.
                 if let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) {
                     tokio::spawn(async move {
@@ -101,6 +176,11 @@ impl RedisServer {
     /// `redis://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `rediss://127.0.0.1:PORT` (for a server from [`RedisServer::start_tls`]).
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.port)
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit.

@@ -58,10 +58,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use self::redis::RedisStore;
-use crate::config::{CacheConfig, RedisConfig};
+use crate::config::CacheConfig;
 use crate::eth::{Hash, Method, Pinned};
 use crate::jsonrpc::Reply;
 use crate::metrics::state::CacheEvent;
+use crate::redis_link::RedisLink;
 use crate::upstream::chain::{self, Canon};
 use crate::upstream::NetworkView;
 use coalesce::{Flights, Joined};
@@ -204,7 +205,7 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
     pub fn start(
         network: &str,
         config: &CacheConfig,
-        redis: Option<&RedisConfig>,
+        redis: Option<(&Arc<RedisLink>, &str)>,
         view: Arc<ArcSwap<NetworkView>>,
         published: watch::Receiver<()>,
         probe_timeout: Duration,
@@ -212,10 +213,10 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
         let stats = Arc::new(Stats::default());
         let mut tasks = Vec::new();
         let redis = match (config.shared, redis) {
-            (true, Some(redis)) => {
+            (true, Some((link, space))) => {
                 let (store, t) = RedisStore::start(
-                    &redis.url,
-                    network,
+                    link.clone(),
+                    space,
                     config.shared_ttl,
                     config.max_shared_key_bytes,
                     stats.clone(),

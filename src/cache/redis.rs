@@ -16,74 +16,64 @@
 //!
 //! Redis must never slow down or break serving: a lookup waits at most
 //! [`LOOKUP_TIMEOUT`], writes go through a bounded queue to one writer task
-//! (dropped when it is full), and while Redis is down every lookup is an
-//! immediate miss. The connection is made in the background and kept by
-//! redis' `ConnectionManager`, which reconnects by itself; lookups made while
-//! the very first connection is being made wait for it (within the same
-//! timeout), so a replica that just started is warm from its first request.
+//! (dropped when it is full), and while the shared link's breaker is open
+//! every lookup is an immediate miss and nothing is queued. The connection
+//! is the gateway's one [`RedisLink`] (TLS, ACL user, key prefix).
+//!
+//! A value read back is checked before it is served: its header must decode
+//! and its result must be one JSON value. Whoever can write to Redis could
+//! otherwise answer every client; what fails is a miss, counted
+//! (`rpcgate_redis_invalid_values_total{kind="cache"}`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::key::Key;
 use super::store::{Bind, Stored};
 use super::Stats;
 use crate::eth::Hash;
+use crate::redis_link::{RedisLink, ValueKind};
 
 /// The longest a request waits for Redis before going upstream instead.
 pub(super) const LOOKUP_TIMEOUT: Duration = Duration::from_millis(100);
 /// Writes waiting for the writer task; more are dropped.
 const WRITE_QUEUE: usize = 1024;
-const PREFIX: &str = "rpcgate:cache:v1:";
-
-/// The connection as the lookups see it.
-#[derive(Clone)]
-enum Link {
-    /// The first attempt is under way.
-    Connecting,
-    /// The first attempt failed; retrying in the background.
-    Down,
-    Up(ConnectionManager),
-}
 
 pub(super) struct RedisStore {
+    link: Arc<RedisLink>,
     prefix: String,
-    link: watch::Receiver<Link>,
     writes: mpsc::Sender<(String, Vec<u8>)>,
     max_key_bytes: usize,
     stats: Arc<Stats>,
 }
 
 impl RedisStore {
-    /// Starts connecting to `url` and the writer task; returns the tasks to
-    /// abort when the network goes.
+    /// Starts the writer task for the network whose keys are under `space`;
+    /// returns the tasks to abort when the network goes.
     pub(super) fn start(
-        url: &str,
-        network: &str,
+        link: Arc<RedisLink>,
+        space: &str,
         ttl: Duration,
         max_key_bytes: usize,
         stats: Arc<Stats>,
     ) -> (RedisStore, Vec<JoinHandle<()>>) {
-        let (link_tx, link) = watch::channel(Link::Connecting);
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
-        let connect = tokio::spawn(connect(url.to_string(), link_tx));
         let writer = tokio::spawn(write_loop(queue, link.clone(), ttl, stats.clone()));
         (
             RedisStore {
-                prefix: format!("{PREFIX}{network}:"),
+                prefix: link.key(&format!("cache:v1:{space}:")),
                 link,
                 writes,
                 max_key_bytes,
                 stats,
             },
-            vec![connect, writer],
+            vec![writer],
         )
     }
 
@@ -101,34 +91,30 @@ impl RedisStore {
         Some(k)
     }
 
-    /// The entry under `key`, if Redis has it and answers in time.
+    /// The entry under `key`, if Redis has it, answers in time, and it
+    /// passes its check.
     pub(super) async fn get(&self, key: &Key) -> Option<Stored> {
         let redis_key = self.redis_key(key)?;
-        let read = async {
-            let mut link = self.link.clone();
-            let mut conn = match &*link
-                .wait_for(|l| !matches!(l, Link::Connecting))
-                .await
-                .ok()?
-            {
-                Link::Up(conn) => conn.clone(),
-                _ => return None,
-            };
-            match conn.get::<_, Option<Vec<u8>>>(redis_key).await {
-                Ok(value) => value,
-                Err(e) => {
-                    tracing::debug!(error = %e, "cache: redis store read failed");
-                    None
-                }
+        let mut conn = self.link.conn();
+        let read = conn.get::<_, Option<Vec<u8>>>(redis_key);
+        let value = match self.link.call(LOOKUP_TIMEOUT, read).await {
+            Ok(value) => value?,
+            Err(e) => {
+                tracing::debug!(error = %e, "cache: redis store read failed");
+                return None;
             }
         };
-        let value = tokio::time::timeout(LOOKUP_TIMEOUT, read).await.ok()??;
-        decode(&value)
+        let entry = decode(&value).filter(|e| is_json(&e.result));
+        if entry.is_none() {
+            self.link.invalid(ValueKind::Cache);
+        }
+        entry
     }
 
-    /// Queues `entry` for Redis; dropped when the queue is full.
+    /// Queues `entry` for Redis; dropped when the queue is full or Redis is
+    /// being skipped.
     pub(super) fn put(&self, key: &Key, entry: &Stored) {
-        if !matches!(&*self.link.borrow(), Link::Up(_)) {
+        if self.link.is_open() {
             return;
         }
         let Some(redis_key) = self.redis_key(key) else {
@@ -138,58 +124,26 @@ impl RedisStore {
     }
 }
 
-async fn connect(url: String, link: watch::Sender<Link>) {
-    let client = match redis::Client::open(url.as_str()) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cache: the redis url is unusable; redis store off");
-            link.send_replace(Link::Down);
-            return;
-        }
-    };
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(1)));
-    let mut wait = Duration::from_millis(100);
-    loop {
-        match client
-            .get_connection_manager_with_config(config.clone())
-            .await
-        {
-            Ok(conn) => {
-                link.send_replace(Link::Up(conn));
-                tracing::info!("cache: redis store connected");
-                return;
-            }
-            Err(e) => {
-                link.send_replace(Link::Down);
-                tracing::warn!(error = %e, "cache: cannot reach redis yet; serving without the redis store");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+/// Whether `text` is exactly one JSON value.
+fn is_json(text: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
 }
 
 async fn write_loop(
     mut queue: mpsc::Receiver<(String, Vec<u8>)>,
-    link: watch::Receiver<Link>,
+    link: Arc<RedisLink>,
     ttl: Duration,
     stats: Arc<Stats>,
 ) {
     let ttl = ttl.as_secs().max(1);
     while let Some((key, value)) = queue.recv().await {
-        let mut conn = match &*link.borrow() {
-            Link::Up(conn) => conn.clone(),
-            _ => continue,
-        };
+        let mut conn = link.conn();
         let write = conn.set_ex::<_, _, ()>(key, value, ttl);
-        match tokio::time::timeout(Duration::from_secs(1), write).await {
-            Ok(Ok(())) => {
+        match link.call(Duration::from_secs(1), write).await {
+            Ok(()) => {
                 stats.shared_writes.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(Err(e)) => tracing::debug!(error = %e, "cache: redis store write failed"),
-            Err(_) => tracing::debug!("cache: redis store write timed out"),
+            Err(e) => tracing::debug!(error = %e, "cache: redis store write failed"),
         }
     }
 }
@@ -293,5 +247,14 @@ mod tests {
         assert!(decode(b"X123").is_none());
         assert!(decode(b"").is_none());
         assert!(decode(b"F").is_none());
+    }
+
+    #[test]
+    fn results_must_be_one_json_value() {
+        assert!(is_json(b"{\"a\":[1,\"x\"]}"));
+        assert!(is_json(b"\"0x1\""));
+        assert!(!is_json(b"{\"a\":1}, \"extra\""));
+        assert!(!is_json(b"<html>"));
+        assert!(!is_json(b"\"0x1"));
     }
 }

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 
 use super::call_error::CallError;
 use super::rescue::{self, Headers};
-use super::{admit, Admitted, Ctx, Failing, ServedBy};
+use super::{admit_batch, Admitted, Ctx, Failing, ServedBy};
 use crate::eth::methods::Resolved;
 use crate::jsonrpc::{join_batch, Entry};
 use crate::memory;
@@ -33,10 +33,7 @@ impl Ctx<'_> {
         entries: Vec<Entry<'_>>,
     ) -> (StatusCode, Option<Bytes>, Headers, Vec<ServedBy>) {
         let limits = &self.routes.server;
-        let mut verdicts = Vec::with_capacity(entries.len());
-        for entry in &entries {
-            verdicts.push(admit(&self.routes.policy, self.caller, entry).await);
-        }
+        let verdicts = admit_batch(&self.routes.policy, self.caller, &entries).await;
         let waits = || {
             verdicts
                 .iter()

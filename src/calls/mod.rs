@@ -167,6 +167,39 @@ async fn admit(policy: &ClientPolicy, caller: &Caller<'_>, entry: &Entry<'_>) ->
     }
 }
 
+/// Judges the entries of a batch in order, together: shared budgets are
+/// charged for all of them in one Redis round trip (invalid entries are
+/// answered as such).
+async fn admit_batch(
+    policy: &ClientPolicy,
+    caller: &Caller<'_>,
+    entries: &[Entry<'_>],
+) -> Vec<Admitted> {
+    let methods: Vec<Resolved<'_>> = entries
+        .iter()
+        .filter_map(|entry| entry.as_ref().ok())
+        .map(|call| {
+            panics::injected(Stage::Message, &call.method);
+            Resolved::of(&call.method)
+        })
+        .collect();
+    let mut verdicts = policy.admit_all(caller, &methods).await.into_iter();
+    let mut methods = methods.iter();
+    entries
+        .iter()
+        .map(|entry| match entry {
+            Ok(_) => Admitted {
+                known: methods.next().and_then(|m| m.known),
+                verdict: verdicts.next().unwrap_or(Err(Refusal::LimiterUnavailable)),
+            },
+            Err(_) => Admitted {
+                known: None,
+                verdict: Ok(()),
+            },
+        })
+        .collect()
+}
+
 /// What every call of one message shares, built once per message.
 struct Ctx<'a> {
     routes: &'a NetworkTable,

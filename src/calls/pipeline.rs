@@ -93,6 +93,7 @@ pub(super) async fn run(
         if call.method == "eth_sendRawTransaction" {
             let reply = Box::pin(router::forward(target, view, forward(params))).await?;
             recent.sent(&reply, &bucket());
+            Box::pin(recent.share(&reply, &bucket())).await;
             return Ok(Routed {
                 reply,
                 cache: CacheUse::Pass,
@@ -102,6 +103,11 @@ pub(super) async fn run(
         let steer = (!recent.is_empty())
             .then(|| recent.steer(&call.method, params, &bucket()))
             .flatten();
+        // Another replica may have taken the send (see `router::ryw_shared`).
+        let steer = match steer {
+            Some(steer) => Some(steer),
+            None => Box::pin(recent.steer_shared(&call.method, params, bucket)).await,
+        };
         if let Some(steer) = steer {
             let reply = Box::pin(ryw::forward_preferring(
                 target,

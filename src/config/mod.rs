@@ -46,7 +46,7 @@ pub use policy::{
     canonical_ip, AllowEntry, ClientConfig, ClientRules, KeyDigest, LimitsConfig, PolicyConfig,
     Rate, RedisFallback,
 };
-pub use redis::RedisConfig;
+pub use redis::{redact_url, RedisConfig, Secret};
 pub use restart::RESTART_ONLY_KEYS;
 pub use server::{CompressionConfig, ContentCoding, CorsConfig, ListenerConfig, ServerConfig};
 pub use tls::{ListenerTls, UpstreamTls};

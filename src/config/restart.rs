@@ -14,7 +14,7 @@ use super::Config;
 type RestartOnly = (&'static str, fn(&Config, &Config) -> bool);
 
 /// Every restart-only key, by its YAML path.
-const RESTART_ONLY: [RestartOnly; 14] = [
+const RESTART_ONLY: [RestartOnly; 15] = [
     ("listen", |a, b| a.listener.listen != b.listener.listen),
     ("admin_listen", |a, b| {
         a.listener.admin_listen != b.listener.admin_listen
@@ -52,6 +52,8 @@ const RESTART_ONLY: [RestartOnly; 14] = [
     }),
     ("server.tls", |a, b| a.listener.tls != b.listener.tls),
     ("log.format", |a, b| a.log.json != b.log.json),
+    // One connection per process, shared by the policy and every network.
+    ("redis", |a, b| a.redis != b.redis),
 ];
 
 /// The YAML paths of the keys that only a restart applies, in a fixed order
@@ -127,6 +129,7 @@ mod tests {
                 "server: { tls: { cert_file: /c, key_file: /k } }\n",
             ),
             ("log.format", "log: { format: json }\n"),
+            ("redis", "redis: { url: redis://127.0.0.1:1 }\n"),
         ];
         assert_eq!(changed.len(), RESTART_ONLY_KEYS.len());
         for (key, top) in changed {

@@ -101,6 +101,60 @@ fn redis_url_is_checked() {
 }
 
 #[test]
+fn redis_secrets_never_come_from_the_url_nor_reach_errors() {
+    // A password in the URL is refused, and the error does not quote it.
+    let e = Config::from_yaml(&format!(
+        "{GOOD}redis:\n  url: rediss://app:hunter2-secret@127.0.0.1:6380/2\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("redis.url"), "{e}");
+    assert!(!e.contains("hunter2-secret"), "{e}");
+    assert!(e.contains("app:***"), "{e}");
+    // From a file, TLS with a CA file, a prefix.
+    let dir = std::env::temp_dir().join(format!("rpcgate-redis-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pw, ca) = (dir.join("pw"), dir.join("ca.pem"));
+    std::fs::write(&pw, "s3cret-from-file\n").unwrap();
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+    let c = Config::from_yaml(&format!(
+        "{GOOD}redis:\n  url: rediss://redis.internal:6380/3\n  username: app\n  password_file: {}\n  ca_file: {}\n  prefix: prod-eu\n  breaker_failures: 3\n  breaker_cooldown: 5s\n",
+        pw.display(),
+        ca.display()
+    ))
+    .unwrap();
+    let r = c.redis.unwrap();
+    assert!(r.tls);
+    assert_eq!((r.host.as_str(), r.port, r.db), ("redis.internal", 6380, 3));
+    assert_eq!(r.password.as_ref().unwrap().expose(), "s3cret-from-file");
+    assert!(
+        !format!("{r:?}").contains("s3cret"),
+        "Debug shows the secret"
+    );
+    assert_eq!(r.prefix, "prod-eu");
+    assert_eq!(r.breaker_failures, 3);
+    // A user without a password, a CA without TLS, a missing variable, a bad prefix.
+    for (extra, path) in [
+        ("  username: app\n", "redis.username"),
+        (
+            "  password_env: RPCGATE_TEST_NO_SUCH_REDIS_PW\n",
+            "redis.password_env",
+        ),
+        ("  prefix: 'a b'\n", "redis.prefix"),
+        ("  breaker_failures: 0\n", "redis.breaker_failures"),
+    ] {
+        let yaml = format!("{GOOD}redis:\n  url: redis://127.0.0.1:6379\n{extra}");
+        assert_eq!(err_path(&yaml), path, "{extra}");
+    }
+    let yaml = format!(
+        "{GOOD}redis:\n  url: redis://127.0.0.1:6379\n  ca_file: {}\n",
+        ca.display()
+    );
+    assert_eq!(err_path(&yaml), "redis.ca_file");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn only_one_default() {
     let two = format!(
         "{GOOD}  goerli:\n    chain_id: 5\n    default: true\n    upstreams:\n      - name: a\n        http: http://127.0.0.1:1\n"

@@ -25,6 +25,7 @@ use crate::config::{
 use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::policy::ClientPolicy;
+use crate::redis_link::{LinkError, RedisLink};
 use crate::subscriptions::{Hubs, NetworkSource};
 use crate::upstream::{discovery, http_client, HttpClient};
 
@@ -38,13 +39,15 @@ pub struct NetworkTable {
     pub policy: Arc<ClientPolicy>,
     /// What `policy` was built from, so a reload can tell whether it changed.
     policy_source: (PolicyConfig, Option<RedisConfig>),
+    /// The one Redis connection (restart-only: a reload keeps it).
+    pub redis: Option<Arc<RedisLink>>,
 }
 
 /// Why a gateway could not start, or a config could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Redis(#[from] LinkError),
 }
 
 /// One discovery loop per discover group; each holds only a weak reference,
@@ -82,12 +85,22 @@ impl NetworkTable {
     ) -> Result<NetworkTable, StartError> {
         // The policy keeps its limiter state (budgets spent, connections
         // open) across a reload that does not change it.
+        let redis = match old {
+            Some(o) => o.redis.clone(),
+            None => match &config.redis {
+                Some(r) => Some(Arc::new(RedisLink::new(r, &metrics.redis)?)),
+                None => None,
+            },
+        };
         let policy_source = (config.policy.clone(), config.redis.clone());
         let policy = match old {
             Some(o) if o.policy_source == policy_source => o.policy.clone(),
             _ => {
-                let redis = config.redis.as_ref();
-                let policy = Arc::new(ClientPolicy::new(&config.policy, redis, &metrics.policy)?);
+                let policy = Arc::new(ClientPolicy::new(
+                    &config.policy,
+                    redis.as_ref(),
+                    &metrics.policy,
+                ));
                 forget_idle_clients(Arc::downgrade(&policy));
                 policy
             }
@@ -104,7 +117,7 @@ impl NetworkTable {
                     Arc::new(Network::start_after(
                         net.clone(),
                         client,
-                        config.redis.as_ref(),
+                        redis.as_ref(),
                         metrics,
                         previous.map(|p| &**p),
                     ))
@@ -121,6 +134,7 @@ impl NetworkTable {
             server: config.server.clone(),
             policy,
             policy_source,
+            redis,
         })
     }
 

@@ -42,9 +42,10 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::config::{FiltersConfig, RedisConfig};
+use crate::config::FiltersConfig;
 use crate::jsonrpc::Reply;
 use crate::metrics::{each, FilterMetrics, FilterRefusal};
+use crate::redis_link::RedisLink;
 use crate::router::{self, Forward, RouteError, Target};
 use crate::upstream::chain::Canon;
 use crate::upstream::NetworkView;
@@ -165,18 +166,13 @@ impl Filters {
     pub fn start(
         network: &str,
         config: &FiltersConfig,
-        redis: Option<&RedisConfig>,
+        redis: Option<(&Arc<RedisLink>, &str)>,
         chain: Arc<ArcSwap<Canon>>,
         previous: Option<&Filters>,
         series: FilterSeries,
     ) -> Filters {
-        let shared = redis.and_then(|r| match RedisFilters::new(&r.url, network, REDIS_TIMEOUT) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!(network, error = %e, "filters: cannot use redis; keeping filters in memory");
-                None
-            }
-        });
+        let shared =
+            redis.map(|(link, space)| RedisFilters::new(link.clone(), space, REDIS_TIMEOUT));
         let kept = config.max_pending_hashes;
         let (store, pending) = match (shared, previous) {
             (Some(s), _) => {

@@ -18,13 +18,14 @@
 //!   which replica's append counts), so two feeds do not deliver it twice.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use redis::aio::ConnectionManager;
 use redis::Script;
 
 use super::store::StoreError;
+use crate::redis_link::{RedisLink, ValueKind};
 
 /// How long a hash's "already appended" marker lives in Redis: longer than
 /// two feeds can disagree about when they saw it.
@@ -153,7 +154,7 @@ impl Ring {
 
 /// The stream of one network in Redis.
 pub(super) struct SharedLog {
-    conn: ConnectionManager,
+    link: Arc<RedisLink>,
     /// `<prefix>pending` (the stream) and `<prefix>pending:seen:` (markers).
     stream: String,
     seen: String,
@@ -165,13 +166,13 @@ pub(super) struct SharedLog {
 impl SharedLog {
     /// `prefix` is the filter store's key prefix (one Cluster slot).
     pub(super) fn new(
-        conn: ConnectionManager,
+        link: Arc<RedisLink>,
         prefix: &str,
         kept: usize,
         timeout: Duration,
     ) -> SharedLog {
         SharedLog {
-            conn,
+            link,
             stream: format!("{prefix}pending"),
             seen: format!("{prefix}pending:seen:"),
             kept,
@@ -184,11 +185,11 @@ impl SharedLog {
         &self,
         f: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        super::store::within(self.timeout, f).await
+        super::store::within(&self.link, self.timeout, f).await
     }
 
     async fn last(&self) -> Result<String, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn();
         let mut cmd = redis::cmd("XREVRANGE");
         cmd.arg(&self.stream).arg("+").arg("-").arg("COUNT").arg(1);
         let entries: Vec<Entry> = self.within(cmd.query_async(&mut conn)).await?;
@@ -202,7 +203,7 @@ impl SharedLog {
         if !is_stream_id(cursor) {
             return Ok((Vec::new(), self.last().await?));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn();
         let mut cmd = redis::cmd("XRANGE");
         cmd.arg(&self.stream)
             .arg(format!("({cursor}"))
@@ -216,8 +217,13 @@ impl SharedLog {
         let hashes = entries
             .into_iter()
             .filter_map(|(_, fields)| match <[String; 2]>::try_from(fields) {
-                Ok([_, hash]) => Some(hash),
-                Err(_) => None,
+                // Only a transaction hash is served; anything else was not
+                // written by a gateway.
+                Ok([_, hash]) if crate::eth::parse_hash(&hash).is_some() => Some(hash),
+                _ => {
+                    self.link.invalid(ValueKind::Pending);
+                    None
+                }
             })
             .collect();
         Ok((hashes, last))
@@ -236,7 +242,7 @@ impl SharedLog {
         for h in hashes {
             call.arg(h);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn();
         let added: i64 = self.within(call.invoke_async(&mut conn)).await?;
         Ok(added.max(0) as usize)
     }

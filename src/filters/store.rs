@@ -13,17 +13,22 @@
 //! two sorted sets (all, per client) scored by deadline count the live ones;
 //! creation is one Lua script that drops the expired members, checks both
 //! caps and writes, so replicas share one count. Every Redis call has a
-//! deadline; a filter call that misses it fails with -32000, it never hangs.
+//! deadline and goes through the gateway's one [`RedisLink`] (its breaker
+//! skips Redis while it fails); a filter call that misses it fails with
+//! -32000, it never hangs. A stored filter that does not decode is treated as
+//! absent and counted (`rpcgate_redis_invalid_values_total{kind="filter"}`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::Arc;
+
 use redis::{AsyncCommands, Script};
 
 use super::state::State;
+use crate::redis_link::{RedisLink, ValueKind};
 
 /// Which cap refused a new filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,8 +306,8 @@ return n
 
 /// Filters in Redis, shared by every replica that names the same network.
 pub(super) struct RedisFilters {
-    conn: ConnectionManager,
-    /// `rpcgate:filters:v1:{<network>}:` (one hash tag: one Cluster slot).
+    link: Arc<RedisLink>,
+    /// `<prefix>:filters:v1:{<network>@<chain id>}:` (one hash tag: one Cluster slot).
     prefix: String,
     timeout: Duration,
     create: Script,
@@ -311,31 +316,21 @@ pub(super) struct RedisFilters {
 }
 
 impl RedisFilters {
-    /// Does not connect yet: the first call does, and later ones reconnect.
-    pub(super) fn new(
-        url: &str,
-        network: &str,
-        timeout: Duration,
-    ) -> Result<RedisFilters, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        Ok(RedisFilters {
-            conn: ConnectionManager::new_lazy_with_config(client, config)?,
-            prefix: format!("rpcgate:filters:v1:{{{network}}}:"),
+    /// The filters of the network whose keys are under `space`.
+    pub(super) fn new(link: Arc<RedisLink>, space: &str, timeout: Duration) -> RedisFilters {
+        RedisFilters {
+            prefix: link.key(&format!("filters:v1:{{{space}}}:")),
+            link,
             timeout,
             create: Script::new(CREATE),
             save: Script::new(SAVE),
             remove: Script::new(REMOVE),
-        })
+        }
     }
 
     /// The pending-hash stream beside these filters, on the same connection.
     pub(super) fn pending_log(&self, kept: usize) -> super::pending::SharedLog {
-        super::pending::SharedLog::new(self.conn.clone(), &self.prefix, kept, self.timeout)
+        super::pending::SharedLog::new(self.link.clone(), &self.prefix, kept, self.timeout)
     }
 
     fn keys(&self, id: &str, client: &str) -> [String; 3] {
@@ -350,7 +345,7 @@ impl RedisFilters {
         &self,
         f: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        within(self.timeout, f).await
+        within(&self.link, self.timeout, f).await
     }
 
     async fn create(
@@ -369,7 +364,7 @@ impl RedisFilters {
             .arg(millis(bounds.expiry))
             .arg(bounds.max_total)
             .arg(bounds.max_per_client);
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn();
         let reply: Vec<i64> = self.within(call.invoke_async(&mut conn)).await?;
         match reply.as_slice() {
             [0, live, expired] => Ok((*live as usize, *expired as u64)),
@@ -383,14 +378,16 @@ impl RedisFilters {
 
     async fn load(&self, id: &str) -> Result<Option<(u64, State)>, StoreError> {
         let key = format!("{}f:{id}", self.prefix);
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn();
         let value: Option<String> = self.within(conn.get(key)).await?;
         let Some(value) = value else {
             return Ok(None);
         };
-        decode(&value)
-            .map(Some)
-            .ok_or_else(|| StoreError::Unavailable(format!("filter {id} in redis is unreadable")))
+        let filter = decode(&value);
+        if filter.is_none() {
+            self.link.invalid(ValueKind::Filter);
+        }
+        Ok(filter)
     }
 
     async fn save(
@@ -409,7 +406,7 @@ impl RedisFilters {
             .arg(version.to_string())
             .arg(encode(version + 1, state)?)
             .arg(millis(expiry));
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn();
         let saved: i64 = self.within(call.invoke_async(&mut conn)).await?;
         Ok(saved == 2)
     }
@@ -421,24 +418,22 @@ impl RedisFilters {
         let [key, all, mine] = self.keys(id, &state.client);
         let mut call = self.remove.prepare_invoke();
         call.key(key).key(all).key(mine).arg(id);
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn();
         let removed: i64 = self.within(call.invoke_async(&mut conn)).await?;
         Ok(removed > 0)
     }
 }
 
-/// `f`'s answer, or `Unavailable` when Redis fails or misses `timeout`.
+/// `f`'s answer, or `Unavailable` when Redis fails, misses `timeout`, or is
+/// skipped by the link's breaker.
 pub(super) async fn within<T>(
+    link: &RedisLink,
     timeout: Duration,
     f: impl std::future::Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, StoreError> {
-    match tokio::time::timeout(timeout, f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(StoreError::Unavailable(format!("redis: {e}"))),
-        Err(_) => Err(StoreError::Unavailable(format!(
-            "redis did not answer within {timeout:?}"
-        ))),
-    }
+    link.call(timeout, f)
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
 }
 
 fn millis(d: Duration) -> u64 {

@@ -26,6 +26,7 @@ mod calls;
 mod edge;
 mod filters;
 mod policy;
+mod redis;
 mod router;
 pub mod state;
 mod upstream;
@@ -44,6 +45,7 @@ pub use calls::{CallMetrics, NetworkSeries, Outcome, KNOWN_METHODS};
 pub use edge::{CompressionMetrics, DecodeOutcome, ListenerMetrics, PanicStage, TlsReload};
 pub use filters::{FilterMetrics, FilterRefusal};
 pub use policy::PolicyMetrics;
+pub use redis::RedisMetrics;
 pub use router::{
     EvictionReason, HedgeMetrics, HedgeOutcome, HedgeSeries, ReadYourWritesMetrics, RouteMetrics,
     RouteOutcome, RouteSeries, RywRead, RywSeries,
@@ -84,6 +86,7 @@ pub struct Families {
     pub read_your_writes: ReadYourWritesMetrics,
     pub hedges: HedgeMetrics,
     pub routes: RouteMetrics,
+    pub redis: RedisMetrics,
 }
 
 impl Deref for Metrics {
@@ -116,6 +119,7 @@ impl Metrics {
             read_your_writes: ReadYourWritesMetrics::register(r),
             hedges: HedgeMetrics::register(r),
             routes: RouteMetrics::register(r),
+            redis: RedisMetrics::register(r),
             registry,
         }))
     }

@@ -7,7 +7,8 @@
 //! ([`methods`]), then its budgets of requests and compute units ([`cost`]),
 //! locally ([`local`], governor's GCRA) or, with `redis:` configured, shared
 //! by every replica ([`redis`]). A batch therefore costs the sum of its
-//! entries, and a refused entry fails alone. [`conns`] caps open
+//! entries, and a refused entry fails alone; its entries are judged together
+//! ([`ClientPolicy::admit_all`]), in Redis by one script call. [`conns`] caps open
 //! connections per IP at accept time.
 //!
 //! The policy is built once from the config and read by requests without
@@ -34,9 +35,10 @@ use http::HeaderMap;
 use prometheus::IntCounter;
 
 use self::redis::RedisLimits;
-use crate::config::{ClientRules, IpNet, LimitsConfig, PolicyConfig, RedisConfig, RedisFallback};
+use crate::config::{ClientRules, IpNet, LimitsConfig, PolicyConfig, RedisFallback};
 use crate::eth::methods::Resolved;
 use crate::metrics::PolicyMetrics;
+use crate::redis_link::RedisLink;
 use conns::ConnLimits;
 use cost::CostTable;
 use keys::KeyTable;
@@ -165,9 +167,9 @@ impl ClientPolicy {
     /// given, and counts in `metrics`.
     pub fn new(
         config: &PolicyConfig,
-        redis: Option<&RedisConfig>,
+        redis: Option<&Arc<RedisLink>>,
         metrics: &PolicyMetrics,
-    ) -> Result<ClientPolicy, ::redis::RedisError> {
+    ) -> ClientPolicy {
         ClientPolicy::with_clock(config, redis, DefaultClock::default(), metrics)
     }
 }
@@ -175,10 +177,10 @@ impl ClientPolicy {
 impl<C: Clock + Clone> ClientPolicy<C> {
     pub fn with_clock(
         config: &PolicyConfig,
-        redis: Option<&RedisConfig>,
+        redis: Option<&Arc<RedisLink>>,
         clock: C,
         metrics: &PolicyMetrics,
-    ) -> Result<ClientPolicy<C>, ::redis::RedisError> {
+    ) -> ClientPolicy<C> {
         let mut keys = KeyTable::default();
         let mut clients = Vec::with_capacity(config.clients.len());
         for (i, c) in config.clients.iter().enumerate() {
@@ -187,11 +189,8 @@ impl<C: Clock + Clone> ClientPolicy<C> {
             }
             clients.push(ClientClass::new(&c.name, false, &c.rules, &clock, metrics));
         }
-        let shared = match redis {
-            Some(r) => Some(RedisLimits::new(&r.url, config.redis_timeout)?),
-            None => None,
-        };
-        Ok(ClientPolicy {
+        let shared = redis.map(|link| RedisLimits::new(link.clone(), config.redis_timeout));
+        ClientPolicy {
             clients,
             anonymous: config
                 .anonymous
@@ -208,7 +207,7 @@ impl<C: Clock + Clone> ClientPolicy<C> {
             )),
             unauthorized: metrics.unauthorized.clone(),
             redis_fallbacks: metrics.redis_fallbacks.clone(),
-        })
+        }
     }
 
     /// Attributes a request to a tier: by its key, or as anonymous by IP.
@@ -265,33 +264,73 @@ impl<C: Clock + Clone> ClientPolicy<C> {
         caller: &Caller<'_, C>,
         method: impl Into<Resolved<'a>>,
     ) -> Result<(), Refusal> {
-        let cost = self.permit_method(caller, method)?;
+        let mut verdicts = self.admit_all(caller, &[method.into()]).await;
+        verdicts.pop().unwrap_or(Err(Refusal::LimiterUnavailable))
+    }
+
+    /// Judges the calls of one message in order, each on its own (its
+    /// method, then the budgets as the earlier calls left them): one verdict
+    /// per method. Shared budgets are charged by one Redis script call for
+    /// all of them.
+    pub async fn admit_all(
+        &self,
+        caller: &Caller<'_, C>,
+        methods: &[Resolved<'_>],
+    ) -> Vec<Result<(), Refusal>> {
+        let permits: Vec<Result<u32, Refusal>> = methods
+            .iter()
+            .map(|m| self.permit_method(caller, *m))
+            .collect();
         let class = caller.class;
         if class.local.is_unlimited() {
-            return Ok(());
+            return permits.into_iter().map(|p| p.map(|_| ())).collect();
         }
         let Some(shared) = &self.shared else {
-            return self.check_local(caller, cost);
+            return permits
+                .into_iter()
+                .map(|p| p.and_then(|cost| self.check_local(caller, cost)))
+                .collect();
         };
+        let costs: Vec<u32> = permits
+            .iter()
+            .filter_map(|p| p.as_ref().ok().copied())
+            .collect();
+        if costs.is_empty() {
+            return permits.into_iter().map(|p| p.map(|_| ())).collect();
+        }
         // Boxed: the Redis script call's future is large, and held inline
         // it would be copied with every call's future, limited or not.
-        match Box::pin(shared.check(&caller.bucket(), &class.limits, cost)).await {
-            Ok(v) => {
+        match Box::pin(shared.check_all(&caller.bucket(), &class.limits, &costs)).await {
+            Ok(verdicts) => {
                 if shared.mark_up() {
                     tracing::info!("shared rate limits available again in redis");
                 }
-                self.verdict(caller, v, cost)
+                let mut verdicts = verdicts.into_iter();
+                permits
+                    .into_iter()
+                    .map(|p| {
+                        let cost = p?;
+                        let v = verdicts.next().unwrap_or(Verdict::Never);
+                        self.verdict(caller, v, cost)
+                    })
+                    .collect()
             }
             Err(e) => {
-                self.redis_fallbacks.inc();
+                self.redis_fallbacks.inc_by(costs.len() as u64);
                 // Once per outage, not once per call.
                 if shared.mark_down() {
                     tracing::warn!(error = %e, fallback = ?self.fallback, "shared rate limits unavailable; falling back until redis answers");
                 }
-                match self.fallback {
-                    RedisFallback::Open => self.check_local(caller, cost),
-                    RedisFallback::Closed => Err(Refusal::LimiterUnavailable),
-                }
+                permits
+                    .into_iter()
+                    .map(|p| {
+                        let cost = p?;
+                        match self.fallback {
+                            RedisFallback::Open => self.check_local(caller, cost),
+                            RedisFallback::Closed => Err(Refusal::LimiterUnavailable),
+                        }
+                    })
+                    .collect()
             }
         }
     }

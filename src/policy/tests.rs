@@ -19,8 +19,7 @@ fn policy(section: &str) -> (ClientPolicy<FakeRelativeClock>, FakeRelativeClock)
     let config = Config::from_yaml(&yaml).unwrap();
     let clock = FakeRelativeClock::default();
     (
-        ClientPolicy::with_clock(&config.policy, None, clock.clone(), &Metrics::new().policy)
-            .unwrap(),
+        ClientPolicy::with_clock(&config.policy, None, clock.clone(), &Metrics::new().policy),
         clock,
     )
 }

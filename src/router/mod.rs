@@ -32,6 +32,7 @@ pub mod batch;
 pub mod hedge;
 mod routes;
 pub mod ryw;
+mod ryw_shared;
 pub mod select;
 mod transactions;
 

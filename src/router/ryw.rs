@@ -28,6 +28,12 @@
 //! after `ttl`, or, past `max_entries`, oldest first. Reads touch only the
 //! concurrent maps (no lock that a send holds for longer than one insert)
 //! and skip all of it, with one atomic load, while nothing is remembered.
+//!
+//! With `redis:` set, each send is also recorded in Redis ([`SharedSends`],
+//! `ryw_shared`), and a read this process has no record for asks there
+//! ([`RecentSends::steer_shared`]): behind a Service with several gateway
+//! replicas, the wallet's nonce read is steered to the backend that accepted
+//! its send whichever replica it reaches.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,6 +45,7 @@ use fastrand::Rng;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+pub use super::ryw_shared::SharedSends;
 use super::{attempt, forward, select, Forward, Order, RouteError, Target};
 use crate::config::ReadYourWritesConfig;
 use crate::eth::{parse_hash, Hash};
@@ -91,11 +98,17 @@ pub struct RecentSends {
     /// Entries of `by_hash`: the reads' one check while it is 0.
     live: AtomicUsize,
     series: RywSeries,
+    /// The record every replica shares, with `redis:` set.
+    shared: Option<SharedSends>,
 }
 
 impl RecentSends {
     /// Remembers sends as `config` says, counting in `series` (the network's).
-    pub fn new(series: RywSeries, config: &ReadYourWritesConfig) -> RecentSends {
+    pub fn new(
+        series: RywSeries,
+        config: &ReadYourWritesConfig,
+        shared: Option<SharedSends>,
+    ) -> RecentSends {
         series.entries.set(0);
         RecentSends {
             ttl: config.ttl,
@@ -105,6 +118,7 @@ impl RecentSends {
             order: Mutex::new(VecDeque::new()),
             live: AtomicUsize::new(0),
             series,
+            shared,
         }
     }
 
@@ -164,6 +178,52 @@ impl RecentSends {
         }
         drop(order);
         self.series.entries.set(self.len() as i64);
+    }
+
+    /// Records the send `reply` answered in the shared record too (with
+    /// `redis:` set; else nothing), before its answer goes back.
+    pub async fn share(&self, reply: &Reply, client: &str) {
+        let (Some(shared), Some(origin), false) = (&self.shared, &reply.origin, reply.is_error())
+        else {
+            return;
+        };
+        let Some(hash) = result_hash(reply.raw()) else {
+            return;
+        };
+        shared
+            .record(&hash, &origin.backend, client, self.ttl)
+            .await;
+    }
+
+    /// Where a call should go first by the shared record, when this process
+    /// remembers nothing for it (`client` is made only for a nonce read).
+    pub async fn steer_shared(
+        &self,
+        method: &str,
+        params: Option<&str>,
+        client: impl FnOnce() -> String,
+    ) -> Option<Steer> {
+        let shared = self.shared.as_ref()?;
+        match method {
+            "eth_getTransactionReceipt" | "eth_getTransactionByHash" => {
+                let hash = hash_param(params?)?;
+                let backend = shared.backend_of(&hash).await?;
+                Some(Steer {
+                    backend,
+                    hash,
+                    read: Read::Transaction,
+                })
+            }
+            "eth_getTransactionCount" if is_pending_count(params?) => {
+                let (backend, hash) = shared.latest_of(&client()).await?;
+                Some(Steer {
+                    backend,
+                    hash,
+                    read: Read::Nonce,
+                })
+            }
+            _ => None,
+        }
     }
 
     /// Where a call should go first, when it reads a remembered send.
@@ -353,7 +413,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn reads_of_a_send_go_to_the_backend_that_accepted_it() {
-        let recent = RecentSends::new(unit_series("ryw-unit-steer"), &config(10));
+        let recent = RecentSends::new(unit_series("ryw-unit-steer"), &config(10), None);
         assert!(receipt(&recent, H1, "c:a").is_none());
         recent.sent(&accepted(H1, "r1"), "c:a");
         // The hash, by anyone, in either spelling; the nonce for its sender only.
@@ -386,7 +446,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sends_are_forgotten_when_included_after_the_ttl_or_when_full() {
-        let recent = RecentSends::new(unit_series("ryw-unit-forget"), &config(2));
+        let recent = RecentSends::new(unit_series("ryw-unit-forget"), &config(2), None);
         recent.sent(&accepted(H1, "r1"), "c:a");
         let steer = receipt(&recent, H1, "c:a").unwrap();
         // Pending (no block), or in a block above the served head: kept.

@@ -13,6 +13,9 @@
 //! - `websocket`: calls and subscriptions over a client WebSocket, and its bounds.
 //! - `filters`: filters owned by the gateway.
 //! - `operations`: readiness, shutdown, reload, metrics, logs.
+//! - `shared_redis`: Redis shared by replicas: TLS and an ACL user, the
+//!   circuit breaker, one script call per batch, values checked, and
+//!   read-your-writes across gateways.
 //!
 //! The memory flood runs in a binary of its own (`tests/memory`); the
 //! helpers both binaries use are in `tests/support`.
@@ -27,6 +30,7 @@ mod filters;
 mod operations;
 mod policy;
 mod routing;
+mod shared_redis;
 #[path = "../support/mod.rs"]
 mod support;
 mod websocket;
