@@ -377,6 +377,7 @@ impl Filters {
                             params: Some(&params),
                             min_head: to,
                             state_at: None,
+                            block: None,
                         },
                     )
                     .await?;
@@ -448,6 +449,7 @@ impl Filters {
                 params: Some(&params),
                 min_head,
                 state_at: None,
+                block: None,
             },
         )
         .await?)
@@ -506,6 +508,7 @@ async fn block_hash(target: Target<'_>, view: &NetworkView, n: u64) -> Result<St
             params: Some(&params),
             min_head: n,
             state_at: None,
+            block: None,
         },
     )
     .await?;
