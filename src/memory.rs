@@ -223,6 +223,18 @@ impl Permit {
         })
     }
 
+    /// A permit for `bytes` of what this one holds (all it holds, if
+    /// less), moved out of it: the share of one part of a body read as a
+    /// whole (an answer of an upstream batch).
+    pub fn split_off(&mut self, bytes: usize) -> Permit {
+        let moved = bytes.min(self.bytes);
+        self.bytes -= moved;
+        Permit {
+            budget: self.budget,
+            bytes: moved,
+        }
+    }
+
     /// Holds `more` bytes as well, waiting for budget at most
     /// `server.memory_wait`; on failure it still holds what it held.
     pub async fn grow(&mut self, more: usize) -> Result<(), OverBudget> {

@@ -55,5 +55,5 @@ pub use error::FleetError;
 pub use lockstep::{ChainTip, Checkpoint, Fleet, FleetOptions, DEV_ACCOUNT, RECEIVER_ACCOUNT};
 pub use redis::RedisServer;
 pub use rpc::RpcClient;
-pub use tap::{CallMatch, Fault, HeadLie, Tap};
+pub use tap::{CallMatch, Fault, HeadAt, HeadLie, Tap};
 pub use tls::{Leaf, TestCa, TlsTerminator};

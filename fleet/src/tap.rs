@@ -25,6 +25,11 @@
 //! anyone on the path of plain HTTP could: the number in `eth_blockNumber` and in
 //! `eth_getBlockByNumber("latest")` is changed (the block's hash is left as is);
 //! blocks asked by number are relayed faithfully.
+//! [`Tap::set_body_limit`] answers 413 to a body over a limit, as Geth does over its
+//! 5 MiB (anvil takes far more). [`Tap::set_head_at`] makes the node look as if it
+//! stood lower than it does (a node restarted behind the head it had): a single
+//! call naming a block above that head by number is answered `-32001 Resource not
+//! found`; the head probes may be told that head too, or still see the node's own.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -104,6 +109,17 @@ impl CallMatch {
     }
 }
 
+/// Where [`Tap::set_head_at`] makes the node seem to stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadAt {
+    /// Calls naming a block above this by number are answered "not found".
+    pub head: u64,
+    /// Whether `eth_blockNumber` and `eth_getBlockByNumber("latest")` say
+    /// `head` too (a node that came back behind), or are forwarded (a node
+    /// whose head the gateway still believes higher).
+    pub probes_see_it: bool,
+}
+
 /// A counting relay on 127.0.0.1 in front of one node. Stops serving when dropped.
 pub struct Tap {
     addr: SocketAddr,
@@ -135,6 +151,12 @@ struct Shared {
     state_history: Mutex<Option<u64>>,
     missing_state: AtomicU64,
     head_lie: Mutex<Option<HeadLie>>,
+    /// Bodies over this many bytes get 413 (`None`: [`MAX_BODY_BYTES`] only).
+    body_limit: Mutex<Option<usize>>,
+    /// Where the node seems to stand (see [`Tap::set_head_at`]).
+    head_at: Mutex<Option<HeadAt>>,
+    /// Calls answered "not found" by [`Tap::set_head_at`] (not reset).
+    not_found: AtomicU64,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -171,6 +193,9 @@ impl Tap {
             state_history: Mutex::new(None),
             missing_state: AtomicU64::new(0),
             head_lie: Mutex::new(None),
+            body_limit: Mutex::new(None),
+            head_at: Mutex::new(None),
+            not_found: AtomicU64::new(0),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(Self {
@@ -274,6 +299,22 @@ impl Tap {
     pub fn missing_state_answers(&self) -> u64 {
         self.shared.missing_state.load(Ordering::SeqCst)
     }
+
+    /// Answers 413 to bodies longer than `bytes` (counted first, not forwarded), as
+    /// Geth does over its 5 MiB; `None` ends it.
+    pub fn set_body_limit(&self, bytes: Option<usize>) {
+        *self.shared.body_limit.lock() = bytes;
+    }
+
+    /// Makes the node seem to stand at `at.head` (see [`HeadAt`]); `None` ends it.
+    pub fn set_head_at(&self, at: Option<HeadAt>) {
+        *self.shared.head_at.lock() = at;
+    }
+
+    /// Calls answered "not found" by [`Tap::set_head_at`] (not reset).
+    pub fn not_found_answers(&self) -> u64 {
+        self.shared.not_found.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for Tap {
@@ -322,6 +363,30 @@ async fn relay(
         Err(_) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "tap: body too large")),
     };
     shared.record(&body);
+    if shared
+        .body_limit
+        .lock()
+        .is_some_and(|limit| body.len() > limit)
+    {
+        return Ok(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "content length too large",
+        ));
+    }
+    let head_at = *shared.head_at.lock();
+    let mut body = body;
+    if let Some(at) = head_at {
+        if let Some(answer) = seeming_head(&body, at, &shared.not_found) {
+            return Ok(answer);
+        }
+        if let Some(lower) = at
+            .probes_see_it
+            .then(|| latest_at(&body, at.head))
+            .flatten()
+        {
+            body = lower;
+        }
+    }
 
     let only = *shared.only.lock();
     let applies = only.is_none_or(|m| methods_of(&body).iter().any(|x| x == m));
@@ -510,6 +575,56 @@ impl Shared {
         let v: Value = serde_json::from_slice(&body).ok()?;
         quantity(v.get("result")?)
     }
+}
+
+/// The answer of a node standing at `at.head` to a single call, when it differs
+/// from the node's own: "not found" for a block above it, or that head to a probe.
+fn seeming_head(body: &[u8], at: HeadAt, not_found: &AtomicU64) -> Option<Response<Full<Bytes>>> {
+    let call: Value = serde_json::from_slice(body).ok()?;
+    let id = call.get("id").cloned().unwrap_or(Value::Null);
+    let answer = |member: &str, value: Value| {
+        let mut response = Response::new(Full::new(Bytes::from(
+            serde_json::json!({"jsonrpc": "2.0", "id": id, member: value}).to_string(),
+        )));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        response
+    };
+    let method = call.get("method")?.as_str()?;
+    let first = call.get("params").and_then(|p| p.get(0));
+    if at.probes_see_it && method == "eth_blockNumber" {
+        return Some(answer("result", Value::from(format!("0x{:x}", at.head))));
+    }
+    let named = match method {
+        "eth_getBlockByNumber" | "eth_getBlockReceipts" | "eth_getHeaderByNumber" => {
+            first.and_then(quantity)
+        }
+        _ => state_block(&call),
+    };
+    named.filter(|&n| n > at.head).map(|_| {
+        not_found.fetch_add(1, Ordering::SeqCst);
+        answer(
+            "error",
+            serde_json::json!({"code": -32001, "message": "Resource not found"}),
+        )
+    })
+}
+
+/// `eth_getBlockByNumber("latest", ..)` asked as `eth_getBlockByNumber(head, ..)`:
+/// the node's own block at the height it seems to stand at, with its real hash.
+fn latest_at(body: &[u8], head: u64) -> Option<Bytes> {
+    let mut call: Value = serde_json::from_slice(body).ok()?;
+    if call.get("method")?.as_str()? != "eth_getBlockByNumber" {
+        return None;
+    }
+    let first = call.get_mut("params")?.get_mut(0)?;
+    if first.as_str()? != "latest" {
+        return None;
+    }
+    *first = Value::from(format!("0x{head:x}"));
+    Some(Bytes::from(call.to_string()))
 }
 
 /// The block number a single state read asks for (a number, bare or as

@@ -4,7 +4,14 @@
 //! them steered past the cache), the cache, the router, the cache's store.
 //!
 //! Each step is a module that knows nothing of the others; this function is
-//! the only place that knows their order. The client policy has admitted the
+//! the only place that knows their order.
+//!
+//! A block the gateway pinned that every backend asked then denied
+//! ([`RouteError::StaleBlock`]: their heads, or the served head, were stale)
+//! is pinned once more, on a view in which every doubted head was probed
+//! again (`Upstreams::view_without_doubts`): the served head is re-derived
+//! from what the backends answer now, so the client gets an answer rather
+//! than a node's "not found" for a block the gateway chose. The client policy has admitted the
 //! call before it gets here (`calls`, which admits a batch in order before
 //! any entry runs), and `calls` turns what comes back into the answer with
 //! the caller's id and counts it.
@@ -13,7 +20,7 @@ use super::call_error::{CallError, ParamsError};
 use super::heavy;
 use crate::cache::{CacheUse, Lookup};
 use crate::eth::methods::Resolved;
-use crate::eth::{self, BlockArg};
+use crate::eth::{self, BlockArg, BlockRef};
 use crate::filters::FilterMethod;
 use crate::jsonrpc::Call;
 use crate::jsonrpc::Reply;
@@ -67,6 +74,31 @@ pub(super) async fn run(
         });
     }
     heavy::check_node_filter_logs(&call.method, network.filters.is_some())?;
+    match pinned_call(network, view, call, method, logs_limit, bucket, batch).await {
+        Err(CallError::Route(RouteError::StaleBlock(block))) => {
+            tracing::info!(network = %network.config.name, method = %call.method, block, "every backend asked denied the pinned block: pinned again once their heads are probed");
+            let wait = network.config.head.probe_timeout;
+            let fresh = network.upstreams.view_without_doubts(wait).await;
+            Box::pin(pinned_call(
+                network, &fresh, call, method, logs_limit, bucket, None,
+            ))
+            .await
+        }
+        routed => routed,
+    }
+}
+
+/// The steps from block pinning on, against `view`.
+async fn pinned_call(
+    network: &Network,
+    view: &NetworkView,
+    call: &Call<'_>,
+    method: Resolved<'_>,
+    logs_limit: u64,
+    bucket: &(dyn Fn() -> String + Sync),
+    batch: Option<&Batcher>,
+) -> Result<Routed, CallError> {
+    let served = view.served_head.ok_or(RouteError::NoBackend)?;
     let spec = method.spec();
     let heads = eth::pinning::Heads {
         served,
@@ -79,11 +111,19 @@ pub(super) async fn run(
     let state_at = spec
         .filter(|m| m.reads_state)
         .and_then(|_| pinned.state_block(served));
+    // The block the call names by number, `latest` pinned included (not a
+    // log filter's range: its blocks are many).
+    let block = match pinned.block {
+        Some(BlockRef::Number(n)) => Some(n),
+        _ if pinned.pinned_latest && pinned.log_blocks.is_none() => Some(pinned.min_head),
+        _ => None,
+    };
     let forward = |params| Forward {
         method: &call.method,
         params,
         min_head: pinned.min_head,
         state_at,
+        block,
     };
     let target = network.target();
     // Read-your-writes: a send is remembered, and reads of it go where it

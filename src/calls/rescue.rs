@@ -214,9 +214,52 @@ fn memory_busy() -> ErrorObject {
     )
 }
 
+/// A failure the request caused (`UpstreamError::client_caused`): the
+/// client's to fix, so an HTTP 200 with what to change, as a node would
+/// answer a call it will not serve.
+fn request_fault(error: &UpstreamError) -> Option<Rescued> {
+    let rescued = match error {
+        UpstreamError::RequestTooLarge { len, max } => Rescued::ok(
+            code::INVALID_REQUEST,
+            format!("request too large: {len} bytes as sent to the backends, whose limit is {max} bytes"),
+            Outcome::Invalid,
+        ),
+        UpstreamError::Refused(413) => Rescued::ok(
+            code::INVALID_REQUEST,
+            "request too large: the backend refused its size (HTTP 413)",
+            Outcome::Invalid,
+        ),
+        UpstreamError::Refused(status) => Rescued::ok(
+            code::INVALID_REQUEST,
+            format!("the backend refused the request (HTTP {status})"),
+            Outcome::Invalid,
+        ),
+        UpstreamError::TooLarge(max) => Rescued::ok(
+            code::LIMIT_EXCEEDED,
+            format!("limit exceeded: the response is larger than {max} bytes; ask for less (a narrower range, fewer blocks)"),
+            Outcome::Limited,
+        ),
+        UpstreamError::CallTimeout(limit) => Rescued::ok(
+            code::LIMIT_EXCEEDED,
+            format!("limit exceeded: the call did not finish within its {limit:?} limit"),
+            Outcome::Limited,
+        ),
+        _ => return None,
+    };
+    Some(rescued)
+}
+
 /// A call no backend answered. The backend's name stays in our logs; the
 /// client learns what happened.
 fn route(e: &RouteError) -> Rescued {
+    if let RouteError::Upstream { error, .. } = e {
+        if let Some(rescued) = request_fault(error) {
+            return Rescued {
+                detail: Some(e.to_string()),
+                ..rescued
+            };
+        }
+    }
     let object = match e {
         RouteError::NoBackend => ErrorObject::new(
             code::UNAVAILABLE,
@@ -225,6 +268,10 @@ fn route(e: &RouteError) -> Rescued {
         RouteError::BlockUnavailable(n) => ErrorObject::new(
             code::UNAVAILABLE,
             format!("no available backend has block {n} yet"),
+        ),
+        RouteError::StaleBlock(n) => ErrorObject::new(
+            code::UNAVAILABLE,
+            format!("no available backend has block {n} any more (the chain moved); retry"),
         ),
         RouteError::Upstream {
             error: UpstreamError::MemoryBudget,

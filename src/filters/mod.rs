@@ -399,6 +399,7 @@ impl Filters {
                             params: Some(&params),
                             min_head: to,
                             state_at: None,
+                            block: None,
                         },
                     )
                     .await?;
@@ -468,6 +469,7 @@ impl Filters {
                 params: Some(&params),
                 min_head,
                 state_at: None,
+                block: None,
             },
         )
         .await?)
@@ -544,6 +546,7 @@ async fn block_hash(
             params: Some(&params),
             min_head: n,
             state_at: None,
+            block: None,
         },
     )
     .await?;

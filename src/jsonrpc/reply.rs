@@ -89,26 +89,48 @@ impl Reply {
 
     /// The `message` of an error reply.
     pub fn error_message(&self) -> Option<String> {
+        self.error_object().map(|(_, message)| message)
+    }
+
+    /// The `code` and `message` of an error reply.
+    fn error_object(&self) -> Option<(Option<i64>, String)> {
         #[derive(Deserialize)]
         struct E {
+            code: Option<i64>,
             message: Option<String>,
         }
         if !self.is_error() {
             return None;
         }
-        serde_json::from_slice::<E>(self.raw()).ok()?.message
+        let e = serde_json::from_slice::<E>(self.raw()).ok()?;
+        Some((e.code, e.message?))
     }
 
     /// Whether this is a node saying it lacks the state the call asked for
     /// (Geth, Erigon, Nethermind and Besu word it differently; a pruned
-    /// node answers this for blocks below its window).
+    /// node answers this for blocks below its window). Only the node's own
+    /// words count: the message must *start* with a known phrase, and a
+    /// revert (code 3, `execution reverted: <reason>`) never does, whatever
+    /// reason the caller's contract gave.
     pub fn is_missing_state(&self) -> bool {
-        let Some(message) = self.error_message() else {
+        let Some((code, message)) = self.error_object() else {
             return false;
         };
-        let m = message.to_ascii_lowercase();
-        MISSING_STATE.iter().any(|p| m.contains(p))
-            || (m.contains("state") && (m.contains("not available") || m.contains("unavailable")))
+        let m = message.trim_start().to_ascii_lowercase();
+        code != Some(REVERTED)
+            && !m.starts_with("execution reverted")
+            && MISSING_STATE.iter().any(|p| m.starts_with(p))
+    }
+
+    /// Whether this is a node saying the block the call named is not there
+    /// (`-32001 resource not found`, Geth's `header not found`, `unknown
+    /// block`).
+    pub fn is_block_not_found(&self) -> bool {
+        let Some((code, message)) = self.error_object() else {
+            return false;
+        };
+        let m = message.trim_start().to_ascii_lowercase();
+        code == Some(RESOURCE_NOT_FOUND) || BLOCK_NOT_FOUND.iter().any(|p| m.starts_with(p))
     }
 
     /// Parses a result as `T` (for the control loops).
@@ -159,14 +181,32 @@ impl Reply {
     }
 }
 
-/// Error messages with which nodes say they lack a block's state (besides
-/// "state ... not available" and "... unavailable", matched apart).
-const MISSING_STATE: [&str; 4] = [
+/// How error messages of nodes that lack a block's state begin. ("header
+/// not found" is not one: it says the block is not there, see
+/// [`Reply::is_block_not_found`].)
+const MISSING_STATE: [&str; 7] = [
     "missing trie node",
-    "header not found",
     "historical state",
+    "required historical state",
+    "state not available",
+    "state is not available",
+    "world state unavailable",
     "pruned",
 ];
+
+/// How error messages of nodes that do not have a block begin.
+const BLOCK_NOT_FOUND: [&str; 4] = [
+    "header not found",
+    "unknown block",
+    "block not found",
+    "resource not found",
+];
+
+/// The error code of a revert (`execution reverted: <reason>`).
+const REVERTED: i64 = 3;
+
+/// The error code of EIP-1474's "resource not found".
+const RESOURCE_NOT_FOUND: i64 = -32001;
 
 #[cfg(test)]
 mod tests {
@@ -193,5 +233,36 @@ mod tests {
         assert_eq!(r.error_message().as_deref(), Some("already known"));
         assert!(Reply::from_body(Bytes::from_static(br#"{"id":1}"#)).is_none());
         assert!(Reply::from_body(Bytes::from_static(b"<html>")).is_none());
+    }
+
+    fn error(code: i64, message: &str) -> Reply {
+        let body = serde_json::json!({"id": 1, "error": {"code": code, "message": message}});
+        Reply::from_body(Bytes::from(body.to_string())).unwrap()
+    }
+
+    #[test]
+    fn missing_state_is_the_node_s_words_never_a_revert_reason() {
+        assert!(error(-32000, "missing trie node 5b2e8c (path ) <nil>").is_missing_state());
+        assert!(error(-32000, "historical state 0xab is not available").is_missing_state());
+        assert!(!error(3, "execution reverted: missing trie node").is_missing_state());
+        assert!(
+            !error(3, "missing trie node").is_missing_state(),
+            "code 3 is a revert"
+        );
+        assert!(!error(-32000, "execution reverted: missing trie node").is_missing_state());
+        assert!(
+            !error(-32000, "out of gas: historical state").is_missing_state(),
+            "only a message that starts with the phrase"
+        );
+        assert!(!error(-32000, "header not found").is_missing_state());
+    }
+
+    #[test]
+    fn block_not_found_by_code_or_words() {
+        assert!(error(-32001, "Resource not found").is_block_not_found());
+        assert!(error(-32000, "header not found").is_block_not_found());
+        assert!(error(-32000, "unknown block").is_block_not_found());
+        assert!(!error(3, "execution reverted: header not found").is_block_not_found());
+        assert!(!error(-32000, "nonce too low").is_block_not_found());
     }
 }

@@ -47,6 +47,7 @@ async fn read(
         params: Some(r#"["0x01"]"#),
         min_head: 10,
         state_at: None,
+        block: None,
     };
     forward_with(target, view, call, &mut Rng::with_seed(7)).await
 }

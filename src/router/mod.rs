@@ -7,10 +7,25 @@
 //! not receive it (the connection was refused, or it answered 429), and an
 //! "already known" answer is a success: the transaction is in a pool.
 //!
+//! Failures the request caused (`UpstreamError::client_caused`: a body or
+//! reply too large, another 4xx, a call past its own long time limit) are
+//! not retried anywhere, fallbacks included: every backend would fail it the
+//! same way, and the client learns why at once.
+//!
 //! Upstreams of `tier: fallback` get a call only when every primary
 //! attempt failed or none could be made (see `select`); a read of old state
-//! goes only to backends that still hold it, and a "missing trie node"
-//! answer teaches the router that the node keeps less (`attempt`).
+//! goes only to backends that still hold it, and a node's "missing trie
+//! node" answer to a read that cannot carry the caller's words teaches the
+//! router that the node keeps less (`attempt`).
+//!
+//! A backend that answers "not found" (`-32001`, "header not found", a null
+//! block) for a block at or below the head it claimed has a stale head: its
+//! head tracker is told to probe again (it serves no reads of the present
+//! until then), and the call goes at once to another candidate, neither a
+//! failure nor an attempt. When every candidate says so, the block is gone
+//! (a reorg to a shorter branch): [`RouteError::StaleBlock`] asks the
+//! pipeline to pin again on a fresh view; the client never sees the node's
+//! "not found" for a block the gateway chose.
 //!
 //! A method with a route (`routes:`) goes to the route's upstreams only,
 //! and to the ordinary path above only as its `fallback` allows (`routes`).
@@ -55,6 +70,10 @@ pub enum RouteError {
     NoBackend,
     #[error("no backend has block {0} yet")]
     BlockUnavailable(u64),
+    /// Every backend asked claimed block `0` and answered that it is not
+    /// there: their heads (or the served head) were stale.
+    #[error("no backend has block {0} any more")]
+    StaleBlock(u64),
     #[error("backend {backend} failed: {error}")]
     Upstream {
         backend: String,
@@ -82,6 +101,12 @@ pub struct Forward<'a> {
     /// For a read of state (`Method::reads_state`) at a known block: that
     /// block, which only backends that still hold its state can serve.
     pub state_at: Option<u64>,
+    /// The block the call names by number (`latest` pinned to the served
+    /// head included): a backend whose head is at or above it and that
+    /// answers "not found" for it has a stale head. `None`: the call names
+    /// no block by number (a hash, a tag, none), and a "not found" is an
+    /// answer.
+    pub block: Option<u64>,
 }
 
 /// Chooses backends that have block `call.min_head` and calls them.
@@ -170,6 +195,7 @@ async fn ordinary(
         Ok(reply) => Ok(reply),
         Err(mut u) => {
             u.missing = u.missing.or(first.missing);
+            u.stale = u.stale.or(first.stale);
             u.into_result()
         }
     }
@@ -184,6 +210,9 @@ struct Unanswered {
     /// A node's own "missing state" answer: what the client gets when every
     /// backend asked answered so and none failed.
     missing: Option<Reply>,
+    /// The block a backend claimed and said it did not have (see
+    /// [`RouteError::StaleBlock`]).
+    stale: Option<u64>,
 }
 
 impl Unanswered {
@@ -192,13 +221,15 @@ impl Unanswered {
             error,
             go_on: true,
             missing: None,
+            stale: None,
         }
     }
 
     fn into_result(self) -> Result<Reply, RouteError> {
-        match (self.error, self.missing) {
-            (RouteError::NoBackend, Some(reply)) => Ok(reply),
-            (error, _) => Err(error),
+        match (self.error, self.missing, self.stale) {
+            (RouteError::NoBackend, _, Some(block)) => Err(RouteError::StaleBlock(block)),
+            (RouteError::NoBackend, Some(reply), None) => Ok(reply),
+            (error, _, _) => Err(error),
         }
     }
 }
@@ -254,8 +285,10 @@ impl Order<'_> {
 /// Calls one candidate after another (P2C among those not tried yet, or in
 /// order), at most `max_attempts` failures, while `again` says a failure may
 /// be retried elsewhere. A node's "missing state" answer to an old state
-/// read teaches its state window, is retried elsewhere at once, and is no
-/// failure (it neither ejects nor uses an attempt). A hedged read
+/// read is retried elsewhere at once and is no failure (it does not eject),
+/// but it uses an attempt: a read every node answers so costs `max_attempts`
+/// calls, not one per backend. A backend's "not found" for a block it
+/// claimed (a stale head) is retried elsewhere and uses nothing. A hedged read
 /// (`hedge`) may have two sends in flight: the first good answer wins, a
 /// failure of one waits for the other.
 async fn attempt(
@@ -344,8 +377,13 @@ async fn attempt(
             hedge,
         } = leg;
         let error = match res {
+            Ok(reply) if stale_head(target, choice, call, &reply) => {
+                last.stale = call.block;
+                continue;
+            }
             Ok(reply) if lacks_state(target, choice, call, &reply) => {
                 last.missing = Some(reply);
+                failures += 1;
                 continue;
             }
             Ok(mut reply) => {
@@ -378,8 +416,55 @@ async fn attempt(
     Err(last)
 }
 
+/// Methods whose `null` result for a block named by number means the node
+/// does not have that block.
+const NULL_IF_NO_BLOCK: [&str; 4] = [
+    "eth_getBlockByNumber",
+    "eth_getHeaderByNumber",
+    "eth_getBlockReceipts",
+    "eth_getBlockTransactionCountByNumber",
+];
+
+/// Methods from whose "missing state" answers a window is learned: their
+/// params are an address, a slot, a block, so the node's error text cannot
+/// be the caller's (an `eth_call` can revert with any reason it likes).
+const TEACHES_STATE: [&str; 5] = [
+    "eth_getBalance",
+    "eth_getCode",
+    "eth_getStorageAt",
+    "eth_getTransactionCount",
+    "eth_getProof",
+];
+
+/// Whether `reply` says `choice` does not have the block the call names,
+/// though its head is at or above it: its head is stale, and its tracker is
+/// told to probe again (the view keeps it out of reads of the present until
+/// then).
+fn stale_head(target: Target<'_>, choice: &BackendView, call: &Forward<'_>, reply: &Reply) -> bool {
+    let Some(block) = call.block else {
+        return false;
+    };
+    // A block above its head: "not found" is the node's honest answer.
+    if block > choice.head {
+        return false;
+    }
+    let null_block =
+        !reply.is_error() && reply.raw() == b"null" && NULL_IF_NO_BLOCK.contains(&call.method);
+    if !null_block && !reply.is_block_not_found() {
+        return false;
+    }
+    tracing::info!(
+        network = %target.config.name, backend = %choice.backend.name, block, head = choice.head,
+        "backend does not have a block below the head it claimed: its head is probed again"
+    );
+    choice.backend.head_doubt.raise();
+    target.upstreams.refresh();
+    true
+}
+
 /// Whether `reply` says `choice` lacks the state of an old block the call
-/// reads; if so, what that teaches is noted (and the view rebuilt with it).
+/// reads (then it is asked elsewhere); if so and the method cannot carry a
+/// caller's words, what that teaches is noted (and the view rebuilt with it).
 fn lacks_state(
     target: Target<'_>,
     choice: &BackendView,
@@ -393,7 +478,7 @@ fn lacks_state(
     if block >= choice.head || !reply.is_missing_state() {
         return false;
     }
-    if choice.backend.lacks_state(block, choice.head) {
+    if TEACHES_STATE.contains(&call.method) && choice.backend.lacks_state(block, choice.head) {
         tracing::info!(
             network = %target.config.name, backend = %choice.backend.name, block, head = choice.head,
             kept = ?choice.backend.state_history(),

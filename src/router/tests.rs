@@ -211,6 +211,7 @@ async fn read_state(
         params: Some(r#"["0x01"]"#),
         min_head: state_at.unwrap_or(10),
         state_at,
+        block: None,
     };
     forward_with(target, view, call, &mut Rng::with_seed(seed)).await
 }
@@ -237,6 +238,39 @@ async fn a_failed_read_is_retried_once_on_another_backend() {
         .unwrap();
     assert_eq!(reply.raw(), br#""0x2a""#);
     assert_eq!((bad.calls(), good.calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_request_the_backend_refuses_is_not_retried_and_does_not_eject() {
+    // 413 is the request's fault (F5): one call, no ejection even at
+    // `eject_after: 1`, no other backend, and no latency penalty.
+    let (config, ups) = network("");
+    let refusing = Server::start(Behaviour::Status(413)).await;
+    let good = Server::start(Behaviour::Answer).await;
+    let bs = [
+        backend("refusing", &refusing.url, 1),
+        backend("good", &good.url, 1),
+    ];
+    order(&bs[0], &bs[1]);
+    let err = read(&config, &ups, &view(&bs), "eth_getBalance")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RouteError::Upstream {
+                error: UpstreamError::Refused(413),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!((refusing.calls(), good.calls()), (1, 0));
+    assert!(!bs[0].is_ejected());
+    assert!(
+        bs[0].load.estimate() < std::time::Duration::from_secs(1),
+        "no penalty"
+    );
 }
 
 #[tokio::test]
@@ -426,8 +460,10 @@ async fn old_state_goes_only_to_nodes_that_hold_it_and_recent_state_everywhere()
 
 #[tokio::test]
 async fn a_missing_state_answer_teaches_the_window_and_is_retried_at_once() {
-    // One attempt only: the retry after a missing-state answer is not a failure.
-    let (config, ups) = network("    max_attempts: 1\n    eject_after_failures: 1\n");
+    // Two attempts: the missing-state answer uses one (F7: a read that every
+    // node answers so costs `max_attempts` calls, not one per backend), and
+    // it is no failure (one failure would eject here).
+    let (config, ups) = network("    max_attempts: 2\n    eject_after_failures: 1\n");
     let pruned = Server::start(Behaviour::MissingState).await;
     let archive = Server::start(Behaviour::Answer).await;
     let bs = [

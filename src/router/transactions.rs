@@ -23,6 +23,7 @@ pub(super) async fn submit(
         params,
         min_head: 0,
         state_at: None,
+        block: None,
     };
     let again = UpstreamError::surely_not_received;
     let reply = attempt(target, candidates, &call, again, order).await?;

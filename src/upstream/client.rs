@@ -12,6 +12,13 @@
 //! the budget cannot take within `server.memory_wait` fails with
 //! [`UpstreamError::MemoryBudget`], which is the gateway's state, not the
 //! backend's: not retried, not counted against the backend.
+//!
+//! Failures the request caused are not the backend's either
+//! ([`UpstreamError::client_caused`]): a body over the backends' own limit
+//! (refused here before it is sent, or answered 413), another 4xx but 429,
+//! a reply over `max_response_bytes`, a timeout of a call that runs on the
+//! caller's own long clock. They neither eject nor weigh on the latency
+//! estimate, and no other backend is asked: it would fail the same way.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,6 +37,9 @@ use crate::memory::{self, Permit};
 use crate::metrics::{Metrics, UpstreamOutcome, UpstreamSeries};
 
 pub(super) mod batch;
+mod doubt;
+
+pub use doubt::HeadDoubt;
 
 /// How backends open connections: TCP settings shared by the plain
 /// backends of a process (a TLS backend gets its own, with its roots). Each
@@ -80,8 +90,19 @@ pub enum UpstreamError {
     Transport(String),
     #[error("HTTP status {0}")]
     Status(u16),
+    /// A 4xx other than 429 without a JSON-RPC body: the node refused the
+    /// request as such (413: too large for it).
+    #[error("the backend refused the request (HTTP status {0})")]
+    Refused(u16),
+    /// The body would exceed `max_upstream_body_bytes`: not sent.
+    #[error("request of {len} bytes exceeds the backends' limit of {max} bytes")]
+    RequestTooLarge { len: usize, max: usize },
     #[error("reply larger than {0} bytes")]
     TooLarge(usize),
+    /// A call that runs on its caller's own long clock (a method with a
+    /// longer `method_timeouts` entry, `eth_sendRawTransactionSync`) ran out.
+    #[error("the call did not finish within its {0:?} limit")]
+    CallTimeout(Duration),
     #[error("reply is not a JSON-RPC response")]
     BadReply,
     #[error("server busy: memory budget")]
@@ -93,20 +114,33 @@ impl UpstreamError {
     pub fn outcome(&self) -> UpstreamOutcome {
         match self {
             UpstreamError::Connect(_) => UpstreamOutcome::Connect,
-            UpstreamError::Timeout(_) => UpstreamOutcome::Timeout,
+            UpstreamError::Timeout(_) | UpstreamError::CallTimeout(_) => UpstreamOutcome::Timeout,
             UpstreamError::Transport(_) => UpstreamOutcome::Transport,
-            UpstreamError::Status(_) => UpstreamOutcome::Status,
-            UpstreamError::TooLarge(_) => UpstreamOutcome::TooLarge,
+            UpstreamError::Status(_) | UpstreamError::Refused(_) => UpstreamOutcome::Status,
+            UpstreamError::TooLarge(_) | UpstreamError::RequestTooLarge { .. } => {
+                UpstreamOutcome::TooLarge
+            }
             UpstreamError::BadReply => UpstreamOutcome::BadReply,
             UpstreamError::MemoryBudget => UpstreamOutcome::Memory,
         }
     }
 
-    /// Whether another backend may do better with the same read.
+    /// Whether another backend may do better with the same read: not when
+    /// the request caused the failure, nor when the gateway's memory did.
     pub fn worth_retrying(&self) -> bool {
-        !matches!(
+        !self.client_caused() && !matches!(self, UpstreamError::MemoryBudget)
+    }
+
+    /// Whether the request, not the backend, caused the failure: it says
+    /// nothing of the backend's health (F5 of the security review: a body
+    /// that grows past Geth's 5 MiB when pinned made every backend "fail").
+    pub fn client_caused(&self) -> bool {
+        matches!(
             self,
-            UpstreamError::TooLarge(_) | UpstreamError::MemoryBudget
+            UpstreamError::Refused(_)
+                | UpstreamError::RequestTooLarge { .. }
+                | UpstreamError::TooLarge(_)
+                | UpstreamError::CallTimeout(_)
         )
     }
 
@@ -119,6 +153,44 @@ impl UpstreamError {
 
 /// `state_history` when none is known.
 const UNKNOWN_HISTORY: u64 = u64::MAX;
+
+/// How long a learned state window holds: then reads below it may reach
+/// the backend again, and its next "missing state" answer teaches it anew.
+/// A node that was resyncing, or whose operator raised its history, is not
+/// kept narrow for the life of the process.
+const RELEARN_AFTER: Duration = Duration::from_secs(600);
+
+/// Methods that carry the caller's own clock: a timeout of theirs is the
+/// call's, not the backend's.
+const CALLER_TIMED: [&str; 1] = ["eth_sendRawTransactionSync"];
+
+/// Milliseconds since the first call in this process (for atomics).
+fn now_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// [`RELEARN_AFTER`] in milliseconds.
+fn relearn_ms() -> u64 {
+    u64::try_from(RELEARN_AFTER.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What a backend is asked to do per request, beyond its URL: the limits of
+/// the network that uses it.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimits {
+    /// A reply longer than this is an error ([`UpstreamError::TooLarge`]).
+    pub max_reply_bytes: usize,
+    /// A request body longer than this is not sent (the backends' own
+    /// limit: Geth's is 5 MiB).
+    pub max_request_bytes: usize,
+    /// Consecutive failures that eject it.
+    pub eject_after: u32,
+    /// The network's `request_timeout`: a call given longer (its
+    /// `method_timeouts` entry) runs on its own clock.
+    pub request_timeout: Duration,
+}
 
 /// One backend node of a network.
 pub struct Backend {
@@ -133,17 +205,25 @@ pub struct Backend {
     tls: Option<Arc<rustls::ClientConfig>>,
     next_id: AtomicU64,
     max_reply_bytes: usize,
+    max_request_bytes: usize,
+    request_timeout: Duration,
     pub load: PeakEwma,
     consecutive_failures: AtomicU32,
     ejected: AtomicBool,
     eject_after: u32,
+    /// Whether its head is known (see [`HeadDoubt`]).
+    pub head_doubt: HeadDoubt,
     series: UpstreamSeries,
     pub tier: UpstreamTier,
     /// `state_history` from the config, else [`UNKNOWN_HISTORY`].
     configured_history: u64,
     /// The window its "missing state" answers have taught (blocks of state
-    /// kept below its head), else [`UNKNOWN_HISTORY`]; only lowered.
+    /// kept below its head), else [`UNKNOWN_HISTORY`]; only lowered, and
+    /// forgotten [`RELEARN_AFTER`] the last lesson.
     learned_history: AtomicU64,
+    /// Until when it holds ([`now_ms`]): [`RELEARN_AFTER`] the last time it
+    /// was lowered.
+    learned_until: AtomicU64,
     /// The deepest state read it answered (blocks below its head then).
     proven_history: AtomicU64,
     /// State reads it answered with "missing state" (retried elsewhere).
@@ -169,6 +249,23 @@ impl Backend {
         eject_after: u32,
         metrics: &Metrics,
     ) -> Arc<Backend> {
+        let limits = CallLimits {
+            max_reply_bytes,
+            max_request_bytes: usize::MAX,
+            eject_after,
+            request_timeout: Duration::MAX,
+        };
+        Backend::with_limits(network, cfg, client, limits, metrics)
+    }
+
+    /// [`Backend::new`] with all of its network's per-request limits.
+    pub fn with_limits(
+        network: &str,
+        cfg: &UpstreamConfig,
+        client: HttpClient,
+        limits: CallLimits,
+        metrics: &Metrics,
+    ) -> Arc<Backend> {
         let uses_tls = tls::is_tls(&cfg.http) || cfg.ws.as_ref().is_some_and(tls::is_tls);
         let tls = uses_tls.then(|| tls::client_config(cfg.tls.as_ref()));
         let connector = match &tls {
@@ -182,15 +279,19 @@ impl Backend {
             pool: Pool::new(connector, &cfg.http),
             tls,
             next_id: AtomicU64::new(1),
-            max_reply_bytes,
+            max_reply_bytes: limits.max_reply_bytes,
+            max_request_bytes: limits.max_request_bytes,
+            request_timeout: limits.request_timeout,
             load: PeakEwma::new(Duration::from_millis(5)),
             consecutive_failures: AtomicU32::new(0),
             ejected: AtomicBool::new(false),
-            eject_after,
+            eject_after: limits.eject_after,
+            head_doubt: HeadDoubt::default(),
             series: metrics.upstream(network, &cfg.name),
             tier: cfg.tier,
             configured_history: cfg.state_history.unwrap_or(UNKNOWN_HISTORY),
             learned_history: AtomicU64::new(UNKNOWN_HISTORY),
+            learned_until: AtomicU64::new(0),
             proven_history: AtomicU64::new(0),
             missing_state: AtomicU64::new(0),
             standby: AtomicBool::new(cfg.tier == UpstreamTier::Fallback),
@@ -204,10 +305,18 @@ impl Backend {
     /// Blocks of state it keeps below its head, as configured or learned
     /// (the smaller); `None`: not known to lack any (an archive node).
     pub fn state_history(&self) -> Option<u64> {
-        let kept = self
-            .configured_history
-            .min(self.learned_history.load(Ordering::Relaxed));
+        let kept = self.configured_history.min(self.learned());
         (kept != UNKNOWN_HISTORY).then_some(kept)
+    }
+
+    /// The learned window while it holds, else [`UNKNOWN_HISTORY`].
+    fn learned(&self) -> u64 {
+        let learned = self.learned_history.load(Ordering::Relaxed);
+        if learned == UNKNOWN_HISTORY || now_ms() < self.learned_until.load(Ordering::Relaxed) {
+            learned
+        } else {
+            UNKNOWN_HISTORY
+        }
     }
 
     /// Notes that it lacked the state of block `block` while at head `head`
@@ -225,8 +334,18 @@ impl Backend {
         let depth = head.saturating_sub(block);
         let served = self.proven_history.load(Ordering::Relaxed);
         let kept = (depth / 2).max(served.min(depth.saturating_sub(1)));
+        if self.learned() == UNKNOWN_HISTORY {
+            // Nothing learned, or the lesson expired: this one starts anew.
+            self.learned_history
+                .store(UNKNOWN_HISTORY, Ordering::Relaxed);
+        }
         let before = self.learned_history.fetch_min(kept, Ordering::Relaxed);
-        kept < before && kept < self.configured_history
+        let narrowed = kept < before;
+        if narrowed {
+            self.learned_until
+                .store(now_ms().saturating_add(relearn_ms()), Ordering::Relaxed);
+        }
+        narrowed && kept < self.configured_history
     }
 
     /// Notes that it answered a read of block `block`'s state at head `head`:
@@ -306,7 +425,12 @@ impl Backend {
     ) -> (Result<Reply, UpstreamError>, bool) {
         let _in_flight = self.load.start();
         let started = Instant::now();
-        let res = self.exchange(method, params, timeout).await;
+        let mut res = self.exchange(method, params, timeout).await;
+        if let Err(UpstreamError::Timeout(limit)) = res {
+            if timeout > self.request_timeout || CALLER_TIMED.contains(&method) {
+                res = Err(UpstreamError::CallTimeout(limit));
+            }
+        }
         let rtt = started.elapsed();
         self.series.duration.observe(rtt.as_secs_f64());
         match &res {
@@ -320,8 +444,9 @@ impl Backend {
                 self.consecutive_failures.store(0, Ordering::Relaxed);
                 (res, false)
             }
-            // The gateway's memory was full: the backend did nothing wrong.
-            Err(UpstreamError::MemoryBudget) => (res, false),
+            // The gateway's memory was full, or the request was at fault:
+            // the backend did nothing wrong.
+            Err(e) if e.client_caused() || matches!(e, UpstreamError::MemoryBudget) => (res, false),
             Err(_) => {
                 // A failure counts as slow, so the backend is avoided at once.
                 self.load.observe(rtt.max(timeout));
@@ -356,6 +481,12 @@ impl Backend {
     ) -> Result<Reply, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = request_body(id, method, params);
+        if body.len() > self.max_request_bytes {
+            return Err(UpstreamError::RequestTooLarge {
+                len: body.len(),
+                max: self.max_request_bytes,
+            });
+        }
         let request = self.pool.request(body, &self.headers);
         let exchange = async {
             let (response, lease) = self.pool.send(request).await.map_err(|e| match e {
@@ -370,7 +501,9 @@ impl Backend {
             lease.done();
             match Reply::from_body(body) {
                 Some(r) => Ok(r.holding(held)),
-                // A non-JSON-RPC body with an error status is reported as the status.
+                // A non-JSON-RPC body with an error status is reported as
+                // the status: a 4xx refused the request as such.
+                None if status.is_client_error() => Err(UpstreamError::Refused(status.as_u16())),
                 None if !status.is_success() => Err(UpstreamError::Status(status.as_u16())),
                 None => Err(UpstreamError::BadReply),
             }
@@ -413,7 +546,7 @@ pub fn ws_request(url: &http::Uri, headers: &http::HeaderMap) -> Result<http::Re
 }
 
 /// A reply's whole body, at most `max` bytes, and the permit for them.
-async fn read_reply(
+pub(super) async fn read_reply(
     mut body: hyper::body::Incoming,
     max: usize,
 ) -> Result<(Bytes, Permit), UpstreamError> {
@@ -557,6 +690,68 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(reply.raw(), br#""s3cret""#);
+    }
+
+    #[test]
+    fn a_learned_window_holds_for_a_while_then_is_learned_anew() {
+        let cfg = UpstreamConfig {
+            name: "pruned".into(),
+            http: "http://127.0.0.1:9".parse().unwrap(),
+            ws: None,
+            headers: Default::default(),
+            tier: Default::default(),
+            state_history: None,
+            tls: None,
+        };
+        let b = Backend::new("test", &cfg, http_client(), 1 << 20, 3, &Metrics::new());
+        assert!(b.lacks_state(3, 10));
+        assert_eq!(b.state_history(), Some(3));
+        // A lesson deeper than the window teaches nothing new while it holds.
+        assert!(!b.lacks_state(1, 10));
+        assert_eq!(b.state_history(), Some(3));
+        // Once it expires, the window is unknown again, and the next
+        // lesson may be wider than the old one (F7: it widens again).
+        b.learned_until.store(0, Ordering::Relaxed);
+        assert_eq!(b.state_history(), None);
+        assert!(b.lacks_state(1, 10));
+        assert_eq!(b.state_history(), Some(4));
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_backends_limit_is_not_sent() {
+        // Port 9 refuses: were the body sent, the error would be Connect.
+        let cfg = UpstreamConfig {
+            name: "limited".into(),
+            http: "http://127.0.0.1:9".parse().unwrap(),
+            ws: None,
+            headers: Default::default(),
+            tier: Default::default(),
+            state_history: None,
+            tls: None,
+        };
+        let limits = CallLimits {
+            max_reply_bytes: 1 << 20,
+            max_request_bytes: 100,
+            eject_after: 1,
+            request_timeout: Duration::from_secs(1),
+        };
+        let b = Backend::with_limits("test", &cfg, http_client(), limits, &Metrics::new());
+        let params = format!("[\"0x{}\"]", "00".repeat(60));
+        let (r, ejected) = b
+            .call("eth_call", Some(&params), Duration::from_secs(1))
+            .await;
+        assert!(
+            matches!(r, Err(UpstreamError::RequestTooLarge { max: 100, .. })),
+            "{r:?}"
+        );
+        assert!(
+            !ejected && !b.is_ejected(),
+            "the request's fault ejects nothing"
+        );
+        // A small one is sent (and refused by the closed port: the backend's fault).
+        let (r, ejected) = b.call("eth_chainId", None, Duration::from_secs(1)).await;
+        assert!(matches!(r, Err(UpstreamError::Connect(_))), "{r:?}");
+        assert!(ejected);
     }
 
     #[test]

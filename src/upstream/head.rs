@@ -17,6 +17,12 @@
 //! - syncing: `eth_syncing` polled.
 //! - reachability: a failed probe marks the backend unreachable; a successful
 //!   one re-admits a backend that the request path ejected.
+//! - doubts (`client::HeadDoubt`): a backend that was unreachable, or whose
+//!   newHeads feed came back, or that denied a block it claimed (seen by the
+//!   router), may be a node restarted behind: its head is unknown until a
+//!   probe of `latest` that started after the doubt answers. The doubt wakes
+//!   this loop to probe at once, and that probe's head is taken even when it
+//!   is below the one the feed pushed.
 //!
 //! A `tier: fallback` backend in standby (primaries serve, see `view`) is
 //! probed only every `fallback_probe_interval` (its chain id, then `latest`
@@ -255,6 +261,9 @@ impl Tracker {
                     self.publish(|s| s.set_latest(head));
                 }
                 _ = self.backend.asked() => self.answer_ask().await,
+                _ = self.backend.head_doubt.raised() => {
+                    next_latest = Instant::now();
+                }
                 _ = self.backend.standby_changed() => {
                     let now = Instant::now();
                     if self.standby() {
@@ -285,6 +294,9 @@ impl Tracker {
     }
 
     fn unreachable(&self, error: String) {
+        if self.tx.borrow().reachable {
+            self.backend.head_doubt.raise();
+        }
         self.publish(|s| {
             s.reachable = false;
             // A node that comes back may be another node: check its chain again.
@@ -360,19 +372,38 @@ impl Tracker {
 
     async fn poll_latest(&self) {
         let started = Instant::now();
+        let probe = self.backend.head_doubt.probe_start();
         match self.block("latest").await {
             Ok(Some(head)) => {
                 self.reachable(started.elapsed());
-                // A poll that started before the last pushed head may be older than it.
+                // A poll that started before the last pushed head may be
+                // older than it; not when that head is in doubt.
+                let doubted = self.backend.head_doubt.doubted();
                 let stale = self.ws_live.load(Ordering::Relaxed)
+                    && !doubted
                     && self
                         .tx
                         .borrow()
                         .latest
                         .as_ref()
                         .is_some_and(|l| l.number > head.number);
+                // Settled first, so that the view built on this head sees the
+                // backend eligible with it: a lower head and the reorg it
+                // counts are judged together, and re-derive the served head.
+                let settled = self.backend.head_doubt.settle(probe);
+                if settled {
+                    tracing::debug!(backend = %self.backend.name, head = head.number, "backend head probed again after a doubt");
+                }
                 if !stale {
-                    self.publish(|s| s.set_latest(head));
+                    self.tx.send_if_modified(|s| {
+                        let before = s.clone();
+                        s.set_latest(head);
+                        // The doubt is not part of the head state: tell the
+                        // view builder even when the head is the same.
+                        settled || *s != before
+                    });
+                } else if settled {
+                    self.tx.send_modify(|_| {});
                 }
             }
             Ok(None) => self.unreachable("latest block has no number".into()),

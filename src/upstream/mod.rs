@@ -20,7 +20,9 @@ mod upstreams;
 pub mod view;
 
 pub use client::batch::{BatchCall, BatchFailure, BatchReplies};
-pub use client::{http_client, ws_request, Backend, HttpClient, UpstreamError};
+pub use client::{
+    http_client, ws_request, Backend, CallLimits, HeadDoubt, HttpClient, UpstreamError,
+};
 pub use tls::UpstreamStream;
 pub use upstreams::Upstreams;
 pub use view::{BackendView, Ineligible, NetworkView};

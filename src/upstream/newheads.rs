@@ -1,7 +1,9 @@
 //! newHeads over WebSocket: the lowest-delay source of a backend's head.
 //!
 //! The subscription only feeds the head tracker; if it drops, the tracker's
-//! polling takes over at its fast interval until a reconnect succeeds.
+//! polling takes over at its fast interval until a reconnect succeeds. A
+//! feed that comes back may come from a node restarted behind: its head is
+//! doubted (`client::HeadDoubt`) until the tracker probes it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,11 +46,13 @@ pub(super) async fn follow(
 ) {
     let backend = &client.name;
     let mut backoff = Duration::from_millis(250);
+    let mut lost = false;
     loop {
-        match session(&url, &client, &heads, &live).await {
+        match session(&url, &client, &heads, &live, lost).await {
             Ok(()) => return, // the tracker is gone
             Err(e) => {
                 if live.swap(false, Ordering::Relaxed) {
+                    lost = true;
                     tracing::warn!(%backend, error = %e, "newHeads subscription lost; polling instead");
                     backoff = Duration::from_millis(250);
                 } else {
@@ -67,6 +71,7 @@ async fn session(
     client: &Backend,
     heads: &mpsc::Sender<BlockId>,
     live: &AtomicBool,
+    regained: bool,
 ) -> Result<(), String> {
     let mut ws = tokio::time::timeout(Duration::from_secs(5), client.connect_ws(url))
         .await
@@ -103,6 +108,9 @@ async fn session(
             return Err(format!("subscription refused: {text}"));
         } else {
             // The confirmation of the subscription.
+            if regained && !live.load(Ordering::Relaxed) {
+                client.head_doubt.raise();
+            }
             live.store(true, Ordering::Relaxed);
         }
     }

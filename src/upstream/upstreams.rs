@@ -20,9 +20,9 @@ use arc_swap::ArcSwap;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use super::client::{Backend, HttpClient};
+use super::client::{Backend, CallLimits, HttpClient};
 use super::head::{self, HeadState};
-use super::view::{self, BackendView, NetworkView, ServedHead, Tracked};
+use super::view::{self, BackendView, Ineligible, NetworkView, ServedHead, Tracked};
 use crate::config::{HeadConfig, NetworkConfig, UpstreamConfig, UpstreamTier};
 use crate::metrics::Metrics;
 
@@ -33,6 +33,8 @@ struct TrackerKey {
     chain_id: u64,
     head: HeadConfig,
     max_response_bytes: usize,
+    max_upstream_body_bytes: usize,
+    request_timeout: std::time::Duration,
     eject_after: u32,
 }
 
@@ -43,6 +45,8 @@ impl TrackerKey {
             chain_id: config.chain_id,
             head: config.head.clone(),
             max_response_bytes: config.max_response_bytes,
+            max_upstream_body_bytes: config.max_upstream_body_bytes,
+            request_timeout: config.request_timeout,
             eject_after: config.eject_after_failures,
         }
     }
@@ -98,12 +102,11 @@ impl Upstreams {
                 match kept {
                     Some(b) => b.clone(),
                     None => {
-                        let backend = Backend::new(
+                        let backend = Backend::with_limits(
                             &config.name,
                             up,
                             client.clone(),
-                            config.max_response_bytes,
-                            config.eject_after_failures,
+                            limits(config, config.eject_after_failures),
                             metrics,
                         );
                         let (state, task) =
@@ -180,6 +183,31 @@ impl Upstreams {
     pub fn refresh(&self) {
         self.refresh.notify_one();
     }
+
+    /// A view in which no backend's head is in doubt (see
+    /// `client::HeadDoubt`): each doubted head was probed again and the view
+    /// rebuilt with what the probe found, so the served head is re-derived
+    /// from heads the backends answered just now. Waits at most `within`,
+    /// then takes the view as it is. For the rare call whose pinned block
+    /// every backend denied; the request path never waits here otherwise.
+    pub async fn view_without_doubts(&self, within: std::time::Duration) -> Arc<NetworkView> {
+        let mut published = self.published.clone();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            published.borrow_and_update();
+            let view = self.view();
+            let doubted = view.backends.iter().any(|b| {
+                b.backend.head_doubt.doubted() || b.ineligible == Some(Ineligible::HeadUnknown)
+            });
+            if !doubted {
+                return view;
+            }
+            match tokio::time::timeout_at(deadline, published.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return self.view(),
+            }
+        }
+    }
 }
 
 /// A fixed view of each `tier: route` upstream. With no probe to re-admit
@@ -190,12 +218,11 @@ fn relays(config: &NetworkConfig, client: &HttpClient, metrics: &Metrics) -> Vec
         .iter()
         .filter(|up| up.tier == UpstreamTier::Route)
         .map(|up| {
-            let backend = Backend::new(
+            let backend = Backend::with_limits(
                 &config.name,
                 up,
                 client.clone(),
-                config.max_response_bytes,
-                u32::MAX,
+                limits(config, u32::MAX),
                 metrics,
             );
             BackendView {
@@ -213,5 +240,15 @@ fn relays(config: &NetworkConfig, client: &HttpClient, metrics: &Metrics) -> Vec
 impl Drop for Upstreams {
     fn drop(&mut self) {
         self.builder.abort();
+    }
+}
+
+/// The per-request limits a network sets its backends.
+fn limits(config: &NetworkConfig, eject_after: u32) -> CallLimits {
+    CallLimits {
+        max_reply_bytes: config.max_response_bytes,
+        max_request_bytes: config.max_upstream_body_bytes,
+        eject_after,
+        request_timeout: config.request_timeout,
     }
 }

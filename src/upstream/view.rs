@@ -63,6 +63,9 @@ pub enum Ineligible {
     ChainUnchecked,
     Syncing,
     NoHead,
+    /// Its head is in doubt (a reconnect, a block it claimed and denied):
+    /// out of reads until a probe answers.
+    HeadUnknown,
     Ejected,
     Lagging {
         behind: u64,
@@ -91,6 +94,7 @@ impl std::fmt::Display for Ineligible {
             Ineligible::ChainUnchecked => f.write_str("chain id not checked yet"),
             Ineligible::Syncing => f.write_str("syncing"),
             Ineligible::NoHead => f.write_str("no head yet"),
+            Ineligible::HeadUnknown => f.write_str("head unknown until probed again"),
             Ineligible::Ejected => f.write_str("ejected after failed requests"),
             Ineligible::Lagging { behind } => write!(f, "lagging {behind} blocks"),
             Ineligible::AheadUnconfirmed { ahead } => {
@@ -275,6 +279,7 @@ pub fn build(
     now: Instant,
 ) -> NetworkView {
     let ejected: Vec<bool> = states.iter().map(|(b, _)| b.is_ejected()).collect();
+    let doubted: Vec<bool> = states.iter().map(|(b, _)| b.head_doubt.doubted()).collect();
     let base = |s: &HeadState, ejected: bool| -> Option<Ineligible> {
         if !s.reachable {
             return Some(Ineligible::Unreachable);
@@ -302,8 +307,10 @@ pub fn build(
     let before_lag: Vec<Option<Ineligible>> = states
         .iter()
         .zip(&ejected)
-        .map(|((b, s), e)| {
+        .zip(&doubted)
+        .map(|(((b, s), e), d)| {
             base(s, *e)
+                .or_else(|| d.then_some(Ineligible::HeadUnknown))
                 .or_else(|| (!primary(b) && !fallback_serving).then_some(Ineligible::Standby))
         })
         .collect();

@@ -38,6 +38,7 @@ pub(super) struct RawNetwork {
     pub max_attempts: Option<u64>,
     pub eject_after_failures: Option<u64>,
     pub max_response_bytes: Option<u64>,
+    pub max_upstream_body_bytes: Option<u64>,
     pub max_logs_block_range: Option<u64>,
     pub upstream_batch_max: Option<u64>,
     pub method_timeouts: Option<BTreeMap<String, String>>,
@@ -70,6 +71,10 @@ pub struct NetworkConfig {
     /// probe succeeds.
     pub eject_after_failures: u32,
     pub max_response_bytes: usize,
+    /// A request body for a backend longer than this is not sent: the
+    /// client gets an error (the backends' own limit; Geth's is 5 MiB, and
+    /// pinning `latest` makes a body a few bytes longer than the client's).
+    pub max_upstream_body_bytes: usize,
     /// `eth_getLogs` over more blocks is refused before any backend is
     /// asked (a client's own `max_logs_block_range` wins over this).
     pub max_logs_block_range: u64,
@@ -105,6 +110,8 @@ impl Defaults {
     const MAX_ATTEMPTS: u64 = 3;
     const EJECT_AFTER_FAILURES: u64 = 3;
     const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+    /// Geth's `defaultBodyLimit` (rpc/http.go).
+    const MAX_UPSTREAM_BODY_BYTES: u64 = 5 * 1024 * 1024;
     const MAX_LOGS_BLOCK_RANGE: u64 = 10_000;
     /// Calls of one client batch sent to one backend in one request, at most.
     const UPSTREAM_BATCH_MAX: u64 = 10;
@@ -231,6 +238,14 @@ pub(super) fn validate(
             "max_response_bytes",
             raw.max_response_bytes,
             Defaults::MAX_RESPONSE_BYTES,
+            1024,
+            1 << 32,
+        ) as usize,
+        max_upstream_body_bytes: count(
+            c,
+            "max_upstream_body_bytes",
+            raw.max_upstream_body_bytes,
+            Defaults::MAX_UPSTREAM_BODY_BYTES,
             1024,
             1 << 32,
         ) as usize,

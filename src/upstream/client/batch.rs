@@ -9,7 +9,9 @@
 //!
 //! Each answer is kept as a slice of the batch's body (no copy), and parsed
 //! as a single call's reply is, so the result or error member is copied out
-//! verbatim.
+//! verbatim. The body is read against the answer budget as a single reply
+//! is (`read_reply`), and each answer takes its share of that permit along,
+//! so a batch's answers are budgeted for as long as they wait to be written.
 //!
 //! A request that fails as a whole (connection, timeout, HTTP 5xx or 429,
 //! too large) fails every call in it and counts once towards ejection, as
@@ -21,12 +23,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{Backend, UpstreamError};
+use super::{read_reply, Backend, UpstreamError};
 use crate::jsonrpc::Reply;
+use crate::memory::Permit;
 use crate::upstream::pool::SendError;
 
 /// One call of a batch, written once as the part of its request object that
@@ -80,6 +82,13 @@ impl Backend {
         self.series.duration.observe(rtt.as_secs_f64());
         self.series.batch_calls.observe(calls.len() as f64);
         match res {
+            // Not the backend's doing: the gateway's memory, or the request.
+            Err(Some(error))
+                if error.client_caused() || matches!(error, UpstreamError::MemoryBudget) =>
+            {
+                self.series.failed(error.outcome());
+                Err(BatchFailure::Failed(error, false))
+            }
             Err(Some(error)) => {
                 self.series.failed(error.outcome());
                 self.load.observe(rtt.max(timeout));
@@ -114,7 +123,12 @@ impl Backend {
         calls: &[BatchCall],
         timeout: Duration,
     ) -> Result<BatchReplies, Option<UpstreamError>> {
-        let request = self.pool.request(batch_body(calls), &self.headers);
+        let body = batch_body(calls);
+        if body.len() > self.max_request_bytes {
+            // Too large for the node as one request: the calls go alone.
+            return Err(None);
+        }
+        let request = self.pool.request(body, &self.headers);
         let exchange = async {
             let (response, lease) = self.pool.send(request).await.map_err(|e| {
                 Some(match e {
@@ -126,23 +140,15 @@ impl Backend {
             if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
                 return Err(Some(UpstreamError::Status(status.as_u16())));
             }
-            let body = Limited::new(response.into_body(), self.max_reply_bytes)
-                .collect()
+            let (body, mut held) = read_reply(response.into_body(), self.max_reply_bytes)
                 .await
-                .map_err(|e| {
-                    Some(if e.is::<http_body_util::LengthLimitError>() {
-                        UpstreamError::TooLarge(self.max_reply_bytes)
-                    } else {
-                        UpstreamError::Transport(e.to_string())
-                    })
-                })?
-                .to_bytes();
+                .map_err(Some)?;
             lease.done();
             if !status.is_success() {
                 // 413, 400, 405: the batch as such, not its calls.
                 return Err(None);
             }
-            split_answers(&body, calls.len()).ok_or(None)
+            split_answers(&body, calls.len(), &mut held).ok_or(None)
         };
         tokio::time::timeout(timeout, exchange)
             .await
@@ -168,8 +174,9 @@ fn batch_body(calls: &[BatchCall]) -> Bytes {
 }
 
 /// The answers of a batch of `n` calls, each as a reply sliced out of
-/// `body`, by id; `None` when `body` is not an array.
-fn split_answers(body: &Bytes, n: usize) -> Option<BatchReplies> {
+/// `body`, by id, each holding its length's share of `held` (the budget
+/// `body` was read against); `None` when `body` is not an array.
+fn split_answers(body: &Bytes, n: usize, held: &mut Permit) -> Option<BatchReplies> {
     #[derive(Deserialize)]
     struct WireId {
         id: Option<u64>,
@@ -187,8 +194,9 @@ fn split_answers(body: &Bytes, n: usize) -> Option<BatchReplies> {
         };
         seen[i] = true;
         let start = text.as_ptr() as usize - body.as_ptr() as usize;
-        replies[i] =
-            Reply::from_body(body.slice(start..start + text.len())).ok_or(UpstreamError::BadReply);
+        replies[i] = Reply::from_body(body.slice(start..start + text.len()))
+            .map(|r| r.holding(held.split_off(text.len())))
+            .ok_or(UpstreamError::BadReply);
     }
     Some(replies)
 }
@@ -216,7 +224,12 @@ mod tests {
         let body = Bytes::from_static(
             br#"[{"jsonrpc":"2.0","id":2,"result":"0x2"},{"id":0,"error":{"code":-32000,"message":"no"}},{"id":9,"result":1},{"id":0,"result":"dup"}]"#,
         );
-        let replies = split_answers(&body, 3).unwrap();
+        let mut held = crate::memory::answers().carry(body.len());
+        let replies = split_answers(&body, 3, &mut held).unwrap();
+        // Each answer kept took its own length of the body's permit along.
+        let kept = r#"{"jsonrpc":"2.0","id":2,"result":"0x2"}"#.len()
+            + r#"{"id":0,"error":{"code":-32000,"message":"no"}}"#.len();
+        assert_eq!(held.bytes(), body.len() - kept);
         let first = replies[0].as_ref().unwrap();
         assert!(first.is_error());
         assert_eq!(first.error_message().as_deref(), Some("no"));
@@ -224,7 +237,7 @@ mod tests {
         assert_eq!(replies[2].as_ref().unwrap().raw(), br#""0x2""#);
         // An error object for the whole batch, or no JSON: not an array.
         let whole = Bytes::from_static(br#"{"id":null,"error":{"code":-32600,"message":"batch"}}"#);
-        assert!(split_answers(&whole, 3).is_none());
-        assert!(split_answers(&Bytes::from_static(b"<html>"), 3).is_none());
+        assert!(split_answers(&whole, 3, &mut held).is_none());
+        assert!(split_answers(&Bytes::from_static(b"<html>"), 3, &mut held).is_none());
     }
 }

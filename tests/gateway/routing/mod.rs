@@ -1,6 +1,7 @@
 //! Backend choice: which backend serves a call, and what happens when it cannot.
 
 mod agreed_head;
+mod client_faults;
 mod discovery;
 mod failover;
 mod fallback_tier;
@@ -9,5 +10,6 @@ mod hedging;
 mod method_routes;
 mod read_your_writes;
 mod served_by;
+mod stale_heads;
 mod state_history;
 mod upstream_batches;
