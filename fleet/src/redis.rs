@@ -4,9 +4,12 @@
 //! redis-server cannot bind port 0 and report it, so a free port is found by
 //! binding 127.0.0.1:0 and releasing it just before the server starts; the
 //! start is retried on another port if that one was taken in between.
-//! Persistence is off: each server starts empty. Like anvil nodes, the
-//! process gets SIGKILL when the thread that started it goes.
+//! Persistence is off: each server starts empty, unless it is started with an
+//! append-only file ([`RedisServer::start_with_aof`]), which the soak uses to
+//! SIGKILL it and bring it back with its data. Like anvil nodes, the process
+//! gets SIGKILL when the thread that started it goes.
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -19,6 +22,8 @@ use super::FleetError;
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// The directory of its append-only file, when it keeps one.
+    aof_dir: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -35,19 +40,61 @@ impl RedisServer {
         Err(last.expect("at least one attempt"))
     }
 
+    /// Starts redis-server on a free port with an append-only file in `dir`,
+    /// written at every command (`appendfsync always`): a SIGKILL loses nothing
+    /// that was acknowledged, and [`RedisServer::restart`] reloads it.
+    pub async fn start_with_aof(dir: &Path) -> Result<RedisServer, FleetError> {
+        let mut last = None;
+        for _ in 0..5 {
+            match RedisServer::start_with(free_port()?, Some(dir)).await {
+                Ok(server) => return Ok(server),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
     /// Starts redis-server on `port` (used to bring a killed server back).
     pub async fn start_on(port: u16) -> Result<RedisServer, FleetError> {
+        RedisServer::start_with(port, None).await
+    }
+
+    /// Starts the server again on its port (and with its append-only file, if it
+    /// keeps one), after [`RedisServer::kill`].
+    pub async fn restart(&mut self) -> Result<(), FleetError> {
+        self.kill().await?;
+        let again = RedisServer::start_with(self.port, self.aof_dir.as_deref()).await?;
+        self.child = again.into_child();
+        Ok(())
+    }
+
+    fn into_child(mut self) -> Option<Child> {
+        self.child.take()
+    }
+
+    async fn start_with(port: u16, aof_dir: Option<&Path>) -> Result<RedisServer, FleetError> {
         let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1", "--port", &port.to_string()]);
+        match aof_dir {
+            Some(dir) => {
+                command
+                    .args([
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "yes",
+                        "--appendfsync",
+                        "always",
+                    ])
+                    .arg("--dir")
+                    .arg(dir);
+            }
+            None => {
+                command.args(["--save", "", "--appendonly", "no"]);
+            }
+        }
         command
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ])
+            .args(["--protected-mode", "yes"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -83,6 +130,7 @@ impl RedisServer {
                 return Ok(RedisServer {
                     port,
                     child: Some(child),
+                    aof_dir: aof_dir.map(Path::to_path_buf),
                 });
             }
             if tokio::time::Instant::now() > deadline {
