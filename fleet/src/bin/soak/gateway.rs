@@ -126,6 +126,8 @@ impl Gateway {
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true);
+        // A soak stopped by Ctrl-C never drops its gateways: they go with it.
+        rpcgate_fleet::child::die_with_parent(&mut command);
         let child = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", setup.binary.display()))?;

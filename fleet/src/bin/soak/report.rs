@@ -296,20 +296,20 @@ pub fn svg(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
         let x = x1 * f64::from(i) / 4.0;
         let _ = writeln!(
             out,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
             L - 6.0,
             py(y) + 4.0,
             fmt(y)
         );
         let _ = writeln!(
             out,
-            "<line x1=\"{L}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#ddd\"/>",
+            "<line x1=\"{L}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"#ddd\"/>",
             py(y),
             W - R
         );
         let _ = writeln!(
             out,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
             px(x),
             H - B + 18.0,
             fmt(x)
