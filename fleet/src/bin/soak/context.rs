@@ -63,6 +63,11 @@ pub struct Soak {
     /// The logging contract: one event per block, answers 42 to any call.
     pub contract: String,
     pub inject: Inject,
+    /// Held while blocks are applied to replicas (mining, replays, reorgs) and
+    /// while the wallet sends: a send through a gateway that reached a replica
+    /// between its pool being dropped and `evm_mine` would slip into that block
+    /// on that replica only, and the replicas would disagree for good.
+    pub chain: tokio::sync::Mutex<()>,
     stopping: AtomicBool,
     pub stopped: tokio::sync::Notify,
 }
@@ -81,6 +86,7 @@ impl Soak {
             record,
             contract,
             inject,
+            chain: tokio::sync::Mutex::new(()),
             stopping: AtomicBool::new(false),
             stopped: tokio::sync::Notify::new(),
         }

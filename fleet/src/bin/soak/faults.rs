@@ -30,6 +30,7 @@ pub async fn miner(soak: Arc<Soak>, done: Arc<AtomicBool>) {
             return;
         }
         n += 1;
+        let _chain = soak.chain.lock().await;
         let data = format!("0x{n:064x}");
         if let Err(error) = soak.fleet.invoke(&soak.contract, &data, 100_000).await {
             eprintln!("soak: the block's event was not queued: {error}");
@@ -39,7 +40,11 @@ pub async fn miner(soak: Arc<Soak>, done: Arc<AtomicBool>) {
                 soak.record.note("blocks mined", 1);
                 tracing::debug!(height, "soak: mined");
             }
-            Err(error) => eprintln!("soak: mining failed: {error}"),
+            // The harness's own trouble, not the gateway's: shown in the totals.
+            Err(error) => {
+                soak.record.note("fleet: mining failed on a replica", 1);
+                eprintln!("soak: mining failed: {error}");
+            }
         }
     }
 }
@@ -110,7 +115,11 @@ async fn run(
             let f = record.fault_start(format!(
                 "replica {replica} killed, restarted {behind} blocks behind"
             ));
-            match soak.fleet.restart_behind(replica, behind).await {
+            let restarted = {
+                let _chain = soak.chain.lock().await;
+                soak.fleet.restart_behind(replica, behind).await
+            };
+            match restarted {
                 Ok(at) => tracing::info!(replica, at, "soak: replica back behind"),
                 Err(error) => eprintln!("soak: restart behind failed: {error}"),
             }
@@ -141,6 +150,7 @@ async fn run(
                         && tokio::time::Instant::now() < deadline
                         && soak.pause(Duration::from_millis(100)).await
                     {}
+                    let _chain = soak.chain.lock().await;
                     if let Err(error) = soak.fleet.reorg_to(&checkpoint, depth).await {
                         eprintln!("soak: reorg failed: {error}");
                     }
@@ -192,6 +202,7 @@ async fn run(
 }
 
 async fn release(soak: &Soak, replica: usize) {
+    let _chain = soak.chain.lock().await;
     if let Err(error) = soak.fleet.release(replica).await {
         eprintln!("soak: release failed: {error}");
     }
@@ -221,6 +232,7 @@ async fn outage(soak: &Soak) {
         let _ = soak.fleet.stop(i).await;
     }
     soak.pause(Duration::from_secs(3)).await;
+    let _chain = soak.chain.lock().await;
     for i in 0..soak.fleet.len() {
         if let Err(error) = soak.fleet.restart(i).await {
             eprintln!("soak: restart after outage failed: {error}");
@@ -233,6 +245,7 @@ async fn outage(soak: &Soak) {
 pub async fn heal(soak: &Soak) {
     for i in 0..soak.fleet.len() {
         if !soak.fleet.is_running(i).await.unwrap_or(true) {
+            let _chain = soak.chain.lock().await;
             let _ = soak.fleet.restart(i).await;
         }
         release(soak, i).await;

@@ -183,6 +183,7 @@ pub async fn wallet(soak: Arc<Soak>) {
             continue;
         };
         soak.record.note("sends", 1);
+        let _chain = soak.chain.lock().await;
         match soak.call(other, "eth_sendRawTransaction", json!([raw])).await {
             Ok(_) if use_nonce == next => {
                 next += 1;
