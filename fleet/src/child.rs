@@ -37,7 +37,7 @@ pub fn signal(pid: u32, signal: Signal) -> std::io::Result<()> {
 /// A test run killed from outside never drops its fleet, so without this its
 /// anvil and redis-server processes would outlive it (for a test, the thread
 /// is its runtime's).
-pub(crate) fn die_with_parent(command: &mut tokio::process::Command) {
+pub fn die_with_parent(command: &mut tokio::process::Command) {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {

@@ -416,6 +416,20 @@ impl Fleet {
         Ok(())
     }
 
+    /// Kills replica `i` and starts it again `behind` blocks below the height it had,
+    /// held there (as a node restarted from an older disk would be) until
+    /// [`Fleet::release`]. Returns the height it came back at.
+    pub async fn restart_behind(&self, i: usize, behind: u64) -> Result<u64, FleetError> {
+        let mut state = self.inner.state.lock().await;
+        let (replica, history) = state.replica_and_history(i)?;
+        let at = replica.synced.saturating_sub(behind);
+        replica.respawn(&self.inner.anvil_opts).await?;
+        replica.held_at = Some(at);
+        replica.sync_to(history, at).await?;
+        tracing::info!(replica = i, height = at, "replica restarted behind");
+        Ok(at)
+    }
+
     /// Takes an `evm_snapshot` on every live replica at the current fleet height.
     pub async fn checkpoint(&self) -> Result<Checkpoint, FleetError> {
         let mut state = self.inner.state.lock().await;

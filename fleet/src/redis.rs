@@ -4,15 +4,18 @@
 //! redis-server cannot bind port 0 and report it, so a free port is found by
 //! binding 127.0.0.1:0 and releasing it just before the server starts; the
 //! start is retried on another port if that one was taken in between.
-//! Persistence is off: each server starts empty. Like anvil nodes, the
-//! process gets SIGKILL when the thread that started it goes.
-//!
 //! [`RedisServer::start_tls`] starts one that speaks TLS only (`--port 0`,
 //! `--tls-port`), with certificates the test made, and ACL users of its
 //! choice; [`RedisServer::freeze`] and [`RedisServer::thaw`] make it a server
 //! that accepts connections but answers nothing (SIGSTOP), as a stalled or
 //! overloaded Redis looks to a client.
+//!
+//! Persistence is off: each server starts empty, unless it is started with an
+//! append-only file ([`RedisServer::start_with_aof`]), which the soak uses to
+//! SIGKILL it and bring it back with its data. Like anvil nodes, the process
+//! gets SIGKILL when the thread that started it goes.
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -25,6 +28,8 @@ use super::FleetError;
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// The directory of its append-only file, when it keeps one.
+    aof_dir: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -41,9 +46,25 @@ impl RedisServer {
         Err(last.expect("at least one attempt"))
     }
 
+    /// Starts redis-server on a free port with an append-only file in `dir`,
+    /// written at every command (`appendfsync always`): a SIGKILL loses nothing
+    /// that was acknowledged, and [`RedisServer::restart`] reloads it.
+    pub async fn start_with_aof(dir: &Path) -> Result<RedisServer, FleetError> {
+        let mut last = None;
+        for _ in 0..5 {
+            let port = free_port()?;
+            let listen = ["--port".to_string(), port.to_string()];
+            match RedisServer::launch(port, &listen, false, Some(dir)).await {
+                Ok(server) => return Ok(server),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
     /// Starts redis-server on `port` (used to bring a killed server back).
     pub async fn start_on(port: u16) -> Result<RedisServer, FleetError> {
-        RedisServer::launch(port, &["--port".to_string(), port.to_string()], false).await
+        RedisServer::launch(port, &["--port".to_string(), port.to_string()], false, None).await
     }
 
     /// Starts redis-server speaking TLS only on a free loopback port, with
@@ -75,7 +96,7 @@ impl RedisServer {
                 args.push("--user".into());
                 args.extend(user.split_whitespace().map(str::to_string));
             }
-            match RedisServer::launch(port, &args, true).await {
+            match RedisServer::launch(port, &args, true, None).await {
                 Ok(server) => return Ok(server),
                 Err(e) => last = Some(e),
             }
@@ -103,19 +124,46 @@ impl RedisServer {
         crate::child::signal(pid, signal).map_err(|e| FleetError::Redis(format!("signal: {e}")))
     }
 
-    async fn launch(port: u16, listen: &[String], tls: bool) -> Result<RedisServer, FleetError> {
+    /// Starts the server again on its port (and with its append-only file, if it
+    /// keeps one), after [`RedisServer::kill`].
+    pub async fn restart(&mut self) -> Result<(), FleetError> {
+        self.kill().await?;
+        let port = self.port;
+        let listen = ["--port".to_string(), port.to_string()];
+        let again = RedisServer::launch(port, &listen, false, self.aof_dir.as_deref()).await?;
+        self.child = again.into_child();
+        Ok(())
+    }
+
+    fn into_child(mut self) -> Option<Child> {
+        self.child.take()
+    }
+
+    /// Starts redis-server with `listen` (its port arguments) and, with
+    /// `aof_dir`, an append-only file written at every command.
+    async fn launch(
+        port: u16,
+        listen: &[String],
+        tls: bool,
+        aof_dir: Option<&Path>,
+    ) -> Result<RedisServer, FleetError> {
         let mut command = Command::new("redis-server");
         command
             .args(["--bind", "127.0.0.1"])
             .args(listen)
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ])
+            .args(["--save", "", "--protected-mode", "yes"]);
+        match aof_dir {
+            Some(dir) => {
+                command
+                    .args(["--appendonly", "yes", "--appendfsync", "always"])
+                    .arg("--dir")
+                    .arg(dir);
+            }
+            None => {
+                command.args(["--appendonly", "no"]);
+            }
+        }
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -158,6 +206,7 @@ impl RedisServer {
                 return Ok(RedisServer {
                     port,
                     child: Some(child),
+                    aof_dir: aof_dir.map(Path::to_path_buf),
                 });
             }
             if tokio::time::Instant::now() > deadline {
