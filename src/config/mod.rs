@@ -38,9 +38,9 @@ pub use ipnet::IpNet;
 pub use log::{LogConfig, DEFAULT_REFUSALS_PER_SECOND, DEFAULT_REFUSALS_SUMMARY_INTERVAL};
 pub use method_pattern::MethodPattern;
 pub use network::{
-    BeaconNetworkConfig, BeaconNodeConfig, CacheConfig, DiscoverConfig, FiltersConfig, HeadConfig, HedgeDelay, HedgeRule, NetworkConfig,
-    ReadYourWritesConfig, RouteConfig, RouteFallback, UpstreamConfig, UpstreamTier,
-    CACHE_CANON_WINDOW, DEFAULT_HEDGE_MAX_EXTRA,
+    BeaconNetworkConfig, BeaconNodeConfig, CacheConfig, DiscoverConfig, FiltersConfig, HeadConfig,
+    HedgeDelay, HedgeRule, NetworkConfig, ReadYourWritesConfig, RouteConfig, RouteFallback,
+    UpstreamConfig, UpstreamTier, CACHE_CANON_WINDOW, DEFAULT_HEDGE_MAX_EXTRA,
 };
 pub use policy::{
     canonical_ip, AllowEntry, ClientConfig, ClientRules, KeyDigest, LimitsConfig, PolicyConfig,

@@ -31,7 +31,9 @@ impl NetworkKind {
             Some(other) => {
                 c.fail(
                     format!("networks.{name}.kind"),
-                    format!("{other:?} is not a network kind: use execution (the default) or beacon"),
+                    format!(
+                        "{other:?} is not a network kind: use execution (the default) or beacon"
+                    ),
                 );
                 NetworkKind::Execution
             }
@@ -76,7 +78,11 @@ impl Defaults {
 }
 
 /// Checks a `kind: beacon` network.
-pub(in crate::config) fn validate(c: &mut Checks, name: &str, raw: RawNetwork) -> BeaconNetworkConfig {
+pub(in crate::config) fn validate(
+    c: &mut Checks,
+    name: &str,
+    raw: RawNetwork,
+) -> BeaconNetworkConfig {
     let net = format!("networks.{name}");
     let at = |key: &str| format!("{net}.{key}");
     let execution_only = [
@@ -183,7 +189,10 @@ fn node(c: &mut Checks, at: &str, raw: RawUpstream) -> Option<BeaconNodeConfig> 
         }
         Some(t) => c.ok(url(&format!("{at}.http"), &t, "http")),
     };
-    if http.as_ref().is_some_and(|h| h.scheme_str() == Some("https")) {
+    if http
+        .as_ref()
+        .is_some_and(|h| h.scheme_str() == Some("https"))
+    {
         c.fail(
             format!("{at}.http"),
             "https beacon nodes are not supported yet: use http:// (inside the cluster)",

@@ -21,8 +21,8 @@ use serde::Deserialize;
 use super::error::Checks;
 use super::MethodPattern;
 
-pub use beacon::{BeaconNetworkConfig, BeaconNodeConfig};
 pub(super) use beacon::{validate as validate_beacon, NetworkKind};
+pub use beacon::{BeaconNetworkConfig, BeaconNodeConfig};
 pub use cache::{CacheConfig, CACHE_CANON_WINDOW};
 pub use filters::{FiltersConfig, ReadYourWritesConfig};
 pub use head::HeadConfig;

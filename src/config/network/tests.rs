@@ -242,7 +242,10 @@ const BEACON: &str = "networks:
 fn beacon_networks_have_the_issue_shape() {
     let c = Config::from_yaml(BEACON).unwrap();
     assert_eq!(c.networks.len(), 1);
-    assert!(c.networks[0].default, "the one execution network stays the default");
+    assert!(
+        c.networks[0].default,
+        "the one execution network stays the default"
+    );
     let b = &c.beacon[0];
     assert_eq!(b.name, "mainnet-beacon");
     assert_eq!(b.listen, Some("127.0.0.1:5052".parse().unwrap()));
@@ -276,11 +279,16 @@ fn beacon_network_mistakes_are_named_by_key() {
     let chain_id = BEACON.replace("kind: beacon\n", "kind: beacon\n    chain_id: 1\n");
     let p = problems(&chain_id);
     assert_eq!(p.len(), 1, "{p:?}");
-    assert!(p[0].starts_with("networks.mainnet-beacon.chain_id: is a key of execution"), "{p:?}");
+    assert!(
+        p[0].starts_with("networks.mainnet-beacon.chain_id: is a key of execution"),
+        "{p:?}"
+    );
     let forgot_kind = BEACON.replace("    kind: beacon\n", "");
     let p = problems(&forgot_kind);
     assert!(
-        p.iter().any(|l| l.starts_with("networks.mainnet-beacon.max_lag_slots: is a key of beacon networks only")),
+        p.iter().any(|l| l.starts_with(
+            "networks.mainnet-beacon.max_lag_slots: is a key of beacon networks only"
+        )),
         "{p:?}"
     );
     let ws = BEACON.replace(
@@ -291,7 +299,10 @@ fn beacon_network_mistakes_are_named_by_key() {
     let dup = BEACON.replace("name: lighthouse-1", "name: lighthouse-0");
     assert_eq!(err_path(&dup), "networks.mainnet-beacon.upstreams[1].name");
     let no_http = BEACON.replace("        http: http://lighthouse-1.beacon:5052\n", "");
-    assert_eq!(err_path(&no_http), "networks.mainnet-beacon.upstreams[1].http");
+    assert_eq!(
+        err_path(&no_http),
+        "networks.mainnet-beacon.upstreams[1].http"
+    );
     let bad_listen = BEACON.replace("listen: 127.0.0.1:5052", "listen: port-5052");
     assert_eq!(err_path(&bad_listen), "networks.mainnet-beacon.listen");
     let same_port = format!("listen: 127.0.0.1:5052\n{BEACON}");
