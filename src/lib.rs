@@ -38,6 +38,7 @@
 //! edge           listeners: accept, TLS, connection lifetimes, the HTTP stage (CORS, compression, body limits), WebSocket upgrade
 //! calls          the per-call JSON-RPC stage: the pipeline's order, local answers, the heavy-call bound, the one rescue point, panics
 //! control        the control plane: the network table, reload, the pending feed, admin
+//! beacon         the Beacon REST API front: node health and agreed head, the path allowlist, reads, publish fan-out, replayed subscriptions
 //! subscriptions  eth_subscribe: one upstream feed per distinct request, failover without gaps
 //! network        one network as it runs: its config, upstreams, cache and filters, started together
 //! filters        eth_newFilter and kin answered by the gateway, in memory or in Redis
@@ -77,6 +78,7 @@
 //! What it owns: its wire format and error mapping (its own rescue point, as
 //! `calls::rescue` is JSON-RPC's), its cache rules, and its event stream
 //! (SSE, moved between backends the way [`subscriptions`] moves a feed).
+pub mod beacon;
 pub mod cache;
 pub mod calls;
 pub mod config;

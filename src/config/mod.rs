@@ -38,9 +38,9 @@ pub use ipnet::IpNet;
 pub use log::{LogConfig, DEFAULT_REFUSALS_PER_SECOND, DEFAULT_REFUSALS_SUMMARY_INTERVAL};
 pub use method_pattern::MethodPattern;
 pub use network::{
-    CacheConfig, DiscoverConfig, FiltersConfig, HeadConfig, HedgeDelay, HedgeRule, NetworkConfig,
-    ReadYourWritesConfig, RouteConfig, RouteFallback, UpstreamConfig, UpstreamTier,
-    CACHE_CANON_WINDOW, DEFAULT_HEDGE_MAX_EXTRA,
+    BeaconNetworkConfig, BeaconNodeConfig, CacheConfig, DiscoverConfig, FiltersConfig, HeadConfig,
+    HedgeDelay, HedgeRule, NetworkConfig, ReadYourWritesConfig, RouteConfig, RouteFallback,
+    UpstreamConfig, UpstreamTier, CACHE_CANON_WINDOW, DEFAULT_HEDGE_MAX_EXTRA,
 };
 pub use policy::{
     canonical_ip, AllowEntry, ClientConfig, ClientRules, KeyDigest, LimitsConfig, PolicyConfig,
@@ -77,8 +77,10 @@ pub struct Config {
     pub listener: ListenerConfig,
     /// The `server:` keys read per request (a reload applies them).
     pub server: ServerConfig,
-    /// Networks in name order.
+    /// Execution (JSON-RPC) networks in name order.
     pub networks: Vec<NetworkConfig>,
+    /// `kind: beacon` networks in name order.
+    pub beacon: Vec<BeaconNetworkConfig>,
     /// State shared by gateway replicas (rate limits, the cache's shared tier).
     pub redis: Option<RedisConfig>,
     /// Clients, keys, method rules and rate limits.
@@ -130,11 +132,35 @@ fn validate(c: &mut Checks, raw: RawConfig) -> Config {
     if raw_networks.is_empty() {
         c.fail("networks", "at least one network is required");
     }
-    let only_one = raw_networks.len() == 1;
-    let networks: Vec<NetworkConfig> = raw_networks
+    let (mut execution, mut beacon_raw) = (Vec::new(), Vec::new());
+    for (name, net) in raw_networks {
+        match network::NetworkKind::of(c, &name, &net) {
+            network::NetworkKind::Execution => execution.push((name, net)),
+            network::NetworkKind::Beacon => beacon_raw.push((name, net)),
+        }
+    }
+    let only_one = execution.len() == 1;
+    let networks: Vec<NetworkConfig> = execution
         .into_iter()
         .map(|(name, net)| network::validate(c, &name, net, only_one))
         .collect();
+    let beacon: Vec<BeaconNetworkConfig> = beacon_raw
+        .into_iter()
+        .map(|(name, net)| network::validate_beacon(c, &name, net))
+        .collect();
+    let mut own_ports: Vec<(&str, std::net::SocketAddr)> = Vec::new();
+    for b in &beacon {
+        let Some(addr) = b.listen else { continue };
+        let taken = [listener.listen, listener.admin_listen].contains(&addr)
+            || own_ports.iter().any(|(_, a)| *a == addr);
+        if taken && addr.port() != 0 {
+            c.fail(
+                format!("networks.{}.listen", b.name),
+                format!("{addr} is already the address of another listener"),
+            );
+        }
+        own_ports.push((&b.name, addr));
+    }
     let defaults: Vec<&str> = networks
         .iter()
         .filter(|n| n.default)
@@ -165,6 +191,7 @@ fn validate(c: &mut Checks, raw: RawConfig) -> Config {
         listener,
         server,
         networks,
+        beacon,
         redis,
         policy,
         log,

@@ -14,7 +14,7 @@ use super::Config;
 type RestartOnly = (&'static str, fn(&Config, &Config) -> bool);
 
 /// Every restart-only key, by its YAML path.
-const RESTART_ONLY: [RestartOnly; 15] = [
+const RESTART_ONLY: [RestartOnly; 16] = [
     ("listen", |a, b| a.listener.listen != b.listener.listen),
     ("admin_listen", |a, b| {
         a.listener.admin_listen != b.listener.admin_listen
@@ -54,6 +54,8 @@ const RESTART_ONLY: [RestartOnly; 15] = [
     ("log.format", |a, b| a.log.json != b.log.json),
     // One connection per process, shared by the policy and every network.
     ("redis", |a, b| a.redis != b.redis),
+    // Beacon networks are started once with their listeners and node loops.
+    ("networks.<beacon network>", |a, b| a.beacon != b.beacon),
 ];
 
 /// The YAML paths of the keys that only a restart applies, in a fixed order
@@ -130,10 +132,18 @@ mod tests {
             ),
             ("log.format", "log: { format: json }\n"),
             ("redis", "redis: { url: redis://127.0.0.1:1 }\n"),
+            (
+                "networks.<beacon network>",
+                // Indented: a network added under BASE's `networks:`.
+                "  b:\n    kind: beacon\n    upstreams: [{ name: n, http: http://127.0.0.1:2 }]\n",
+            ),
         ];
         assert_eq!(changed.len(), RESTART_ONLY_KEYS.len());
         for (key, top) in changed {
-            let new = load(top);
+            let new = match top.starts_with("  ") {
+                true => Config::from_yaml(&format!("{BASE}{top}")).unwrap(),
+                false => load(top),
+            };
             assert_eq!(base.restart_only_changes(&new), [key], "{top}");
             assert_eq!(new.restart_only_changes(&base), [key], "{top}");
         }

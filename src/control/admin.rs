@@ -154,7 +154,11 @@ pub fn status(gateway: &Gateway) -> Value {
             }),
         );
     }
-    json!({ "ready": gateway.not_ready().is_empty(), "networks": networks })
+    json!({
+        "ready": gateway.not_ready().is_empty(),
+        "networks": networks,
+        "beacon_networks": super::beacon_status::status(gateway),
+    })
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
@@ -259,6 +263,7 @@ fn read_state(gateway: &Gateway, out: &mut Scrape) {
         let refused = budget.refusals() as f64;
         out.sample(&state::MEMORY_BUDGET_REFUSALS_TOTAL, &labels, refused);
     }
+    super::beacon_status::read_state(gateway, out);
     let ready = f64::from(u8::from(gateway.not_ready().is_empty()));
     out.sample(&state::READY, &[], ready);
 }

@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::beacon::BeaconNetworks;
 use crate::config::{
     Config, DiscoverConfig, NetworkConfig, PolicyConfig, RedisConfig, ServerConfig, UpstreamConfig,
     RESTART_ONLY_KEYS,
@@ -194,6 +195,8 @@ pub struct Gateway {
     pub reloads: ReloadCounters,
     /// Client subscriptions and their upstream feeds, per network.
     subscriptions: Hubs,
+    /// The `kind: beacon` networks, started once (restart-only).
+    beacon: BeaconNetworks,
     /// Turns true when shutdown begins. Every open client WebSocket holds a
     /// receiver: it says goodbye (1001) on the change, and the listener's
     /// drain waits until every receiver is gone.
@@ -244,6 +247,7 @@ impl Gateway {
         apply_memory_bounds(config);
         let gateway = Arc::new_cyclic(|weak: &Weak<Gateway>| Gateway {
             subscriptions: Hubs::new(network_source(weak.clone()), metrics.clone()),
+            beacon: BeaconNetworks::start(&config.beacon),
             closing: watch::channel(false).0,
             routes: ArcSwap::from_pointee(routes),
             control: Mutex::new(Control {
@@ -361,6 +365,11 @@ impl Gateway {
         &self.subscriptions
     }
 
+    /// The beacon networks.
+    pub fn beacon(&self) -> &BeaconNetworks {
+        &self.beacon
+    }
+
     /// Why the gateway should not get traffic now (empty when ready): it is
     /// shutting down, or a network has no eligible backend.
     pub fn not_ready(&self) -> Vec<String> {
@@ -374,6 +383,13 @@ impl Gateway {
             .filter(|(_, net)| net.view().eligible().next().is_none())
             .map(|(name, _)| format!("network {name} has no eligible backend"))
             .collect();
+        reasons.extend(
+            self.beacon
+                .by_name
+                .iter()
+                .filter(|(_, net)| net.snapshot().eligible().next().is_none())
+                .map(|(name, _)| format!("beacon network {name} has no eligible node")),
+        );
         reasons.sort();
         reasons
     }

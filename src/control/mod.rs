@@ -7,12 +7,14 @@
 //! beside the old one (reusing every network that stays the same) and swap it
 //! in; [`pending_feed`] holds the shared pending-transaction subscription
 //! while a pending filter needs it; [`admin`] serves health, status and
-//! metrics on the admin listener.
+//! metrics on the admin listener, the beacon networks' part of them in
+//! [`beacon_status`].
 //!
 //! Nothing here is on the request path: the per-call stage above reads what
 //! these loops publish and never waits on them.
 
 pub mod admin;
+mod beacon_status;
 mod gateway;
 mod pending_feed;
 pub mod reload;

@@ -29,7 +29,8 @@ use hyper::body::Incoming;
 use super::compression::{self, Inflater};
 use super::cors;
 use super::linger::{self, Linger};
-use super::{ws, ConnHold};
+use super::{ws, ConnHold, Front};
+use crate::beacon::{self, BeaconNetwork};
 use crate::calls::request_id::{RequestId, X_REQUEST_ID};
 use crate::calls::rescue::{self, HttpRefusal};
 use crate::calls::{self, served};
@@ -46,6 +47,7 @@ pub(super) async fn handle(
     peer: SocketAddr,
     req: Request<Incoming>,
     hold: Arc<ConnHold>,
+    front: Front,
 ) -> Result<Response<Body>, Infallible> {
     let request_id = RequestId::of(req.headers());
     // One snapshot for the whole request (each load is an Arc count taken and given back).
@@ -58,7 +60,17 @@ pub(super) async fn handle(
     }
     let origin = cors::allowed_origin(cors, req.headers());
     let compressing = routes.server.compression.enabled;
-    let mut response = match serve(&gateway, &routes, peer, req, hold, &request_id).await {
+    let served = match beacon_request(&gateway, &front, req) {
+        Ok((net, api, req)) => {
+            let limits = beacon::BodyLimits {
+                max_bytes: routes.server.max_body_bytes,
+                read_timeout: routes.server.body_read_timeout,
+            };
+            Ok(beacon::serve(&net, &routes.policy, peer, req, &api, limits).await)
+        }
+        Err(req) => serve(&gateway, &routes, peer, req, hold, &request_id).await,
+    };
+    let mut response = match served {
         Ok(response) => response,
         Err(refusal) => {
             let rescued = rescue::http(&refusal);
@@ -87,6 +99,30 @@ pub(super) async fn handle(
     }
     gateway.metrics().listener.http_response(response.status());
     Ok(response)
+}
+
+/// The beacon network a request is for, and its `/eth/...` path: every
+/// request of a beacon listener, and `/<network>/eth/...` on the main one.
+/// Anything else comes back for the JSON-RPC stage.
+#[allow(clippy::result_large_err)]
+fn beacon_request(
+    gateway: &Gateway,
+    front: &Front,
+    req: Request<Incoming>,
+) -> Result<(Arc<BeaconNetwork>, String, Request<Incoming>), Request<Incoming>> {
+    let path = req.uri().path();
+    let found = match front {
+        Front::Beacon(net) => Some((net.clone(), path.to_string())),
+        // Network names are unique across both kinds: no JSON-RPC path is shadowed.
+        Front::Main => gateway
+            .beacon()
+            .resolve(path)
+            .map(|(net, api)| (net.clone(), api.to_string())),
+    };
+    match found {
+        Some((net, api)) => Ok((net, api, req)),
+        None => Err(req),
+    }
 }
 
 /// A connection over the per-IP cap: one 429 written without waiting (it

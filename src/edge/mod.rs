@@ -43,6 +43,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::beacon::BeaconNetwork;
 use crate::control::{admin, Gateway};
 
 use crate::config::Config;
@@ -61,9 +62,19 @@ pub(crate) struct ConnHold {
     pub(crate) write_timeout: Duration,
 }
 
+/// What a listener serves: the main one every network by path, a beacon
+/// network's own `listen` that network at `/eth/...`.
+#[derive(Clone)]
+pub(crate) enum Front {
+    Main,
+    Beacon(Arc<BeaconNetwork>),
+}
+
 /// A bound listener, ready to serve.
 pub struct Server {
     listener: TcpListener,
+    /// The beacon networks' own listeners.
+    beacon: Vec<(TcpListener, Arc<BeaconNetwork>)>,
     admin: TcpListener,
     gateway: Arc<Gateway>,
     /// Read once, here: a reload does not change it (see `config::restart`).
@@ -89,11 +100,27 @@ impl Server {
         let metrics = Metrics::new();
         let tls = config.listener.tls.as_ref();
         let tls = tls.map(|t| tls::start(t, &metrics)).transpose()?;
+        let gateway = Gateway::start(config, metrics).map_err(std::io::Error::other)?;
+        let mut beacon = Vec::new();
+        for net in &config.beacon {
+            let (Some(addr), Some(running)) = (net.listen, gateway.beacon().by_name.get(&net.name))
+            else {
+                continue;
+            };
+            let listener = TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("beacon network {} listener {addr}: {e}", net.name),
+                )
+            })?;
+            beacon.push((listener, running.clone()));
+        }
         Ok(Server {
             listener,
+            beacon,
             admin,
             tls,
-            gateway: Gateway::start(config, metrics).map_err(std::io::Error::other)?,
+            gateway,
             settings: config.listener.clone(),
         })
     }
@@ -108,6 +135,14 @@ impl Server {
         self.admin
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The address of each beacon network's own listener, by network name.
+    pub fn beacon_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.beacon
+            .iter()
+            .filter_map(|(l, net)| Some((net.config.name.clone(), l.local_addr().ok()?)))
+            .collect()
     }
 
     pub fn gateway(&self) -> Arc<Gateway> {
@@ -137,6 +172,21 @@ impl Server {
             .keep_alive_interval(Some(limits.http2_keepalive_interval))
             .keep_alive_timeout(limits.http2_keepalive_timeout);
         let deadlines = lifetimes::Deadlines::of(limits);
+        let beacon_loops: Vec<_> = self
+            .beacon
+            .into_iter()
+            .map(|(listener, net)| {
+                tokio::spawn(accept_plain(
+                    listener,
+                    Front::Beacon(net),
+                    self.gateway.clone(),
+                    permits.clone(),
+                    builder.clone(),
+                    deadlines,
+                    limits.tcp_keepalive,
+                ))
+            })
+            .collect();
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
@@ -183,7 +233,7 @@ impl Server {
             let requests = lifetime.clone();
             let service = service_fn(move |req| {
                 let in_flight = requests.request();
-                let answer = http::handle(gateway.clone(), peer, req, hold.clone());
+                let answer = http::handle(gateway.clone(), peer, req, hold.clone(), Front::Main);
                 async move {
                     let answer = answer.await;
                     drop(in_flight);
@@ -235,6 +285,9 @@ impl Server {
             });
         }
         self.gateway.draining.store(true, Ordering::Relaxed);
+        for task in beacon_loops {
+            task.abort();
+        }
         drop(self.listener);
         tracing::info!("stopped accepting; draining open requests");
         // WebSockets say goodbye (1001) and end; HTTP requests finish.
@@ -246,6 +299,77 @@ impl Server {
             tracing::warn!(?drain, "drain timeout passed with requests still open");
         }
         admin.abort();
+    }
+}
+
+/// Accepts plain-HTTP connections of one front until aborted: the same
+/// connection permits, per-IP cap, deadlines and graceful drain as the main
+/// listener; the drain follows the gateway's `closing` signal, as upgraded
+/// sockets do (a beacon network's own listener speaks no TLS yet).
+#[allow(clippy::too_many_arguments)]
+async fn accept_plain(
+    listener: TcpListener,
+    front: Front,
+    gateway: Arc<Gateway>,
+    permits: Arc<Semaphore>,
+    builder: auto::Builder<TokioExecutor>,
+    deadlines: lifetimes::Deadlines,
+    tcp_keepalive: Duration,
+) {
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(slot) = gateway.table().policy.connections().try_open(peer.ip()) else {
+            gateway.metrics().listener.connections_refused.inc();
+            http::refuse_connection(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        lifetimes::keepalive(&stream, tcp_keepalive);
+        let hold = Arc::new(ConnHold {
+            _slot: slot,
+            _permit: permit,
+        });
+        let lifetime = lifetimes::Lifetime::new();
+        let watched = lifetimes::Watched::new(stream, lifetime.clone());
+        let requests = lifetime.clone();
+        let (gw, front) = (gateway.clone(), front.clone());
+        let service = service_fn(move |req| {
+            let in_flight = requests.request();
+            let answer = http::handle(gw.clone(), peer, req, hold.clone(), front.clone());
+            async move {
+                let answer = answer.await;
+                drop(in_flight);
+                answer
+            }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(watched), service)
+            .into_owned();
+        // The drain waits for every receiver of `closing`: this one is
+        // dropped when the connection ends, after a graceful close on shutdown.
+        let mut closing = gateway.closing.subscribe();
+        let conn = async move {
+            tokio::pin!(conn);
+            tokio::select! {
+                done = conn.as_mut() => done,
+                _ = async { let _ = closing.wait_for(|c| *c).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
+        };
+        let closed = gateway.metrics().listener.connections_closed.clone();
+        tokio::spawn(until_deadline(conn, lifetime, deadlines, closed, peer));
     }
 }
 

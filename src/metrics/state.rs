@@ -182,7 +182,74 @@ pub const READY: StateMetric = StateMetric {
 };
 
 /// Every family read at scrape time.
+const BEACON_NODE: &[&str] = &["network", "node"];
+const BEACON_SENDS: &[&str] = &["network", "node", "kind", "outcome"];
+
+pub const BEACON_NODE_SLOT: StateMetric = StateMetric {
+    name: "rpcgate_beacon_node_slot",
+    kind: Kind::Gauge,
+    help: "Head slot of a beacon node.",
+    labels: BEACON_NODE,
+};
+pub const BEACON_NODE_LAG_SLOTS: StateMetric = StateMetric {
+    name: "rpcgate_beacon_node_lag_slots",
+    kind: Kind::Gauge,
+    help: "Slots a beacon node is behind the head the nodes agree on.",
+    labels: BEACON_NODE,
+};
+pub const BEACON_NODE_OPTIMISTIC: StateMetric = StateMetric {
+    name: "rpcgate_beacon_node_optimistic",
+    kind: Kind::Gauge,
+    help: "1 when a beacon node reports is_optimistic.",
+    labels: BEACON_NODE,
+};
+pub const BEACON_NODE_SYNCING: StateMetric = StateMetric {
+    name: "rpcgate_beacon_node_syncing",
+    kind: Kind::Gauge,
+    help: "1 when a beacon node reports is_syncing.",
+    labels: BEACON_NODE,
+};
+pub const BEACON_NODE_ELIGIBLE: StateMetric = StateMetric {
+    name: "rpcgate_beacon_node_eligible",
+    kind: Kind::Gauge,
+    help: "1 when a beacon node may serve.",
+    labels: BEACON_NODE,
+};
+pub const BEACON_NODE_SERVED_TOTAL: StateMetric = StateMetric {
+    name: "rpcgate_beacon_node_served_total",
+    kind: Kind::Counter,
+    help: "Requests a beacon node answered (any status), health reads included.",
+    labels: BEACON_NODE,
+};
+pub const BEACON_SENDS_TOTAL: StateMetric = StateMetric {
+    name: "rpcgate_beacon_sends_total",
+    kind: Kind::Counter,
+    help: "Publishes and subscriptions sent to a beacon node (kind publish|subscribe), by outcome (accepted|refused|failed).",
+    labels: BEACON_SENDS,
+};
+pub const BEACON_AGREED_SLOT: StateMetric = StateMetric {
+    name: "rpcgate_beacon_agreed_slot",
+    kind: Kind::Gauge,
+    help: "The head slot the beacon nodes of a network agree on.",
+    labels: NETWORK,
+};
+pub const BEACON_ELIGIBLE_NODES: StateMetric = StateMetric {
+    name: "rpcgate_beacon_eligible_nodes",
+    kind: Kind::Gauge,
+    help: "Beacon nodes of a network that may serve.",
+    labels: NETWORK,
+};
+
 pub const ALL: &[&StateMetric] = &[
+    &BEACON_NODE_SLOT,
+    &BEACON_NODE_LAG_SLOTS,
+    &BEACON_NODE_OPTIMISTIC,
+    &BEACON_NODE_SYNCING,
+    &BEACON_NODE_ELIGIBLE,
+    &BEACON_NODE_SERVED_TOTAL,
+    &BEACON_SENDS_TOTAL,
+    &BEACON_AGREED_SLOT,
+    &BEACON_ELIGIBLE_NODES,
     &BACKEND_HEAD,
     &BACKEND_LAG_BLOCKS,
     &BACKEND_ELIGIBLE,

@@ -124,6 +124,11 @@ impl<C: Clock> Caller<'_, C> {
         self.ip
     }
 
+    /// Whether the caller came without a key (the anonymous tier).
+    pub fn is_anonymous(&self) -> bool {
+        self.class.anonymous
+    }
+
     /// The key per-client budgets count under (shared rate limits, filter
     /// caps): `c:<name>` for a named client, `ip:<addr>` (IPv6 by /64) for
     /// the anonymous tier.

@@ -3,6 +3,7 @@
 //! cache, filters and read-your-writes, upstreams and discovery, routes,
 //! hedging); this one holds the network's own keys and `method_timeouts`.
 
+mod beacon;
 mod cache;
 mod filters;
 mod head;
@@ -20,6 +21,8 @@ use serde::Deserialize;
 use super::error::Checks;
 use super::MethodPattern;
 
+pub(super) use beacon::{validate as validate_beacon, NetworkKind};
+pub use beacon::{BeaconNetworkConfig, BeaconNodeConfig};
 pub use cache::{CacheConfig, CACHE_CANON_WINDOW};
 pub use filters::{FiltersConfig, ReadYourWritesConfig};
 pub use head::HeadConfig;
@@ -30,6 +33,14 @@ pub use upstream::{DiscoverConfig, UpstreamConfig, UpstreamTier};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNetwork {
+    /// `execution` (the default) or `beacon` (see [`beacon`]).
+    pub kind: Option<String>,
+    /// Beacon networks only: their own listener.
+    pub listen: Option<String>,
+    /// Beacon networks only.
+    pub max_lag_slots: Option<u64>,
+    /// Beacon networks only.
+    pub poll_interval: Option<String>,
     pub chain_id: Option<u64>,
     #[serde(default)]
     pub default: bool,
@@ -42,18 +53,14 @@ pub(super) struct RawNetwork {
     pub max_logs_block_range: Option<u64>,
     pub upstream_batch_max: Option<u64>,
     pub method_timeouts: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    head: head::RawHead,
-    #[serde(default)]
-    cache: cache::RawCache,
-    #[serde(default)]
-    filters: filters::RawFilters,
-    #[serde(default)]
-    read_your_writes: filters::RawReadYourWrites,
-    upstreams: Option<Vec<upstream::RawUpstream>>,
-    discover: Option<Vec<upstream::RawDiscover>>,
-    routes: Option<Vec<routes::RawRoute>>,
-    hedge: Option<Vec<hedge::RawHedge>>,
+    pub head: Option<head::RawHead>,
+    pub cache: Option<cache::RawCache>,
+    pub filters: Option<filters::RawFilters>,
+    pub read_your_writes: Option<filters::RawReadYourWrites>,
+    pub upstreams: Option<Vec<upstream::RawUpstream>>,
+    pub discover: Option<Vec<upstream::RawDiscover>>,
+    pub routes: Option<Vec<routes::RawRoute>>,
+    pub hedge: Option<Vec<hedge::RawHedge>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -152,6 +159,17 @@ pub(super) fn validate(
         c.fail(
             &net,
             "a network name is served as a URL path: use letters, digits, '-' and '_'",
+        );
+    }
+    let beacon_only = [
+        ("listen", raw.listen.is_some()),
+        ("max_lag_slots", raw.max_lag_slots.is_some()),
+        ("poll_interval", raw.poll_interval.is_some()),
+    ];
+    for (key, _) in beacon_only.iter().filter(|(_, given)| *given) {
+        c.fail(
+            at(key),
+            "is a key of beacon networks only (add `kind: beacon`)",
         );
     }
     let chain_id = raw.chain_id.unwrap_or_else(|| {
@@ -266,13 +284,13 @@ pub(super) fn validate(
             1000,
         ) as usize,
         method_timeouts: method_timeouts(c, &at("method_timeouts"), raw.method_timeouts),
-        head: head::validate(c, &at("head"), raw.head),
-        cache: cache::validate(c, &at("cache"), raw.cache),
-        filters: filters::filters(c, &at("filters"), raw.filters),
+        head: head::validate(c, &at("head"), raw.head.unwrap_or_default()),
+        cache: cache::validate(c, &at("cache"), raw.cache.unwrap_or_default()),
+        filters: filters::filters(c, &at("filters"), raw.filters.unwrap_or_default()),
         read_your_writes: filters::read_your_writes(
             c,
             &at("read_your_writes"),
-            raw.read_your_writes,
+            raw.read_your_writes.unwrap_or_default(),
         ),
         upstreams,
         discover,

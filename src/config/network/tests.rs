@@ -219,3 +219,99 @@ fn variables_expand_in_urls_and_headers_and_errors_hide_secrets() {
         "{err}"
     );
 }
+
+/// The shape of issue 23, word for word, next to an execution network.
+const BEACON: &str = "networks:
+  mainnet:
+    chain_id: 1
+    upstreams:
+      - name: geth
+        http: http://127.0.0.1:8545
+  mainnet-beacon:
+    kind: beacon
+    listen: 127.0.0.1:5052
+    max_lag_slots: 2
+    upstreams:
+      - name: lighthouse-0
+        http: http://lighthouse-0.beacon:5052
+      - name: lighthouse-1
+        http: http://lighthouse-1.beacon:5052
+";
+
+#[test]
+fn beacon_networks_have_the_issue_shape() {
+    let c = Config::from_yaml(BEACON).unwrap();
+    assert_eq!(c.networks.len(), 1);
+    assert!(
+        c.networks[0].default,
+        "the one execution network stays the default"
+    );
+    let b = &c.beacon[0];
+    assert_eq!(b.name, "mainnet-beacon");
+    assert_eq!(b.listen, Some("127.0.0.1:5052".parse().unwrap()));
+    assert_eq!(b.max_lag_slots, 2);
+    assert_eq!(b.poll_interval, std::time::Duration::from_secs(1));
+    let names: Vec<&str> = b.upstreams.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["lighthouse-0", "lighthouse-1"]);
+    assert_eq!(b.upstreams[1].http, "http://lighthouse-1.beacon:5052");
+    // A beacon network alone is a valid file.
+    let alone = BEACON.replace(
+        "  mainnet:\n    chain_id: 1\n    upstreams:\n      - name: geth\n        http: http://127.0.0.1:8545\n",
+        "",
+    );
+    let c = Config::from_yaml(&alone).unwrap();
+    assert!(c.networks.is_empty());
+    assert_eq!(c.beacon.len(), 1);
+}
+
+#[test]
+fn beacon_network_mistakes_are_named_by_key() {
+    let problems = |y: &str| -> Vec<String> {
+        Config::from_yaml(y)
+            .unwrap_err()
+            .problems()
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect()
+    };
+    let bad_kind = BEACON.replace("kind: beacon", "kind: consensus");
+    assert_eq!(err_path(&bad_kind), "networks.mainnet-beacon.kind");
+    let chain_id = BEACON.replace("kind: beacon\n", "kind: beacon\n    chain_id: 1\n");
+    let p = problems(&chain_id);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("networks.mainnet-beacon.chain_id: is a key of execution"),
+        "{p:?}"
+    );
+    let forgot_kind = BEACON.replace("    kind: beacon\n", "");
+    let p = problems(&forgot_kind);
+    assert!(
+        p.iter().any(|l| l.starts_with(
+            "networks.mainnet-beacon.max_lag_slots: is a key of beacon networks only"
+        )),
+        "{p:?}"
+    );
+    let ws = BEACON.replace(
+        "        http: http://lighthouse-0.beacon:5052\n",
+        "        http: http://lighthouse-0.beacon:5052\n        ws: ws://x:1\n",
+    );
+    assert_eq!(err_path(&ws), "networks.mainnet-beacon.upstreams[0].ws");
+    let dup = BEACON.replace("name: lighthouse-1", "name: lighthouse-0");
+    assert_eq!(err_path(&dup), "networks.mainnet-beacon.upstreams[1].name");
+    let no_http = BEACON.replace("        http: http://lighthouse-1.beacon:5052\n", "");
+    assert_eq!(
+        err_path(&no_http),
+        "networks.mainnet-beacon.upstreams[1].http"
+    );
+    let bad_listen = BEACON.replace("listen: 127.0.0.1:5052", "listen: port-5052");
+    assert_eq!(err_path(&bad_listen), "networks.mainnet-beacon.listen");
+    let same_port = format!("listen: 127.0.0.1:5052\n{BEACON}");
+    assert_eq!(err_path(&same_port), "networks.mainnet-beacon.listen");
+    let lag = BEACON.replace("max_lag_slots: 2", "max_lag_slots: 99999");
+    assert_eq!(err_path(&lag), "networks.mainnet-beacon.max_lag_slots");
+    let none = BEACON.replace(
+        "    upstreams:\n      - name: lighthouse-0\n        http: http://lighthouse-0.beacon:5052\n      - name: lighthouse-1\n        http: http://lighthouse-1.beacon:5052\n",
+        "",
+    );
+    assert_eq!(err_path(&none), "networks.mainnet-beacon.upstreams");
+}

@@ -143,7 +143,7 @@ fn header(
 /// Parses `template` (with `${VAR}` expanded) as a URL of `scheme` or its
 /// TLS form (`https`, `wss`); errors quote the template, never the expanded
 /// text.
-fn url(at: &str, template: &str, scheme: &str) -> Result<http::Uri, Problem> {
+pub(super) fn url(at: &str, template: &str, scheme: &str) -> Result<http::Uri, Problem> {
     let bad = |why: &str| Problem::new(at, format!("{template:?} {why}"));
     let text = crate::config::expand::from_env(at, template)?;
     let uri: http::Uri = text.parse().map_err(|_| bad("is not a URL"))?;

@@ -1,0 +1,390 @@
+//! The Beacon API front against real Lodestar nodes: two nodes of one
+//! devnet (started once for the whole binary, `devnet`), each behind a
+//! faithful pass-through (`tap`), behind one gateway. The scenarios run in
+//! order inside one test, so the devnet's ~15 s start is paid once:
+//! - reads through the gateway answer as the node does (a differential
+//!   check over a list of endpoints, duties included), on the main listener
+//!   and on the network's own;
+//! - the allowlist: closed paths and the validator namespace for anonymous
+//!   callers are refused before any node is asked;
+//! - a node made to report `is_syncing` or `is_optimistic` gets no traffic,
+//!   and gets it again once healthy;
+//! - a publish reaches every eligible node;
+//! - a subscription sent while a node was down is replayed to it when it
+//!   becomes eligible.
+//!
+//! Skipped, saying so, when Lodestar is not installed (scripts/install-lodestar).
+
+#![allow(unreachable_pub, clippy::unwrap_used)]
+
+mod devnet;
+mod tap;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use rpcgate::config::{Config, KeyDigest};
+use rpcgate::control::Gateway;
+use rpcgate::edge::Server;
+use serde_json::Value;
+
+use devnet::Devnet;
+use tap::{Mode, Tap};
+
+const KEY: &str = "beacon-test-key-7a6b5c4d3e2f";
+
+struct Reply {
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+async fn request(method: Method, url: &str, key: Option<&str>, body: Option<&str>) -> Reply {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let mut req = Request::builder().method(method).uri(url);
+    if let Some(key) = key {
+        req = req.header("x-api-key", key);
+    }
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let body = Full::new(Bytes::from(body.unwrap_or_default().to_string()));
+    let answer = client.request(req.body(body).unwrap()).await.unwrap();
+    let (parts, body) = answer.into_parts();
+    Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+async fn get(url: &str) -> Reply {
+    request(Method::GET, url, None, None).await
+}
+
+struct Running {
+    gateway: Arc<Gateway>,
+    /// `http://host:port/lh` on the main listener.
+    main: String,
+    /// The network's own listener.
+    own: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start_gateway(taps: &[&Tap]) -> Running {
+    let digest: String = KeyDigest::of(KEY)
+        .0
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let ups: String = taps
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("      - name: n{}\n        http: {}\n", i + 1, t.url))
+        .collect();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\npolicy:\n  clients:\n    vc:\n      key_sha256: [{digest}]\nnetworks:\n  lh:\n    kind: beacon\n    listen: 127.0.0.1:0\n    max_lag_slots: 2\n    poll_interval: 200ms\n    upstreams:\n{ups}"
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    let server = Server::bind(&config).await.unwrap();
+    let main = format!("http://{}/lh", server.local_addr());
+    let own = format!("http://{}", server.beacon_addrs()[0].1);
+    let gateway = server.gateway();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(
+        async move {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(2),
+    ));
+    Running {
+        gateway,
+        main,
+        own,
+        _stop: stop,
+    }
+}
+
+/// Waits (bounded) until `ok` holds of the gateway's eligible node names.
+async fn wait_eligible(gw: &Running, what: &str, ok: impl Fn(&[String]) -> bool) {
+    let net = gw.gateway.beacon().by_name["lh"].clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let snap = net.snapshot();
+        let names: Vec<String> = snap.eligible().map(|v| v.node.name.clone()).collect();
+        if ok(&names) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what} (eligible: {names:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beacon_gateway_over_lodestar() {
+    let Some(devnet) = Devnet::start(2) else {
+        return;
+    };
+    let taps = [
+        Tap::start(&devnet.urls[0]).await,
+        Tap::start(&devnet.urls[1]).await,
+    ];
+    let gw = start_gateway(&[&taps[0], &taps[1]]).await;
+    wait_eligible(&gw, "both nodes eligible", |n| n.len() == 2).await;
+
+    differential_reads(&gw, &devnet).await;
+    closed_paths(&gw, &taps).await;
+    unhealthy_node_gets_no_traffic(&gw, &taps, Mode::Syncing).await;
+    unhealthy_node_gets_no_traffic(&gw, &taps, Mode::Optimistic).await;
+    publish_reaches_every_eligible_node(&gw, &taps).await;
+    subscription_is_replayed_to_a_node_that_joins(&gw, &taps).await;
+}
+
+/// Reads through the gateway (both listeners) against the same read of node 1 directly.
+async fn differential_reads(gw: &Running, devnet: &Devnet) {
+    let direct = &devnet.urls[0];
+    // Fixed points, so that a read does not race the 2 s slots: a block
+    // root a few slots deep, its state, the epoch's duties.
+    let head = get(&format!("{direct}/eth/v1/beacon/headers/head"))
+        .await
+        .json();
+    let slot: u64 = head["data"]["header"]["message"]["slot"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let fixed = slot.saturating_sub(2);
+    let header = get(&format!("{direct}/eth/v1/beacon/headers/{fixed}"))
+        .await
+        .json();
+    let root = header["data"]["root"].as_str().unwrap().to_string();
+    let state_root = header["data"]["header"]["message"]["state_root"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let epoch = fixed / 8;
+    let reads: Vec<(Method, String, Option<&str>)> = vec![
+        (Method::GET, "/eth/v1/beacon/genesis".into(), None),
+        (Method::GET, format!("/eth/v1/beacon/headers/{root}"), None),
+        (Method::GET, format!("/eth/v2/beacon/blocks/{root}"), None),
+        (
+            Method::GET,
+            format!("/eth/v1/beacon/states/{state_root}/finality_checkpoints"),
+            None,
+        ),
+        (
+            Method::GET,
+            "/eth/v1/beacon/states/genesis/validators?id=0&id=3".into(),
+            None,
+        ),
+        (Method::GET, "/eth/v1/config/spec".into(), None),
+        (Method::GET, "/eth/v1/beacon/headers/99999999".into(), None),
+        (
+            Method::GET,
+            format!("/eth/v1/validator/duties/proposer/{epoch}"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/eth/v1/validator/duties/attester/{epoch}"),
+            Some(r#"["0","1","2","3","4","5","6","7"]"#),
+        ),
+        (
+            Method::POST,
+            format!("/eth/v1/validator/duties/sync/{epoch}"),
+            Some(r#"["0","1"]"#),
+        ),
+    ];
+    for base in [&gw.main, &gw.own] {
+        for (method, path, body) in &reads {
+            let want = request(method.clone(), &format!("{direct}{path}"), None, *body).await;
+            let got = request(method.clone(), &format!("{base}{path}"), Some(KEY), *body).await;
+            assert_eq!(got.status, want.status, "{base}{path}");
+            assert_eq!(got.body, want.body, "{base}{path}: the body differs");
+            for h in ["content-type", "eth-consensus-version"] {
+                assert_eq!(
+                    got.headers.get(h),
+                    want.headers.get(h),
+                    "{base}{path}: header {h}"
+                );
+            }
+        }
+        // The node's own view of its sync state, shape for shape (its head moves).
+        let want = get(&format!("{direct}/eth/v1/node/syncing")).await.json();
+        let got = get(&format!("{base}/eth/v1/node/syncing")).await.json();
+        assert_eq!(got["data"]["is_syncing"], want["data"]["is_syncing"]);
+        assert_eq!(got["data"]["is_optimistic"], want["data"]["is_optimistic"]);
+        let keys = |v: &Value| {
+            v["data"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&got), keys(&want));
+    }
+}
+
+/// Closed paths and the validator namespace without a key: refused, no node asked.
+async fn closed_paths(gw: &Running, taps: &[Tap; 2]) {
+    taps.iter().for_each(Tap::reset);
+    let cases = [
+        (
+            format!("{}/eth/v2/debug/beacon/states/head", gw.main),
+            None,
+            403,
+        ),
+        (
+            format!("{}/eth/v1/lodestar/sync-chains-debug-state", gw.own),
+            Some(KEY),
+            403,
+        ),
+        (format!("{}/lodestar/heap", gw.own), Some(KEY), 403),
+        (
+            format!("{}/eth/v1/validator/duties/proposer/0", gw.main),
+            None,
+            403,
+        ),
+        (
+            format!("{}/eth/v1/events?topics=head", gw.main),
+            Some(KEY),
+            501,
+        ),
+    ];
+    for (url, key, status) in cases {
+        let r = request(Method::GET, &url, key, None).await;
+        assert_eq!(r.status, status, "{url}");
+        assert_eq!(r.json()["code"], status, "{url}: the Beacon API error form");
+    }
+    let unknown = request(
+        Method::GET,
+        &format!("{}/eth/v1/beacon/genesis", gw.main),
+        Some("not-a-key-0000000000"),
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status, 401);
+    for tap in taps {
+        assert!(tap.traffic().is_empty(), "{:?}", tap.traffic());
+    }
+}
+
+/// A node made to report `mode` through its tap gets no reads; healthy again, it does.
+async fn unhealthy_node_gets_no_traffic(gw: &Running, taps: &[Tap; 2], mode: Mode) {
+    taps[1].set(mode);
+    wait_eligible(gw, &format!("n2 out ({mode:?})"), |n| n == ["n1"]).await;
+    taps.iter().for_each(Tap::reset);
+    for _ in 0..10 {
+        let r = get(&format!("{}/eth/v1/config/deposit_contract", gw.own)).await;
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(taps[0].traffic().len(), 10, "{:?}", taps[0].traffic());
+    assert!(
+        taps[1].traffic().is_empty(),
+        "{mode:?} node got {:?}",
+        taps[1].traffic()
+    );
+    taps[1].set(Mode::Faithful);
+    wait_eligible(gw, "n2 back", |n| n.len() == 2).await;
+    taps.iter().for_each(Tap::reset);
+    for _ in 0..10 {
+        get(&format!("{}/eth/v1/config/deposit_contract", gw.own)).await;
+    }
+    // Round robin over both: the check above can fail.
+    assert_eq!(taps[1].traffic().len(), 5, "n2 serves again once healthy");
+}
+
+/// A publish goes to every eligible node (here refused by both: the exit is
+/// not signed; the node's own answer comes back).
+async fn publish_reaches_every_eligible_node(gw: &Running, taps: &[Tap; 2]) {
+    taps.iter().for_each(Tap::reset);
+    let exit = format!(
+        r#"{{"message":{{"epoch":"0","validator_index":"5"}},"signature":"0x{}"}}"#,
+        "ab".repeat(96)
+    );
+    let url = format!("{}/eth/v1/beacon/pool/voluntary_exits", gw.main);
+    let r = request(Method::POST, &url, Some(KEY), Some(&exit)).await;
+    assert!(
+        (400..500).contains(&r.status),
+        "the nodes' refusal passes through: {}",
+        r.status
+    );
+    let refused = request(Method::POST, &url, None, Some(&exit)).await;
+    assert_eq!(refused.status, 403, "publishing is for named clients");
+    let net = gw.gateway.beacon().by_name["lh"].clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while taps.iter().any(|t| t.traffic().is_empty()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the publish reached both nodes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for tap in taps {
+        let seen = tap.traffic();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].path, "/eth/v1/beacon/pool/voluntary_exits");
+        assert_eq!(seen[0].body, exit.as_bytes(), "the body went as sent");
+    }
+    let snap = net.snapshot();
+    let refused: u64 = snap
+        .nodes
+        .iter()
+        .map(|v| {
+            v.node
+                .publishes
+                .refused
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
+    assert_eq!(refused, 2, "each node's answer is counted");
+}
+
+/// A proposer preparation sent while n2 is down reaches n2 when it is back.
+async fn subscription_is_replayed_to_a_node_that_joins(gw: &Running, taps: &[Tap; 2]) {
+    taps[1].set(Mode::Down);
+    wait_eligible(gw, "n2 down", |n| n == ["n1"]).await;
+    taps.iter().for_each(Tap::reset);
+    let body =
+        r#"[{"validator_index":"3","fee_recipient":"0x00000000000000000000000000000000000000a3"}]"#;
+    let url = format!("{}/eth/v1/validator/prepare_beacon_proposer", gw.own);
+    let r = request(Method::POST, &url, Some(KEY), Some(body)).await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    let path = "/eth/v1/validator/prepare_beacon_proposer";
+    assert!(
+        taps[1].traffic().iter().all(|s| s.path != path),
+        "n2 was down"
+    );
+    taps[1].set(Mode::Faithful);
+    wait_eligible(gw, "n2 back", |n| n.len() == 2).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = taps[1].traffic();
+        if let Some(s) = seen.iter().find(|s| s.path == path && s.status != 503) {
+            assert_eq!(s.body, body.as_bytes());
+            assert_eq!(s.status, 200, "n2 accepted the replayed preparation");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replayed to n2: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
