@@ -335,11 +335,13 @@ async fn accept_plain(
         };
         let _ = stream.set_nodelay(true);
         lifetimes::keepalive(&stream, tcp_keepalive);
+        let lifetime = lifetimes::Lifetime::new();
         let hold = Arc::new(ConnHold {
             _slot: slot,
             _permit: permit,
+            lifetime: lifetime.clone(),
+            write_timeout: deadlines.write,
         });
-        let lifetime = lifetimes::Lifetime::new();
         let watched = lifetimes::Watched::new(stream, lifetime.clone());
         let requests = lifetime.clone();
         let (gw, front) = (gateway.clone(), front.clone());
