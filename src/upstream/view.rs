@@ -21,8 +21,11 @@
 //! from its "missing trie node" answers, see `Backend::lacks_state`) is
 //! copied into the view, so the router's state filter reads the snapshot.
 //!
-//! **Served head** (what `latest` means to clients): the agreed head (with
-//! one backend judged, its head), and never lower than before. Requiring two
+//! **Served head** (what `latest` means to clients): the second-highest head
+//! among eligible backends (the highest when only one is eligible), and
+//! never lower than before. Eligible backends share the agreed chain, so a
+//! served block is held by two backends on one chain whenever two are
+//! eligible. Requiring two
 //! holders costs the few milliseconds a block takes to reach the second
 //! node, and buys this: when the one node that was ahead dies, another still
 //! has the served block, so `latest` neither goes backwards nor stalls; and
@@ -314,6 +317,7 @@ pub fn build(
         .map(|((_, s), _)| s)
         .collect();
     let reference = Reference::of(&judged);
+    let judged_count = judged.len();
     let backends: Vec<BackendView> = states
         .into_iter()
         .zip(before_lag)
@@ -348,9 +352,17 @@ pub fn build(
         .collect();
     heads.sort_unstable_by(|a, b| b.cmp(a));
     let best_head = heads.first().copied();
-    let candidate = match &reference {
-        Some(r) if r.confirmed() => Some(r.number),
-        _ => heads.get(1).or(heads.first()).copied(),
+    // At start, one backend answering first does not set the head alone
+    // while others of its tier are still being probed (it may be the liar).
+    let serving_tier = |b: &Backend| primary(b) != fallback_serving;
+    let others_starting = judged_count < 2
+        && backends
+            .iter()
+            .any(|b| serving_tier(&b.backend) && b.state.starting());
+    let candidate = if carry.served.is_none() && others_starting {
+        None
+    } else {
+        heads.get(1).or(heads.first()).copied()
     };
     let reorgs: u64 = backends.iter().map(|b| b.state.reorgs).sum();
     let reorged = reorgs != carry.reorgs_seen;
