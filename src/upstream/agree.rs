@@ -9,6 +9,14 @@
 //! trackers saw it (`HeadState::seen`). The backends holding it are the
 //! *holders*; what they saw below it is the *agreed chain*.
 //!
+//! A backend ahead of the agreed head is believed, and its head becomes the
+//! reference, when its tracker saw it reach that head block by block from
+//! the agreed block (it has the agreed hash there and a block at every height
+//! above, up to its head; a missing one is asked for): a node that is merely
+//! ahead of a slow or stuck fleet keeps serving, while a head that jumps
+//! (inflated by 1,000, say, or near `u64::MAX`) is not believed until another
+//! backend confirms it.
+//!
 //! Against that reference each backend is judged:
 //! - **another chain**: at the highest height both it and the agreed chain
 //!   know, its block has another hash;
@@ -32,24 +40,42 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::head::HeadState;
+use super::head::{HeadState, SEEN};
 use super::view::Ineligible;
 
 /// What the judged backends agree on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
-    /// The agreed head (or the unconfirmed stand-in, see the module doc).
+    /// The reference head: the agreed head, or the head of a backend that
+    /// reached it block by block from there (or the unconfirmed stand-in).
     pub number: u64,
-    /// Its hash when at least two backends hold it.
-    pub hash: Option<String>,
+    /// The agreed head and its hash, when at least two backends hold it.
+    pub agreed: Option<(u64, String)>,
     /// The agreed chain: the holders' blocks at and below the agreed head.
     chain: BTreeMap<u64, String>,
 }
 
 impl Reference {
-    /// At least two backends hold the reference block.
+    /// At least two backends hold the agreed block.
     pub fn confirmed(&self) -> bool {
-        self.hash.is_some()
+        self.agreed.is_some()
+    }
+
+    /// Whether the backend reached its head block by block from the agreed
+    /// block, as its tracker saw it; else the lowest height it is missing
+    /// (`None`: it cannot be, or is not above the agreed head).
+    fn connected(&self, s: &HeadState) -> Result<(), Option<u64>> {
+        let Some((at, hash)) = &self.agreed else {
+            return Err(None);
+        };
+        let head = s.head();
+        if head <= *at || head - at >= SEEN as u64 || s.hash_at(*at) != Some(hash.as_str()) {
+            return Err(None);
+        }
+        match (at + 1..=head).find(|n| s.hash_at(*n).is_none()) {
+            None => Ok(()),
+            Some(missing) => Err(Some(missing)),
+        }
     }
 
     /// The reference for the backends being judged (`None` when there are none).
@@ -60,7 +86,7 @@ impl Reference {
                 let latest = only.latest.as_ref()?;
                 Some(Reference {
                     number: latest.number,
-                    hash: None,
+                    agreed: None,
                     chain: only
                         .seen
                         .iter()
@@ -68,15 +94,22 @@ impl Reference {
                         .collect(),
                 })
             }
-            _ => Some(agreed(judged).unwrap_or_else(|| {
-                let mut heads: Vec<u64> = judged.iter().map(|s| s.head()).collect();
-                heads.sort_unstable_by(|a, b| b.cmp(a));
-                Reference {
-                    number: heads.get(1).copied().unwrap_or(0),
-                    hash: None,
-                    chain: BTreeMap::new(),
+            _ => Some(match agreed(judged) {
+                Some(mut r) => {
+                    let top = judged.iter().filter(|s| r.connected(s).is_ok());
+                    r.number = top.map(|s| s.head()).fold(r.number, u64::max);
+                    r
                 }
-            })),
+                None => {
+                    let mut heads: Vec<u64> = judged.iter().map(|s| s.head()).collect();
+                    heads.sort_unstable_by(|a, b| b.cmp(a));
+                    Reference {
+                        number: heads.get(1).copied().unwrap_or(0),
+                        agreed: None,
+                        chain: BTreeMap::new(),
+                    }
+                }
+            }),
         }
     }
 
@@ -109,9 +142,15 @@ impl Reference {
     /// The height whose block this backend's tracker should be asked for:
     /// the reference when it has that height but did not say what is there.
     pub fn ask_of(&self, s: &HeadState) -> Option<u64> {
-        let at = s.head().min(self.number);
-        (at != 0 && s.hash_at(at).is_none() && (!self.confirmed() || self.common(s).is_none()))
-            .then_some(at)
+        let at = match &self.agreed {
+            Some((agreed, _)) => s.head().min(*agreed),
+            None => s.head().min(self.number),
+        };
+        if at != 0 && s.hash_at(at).is_none() && (!self.confirmed() || self.common(s).is_none()) {
+            return Some(at);
+        }
+        // Above the agreed head: the first block it skipped, to believe it.
+        self.connected(s).err().flatten()
     }
 
     /// The highest height both the backend and the agreed chain know, with
@@ -155,7 +194,7 @@ fn agreed(judged: &[&HeadState]) -> Option<Reference> {
     }
     Some(Reference {
         number,
-        hash: Some(hash),
+        agreed: Some((number, hash)),
         chain,
     })
 }
@@ -194,7 +233,10 @@ mod tests {
         let slow = saw(&[(9, "a9")]);
         let liar = saw(&[(1010, "a10")]);
         let r = Reference::of(&[&honest, &slow, &honest.clone(), &liar]).unwrap();
-        assert_eq!((r.number, r.hash.as_deref()), (10, Some("a10")));
+        assert_eq!(
+            (r.number, r.agreed.clone()),
+            (10, Some((10, "a10".to_owned())))
+        );
         assert_eq!(r.judge(&honest, 2), None);
         assert_eq!(r.judge(&slow, 2), None);
         assert_eq!(r.judge(&liar, 2), Some(Ineligible::Unverified));
@@ -257,5 +299,26 @@ mod tests {
         let r = Reference::of(&[&huge]).unwrap();
         assert_eq!(r.number, u64::MAX);
         assert_eq!(r.judge(&huge, 2), None);
+    }
+
+    #[test]
+    fn a_backend_ahead_block_by_block_is_believed_and_a_jump_is_not() {
+        let stuck = saw(&[(3, "a3")]);
+        let mut ahead = saw(&[(3, "a3"), (4, "a4"), (6, "a6")]);
+        let r = Reference::of(&[&stuck, &ahead]).unwrap();
+        assert_eq!(r.number, 3, "block 5 unseen: not believed yet");
+        assert_eq!(
+            r.judge(&ahead, 2),
+            Some(Ineligible::AheadUnconfirmed { ahead: 3 })
+        );
+        assert_eq!(r.ask_of(&ahead), Some(5), "the block it skipped is asked");
+        ahead.note(BlockId {
+            number: 5,
+            hash: "a5".into(),
+        });
+        let r = Reference::of(&[&stuck, &ahead]).unwrap();
+        assert_eq!(r.number, 6);
+        assert_eq!(r.judge(&ahead, 2), None);
+        assert_eq!(r.judge(&stuck, 2), Some(Ineligible::Lagging { behind: 3 }));
     }
 }
