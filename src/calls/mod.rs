@@ -3,7 +3,9 @@
 //! answered the same way.
 //!
 //! Each entry is admitted by the client policy (a batch in order, before any
-//! is routed, so it costs the sum of its entries, see [`batch`]), then
+//! is routed, so it costs the sum of its entries, see [`batch`]); an invalid
+//! entry and a body that does not parse are charged too (`charge_refused`),
+//! and answered as limited once the caller's budget is spent; then
 //! answered through the [`pipeline`] (pinning, cache, router), and the
 //! answers are assembled from raw parts with the caller's id byte for byte.
 //! `eth_subscribe` and `eth_unsubscribe` are answered by the connection's
@@ -144,7 +146,8 @@ struct Admitted {
     verdict: Result<(), Refusal>,
 }
 
-/// Judges one entry (invalid entries are answered as such).
+/// Judges one entry; an invalid one is charged as a refusal (and answered
+/// as invalid while the caller's budget lasts).
 async fn admit(policy: &ClientPolicy, caller: &Caller<'_>, entry: &Entry<'_>) -> Admitted {
     match entry {
         Ok(call) => {
@@ -152,12 +155,12 @@ async fn admit(policy: &ClientPolicy, caller: &Caller<'_>, entry: &Entry<'_>) ->
             let method = Resolved::of(&call.method);
             Admitted {
                 known: method.known,
-                verdict: policy.admit(caller, method).await,
+                verdict: policy.admit_call(caller, method, call.params).await,
             }
         }
         Err(_) => Admitted {
             known: None,
-            verdict: Ok(()),
+            verdict: policy.charge_refused(caller).await,
         },
     }
 }
@@ -224,8 +227,17 @@ impl Ctx<'_> {
                     id: Some(Id::NULL),
                     elapsed: None,
                 };
-                let failed = self.fail(message, &CallError::Payload(e));
-                (StatusCode::OK, failed.body, failed.headers, Vec::new())
+                // Garbage costs budget too: past it, the caller is told to wait.
+                match self.routes.policy.charge_refused(self.caller).await {
+                    Ok(()) => {
+                        let failed = self.fail(message, &CallError::Payload(e));
+                        (StatusCode::OK, failed.body, failed.headers, Vec::new())
+                    }
+                    Err(refusal) => {
+                        let failed = self.fail(message, &refusal.into());
+                        (failed.status, failed.body, failed.headers, Vec::new())
+                    }
+                }
             }
             Ok(Payload::Single(entry)) => {
                 let admitted = admit(&self.routes.policy, self.caller, &entry).await;
@@ -317,7 +329,10 @@ impl Ctx<'_> {
                     id: Some(invalid.id),
                     elapsed: None,
                 };
-                return self.fail(entry, &CallError::Invalid(invalid.reason));
+                return match admitted.verdict {
+                    Ok(()) => self.fail(entry, &CallError::Invalid(invalid.reason)),
+                    Err(refusal) => self.fail(entry, &refusal.into()),
+                };
             }
         };
         let method = Resolved {

@@ -67,6 +67,7 @@ use crate::calls::rescue::HttpRefusal;
 use crate::control::{Gateway, NetworkTable};
 use crate::metrics::WsLimit;
 use crate::network::Network;
+use crate::policy::Refusal;
 use crate::subscriptions::{Outbox, Outgoing, Session, SessionLimits};
 
 /// Messages of one connection answered at once.
@@ -99,7 +100,13 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
 
 /// Checks the handshake and the caller, answers 101 and starts the
 /// connection's task once hyper hands the socket over.
-pub(super) fn upgrade(
+///
+/// An upgrade costs the caller a request of its budget, like a refused call
+/// (`policy::REFUSED_COST`), so opening sockets in a loop runs into the rate
+/// limit; and one that came through a trusted proxy takes a slot of the
+/// per-IP connection cap for the forwarded client address, held as long as
+/// the socket (a direct client's slot was taken at accept).
+pub(super) async fn upgrade(
     gateway: &Arc<Gateway>,
     routes: &NetworkTable,
     network: &Arc<Network>,
@@ -126,6 +133,21 @@ pub(super) fn upgrade(
     if !super::cors::client_allowed(caller.allowed_origins(), req.headers()) {
         return Err(HttpRefusal::ForbiddenOrigin);
     }
+    routes
+        .policy
+        .charge_refused(&caller)
+        .await
+        .map_err(HttpRefusal::Limited)?;
+    let forwarded = match hold.counted() {
+        true => None,
+        false => Some(
+            routes
+                .policy
+                .connections()
+                .try_open(caller.ip())
+                .ok_or(HttpRefusal::Limited(Refusal::TooManyConnections))?,
+        ),
+    };
 
     let limit = routes.server.max_body_bytes;
     let name = network.config.name.clone();
@@ -173,7 +195,7 @@ pub(super) fn upgrade(
         .await;
         let gauge = OpenGauge::new(open);
         serve(conn, socket, queue, closing, asked_rx).await;
-        drop((gauge, hold));
+        drop((gauge, hold, forwarded));
     });
 
     let mut response = Response::new(Body::default());

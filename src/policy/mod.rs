@@ -8,7 +8,16 @@
 //! locally ([`local`], governor's GCRA) or, with `redis:` configured, shared
 //! by every replica ([`redis`]). A batch therefore costs the sum of its
 //! entries, and a refused entry fails alone. [`conns`] caps open
-//! connections per IP at accept time.
+//! connections per IP at accept time, and again at a WebSocket upgrade by
+//! the address the policy resolved (a forwarded one behind a trusted proxy).
+//!
+//! Nothing a caller sends is free: a call refused by the method rules, an
+//! invalid entry, a body that does not parse and a WebSocket upgrade each
+//! cost one request and [`REFUSED_COST`] units ([`ClientPolicy::charge_refused`]),
+//! so a client sending garbage runs out of budget like any other. The
+//! anonymous tier has, beside each IP's budgets, optional ones for all its
+//! callers together (`aggregate_limits`, process-local: each replica
+//! enforces them on its own), checked after the IP's.
 //!
 //! The policy is built once from the config and read by requests without
 //! locks; the only shared mutable state is the limiters' atomic words and
@@ -32,6 +41,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use http::HeaderMap;
 use prometheus::IntCounter;
+use serde_json::value::RawValue;
 
 use self::redis::RedisLimits;
 use crate::config::{ClientRules, IpNet, LimitsConfig, PolicyConfig, RedisConfig, RedisFallback};
@@ -58,14 +68,23 @@ pub enum Refusal {
     TooCostly { cost: u32 },
     #[error("rate limits cannot be checked now")]
     LimiterUnavailable,
+    #[error("too many open connections from this client address")]
+    TooManyConnections,
 }
+
+/// What a call refused by the method rules, an invalid entry, an
+/// unparseable body or a WebSocket upgrade costs in compute units (beside
+/// one request): enough that garbage is not free, less than any real read.
+pub const REFUSED_COST: u32 = 10;
 
 impl Refusal {
     /// How long the caller should wait before trying again, when that is known.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Refusal::Limited { retry_after } => Some(*retry_after),
-            Refusal::LimiterUnavailable => Some(Duration::from_secs(1)),
+            Refusal::LimiterUnavailable | Refusal::TooManyConnections => {
+                Some(Duration::from_secs(1))
+            }
             _ => None,
         }
     }
@@ -80,6 +99,8 @@ pub struct ClientClass<C: Clock = DefaultClock> {
     allowed_origins: Option<Vec<String>>,
     max_logs_block_range: Option<u64>,
     local: LocalLimits<C>,
+    /// All anonymous callers together (unlimited for a named client).
+    aggregate: LocalLimits<C>,
     rate_limited: IntCounter,
     blocked: IntCounter,
 }
@@ -100,6 +121,7 @@ impl<C: Clock + Clone> ClientClass<C> {
             allowed_origins: config.allowed_origins.clone(),
             max_logs_block_range: config.max_logs_block_range,
             local: LocalLimits::new(&config.limits, anonymous, clock),
+            aggregate: LocalLimits::new(&config.aggregate, false, clock),
             rate_limited: metrics.rate_limited.with_label_values(&[name]),
             blocked: metrics.blocked.with_label_values(&[name]),
         }
@@ -254,9 +276,19 @@ impl<C: Clock + Clone> ClientPolicy<C> {
         Ok(self.costs.cost(method))
     }
 
-    /// The process-local budget check of one call of `cost` units.
+    /// The process-local budget check of one call of `cost` units: the
+    /// caller's own budgets, then (anonymous) all anonymous callers' together.
     pub fn check_local(&self, caller: &Caller<'_, C>, cost: u32) -> Result<(), Refusal> {
-        self.verdict(caller, caller.class.local.check(caller.ip, cost), cost)
+        self.verdict(caller, caller.class.local.check(caller.ip, cost), cost)?;
+        self.check_aggregate(caller, cost)
+    }
+
+    fn check_aggregate(&self, caller: &Caller<'_, C>, cost: u32) -> Result<(), Refusal> {
+        let aggregate = &caller.class.aggregate;
+        if aggregate.is_unlimited() {
+            return Ok(());
+        }
+        self.verdict(caller, aggregate.check(caller.ip, cost), cost)
     }
 
     /// Judges one call: its method, then the caller's budgets.
@@ -265,10 +297,42 @@ impl<C: Clock + Clone> ClientPolicy<C> {
         caller: &Caller<'_, C>,
         method: impl Into<Resolved<'a>>,
     ) -> Result<(), Refusal> {
-        let cost = self.permit_method(caller, method)?;
+        self.admit_call(caller, method, None).await
+    }
+
+    /// Judges one call with its `params`, which raise the price of the
+    /// calls whose work they decide ([`cost::scaled`]). A call the method
+    /// rules refuse still costs [`REFUSED_COST`]; once that budget is spent
+    /// it is refused as limited.
+    pub async fn admit_call<'a>(
+        &self,
+        caller: &Caller<'_, C>,
+        method: impl Into<Resolved<'a>>,
+        params: Option<&RawValue>,
+    ) -> Result<(), Refusal> {
+        let method = method.into();
+        let cost = match self.permit_method(caller, method) {
+            Ok(cost) => cost::scaled(method.name, params, cost),
+            Err(blocked) => {
+                self.charge(caller, REFUSED_COST).await?;
+                return Err(blocked);
+            }
+        };
+        self.charge(caller, cost).await
+    }
+
+    /// Charges what is refused or cannot be read (an invalid entry, an
+    /// unparseable body, a WebSocket upgrade): one request and
+    /// [`REFUSED_COST`] units.
+    pub async fn charge_refused(&self, caller: &Caller<'_, C>) -> Result<(), Refusal> {
+        self.charge(caller, REFUSED_COST).await
+    }
+
+    /// Charges one request of `cost` units to the caller's budgets.
+    pub async fn charge(&self, caller: &Caller<'_, C>, cost: u32) -> Result<(), Refusal> {
         let class = caller.class;
         if class.local.is_unlimited() {
-            return Ok(());
+            return self.check_aggregate(caller, cost);
         }
         let Some(shared) = &self.shared else {
             return self.check_local(caller, cost);
@@ -280,7 +344,8 @@ impl<C: Clock + Clone> ClientPolicy<C> {
                 if shared.mark_up() {
                     tracing::info!("shared rate limits available again in redis");
                 }
-                self.verdict(caller, v, cost)
+                self.verdict(caller, v, cost)?;
+                self.check_aggregate(caller, cost)
             }
             Err(e) => {
                 self.redis_fallbacks.inc();
