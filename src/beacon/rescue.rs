@@ -17,7 +17,10 @@ fn status(e: &BeaconError) -> StatusCode {
         BeaconError::Policy(Refusal::UnknownKey | Refusal::KeyRequired) => StatusCode::UNAUTHORIZED,
         BeaconError::Policy(Refusal::MethodBlocked(_)) => StatusCode::FORBIDDEN,
         BeaconError::Policy(
-            Refusal::Limited { .. } | Refusal::TooCostly { .. } | Refusal::LimiterUnavailable,
+            Refusal::Limited { .. }
+            | Refusal::TooCostly { .. }
+            | Refusal::LimiterUnavailable
+            | Refusal::TooManyConnections,
         ) => StatusCode::TOO_MANY_REQUESTS,
         BeaconError::NotYet(_) => StatusCode::NOT_IMPLEMENTED,
         BeaconError::BadPath => StatusCode::BAD_REQUEST,

@@ -3,7 +3,9 @@
 //! answered the same way.
 //!
 //! Each entry is admitted by the client policy (a batch in order, before any
-//! is routed, so it costs the sum of its entries, see [`batch`]), then
+//! is routed, so it costs the sum of its entries, see [`batch`]); an invalid
+//! entry and a body that does not parse are charged too (`charge_refused`),
+//! and answered as limited once the caller's budget is spent; then
 //! answered through the [`pipeline`] (pinning, cache, router), and the
 //! answers are assembled from raw parts with the caller's id byte for byte.
 //! `eth_subscribe` and `eth_unsubscribe` are answered by the connection's
@@ -149,7 +151,8 @@ struct Admitted {
     verdict: Result<(), Refusal>,
 }
 
-/// Judges one entry (invalid entries are answered as such).
+/// Judges one entry; an invalid one is charged as a refusal (and answered
+/// as invalid while the caller's budget lasts).
 async fn admit(policy: &ClientPolicy, caller: &Caller<'_>, entry: &Entry<'_>) -> Admitted {
     match entry {
         Ok(call) => {
@@ -157,45 +160,40 @@ async fn admit(policy: &ClientPolicy, caller: &Caller<'_>, entry: &Entry<'_>) ->
             let method = Resolved::of(&call.method);
             Admitted {
                 known: method.known,
-                verdict: policy.admit(caller, method).await,
+                verdict: policy.admit_call(caller, method, call.params).await,
             }
         }
         Err(_) => Admitted {
             known: None,
-            verdict: Ok(()),
+            verdict: policy.charge_refused(caller).await,
         },
     }
 }
 
 /// Judges the entries of a batch in order, together: shared budgets are
-/// charged for all of them in one Redis round trip (invalid entries are
-/// answered as such).
+/// charged for all of them in one Redis round trip (invalid entries cost as
+/// refusals, and are answered as invalid while the budget lasts).
 async fn admit_batch(
     policy: &ClientPolicy,
     caller: &Caller<'_>,
     entries: &[Entry<'_>],
 ) -> Vec<Admitted> {
-    let methods: Vec<Resolved<'_>> = entries
+    let calls: Vec<Option<(Resolved<'_>, _)>> = entries
         .iter()
-        .filter_map(|entry| entry.as_ref().ok())
-        .map(|call| {
-            panics::injected(Stage::Message, &call.method);
-            Resolved::of(&call.method)
+        .map(|entry| {
+            entry.as_ref().ok().map(|call| {
+                panics::injected(Stage::Message, &call.method);
+                (Resolved::of(&call.method), call.params)
+            })
         })
         .collect();
-    let mut verdicts = policy.admit_all(caller, &methods).await.into_iter();
-    let mut methods = methods.iter();
-    entries
+    let verdicts = policy.admit_all(caller, &calls).await;
+    calls
         .iter()
-        .map(|entry| match entry {
-            Ok(_) => Admitted {
-                known: methods.next().and_then(|m| m.known),
-                verdict: verdicts.next().unwrap_or(Err(Refusal::LimiterUnavailable)),
-            },
-            Err(_) => Admitted {
-                known: None,
-                verdict: Ok(()),
-            },
+        .zip(verdicts)
+        .map(|(call, verdict)| Admitted {
+            known: call.as_ref().and_then(|(m, _)| m.known),
+            verdict,
         })
         .collect()
 }
@@ -265,8 +263,17 @@ impl Ctx<'_> {
                     id: Some(Id::NULL),
                     elapsed: None,
                 };
-                let failed = self.fail(message, &CallError::Payload(e));
-                (StatusCode::OK, failed.body, failed.headers, Vec::new())
+                // Garbage costs budget too: past it, the caller is told to wait.
+                match self.routes.policy.charge_refused(self.caller).await {
+                    Ok(()) => {
+                        let failed = self.fail(message, &CallError::Payload(e));
+                        (StatusCode::OK, failed.body, failed.headers, Vec::new())
+                    }
+                    Err(refusal) => {
+                        let failed = self.fail(message, &refusal.into());
+                        (failed.status, failed.body, failed.headers, Vec::new())
+                    }
+                }
             }
             Ok(Payload::Single(entry)) => {
                 let admitted = admit(&self.routes.policy, self.caller, &entry).await;
@@ -360,7 +367,10 @@ impl Ctx<'_> {
                     id: Some(invalid.id),
                     elapsed: None,
                 };
-                return self.fail(entry, &CallError::Invalid(invalid.reason));
+                return match admitted.verdict {
+                    Ok(()) => self.fail(entry, &CallError::Invalid(invalid.reason)),
+                    Err(refusal) => self.fail(entry, &refusal.into()),
+                };
             }
         };
         let method = Resolved {

@@ -354,6 +354,13 @@ fn policy(r: &Refusal) -> Rescued {
             ),
             StatusCode::TOO_MANY_REQUESTS,
         ),
+        Refusal::TooManyConnections => limited(
+            ErrorObject::new(
+                code::LIMIT_EXCEEDED,
+                "limit exceeded: too many open connections from this address",
+            ),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
         Refusal::LimiterUnavailable => limited(
             ErrorObject::new(
                 code::LIMIT_EXCEEDED,
@@ -410,6 +417,8 @@ pub(crate) enum HttpRefusal {
     ForbiddenOrigin,
     /// The request-body budget stayed full for `server.memory_wait`.
     MemoryBusy,
+    /// The client policy's budgets or connection cap refused a WebSocket upgrade.
+    Limited(Refusal),
 }
 
 /// What the client sees of an HTTP refusal. Its outcome is how the log
@@ -503,6 +512,7 @@ pub(crate) fn http(r: &HttpRefusal) -> Rescued {
                 retry_after: Some(Duration::from_secs(1)),
                 ..unread
             }),
+        HttpRefusal::Limited(refusal) => policy(refusal),
         HttpRefusal::BodyRead => refused(
             code::PARSE_ERROR,
             "the request body could not be read",

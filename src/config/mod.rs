@@ -44,7 +44,7 @@ pub use network::{
 };
 pub use policy::{
     canonical_ip, AllowEntry, ClientConfig, ClientRules, KeyDigest, LimitsConfig, PolicyConfig,
-    Rate, RedisFallback,
+    Rate, RedisFallback, DEFAULT_ANONYMOUS_LIMITS,
 };
 pub use redis::{redact_url, RedisConfig, Secret};
 pub use restart::RESTART_ONLY_KEYS;

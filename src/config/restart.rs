@@ -14,13 +14,16 @@ use super::Config;
 type RestartOnly = (&'static str, fn(&Config, &Config) -> bool);
 
 /// Every restart-only key, by its YAML path.
-const RESTART_ONLY: [RestartOnly; 16] = [
+const RESTART_ONLY: [RestartOnly; 17] = [
     ("listen", |a, b| a.listener.listen != b.listener.listen),
     ("admin_listen", |a, b| {
         a.listener.admin_listen != b.listener.admin_listen
     }),
     ("server.max_connections", |a, b| {
         a.listener.max_connections != b.listener.max_connections
+    }),
+    ("server.admin_max_connections", |a, b| {
+        a.listener.admin_max_connections != b.listener.admin_max_connections
     }),
     // Bodies follow a reload; hyper's header read timeout is set at bind.
     ("server.body_read_timeout", |a, b| {
@@ -99,6 +102,10 @@ mod tests {
             ("listen", "listen: 127.0.0.1:9\n"),
             ("admin_listen", "admin_listen: 127.0.0.1:9\n"),
             ("server.max_connections", "server: { max_connections: 7 }\n"),
+            (
+                "server.admin_max_connections",
+                "server: { admin_max_connections: 7 }\n",
+            ),
             (
                 "server.body_read_timeout",
                 "server: { body_read_timeout: 7s }\n",

@@ -11,6 +11,17 @@
 //!   through one encoder. The state of backends, heads, caches and reloads
 //!   is in it too: a collector registered here reads the current snapshots
 //!   at scrape time, so the request path pays nothing for it.
+//!
+//! Nothing here needs a secret, so the listener's defences are against being
+//! reached at all by the wrong party:
+//! - DNS rebinding: a page a developer opens can point its own name at
+//!   127.0.0.1 and read the answers as same-origin. Such a request always
+//!   carries that name in `Host`, so only `localhost`, IP literals (what
+//!   probes and scrapers that address a pod use) and the names of
+//!   `server.admin_hosts` are answered; any other name gets 421.
+//! - At most `server.admin_max_connections` connections are open at once;
+//!   one past it gets a 503 written without waiting and is closed, so a
+//!   flood of idle sockets cannot hold the probes' listener.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -24,6 +35,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::Gateway;
 use crate::config::UpstreamTier;
@@ -31,16 +43,26 @@ use crate::metrics::state::{self, ReloadResult, Scrape};
 use crate::metrics::Label;
 use crate::upstream::Ineligible;
 
-/// Serves the admin endpoints until the task is aborted.
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
+/// Serves the admin endpoints until the task is aborted, at most
+/// `max_connections` connections at once.
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, max_connections: usize) {
+    let slots = Arc::new(Semaphore::new(max_connections));
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "admin accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+            let _ = stream.try_write(BUSY);
+            if crate::logs::refusal_line() {
+                tracing::info!(%peer, "admin connection refused: server.admin_max_connections are open");
+            }
+            continue;
         };
         let gateway = gateway.clone();
         tokio::spawn(async move {
@@ -53,11 +75,42 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
                 .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            drop(slot);
         });
     }
 }
 
+/// Whether a request's `Host` may be answered: absent (HTTP/1.0; a browser
+/// always sends one), an IP literal, `localhost`, or one of `allowed`.
+fn host_allowed(host: Option<&HeaderValue>, allowed: &[String]) -> bool {
+    let Some(host) = host else { return true };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => {
+            return rest
+                .split(']')
+                .next()
+                .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || allowed.iter().any(|a| name.eq_ignore_ascii_case(a))
+}
+
 fn route(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let hosts = &gateway.table().server.admin_hosts;
+    if !host_allowed(req.headers().get(header::HOST), hosts) {
+        return text(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this Host is not served here: use localhost, an IP address, or a name of server.admin_hosts\n",
+        );
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
     }
@@ -266,4 +319,28 @@ fn read_state(gateway: &Gateway, out: &mut Scrape) {
     super::beacon_status::read_state(gateway, out);
     let ready = f64::from(u8::from(gateway.not_ready().is_empty()));
     out.sample(&state::READY, &[], ready);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_a_rebinding_page_cannot_name() {
+        let ok = |h: &str, allowed: &[&str]| {
+            let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
+            host_allowed(Some(&HeaderValue::from_str(h).unwrap()), &allowed)
+        };
+        assert!(host_allowed(None, &[]));
+        assert!(ok("127.0.0.1:8580", &[]));
+        assert!(ok("10.1.2.3:8580", &[]));
+        assert!(ok("[::1]:8580", &[]));
+        assert!(ok("localhost:8580", &[]));
+        assert!(ok("LOCALHOST.", &[]));
+        assert!(ok("admin.svc:8580", &["admin.svc"]));
+        assert!(!ok("evil.example:8580", &[]));
+        assert!(!ok("evil.example", &["admin.svc"]));
+        assert!(!ok("localhost.evil.example", &[]));
+        assert!(!ok("[evil]:80", &[]));
+    }
 }

@@ -149,7 +149,7 @@ async fn serve(
             return Err(HttpRefusal::ForbiddenOrigin);
         }
         let key = path_key.map(str::to_string);
-        return ws::upgrade(gateway, routes, network, key.as_deref(), peer, req, hold);
+        return ws::upgrade(gateway, routes, network, key.as_deref(), peer, req, hold).await;
     }
     if req.method() != Method::POST {
         return Err(HttpRefusal::MethodNotAllowed);

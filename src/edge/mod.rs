@@ -7,7 +7,7 @@
 //! backlog instead of growing memory here; one IP's share of them is capped
 //! by the client policy right after `accept`. A connection upgraded to a
 //! WebSocket ([`ws`]) keeps both its permit and its per-IP slot until it
-//! closes. Each connection has deadlines from accept to close
+//! closes (through a trusted proxy: a slot of the forwarded address). Each connection has deadlines from accept to close
 //! ([`lifetimes`]): a first request head, idleness, a write the client
 //! does not take.
 //!
@@ -53,7 +53,7 @@ use crate::policy::conns::ConnGuard;
 /// What an accepted connection holds until it closes (a WebSocket task
 /// takes a share, so an upgraded socket still counts).
 pub(crate) struct ConnHold {
-    _slot: ConnGuard,
+    slot: ConnGuard,
     _permit: OwnedSemaphorePermit,
     /// The socket's progress, which a WebSocket keeps watching for its
     /// write deadline once hyper's watchdog has ended with the upgrade.
@@ -68,6 +68,14 @@ pub(crate) struct ConnHold {
 pub(crate) enum Front {
     Main,
     Beacon(Arc<BeaconNetwork>),
+}
+
+impl ConnHold {
+    /// Whether the connection holds a per-IP slot of its own (a trusted
+    /// proxy's does not: its WebSockets are counted by forwarded address).
+    pub(crate) fn counted(&self) -> bool {
+        !self.slot.is_exempt()
+    }
 }
 
 /// A bound listener, ready to serve.
@@ -153,7 +161,11 @@ impl Server {
     /// accepting, and lets open connections finish their requests for at
     /// most `drain`. The admin listener answers until the drain ends.
     pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
-        let admin = tokio::spawn(admin::serve(self.admin, self.gateway.clone()));
+        let admin = tokio::spawn(admin::serve(
+            self.admin,
+            self.gateway.clone(),
+            self.settings.admin_max_connections,
+        ));
         let permits = Arc::new(Semaphore::new(self.settings.max_connections));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -224,7 +236,7 @@ impl Server {
             let gateway = self.gateway.clone();
             let lifetime = lifetimes::Lifetime::new();
             let hold = Arc::new(ConnHold {
-                _slot: slot,
+                slot,
                 _permit: permit,
                 lifetime: lifetime.clone(),
                 write_timeout: deadlines.write,
@@ -337,7 +349,7 @@ async fn accept_plain(
         lifetimes::keepalive(&stream, tcp_keepalive);
         let lifetime = lifetimes::Lifetime::new();
         let hold = Arc::new(ConnHold {
-            _slot: slot,
+            slot,
             _permit: permit,
             lifetime: lifetime.clone(),
             write_timeout: deadlines.write,

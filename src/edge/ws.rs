@@ -80,6 +80,7 @@ use crate::control::{Gateway, NetworkTable};
 use crate::memory;
 use crate::metrics::WsLimit;
 use crate::network::Network;
+use crate::policy::Refusal;
 use crate::subscriptions::{Outbox, Outgoing, Session, SessionLimits, PER_MESSAGE};
 
 /// Messages of one connection answered at once.
@@ -112,7 +113,13 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
 
 /// Checks the handshake and the caller, answers 101 and starts the
 /// connection's task once hyper hands the socket over.
-pub(super) fn upgrade(
+///
+/// An upgrade costs the caller a request of its budget, like a refused call
+/// (`policy::REFUSED_COST`), so opening sockets in a loop runs into the rate
+/// limit; and one that came through a trusted proxy takes a slot of the
+/// per-IP connection cap for the forwarded client address, held as long as
+/// the socket (a direct client's slot was taken at accept).
+pub(super) async fn upgrade(
     gateway: &Arc<Gateway>,
     routes: &NetworkTable,
     network: &Arc<Network>,
@@ -139,6 +146,21 @@ pub(super) fn upgrade(
     if !super::cors::client_allowed(caller.allowed_origins(), req.headers()) {
         return Err(HttpRefusal::ForbiddenOrigin);
     }
+    routes
+        .policy
+        .charge_refused(&caller)
+        .await
+        .map_err(HttpRefusal::Limited)?;
+    let forwarded = match hold.counted() {
+        true => None,
+        false => Some(
+            routes
+                .policy
+                .connections()
+                .try_open(caller.ip())
+                .ok_or(HttpRefusal::Limited(Refusal::TooManyConnections))?,
+        ),
+    };
 
     let server = &routes.server;
     let limit = server.max_body_bytes;
@@ -222,7 +244,7 @@ pub(super) fn upgrade(
             deadlines,
         };
         serve(conn, socket, queue, closing, asked_rx, watch).await;
-        drop((gauge, hold));
+        drop((gauge, hold, forwarded));
     });
 
     let mut response = Response::new(Body::default());

@@ -3,8 +3,12 @@
 //! The listener's global cap (`server.max_connections`) keeps the process
 //! alive; this one keeps a single address from taking all of it. Counted at
 //! accept, by the socket's peer address (headers are not read yet), so
-//! trusted proxies are exempt: behind an Ingress every client shares the
-//! proxy's address. IPv6 is counted by /64, as the rate limits count it:
+//! trusted proxies are exempt there: behind an Ingress every client shares
+//! the proxy's address. A WebSocket outlives its request, so an upgrade
+//! that came through a trusted proxy is counted again, by the forwarded
+//! client address the policy resolved ([`ConnGuard::is_exempt`] tells the
+//! edge which connections need it); a direct client's socket already holds
+//! its slot. IPv6 is counted by /64, as the rate limits count it:
 //! one subscriber usually holds a whole /64, so capping single addresses
 //! would let one host take every slot. An address's entry is removed when
 //! its last connection closes, so the map holds only addresses with open
@@ -42,7 +46,7 @@ impl ConnLimits {
     /// A slot for a connection from `ip`, or `None` when it has `max` open.
     pub fn try_open(self: &Arc<Self>, ip: IpAddr) -> Option<ConnGuard> {
         let ip = canonical_ip(ip);
-        if self.exempt.iter().any(|n| n.contains(&ip)) {
+        if self.exempt(ip) {
             return Some(ConnGuard {
                 limits: self.clone(),
                 ip: None,
@@ -60,9 +64,22 @@ impl ConnLimits {
         })
     }
 
+    /// Whether `ip` is a trusted proxy's (its connections are not counted).
+    pub fn exempt(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.exempt.iter().any(|n| n.contains(&ip))
+    }
+
     /// Addresses with open connections (for tests and metrics).
     pub fn tracked(&self) -> usize {
         self.open.len()
+    }
+}
+
+impl ConnGuard {
+    /// A trusted proxy's connection: counted for nobody.
+    pub fn is_exempt(&self) -> bool {
+        self.ip.is_none()
     }
 }
 

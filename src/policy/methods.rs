@@ -94,6 +94,7 @@ mod tests {
             allow: allow.map(|a| a.iter().map(entry).collect()),
             deny: deny.iter().map(pattern).collect(),
             limits: Default::default(),
+            aggregate: Default::default(),
             allowed_origins: None,
             max_logs_block_range: None,
         })

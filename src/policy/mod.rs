@@ -9,7 +9,16 @@
 //! by every replica ([`redis`]). A batch therefore costs the sum of its
 //! entries, and a refused entry fails alone; its entries are judged together
 //! ([`ClientPolicy::admit_all`]), in Redis by one script call. [`conns`] caps open
-//! connections per IP at accept time.
+//! connections per IP at accept time, and again at a WebSocket upgrade by
+//! the address the policy resolved (a forwarded one behind a trusted proxy).
+//!
+//! Nothing a caller sends is free: a call refused by the method rules, an
+//! invalid entry, a body that does not parse and a WebSocket upgrade each
+//! cost one request and [`REFUSED_COST`] units ([`ClientPolicy::charge_refused`]),
+//! so a client sending garbage runs out of budget like any other. The
+//! anonymous tier has, beside each IP's budgets, optional ones for all its
+//! callers together (`aggregate_limits`, process-local: each replica
+//! enforces them on its own), checked after the IP's.
 //!
 //! The policy is built once from the config and read by requests without
 //! locks; the only shared mutable state is the limiters' atomic words and
@@ -33,6 +42,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use http::HeaderMap;
 use prometheus::IntCounter;
+use serde_json::value::RawValue;
 
 use self::redis::RedisLimits;
 use crate::config::{ClientRules, IpNet, LimitsConfig, PolicyConfig, RedisFallback};
@@ -60,14 +70,23 @@ pub enum Refusal {
     TooCostly { cost: u32 },
     #[error("rate limits cannot be checked now")]
     LimiterUnavailable,
+    #[error("too many open connections from this client address")]
+    TooManyConnections,
 }
+
+/// What a call refused by the method rules, an invalid entry, an
+/// unparseable body or a WebSocket upgrade costs in compute units (beside
+/// one request): enough that garbage is not free, less than any real read.
+pub const REFUSED_COST: u32 = 10;
 
 impl Refusal {
     /// How long the caller should wait before trying again, when that is known.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Refusal::Limited { retry_after } => Some(*retry_after),
-            Refusal::LimiterUnavailable => Some(Duration::from_secs(1)),
+            Refusal::LimiterUnavailable | Refusal::TooManyConnections => {
+                Some(Duration::from_secs(1))
+            }
             _ => None,
         }
     }
@@ -82,6 +101,8 @@ pub struct ClientClass<C: Clock = DefaultClock> {
     allowed_origins: Option<Vec<String>>,
     max_logs_block_range: Option<u64>,
     local: LocalLimits<C>,
+    /// All anonymous callers together (unlimited for a named client).
+    aggregate: LocalLimits<C>,
     rate_limited: IntCounter,
     blocked: IntCounter,
 }
@@ -102,6 +123,7 @@ impl<C: Clock + Clone> ClientClass<C> {
             allowed_origins: config.allowed_origins.clone(),
             max_logs_block_range: config.max_logs_block_range,
             local: LocalLimits::new(&config.limits, anonymous, clock),
+            aggregate: LocalLimits::new(&config.aggregate, false, clock),
             rate_limited: metrics.rate_limited.with_label_values(&[name]),
             blocked: metrics.blocked.with_label_values(&[name]),
         }
@@ -258,9 +280,19 @@ impl<C: Clock + Clone> ClientPolicy<C> {
         Ok(self.costs.cost(method))
     }
 
-    /// The process-local budget check of one call of `cost` units.
+    /// The process-local budget check of one call of `cost` units: the
+    /// caller's own budgets, then (anonymous) all anonymous callers' together.
     pub fn check_local(&self, caller: &Caller<'_, C>, cost: u32) -> Result<(), Refusal> {
-        self.verdict(caller, caller.class.local.check(caller.ip, cost), cost)
+        self.verdict(caller, caller.class.local.check(caller.ip, cost), cost)?;
+        self.check_aggregate(caller, cost)
+    }
+
+    fn check_aggregate(&self, caller: &Caller<'_, C>, cost: u32) -> Result<(), Refusal> {
+        let aggregate = &caller.class.aggregate;
+        if aggregate.is_unlimited() {
+            return Ok(());
+        }
+        self.verdict(caller, aggregate.check(caller.ip, cost), cost)
     }
 
     /// Judges one call: its method, then the caller's budgets.
@@ -269,54 +301,105 @@ impl<C: Clock + Clone> ClientPolicy<C> {
         caller: &Caller<'_, C>,
         method: impl Into<Resolved<'a>>,
     ) -> Result<(), Refusal> {
-        let mut verdicts = self.admit_all(caller, &[method.into()]).await;
+        self.admit_call(caller, method, None).await
+    }
+
+    /// Judges one call with its `params`, which raise the price of the
+    /// calls whose work they decide ([`cost::scaled`]). A call the method
+    /// rules refuse still costs [`REFUSED_COST`]; once that budget is spent
+    /// it is refused as limited.
+    pub async fn admit_call<'a>(
+        &self,
+        caller: &Caller<'_, C>,
+        method: impl Into<Resolved<'a>>,
+        params: Option<&RawValue>,
+    ) -> Result<(), Refusal> {
+        let mut verdicts = self.admit_all(caller, &[Some((method.into(), params))]).await;
         verdicts.pop().unwrap_or(Err(Refusal::LimiterUnavailable))
     }
 
     /// Judges the calls of one message in order, each on its own (its
     /// method, then the budgets as the earlier calls left them): one verdict
-    /// per method. Shared budgets are charged by one Redis script call for
-    /// all of them.
+    /// per call (`None`: an entry that could not be read). A call the method
+    /// rules refuse, and an unreadable entry, still cost [`REFUSED_COST`].
+    /// Shared budgets are charged by one Redis script call
+    /// for all of them.
     pub async fn admit_all(
         &self,
         caller: &Caller<'_, C>,
-        methods: &[Resolved<'_>],
+        calls: &[Option<(Resolved<'_>, Option<&RawValue>)>],
     ) -> Vec<Result<(), Refusal>> {
-        let permits: Vec<Result<u32, Refusal>> = methods
+        let judged: Vec<(u32, Option<Refusal>)> = calls
             .iter()
-            .map(|m| self.permit_method(caller, *m))
+            .map(|call| match call {
+                // An entry that could not be read costs as a refusal; the
+                // caller answers it as invalid while its budget lasts.
+                None => (REFUSED_COST, None),
+                Some((method, params)) => match self.permit_method(caller, *method) {
+                    Ok(cost) => (cost::scaled(method.name, *params, cost), None),
+                    Err(blocked) => (REFUSED_COST, Some(blocked)),
+                },
+            })
             .collect();
+        let costs: Vec<u32> = judged.iter().map(|(cost, _)| *cost).collect();
+        let charged = self.charge_all(caller, &costs).await;
+        judged
+            .into_iter()
+            .zip(charged)
+            .map(|((_, blocked), charged)| {
+                charged?;
+                blocked.map_or(Ok(()), Err)
+            })
+            .collect()
+    }
+
+    /// Charges what is refused or cannot be read (an invalid entry, an
+    /// unparseable body, a WebSocket upgrade): one request and
+    /// [`REFUSED_COST`] units.
+    pub async fn charge_refused(&self, caller: &Caller<'_, C>) -> Result<(), Refusal> {
+        self.charge(caller, REFUSED_COST).await
+    }
+
+    /// Charges one request of `cost` units to the caller's budgets.
+    pub async fn charge(&self, caller: &Caller<'_, C>, cost: u32) -> Result<(), Refusal> {
+        let mut verdicts = self.charge_all(caller, &[cost]).await;
+        verdicts.pop().unwrap_or(Err(Refusal::LimiterUnavailable))
+    }
+
+    /// Charges one request per item of `costs`, in order, to the caller's
+    /// budgets (in Redis by one script call), then to the anonymous
+    /// aggregate: one verdict each.
+    async fn charge_all(&self, caller: &Caller<'_, C>, costs: &[u32]) -> Vec<Result<(), Refusal>> {
         let class = caller.class;
         if class.local.is_unlimited() {
-            return permits.into_iter().map(|p| p.map(|_| ())).collect();
+            return costs
+                .iter()
+                .map(|&cost| self.check_aggregate(caller, cost))
+                .collect();
         }
         let Some(shared) = &self.shared else {
-            return permits
-                .into_iter()
-                .map(|p| p.and_then(|cost| self.check_local(caller, cost)))
+            return costs
+                .iter()
+                .map(|&cost| self.check_local(caller, cost))
                 .collect();
         };
-        let costs: Vec<u32> = permits
-            .iter()
-            .filter_map(|p| p.as_ref().ok().copied())
-            .collect();
         if costs.is_empty() {
-            return permits.into_iter().map(|p| p.map(|_| ())).collect();
+            return Vec::new();
         }
         // Boxed: the Redis script call's future is large, and held inline
         // it would be copied with every call's future, limited or not.
-        match Box::pin(shared.check_all(&caller.bucket(), &class.limits, &costs)).await {
+        match Box::pin(shared.check_all(&caller.bucket(), &class.limits, costs)).await {
             Ok(verdicts) => {
                 if shared.mark_up() {
                     tracing::info!("shared rate limits available again in redis");
                 }
                 let mut verdicts = verdicts.into_iter();
-                permits
-                    .into_iter()
-                    .map(|p| {
-                        let cost = p?;
+                costs
+                    .iter()
+                    .map(|&cost| {
                         let v = verdicts.next().unwrap_or(Verdict::Never);
-                        self.verdict(caller, v, cost)
+                        self.verdict(caller, v, cost)?;
+                        self.check_aggregate(caller, cost)
                     })
                     .collect()
             }
@@ -326,14 +409,11 @@ impl<C: Clock + Clone> ClientPolicy<C> {
                 if shared.mark_down() {
                     tracing::warn!(error = %e, fallback = ?self.fallback, "shared rate limits unavailable; falling back until redis answers");
                 }
-                permits
-                    .into_iter()
-                    .map(|p| {
-                        let cost = p?;
-                        match self.fallback {
-                            RedisFallback::Open => self.check_local(caller, cost),
-                            RedisFallback::Closed => Err(Refusal::LimiterUnavailable),
-                        }
+                costs
+                    .iter()
+                    .map(|&cost| match self.fallback {
+                        RedisFallback::Open => self.check_local(caller, cost),
+                        RedisFallback::Closed => Err(Refusal::LimiterUnavailable),
                     })
                     .collect()
             }

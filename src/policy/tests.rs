@@ -115,10 +115,10 @@ async fn burst_then_refill() {
     clock.advance(Duration::from_millis(1));
     p.admit(&dapp, "eth_call").await.unwrap();
     assert!(p.admit(&dapp, "eth_call").await.is_err());
-    // A blocked method is refused before it costs anything.
+    // A blocked method costs budget too: with none left it is refused as limited.
     assert!(matches!(
         p.admit(&dapp, "net_version").await,
-        Err(Refusal::MethodBlocked(_))
+        Err(Refusal::Limited { .. })
     ));
     clock.advance(Duration::from_secs(2));
     p.admit(&dapp, "eth_call").await.unwrap();
@@ -182,4 +182,80 @@ fn forwarded_for_only_from_trusted_proxies() {
     assert_eq!(via_proxy.ip(), "203.0.113.5".parse::<IpAddr>().unwrap());
     let direct = p.identify(IP, &h, None).unwrap();
     assert_eq!(direct.ip(), IP);
+}
+
+#[tokio::test]
+async fn refused_calls_cost_budget_too() {
+    let (p, _) = policy(&dapp(
+        "      limits:\n        requests_per_second: 0.001\n        burst: 3\n",
+    ));
+    let dapp = p.identify(IP, &header("x-api-key", KEY), None).unwrap();
+    // Blocked methods and garbage spend the same budget as calls.
+    assert!(matches!(
+        p.admit(&dapp, "net_version").await,
+        Err(Refusal::MethodBlocked(_))
+    ));
+    p.charge_refused(&dapp).await.unwrap();
+    p.admit(&dapp, "eth_chainId").await.unwrap();
+    assert!(matches!(
+        p.admit(&dapp, "net_version").await,
+        Err(Refusal::Limited { .. })
+    ));
+    assert!(matches!(
+        p.charge_refused(&dapp).await,
+        Err(Refusal::Limited { .. })
+    ));
+}
+
+#[tokio::test]
+async fn the_aggregate_budget_caps_all_anonymous_ips_together() {
+    let (p, _) = policy(
+        "  anonymous:\n    limits:\n      requests_per_second: 0.001\n      burst: 2\n    aggregate_limits:\n      requests_per_second: 0.001\n      burst: 3\n",
+    );
+    let caller = |last: u8| {
+        p.identify(
+            IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, last)),
+            &HeaderMap::new(),
+            None,
+        )
+        .unwrap()
+    };
+    let (a, b, c) = (caller(1), caller(2), caller(3));
+    p.admit(&a, "eth_chainId").await.unwrap();
+    p.admit(&b, "eth_chainId").await.unwrap();
+    p.admit(&c, "eth_chainId").await.unwrap();
+    // Each IP has budget left; all of them together have none.
+    for who in [&a, &b, &c] {
+        assert!(matches!(
+            p.admit(who, "eth_chainId").await,
+            Err(Refusal::Limited { .. })
+        ));
+    }
+    // A named client is not in the anonymous aggregate.
+    let (p, _) = policy(&format!(
+        "  anonymous:\n    aggregate_limits:\n      requests_per_second: 0.001\n      burst: 1\n{}",
+        dapp("")
+    ));
+    let dapp = p.identify(IP, &header("x-api-key", KEY), None).unwrap();
+    for _ in 0..5 {
+        p.admit(&dapp, "eth_chainId").await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn heavy_arguments_cost_more() {
+    let (p, _) = policy(&dapp(
+        "      limits:\n        compute_units_per_second: 0.001\n        compute_burst: 150\n",
+    ));
+    let dapp = p.identify(IP, &header("x-api-key", KEY), None).unwrap();
+    let heavy =
+        serde_json::value::RawValue::from_string(r#"[{"gas":"0x2faf080"},"latest"]"#.into())
+            .unwrap();
+    // 125 units of 150: one heavy call, then a plain one (25) empties it.
+    p.admit_call(&dapp, "eth_call", Some(&heavy)).await.unwrap();
+    p.admit(&dapp, "eth_call").await.unwrap();
+    assert!(matches!(
+        p.admit(&dapp, "eth_call").await,
+        Err(Refusal::Limited { .. })
+    ));
 }

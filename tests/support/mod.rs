@@ -169,7 +169,42 @@ pub async fn gateway_over(fleet: &Fleet, extra: &str, height: u64) -> Gw {
     gw
 }
 
+/// `yaml` with the anonymous callers unlimited unless it sets their
+/// `limits:` itself. A config without them gets the product's default
+/// per-IP limits (`policy.anonymous.limits`), which tests that send many
+/// calls from 127.0.0.1 would trip over; the tests of those defaults start
+/// their gateway with [`start_gateway_as_is`].
+pub fn unlimited_anonymous(yaml: &str) -> String {
+    const UNLIMITED: &str = "    limits: {}\n";
+    if !yaml.lines().any(|l| l == "policy:") {
+        return format!("{yaml}policy:\n  anonymous:\n{UNLIMITED}");
+    }
+    let Some(at) = yaml.find("\n  anonymous:\n") else {
+        return yaml.replacen(
+            "policy:\n",
+            &format!("policy:\n  anonymous:\n{UNLIMITED}"),
+            1,
+        );
+    };
+    let body_start = at + "\n  anonymous:\n".len();
+    let has_limits = yaml[body_start..]
+        .lines()
+        .take_while(|l| l.starts_with("    "))
+        .any(|l| l.starts_with("    limits:"));
+    if has_limits {
+        return yaml.to_string();
+    }
+    format!("{}{UNLIMITED}{}", &yaml[..body_start], &yaml[body_start..])
+}
+
+/// A gateway on `yaml` (anonymous callers unlimited unless it says
+/// otherwise, see [`unlimited_anonymous`]).
 pub async fn start_gateway(yaml: &str) -> Gw {
+    start_gateway_as_is(&unlimited_anonymous(yaml)).await
+}
+
+/// A gateway on `yaml` exactly as written (the product's defaults apply).
+pub async fn start_gateway_as_is(yaml: &str) -> Gw {
     let config = Config::from_yaml(yaml).unwrap_or_else(|e| panic!("test config: {e}\n{yaml}"));
     let server = Server::bind(&config).await.expect("bind 127.0.0.1:0");
     let url = format!("http://{}", server.local_addr());

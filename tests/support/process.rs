@@ -47,7 +47,7 @@ impl RpcgateProcess {
     pub fn start(yaml: &str, args: &[&str]) -> RpcgateProcess {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("rpcgate.yaml");
-        std::fs::write(&config, yaml).unwrap();
+        std::fs::write(&config, super::unlimited_anonymous(yaml)).unwrap();
         let mut process = RpcgateProcess::start_at(&config, args);
         process._dir = Some(dir);
         process

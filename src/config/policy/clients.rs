@@ -17,6 +17,7 @@ pub(in crate::config) struct RawAnonymous {
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
     pub limits: Option<RawLimits>,
+    pub aggregate_limits: Option<RawLimits>,
     pub max_logs_block_range: Option<u64>,
 }
 
@@ -49,6 +50,10 @@ pub struct ClientRules {
     pub allow: Option<Vec<AllowEntry>>,
     pub deny: Vec<MethodPattern>,
     pub limits: LimitsConfig,
+    /// The anonymous tier's budgets for all its callers together, beside
+    /// each IP's own (`policy.anonymous.aggregate_limits`); unused for a
+    /// named client, whose `limits` are already one budget.
+    pub aggregate: LimitsConfig,
     /// Browser origins this client's pages may call from (a named client's
     /// `allowed_origins`); `None`: the list of `server.cors`.
     pub allowed_origins: Option<Vec<String>>,
@@ -85,6 +90,21 @@ pub struct Rate {
     pub burst: u32,
 }
 
+/// Each anonymous IP's budgets when `policy.anonymous.limits` is absent
+/// (or there is no `policy:` at all): a gateway that names no policy still
+/// keeps one address from taking the whole fleet. `limits: {}` says
+/// "unlimited" explicitly.
+pub const DEFAULT_ANONYMOUS_LIMITS: LimitsConfig = LimitsConfig {
+    requests: Some(Rate {
+        per_second: 50.0,
+        burst: 100,
+    }),
+    compute_units: Some(Rate {
+        per_second: 1000.0,
+        burst: 2000,
+    }),
+};
+
 impl Rate {
     /// Time to earn back one unit.
     pub fn interval(&self) -> Duration {
@@ -94,13 +114,24 @@ impl Rate {
 
 pub(super) fn anonymous(c: &mut Checks, raw: Option<RawAnonymous>) -> Option<ClientRules> {
     let Some(raw) = raw else {
-        return Some(ClientRules::default());
+        return Some(ClientRules {
+            limits: DEFAULT_ANONYMOUS_LIMITS,
+            ..ClientRules::default()
+        });
     };
     if raw.enabled == Some(false) {
         return None;
     }
     let at = "policy.anonymous";
+    let defaulted = raw.limits.is_none();
     let mut rules = rules(c, at, raw.allow, raw.deny, raw.limits);
+    if defaulted {
+        rules.limits = DEFAULT_ANONYMOUS_LIMITS;
+    }
+    rules.aggregate = raw
+        .aggregate_limits
+        .map(|l| limits(c, "policy.anonymous.aggregate_limits", l))
+        .unwrap_or_default();
     rules.max_logs_block_range = logs_range(c, at, raw.max_logs_block_range);
     Some(rules)
 }
@@ -176,29 +207,34 @@ fn rules(
         .enumerate()
         .filter_map(|(i, p)| pattern(c, &format!("{at}.deny[{i}]"), p))
         .collect();
-    let limits = match limits {
-        None => LimitsConfig::default(),
-        Some(l) => LimitsConfig {
-            requests: rate(
-                c,
-                &format!("{at}.limits"),
-                ("requests_per_second", l.requests_per_second),
-                ("burst", l.burst),
-            ),
-            compute_units: rate(
-                c,
-                &format!("{at}.limits"),
-                ("compute_units_per_second", l.compute_units_per_second),
-                ("compute_burst", l.compute_burst),
-            ),
-        },
-    };
+    let limits = limits
+        .map(|l| self::limits(c, &format!("{at}.limits"), l))
+        .unwrap_or_default();
     ClientRules {
         allow,
         deny,
         limits,
+        aggregate: LimitsConfig::default(),
         allowed_origins: None,
         max_logs_block_range: None,
+    }
+}
+
+/// One `limits:` block (at `at`): each budget absent is unlimited.
+fn limits(c: &mut Checks, at: &str, l: RawLimits) -> LimitsConfig {
+    LimitsConfig {
+        requests: rate(
+            c,
+            at,
+            ("requests_per_second", l.requests_per_second),
+            ("burst", l.burst),
+        ),
+        compute_units: rate(
+            c,
+            at,
+            ("compute_units_per_second", l.compute_units_per_second),
+            ("compute_burst", l.compute_burst),
+        ),
     }
 }
 

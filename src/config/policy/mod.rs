@@ -18,7 +18,9 @@ use serde::Deserialize;
 use super::error::Checks;
 use super::MethodPattern;
 
-pub use clients::{AllowEntry, ClientConfig, ClientRules, LimitsConfig, Rate};
+pub use clients::{
+    AllowEntry, ClientConfig, ClientRules, LimitsConfig, Rate, DEFAULT_ANONYMOUS_LIMITS,
+};
 pub use keys::KeyDigest;
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,7 +66,10 @@ impl Default for PolicyConfig {
             redis_timeout: Duration::from_millis(50),
             default_cost: 20,
             costs: Vec::new(),
-            anonymous: Some(ClientRules::default()),
+            anonymous: Some(ClientRules {
+                limits: DEFAULT_ANONYMOUS_LIMITS,
+                ..ClientRules::default()
+            }),
             clients: Vec::new(),
         }
     }
@@ -96,14 +101,26 @@ pub(super) fn validate(c: &mut Checks, raw: RawPolicy) -> PolicyConfig {
         .iter()
         .enumerate()
         .filter_map(|(i, text)| {
-            let net = ip_net(text);
-            if net.is_none() {
+            let at = format!("policy.trusted_proxies[{i}]");
+            let Some(net) = ip_net(text) else {
+                c.fail(at, format!("{text:?} is not an address or a CIDR range"));
+                return None;
+            };
+            // A proxy's forwarded address picks the caller's bucket: trusting
+            // the whole Internet (0.0.0.0/0, ::/0) or a large share of it
+            // lets any client name a fresh bucket for each call.
+            let shortest = match net {
+                IpNet::V4(_) => MIN_PROXY_PREFIX_V4,
+                IpNet::V6(_) => MIN_PROXY_PREFIX_V6,
+            };
+            if net.prefix_len() < shortest {
                 c.fail(
-                    format!("policy.trusted_proxies[{i}]"),
-                    format!("{text:?} is not an address or a CIDR range"),
+                    at,
+                    format!("{text:?} trusts too wide a range: a trusted proxy range is at least /{shortest} (list the proxies' own addresses)"),
                 );
+                return None;
             }
-            net
+            Some(net)
         })
         .collect();
     let redis_fallback = match raw.redis_fallback.as_deref() {
@@ -155,6 +172,10 @@ pub(super) fn validate(c: &mut Checks, raw: RawPolicy) -> PolicyConfig {
         clients,
     }
 }
+
+/// The widest ranges `trusted_proxies` takes.
+const MIN_PROXY_PREFIX_V4: u8 = 8;
+const MIN_PROXY_PREFIX_V6: u8 = 32;
 
 /// An address (a range of one) or a CIDR range; an IPv4-mapped IPv6 one
 /// becomes the IPv4 range it stands for.

@@ -23,9 +23,42 @@ const HASH: &str = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d15
 #[test]
 fn without_a_policy_section_anonymous_callers_get_the_defaults() {
     let c = Config::from_yaml(BASE).unwrap();
-    assert!(c.policy.anonymous.is_some());
+    let anonymous = c.policy.anonymous.as_ref().unwrap();
+    // Limited, not unlimited: per IP, no aggregate unless asked for.
+    assert_eq!(anonymous.limits, DEFAULT_ANONYMOUS_LIMITS);
+    assert!(anonymous.limits.requests.is_some() && anonymous.limits.compute_units.is_some());
+    assert_eq!(anonymous.aggregate, LimitsConfig::default());
     assert!(c.policy.clients.is_empty());
     assert_eq!(c.policy.redis_fallback, RedisFallback::Open);
+    // A policy that leaves the anonymous limits out gets them too; `limits: {}` opts out.
+    let c = load("  anonymous:\n    deny: [eth_call]\n").unwrap();
+    assert_eq!(c.policy.anonymous.unwrap().limits, DEFAULT_ANONYMOUS_LIMITS);
+    let c = load("  anonymous:\n    limits: {}\n").unwrap();
+    assert_eq!(c.policy.anonymous.unwrap().limits, LimitsConfig::default());
+    let c = load("  anonymous:\n    aggregate_limits:\n      requests_per_second: 100\n").unwrap();
+    let aggregate = c.policy.anonymous.unwrap().aggregate;
+    assert_eq!(aggregate.requests.unwrap().burst, 100);
+    assert_eq!(aggregate.compute_units, None);
+}
+
+#[test]
+fn trusted_proxies_refuse_the_whole_internet() {
+    for wide in [
+        "0.0.0.0/0",
+        "::/0",
+        "10.0.0.0/7",
+        "2001::/31",
+        "::ffff:0.0.0.0/96",
+    ] {
+        assert_eq!(
+            err_path(&format!("  trusted_proxies: [10.0.0.1, '{wide}']\n")),
+            "policy.trusted_proxies[1]",
+            "{wide}"
+        );
+    }
+    let e = load("  trusted_proxies: [0.0.0.0/0]\n").unwrap_err();
+    assert!(e.to_string().contains("too wide"), "{e}");
+    load("  trusted_proxies: [10.0.0.0/8, '2001:db8::/32', 192.0.2.7]\n").unwrap();
 }
 
 #[test]
@@ -129,6 +162,10 @@ fn bad_policies_name_their_path() {
     assert_eq!(
         err_path("  anonymous:\n    limit: {}\n"),
         "policy.anonymous.limit"
+    );
+    assert_eq!(
+        err_path("  anonymous:\n    aggregate_limits:\n      compute_burst: 5\n"),
+        "policy.anonymous.aggregate_limits.compute_burst"
     );
     assert_eq!(
         err_path(&format!(

@@ -62,6 +62,8 @@ pub(super) struct RawServer {
     pub max_inflight_answer_bytes: Option<u64>,
     pub max_inflight_request_bytes: Option<u64>,
     pub memory_wait: Option<String>,
+    pub admin_hosts: Option<Vec<String>>,
+    pub admin_max_connections: Option<u64>,
     #[serde(default)]
     pub cors: cors::RawCors,
     #[serde(default)]
@@ -78,6 +80,9 @@ pub struct ListenerConfig {
     pub admin_listen: SocketAddr,
     /// `server.max_connections`: open client connections at once.
     pub max_connections: usize,
+    /// `server.admin_max_connections`: open admin connections at once; past
+    /// it a connection gets 503 and is closed.
+    pub admin_max_connections: usize,
     /// `server.body_read_timeout`, as hyper's limit on reading a request head.
     pub header_read_timeout: Duration,
     /// From accept to the first complete request head (silent sockets,
@@ -107,6 +112,7 @@ impl Default for ListenerConfig {
             // 8580, not 9090: 9090 is Prometheus's own default, and the two often share a host.
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8580)),
             max_connections: 10_000,
+            admin_max_connections: 32,
             header_read_timeout: ServerConfig::default().body_read_timeout,
             first_request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
@@ -173,6 +179,9 @@ pub struct ServerConfig {
     pub expose_upstream_headers: bool,
     /// `server.compression`: compressed answers and request bodies.
     pub compression: CompressionConfig,
+    /// `server.admin_hosts`: host names the admin listener answers to
+    /// besides `localhost` and IP literals (lower case, without port).
+    pub admin_hosts: Vec<String>,
 }
 
 /// `server.max_inflight_answer_bytes` and `server.max_inflight_request_bytes`: 256 MiB.
@@ -202,6 +211,7 @@ impl Default for ServerConfig {
             cors: CorsConfig::default(),
             expose_upstream_headers: false,
             compression: CompressionConfig::default(),
+            admin_hosts: Vec::new(),
         }
     }
 }
@@ -357,6 +367,7 @@ pub(super) fn validate(
             .expose_upstream_headers
             .unwrap_or(ds.expose_upstream_headers),
         compression: compression::validate(c, raw.compression),
+        admin_hosts: admin_hosts(c, raw.admin_hosts.unwrap_or_default()),
     };
     let listener = ListenerConfig {
         listen: listen
@@ -372,6 +383,14 @@ pub(super) fn validate(
             dl.max_connections,
             1,
             10_000_000,
+        ),
+        admin_max_connections: count(
+            c,
+            "admin_max_connections",
+            raw.admin_max_connections,
+            dl.admin_max_connections,
+            1,
+            100_000,
         ),
         header_read_timeout: server.body_read_timeout,
         first_request_timeout: c.duration(
@@ -423,4 +442,26 @@ pub(super) fn validate(
         tls: raw.tls.and_then(|t| super::tls::listener(c, t)),
     };
     (listener, server)
+}
+
+/// `server.admin_hosts`: plain DNS names (letters, digits, '-', '.'), kept
+/// in lower case; a port or a scheme is a mistake worth naming.
+fn admin_hosts(c: &mut Checks, raw: Vec<String>) -> Vec<String> {
+    let mut hosts = Vec::with_capacity(raw.len());
+    for (i, host) in raw.into_iter().enumerate() {
+        let ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if ok {
+            hosts.push(host.to_ascii_lowercase());
+        } else {
+            c.fail(
+                format!("server.admin_hosts[{i}]"),
+                format!("{host:?} is not a host name (no scheme, port or path: e.g. rpcgate-admin.monitoring.svc)"),
+            );
+        }
+    }
+    hosts
 }

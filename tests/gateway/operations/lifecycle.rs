@@ -185,7 +185,8 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
 fn configmap_write(dir: &std::path::Path, version: u32, content: &str) {
     let data = dir.join(format!("..v{version}"));
     std::fs::create_dir(&data).unwrap();
-    std::fs::write(data.join("rpcgate.yaml"), content).unwrap();
+    // As `start_gateway` does: the traffic here is one address's, unlimited.
+    std::fs::write(data.join("rpcgate.yaml"), unlimited_anonymous(content)).unwrap();
     let tmp = dir.join("..data_tmp");
     std::os::unix::fs::symlink(format!("..v{version}"), &tmp).unwrap();
     std::fs::rename(&tmp, dir.join("..data")).unwrap();

@@ -33,6 +33,7 @@ const SERVER_RELOADED: &str = "server:
   max_inflight_answer_bytes: 536870912
   max_inflight_request_bytes: 536870912
   memory_wait: 1s
+  admin_hosts: [admin.test]
   expose_upstream_headers: true
   cors: {allowed_origins: [\"https://dapp.test\"], max_age: 60s}
   compression: {enabled: false, min_bytes: 10, algorithms: [gzip, br, zstd], request_encodings: [gzip, br]}
@@ -104,6 +105,7 @@ fn assert_every_server_key_differs(old: &ServerConfig, new: &ServerConfig) {
         cors,
         expose_upstream_headers,
         compression,
+        admin_hosts,
     } = new;
     let differs = [
         ("max_body_bytes", *max_body_bytes != old.max_body_bytes),
@@ -166,6 +168,7 @@ fn assert_every_server_key_differs(old: &ServerConfig, new: &ServerConfig) {
             *max_inflight_request_bytes != old.max_inflight_request_bytes,
         ),
         ("memory_wait", *memory_wait != old.memory_wait),
+        ("admin_hosts", *admin_hosts != old.admin_hosts),
         (
             "cors.allowed_origins",
             cors.allowed_origins != old.cors.allowed_origins,

@@ -5,6 +5,7 @@ use rpcgate_fleet::{Fleet, Tap};
 use crate::support::*;
 
 mod clients;
+mod fair_shares;
 mod heavy_calls;
 mod processes;
 

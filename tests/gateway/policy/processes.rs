@@ -131,11 +131,12 @@ async fn keys_never_reach_the_logs() {
         (keyed_path.clone(), vec![], "eth_chainId", 200),
         // Over the limit, a blocked method: logged refusals, still no key.
         (keyed_path, vec![], "eth_chainId", 429),
+        // A blocked method costs budget too: limited as well.
         (
             gw.url.clone(),
             vec![("x-api-key", KEY)],
             "eth_getBalance",
-            200,
+            429,
         ),
         (
             gw.url.clone(),
