@@ -101,6 +101,9 @@ impl Gateway {
                 "      - name: anvil-{i}\n        http: {http}\n        ws: {ws}\n"
             ));
         }
+        // The traffic all comes from 127.0.0.1: the anonymous tier's default
+        // per-IP limits would refuse most of it.
+        yaml.push_str("policy:\n  anonymous:\n    limits: {}\n");
         yaml.push_str(&format!(
             "redis:\n  url: {}\n# reload {reloads}\n",
             setup.redis_url
