@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use serde::de::{DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
@@ -105,18 +106,22 @@ pub fn parse(
         std::str::from_utf8(body).map_err(|_| PayloadError::Parse("body is not valid UTF-8"))?;
     match text.trim_start().as_bytes().first() {
         Some(b'[') => {
-            let entries: Vec<&RawValue> = match serde_json::from_str(text) {
-                Ok(e) => e,
+            let mut de = serde_json::Deserializer::from_str(text);
+            let parsed = AtMost(max_batch)
+                .deserialize(&mut de)
+                .and_then(|entries| de.end().map(|()| entries));
+            let entries = match parsed {
+                Ok(Ok(e)) => e,
+                Ok(Err(len)) => {
+                    return Err(PayloadError::BatchTooLarge {
+                        len,
+                        max: max_batch,
+                    })
+                }
                 Err(_) => return Err(not_json_or_not_request(text)),
             };
             if entries.is_empty() {
                 return Err(PayloadError::EmptyBatch);
-            }
-            if entries.len() > max_batch {
-                return Err(PayloadError::BatchTooLarge {
-                    len: entries.len(),
-                    max: max_batch,
-                });
             }
             Ok(Payload::Batch(
                 entries.into_iter().map(|e| entry(e, bounds)).collect(),
@@ -131,6 +136,42 @@ pub fn parse(
             },
         },
         _ => Err(not_json_or_not_request(text)),
+    }
+}
+
+/// A batch's entries when there are at most `.0` of them, else how many
+/// there are: past the bound they are only counted, so a body of a
+/// million tiny entries never becomes a list of a million.
+struct AtMost(usize);
+
+impl<'de> DeserializeSeed<'de> for AtMost {
+    type Value = Result<Vec<&'de RawValue>, usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AtMost {
+    type Value = Result<Vec<&'de RawValue>, usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a batch of requests")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = seq.next_element::<&RawValue>()? {
+            if entries.len() == self.0 {
+                let mut len = entries.len() + 1;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    len += 1;
+                }
+                return Ok(Err(len));
+            }
+            entries.push(entry);
+        }
+        Ok(Ok(entries))
     }
 }
 
@@ -362,6 +403,17 @@ mod tests {
         assert_eq!(
             p(b"[1,2,3,4]"),
             PayloadError::BatchTooLarge { len: 4, max: 3 }
+        );
+        assert!(matches!(p(b"[1,2,3,4,"), PayloadError::Parse(_)));
+        assert!(matches!(p(b"[1,2,3,4] x"), PayloadError::Parse(_)));
+        // Counted past the bound, never collected.
+        let many = format!("[{}{{}}]", "{},".repeat(999_999));
+        assert_eq!(
+            p(many.as_bytes()),
+            PayloadError::BatchTooLarge {
+                len: 1_000_000,
+                max: 3
+            }
         );
     }
 
