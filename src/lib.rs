@@ -58,10 +58,12 @@
 //! ## A second protocol
 //!
 //! The consensus layer's Beacon REST API (and its event stream) is the next
-//! front. It plugs in beside `calls`, not inside it: a module of its own
-//! between `edge` and `control` (its per-request stage: which routes exist,
-//! which may be cached or retried, how a failure is answered), reached from
-//! the edge by path the way a JSON-RPC network is. What it shares, and must
+//! front. It plugs in beside `calls`, not inside it: [`beacon`], a module of
+//! its own (its per-request stage: which routes exist, which may be retried
+//! or fanned out, how a failure is answered), reached from the edge by path
+//! the way a JSON-RPC network is. It sits just below `control`, so that the
+//! control plane starts its networks and reports them in `/status`,
+//! readiness and `/metrics`. What it shares, and must
 //! not copy:
 //! - the edge: accept, TLS, deadlines, body limits, CORS and compression are
 //!   protocol-blind, and the edge hands a request to the front its path

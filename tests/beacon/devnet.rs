@@ -44,7 +44,13 @@ impl Devnet {
             // stop. On a loaded machine starting a node takes ten seconds or more.
             .env(
                 "GENESIS_DELAY",
-                std::env::var("GENESIS_DELAY").unwrap_or("15".into()),
+                std::env::var("GENESIS_DELAY").unwrap_or("20".into()),
+            )
+            // 4 s slots: 2 s ones are missed on a loaded machine, and a node
+            // that misses its first slots without peers stays at slot 0.
+            .env(
+                "SLOT_SECONDS",
+                std::env::var("SLOT_SECONDS").unwrap_or("4".into()),
             )
             .current_dir(&dir)
             .status()
