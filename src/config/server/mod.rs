@@ -200,7 +200,7 @@ impl Default for ServerConfig {
             max_topics_per_connection: 16,
             max_upstream_subscriptions: 1000,
             ws_max_queued_bytes: 16 * 1024 * 1024,
-            ws_max_frame_bytes: 64 * 1024,
+            ws_max_frame_bytes: 128 * 1024,
             ws_frame_timeout: Duration::from_secs(10),
             max_params_depth: 64,
             lingering_close_timeout: Duration::from_secs(2),

@@ -421,8 +421,8 @@ async fn ws_normal_call_works(ws: &mut Ws) {
     );
 }
 
-/// One message in fragments of at most 64 KiB, the largest frame the
-/// gateway takes by default (`server.ws_max_frame_bytes`).
+/// One message in fragments of at most 64 KiB, within the largest frame
+/// the gateway takes by default (`server.ws_max_frame_bytes`).
 async fn send_in_frames(ws: &mut Ws, body: Vec<u8>, text: bool) {
     let pieces: Vec<&[u8]> = body.chunks(64 * 1024).collect();
     for (i, piece) in pieces.iter().enumerate() {
