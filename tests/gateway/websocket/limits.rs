@@ -215,8 +215,8 @@ async fn a_message_far_larger_than_the_read_buffer_arrives_whole() {
     let (fleet, gw) = setup(NET, "  max_body_bytes: 4194304\n").await;
     let mut ws = connect(&gw, "/").await;
     // A 1 MiB param: the message is 1,024 times the listener's first read
-    // buffer, sent in 16 fragments of the largest frame the gateway takes
-    // (64 KiB). (A backend refuses calldata this large, so the call is one
+    // buffer, sent in 16 fragments of 64 KiB (the gateway takes frames of
+    // up to 128 KiB). (A backend refuses calldata this large, so the call is one
     // the gateway answers itself.)
     let pad = "i".repeat(1024 * 1024);
     let call = json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[pad]}).to_string();
