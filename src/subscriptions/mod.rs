@@ -29,7 +29,8 @@
 //!   one upstream subscription, so without a cap clients choose how many.
 //!   A subscription that joins a running feed is never refused by it. One
 //!   client (a key's client, or one IP) holds at most [`client_share`] of
-//!   them, so it cannot take the cap every other client needs.
+//!   them (an eighth, at least 16), so it cannot take the cap every other
+//!   client needs.
 //!
 //! Nothing here blocks on a client: notifications go through each
 //! connection's [`Outbox`], bounded in bytes, and a client that does not read is
@@ -161,11 +162,11 @@ pub struct SessionLimits {
 }
 
 /// The feeds one client (a key's client, or one IP when anonymous) may
-/// hold: an eighth of `server.max_upstream_subscriptions` (at least one),
-/// so that one client's distinct `logs` filters cannot take the cap that
-/// every other client's new filter needs.
+/// hold: an eighth of `server.max_upstream_subscriptions`, at least 16 (or
+/// the whole cap when it is smaller), so that one client's distinct `logs`
+/// filters cannot take the cap that every other client's new filter needs.
 pub fn client_share(max_feeds: usize) -> usize {
-    (max_feeds / 8).max(1)
+    (max_feeds / 8).max(16).min(max_feeds)
 }
 
 /// What a subscription call answers: the raw `result`, and the id of a

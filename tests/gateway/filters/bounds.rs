@@ -197,10 +197,17 @@ async fn another_clients_filter_id_is_not_found() {
 #[tokio::test]
 async fn a_block_filter_on_two_gateways_whose_chains_differ_delivers_each_hash_once() {
     // Gateway A follows one fleet; gateway B, sharing A's Redis, another
-    // one whose blocks differ from A's at every height (it mined one block
-    // more first): the extreme of replicas that disagree for a moment.
+    // one whose blocks differ from A's at every height (another genesis
+    // time; same chain id): the extreme of replicas that disagree for a
+    // moment, ahead of A for some polls and behind it for others.
     let main = fleet(1).await;
-    let other = fleet(1).await;
+    let other = rpcgate_fleet::Fleet::start(rpcgate_fleet::FleetOptions {
+        replicas: 1,
+        genesis_timestamp: 1_700_000_500,
+        ..rpcgate_fleet::FleetOptions::default()
+    })
+    .await
+    .unwrap();
     let redis = RedisServer::start().await.unwrap();
     let start = main.mine_blocks(2).await.unwrap();
     let other_start = other.mine_blocks(3).await.unwrap();
@@ -246,6 +253,11 @@ async fn a_block_filter_on_two_gateways_whose_chains_differ_delivers_each_hash_o
         seen.extend(from_b);
     }
     seen.extend(poll(a.url.clone()).await);
+    assert_ne!(
+        main.block_hash(0, start + 1).await.unwrap(),
+        other.block_hash(0, start + 1).await.unwrap(),
+        "the two chains differ"
+    );
     let mut once = HashSet::new();
     for h in &seen {
         assert!(once.insert(h.clone()), "{h} delivered twice: {seen:?}");
