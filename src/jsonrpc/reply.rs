@@ -130,7 +130,9 @@ impl Reply {
             return false;
         };
         let m = message.trim_start().to_ascii_lowercase();
-        code == Some(RESOURCE_NOT_FOUND) || BLOCK_NOT_FOUND.iter().any(|p| m.starts_with(p))
+        code != Some(REVERTED)
+            && (code == Some(RESOURCE_NOT_FOUND)
+                || BLOCK_NOT_FOUND.iter().any(|p| m.starts_with(p)))
     }
 
     /// Parses a result as `T` (for the control loops).
@@ -263,6 +265,10 @@ mod tests {
         assert!(error(-32000, "header not found").is_block_not_found());
         assert!(error(-32000, "unknown block").is_block_not_found());
         assert!(!error(3, "execution reverted: header not found").is_block_not_found());
+        assert!(
+            !error(3, "header not found").is_block_not_found(),
+            "code 3 is a revert"
+        );
         assert!(!error(-32000, "nonce too low").is_block_not_found());
     }
 }
