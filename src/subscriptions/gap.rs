@@ -173,13 +173,12 @@ impl Logs {
                 set.remove(&key);
             }
             self.forget_held(log.block, &key);
-            let announced = self
-                .retracted
-                .get_mut(&log.block)
-                .is_some_and(|set| set.remove(&key));
+            // Delivered unless the client was already told (by this feed or
+            // by an earlier copy of the same removal).
+            let fresh = self.retracted.entry(log.block).or_default().insert(key);
             return Admitted {
                 removed: Vec::new(),
-                deliver: !announced,
+                deliver: fresh,
             };
         }
         if self.seen.get(&log.block).is_some_and(|s| s.contains(&key)) {
