@@ -114,6 +114,8 @@ impl Heads {
 
 /// A log's key within its height: (block hash in lower case, log index).
 type LogKey = (String, u64);
+/// Delivered logs of one block: each log's index and the text delivered.
+type HeldLogs = Vec<(u64, Box<[u8]>)>;
 
 #[derive(Debug, Default)]
 pub struct Logs {
@@ -121,7 +123,7 @@ pub struct Logs {
     seen: BTreeMap<u64, HashSet<LogKey>>,
     /// Delivered logs by (height, block hash), each with its index and the
     /// text delivered: what a reorg takes back.
-    held: BTreeMap<(u64, String), Vec<(u64, Box<[u8]>)>>,
+    held: BTreeMap<(u64, String), HeldLogs>,
     held_bytes: usize,
     /// Logs announced removed by this feed, by height: the upstream's own
     /// removal of them is not delivered a second time.
