@@ -434,11 +434,20 @@ impl Delivery<'_> {
         Ok(())
     }
 
+    /// A log from this backend: delivered unless already delivered, after
+    /// the removal of the logs a reorg it reveals took out.
     fn log(&mut self, raw: &[u8]) {
-        match log_id(raw) {
-            Some(id) if !self.delivered.logs.admit(&id) => {}
+        let Some(id) = log_id(raw) else {
             // A log without a block (pending) cannot be de-duplicated: pass it on.
-            _ => self.deliver(raw),
+            self.deliver(raw);
+            return;
+        };
+        let admitted = self.delivered.logs.admit(&id, raw);
+        for removed in &admitted.removed {
+            self.deliver(removed);
+        }
+        if admitted.deliver {
+            self.deliver(raw);
         }
     }
 

@@ -13,8 +13,20 @@
 //! blocks. A new backend's subscription is preceded by `eth_getLogs` over
 //! `covered + 1 ..= its head`; whatever that and the live stream both carry
 //! is delivered once.
+//!
+//! **Removed logs**: the delivered logs of recent blocks are kept (bounded by
+//! blocks and bytes), because neither a node that leaves reorgs unannounced
+//! (anvil) nor a feed that moved to another backend tells clients what a
+//! reorg took back. A new log of a block whose hash the feed has not
+//! delivered, at or below the highest block it did deliver, means the chain
+//! changed there: what was delivered at that height and above is sent again
+//! with `"removed": true` (as Geth does), once, before the new log. A removal
+//! the upstream sends itself passes once: it is not repeated for a log
+//! already announced removed, nor announced for a log it already removed.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use serde_json::{Map, Value};
 
 /// Headers remembered for reorg and duplicate checks.
 const RECENT_HEADS: usize = 256;
@@ -25,6 +37,9 @@ pub const MAX_HEAD_GAP: u64 = 512;
 pub const MAX_LOG_GAP: u64 = 10_000;
 /// Blocks below the newest delivered log whose log identities are kept.
 const RECENT_LOG_BLOCKS: u64 = 128;
+/// Bytes of delivered logs a feed keeps for removal on a reorg: past it, the
+/// oldest blocks go first (a reorg that deep is not announced by the gateway).
+const MAX_HELD_BYTES: usize = 4 << 20;
 
 /// What to do with a header from upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,10 +112,32 @@ impl Heads {
     }
 }
 
+/// A log's key within its height: (block hash in lower case, log index).
+type LogKey = (String, u64);
+/// Delivered logs of one block: each log's index and the text delivered.
+type HeldLogs = Vec<(u64, Box<[u8]>)>;
+
 #[derive(Debug, Default)]
 pub struct Logs {
     covered: Option<u64>,
-    seen: BTreeMap<u64, HashSet<(String, u64)>>,
+    seen: BTreeMap<u64, HashSet<LogKey>>,
+    /// Delivered logs by (height, block hash), each with its index and the
+    /// text delivered: what a reorg takes back.
+    held: BTreeMap<(u64, String), HeldLogs>,
+    held_bytes: usize,
+    /// Logs announced removed by this feed, by height: the upstream's own
+    /// removal of them is not delivered a second time.
+    retracted: BTreeMap<u64, HashSet<LogKey>>,
+}
+
+/// What to deliver for one log from upstream.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Admitted {
+    /// Earlier logs a reorg took out, as `"removed": true` notifications, to
+    /// be delivered first.
+    pub removed: Vec<Vec<u8>>,
+    /// Whether the log itself is delivered.
+    pub deliver: bool,
 }
 
 /// The fields of a log that identify it.
@@ -127,26 +164,116 @@ impl Logs {
         self.covered = Some(self.covered.map_or(head, |c| c.max(head)));
     }
 
-    /// Whether to deliver this log; records it.
-    pub fn admit(&mut self, log: &LogId) -> bool {
-        let key = (log.block_hash.to_ascii_lowercase(), log.index);
+    /// What to deliver for this log (`raw`: its text); records it.
+    pub fn admit(&mut self, log: &LogId, raw: &[u8]) -> Admitted {
+        let hash = log.block_hash.to_ascii_lowercase();
+        let key = (hash.clone(), log.index);
         if log.removed {
-            // A reorg took it out: the client hears of it, and a later
+            // A reorg took it out: the client hears of it once, and a later
             // re-inclusion is delivered again.
             if let Some(set) = self.seen.get_mut(&log.block) {
                 set.remove(&key);
             }
-            return true;
+            self.forget_held(log.block, &key);
+            // Delivered unless the client was already told (by this feed or
+            // by an earlier copy of the same removal).
+            let fresh = self.retracted.entry(log.block).or_default().insert(key);
+            return Admitted {
+                removed: Vec::new(),
+                deliver: fresh,
+            };
         }
-        if !self.seen.entry(log.block).or_default().insert(key) {
-            return false;
+        if self.seen.get(&log.block).is_some_and(|s| s.contains(&key)) {
+            return Admitted::default();
         }
+        let removed = self.orphaned_by(log.block, &hash);
+        if let Some(set) = self.retracted.get_mut(&log.block) {
+            set.remove(&key);
+        }
+        self.seen.entry(log.block).or_default().insert(key);
+        self.hold(log.block, hash, log.index, raw);
         // Logs of block N arriving means blocks below N are complete.
         self.covered_to(log.block.saturating_sub(1));
         let keep_from = log.block.saturating_sub(RECENT_LOG_BLOCKS);
         self.seen = self.seen.split_off(&keep_from);
-        true
+        self.retracted = self.retracted.split_off(&keep_from);
+        while self
+            .held
+            .first_key_value()
+            .is_some_and(|((n, _), _)| *n < keep_from)
+            || self.held_bytes > MAX_HELD_BYTES
+        {
+            self.pop_oldest_held();
+        }
+        Admitted {
+            removed,
+            deliver: true,
+        }
     }
+
+    /// A new log of `block` with `hash`: when that block was not delivered
+    /// and a block at or above its height was, the chain changed there, and
+    /// every delivered block from that height up is taken back.
+    fn orphaned_by(&mut self, block: u64, hash: &str) -> Vec<Vec<u8>> {
+        let known = self.held.contains_key(&(block, hash.to_string()))
+            || self
+                .seen
+                .get(&block)
+                .is_some_and(|set| set.iter().any(|(h, _)| h == hash));
+        if known {
+            return Vec::new();
+        }
+        let gone = self.held.split_off(&(block, String::new()));
+        let mut removed = Vec::new();
+        for ((n, h), logs) in gone {
+            for (index, raw) in logs {
+                self.held_bytes = self.held_bytes.saturating_sub(raw.len());
+                let key = (h.clone(), index);
+                if let Some(set) = self.seen.get_mut(&n) {
+                    set.remove(&key);
+                }
+                self.retracted.entry(n).or_default().insert(key);
+                removed.extend(as_removed(&raw));
+            }
+        }
+        removed
+    }
+
+    fn hold(&mut self, block: u64, hash: String, index: u64, raw: &[u8]) {
+        self.held_bytes = self.held_bytes.saturating_add(raw.len());
+        self.held
+            .entry((block, hash))
+            .or_default()
+            .push((index, raw.into()));
+    }
+
+    fn forget_held(&mut self, block: u64, (hash, index): &LogKey) {
+        let at = (block, hash.clone());
+        let Some(logs) = self.held.get_mut(&at) else {
+            return;
+        };
+        let before: usize = logs.iter().map(|(_, raw)| raw.len()).sum();
+        logs.retain(|(i, _)| i != index);
+        let after: usize = logs.iter().map(|(_, raw)| raw.len()).sum();
+        self.held_bytes = self.held_bytes.saturating_sub(before - after);
+        if logs.is_empty() {
+            self.held.remove(&at);
+        }
+    }
+
+    fn pop_oldest_held(&mut self) {
+        if let Some((_, logs)) = self.held.pop_first() {
+            let bytes: usize = logs.iter().map(|(_, raw)| raw.len()).sum();
+            self.held_bytes = self.held_bytes.saturating_sub(bytes);
+        }
+    }
+}
+
+/// The log in `raw` marked `"removed": true`; `None` if it is not an object.
+fn as_removed(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut log: Map<String, Value> = serde_json::from_slice(raw).ok()?;
+    log.insert("removed".into(), Value::Bool(true));
+    serde_json::to_vec(&log).ok()
 }
 
 #[cfg(test)]
@@ -200,30 +327,150 @@ mod tests {
         }
     }
 
+    /// The text of a log as a node sends it.
+    fn text(id: &LogId) -> Vec<u8> {
+        serde_json::json!({
+            "blockNumber": format!("{:#x}", id.block),
+            "blockHash": id.block_hash,
+            "logIndex": format!("{:#x}", id.index),
+            "removed": id.removed,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn admit(l: &mut Logs, id: &LogId) -> Admitted {
+        l.admit(id, &text(id))
+    }
+
+    fn delivers(l: &mut Logs, id: &LogId) -> bool {
+        admit(l, id).deliver
+    }
+
+    /// (block, hash, index) of each removal, checking it says `removed: true`.
+    fn removals(a: &Admitted) -> Vec<(u64, String, u64)> {
+        a.removed
+            .iter()
+            .map(|raw| {
+                let v: Value = serde_json::from_slice(raw).unwrap();
+                assert_eq!(v["removed"], Value::Bool(true));
+                let q = |k: &str| crate::eth::parse_quantity(v[k].as_str().unwrap()).unwrap();
+                let hash = v["blockHash"].as_str().unwrap().to_string();
+                (q("blockNumber"), hash, q("logIndex"))
+            })
+            .collect()
+    }
+
     #[test]
     fn logs_are_filled_from_what_is_covered_and_delivered_once() {
         let mut l = Logs::default();
         assert_eq!(l.missing(10), None, "nothing to fill at the start");
         l.covered_to(10);
-        assert!(l.admit(&log(11, "h11", 0)));
-        assert!(l.admit(&log(11, "h11", 1)));
-        assert!(!l.admit(&log(11, "H11", 1)), "the same log twice");
+        assert!(delivers(&mut l, &log(11, "h11", 0)));
+        assert!(delivers(&mut l, &log(11, "h11", 1)));
+        assert!(!delivers(&mut l, &log(11, "H11", 1)), "the same log twice");
         // Failover: block 11 may be incomplete, so it is fetched again.
         assert_eq!(l.missing(14), Some((11, 14)));
-        assert!(!l.admit(&log(11, "h11", 0)));
-        assert!(l.admit(&log(11, "h11", 2)));
-        assert!(l.admit(&log(13, "h13", 0)));
+        assert!(!delivers(&mut l, &log(11, "h11", 0)));
+        assert!(delivers(&mut l, &log(11, "h11", 2)));
+        assert!(delivers(&mut l, &log(13, "h13", 0)));
         l.covered_to(14);
         assert_eq!(l.missing(14), None);
         assert_eq!(
             l.missing(14 + 2 * MAX_LOG_GAP),
             Some((14 + MAX_LOG_GAP + 1, 14 + 2 * MAX_LOG_GAP))
         );
-        assert!(!l.admit(&log(13, "h13", 0)), "live after the fill");
-        // Removed logs always pass, and the log may come back.
+        assert!(!delivers(&mut l, &log(13, "h13", 0)), "live after the fill");
+        // Removed logs pass once, and the log may come back.
         let mut gone = log(13, "h13", 0);
         gone.removed = true;
-        assert!(l.admit(&gone));
-        assert!(l.admit(&log(13, "h13", 0)));
+        assert!(delivers(&mut l, &gone));
+        assert!(delivers(&mut l, &log(13, "h13", 0)));
+    }
+
+    #[test]
+    fn a_reorg_takes_back_the_delivered_logs_of_replaced_blocks_once() {
+        let mut l = Logs::default();
+        for id in [
+            log(5, "a5", 0),
+            log(6, "a6", 0),
+            log(6, "a6", 1),
+            log(7, "a7", 0),
+        ] {
+            let a = admit(&mut l, &id);
+            assert!(a.deliver && a.removed.is_empty(), "{id:?}");
+        }
+        // A new block at height 6: 6 and 7 of the old branch are taken back,
+        // in order, before the new log; 5 stays.
+        let a = admit(&mut l, &log(6, "b6", 0));
+        assert!(a.deliver);
+        assert_eq!(
+            removals(&a),
+            [
+                (6, "a6".into(), 0),
+                (6, "a6".into(), 1),
+                (7, "a7".into(), 0)
+            ]
+        );
+        // More logs of the new branch take nothing back.
+        assert!(admit(&mut l, &log(6, "b6", 1)).removed.is_empty());
+        assert!(admit(&mut l, &log(7, "b7", 0)).removed.is_empty());
+        // The node's own removal of a log already taken back is not repeated.
+        let mut late = log(7, "a7", 0);
+        late.removed = true;
+        assert!(!delivers(&mut l, &late));
+        // A fork below the newest block whose new branch has no log at the
+        // fork height: the first new log below the top reveals it.
+        let a = admit(&mut l, &log(6, "c6", 0));
+        assert_eq!(
+            removals(&a),
+            [
+                (6, "b6".into(), 0),
+                (6, "b6".into(), 1),
+                (7, "b7".into(), 0)
+            ]
+        );
+        // Back to the first branch: its logs are delivered again, and what
+        // replaced them is taken back.
+        let a = admit(&mut l, &log(6, "a6", 0));
+        assert!(a.deliver);
+        assert_eq!(removals(&a), [(6, "c6".into(), 0)]);
+    }
+
+    #[test]
+    fn a_removal_the_node_sent_is_not_announced_again() {
+        let mut l = Logs::default();
+        for id in [log(5, "a5", 0), log(6, "a6", 0)] {
+            assert!(delivers(&mut l, &id));
+        }
+        // Geth's way: the node removes what the reorg took out, then sends the
+        // new branch; the gateway adds no second removal.
+        let mut gone = log(6, "a6", 0);
+        gone.removed = true;
+        let a = admit(&mut l, &gone);
+        assert!(a.deliver && a.removed.is_empty());
+        assert!(!delivers(&mut l, &gone), "the same removal twice");
+        let a = admit(&mut l, &log(6, "b6", 0));
+        assert!(a.deliver && a.removed.is_empty(), "{:?}", removals(&a));
+    }
+
+    #[test]
+    fn held_logs_are_bounded_by_blocks_and_bytes() {
+        let mut l = Logs::default();
+        for n in 0..3 * RECENT_LOG_BLOCKS {
+            delivers(&mut l, &log(n, &format!("a{n}"), 0));
+        }
+        assert!(l.held.len() as u64 <= RECENT_LOG_BLOCKS + 1);
+        let big = vec![b' '; MAX_HELD_BYTES / 4];
+        for n in 1000..1010 {
+            l.admit(&log(n, &format!("a{n}"), 0), &big);
+        }
+        assert!(l.held_bytes <= MAX_HELD_BYTES);
+        let held: usize = l.held.values().flatten().map(|(_, r)| r.len()).sum();
+        assert_eq!(held, l.held_bytes);
+        // A reorg below what is held still takes back what is held.
+        let a = admit(&mut l, &log(1000, "b1000", 0));
+        assert!(a.removed.is_empty(), "blank text is no log to remove");
+        assert!(l.held.is_empty() || l.held.keys().all(|(n, _)| *n == 1000));
     }
 }

@@ -1,8 +1,9 @@
 //! JSON-RPC and eth_subscribe over a client WebSocket, with a real
 //! tokio-tungstenite client, against a real anvil fleet: answers as over
 //! HTTP, newHeads and logs in order across the loss of the backend carrying
-//! the upstream subscription, multiplexing, shutdown, gauges. The bounds on
-//! a connection (queued bytes, topics, upstream feeds) are in `limits`.
+//! the upstream subscription, logs of orphaned blocks removed once on a
+//! reorg, multiplexing, shutdown, gauges. The bounds on a connection
+//! (queued bytes, topics, upstream feeds) are in `limits`.
 
 use std::collections::BTreeSet;
 
@@ -13,7 +14,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{close_code, connect, exchange, next_text, notification, rpc, subscribe};
+use super::{close_code, connect, exchange, next_text, notification, rpc, subscribe, Ws};
 use crate::support::*;
 
 /// Topic 42: what the logger contract's constructor logs.
@@ -438,4 +439,78 @@ async fn new_heads_repeat_a_number_only_after_a_reorg() {
         seen[3].1,
         json!(fleet.block_hash(0, 3).await.unwrap().unwrap())
     );
+}
+
+#[tokio::test]
+async fn logs_of_orphaned_blocks_come_back_removed_once() {
+    let (fleet, gw) = setup(2, "").await;
+    let mut ws = connect(&gw, "/dev").await;
+    let id = subscribe(&mut ws, json!(["logs", {"topics": [TOPIC_42]}])).await;
+    let mut seen = Vec::new();
+    // One log per block (a logger deployment each); 3 and 4 are orphaned.
+    fleet.deploy(LOGGER_INIT, 200_000).await.unwrap();
+    let kept = fleet.mine().await.unwrap();
+    logs_until(&mut ws, &id, &mut seen, kept).await;
+    let checkpoint = fleet.checkpoint().await.unwrap();
+    for _ in 0..2 {
+        fleet.deploy(LOGGER_INIT, 200_000).await.unwrap();
+        let h = fleet.mine().await.unwrap();
+        logs_until(&mut ws, &id, &mut seen, h).await;
+    }
+    let orphaned: Vec<_> = seen[1..].to_vec();
+    assert_eq!(orphaned.len(), 2);
+    // Both deployments land again in the first replacement block; anvil
+    // announces no removal itself, so what the client gets is the gateway's.
+    let top = fleet.reorg_to(&checkpoint, 2).await.unwrap();
+    let replacement = kept + 1;
+    logs_until(&mut ws, &id, &mut seen, replacement).await;
+    // One more block, so that a late or repeated removal would show.
+    fleet.deploy(LOGGER_INIT, 200_000).await.unwrap();
+    fleet.mine().await.unwrap();
+    logs_until(&mut ws, &id, &mut seen, top + 1).await;
+
+    let after = &seen[3..];
+    let removed: Vec<_> = after.iter().filter(|(r, ..)| *r).cloned().collect();
+    let expected: Vec<_> = orphaned
+        .iter()
+        .map(|(_, n, h, i)| (true, *n, h.clone(), i.clone()))
+        .collect();
+    assert_eq!(
+        removed, expected,
+        "each orphaned log removed once, in order"
+    );
+    let first_new = after.iter().position(|(r, ..)| !r).unwrap();
+    assert!(
+        after[first_new..].iter().all(|(r, ..)| !r),
+        "removals come before the logs of the replacing block: {after:?}"
+    );
+    let new_hash = json!(fleet.block_hash(0, replacement).await.unwrap().unwrap());
+    let fresh: Vec<_> = after[first_new..]
+        .iter()
+        .filter(|(_, n, ..)| *n == replacement)
+        .collect();
+    assert_eq!(
+        fresh.len(),
+        2,
+        "both logs again, in the replacement: {after:?}"
+    );
+    assert!(fresh.iter().all(|(_, _, h, _)| *h == new_hash));
+}
+
+/// A log as the client saw it: (removed, block number, block hash, log index).
+type SeenLog = (bool, u64, Value, Value);
+
+/// Reads logs of subscription `id` into `seen` until one of block `top`
+/// that is not a removal.
+async fn logs_until(ws: &mut Ws, id: &str, seen: &mut Vec<SeenLog>, top: u64) {
+    while !seen.iter().any(|(r, n, _, _)| !r && *n == top) {
+        let log = notification(ws, id).await;
+        assert_eq!(log["topics"][0], TOPIC_42);
+        seen.push((
+            log["removed"] == json!(true),
+            quantity(&log["blockNumber"]),
+            log["blockHash"].clone(),
+            log["logIndex"].clone(),
+        ));
+    }
 }
