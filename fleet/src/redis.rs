@@ -148,10 +148,12 @@ impl RedisServer {
         aof_dir: Option<&Path>,
     ) -> Result<RedisServer, FleetError> {
         let mut command = Command::new("redis-server");
-        command
-            .args(["--bind", "127.0.0.1"])
-            .args(listen)
-            .args(["--save", "", "--protected-mode", "yes"]);
+        command.args(["--bind", "127.0.0.1"]).args(listen).args([
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
+        ]);
         match aof_dir {
             Some(dir) => {
                 command

@@ -314,7 +314,9 @@ impl<C: Clock + Clone> ClientPolicy<C> {
         method: impl Into<Resolved<'a>>,
         params: Option<&RawValue>,
     ) -> Result<(), Refusal> {
-        let mut verdicts = self.admit_all(caller, &[Some((method.into(), params))]).await;
+        let mut verdicts = self
+            .admit_all(caller, &[Some((method.into(), params))])
+            .await;
         verdicts.pop().unwrap_or(Err(Refusal::LimiterUnavailable))
     }
 
