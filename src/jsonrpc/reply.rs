@@ -197,11 +197,14 @@ const MISSING_STATE: [&str; 7] = [
 ];
 
 /// How error messages of nodes that do not have a block begin.
-const BLOCK_NOT_FOUND: [&str; 4] = [
+const BLOCK_NOT_FOUND: [&str; 5] = [
     "header not found",
     "unknown block",
     "block not found",
     "resource not found",
+    // anvil, for a block above its head: "BlockOutOfRangeError: block
+    // height is 4 but requested was 7".
+    "blockoutofrangeerror",
 ];
 
 /// The error code of a revert (`execution reverted: <reason>`).
@@ -264,6 +267,11 @@ mod tests {
         assert!(error(-32001, "Resource not found").is_block_not_found());
         assert!(error(-32000, "header not found").is_block_not_found());
         assert!(error(-32000, "unknown block").is_block_not_found());
+        assert!(error(
+            -32602,
+            "BlockOutOfRangeError: block height is 4 but requested was 7"
+        )
+        .is_block_not_found());
         assert!(!error(3, "execution reverted: header not found").is_block_not_found());
         assert!(
             !error(3, "header not found").is_block_not_found(),
