@@ -314,10 +314,19 @@ impl<C: Clock + Clone> ClientPolicy<C> {
         method: impl Into<Resolved<'a>>,
         params: Option<&RawValue>,
     ) -> Result<(), Refusal> {
-        let mut verdicts = self
-            .admit_all(caller, &[Some((method.into(), params))])
-            .await;
-        verdicts.pop().unwrap_or(Err(Refusal::LimiterUnavailable))
+        // One call alone takes no vectors: the per-call stage allocates only
+        // when a call fails.
+        let method = method.into();
+        match self.permit_method(caller, method) {
+            Ok(cost) => {
+                self.charge(caller, cost::scaled(method.name, params, cost))
+                    .await
+            }
+            Err(blocked) => {
+                self.charge(caller, REFUSED_COST).await?;
+                Err(blocked)
+            }
+        }
     }
 
     /// Judges the calls of one message in order, each on its own (its
@@ -364,6 +373,12 @@ impl<C: Clock + Clone> ClientPolicy<C> {
 
     /// Charges one request of `cost` units to the caller's budgets.
     pub async fn charge(&self, caller: &Caller<'_, C>, cost: u32) -> Result<(), Refusal> {
+        if caller.class.local.is_unlimited() {
+            return self.check_aggregate(caller, cost);
+        }
+        if self.shared.is_none() {
+            return self.check_local(caller, cost);
+        }
         let mut verdicts = self.charge_all(caller, &[cost]).await;
         verdicts.pop().unwrap_or(Err(Refusal::LimiterUnavailable))
     }
