@@ -25,6 +25,7 @@ use serde_json::value::RawValue;
 
 use crate::config::{MethodPattern, PolicyConfig};
 use crate::eth::methods::{Resolved, COST_GLOBS, METHODS};
+use crate::jsonrpc::json_text;
 
 #[derive(Debug)]
 pub struct CostTable {
@@ -123,8 +124,10 @@ fn gas_of(params: &RawValue) -> Option<u64> {
         #[serde(borrow)]
         gas: Option<&'a str>,
     }
-    let list: Vec<&RawValue> = serde_json::from_str(params.get()).ok()?;
-    let tx: Tx<'_> = serde_json::from_str(list.first()?.get()).ok()?;
+    // The first parameter found by the scanner, not a list built: every
+    // eth_call is priced here.
+    let (_, first) = json_text::nth(params.get(), 0)?;
+    let tx: Tx<'_> = serde_json::from_str(first?).ok()?;
     quantity(tx.gas?)
 }
 
