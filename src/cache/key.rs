@@ -8,7 +8,9 @@
 //! Normalizing makes spellings of the same request meet: whitespace outside
 //! strings is dropped, and hex strings (`"0xAbC"`) are lowercased, since
 //! Ethereum JSON-RPC reads hex data and checksummed addresses without regard
-//! to case. Anything else is kept byte for byte.
+//! to case. Member names are kept as written, even when they look like hex
+//! (`{"0X": 1}` and `{"0x": 1}` are different objects). Anything else is kept
+//! byte for byte.
 
 use std::borrow::Borrow;
 use std::sync::Arc;
@@ -82,7 +84,7 @@ fn normalize_into(out: &mut String, json: &str) {
                 let s = &json[i..end];
                 let at = out.len();
                 out.push_str(s);
-                if is_hex_string(s) {
+                if is_hex_string(s) && !is_member_name(bytes, end) {
                     // In place, a word at a time: not char by char.
                     out[at..].make_ascii_lowercase();
                 }
@@ -98,6 +100,16 @@ fn normalize_into(out: &mut String, json: &str) {
         }
     }
     out.push_str(&json[run..]);
+}
+
+/// Whether the string that ends just before `end` names an object member
+/// (`"0X": ...`): names are compared as written by every JSON reader, so a
+/// name is never lowercased, whatever it looks like.
+fn is_member_name(bytes: &[u8], end: usize) -> bool {
+    bytes[end..]
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|&b| b == b':')
 }
 
 /// The index just past the string that opens at `start` (or the end of input).
@@ -129,6 +141,15 @@ mod tests {
         let b = Key::new("eth_getBalance", Some(r#"[ "0xabcd","0x1f" ]"#));
         assert_eq!(a, b);
         assert_eq!(a.as_str(), r#"14:eth_getBalance["0xabcd","0x1f"]"#);
+    }
+
+    #[test]
+    fn member_names_are_not_lowercased() {
+        // Found by the cache_key fuzz target: `{"0X": ...}` keyed as `{"0x": ...}`.
+        let upper = Key::new("eth_call", Some(r#"[{"0X" : "0xDEAD"}, "latest"]"#));
+        let lower = Key::new("eth_call", Some(r#"[{"0x":"0xdead"},"latest"]"#));
+        assert_ne!(upper, lower);
+        assert_eq!(upper.as_str(), r#"8:eth_call[{"0X":"0xdead"},"latest"]"#);
     }
 
     #[test]
