@@ -132,22 +132,16 @@ async fn pinned_call(
         let params = pinned.params.as_deref();
         if call.method == "eth_sendRawTransaction" {
             let reply = Box::pin(router::forward(target, view, forward(params))).await?;
-            recent.sent(&reply, &bucket());
-            Box::pin(recent.share(&reply, &bucket())).await;
+            recent.sent(&reply, &bucket(), served);
+            Box::pin(recent.share(&reply, &bucket(), served)).await;
             return Ok(Routed {
                 reply,
                 cache: CacheUse::Pass,
             });
         }
-        // Only while sends are remembered is the caller's name worth making.
-        let steer = (!recent.is_empty())
-            .then(|| recent.steer(&call.method, params, &bucket()))
-            .flatten();
-        // Another replica may have taken the send (see `router::ryw_shared`).
-        let steer = match steer {
-            Some(steer) => Some(steer),
-            None => Box::pin(recent.steer_shared(&call.method, params, bucket)).await,
-        };
+        // This process's record, or the one replicas share (another replica
+        // may have taken the send: see `router::ryw_shared`).
+        let steer = Box::pin(recent.steer_read(&call.method, params, bucket)).await;
         if let Some(steer) = steer {
             let reply = Box::pin(ryw::forward_preferring(
                 target,

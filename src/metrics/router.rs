@@ -94,16 +94,20 @@ impl HedgeSeries {
 pub enum RywRead {
     /// Answered by the backend that accepted the send.
     Steered,
-    /// That backend could not serve: routed as usual.
+    /// A nonce answered by another backend that shows the send (the one
+    /// that accepted it could not serve, or had lost it).
+    Elsewhere,
+    /// No backend could serve it as a read of the send: routed as usual.
     Fallback,
 }
 
 impl Label for RywRead {
-    const ALL: &'static [RywRead] = &[RywRead::Steered, RywRead::Fallback];
+    const ALL: &'static [RywRead] = &[RywRead::Steered, RywRead::Elsewhere, RywRead::Fallback];
 
     fn label(self) -> &'static str {
         match self {
             RywRead::Steered => "steered",
+            RywRead::Elsewhere => "elsewhere",
             RywRead::Fallback => "fallback",
         }
     }
@@ -177,7 +181,7 @@ impl ReadYourWritesMetrics {
     pub fn series(&self, network: &str) -> RywSeries {
         RywSeries {
             entries: self.entries.with_label_values(&[network]),
-            reads: each::<RywRead, 2>(&self.reads, &[network]),
+            reads: each::<RywRead, 3>(&self.reads, &[network]),
             evictions: each::<EvictionReason, 3>(&self.evictions, &[network]),
         }
     }
@@ -186,7 +190,7 @@ impl ReadYourWritesMetrics {
 /// A network's read-your-writes series.
 pub struct RywSeries {
     pub entries: IntGauge,
-    reads: [IntCounter; 2],
+    reads: [IntCounter; 3],
     evictions: [IntCounter; 3],
 }
 

@@ -32,7 +32,8 @@
 //!
 //! Reads of a transaction just sent through the gateway go first to the
 //! backend that accepted it (`ryw`, read-your-writes), when the pipeline
-//! asks for it with [`ryw::forward_preferring`].
+//! asks for it with [`ryw::forward_preferring`]; a nonce only to one that
+//! shows the send (`ryw_read`).
 //!
 //! A read of a method listed under `hedge:` that has not answered within
 //! its delay is also sent to a second backend, and the first good answer
@@ -47,6 +48,7 @@ pub mod batch;
 pub mod hedge;
 mod routes;
 pub mod ryw;
+mod ryw_read;
 mod ryw_shared;
 pub mod select;
 mod transactions;

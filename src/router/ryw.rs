@@ -19,9 +19,10 @@
 //!
 //! A steered read bypasses the cache: its in-flight sharing could hand the
 //! sender another backend's `null`, and an answer of the accepting backend
-//! about a block above the served head is no answer to share. When that
-//! backend is not a candidate (ineligible, ejected, behind) or fails, the
-//! read is routed as usual.
+//! about a block above the served head is no answer to share. Where it goes
+//! is `ryw_read`'s business: never to a backend whose head is unknown or
+//! below the served head the send was seen at, and a nonce only from a
+//! backend that shows the send.
 //!
 //! A send is forgotten when a steered receipt or transaction shows it in a
 //! block the served head includes (every candidate has that block then),
@@ -33,31 +34,35 @@
 //! `ryw_shared`), and a read this process has no record for asks there
 //! ([`RecentSends::steer_shared`]): behind a Service with several gateway
 //! replicas, the wallet's nonce read is steered to the backend that accepted
-//! its send whichever replica it reaches.
+//! its send whichever replica it reaches. A nonce read asks there even when
+//! this process remembers a send of the client: the client's later send may
+//! have gone through another replica, and the later of the two records is
+//! the one to follow.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
-use fastrand::Rng;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+pub use super::ryw_read::forward_preferring;
+use super::ryw_shared::SharedSend;
 pub use super::ryw_shared::SharedSends;
-use super::{attempt, forward, select, Forward, Order, RouteError, Target};
 use crate::config::ReadYourWritesConfig;
 use crate::eth::{parse_hash, Hash};
 use crate::jsonrpc::Reply;
-use crate::metrics::{EvictionReason, RywRead, RywSeries};
-use crate::upstream::{NetworkView, UpstreamError};
+use crate::metrics::{EvictionReason, RywSeries};
 
 /// One remembered send.
 struct Sent {
     backend: Arc<str>,
     client: Box<str>,
     at: Instant,
+    /// The served head when the send was answered.
+    seen_at: u64,
 }
 
 /// A client's latest send: where its `pending` nonce reads go.
@@ -65,11 +70,14 @@ struct Latest {
     backend: Arc<str>,
     hash: Hash,
     at: Instant,
+    seen_at: u64,
+    /// Wall-clock milliseconds, to compare with the shared record.
+    at_ms: u64,
 }
 
 /// What a steered read is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Read {
+pub(super) enum Read {
     /// A receipt or a transaction by hash: its block tells whether the
     /// served head includes it.
     Transaction,
@@ -81,8 +89,25 @@ enum Read {
 #[derive(Debug, Clone)]
 pub struct Steer {
     pub backend: Arc<str>,
-    hash: Hash,
-    read: Read,
+    pub(super) hash: Hash,
+    pub(super) read: Read,
+    /// The served head when the send was answered: a backend below it (or
+    /// whose head is unknown) may have lost the send, and is not asked.
+    pub(super) seen_at: u64,
+    /// When (wall clock, ms; 0: not known), to pick the later of two records.
+    at_ms: u64,
+}
+
+impl Steer {
+    fn of(send: SharedSend, read: Read) -> Steer {
+        Steer {
+            backend: send.backend,
+            hash: send.hash,
+            read,
+            seen_at: send.seen_at,
+            at_ms: send.at_ms,
+        }
+    }
 }
 
 /// The sends of one network that reads should follow (see the module docs).
@@ -97,9 +122,11 @@ pub struct RecentSends {
     order: Mutex<VecDeque<(Instant, Hash)>>,
     /// Entries of `by_hash`: the reads' one check while it is 0.
     live: AtomicUsize,
-    series: RywSeries,
+    pub(super) series: RywSeries,
     /// The record every replica shares, with `redis:` set.
     shared: Option<SharedSends>,
+    /// How long a nonce read waits for the send to show on some backend.
+    pub(super) wait_for_send: Duration,
 }
 
 impl RecentSends {
@@ -119,6 +146,7 @@ impl RecentSends {
             live: AtomicUsize::new(0),
             series,
             shared,
+            wait_for_send: config.wait_for_send,
         }
     }
 
@@ -131,10 +159,10 @@ impl RecentSends {
         self.len() == 0
     }
 
-    /// Remembers a send of `client` that `reply` answered: a transaction
-    /// hash from a backend (an error, or an answer not from a backend,
-    /// teaches nothing).
-    pub fn sent(&self, reply: &Reply, client: &str) {
+    /// Remembers a send of `client` that `reply` answered at served head
+    /// `seen_at`: a transaction hash from a backend (an error, or an answer
+    /// not from a backend, teaches nothing).
+    pub fn sent(&self, reply: &Reply, client: &str, seen_at: u64) {
         let (Some(origin), false) = (&reply.origin, reply.is_error()) else {
             return;
         };
@@ -148,6 +176,7 @@ impl RecentSends {
                 backend: origin.backend.clone(),
                 client: client.into(),
                 at: now,
+                seen_at,
             },
         );
         if previous.is_none() {
@@ -159,6 +188,8 @@ impl RecentSends {
                 backend: origin.backend.clone(),
                 hash,
                 at: now,
+                seen_at,
+                at_ms: wall_ms(),
             },
         );
         let mut order = self.order.lock();
@@ -182,7 +213,7 @@ impl RecentSends {
 
     /// Records the send `reply` answered in the shared record too (with
     /// `redis:` set; else nothing), before its answer goes back.
-    pub async fn share(&self, reply: &Reply, client: &str) {
+    pub async fn share(&self, reply: &Reply, client: &str, seen_at: u64) {
         let (Some(shared), Some(origin), false) = (&self.shared, &reply.origin, reply.is_error())
         else {
             return;
@@ -190,9 +221,44 @@ impl RecentSends {
         let Some(hash) = result_hash(reply.raw()) else {
             return;
         };
-        shared
-            .record(&hash, &origin.backend, client, self.ttl)
-            .await;
+        let send = SharedSend {
+            backend: origin.backend.clone(),
+            hash,
+            seen_at,
+            at_ms: wall_ms(),
+        };
+        shared.record(&send, client, self.ttl).await;
+    }
+
+    /// Where a read should go first, by this process's record and the
+    /// shared one (`client` is made only for the reads that steer): a
+    /// transaction by whichever record knows it, a nonce by the client's
+    /// later send of the two.
+    pub async fn steer_read(
+        &self,
+        method: &str,
+        params: Option<&str>,
+        client: impl FnOnce() -> String,
+    ) -> Option<Steer> {
+        if self.shared.is_none() && self.is_empty() {
+            return None;
+        }
+        let read = match method {
+            "eth_getTransactionReceipt" | "eth_getTransactionByHash" => Read::Transaction,
+            "eth_getTransactionCount" if params.is_some_and(is_pending_count) => Read::Nonce,
+            _ => return None,
+        };
+        let client = client();
+        let local = self.steer(method, params, &client);
+        if read == Read::Transaction && local.is_some() {
+            return local;
+        }
+        let shared = Box::pin(self.steer_shared(method, params, || client)).await;
+        match (local, shared) {
+            (Some(local), Some(shared)) if shared.at_ms > local.at_ms => Some(shared),
+            (Some(local), _) => Some(local),
+            (None, shared) => shared,
+        }
     }
 
     /// Where a call should go first by the shared record, when this process
@@ -207,20 +273,12 @@ impl RecentSends {
         match method {
             "eth_getTransactionReceipt" | "eth_getTransactionByHash" => {
                 let hash = hash_param(params?)?;
-                let backend = shared.backend_of(&hash).await?;
-                Some(Steer {
-                    backend,
-                    hash,
-                    read: Read::Transaction,
-                })
+                let send = shared.send_of(&hash).await?;
+                Some(Steer::of(send, Read::Transaction))
             }
             "eth_getTransactionCount" if is_pending_count(params?) => {
-                let (backend, hash) = shared.latest_of(&client()).await?;
-                Some(Steer {
-                    backend,
-                    hash,
-                    read: Read::Nonce,
-                })
+                let send = shared.latest_of(&client()).await?;
+                Some(Steer::of(send, Read::Nonce))
             }
             _ => None,
         }
@@ -234,17 +292,25 @@ impl RecentSends {
         match method {
             "eth_getTransactionReceipt" | "eth_getTransactionByHash" => {
                 let hash = hash_param(params?)?;
-                let backend = self.fresh(&hash)?;
+                let (backend, seen_at) = self.fresh(&hash)?;
                 Some(Steer {
                     backend,
                     hash,
                     read: Read::Transaction,
+                    seen_at,
+                    at_ms: 0,
                 })
             }
             "eth_getTransactionCount" if is_pending_count(params?) => {
-                let (backend, hash, at) = {
+                let (backend, hash, at, seen_at, at_ms) = {
                     let latest = self.by_client.get(client)?;
-                    (latest.backend.clone(), latest.hash, latest.at)
+                    (
+                        latest.backend.clone(),
+                        latest.hash,
+                        latest.at,
+                        latest.seen_at,
+                        latest.at_ms,
+                    )
                 };
                 if Instant::now().duration_since(at) >= self.ttl {
                     self.forget(&hash, None, EvictionReason::Expired);
@@ -254,6 +320,8 @@ impl RecentSends {
                     backend,
                     hash,
                     read: Read::Nonce,
+                    seen_at,
+                    at_ms,
                 })
             }
             _ => None,
@@ -272,14 +340,15 @@ impl RecentSends {
         }
     }
 
-    /// The backend that accepted `hash`, unless that was `ttl` ago.
-    fn fresh(&self, hash: &Hash) -> Option<Arc<str>> {
-        let (backend, at) = {
+    /// The backend that accepted `hash` and the served head then, unless
+    /// that was `ttl` ago.
+    fn fresh(&self, hash: &Hash) -> Option<(Arc<str>, u64)> {
+        let (backend, at, seen_at) = {
             let sent = self.by_hash.get(hash)?;
-            (sent.backend.clone(), sent.at)
+            (sent.backend.clone(), sent.at, sent.seen_at)
         };
         if Instant::now().duration_since(at) < self.ttl {
-            return Some(backend);
+            return Some((backend, seen_at));
         }
         self.forget(hash, Some(at), EvictionReason::Expired);
         self.series.entries.set(self.len() as i64);
@@ -302,33 +371,11 @@ impl RecentSends {
     }
 }
 
-/// Routes `call` to the backend `steer` names first, when it is a
-/// candidate, and as usual when it is not or fails.
-pub async fn forward_preferring(
-    target: Target<'_>,
-    view: &NetworkView,
-    call: Forward<'_>,
-    steer: &Steer,
-    recent: &RecentSends,
-) -> Result<Reply, RouteError> {
-    let preferred = select::candidates(view, call.min_head)
-        .into_iter()
-        .find(|b| *b.backend.name == *steer.backend);
-    if let Some(preferred) = preferred {
-        let order = Order {
-            in_order: true,
-            rng: &mut Rng::new(),
-            batch: None,
-        };
-        let again = UpstreamError::worth_retrying;
-        if let Ok(reply) = attempt(target, vec![preferred], &call, again, order).await {
-            recent.series.read(RywRead::Steered).inc();
-            return Ok(reply);
-        }
-    }
-    tracing::debug!(network = %target.config.name, backend = %steer.backend, method = call.method, "the backend that accepted a send cannot serve its read; routed as usual");
-    recent.series.read(RywRead::Fallback).inc();
-    forward(target, view, call).await
+/// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The hash a node answered a send with (`"0x…"`).
@@ -344,7 +391,7 @@ fn hash_param(params: &str) -> Option<Hash> {
 }
 
 /// Whether params are `[address, "pending"]`.
-fn is_pending_count(params: &str) -> bool {
+pub(super) fn is_pending_count(params: &str) -> bool {
     serde_json::from_str::<(serde::de::IgnoredAny, &str)>(params)
         .is_ok_and(|(_, block)| block == "pending")
 }
@@ -377,6 +424,7 @@ mod tests {
             enabled: true,
             ttl: Duration::from_secs(60),
             max_entries,
+            wait_for_send: Duration::from_secs(2),
         }
     }
 
@@ -415,7 +463,7 @@ mod tests {
     async fn reads_of_a_send_go_to_the_backend_that_accepted_it() {
         let recent = RecentSends::new(unit_series("ryw-unit-steer"), &config(10), None);
         assert!(receipt(&recent, H1, "c:a").is_none());
-        recent.sent(&accepted(H1, "r1"), "c:a");
+        recent.sent(&accepted(H1, "r1"), "c:a", 0);
         // The hash, by anyone, in either spelling; the nonce for its sender only.
         assert_eq!(&*receipt(&recent, H1, "c:b").unwrap().backend, "r1");
         let upper = format!("0x{}", H1[2..].to_ascii_uppercase());
@@ -434,20 +482,20 @@ mod tests {
         assert!(receipt(&recent, H2, "c:a").is_none());
         assert!(recent.steer("eth_getBalance", Some("[]"), "c:a").is_none());
         // The latest send moves the sender's nonce reads.
-        recent.sent(&accepted(H2, "r2"), "c:a");
+        recent.sent(&accepted(H2, "r2"), "c:a", 0);
         assert_eq!(&*nonce(&recent, "c:a").unwrap().backend, "r2");
         assert_eq!(&*receipt(&recent, H1, "c:a").unwrap().backend, "r1");
         // Errors and answers not from a backend are no sends.
         let mut refused = Reply::result_from(Bytes::from_static(b"\"x\""));
         refused.origin = None;
-        recent.sent(&refused, "c:z");
+        recent.sent(&refused, "c:z", 0);
         assert_eq!(recent.len(), 2);
     }
 
     #[tokio::test(start_paused = true)]
     async fn sends_are_forgotten_when_included_after_the_ttl_or_when_full() {
         let recent = RecentSends::new(unit_series("ryw-unit-forget"), &config(2), None);
-        recent.sent(&accepted(H1, "r1"), "c:a");
+        recent.sent(&accepted(H1, "r1"), "c:a", 0);
         let steer = receipt(&recent, H1, "c:a").unwrap();
         // Pending (no block), or in a block above the served head: kept.
         let pending = Reply::result_from(Bytes::from_static(b"{\"blockNumber\":null}"));
@@ -462,16 +510,16 @@ mod tests {
         assert!(nonce(&recent, "c:a").is_none());
         assert!(recent.is_empty());
 
-        recent.sent(&accepted(H1, "r1"), "c:a");
+        recent.sent(&accepted(H1, "r1"), "c:a", 0);
         tokio::time::advance(Duration::from_secs(30)).await;
-        recent.sent(&accepted(H2, "r1"), "c:b");
+        recent.sent(&accepted(H2, "r1"), "c:b", 0);
         tokio::time::advance(Duration::from_secs(31)).await;
         assert!(receipt(&recent, H1, "c:a").is_none(), "past the ttl");
         assert!(nonce(&recent, "c:a").is_none());
         assert!(receipt(&recent, H2, "c:b").is_some());
         // Past max_entries, the oldest goes.
-        recent.sent(&accepted(H1, "r1"), "c:a");
-        recent.sent(&accepted(H3, "r1"), "c:c");
+        recent.sent(&accepted(H1, "r1"), "c:a", 0);
+        recent.sent(&accepted(H3, "r1"), "c:c", 0);
         assert_eq!(recent.len(), 2);
         assert!(receipt(&recent, H2, "c:b").is_none());
         assert!(nonce(&recent, "c:b").is_none());

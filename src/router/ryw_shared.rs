@@ -6,8 +6,10 @@
 //!
 //! Two keys per send, written in one round trip before the send's answer
 //! goes back (a wallet reads its nonce right after, maybe through another
-//! replica): `tx:<hash>` holding the backend, and `c:<client>` holding the
-//! backend and hash of the client's latest send, both expiring after the
+//! replica): `tx:<hash>` holding the backend and the served head the send
+//! was seen at, and `c:<client>` holding the same with the hash and the
+//! wall-clock time of the client's latest send (a replica compares it with
+//! its own record and follows the later send), both expiring after the
 //! `read_your_writes.ttl`. All keys of a network share one hash tag.
 //!
 //! Redis is never in the way: each call has a short deadline and goes
@@ -32,33 +34,45 @@ const MAX_BACKEND_BYTES: usize = 256;
 
 pub struct SharedSends {
     link: Arc<RedisLink>,
-    /// `<prefix>:ryw:v1:{<network>@<chain id>}:`
+    /// `<prefix>:ryw:v2:{<network>@<chain id>}:`
     prefix: String,
+}
+
+/// A send as the shared record holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedSend {
+    pub backend: Arc<str>,
+    pub hash: Hash,
+    /// The served head when the send was answered.
+    pub seen_at: u64,
+    /// When it was answered (milliseconds since the Unix epoch).
+    pub at_ms: u64,
 }
 
 impl SharedSends {
     /// The shared record of the network whose keys are under `space`.
     pub fn new(link: Arc<RedisLink>, space: &str) -> SharedSends {
         SharedSends {
-            prefix: link.key(&format!("ryw:v1:{{{space}}}:")),
+            prefix: link.key(&format!("ryw:v2:{{{space}}}:")),
             link,
         }
     }
 
-    /// Records that `backend` accepted `hash` from `client`, for `ttl`.
-    pub async fn record(&self, hash: &Hash, backend: &str, client: &str, ttl: Duration) {
-        let hex = hex_hash(hash);
+    /// Records `send` (its backend accepted it) from `client`, for `ttl`.
+    pub async fn record(&self, send: &SharedSend, client: &str, ttl: Duration) {
+        let hex = hex_hash(&send.hash);
         let ttl_ms = ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
+        let backend = &send.backend;
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(format!("{}tx:{hex}", self.prefix))
-            .arg(backend)
+            .arg(format!("{backend} {}", send.seen_at))
             .arg("PX")
             .arg(ttl_ms)
             .ignore()
             .cmd("SET")
             .arg(format!("{}c:{client}", self.prefix))
-            .arg(format!("{backend} {hex}"))
+            .arg(format!("{backend} {hex} {} {}", send.seen_at, send.at_ms))
             .arg("PX")
             .arg(ttl_ms)
             .ignore();
@@ -72,24 +86,23 @@ impl SharedSends {
         }
     }
 
-    /// The backend that accepted `hash`, by any replica's record.
-    pub async fn backend_of(&self, hash: &Hash) -> Option<Arc<str>> {
+    /// The send of `hash`, by any replica's record (`at_ms` is not kept
+    /// for it: 0).
+    pub async fn send_of(&self, hash: &Hash) -> Option<SharedSend> {
         let value = self
             .get(format!("{}tx:{}", self.prefix, hex_hash(hash)))
             .await?;
-        let backend = checked_backend(&value);
-        if backend.is_none() {
+        let send = parse_tx(&value, hash);
+        if send.is_none() {
             self.link.invalid(ValueKind::Send);
         }
-        backend
+        send
     }
 
-    /// The backend and hash of `client`'s latest send, by any replica's record.
-    pub async fn latest_of(&self, client: &str) -> Option<(Arc<str>, Hash)> {
+    /// `client`'s latest send, by any replica's record.
+    pub async fn latest_of(&self, client: &str) -> Option<SharedSend> {
         let value = self.get(format!("{}c:{client}", self.prefix)).await?;
-        let latest = value
-            .split_once(' ')
-            .and_then(|(backend, hash)| Some((checked_backend(backend)?, parse_hash(hash)?)));
+        let latest = parse_latest(&value);
         if latest.is_none() {
             self.link.invalid(ValueKind::Send);
         }
@@ -121,6 +134,30 @@ fn hex_hash(hash: &Hash) -> String {
     out
 }
 
+/// `<backend> <seen at>`, the record of a send by its hash.
+fn parse_tx(value: &str, hash: &Hash) -> Option<SharedSend> {
+    let mut parts = value.split(' ');
+    let send = SharedSend {
+        backend: checked_backend(parts.next()?)?,
+        hash: *hash,
+        seen_at: parts.next()?.parse().ok()?,
+        at_ms: 0,
+    };
+    parts.next().is_none().then_some(send)
+}
+
+/// `<backend> <hash> <seen at> <at ms>`, a client's latest send.
+fn parse_latest(value: &str) -> Option<SharedSend> {
+    let mut parts = value.split(' ');
+    let send = SharedSend {
+        backend: checked_backend(parts.next()?)?,
+        hash: parse_hash(parts.next()?)?,
+        seen_at: parts.next()?.parse().ok()?,
+        at_ms: parts.next()?.parse().ok()?,
+    };
+    parts.next().is_none().then_some(send)
+}
+
 /// A backend name as the config allows it: short, no spaces or controls.
 fn checked_backend(text: &str) -> Option<Arc<str>> {
     let ok = !text.is_empty()
@@ -141,5 +178,24 @@ mod tests {
         assert!(checked_backend("").is_none());
         assert!(checked_backend("r 0").is_none());
         assert!(checked_backend(&"x".repeat(300)).is_none());
+    }
+
+    #[test]
+    fn records_read_back_as_written_and_nothing_else() {
+        let hash = [0xcd; 32];
+        let hex = hex_hash(&hash);
+        let latest = parse_latest(&format!("r1 {hex} 17 1700000000000")).unwrap();
+        assert_eq!(&*latest.backend, "r1");
+        assert_eq!(
+            (latest.hash, latest.seen_at, latest.at_ms),
+            (hash, 17, 1_700_000_000_000)
+        );
+        assert!(parse_latest(&format!("r1 {hex}")).is_none(), "the old form");
+        assert!(parse_latest(&format!("r1 {hex} 17 1 x")).is_none());
+        assert!(parse_latest(&format!("r1 {hex} -1 1")).is_none());
+        let tx = parse_tx("r2 9", &hash).unwrap();
+        assert_eq!((&*tx.backend, tx.seen_at), ("r2", 9));
+        assert!(parse_tx("r2", &hash).is_none());
+        assert!(parse_tx("r 2 9", &hash).is_none());
     }
 }

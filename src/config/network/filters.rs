@@ -124,6 +124,7 @@ pub(in crate::config) struct RawReadYourWrites {
     pub enabled: Option<bool>,
     pub ttl: Option<String>,
     pub max_entries: Option<u64>,
+    pub wait_for_send: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +136,9 @@ pub struct ReadYourWritesConfig {
     pub ttl: Duration,
     /// Sends remembered at once; the oldest is forgotten first.
     pub max_entries: usize,
+    /// How long a `pending` nonce read waits for the send to show on some
+    /// backend (the one that took it went away before passing it on).
+    pub wait_for_send: Duration,
 }
 
 impl Default for ReadYourWritesConfig {
@@ -143,6 +147,7 @@ impl Default for ReadYourWritesConfig {
             enabled: true,
             ttl: Duration::from_secs(60),
             max_entries: 100_000,
+            wait_for_send: Duration::from_secs(2),
         }
     }
 }
@@ -158,6 +163,14 @@ pub(super) fn read_your_writes(
     if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(3600) {
         c.fail(key("ttl"), "must be from 1s to 1h");
     }
+    let wait_for_send = c.duration(
+        &key("wait_for_send"),
+        raw.wait_for_send.as_deref(),
+        d.wait_for_send,
+    );
+    if wait_for_send > Duration::from_secs(30) {
+        c.fail(key("wait_for_send"), "must be from 0s to 30s");
+    }
     ReadYourWritesConfig {
         enabled: raw.enabled.unwrap_or(d.enabled),
         ttl,
@@ -168,5 +181,6 @@ pub(super) fn read_your_writes(
             1,
             10_000_000,
         ) as usize,
+        wait_for_send,
     }
 }

@@ -3,6 +3,8 @@
 //! have not seen it (the fleet's replicas do not gossip, and held replicas
 //! get no blocks), until the served head includes it.
 
+use std::time::Duration;
+
 use rpcgate_fleet::Fleet;
 use serde_json::{json, Value};
 
@@ -258,7 +260,8 @@ async fn with_read_your_writes_off_the_other_replicas_answer_null() {
 #[tokio::test]
 async fn reads_fall_back_to_usual_routing_when_the_accepting_replica_is_down() {
     let net = "ryw_down";
-    let (fleet, gw) = setup(net, "{}").await;
+    // No wait for the send to show elsewhere: it never will (no gossip).
+    let (fleet, gw) = setup(net, "{wait_for_send: 0s}").await;
     let (raw, hash) = fleet.sign_transfer(OTHER, 1).await.unwrap();
     assert_eq!(
         read(&gw, WALLET, "eth_sendRawTransaction", json!([raw])).await,
@@ -279,4 +282,106 @@ async fn reads_fall_back_to_usual_routing_when_the_accepting_replica_is_down() {
     }
     assert_eq!(counter(&gw, net, "reads", "fallback"), 20);
     assert_eq!(counter(&gw, net, "reads", "steered"), 0);
+}
+
+/// Three replicas behind taps whose heads are polled every 30 s (no
+/// newHeads), so the gateway does not notice a replica restarted within the
+/// test; `ryw` is the `read_your_writes` setting.
+async fn unwatched(name: &str, ryw: &str) -> (Fleet, Vec<rpcgate_fleet::Tap>, Gw) {
+    let fleet = fleet(3).await;
+    for i in 1..=3u64 {
+        fleet.transfer(OTHER, u128::from(i)).await.unwrap();
+        fleet.mine().await.unwrap();
+    }
+    let taps = tap_all(&fleet).await;
+    let ups: Vec<Up> = taps
+        .iter()
+        .enumerate()
+        .map(|(i, t)| up(&format!("r{i}"), t.url(), None))
+        .collect();
+    let network = format!("read_your_writes: {ryw}");
+    let config = yaml(fleet.chain_id(), &ups, &network)
+        .replace("\n  dev:\n", &format!("\n  {name}:\n"))
+        .replace("      poll_interval: 50ms\n", "      poll_interval: 30s\n");
+    let config = format!(
+        "{config}policy:\n  clients:\n    wallet:\n      key_sha256: [{}]\n",
+        sha256_hex(WALLET)
+    );
+    let gw = start_gateway(&config).await;
+    wait_synced(&gw, 3, fleet.height().await).await;
+    (fleet, taps, gw)
+}
+
+/// The wallet's pending nonce as the first replica has it mined.
+async fn mined_nonce(fleet: &Fleet, i: usize) -> u64 {
+    nonce_of(
+        &result(
+            &fleet.http_url(i),
+            "eth_getTransactionCount",
+            json!([DEV, "latest"]),
+        )
+        .await,
+    )
+}
+
+/// The replica that accepted a send is restarted from an older disk, three
+/// blocks (three of the wallet's sends) behind and without its pool, before
+/// the gateway notices (its view still has the old head); the send is mined
+/// by the others. A pending-nonce read of the sender must not be answered by
+/// the restarted replica (three below) but by one that shows the send.
+/// With the check of the send's visibility off (`ryw_read::shows` always
+/// true), every read answered three below.
+#[tokio::test]
+async fn a_nonce_is_never_read_from_a_replica_that_lost_the_send() {
+    let net = "ryw_restarted";
+    let (fleet, _taps, gw) = unwatched(net, "{}").await;
+    let (raw, hash) = fleet.sign_transfer(OTHER, 1).await.unwrap();
+    let sent = read(&gw, WALLET, "eth_sendRawTransaction", json!([raw])).await;
+    assert_eq!(sent, json!(hash));
+    let a = accepting_replica(&fleet, &hash).await;
+    let before = mined_nonce(&fleet, (a + 1) % 3).await;
+    fleet.restart_behind(a, 3).await.unwrap();
+    fleet.submit(raw).await.unwrap();
+    fleet.mine().await.unwrap();
+    assert_eq!(mined_nonce(&fleet, a).await, before - 3, "restarted behind");
+    for _ in 0..10 {
+        let n = read(
+            &gw,
+            WALLET,
+            "eth_getTransactionCount",
+            json!([DEV, "pending"]),
+        )
+        .await;
+        assert_eq!(nonce_of(&n), before + 1, "the wallet's pending nonce");
+    }
+    assert_eq!(counter(&gw, net, "reads", "elsewhere"), 10);
+    assert_eq!(counter(&gw, net, "reads", "steered"), 0);
+}
+
+/// The replica that accepted a send is killed with it in its pool; the
+/// fleet mines it a moment later (it had been passed on). A pending-nonce
+/// read made in between finds the send nowhere and waits for it to show,
+/// rather than answering the count without it. With `wait_for_send: 0s`
+/// the read answered one below.
+#[tokio::test]
+async fn a_nonce_read_waits_for_a_send_no_replica_shows_yet() {
+    let net = "ryw_wait";
+    let (fleet, gw) = setup(net, "{wait_for_send: 30s}").await;
+    let (raw, hash) = fleet.sign_transfer(OTHER, 1).await.unwrap();
+    let sent = read(&gw, WALLET, "eth_sendRawTransaction", json!([raw])).await;
+    assert_eq!(sent, json!(hash));
+    let a = accepting_replica(&fleet, &hash).await;
+    let before = mined_nonce(&fleet, (a + 1) % 3).await;
+    fleet.stop(a).await.unwrap();
+    fleet.submit(raw).await.unwrap();
+    let url = gw.url.clone();
+    let reader = tokio::spawn(async move {
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": "eth_getTransactionCount", "params": [DEV, "pending"]});
+        send(&url, &[("x-api-key", WALLET)], &body).await.2
+    });
+    // The read is under way (or not yet sent: then it finds the send mined).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fleet.mine().await.unwrap();
+    let answer = reader.await.unwrap();
+    assert_eq!(nonce_of(&answer["result"]), before + 1, "{answer}");
 }

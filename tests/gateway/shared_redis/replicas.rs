@@ -86,3 +86,63 @@ async fn a_send_through_one_gateway_steers_reads_through_another() {
         "steered reads counted on the other gateway"
     );
 }
+
+/// Rounds of the test below: in each, a stale nonce needs the two sends on
+/// different backends (2/3 by chance when not steered by the later send), so
+/// all of them right by chance is below 2e-4.
+const ROUNDS: usize = 8;
+
+/// The wallet sends through B, then (its first send mined) through A, and
+/// reads its pending nonce through B: B's own record names the first send's
+/// backend, the shared one the later send's. The later send wins; a backend
+/// that took only the first one would count one below. With B's own record
+/// followed first (the shared one asked only without it), stale nonces in
+/// most rounds.
+#[tokio::test]
+async fn the_later_send_through_another_gateway_wins_over_a_replicas_own_record() {
+    let redis = RedisServer::start().await.unwrap();
+    let fleet = fleet(3).await;
+    fleet.mine().await.unwrap();
+    let y = with_redis(
+        &fleet,
+        "",
+        &[format!("url: {}", redis.url())],
+        &format!(
+            "policy:\n  clients:\n    wallet:\n      key_sha256: [{}]\n",
+            sha256_hex(WALLET)
+        ),
+    );
+    let a = start_gateway(&y).await;
+    let b = start_gateway(&y).await;
+    wait_synced(&a, 3, 1).await;
+    wait_synced(&b, 3, 1).await;
+    let mut stale = 0;
+    for _ in 0..ROUNDS {
+        let (first, _) = fleet.sign_transfer(OTHER, 1).await.unwrap();
+        read(&b, "eth_sendRawTransaction", json!([first])).await;
+        fleet.submit(first).await.unwrap();
+        let height = fleet.mine().await.unwrap();
+        wait_synced(&b, 3, height).await;
+        let (later, _) = fleet.sign_transfer(OTHER, 1).await.unwrap();
+        read(&a, "eth_sendRawTransaction", json!([later])).await;
+        let mined = quantity(
+            &result(
+                &fleet.http_url(0),
+                "eth_getTransactionCount",
+                json!([DEV, "latest"]),
+            )
+            .await,
+        );
+        let n = quantity(&read(&b, "eth_getTransactionCount", json!([DEV, "pending"])).await);
+        match n {
+            n if n == mined + 1 => {}
+            n if n == mined => stale += 1,
+            n => panic!("pending nonce {n}, {mined} mined and one pending"),
+        }
+        fleet.submit(later).await.unwrap();
+        let height = fleet.mine().await.unwrap();
+        wait_synced(&a, 3, height).await;
+        wait_synced(&b, 3, height).await;
+    }
+    assert_eq!(stale, 0, "stale pending nonces through B");
+}

@@ -1,0 +1,144 @@
+//! Where a read of a remembered send goes (`ryw` decides which reads those
+//! are): to a backend where the send's effect is visible, never merely to
+//! the one that accepted it.
+//!
+//! The accepting backend can lose the send without the gateway knowing yet:
+//! a node killed and restarted from an older disk replays its history, and
+//! for a moment it answers from block 17 while its head tracker still says
+//! 137; its pool is gone too. So:
+//! - a backend whose head is unknown (doubted after a reconnect) or below
+//!   the served head the send was seen at is no target (`Steer::seen_at`);
+//! - a `pending` nonce is taken only from a backend that shows the send
+//!   (`eth_getTransactionByHash` of it is not `null`: in its pool or in a
+//!   block it has), asked just before the count: the accepting backend
+//!   first, then the others. A node that shows the transaction counts it
+//!   in its sender's pending nonce, whoever that sender is, so no signature
+//!   needs recovering;
+//! - when no backend shows it (the node that took it went away before
+//!   passing it on), the read waits for it to show, in a block most likely,
+//!   asking again every [`RETRY`], for `read_your_writes.wait_for_send` at
+//!   most; then it is routed as usual: the send may truly be lost, and the
+//!   nodes' count is then the truth.
+//!
+//! Receipts and transactions by hash go to the accepting backend when it is
+//! a target; a `null` there is the node's answer, as before.
+
+use std::time::Duration;
+
+use fastrand::Rng;
+use tokio::time::Instant;
+
+use super::ryw::{Read, RecentSends, Steer};
+use super::{attempt, forward, select, Forward, Order, RouteError, Target};
+use crate::jsonrpc::Reply;
+use crate::metrics::RywRead;
+use crate::upstream::{BackendView, NetworkView, UpstreamError};
+
+/// How often a nonce read that found the send nowhere looks again.
+const RETRY: Duration = Duration::from_millis(250);
+
+/// Routes `call`, a read of the send `steer` names, as the module docs say.
+pub async fn forward_preferring(
+    target: Target<'_>,
+    view: &NetworkView,
+    call: Forward<'_>,
+    steer: &Steer,
+    recent: &RecentSends,
+) -> Result<Reply, RouteError> {
+    let answer = match steer.read {
+        Read::Transaction => at_accepting(target, view, &call, steer).await,
+        Read::Nonce => where_it_shows(target, view, &call, steer, recent.wait_for_send).await,
+    };
+    if let Some((reply, outcome)) = answer {
+        recent.series.read(outcome).inc();
+        return Ok(reply);
+    }
+    tracing::debug!(network = %target.config.name, backend = %steer.backend, method = call.method, "no backend shows the send; routed as usual");
+    recent.series.read(RywRead::Fallback).inc();
+    forward(target, view, call).await
+}
+
+/// The backends a steered read may go to: candidates with a known head at
+/// or above the one the send was seen at, the accepting backend first.
+fn targets<'v>(view: &'v NetworkView, call: &Forward<'_>, steer: &Steer) -> Vec<&'v BackendView> {
+    let mut targets = select::candidates(view, call.min_head.max(steer.seen_at).max(1));
+    fastrand::shuffle(&mut targets);
+    if let Some(i) = targets
+        .iter()
+        .position(|b| *b.backend.name == *steer.backend)
+    {
+        targets.swap(0, i);
+    }
+    targets
+}
+
+async fn at_accepting(
+    target: Target<'_>,
+    view: &NetworkView,
+    call: &Forward<'_>,
+    steer: &Steer,
+) -> Option<(Reply, RywRead)> {
+    let first = targets(view, call, steer)
+        .into_iter()
+        .next()
+        .filter(|b| *b.backend.name == *steer.backend)?;
+    let reply = ask(target, first, call).await?;
+    Some((reply, RywRead::Steered))
+}
+
+async fn where_it_shows(
+    target: Target<'_>,
+    view: &NetworkView,
+    call: &Forward<'_>,
+    steer: &Steer,
+    wait: Duration,
+) -> Option<(Reply, RywRead)> {
+    let until = Instant::now() + wait;
+    let params = format!("[\"{}\"]", crate::eth::hash::to_hex(&steer.hash));
+    let mut fresh = None;
+    loop {
+        let view = fresh.as_deref().unwrap_or(view);
+        for b in targets(view, call, steer) {
+            if !shows(target, b, &params).await {
+                continue;
+            }
+            if let Some(reply) = ask(target, b, call).await {
+                let outcome = if *b.backend.name == *steer.backend {
+                    RywRead::Steered
+                } else {
+                    RywRead::Elsewhere
+                };
+                return Some((reply, outcome));
+            }
+        }
+        let now = Instant::now();
+        if now >= until {
+            return None;
+        }
+        tokio::time::sleep(RETRY.min(until - now)).await;
+        fresh = Some(target.upstreams.view());
+    }
+}
+
+/// Whether backend `b` knows the transaction (`params`: its hash): pending
+/// in its pool, or in a block it has.
+async fn shows(target: Target<'_>, b: &BackendView, params: &str) -> bool {
+    let method = "eth_getTransactionByHash";
+    let (reply, _) = b
+        .backend
+        .call(method, Some(params), target.config.timeout_for(method))
+        .await;
+    reply.is_ok_and(|r| !r.is_error() && r.raw() != b"null")
+}
+
+/// `call` on backend `b` alone (its own retries on that backend aside).
+async fn ask(target: Target<'_>, b: &BackendView, call: &Forward<'_>) -> Option<Reply> {
+    let order = Order {
+        in_order: true,
+        rng: &mut Rng::new(),
+        batch: None,
+    };
+    attempt(target, vec![b], call, UpstreamError::worth_retrying, order)
+        .await
+        .ok()
+}
