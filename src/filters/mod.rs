@@ -359,7 +359,10 @@ impl Filters {
             KindName::Block => {
                 let mut hashes = Vec::new();
                 let mut fetched = 0;
-                if let Some((from, to)) = poll::block_span(&mut state, &chain, max) {
+                let next = state.next;
+                let span = poll::block_span(&mut state, &chain, max);
+                tracing::debug!(filter = id, next, ?span, base = chain.base(), top = ?chain.top(), stamp = ?chain.stamp, "block filter poll");
+                if let Some((from, to)) = span {
                     for n in from..=to {
                         let hash = match chain.hash(n) {
                             Some(h) => *h,
@@ -372,6 +375,7 @@ impl Filters {
                             }
                         };
                         let tag = state::hash_tag(&hash);
+                        tracing::debug!(filter = id, n, tag = %format_args!("{tag:016x}"), again = poll::delivered(&state, n, tag), "block filter block");
                         if !poll::delivered(&state, n, tag) {
                             poll::record_delivery(&mut state, n, tag);
                             hashes.push(Value::String(crate::eth::hash::to_hex(&hash)));
