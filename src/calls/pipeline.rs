@@ -6,7 +6,8 @@
 //! Each step is a module that knows nothing of the others; this function is
 //! the only place that knows their order.
 //!
-//! A block the gateway pinned that every backend asked then denied
+//! A block the gateway pinned that every backend asked then denied, or that
+//! no backend reached before the served head was derived again below it
 //! ([`RouteError::StaleBlock`]: their heads, or the served head, were stale)
 //! is pinned once more, on a view in which every doubted head was probed
 //! again (`Upstreams::view_without_doubts`): the served head is re-derived
