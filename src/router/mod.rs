@@ -174,7 +174,7 @@ async fn ordinary(
     let waited: Arc<NetworkView>;
     let mut view = view;
     let mut candidates = select::candidates(view, call.min_head);
-    if candidates.is_empty() && lowered(view, call.min_head) {
+    if candidates.is_empty() && view.worth_waiting_for(call.min_head) {
         // A block the gateway served that nobody has right now: the nodes
         // are mid-reorg or came back behind. Wait for one to reach it.
         waited = target.upstreams.reaching(call.min_head).await;
@@ -221,14 +221,6 @@ async fn ordinary(
             u.into_result()
         }
     }
-}
-
-/// Whether block `block` is at or below the served head while some backend
-/// still answers its probes: the nodes stand lower for a moment, and a read
-/// may wait for them. With every backend unreachable there is nothing to
-/// wait for, and the call fails at once.
-fn lowered(view: &NetworkView, block: u64) -> bool {
-    view.served_head.is_some_and(|s| block <= s) && view.backends.iter().any(|b| b.state.reachable)
 }
 
 /// How the attempts at one tier ended without an answer.

@@ -220,28 +220,34 @@ impl Upstreams {
     /// published view in which one has it, or in which the served head was
     /// derived again below it (the chain got shorter, see `view`); after
     /// `head.catch_up_wait`, the view as it is. Follows the published views
-    /// (no polling, no lock); counted in `rpcgate_block_waits_total`.
+    /// (no polling, no lock); a wait is counted in
+    /// `rpcgate_block_waits_total` (a view that has it at once is none).
     pub async fn reaching(&self, block: u64) -> Arc<NetworkView> {
         let mut published = self.published.clone();
         let deadline = tokio::time::Instant::now() + self.catch_up;
+        let mut waited = false;
         loop {
             published.borrow_and_update();
             let view = self.view();
-            if view.eligible().any(|b| b.head >= block) {
-                self.block_waits.count(BlockWait::Reached);
-                return view;
-            }
-            if view.served_head.is_none_or(|s| s < block) {
-                self.block_waits.count(BlockWait::Shorter);
-                return view;
-            }
-            match tokio::time::timeout_at(deadline, published.changed()).await {
-                Ok(Ok(())) => {}
-                _ => {
-                    self.block_waits.count(BlockWait::TimedOut);
-                    return self.view();
+            let outcome = if view.eligible().any(|b| b.head >= block) {
+                BlockWait::Reached
+            } else if view.served_head.is_none_or(|s| s < block) {
+                BlockWait::Shorter
+            } else {
+                waited = true;
+                match tokio::time::timeout_at(deadline, published.changed()).await {
+                    Ok(Ok(())) => continue,
+                    _ => BlockWait::TimedOut,
                 }
+            };
+            if waited {
+                self.block_waits.count(outcome);
             }
+            return if outcome == BlockWait::TimedOut {
+                self.view()
+            } else {
+                view
+            };
         }
     }
 }

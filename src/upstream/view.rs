@@ -174,6 +174,16 @@ impl NetworkView {
         self.backends.iter().filter(|b| b.eligible())
     }
 
+    /// Whether a read of block `block` that no eligible backend has may
+    /// wait for one to reach it (`Upstreams::reaching`): the gateway served
+    /// it (at or below the served head) and some backend still answers its
+    /// probes. With every backend unreachable there is nothing to wait for,
+    /// and the call fails at once.
+    pub fn worth_waiting_for(&self, block: u64) -> bool {
+        self.served_head.is_some_and(|s| block <= s)
+            && self.backends.iter().any(|b| b.state.reachable)
+    }
+
     /// Tells each fallback whether it serves, so that its head tracker
     /// probes it at full pace only then; and each tracker asked for a block
     /// which one.
