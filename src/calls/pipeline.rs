@@ -6,11 +6,14 @@
 //! Each step is a module that knows nothing of the others; this function is
 //! the only place that knows their order.
 //!
-//! A block the gateway pinned that every backend asked then denied
+//! A block the gateway pinned that every backend asked then denied, or that
+//! no backend reached before the served head was derived again below it
 //! ([`RouteError::StaleBlock`]: their heads, or the served head, were stale)
 //! is pinned once more, on a view in which every doubted head was probed
-//! again (`Upstreams::view_without_doubts`): the served head is re-derived
-//! from what the backends answer now, so the client gets an answer rather
+//! again (`Upstreams::view_without_doubts`) and, when the heads probed are
+//! all below the block, in which a backend reached it or the view builder
+//! found the chain shorter (`Upstreams::reaching`): the served head is
+//! re-derived from what the backends answer now, so the client gets an answer rather
 //! than a node's "not found" for a block the gateway chose. The client policy has admitted the
 //! call before it gets here (`calls`, which admits a batch in order before
 //! any entry runs), and `calls` turns what comes back into the answer with
@@ -76,9 +79,16 @@ pub(super) async fn run(
     heavy::check_node_filter_logs(&call.method, network.filters.is_some())?;
     match pinned_call(network, view, call, method, logs_limit, bucket, batch).await {
         Err(CallError::Route(RouteError::StaleBlock(block))) => {
-            tracing::info!(network = %network.config.name, method = %call.method, block, "every backend asked denied the pinned block: pinned again once their heads are probed");
+            tracing::info!(network = %network.config.name, method = %call.method, block, "the pinned block is gone (every backend asked denied it, or the chain got shorter): pinned again once their heads are probed");
             let wait = network.config.head.probe_timeout;
-            let fresh = network.upstreams.view_without_doubts(wait).await;
+            let probed = network.upstreams.view_without_doubts(wait).await;
+            // Heads probed lower may be nodes mid-reorg: they get their time
+            // to reach the block before the chain is taken to be shorter.
+            let fresh = if probed.worth_waiting_for(block) {
+                network.upstreams.reaching(block).await
+            } else {
+                probed
+            };
             Box::pin(pinned_call(
                 network, &fresh, call, method, logs_limit, bucket, None,
             ))

@@ -50,7 +50,7 @@ pub use router::{
     EvictionReason, HedgeMetrics, HedgeOutcome, HedgeSeries, ReadYourWritesMetrics, RouteMetrics,
     RouteOutcome, RouteSeries, RywRead, RywSeries,
 };
-pub use upstream::{UpstreamMetrics, UpstreamOutcome, UpstreamSeries};
+pub use upstream::{BlockWait, BlockWaitSeries, UpstreamMetrics, UpstreamOutcome, UpstreamSeries};
 pub use ws::{WsLimit, WsMetrics};
 
 /// A closed set of label values: each value's text, and every value, so

@@ -2,13 +2,15 @@
 //! excluded), and one backend's series of them, resolved when the backend
 //! is built and removed when the last backend holding them goes, so that
 //! backends DNS discovery or a reload removes do not stay in `/metrics`.
+//! Beside them, a network's reads that waited for a backend to reach their
+//! block (`Upstreams::reaching`), by how the wait ended.
 
 use std::collections::HashMap;
 
 use parking_lot::Mutex;
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, Registry};
 
-use super::{counter_vec, histogram_vec, Label, Metrics, LATENCY_BUCKETS};
+use super::{counter_vec, each, histogram_vec, Label, Metrics, LATENCY_BUCKETS};
 
 /// The `outcome` label of `rpcgate_upstream_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,42 @@ impl Label for UpstreamOutcome {
     }
 }
 
+/// How a read's wait for a block nobody had ended: the `outcome` label of
+/// `rpcgate_block_waits_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockWait {
+    /// A backend reached the block: the read went there.
+    Reached,
+    /// The served head was derived again below it (the chain got shorter):
+    /// a read of `latest` is pinned again, a block named by number is
+    /// answered as a node would (null).
+    Shorter,
+    /// `head.catch_up_wait` passed with neither.
+    TimedOut,
+}
+
+impl Label for BlockWait {
+    const ALL: &'static [BlockWait] =
+        &[BlockWait::Reached, BlockWait::Shorter, BlockWait::TimedOut];
+
+    fn label(self) -> &'static str {
+        match self {
+            BlockWait::Reached => "reached",
+            BlockWait::Shorter => "shorter",
+            BlockWait::TimedOut => "timed_out",
+        }
+    }
+}
+
+/// A network's `rpcgate_block_waits_total` series, by [`BlockWait`].
+pub struct BlockWaitSeries([IntCounter; 3]);
+
+impl BlockWaitSeries {
+    pub fn count(&self, outcome: BlockWait) {
+        self.0[outcome as usize].inc();
+    }
+}
+
 pub struct UpstreamMetrics {
     /// `rpcgate_upstream_requests_total{network,backend,outcome}`.
     pub requests: IntCounterVec,
@@ -65,6 +103,10 @@ pub struct UpstreamMetrics {
     /// backend answered with something other than an array (an error for the
     /// whole batch, 413, no batch support): their calls were sent one by one.
     pub batches_refused: IntCounterVec,
+    /// `rpcgate_block_waits_total{network,outcome}`: reads of a block at or
+    /// below the served head that no eligible backend had, which waited for
+    /// one to reach it, by [`BlockWait`].
+    pub block_waits: IntCounterVec,
     /// How many live backends hold each (network, backend) series: a reload
     /// can build a backend's successor before the old one is dropped.
     holders: Mutex<HashMap<[String; 2], usize>>,
@@ -100,8 +142,21 @@ impl UpstreamMetrics {
                 "Batch requests a backend answered with something other than an array; their calls went one by one.",
                 labels,
             ),
+            block_waits: counter_vec(
+                r,
+                "rpcgate_block_waits_total",
+                "Reads of a block at or below the served head that no backend had, which waited for one to reach it, by outcome (reached, shorter, timed_out).",
+                &["network", "outcome"],
+            ),
             holders: Mutex::default(),
         }
+    }
+}
+
+impl Metrics {
+    /// A network's block wait series, resolved once (and so made at zero).
+    pub fn block_waits(&self, network: &str) -> BlockWaitSeries {
+        BlockWaitSeries(each::<BlockWait, 3>(&self.upstream.block_waits, &[network]))
     }
 }
 

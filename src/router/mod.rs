@@ -27,6 +27,15 @@
 //! pipeline to pin again on a fresh view; the client never sees the node's
 //! "not found" for a block the gateway chose.
 //!
+//! A read of a block at or below the served head that no eligible backend
+//! has right now (every node mid-reorg at the fork point, or restarted
+//! behind) waits, at most `head.catch_up_wait`, for a published view in
+//! which one has it (`Upstreams::reaching`), and goes there. When instead
+//! the view builder decides the chain got shorter (the served head derived
+//! again below the block), [`RouteError::StaleBlock`] has the pipeline pin
+//! again: `latest` moves to the new head, and a block named by number that
+//! no backend has is answered as a node would (null).
+//!
 //! A method with a route (`routes:`) goes to the route's upstreams only,
 //! and to the ordinary path above only as its `fallback` allows (`routes`).
 //!
@@ -164,8 +173,21 @@ async fn ordinary(
     rng: &mut Rng,
     batch: Option<&Batcher>,
 ) -> Result<Reply, RouteError> {
-    let served = view.served_head.ok_or(RouteError::NoBackend)?;
+    let waited: Arc<NetworkView>;
+    let mut view = view;
     let mut candidates = select::candidates(view, call.min_head);
+    if candidates.is_empty() && view.worth_waiting_for(call.min_head) {
+        // A block the gateway served that nobody has right now: the nodes
+        // are mid-reorg or came back behind. Wait for one to reach it.
+        waited = target.upstreams.reaching(call.min_head).await;
+        view = &waited;
+        if call.block.is_some() && view.served_head.is_some_and(|s| s < call.min_head) {
+            // The chain got shorter: pinned again by the pipeline.
+            return Err(RouteError::StaleBlock(call.min_head));
+        }
+        candidates = select::candidates(view, call.min_head);
+    }
+    let served = view.served_head.ok_or(RouteError::NoBackend)?;
     let mut none = RouteError::NoBackend;
     if candidates.is_empty() {
         if view.best_head.is_some_and(|best| call.min_head <= best) {

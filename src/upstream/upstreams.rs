@@ -24,7 +24,7 @@ use super::client::{Backend, CallLimits, HttpClient};
 use super::head::{self, HeadState};
 use super::view::{self, BackendView, Ineligible, NetworkView, ServedHead, Tracked};
 use crate::config::{HeadConfig, NetworkConfig, UpstreamConfig, UpstreamTier};
-use crate::metrics::Metrics;
+use crate::metrics::{BlockWait, BlockWaitSeries, Metrics};
 
 /// Everything that makes two trackers interchangeable.
 #[derive(PartialEq)]
@@ -79,6 +79,9 @@ pub struct Upstreams {
     /// The `tier: route` upstreams, untracked: head 0, never ineligible.
     relays: Vec<BackendView>,
     builder: JoinHandle<()>,
+    /// How long a read waits for a backend to reach its block (`reaching`).
+    catch_up: std::time::Duration,
+    block_waits: BlockWaitSeries,
 }
 
 impl Upstreams {
@@ -139,6 +142,7 @@ impl Upstreams {
             network: config.name.clone(),
             max_lag: config.max_lag_blocks,
             watchdog: config.head.served_head_watchdog,
+            catch_up: config.head.catch_up_wait,
         };
         let first = view::build(states, &rules, &mut carry, tokio::time::Instant::now());
         first.tell_fallbacks();
@@ -160,6 +164,8 @@ impl Upstreams {
             backends,
             relays: relays(config, client, metrics),
             builder,
+            catch_up: config.head.catch_up_wait,
+            block_waits: metrics.block_waits(&config.name),
         }
     }
 
@@ -206,6 +212,42 @@ impl Upstreams {
                 Ok(Ok(())) => {}
                 _ => return self.view(),
             }
+        }
+    }
+
+    /// For a read of block `block`, at or below the served head, that no
+    /// eligible backend has now (mid-reorg, restarted behind): the first
+    /// published view in which one has it, or in which the served head was
+    /// derived again below it (the chain got shorter, see `view`); after
+    /// `head.catch_up_wait`, the view as it is. Follows the published views
+    /// (no polling, no lock); a wait is counted in
+    /// `rpcgate_block_waits_total` (a view that has it at once is none).
+    pub async fn reaching(&self, block: u64) -> Arc<NetworkView> {
+        let mut published = self.published.clone();
+        let deadline = tokio::time::Instant::now() + self.catch_up;
+        let mut waited = false;
+        loop {
+            published.borrow_and_update();
+            let view = self.view();
+            let outcome = if view.eligible().any(|b| b.head >= block) {
+                BlockWait::Reached
+            } else if view.served_head.is_none_or(|s| s < block) {
+                BlockWait::Shorter
+            } else {
+                waited = true;
+                match tokio::time::timeout_at(deadline, published.changed()).await {
+                    Ok(Ok(())) => continue,
+                    _ => BlockWait::TimedOut,
+                }
+            };
+            if waited {
+                self.block_waits.count(outcome);
+            }
+            return if outcome == BlockWait::TimedOut {
+                self.view()
+            } else {
+                view
+            };
         }
     }
 }

@@ -29,12 +29,19 @@
 //! holders costs the few milliseconds a block takes to reach the second
 //! node, and buys this: when the one node that was ahead dies, another still
 //! has the served block, so `latest` neither goes backwards nor stalls; and
-//! one node alone cannot move it. The served head goes down in two cases
-//! only, where going on would fail every read of the present: a real reorg
-//! (a head that a tracker saw fall or be replaced, when no eligible backend
-//! still has the old served height), and the **watchdog**: when no eligible
-//! backend has held the served head for `head.served_head_watchdog`, it was
-//! never real or is lost (a lying fallback that stopped serving, a fleet
+//! one node alone cannot move it.
+//!
+//! Nodes standing lower than the served head do not lower it: mid-reorg a
+//! node drops to the fork point before it imports the new branch, and a
+//! node restarted from an older disk comes back behind; the chain is not
+//! shorter for that. The served head is held, and reads of blocks nobody
+//! has right now wait for a backend to reach them (`Upstreams::reaching`).
+//! It goes down in two cases only, where going on would fail every read of
+//! the present: a **shorter chain** (a head that a tracker saw fall or be
+//! replaced, and no eligible backend back at the served height within
+//! `head.catch_up_wait`), and the **watchdog**: when no eligible backend
+//! has held the served head for `head.served_head_watchdog`, it was never
+//! real or is lost (a lying fallback that stopped serving, a fleet
 //! restarted on a new chain), and it is derived again from the backends
 //! that remain. Monotonic reads are kept everywhere else; those two are the
 //! documented exceptions, and each is logged.
@@ -167,6 +174,16 @@ impl NetworkView {
         self.backends.iter().filter(|b| b.eligible())
     }
 
+    /// Whether a read of block `block` that no eligible backend has may
+    /// wait for one to reach it (`Upstreams::reaching`): the gateway served
+    /// it (at or below the served head) and some backend still answers its
+    /// probes. With every backend unreachable there is nothing to wait for,
+    /// and the call fails at once.
+    pub fn worth_waiting_for(&self, block: u64) -> bool {
+        self.served_head.is_some_and(|s| block <= s)
+            && self.backends.iter().any(|b| b.state.reachable)
+    }
+
     /// Tells each fallback whether it serves, so that its head tracker
     /// probes it at full pace only then; and each tracker asked for a block
     /// which one.
@@ -196,6 +213,9 @@ pub struct ServedHead {
     finalized: Option<u64>,
     /// Since when no eligible backend holds the served head.
     unheld_since: Option<Instant>,
+    /// A head went back while the served head was not held: if nobody
+    /// reaches it within `catch_up`, the chain got shorter.
+    reorg_unheld: bool,
 }
 
 impl ServedHead {
@@ -208,12 +228,24 @@ impl ServedHead {
             safe: view.safe,
             finalized: view.finalized,
             unheld_since: None,
+            reorg_unheld: false,
         }
     }
 
-    /// When the watchdog will re-derive the served head, if nobody holds it.
+    /// When the served head will be derived again, if nobody holds it.
     fn watchdog_due(&self, rules: &Rules) -> Option<Instant> {
-        self.unheld_since.map(|since| since + rules.watchdog)
+        self.unheld_since
+            .map(|since| since + self.unheld_limit(rules))
+    }
+
+    /// How long a served head nobody holds is kept: `catch_up` after a
+    /// reorg (then the chain got shorter), else the watchdog's time.
+    fn unheld_limit(&self, rules: &Rules) -> Duration {
+        if self.reorg_unheld {
+            rules.catch_up
+        } else {
+            rules.watchdog
+        }
     }
 }
 
@@ -225,6 +257,8 @@ pub struct Rules {
     pub max_lag: u64,
     /// How long a served head nobody eligible holds is kept.
     pub watchdog: Duration,
+    /// How long it is kept after a reorg (`head.catch_up_wait`).
+    pub catch_up: Duration,
 }
 
 /// Rebuilds the view whenever a tracker publishes or `refresh` is signalled
@@ -378,28 +412,40 @@ pub fn build(
     carry.served = match (carry.served, candidate) {
         (None, c) => c,
         (Some(s), Some(c)) if c >= s => Some(c),
-        // Nobody eligible still has the served height, and a head went back: a real reorg.
-        (Some(s), Some(c)) if reorged && best_head.is_some_and(|top| top < s) => Some(c),
+        // Lower heads (mid-reorg, restarted behind) hold it: see below.
         (s, _) => s,
     };
-    // The watchdog: a served head nobody eligible holds is derived again in time.
+    // A served head nobody eligible holds is derived again in time: soon
+    // after a reorg (the chain got shorter), late otherwise (the watchdog).
     let held = carry
         .served
         .is_none_or(|s| best_head.is_some_and(|top| top >= s));
     if held {
         carry.unheld_since = None;
+        carry.reorg_unheld = false;
     } else {
         let since = *carry.unheld_since.get_or_insert(now);
-        if now.saturating_duration_since(since) >= rules.watchdog && candidate.is_some() {
-            tracing::warn!(
-                network = %rules.network,
-                was = ?carry.served,
-                now = ?candidate,
-                "no eligible backend held the served head for {:?}: derived again from the backends that remain",
-                rules.watchdog
-            );
+        carry.reorg_unheld |= reorged;
+        let limit = carry.unheld_limit(rules);
+        if now.saturating_duration_since(since) >= limit && candidate.is_some() {
+            if carry.reorg_unheld {
+                tracing::info!(
+                    network = %rules.network,
+                    was = ?carry.served,
+                    now = ?candidate,
+                    "after a reorg no eligible backend reached the served head within {limit:?}: the chain is shorter, the head derived again"
+                );
+            } else {
+                tracing::warn!(
+                    network = %rules.network,
+                    was = ?carry.served,
+                    now = ?candidate,
+                    "no eligible backend held the served head for {limit:?}: derived again from the backends that remain"
+                );
+            }
             carry.served = candidate;
             carry.unheld_since = None;
+            carry.reorg_unheld = false;
             rederived = true;
         }
     }

@@ -10,6 +10,7 @@ fn rules(max_lag: u64) -> Rules {
         network: "test".into(),
         max_lag,
         watchdog: Duration::from_secs(10),
+        catch_up: Duration::from_secs(2),
     }
 }
 
@@ -114,13 +115,64 @@ async fn laggards_are_not_eligible_and_the_served_head_needs_two_holders() {
         &mut carry,
     );
     assert_eq!(v.served_head, Some(9));
-    // The same, after a reorg was seen: the served head follows the chain.
-    let v = build(
-        vec![(a, at(8, "x", 1)), (b, at(8, "y", 1)), (c, at(8, "z", 0))],
-        2,
+    // The same, after a reorg was seen: held while the nodes may still be
+    // mid-reorg, then (nobody back at 9 within `catch_up`) the chain is
+    // shorter and the served head follows it.
+    let t0 = Instant::now();
+    let reorged = || {
+        vec![
+            (a.clone(), at(8, "x", 1)),
+            (b.clone(), at(8, "y", 1)),
+            (c.clone(), at(8, "z", 0)),
+        ]
+    };
+    let v = super::build(reorged(), &rules(2), &mut carry, t0);
+    assert_eq!(v.served_head, Some(9), "held mid-reorg");
+    let almost = t0 + Duration::from_millis(1900);
+    let v = super::build(reorged(), &rules(2), &mut carry, almost);
+    assert_eq!(v.served_head, Some(9), "held within catch_up");
+    let v = super::build(
+        reorged(),
+        &rules(2),
         &mut carry,
+        t0 + Duration::from_secs(2),
     );
-    assert_eq!(v.served_head, Some(8));
+    assert_eq!(v.served_head, Some(8), "the chain got shorter");
+}
+
+#[tokio::test]
+async fn a_reorg_the_nodes_catch_up_from_never_lowers_the_served_head() {
+    let (a, b, c) = (backend("a"), backend("b"), backend("c"));
+    let mut carry = ServedHead::default();
+    let t0 = Instant::now();
+    let three = |n: u64, reorgs: u64| {
+        vec![
+            (a.clone(), at(n, "x", reorgs)),
+            (b.clone(), at(n, "y", reorgs)),
+            (c.clone(), at(n, "z", reorgs)),
+        ]
+    };
+    let v = super::build(three(10, 0), &rules(2), &mut carry, t0);
+    assert_eq!(v.served_head, Some(10));
+    // Every node back at the fork point, then on the new branch.
+    let mid = t0 + Duration::from_millis(500);
+    let v = super::build(three(8, 1), &rules(2), &mut carry, mid);
+    assert_eq!(v.served_head, Some(10));
+    let v = super::build(
+        three(10, 1),
+        &rules(2),
+        &mut carry,
+        t0 + Duration::from_secs(1),
+    );
+    assert_eq!(v.served_head, Some(10));
+    // Later heads below 10 are a new episode: the earlier one left no clock.
+    let v = super::build(
+        three(9, 2),
+        &rules(2),
+        &mut carry,
+        t0 + Duration::from_secs(3),
+    );
+    assert_eq!(v.served_head, Some(10), "held anew, not lowered at once");
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ pub(in crate::config) struct RawHead {
     pub probe_timeout: Option<String>,
     pub fallback_probe_interval: Option<String>,
     pub served_head_watchdog: Option<String>,
+    pub catch_up_wait: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +35,12 @@ pub struct HeadConfig {
     /// How long a served head that no eligible backend holds is kept before
     /// it is derived again from the backends that remain.
     pub served_head_watchdog: Duration,
+    /// How long backends standing below the served head (mid-reorg,
+    /// restarted behind) are given to reach it again: a read of a block at
+    /// or below it waits this long for a backend that has it, and after a
+    /// reorg the served head is held this long before it is derived again
+    /// from a shorter chain.
+    pub catch_up_wait: Duration,
 }
 
 impl Default for HeadConfig {
@@ -47,6 +54,7 @@ impl Default for HeadConfig {
             // A fallback (often a paid provider) is probed this rarely while primaries serve.
             fallback_probe_interval: Duration::from_secs(60),
             served_head_watchdog: Duration::from_secs(10),
+            catch_up_wait: Duration::from_secs(2),
         }
     }
 }
@@ -89,6 +97,11 @@ pub(super) fn validate(c: &mut Checks, at: &str, raw: RawHead) -> HeadConfig {
             &key("served_head_watchdog"),
             raw.served_head_watchdog.as_deref(),
             d.served_head_watchdog,
+        ),
+        catch_up_wait: c.duration(
+            &key("catch_up_wait"),
+            raw.catch_up_wait.as_deref(),
+            d.catch_up_wait,
         ),
     }
 }

@@ -87,8 +87,14 @@ impl Gateway {
         let reloads = *self.reloads.lock();
         // The reload changes a key that matters to routing, so it is really applied.
         let max_lag = 2 + reloads % 2;
+        // GATEWAY_LOG=info shows the routing decisions (the head held, a
+        // read waiting, a backend's head doubted) when a count needs a cause.
+        let level = std::env::var("GATEWAY_LOG")
+            .ok()
+            .filter(|l| ["error", "warn", "info", "debug"].contains(&l.as_str()))
+            .unwrap_or_else(|| "warn".into());
         let mut yaml = format!(
-            "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\nlog:\n  level: warn\n\
+            "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\nlog:\n  level: {level}\n\
              server:\n  first_request_timeout: 2s\n\
              networks:\n  soak:\n    chain_id: {chain}\n    max_lag_blocks: {max_lag}\n\
              \x20   cache:\n      shared: true\n    upstreams:\n",
