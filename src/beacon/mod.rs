@@ -187,15 +187,30 @@ impl BeaconNetworks {
         }
     }
 
-    /// The network and its `/eth/...` path named by a main-listener path
-    /// `/<network>/eth/...`.
+    /// The network and the rest of the path named by a main-listener path
+    /// `/<network>/eth/...` or `/<network>/<key>/eth/...` (see [`split_key`]).
     pub fn resolve<'p>(&self, path: &'p str) -> Option<(&Arc<BeaconNetwork>, &'p str)> {
         let rest = path.strip_prefix('/')?;
         let (name, _) = rest.split_once('/')?;
         let net = self.by_name.get(name)?;
         let api = &rest[name.len()..];
-        api.starts_with("/eth/").then_some((net, api))
+        split_key(api).is_some().then_some((net, api))
     }
+}
+
+/// The API key a path carries and its `/eth/...` rest: `/eth/...` has none,
+/// `/<key>/eth/...` has one. Validator clients take a base URL and send no
+/// headers of their own (Lodestar's and Teku's command lines have no header
+/// option), so a named client presents its key in that base URL, as a
+/// JSON-RPC client may in `/<network>/<key>`. `None`: neither form.
+pub fn split_key(path: &str) -> Option<(Option<&str>, &str)> {
+    if path.starts_with("/eth/") {
+        return Some((None, path));
+    }
+    let rest = path.strip_prefix('/')?;
+    let (key, _) = rest.split_once('/')?;
+    let api = &rest[key.len()..];
+    (!key.is_empty() && api.starts_with("/eth/")).then_some((Some(key), api))
 }
 
 /// Limits of a request body, from the `server:` section.
@@ -205,7 +220,8 @@ pub struct BodyLimits {
     pub read_timeout: Duration,
 }
 
-/// Serves one request of a beacon network; `api_path` is its `/eth/...` path.
+/// Serves one request of a beacon network; `api_path` is its `/eth/...`
+/// path, or `/<key>/eth/...` ([`split_key`]).
 pub async fn serve(
     net: &BeaconNetwork,
     policy: &ClientPolicy,
@@ -228,6 +244,7 @@ async fn answer(
     api_path: &str,
     limits: BodyLimits,
 ) -> Result<Response<Full<Bytes>>, BeaconError> {
+    let (path_key, api_path) = split_key(api_path).unwrap_or((None, api_path));
     let route = paths::classify(req.method(), api_path);
     match route {
         Route::Closed => return Err(BeaconError::Closed),
@@ -235,7 +252,7 @@ async fn answer(
         _ => {}
     }
     let caller = policy
-        .identify(peer.ip(), req.headers(), None)
+        .identify(peer.ip(), req.headers(), path_key)
         .map_err(BeaconError::Policy)?;
     if route.needs_named_client() && caller.is_anonymous() {
         return Err(BeaconError::NamedClientsOnly);
@@ -323,5 +340,18 @@ mod tests {
         assert!(nets.resolve("/b/other").is_none());
         assert!(nets.resolve("/c/eth/v1/node/syncing").is_none());
         assert!(nets.resolve("/b").is_none());
+        let (_, api) = nets.resolve("/b/k3y/eth/v1/node/syncing").unwrap();
+        assert_eq!(split_key(api), Some((Some("k3y"), "/eth/v1/node/syncing")));
+        assert!(nets.resolve("/b/k3y/other/eth/v1").is_none());
+    }
+
+    #[test]
+    fn keys_in_paths() {
+        assert_eq!(split_key("/eth/v1/x"), Some((None, "/eth/v1/x")));
+        assert_eq!(split_key("/k/eth/v1/x"), Some((Some("k"), "/eth/v1/x")));
+        assert_eq!(split_key("//eth/v1/x"), None);
+        assert_eq!(split_key("/k/l/eth/v1/x"), None);
+        assert_eq!(split_key("/k"), None);
+        assert_eq!(split_key("/lodestar/heap"), None);
     }
 }

@@ -11,7 +11,7 @@ pub struct Devnet {
 }
 
 /// Where `scripts/install-lodestar` put Lodestar (or `$RPCGATE_LODESTAR_DIR`).
-fn lodestar_dir() -> PathBuf {
+pub fn lodestar_dir() -> PathBuf {
     match std::env::var_os("RPCGATE_LODESTAR_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/lodestar"),

@@ -17,8 +17,10 @@
 
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
+mod chain;
 mod devnet;
 mod tap;
+mod validator;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +39,10 @@ use devnet::Devnet;
 use tap::{Mode, Tap};
 
 const KEY: &str = "beacon-test-key-7a6b5c4d3e2f";
+
+/// The tests of this binary run their devnets one after the other: two at
+/// once would starve each other's slots on a 2-core machine.
+static DEVNETS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Reply {
     status: u16,
@@ -80,19 +86,21 @@ struct Running {
     main: String,
     /// The network's own listener.
     own: String,
+    /// `http://host:port` of the admin listener (`/metrics`).
+    admin: String,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-async fn start_gateway(taps: &[&Tap]) -> Running {
+async fn start_gateway(urls: &[&str]) -> Running {
     let digest: String = KeyDigest::of(KEY)
         .0
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let ups: String = taps
+    let ups: String = urls
         .iter()
         .enumerate()
-        .map(|(i, t)| format!("      - name: n{}\n        http: {}\n", i + 1, t.url))
+        .map(|(i, url)| format!("      - name: n{}\n        http: {url}\n", i + 1))
         .collect();
     let yaml = format!(
         "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\npolicy:\n  clients:\n    vc:\n      key_sha256: [{digest}]\nnetworks:\n  lh:\n    kind: beacon\n    listen: 127.0.0.1:0\n    max_lag_slots: 2\n    poll_interval: 200ms\n    upstreams:\n{ups}"
@@ -101,6 +109,7 @@ async fn start_gateway(taps: &[&Tap]) -> Running {
     let server = Server::bind(&config).await.unwrap();
     let main = format!("http://{}/lh", server.local_addr());
     let own = format!("http://{}", server.beacon_addrs()[0].1);
+    let admin = format!("http://{}", server.admin_addr());
     let gateway = server.gateway();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(
@@ -113,6 +122,7 @@ async fn start_gateway(taps: &[&Tap]) -> Running {
         gateway,
         main,
         own,
+        admin,
         _stop: stop,
     }
 }
@@ -137,6 +147,7 @@ async fn wait_eligible(gw: &Running, what: &str, ok: impl Fn(&[String]) -> bool)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beacon_gateway_over_lodestar() {
+    let _one_devnet_at_a_time = DEVNETS.lock().await;
     let Some(devnet) = Devnet::start(2) else {
         return;
     };
@@ -144,7 +155,7 @@ async fn beacon_gateway_over_lodestar() {
         Tap::start(&devnet.urls[0]).await,
         Tap::start(&devnet.urls[1]).await,
     ];
-    let gw = start_gateway(&[&taps[0], &taps[1]]).await;
+    let gw = start_gateway(&[&taps[0].url, &taps[1].url]).await;
     wait_eligible(&gw, "both nodes eligible", |n| n.len() == 2).await;
 
     differential_reads(&gw, &devnet).await;
