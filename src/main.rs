@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use rpcgate::config::Config;
+use rpcgate::config::{Config, RuntimeLayout};
 use rpcgate::control::reload::{Overrides, Watch};
 use rpcgate::edge::Server;
 
@@ -126,10 +126,13 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config, drain: Duration, watch: Watch) -> ExitCode {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    // With `server.runtime: per_core` the request path has runtimes of its
+    // own (one per core); this one keeps only the control loops, on one thread.
+    let mut builder = match config.listener.runtime {
+        RuntimeLayout::Shared => tokio::runtime::Builder::new_multi_thread(),
+        RuntimeLayout::PerCore => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = builder.enable_all().build().expect("a tokio runtime");
     runtime.block_on(async move {
         let server = match Server::bind(&config).await {
             Ok(s) => s,

@@ -48,7 +48,9 @@ pub use policy::{
 };
 pub use redis::{redact_url, RedisConfig, Secret};
 pub use restart::RESTART_ONLY_KEYS;
-pub use server::{CompressionConfig, ContentCoding, CorsConfig, ListenerConfig, ServerConfig};
+pub use server::{
+    CompressionConfig, ContentCoding, CorsConfig, ListenerConfig, RuntimeLayout, ServerConfig,
+};
 pub use tls::{ListenerTls, UpstreamTls};
 
 use error::Checks;

@@ -14,7 +14,7 @@ use super::Config;
 type RestartOnly = (&'static str, fn(&Config, &Config) -> bool);
 
 /// Every restart-only key, by its YAML path.
-const RESTART_ONLY: [RestartOnly; 17] = [
+const RESTART_ONLY: [RestartOnly; 18] = [
     ("listen", |a, b| a.listener.listen != b.listener.listen),
     ("admin_listen", |a, b| {
         a.listener.admin_listen != b.listener.admin_listen
@@ -54,6 +54,10 @@ const RESTART_ONLY: [RestartOnly; 17] = [
         a.listener.max_header_list_bytes != b.listener.max_header_list_bytes
     }),
     ("server.tls", |a, b| a.listener.tls != b.listener.tls),
+    // The request threads and their sockets exist from start to exit.
+    ("server.runtime", |a, b| {
+        a.listener.runtime != b.listener.runtime
+    }),
     ("log.format", |a, b| a.log.json != b.log.json),
     // One connection per process, shared by the policy and every network.
     ("redis", |a, b| a.redis != b.redis),

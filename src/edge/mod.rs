@@ -21,6 +21,7 @@
 //! the drain waits for them as well.
 
 pub mod compression;
+mod cores;
 mod cors;
 mod http;
 mod inflate;
@@ -46,7 +47,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::beacon::BeaconNetwork;
 use crate::control::{admin, Gateway};
 
-use crate::config::Config;
+use crate::config::{Config, RuntimeLayout};
 use crate::metrics::Metrics;
 use crate::policy::conns::ConnGuard;
 
@@ -81,6 +82,9 @@ impl ConnHold {
 /// A bound listener, ready to serve.
 pub struct Server {
     listener: TcpListener,
+    /// `server.runtime: per_core`: the other cores' sockets on the same
+    /// address (`SO_REUSEPORT`), each given to a runtime of its own by `run`.
+    more: Vec<std::net::TcpListener>,
     /// The beacon networks' own listeners.
     beacon: Vec<(TcpListener, Arc<BeaconNetwork>)>,
     admin: TcpListener,
@@ -94,7 +98,10 @@ pub struct Server {
 impl Server {
     /// Binds the configured address and starts the gateway's control loops.
     pub async fn bind(config: &Config) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(config.listener.listen).await?;
+        let (listener, more) = match config.listener.runtime {
+            RuntimeLayout::Shared => (TcpListener::bind(config.listener.listen).await?, Vec::new()),
+            RuntimeLayout::PerCore => cores::bind(config.listener.listen)?,
+        };
         let admin = TcpListener::bind(config.listener.admin_listen)
             .await
             .map_err(|e| {
@@ -125,6 +132,7 @@ impl Server {
         }
         Ok(Server {
             listener,
+            more,
             beacon,
             admin,
             tls,
@@ -167,7 +175,6 @@ impl Server {
             self.settings.admin_max_connections,
         ));
         let permits = Arc::new(Semaphore::new(self.settings.max_connections));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // A client that never finishes its headers does not hold a connection forever.
         let limits = &self.settings;
@@ -199,118 +206,177 @@ impl Server {
                 ))
             })
             .collect();
-        tokio::pin!(shutdown);
-        loop {
-            let permit = tokio::select! {
-                _ = &mut shutdown => break,
-                permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            };
-            let (stream, peer) = tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let Some(slot) = self
-                .gateway
-                .table()
-                .policy
-                .connections()
-                .try_open(peer.ip())
-            else {
-                self.gateway.metrics().listener.connections_refused.inc();
-                if crate::logs::refusal_line() {
-                    tracing::info!(%peer, "connection refused: its client IP has too many open (policy.max_connections_per_ip)");
-                }
-                http::refuse_connection(stream);
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            lifetimes::keepalive(&stream, limits.tcp_keepalive);
-            let gateway = self.gateway.clone();
-            let lifetime = lifetimes::Lifetime::new();
-            let hold = Arc::new(ConnHold {
-                slot,
-                _permit: permit,
-                lifetime: lifetime.clone(),
-                write_timeout: deadlines.write,
-            });
-            let watched = lifetimes::Watched::new(stream, lifetime.clone());
-            let requests = lifetime.clone();
-            let service = service_fn(move |req| {
-                let in_flight = requests.request();
-                let answer = http::handle(gateway.clone(), peer, req, hold.clone(), Front::Main);
-                async move {
-                    let answer = answer.await;
-                    drop(in_flight);
-                    answer
-                }
-            });
-            let Some(tls) = &self.tls else {
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(watched), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                let closed = self.gateway.metrics().listener.connections_closed.clone();
-                tokio::spawn(until_deadline(conn, lifetime, deadlines, closed, peer));
-                continue;
-            };
-            // The handshake runs in the connection's task, under its
-            // first-request deadline, so a slow one stalls nobody else.
-            let acceptor = tls.acceptor.clone();
-            let failures = self
-                .gateway
-                .metrics()
-                .listener
-                .tls_handshake_failures
-                .clone();
-            let closed = self.gateway.metrics().listener.connections_closed.clone();
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                let handshake = tokio::select! {
-                    done = acceptor.accept(watched) => done,
-                    why = lifetime.expired(deadlines, &closed) => {
-                        failures.inc();
-                        tracing::debug!(%peer, ?why, "TLS handshake not done by the deadline");
-                        return;
-                    }
-                };
-                let stream = match handshake {
-                    Ok(s) => s,
-                    Err(e) => {
-                        failures.inc();
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                };
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                until_deadline(watcher.watch(conn), lifetime, deadlines, closed, peer).await;
-            });
-        }
-        self.gateway.draining.store(true, Ordering::Relaxed);
-        for task in beacon_loops {
-            task.abort();
-        }
-        drop(self.listener);
-        tracing::info!("stopped accepting; draining open requests");
-        // WebSockets say goodbye (1001) and end; HTTP requests finish.
-        self.gateway.closing.send_replace(true);
-        let drained = async {
-            tokio::join!(graceful.shutdown(), self.gateway.closing.closed());
+        let accepting = Accepting {
+            gateway: self.gateway.clone(),
+            permits,
+            builder,
+            deadlines,
+            tcp_keepalive: limits.tcp_keepalive,
+            tls: self.tls.as_ref().map(|t| t.acceptor.clone()),
         };
-        if tokio::time::timeout(drain, drained).await.is_err() {
-            tracing::warn!(?drain, "drain timeout passed with requests still open");
+        let stop_serving = || {
+            self.gateway.draining.store(true, Ordering::Relaxed);
+            for task in &beacon_loops {
+                task.abort();
+            }
+            tracing::info!("stopped accepting; draining open requests");
+            // WebSockets say goodbye (1001) and end; HTTP requests finish.
+            self.gateway.closing.send_replace(true);
+        };
+        match self.settings.runtime {
+            RuntimeLayout::Shared => {
+                let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+                accept_main(&self.listener, &accepting, &graceful, shutdown).await;
+                drop(self.listener);
+                stop_serving();
+                let drained = async {
+                    tokio::join!(graceful.shutdown(), self.gateway.closing.closed());
+                };
+                if tokio::time::timeout(drain, drained).await.is_err() {
+                    tracing::warn!(?drain, "drain timeout passed with requests still open");
+                }
+            }
+            RuntimeLayout::PerCore => {
+                let mut sockets = self.more;
+                match self.listener.into_std() {
+                    Ok(first) => sockets.insert(0, first),
+                    Err(e) => tracing::error!(error = %e, "the first listener socket is lost"),
+                }
+                let mut cores = cores::start(sockets, accepting);
+                shutdown.await;
+                cores.stop();
+                stop_serving();
+                let drained = async {
+                    tokio::join!(cores.drained(), self.gateway.closing.closed());
+                };
+                if tokio::time::timeout(drain, drained).await.is_err() {
+                    tracing::warn!(?drain, "drain timeout passed with requests still open");
+                }
+                cores.finish().await;
+            }
         }
+        drop(self.tls);
         admin.abort();
+    }
+}
+
+/// What every accept loop of the main listener shares (one per runtime
+/// with `server.runtime: per_core`, each holding a clone).
+#[derive(Clone)]
+pub(crate) struct Accepting {
+    gateway: Arc<Gateway>,
+    permits: Arc<Semaphore>,
+    builder: auto::Builder<TokioExecutor>,
+    deadlines: lifetimes::Deadlines,
+    tcp_keepalive: Duration,
+    /// `server.tls`: the acceptor follows the certificate on disk.
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Accepts connections on the main listener until `stop` completes, each
+/// served in a task of the runtime this runs on.
+pub(crate) async fn accept_main(
+    listener: &TcpListener,
+    acc: &Accepting,
+    graceful: &hyper_util::server::graceful::GracefulShutdown,
+    stop: impl Future<Output = ()>,
+) {
+    let Accepting {
+        gateway,
+        permits,
+        builder,
+        deadlines,
+        tcp_keepalive,
+        tls,
+    } = acc;
+    let deadlines = *deadlines;
+    tokio::pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut stop => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(slot) = gateway.table().policy.connections().try_open(peer.ip()) else {
+            gateway.metrics().listener.connections_refused.inc();
+            if crate::logs::refusal_line() {
+                tracing::info!(%peer, "connection refused: its client IP has too many open (policy.max_connections_per_ip)");
+            }
+            http::refuse_connection(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        lifetimes::keepalive(&stream, *tcp_keepalive);
+        let gateway = gateway.clone();
+        let lifetime = lifetimes::Lifetime::new();
+        let hold = Arc::new(ConnHold {
+            slot,
+            _permit: permit,
+            lifetime: lifetime.clone(),
+            write_timeout: deadlines.write,
+        });
+        let watched = lifetimes::Watched::new(stream, lifetime.clone());
+        let requests = lifetime.clone();
+        let closed = gateway.metrics().listener.connections_closed.clone();
+        let failures = gateway.metrics().listener.tls_handshake_failures.clone();
+        let service = service_fn(move |req| {
+            let in_flight = requests.request();
+            let answer = http::handle(gateway.clone(), peer, req, hold.clone(), Front::Main);
+            async move {
+                let answer = answer.await;
+                drop(in_flight);
+                answer
+            }
+        });
+        let Some(acceptor) = tls else {
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(watched), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(until_deadline(conn, lifetime, deadlines, closed, peer));
+            continue;
+        };
+        // The handshake runs in the connection's task, under its
+        // first-request deadline, so a slow one stalls nobody else.
+        let acceptor = acceptor.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let handshake = tokio::select! {
+                done = acceptor.accept(watched) => done,
+                why = lifetime.expired(deadlines, &closed) => {
+                    failures.inc();
+                    tracing::debug!(%peer, ?why, "TLS handshake not done by the deadline");
+                    return;
+                }
+            };
+            let stream = match handshake {
+                Ok(s) => s,
+                Err(e) => {
+                    failures.inc();
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            until_deadline(watcher.watch(conn), lifetime, deadlines, closed, peer).await;
+        });
     }
 }
 

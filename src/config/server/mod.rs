@@ -64,6 +64,7 @@ pub(super) struct RawServer {
     pub memory_wait: Option<String>,
     pub admin_hosts: Option<Vec<String>>,
     pub admin_max_connections: Option<u64>,
+    pub runtime: Option<String>,
     #[serde(default)]
     pub cors: cors::RawCors,
     #[serde(default)]
@@ -103,6 +104,23 @@ pub struct ListenerConfig {
     /// `server.tls`: serve the listener over TLS (the certificate files are
     /// watched on their own, see `config::tls`).
     pub tls: Option<ListenerTls>,
+    /// `server.runtime`: which threads serve client connections.
+    pub runtime: RuntimeLayout,
+}
+
+/// `server.runtime`: how client connections are spread over threads.
+///
+/// Control loops (head tracking, health, reload, the admin listener) run on
+/// the process's own runtime either way; only the request path moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeLayout {
+    /// `shared` (the default): one work-stealing runtime for everything.
+    Shared,
+    /// `per_core`: one single-threaded runtime per core, each accepting on
+    /// its own socket of the listen address (`SO_REUSEPORT`, the kernel
+    /// spreads connections), so a request is read, answered and written by
+    /// one thread without waking another.
+    PerCore,
 }
 
 impl Default for ListenerConfig {
@@ -123,6 +141,7 @@ impl Default for ListenerConfig {
             http2_keepalive_timeout: Duration::from_secs(10),
             max_header_list_bytes: 64 * 1024,
             tls: None,
+            runtime: RuntimeLayout::Shared,
         }
     }
 }
@@ -440,8 +459,24 @@ pub(super) fn validate(
             1 << 20,
         ),
         tls: raw.tls.and_then(|t| super::tls::listener(c, t)),
+        runtime: runtime_layout(c, raw.runtime.as_deref()),
     };
     (listener, server)
+}
+
+/// `server.runtime`: `shared` or `per_core`.
+fn runtime_layout(c: &mut Checks, raw: Option<&str>) -> RuntimeLayout {
+    match raw {
+        None | Some("shared") => RuntimeLayout::Shared,
+        Some("per_core") => RuntimeLayout::PerCore,
+        Some(other) => {
+            c.fail(
+                "server.runtime",
+                format!("{other:?} is not a runtime layout (shared or per_core)"),
+            );
+            RuntimeLayout::Shared
+        }
+    }
 }
 
 /// `server.admin_hosts`: plain DNS names (letters, digits, '-', '.'), kept

@@ -22,6 +22,19 @@ fn the_websocket_bounds_are_checked() {
 }
 
 #[test]
+fn the_runtime_layout_is_one_of_two_and_restart_only() {
+    use crate::config::RuntimeLayout;
+    let c = Config::from_yaml(GOOD).unwrap();
+    assert_eq!(c.listener.runtime, RuntimeLayout::Shared);
+    let y = format!("server:\n  runtime: per_core\n{GOOD}");
+    let per_core = Config::from_yaml(&y).unwrap();
+    assert_eq!(per_core.listener.runtime, RuntimeLayout::PerCore);
+    assert_eq!(c.restart_only_changes(&per_core), ["server.runtime"]);
+    let y = format!("server:\n  runtime: threads\n{GOOD}");
+    assert_eq!(err_path(&y), "server.runtime");
+}
+
+#[test]
 fn the_subscription_cap_is_checked() {
     let y = format!("server:\n  max_subscriptions_per_connection: 0\n{GOOD}");
     assert_eq!(err_path(&y), "server.max_subscriptions_per_connection");

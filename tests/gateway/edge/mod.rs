@@ -6,6 +6,7 @@ mod cors;
 mod envelope;
 mod hostile;
 mod lifetimes;
+mod per_core;
 // The panic hook exists only with debug assertions (never in a release build).
 #[cfg(debug_assertions)]
 mod panics;
