@@ -8,7 +8,9 @@
 //! `/eth/v1/beacon/headers/head` (slot and root), and once, until read,
 //! `/eth/v1/beacon/genesis` (the root every node must share and the
 //! genesis time) and `SECONDS_PER_SLOT` from `/eth/v1/config/spec` (the
-//! wall clock a head may not pass). A node that becomes eligible is handed
+//! wall clock a head may not pass). The finalized block's slot
+//! (`/eth/v1/beacon/headers/finalized`) is read too, without a verdict of
+//! its own: the cache keeps a header or block by root once it is final. A node that becomes eligible is handed
 //! to the replay of subscriptions before the next round.
 
 use std::sync::Arc;
@@ -43,6 +45,11 @@ pub struct Snapshot {
     pub genesis: Option<String>,
     /// Rounds done (0: none yet), so a caller can wait for a fresh one.
     pub round: u64,
+    /// The lowest finalized slot among eligible nodes (final on all of them).
+    pub finalized_slot: Option<u64>,
+    /// The chain's clock: block production is retried only within its slot.
+    pub genesis_time: Option<u64>,
+    pub seconds_per_slot: Option<u64>,
 }
 
 impl Snapshot {
@@ -61,6 +68,9 @@ impl Snapshot {
             agreed_slot: None,
             genesis: None,
             round: 0,
+            finalized_slot: None,
+            genesis_time: None,
+            seconds_per_slot: None,
         }
     }
 
@@ -100,6 +110,10 @@ async fn read(node: &Node, last: &NodeReading) -> NodeReading {
             r.head_slot = Some(slot);
         }
         r.head_root = h["root"].as_str().map(str::to_string);
+        // Not a health verdict: a node that cannot say keeps nothing final.
+        if let Ok(f) = node.get_data("/eth/v1/beacon/headers/finalized").await {
+            r.finalized_slot = quantity(&f["header"]["message"]["slot"]);
+        }
         Ok::<(), BeaconError>(())
     };
     match round.await {
@@ -136,6 +150,13 @@ impl Health {
         let verdicts = judge::judge(&readings, self.max_lag_slots, wall);
         let agreed = verdicts.agreed_slot;
         self.round += 1;
+        let finalized_slot = readings
+            .iter()
+            .zip(&verdicts.nodes)
+            .filter(|(_, v)| v.is_none())
+            .map(|(r, _)| r.finalized_slot)
+            .min()
+            .flatten();
         let nodes: Vec<NodeView> = self
             .nodes
             .iter()
@@ -162,6 +183,9 @@ impl Health {
             agreed_slot: agreed,
             genesis: verdicts.genesis,
             round: self.round,
+            finalized_slot,
+            genesis_time,
+            seconds_per_slot: self.seconds_per_slot,
         }));
         joined
     }

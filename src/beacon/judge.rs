@@ -22,6 +22,8 @@ pub struct NodeReading {
     pub genesis_time: Option<u64>,
     pub head_slot: Option<u64>,
     pub head_root: Option<String>,
+    /// The slot of the node's finalized block, when it said.
+    pub finalized_slot: Option<u64>,
     pub syncing: bool,
     pub optimistic: bool,
     /// `el_offline` when the node reports it (absent: taken as online).

@@ -9,21 +9,29 @@
 //! online, within `max_lag_slots` of the head the nodes agree on) and
 //! publishes a snapshot that requests read with one atomic load. A request
 //! is classified by one table ([`paths`]: the allowlist), admitted by the
-//! client policy, then routed ([`proxy`]): a read to one eligible node, a
-//! publish to every eligible node, a subscription to every node, kept
-//! ([`replay`]) and sent again to a node that becomes eligible later. The
-//! bytes pass through untouched ([`node`]); failures of the gateway's own
-//! are answered in the Beacon API's error form in one place ([`rescue`]).
+//! client policy, then routed: a read through [`reads`] (the cache of what
+//! cannot change, then the nodes that have what it names, [`choose`]), a
+//! block production to the healthiest node, retried only within its slot,
+//! a publish to every eligible node, a subscription to every node, kept
+//! ([`replay`]) and sent again to a node that becomes eligible later
+//! ([`proxy`] sends). The bytes pass through untouched ([`node`]); failures
+//! of the gateway's own are answered in the Beacon API's error form in one
+//! place ([`rescue`]). Each request is counted by path group and outcome
+//! ([`counts`]).
 //!
 //! It sits below `control` in the module order so that the control plane
 //! can start the networks and report them in `/status`, readiness and
 //! `/metrics`; the edge hands it requests by path.
 
+mod cache;
+mod choose;
+mod counts;
 pub mod health;
 pub mod judge;
 mod node;
 pub mod paths;
 mod proxy;
+mod reads;
 mod replay;
 mod rescue;
 
@@ -31,7 +39,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -40,10 +48,14 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::config::BeaconNetworkConfig;
+use crate::metrics::Metrics;
 use crate::policy::{ClientPolicy, Refusal};
+use cache::AnswerCache;
+use choose::HeadFloors;
+use counts::{Outcome, Series};
 use health::{Health, Snapshot};
 pub use node::{Node, SendCounts};
-use paths::Route;
+use paths::{Group, Route};
 use proxy::{FanOut, Owned};
 use replay::{Kept, Replay};
 
@@ -67,6 +79,8 @@ pub enum BeaconError {
     BodyRead,
     #[error("no beacon node is eligible to serve now")]
     NoEligibleNode,
+    #[error("no eligible beacon node has reached the head this client was last served yet")]
+    HeadBehindClient,
     #[error("beacon node {0}")]
     Node(String),
     #[error("a beacon node's answer is larger than {0} bytes")]
@@ -76,6 +90,10 @@ pub enum BeaconError {
 /// Subscriptions kept for replay, at most: entries and bytes.
 const REPLAY_MAX_ENTRIES: usize = 512;
 const REPLAY_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes of answers that cannot change kept per network.
+const CACHE_MAX_BYTES: u64 = 32 * 1024 * 1024;
+/// Clients whose last served head is remembered per network.
+const HEAD_FLOORS_MAX_CLIENTS: usize = 100_000;
 
 /// One beacon network as it runs.
 pub struct BeaconNetwork {
@@ -83,6 +101,9 @@ pub struct BeaconNetwork {
     snapshot: Arc<ArcSwap<Snapshot>>,
     turn: AtomicUsize,
     replay: Arc<Replay>,
+    cache: AnswerCache,
+    floors: HeadFloors,
+    series: Series,
     health: tokio::task::JoinHandle<()>,
 }
 
@@ -94,7 +115,7 @@ impl Drop for BeaconNetwork {
 
 impl BeaconNetwork {
     /// Builds the nodes' clients and starts the health loop (within a tokio runtime).
-    pub fn start(config: BeaconNetworkConfig) -> Arc<BeaconNetwork> {
+    pub fn start(config: BeaconNetworkConfig, metrics: &Metrics) -> Arc<BeaconNetwork> {
         let nodes: Vec<Arc<Node>> = config
             .upstreams
             .iter()
@@ -121,10 +142,13 @@ impl BeaconNetwork {
             config.name.clone(),
         ));
         Arc::new(BeaconNetwork {
+            series: Series::new(&metrics.beacon, &config.name),
             config,
             snapshot,
             turn: AtomicUsize::new(0),
             replay,
+            cache: AnswerCache::new(CACHE_MAX_BYTES),
+            floors: HeadFloors::new(HEAD_FLOORS_MAX_CLIENTS),
             health,
         })
     }
@@ -178,11 +202,11 @@ pub struct BeaconNetworks {
 }
 
 impl BeaconNetworks {
-    pub fn start(configs: &[BeaconNetworkConfig]) -> BeaconNetworks {
+    pub fn start(configs: &[BeaconNetworkConfig], metrics: &Metrics) -> BeaconNetworks {
         BeaconNetworks {
             by_name: configs
                 .iter()
-                .map(|c| (c.name.clone(), BeaconNetwork::start(c.clone())))
+                .map(|c| (c.name.clone(), BeaconNetwork::start(c.clone(), metrics)))
                 .collect(),
         }
     }
@@ -230,10 +254,32 @@ pub async fn serve(
     api_path: &str,
     limits: BodyLimits,
 ) -> Response<Full<Bytes>> {
-    match answer(net, policy, peer, req, api_path, limits).await {
-        Ok(response) => response,
-        Err(e) => rescue::answer(&e),
-    }
+    let started = Instant::now();
+    let (path_key, api_path) = split_key(api_path).unwrap_or((None, api_path));
+    let route = paths::classify(req.method(), api_path);
+    let group = Group::of(route, api_path);
+    let asked = Asked {
+        api_path,
+        path_key,
+        route,
+    };
+    let (response, outcome) = match answer(net, policy, peer, req, asked, limits).await {
+        Ok(response) => {
+            let outcome = Outcome::of_status(response.status());
+            (response, outcome)
+        }
+        Err(e) => (rescue::answer(&e), Outcome::of_error(&e)),
+    };
+    net.series.count(group, outcome, started.elapsed());
+    response
+}
+
+/// What a request asks for: its `/eth/...` path, the key its path carried
+/// ([`split_key`]) and the route of that path.
+struct Asked<'a> {
+    api_path: &'a str,
+    path_key: Option<&'a str>,
+    route: Route,
 }
 
 async fn answer(
@@ -241,11 +287,14 @@ async fn answer(
     policy: &ClientPolicy,
     peer: SocketAddr,
     req: Request<Incoming>,
-    api_path: &str,
+    asked: Asked<'_>,
     limits: BodyLimits,
 ) -> Result<Response<Full<Bytes>>, BeaconError> {
-    let (path_key, api_path) = split_key(api_path).unwrap_or((None, api_path));
-    let route = paths::classify(req.method(), api_path);
+    let Asked {
+        api_path,
+        path_key,
+        route,
+    } = asked;
     match route {
         Route::Closed => return Err(BeaconError::Closed),
         Route::Events => return Err(BeaconError::NotYet("/eth/v1/events")),
@@ -257,8 +306,10 @@ async fn answer(
     if route.needs_named_client() && caller.is_anonymous() {
         return Err(BeaconError::NamedClientsOnly);
     }
+    // One request, one unit; shared by every replica when `redis:` is set.
     policy
-        .check_local(&caller, 1)
+        .charge(&caller, 1)
+        .await
         .map_err(BeaconError::Policy)?;
     let path_and_query = match req.uri().query() {
         Some(q) => format!("{api_path}?{q}"),
@@ -293,7 +344,12 @@ async fn answer(
                 .collect();
             proxy::fan_out(nodes, owned, FanOut::Subscribe).await?
         }
-        _ => proxy::read(&snapshot, &net.turn, &owned).await?,
+        Route::Produce => {
+            let nodes = choose::by_health(&snapshot);
+            let slot = paths::produced_slot(api_path);
+            proxy::produce(&snapshot, &nodes, slot, &owned).await?
+        }
+        _ => reads::read(net, &snapshot, &caller.bucket(), api_path, &owned).await?,
     };
     let mut response = Response::new(Full::new(reply.body));
     *response.status_mut() = reply.status;
@@ -333,7 +389,7 @@ mod tests {
             "networks:\n  b:\n    kind: beacon\n    upstreams: [{ name: n, http: http://127.0.0.1:9 }]\n",
         )
         .unwrap();
-        let nets = BeaconNetworks::start(&config.beacon);
+        let nets = BeaconNetworks::start(&config.beacon, &Metrics::new());
         let (net, api) = nets.resolve("/b/eth/v1/node/syncing").unwrap();
         assert_eq!(net.config.name, "b");
         assert_eq!(api, "/eth/v1/node/syncing");

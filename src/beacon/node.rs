@@ -8,9 +8,13 @@
 //! key) never reach a node. A reply is read whole against the network's
 //! response bound, then handed back with the node's headers minus the
 //! hop-by-hop ones and the node's own CORS answer (the edge makes its own).
+//!
+//! Each answered request updates the node's latency estimate (an
+//! exponentially weighted mean, health reads included, so an idle node has
+//! one too): block production goes to the fastest node among the highest.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName};
@@ -69,6 +73,8 @@ pub struct Node {
     pub served: AtomicU64,
     pub publishes: SendCounts,
     pub subscriptions: SendCounts,
+    /// Mean answer time, microseconds (0: none yet); see [`Node::latency`].
+    latency_micros: AtomicU64,
 }
 
 impl Node {
@@ -85,7 +91,26 @@ impl Node {
             served: AtomicU64::new(0),
             publishes: SendCounts::default(),
             subscriptions: SendCounts::default(),
+            latency_micros: AtomicU64::new(0),
         }
+    }
+
+    /// The node's mean answer time (zero before its first answer).
+    pub fn latency(&self) -> Duration {
+        Duration::from_micros(self.latency_micros.load(Ordering::Relaxed))
+    }
+
+    /// Folds one answer time into the mean (weight 1/8: a few slow answers
+    /// move it, one does not). Racing updates may lose one sample: harmless.
+    fn observe(&self, took: Duration) {
+        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let old = self.latency_micros.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        self.latency_micros.store(new.max(1), Ordering::Relaxed);
     }
 
     /// The node's URL for `path_and_query` (its base path, if any, first).
@@ -110,6 +135,7 @@ impl Node {
         let req = req
             .body(Full::new(out.body))
             .map_err(|_| BeaconError::BadPath)?;
+        let started = Instant::now();
         let exchange = async {
             let reply = self
                 .client
@@ -140,6 +166,7 @@ impl Node {
             })?;
         if reply.is_ok() {
             self.served.fetch_add(1, Ordering::Relaxed);
+            self.observe(started.elapsed());
         }
         reply
     }

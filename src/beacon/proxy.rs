@@ -1,10 +1,16 @@
-//! Where a request goes: a read to one eligible node, a publish to every
-//! eligible node, a subscription to every node.
+//! How a request is sent: a read to one of the nodes that may answer it, a
+//! block production to the healthiest node, a publish to every eligible
+//! node, a subscription to every node. Which nodes may answer is decided
+//! before ([`super::choose`]).
 //!
-//! Reads take the eligible nodes in round-robin order from a shared
+//! Reads take their candidates in round-robin order from a shared
 //! counter (no lock); a transport failure or a 5xx moves on to the next
-//! eligible node (reads are idempotent), and a 404 (a slot or root this
-//! node does not have yet) is asked once of another. A publish is sent to
+//! candidate (reads are idempotent), and a 404 (a slot or root this
+//! node does not have yet) is asked once of another. Block production is
+//! a read too, but one whose answer is only worth anything within its
+//! slot: it goes to the healthiest node first and to the next only while
+//! the wall clock is still in the slot asked for (after it, the block
+//! could not be published in time, and a second node's work is wasted). A publish is sent to
 //! every eligible node at once, each send in a task of its own: the caller
 //! is answered by the first node that accepts, the others finish in the
 //! background and are counted per node. A publish is never sent twice to
@@ -12,12 +18,13 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use tokio::sync::mpsc;
 
-use super::health::Snapshot;
+use super::health::{NodeView, Snapshot};
 use super::node::{Node, Outgoing, Reply};
 use super::BeaconError;
 
@@ -41,40 +48,77 @@ impl Owned {
     }
 }
 
-/// A read: one eligible node, the next on failure, one more on a 404.
-pub(super) async fn read(
-    snapshot: &Snapshot,
+/// A read: one of `nodes` in turn, the next on failure, one more on a 404.
+/// Answers with the reply and the view of the node that gave it.
+pub(super) async fn read<'s>(
+    nodes: &[&'s NodeView],
     turn: &AtomicUsize,
     req: &Owned,
-) -> Result<Reply, BeaconError> {
-    let eligible: Vec<&Arc<Node>> = snapshot.eligible().map(|v| &v.node).collect();
-    if eligible.is_empty() {
+) -> Result<(Reply, &'s NodeView), BeaconError> {
+    if nodes.is_empty() {
         return Err(BeaconError::NoEligibleNode);
     }
     let start = turn.fetch_add(1, Ordering::Relaxed);
-    let mut not_found: Option<Reply> = None;
-    let mut failure: Option<Result<Reply, BeaconError>> = None;
-    for i in 0..eligible.len() {
-        let node = eligible[(start + i) % eligible.len()];
-        match node.send(req.outgoing()).await {
+    let order = (0..nodes.len()).filter_map(|i| nodes.get((start + i) % nodes.len()));
+    let mut not_found: Option<(Reply, &NodeView)> = None;
+    let mut failure: Option<Result<(Reply, &NodeView), BeaconError>> = None;
+    for view in order {
+        match view.node.send(req.outgoing()).await {
             Ok(r) if r.status == StatusCode::NOT_FOUND => match not_found {
                 // The one retry of a 404 said 404 too: the chain lacks it.
-                Some(_) => return Ok(r),
-                None => not_found = Some(r),
+                Some(_) => return Ok((r, view)),
+                None => not_found = Some((r, view)),
             },
-            Ok(r) if !r.status.is_server_error() => return Ok(r),
+            Ok(r) if !r.status.is_server_error() => return Ok((r, view)),
             other => {
                 if not_found.is_some() {
                     break;
                 }
-                failure = Some(other);
+                failure = Some(other.map(|r| (r, *view)));
             }
         }
     }
     match not_found {
-        Some(r) => Ok(r),
+        Some(answer) => Ok(answer),
         None => failure.unwrap_or(Err(BeaconError::NoEligibleNode)),
     }
+}
+
+/// Whether the wall clock is still within `slot` (unknown timing: no).
+pub(super) fn within_slot(snapshot: &Snapshot, slot: u64, now: SystemTime) -> bool {
+    let (Some(genesis), Some(per)) = (snapshot.genesis_time, snapshot.seconds_per_slot) else {
+        return false;
+    };
+    let Ok(now) = now.duration_since(UNIX_EPOCH) else {
+        return false;
+    };
+    let end = slot
+        .saturating_add(1)
+        .saturating_mul(per)
+        .saturating_add(genesis);
+    now.as_secs() < end
+}
+
+/// Block production for `slot`: `nodes` healthiest first; the next one
+/// only after a failure (transport or 5xx) and while the slot lasts.
+pub(super) async fn produce(
+    snapshot: &Snapshot,
+    nodes: &[&NodeView],
+    slot: Option<u64>,
+    req: &Owned,
+) -> Result<Reply, BeaconError> {
+    let mut last = Err(BeaconError::NoEligibleNode);
+    for (i, view) in nodes.iter().enumerate() {
+        let may_retry = |now| slot.is_some_and(|s| within_slot(snapshot, s, now));
+        if i > 0 && !may_retry(SystemTime::now()) {
+            break;
+        }
+        match view.node.send(req.outgoing()).await {
+            Ok(r) if !r.status.is_server_error() => return Ok(r),
+            other => last = other,
+        }
+    }
+    last
 }
 
 /// Which send a fan-out counts in.

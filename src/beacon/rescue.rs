@@ -26,7 +26,9 @@ fn status(e: &BeaconError) -> StatusCode {
         BeaconError::BadPath => StatusCode::BAD_REQUEST,
         BeaconError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         BeaconError::BodyRead => StatusCode::BAD_REQUEST,
-        BeaconError::NoEligibleNode => StatusCode::SERVICE_UNAVAILABLE,
+        BeaconError::NoEligibleNode | BeaconError::HeadBehindClient => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         BeaconError::Node(_) | BeaconError::ReplyTooLarge(_) => StatusCode::BAD_GATEWAY,
     }
 }
@@ -41,6 +43,12 @@ pub(super) fn answer(e: &BeaconError) -> Response<Full<Bytes>> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    // A head this client has not been served yet is a slot or less away.
+    if let BeaconError::HeadBehindClient = e {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     if let BeaconError::Policy(refusal) = e {
         if let Some(after) = refusal.retry_after() {
             let secs = after.as_secs_f64().ceil().max(1.0) as u64;

@@ -247,7 +247,7 @@ impl Gateway {
         apply_memory_bounds(config);
         let gateway = Arc::new_cyclic(|weak: &Weak<Gateway>| Gateway {
             subscriptions: Hubs::new(network_source(weak.clone()), metrics.clone()),
-            beacon: BeaconNetworks::start(&config.beacon),
+            beacon: BeaconNetworks::start(&config.beacon, &metrics),
             closing: watch::channel(false).0,
             routes: ArcSwap::from_pointee(routes),
             control: Mutex::new(Control {

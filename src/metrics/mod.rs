@@ -22,6 +22,7 @@
 //! anything else a caller invents is counted as `other`. So nothing a caller
 //! sends can grow the registry, and no key or key hash ever appears.
 
+mod beacon;
 mod calls;
 mod edge;
 mod filters;
@@ -41,6 +42,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+pub use beacon::BeaconMetrics;
 pub use calls::{CallMetrics, NetworkSeries, Outcome, KNOWN_METHODS};
 pub use edge::{CompressionMetrics, DecodeOutcome, ListenerMetrics, PanicStage, TlsReload};
 pub use filters::{FilterMetrics, FilterRefusal};
@@ -87,6 +89,7 @@ pub struct Families {
     pub hedges: HedgeMetrics,
     pub routes: RouteMetrics,
     pub redis: RedisMetrics,
+    pub beacon: BeaconMetrics,
 }
 
 impl Deref for Metrics {
@@ -120,6 +123,7 @@ impl Metrics {
             hedges: HedgeMetrics::register(r),
             routes: RouteMetrics::register(r),
             redis: RedisMetrics::register(r),
+            beacon: BeaconMetrics::register(r),
             registry,
         }))
     }

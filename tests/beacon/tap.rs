@@ -1,7 +1,9 @@
 //! A faithful pass-through in front of one Lodestar node, for what Lodestar
 //! cannot show by itself: it forwards every request as is and records what
-//! reached it; on demand it answers 503 (a node that is down) or rewrites
-//! `/eth/v1/node/syncing` to say `is_syncing` or `is_optimistic`.
+//! reached it; on demand it answers 503 (a node that is down, or one path
+//! that fails), rewrites `/eth/v1/node/syncing` to say `is_syncing` or
+//! `is_optimistic`, or holds the node's head where it was (`Held`: the
+//! head reads answer what they answered when the hold began).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -23,6 +25,7 @@ pub enum Mode {
     Down = 1,
     Syncing = 2,
     Optimistic = 3,
+    Held = 4,
 }
 
 /// One request that reached the tap.
@@ -31,21 +34,38 @@ pub struct Seen {
     pub path: String,
     pub body: Bytes,
     pub status: u16,
+    /// One of the gateway's health reads (a HEALTH path, no `Accept`: the
+    /// test's own reads send one).
+    health: bool,
 }
 
 pub struct Tap {
     pub url: String,
     mode: Arc<AtomicU8>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    faults: Faults,
 }
 
-/// The gateway's own health reads: not "traffic".
+/// Per-path faults and the held head answers.
+#[derive(Clone, Default)]
+struct Faults {
+    /// Requests whose path starts with this get 503.
+    failing: Arc<Mutex<Option<String>>>,
+    /// Held answers by path (`Mode::Held`).
+    held: Arc<Mutex<Vec<(String, Bytes)>>>,
+}
+
+/// The gateway's own reads of every health round: not "traffic" when they
+/// come without `Accept`. (The genesis and the spec are read once, when the
+/// gateway starts.)
 const HEALTH: &[&str] = &[
     "/eth/v1/node/syncing",
-    "/eth/v1/beacon/genesis",
     "/eth/v1/beacon/headers/head",
-    "/eth/v1/config/spec",
+    "/eth/v1/beacon/headers/finalized",
 ];
+
+/// What a held node answers from the moment the hold began.
+const HELD: &[&str] = &["/eth/v1/node/syncing", "/eth/v1/beacon/headers/head"];
 
 impl Tap {
     pub async fn start(node: &str) -> Tap {
@@ -57,14 +77,29 @@ impl Tap {
             Client::builder(TokioExecutor::new()).build(HttpConnector::new());
         let node = node.to_string();
         let (m, s) = (mode.clone(), seen.clone());
+        let faults = Faults::default();
+        let f = faults.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (client, node, m, s) = (client.clone(), node.clone(), m.clone(), s.clone());
+                let (client, node, m, s, f) = (
+                    client.clone(),
+                    node.clone(),
+                    m.clone(),
+                    s.clone(),
+                    f.clone(),
+                );
                 let service = service_fn(move |req| {
-                    relay(client.clone(), node.clone(), m.clone(), s.clone(), req)
+                    relay(
+                        client.clone(),
+                        node.clone(),
+                        m.clone(),
+                        s.clone(),
+                        f.clone(),
+                        req,
+                    )
                 });
                 tokio::spawn(async move {
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -77,11 +112,18 @@ impl Tap {
             url: format!("http://{addr}"),
             mode,
             seen,
+            faults,
         }
     }
 
     pub fn set(&self, mode: Mode) {
+        self.faults.held.lock().clear();
         self.mode.store(mode as u8, Ordering::SeqCst);
+    }
+
+    /// Requests whose path starts with `prefix` get 503 (`None`: no more).
+    pub fn fail_path(&self, prefix: Option<&str>) {
+        *self.faults.failing.lock() = prefix.map(str::to_string);
     }
 
     pub fn reset(&self) {
@@ -93,7 +135,7 @@ impl Tap {
         self.seen
             .lock()
             .iter()
-            .filter(|s| !HEALTH.contains(&s.path.as_str()))
+            .filter(|s| !s.health)
             .cloned()
             .collect()
     }
@@ -104,6 +146,7 @@ async fn relay(
     node: String,
     mode: Arc<AtomicU8>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    faults: Faults,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let (parts, body) = req.into_parts();
@@ -118,12 +161,30 @@ async fn relay(
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
     let mode = mode.load(Ordering::SeqCst);
+    let health =
+        HEALTH.contains(&path.as_str()) && !parts.headers.contains_key(http::header::ACCEPT);
     let record = |status: u16| Seen {
         path: path.clone(),
         body: body.clone(),
         status,
+        health,
     };
-    if mode == Mode::Down as u8 {
+    let failing = faults
+        .failing
+        .lock()
+        .as_deref()
+        .is_some_and(|p| path.starts_with(p));
+    if mode == Mode::Held as u8 && HELD.contains(&path.as_str()) {
+        let held = faults.held.lock();
+        if let Some((_, body)) = held.iter().find(|(p, _)| *p == path) {
+            seen.lock().push(record(200));
+            let mut r = Response::new(Full::new(body.clone()));
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            return Ok(r);
+        }
+    }
+    if mode == Mode::Down as u8 || failing {
         seen.lock().push(record(503));
         let mut r = Response::new(Full::new(Bytes::from_static(b"down")));
         *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
@@ -153,6 +214,12 @@ async fn relay(
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     seen.lock().push(record(rparts.status.as_u16()));
+    if mode == Mode::Held as u8 && HELD.contains(&path.as_str()) && rparts.status == 200 {
+        let mut held = faults.held.lock();
+        if !held.iter().any(|(p, _)| *p == path) {
+            held.push((path.clone(), rbody.clone()));
+        }
+    }
     if path == "/eth/v1/node/syncing" && mode != Mode::Faithful as u8 {
         let mut v: serde_json::Value = serde_json::from_slice(&rbody).unwrap();
         let key = if mode == Mode::Syncing as u8 {

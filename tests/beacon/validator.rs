@@ -18,7 +18,7 @@
 use std::time::{Duration, Instant};
 
 use crate::chain::{get_bytes, get_json, Chain};
-use crate::{start_gateway, Running, DEVNETS, KEY};
+use crate::{start_gateway_over, Running, DEVNETS, KEY};
 
 /// What the run waits for after the failovers (`RPCGATE_VC_CHECKPOINT`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -122,8 +122,7 @@ async fn validator_client_through_the_gateway() {
     let Some(mut chain) = Chain::start(3).await else {
         return;
     };
-    let urls: Vec<&str> = chain.urls.iter().map(String::as_str).collect();
-    let gw = start_gateway(&urls).await;
+    let gw = start_gateway_over(&chain.urls).await;
     // The key in the base URL: the validator client sends no headers of its own.
     chain.start_validator(&format!("{}/{KEY}", gw.own));
     let watch = chain.urls[0].clone();
