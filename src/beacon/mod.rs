@@ -14,11 +14,14 @@
 //! ([`replay`]) and sent again to a node that becomes eligible later. The
 //! bytes pass through untouched ([`node`]); failures of the gateway's own
 //! are answered in the Beacon API's error form in one place ([`rescue`]).
+//! `/eth/v1/events` is served from one shared stream per topic set
+//! ([`events`]), moved between nodes without a gap.
 //!
 //! It sits below `control` in the module order so that the control plane
 //! can start the networks and report them in `/status`, readiness and
 //! `/metrics`; the edge hands it requests by path.
 
+pub mod events;
 pub mod health;
 pub mod judge;
 mod node;
@@ -41,6 +44,7 @@ use hyper::body::Incoming;
 
 use crate::config::BeaconNetworkConfig;
 use crate::policy::{ClientPolicy, Refusal};
+pub use events::{AnswerBody, EventBody, Events};
 use health::{Health, Snapshot};
 pub use node::{Node, SendCounts};
 use paths::Route;
@@ -57,8 +61,6 @@ pub enum BeaconError {
     NamedClientsOnly,
     #[error("{0}")]
     Policy(Refusal),
-    #[error("{0} is not served by the gateway yet")]
-    NotYet(&'static str),
     #[error("the path is not a valid URL path")]
     BadPath,
     #[error("the request body is larger than {0} bytes")]
@@ -71,6 +73,10 @@ pub enum BeaconError {
     Node(String),
     #[error("a beacon node's answer is larger than {0} bytes")]
     ReplyTooLarge(usize),
+    #[error("{0}")]
+    BadTopics(String),
+    #[error("this network serves at most {0} event streams at once")]
+    TooManyStreams(usize),
 }
 
 /// Subscriptions kept for replay, at most: entries and bytes.
@@ -83,6 +89,7 @@ pub struct BeaconNetwork {
     snapshot: Arc<ArcSwap<Snapshot>>,
     turn: AtomicUsize,
     replay: Arc<Replay>,
+    pub events: Arc<Events>,
     health: tokio::task::JoinHandle<()>,
 }
 
@@ -108,12 +115,14 @@ impl BeaconNetwork {
             .collect();
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::initial(&nodes)));
         let replay = Arc::new(Replay::new(REPLAY_MAX_ENTRIES, REPLAY_MAX_BYTES));
+        let events = Arc::new(Events::new(&config, snapshot.clone()));
         let health = tokio::spawn(run_health(
             Health {
                 nodes,
                 max_lag_slots: config.max_lag_slots,
                 seconds_per_slot: None,
                 round: 0,
+                heads: events.heads.clone(),
             },
             config.poll_interval,
             snapshot.clone(),
@@ -125,6 +134,7 @@ impl BeaconNetwork {
             snapshot,
             turn: AtomicUsize::new(0),
             replay,
+            events,
             health,
         })
     }
@@ -187,6 +197,13 @@ impl BeaconNetworks {
         }
     }
 
+    /// Ends every event stream (the gateway is draining).
+    pub fn close_event_streams(&self) {
+        for net in self.by_name.values() {
+            net.events.close();
+        }
+    }
+
     /// The network and its `/eth/...` path named by a main-listener path
     /// `/<network>/eth/...`.
     pub fn resolve<'p>(&self, path: &'p str) -> Option<(&Arc<BeaconNetwork>, &'p str)> {
@@ -213,11 +230,32 @@ pub async fn serve(
     req: Request<Incoming>,
     api_path: &str,
     limits: BodyLimits,
-) -> Response<Full<Bytes>> {
+) -> Response<AnswerBody> {
     match answer(net, policy, peer, req, api_path, limits).await {
         Ok(response) => response,
-        Err(e) => rescue::answer(&e),
+        Err(e) => rescue::answer(&e).map(AnswerBody::from),
     }
+}
+
+/// A client's event stream (its caller admitted).
+async fn events(
+    net: &BeaconNetwork,
+    query: Option<&str>,
+) -> Result<Response<AnswerBody>, BeaconError> {
+    let body = net.events.open(query).await?;
+    let mut response = Response::new(AnswerBody::Events(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    // Proxies that buffer answers (nginx) pass this one on as it comes.
+    headers.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+    Ok(response)
 }
 
 async fn answer(
@@ -227,12 +265,10 @@ async fn answer(
     req: Request<Incoming>,
     api_path: &str,
     limits: BodyLimits,
-) -> Result<Response<Full<Bytes>>, BeaconError> {
+) -> Result<Response<AnswerBody>, BeaconError> {
     let route = paths::classify(req.method(), api_path);
-    match route {
-        Route::Closed => return Err(BeaconError::Closed),
-        Route::Events => return Err(BeaconError::NotYet("/eth/v1/events")),
-        _ => {}
+    if route == Route::Closed {
+        return Err(BeaconError::Closed);
     }
     let caller = policy
         .identify(peer.ip(), req.headers(), None)
@@ -243,6 +279,9 @@ async fn answer(
     policy
         .check_local(&caller, 1)
         .map_err(BeaconError::Policy)?;
+    if route == Route::Events {
+        return events(net, req.uri().query()).await;
+    }
     let path_and_query = match req.uri().query() {
         Some(q) => format!("{api_path}?{q}"),
         None => api_path.to_string(),
@@ -278,7 +317,7 @@ async fn answer(
         }
         _ => proxy::read(&snapshot, &net.turn, &owned).await?,
     };
-    let mut response = Response::new(Full::new(reply.body));
+    let mut response = Response::new(AnswerBody::from(Full::new(reply.body)));
     *response.status_mut() = reply.status;
     *response.headers_mut() = reply.headers;
     Ok(response)

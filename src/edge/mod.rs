@@ -248,8 +248,7 @@ impl Server {
                 let answer = http::handle(gateway.clone(), peer, req, hold.clone(), Front::Main);
                 async move {
                     let answer = answer.await;
-                    drop(in_flight);
-                    answer
+                    http::hold_while_streaming(answer, in_flight)
                 }
             });
             let Some(tls) = &self.tls else {
@@ -304,6 +303,7 @@ impl Server {
         tracing::info!("stopped accepting; draining open requests");
         // WebSockets say goodbye (1001) and end; HTTP requests finish.
         self.gateway.closing.send_replace(true);
+        self.gateway.beacon().close_event_streams();
         let drained = async {
             tokio::join!(graceful.shutdown(), self.gateway.closing.closed());
         };
@@ -362,8 +362,7 @@ async fn accept_plain(
             let answer = http::handle(gw.clone(), peer, req, hold.clone(), front.clone());
             async move {
                 let answer = answer.await;
-                drop(in_flight);
-                answer
+                http::hold_while_streaming(answer, in_flight)
             }
         });
         let conn = builder

@@ -1,4 +1,4 @@
-//! The Beacon API front against real Lodestar nodes: two nodes of one
+//! The Beacon API front against real Lodestar nodes: two of the three nodes of one
 //! devnet (started once for the whole binary, `devnet`), each behind a
 //! faithful pass-through (`tap`), behind one gateway. The scenarios run in
 //! order inside one test, so the devnet's ~15 s start is paid once:
@@ -13,11 +13,15 @@
 //! - a subscription sent while a node was down is replayed to it when it
 //!   becomes eligible.
 //!
+//! - `/eth/v1/events` (`events`): on a gateway of its own, with the third
+//!   node; last, since it kills a node.
+//!
 //! Skipped, saying so, when Lodestar is not installed (scripts/install-lodestar).
 
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
 mod devnet;
+mod events;
 mod tap;
 
 use std::sync::Arc;
@@ -137,7 +141,7 @@ async fn wait_eligible(gw: &Running, what: &str, ok: impl Fn(&[String]) -> bool)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beacon_gateway_over_lodestar() {
-    let Some(devnet) = Devnet::start(2) else {
+    let Some(devnet) = Devnet::start(3) else {
         return;
     };
     let taps = [
@@ -153,6 +157,7 @@ async fn beacon_gateway_over_lodestar() {
     unhealthy_node_gets_no_traffic(&gw, &taps, Mode::Optimistic).await;
     publish_reaches_every_eligible_node(&gw, &taps).await;
     subscription_is_replayed_to_a_node_that_joins(&gw, &taps).await;
+    events::scenarios(&devnet).await;
 }
 
 /// Reads through the gateway (both listeners) against the same read of node 1 directly.
@@ -262,9 +267,9 @@ async fn closed_paths(gw: &Running, taps: &[Tap; 2]) {
             403,
         ),
         (
-            format!("{}/eth/v1/events?topics=head", gw.main),
+            format!("{}/eth/v1/events?topics=head&topics=heads", gw.main),
             Some(KEY),
-            501,
+            400,
         ),
     ];
     for (url, key, status) in cases {
