@@ -121,7 +121,7 @@ async fn start(urls: &[&String]) -> EventsGateway {
     // request_timeout: a hung node is found unreachable after 6 s, over a slot
     // (4 s): the move leaves a gap the fill must close.
     let yaml = format!(
-        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\npolicy:\n  max_connections_per_ip: 5000\nnetworks:\n  ev:\n    kind: beacon\n    poll_interval: 200ms\n    request_timeout: 6s\n    events:\n      keepalive: 1s\n    upstreams:\n{ups}"
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\npolicy:\n  max_connections_per_ip: 5000\n  anonymous:\n    limits: {{ requests_per_second: 100000, burst: 100000 }}\nnetworks:\n  ev:\n    kind: beacon\n    poll_interval: 200ms\n    request_timeout: 6s\n    events:\n      keepalive: 1s\n    upstreams:\n{ups}"
     );
     let config = rpcgate::config::Config::from_yaml(&yaml).unwrap();
     let server = rpcgate::edge::Server::bind(&config).await.unwrap();
@@ -217,7 +217,8 @@ async fn as_the_node_streams(gw: &EventsGateway, devnet: &Devnet, client: &mut S
         let mut heads = 0;
         while heads < 3 {
             match stream.next(WAIT).await {
-                Item::Comment => comments += usize::from(i == 1),
+                // The first comment comes with the headers; later ones are keep-alives.
+                Item::Comment => comments += usize::from(i == 1 && !seen[1].is_empty()),
                 Item::Event { topic, data } => {
                     let v: Value = serde_json::from_str(&data).unwrap();
                     let slot: u64 = v["slot"].as_str().unwrap().parse().unwrap();
