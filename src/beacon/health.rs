@@ -4,8 +4,11 @@
 //! lock.
 //!
 //! Per node and round: `/eth/v1/node/syncing` (`is_syncing`,
-//! `is_optimistic`, `el_offline` when the node has it), the head from
-//! `/eth/v1/beacon/headers/head` (slot and root), and once, until read,
+//! `is_optimistic`, `el_offline` when the node has it), the head from the
+//! node's own `head` events when an event stream of the gateway comes from
+//! it and its last head event is at most two slots old
+//! ([`super::events::heads`]), else from `/eth/v1/beacon/headers/head`
+//! (slot and root), and once, until read,
 //! `/eth/v1/beacon/genesis` (the root every node must share and the
 //! genesis time) and `SECONDS_PER_SLOT` from `/eth/v1/config/spec` (the
 //! wall clock a head may not pass). The finalized block's slot
@@ -19,6 +22,7 @@ use arc_swap::ArcSwap;
 use futures_util::future::join_all;
 use serde_json::Value;
 
+use super::events::heads::{Heads, SseHead};
 use super::judge::{self, Ineligible, NodeReading};
 use super::node::Node;
 use super::BeaconError;
@@ -88,7 +92,7 @@ fn quantity(v: &Value) -> Option<u64> {
 }
 
 /// Reads one node for one round, keeping what is read once from `last`.
-async fn read(node: &Node, last: &NodeReading) -> NodeReading {
+async fn read(node: &Node, last: &NodeReading, streamed: Option<SseHead>) -> NodeReading {
     let mut r = NodeReading {
         genesis: last.genesis.clone(),
         genesis_time: last.genesis_time,
@@ -105,6 +109,11 @@ async fn read(node: &Node, last: &NodeReading) -> NodeReading {
         r.optimistic = s["is_optimistic"].as_bool().unwrap_or(false);
         r.el_offline = s["el_offline"].as_bool().unwrap_or(false);
         r.head_slot = quantity(&s["head_slot"]);
+        if let Some(head) = streamed {
+            r.head_slot = Some(head.slot);
+            r.head_root = Some(head.root);
+            return Ok(());
+        }
         let h = node.get_data("/eth/v1/beacon/headers/head").await?;
         if let Some(slot) = quantity(&h["header"]["message"]["slot"]) {
             r.head_slot = Some(slot);
@@ -129,6 +138,8 @@ pub struct Health {
     pub max_lag_slots: u64,
     pub seconds_per_slot: Option<u64>,
     pub round: u64,
+    /// The nodes' heads from their event streams.
+    pub heads: Arc<Heads>,
 }
 
 impl Health {
@@ -136,11 +147,20 @@ impl Health {
     /// nodes that became eligible in this round.
     pub async fn round(&mut self, published: &ArcSwap<Snapshot>) -> Vec<Arc<Node>> {
         let last = published.load_full();
+        // A streamed head older than two slots (empty slots, a stalled
+        // stream) is not trusted: the node is asked.
+        let max_age = self
+            .seconds_per_slot
+            .map(|s| std::time::Duration::from_secs(2 * s));
         let reads = self
             .nodes
             .iter()
             .zip(&last.nodes)
-            .map(|(n, v)| read(n, &v.reading));
+            .enumerate()
+            .map(|(i, (n, v))| {
+                let streamed = max_age.and_then(|age| self.heads.fresh(i, age));
+                read(n, &v.reading, streamed)
+            });
         let readings: Vec<NodeReading> = join_all(reads).await;
         if self.seconds_per_slot.is_none() {
             self.seconds_per_slot = self.spec_seconds_per_slot(&readings).await;

@@ -18,6 +18,8 @@
 //! of the gateway's own are answered in the Beacon API's error form in one
 //! place ([`rescue`]). Each request is counted by path group and outcome
 //! ([`counts`]).
+//! `/eth/v1/events` is served from one shared stream per topic set
+//! ([`events`]), moved between nodes without a gap.
 //!
 //! It sits below `control` in the module order so that the control plane
 //! can start the networks and report them in `/status`, readiness and
@@ -26,6 +28,7 @@
 mod cache;
 mod choose;
 mod counts;
+pub mod events;
 pub mod health;
 pub mod judge;
 mod node;
@@ -53,6 +56,7 @@ use crate::policy::{ClientPolicy, Refusal};
 use cache::AnswerCache;
 use choose::HeadFloors;
 use counts::{Outcome, Series};
+pub use events::{AnswerBody, EventBody, Events};
 use health::{Health, Snapshot};
 pub use node::{Node, SendCounts};
 use paths::{Group, Route};
@@ -69,8 +73,6 @@ pub enum BeaconError {
     NamedClientsOnly,
     #[error("{0}")]
     Policy(Refusal),
-    #[error("{0} is not served by the gateway yet")]
-    NotYet(&'static str),
     #[error("the path is not a valid URL path")]
     BadPath,
     #[error("the request body is larger than {0} bytes")]
@@ -85,6 +87,10 @@ pub enum BeaconError {
     Node(String),
     #[error("a beacon node's answer is larger than {0} bytes")]
     ReplyTooLarge(usize),
+    #[error("{0}")]
+    BadTopics(String),
+    #[error("this network serves at most {0} event streams at once")]
+    TooManyStreams(usize),
 }
 
 /// Subscriptions kept for replay, at most: entries and bytes.
@@ -104,6 +110,7 @@ pub struct BeaconNetwork {
     cache: AnswerCache,
     floors: HeadFloors,
     series: Series,
+    pub events: Arc<Events>,
     health: tokio::task::JoinHandle<()>,
 }
 
@@ -129,12 +136,14 @@ impl BeaconNetwork {
             .collect();
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::initial(&nodes)));
         let replay = Arc::new(Replay::new(REPLAY_MAX_ENTRIES, REPLAY_MAX_BYTES));
+        let events = Arc::new(Events::new(&config, snapshot.clone()));
         let health = tokio::spawn(run_health(
             Health {
                 nodes,
                 max_lag_slots: config.max_lag_slots,
                 seconds_per_slot: None,
                 round: 0,
+                heads: events.heads.clone(),
             },
             config.poll_interval,
             snapshot.clone(),
@@ -149,6 +158,7 @@ impl BeaconNetwork {
             replay,
             cache: AnswerCache::new(CACHE_MAX_BYTES),
             floors: HeadFloors::new(HEAD_FLOORS_MAX_CLIENTS),
+            events,
             health,
         })
     }
@@ -211,6 +221,13 @@ impl BeaconNetworks {
         }
     }
 
+    /// Ends every event stream (the gateway is draining).
+    pub fn close_event_streams(&self) {
+        for net in self.by_name.values() {
+            net.events.close();
+        }
+    }
+
     /// The network and the rest of the path named by a main-listener path
     /// `/<network>/eth/...` or `/<network>/<key>/eth/...` (see [`split_key`]).
     pub fn resolve<'p>(&self, path: &'p str) -> Option<(&Arc<BeaconNetwork>, &'p str)> {
@@ -253,7 +270,7 @@ pub async fn serve(
     req: Request<Incoming>,
     api_path: &str,
     limits: BodyLimits,
-) -> Response<Full<Bytes>> {
+) -> Response<AnswerBody> {
     let started = Instant::now();
     let (path_key, api_path) = split_key(api_path).unwrap_or((None, api_path));
     let route = paths::classify(req.method(), api_path);
@@ -268,7 +285,7 @@ pub async fn serve(
             let outcome = Outcome::of_status(response.status());
             (response, outcome)
         }
-        Err(e) => (rescue::answer(&e), Outcome::of_error(&e)),
+        Err(e) => (rescue::answer(&e).map(AnswerBody::from), Outcome::of_error(&e)),
     };
     net.series.count(group, outcome, started.elapsed());
     response
@@ -282,6 +299,27 @@ struct Asked<'a> {
     route: Route,
 }
 
+/// A client's event stream (its caller admitted).
+async fn events(
+    net: &BeaconNetwork,
+    query: Option<&str>,
+) -> Result<Response<AnswerBody>, BeaconError> {
+    let body = net.events.open(query).await?;
+    let mut response = Response::new(AnswerBody::Events(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    // Proxies that buffer answers (nginx) pass this one on as it comes.
+    headers.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+    Ok(response)
+}
+
 async fn answer(
     net: &BeaconNetwork,
     policy: &ClientPolicy,
@@ -289,16 +327,14 @@ async fn answer(
     req: Request<Incoming>,
     asked: Asked<'_>,
     limits: BodyLimits,
-) -> Result<Response<Full<Bytes>>, BeaconError> {
+) -> Result<Response<AnswerBody>, BeaconError> {
     let Asked {
         api_path,
         path_key,
         route,
     } = asked;
-    match route {
-        Route::Closed => return Err(BeaconError::Closed),
-        Route::Events => return Err(BeaconError::NotYet("/eth/v1/events")),
-        _ => {}
+    if route == Route::Closed {
+        return Err(BeaconError::Closed);
     }
     let caller = policy
         .identify(peer.ip(), req.headers(), path_key)
@@ -311,6 +347,9 @@ async fn answer(
         .charge(&caller, 1)
         .await
         .map_err(BeaconError::Policy)?;
+    if route == Route::Events {
+        return events(net, req.uri().query()).await;
+    }
     let path_and_query = match req.uri().query() {
         Some(q) => format!("{api_path}?{q}"),
         None => api_path.to_string(),
@@ -351,7 +390,7 @@ async fn answer(
         }
         _ => reads::read(net, &snapshot, &caller.bucket(), api_path, &owned).await?,
     };
-    let mut response = Response::new(Full::new(reply.body));
+    let mut response = Response::new(AnswerBody::from(Full::new(reply.body)));
     *response.status_mut() = reply.status;
     *response.headers_mut() = reply.headers;
     Ok(response)

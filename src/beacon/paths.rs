@@ -36,7 +36,7 @@ pub enum Route {
     Publish,
     /// Sent to every node and replayed to a node that becomes eligible.
     Subscribe,
-    /// `/eth/v1/events`: not served yet.
+    /// `/eth/v1/events`: a client's event stream (see `super::events`).
     Events,
     /// Not open through the gateway.
     Closed,

@@ -22,8 +22,8 @@ fn status(e: &BeaconError) -> StatusCode {
             | Refusal::LimiterUnavailable
             | Refusal::TooManyConnections,
         ) => StatusCode::TOO_MANY_REQUESTS,
-        BeaconError::NotYet(_) => StatusCode::NOT_IMPLEMENTED,
-        BeaconError::BadPath => StatusCode::BAD_REQUEST,
+        BeaconError::BadPath | BeaconError::BadTopics(_) => StatusCode::BAD_REQUEST,
+        BeaconError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
         BeaconError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         BeaconError::BodyRead => StatusCode::BAD_REQUEST,
         BeaconError::NoEligibleNode | BeaconError::HeadBehindClient => {

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use serde_json::{json, Value};
 
 use super::Gateway;
+use crate::beacon::events::Counts as EventCounts;
 use crate::beacon::SendCounts;
 use crate::metrics::state::{self, Scrape};
 
@@ -92,6 +93,7 @@ pub(super) fn read_state(gateway: &Gateway, out: &mut Scrape) {
         }
         let eligible = snap.eligible().count() as f64;
         out.sample(&state::BEACON_ELIGIBLE_NODES, &labels, eligible);
+        events(out, &labels, &gateway.beacon().by_name[name].events.counts);
     }
 }
 
@@ -108,4 +110,34 @@ fn sends(out: &mut Scrape, node: &[&str; 2], kind: &str, counts: &SendCounts) {
             n.load(Ordering::Relaxed) as f64,
         );
     }
+}
+
+/// The event stream families of one network.
+fn events(out: &mut Scrape, labels: &[&str; 1], counts: &EventCounts) {
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let streams = counts.clients.load(Ordering::Relaxed) as f64;
+    out.sample(&state::BEACON_EVENT_STREAMS, labels, streams);
+    let upstreams = counts.upstreams.load(Ordering::Relaxed) as f64;
+    out.sample(&state::BEACON_EVENT_UPSTREAMS, labels, upstreams);
+    out.sample(&state::BEACON_EVENT_MOVES_TOTAL, labels, n(&counts.moves));
+    out.sample(
+        &state::BEACON_EVENTS_DELIVERED_TOTAL,
+        labels,
+        n(&counts.delivered),
+    );
+    out.sample(
+        &state::BEACON_EVENTS_DROPPED_TOTAL,
+        labels,
+        n(&counts.dropped),
+    );
+    out.sample(
+        &state::BEACON_EVENT_CLIENTS_CUT_TOTAL,
+        labels,
+        n(&counts.cut),
+    );
+    out.sample(
+        &state::BEACON_EVENTS_FILLED_TOTAL,
+        labels,
+        n(&counts.filled),
+    );
 }

@@ -40,7 +40,8 @@ use crate::jsonrpc::{error_response, Id};
 use crate::memory;
 use crate::metrics::CompressionMetrics;
 
-pub(super) type Body = Full<Bytes>;
+/// Whole answers, or a beacon network's event stream.
+pub(super) type Body = crate::beacon::AnswerBody;
 
 pub(super) async fn handle(
     gateway: Arc<Gateway>,
@@ -99,6 +100,21 @@ pub(super) async fn handle(
     }
     gateway.metrics().listener.http_response(response.status());
     Ok(response)
+}
+
+/// An event stream keeps its request in flight while it is open (the
+/// connection is not idle; the write deadline still applies); any other
+/// answer ends it now.
+pub(super) fn hold_while_streaming(
+    mut answer: Result<Response<Body>, Infallible>,
+    in_flight: super::lifetimes::InFlight,
+) -> Result<Response<Body>, Infallible> {
+    if let Ok(response) = &mut answer {
+        if let Body::Events(events) = response.body_mut() {
+            events.hold(Box::new(in_flight));
+        }
+    }
+    answer
 }
 
 /// The beacon network a request is for, and its `/eth/...` path: every
@@ -367,7 +383,7 @@ fn json_content_type(value: Option<&HeaderValue>) -> bool {
 }
 
 pub(super) fn json(status: StatusCode, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(Body::from(Full::new(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -377,7 +393,7 @@ pub(super) fn json(status: StatusCode, body: Bytes) -> Response<Body> {
 }
 
 fn empty(status: StatusCode) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::new()));
+    let mut response = Response::new(Body::default());
     *response.status_mut() = status;
     response
 }

@@ -222,6 +222,7 @@ impl Server {
             tracing::info!("stopped accepting; draining open requests");
             // WebSockets say goodbye (1001) and end; HTTP requests finish.
             self.gateway.closing.send_replace(true);
+            self.gateway.beacon().close_event_streams();
         };
         match self.settings.runtime {
             RuntimeLayout::Shared => {
@@ -338,8 +339,7 @@ pub(crate) async fn accept_main(
             let answer = http::handle(gateway.clone(), peer, req, hold.clone(), Front::Main);
             async move {
                 let answer = answer.await;
-                drop(in_flight);
-                answer
+                http::hold_while_streaming(answer, in_flight)
             }
         });
         let Some(acceptor) = tls else {
@@ -428,8 +428,7 @@ async fn accept_plain(
             let answer = http::handle(gw.clone(), peer, req, hold.clone(), front.clone());
             async move {
                 let answer = answer.await;
-                drop(in_flight);
-                answer
+                http::hold_while_streaming(answer, in_flight)
             }
         });
         let conn = builder

@@ -240,6 +240,49 @@ pub const BEACON_ELIGIBLE_NODES: StateMetric = StateMetric {
     labels: NETWORK,
 };
 
+pub const BEACON_EVENT_STREAMS: StateMetric = StateMetric {
+    name: "rpcgate_beacon_event_streams",
+    kind: Kind::Gauge,
+    help: "Client event streams (/eth/v1/events) open.",
+    labels: NETWORK,
+};
+pub const BEACON_EVENT_UPSTREAMS: StateMetric = StateMetric {
+    name: "rpcgate_beacon_event_upstreams",
+    kind: Kind::Gauge,
+    help: "Event streams open to beacon nodes (one per distinct topic set, shared by its clients).",
+    labels: NETWORK,
+};
+pub const BEACON_EVENT_MOVES_TOTAL: StateMetric = StateMetric {
+    name: "rpcgate_beacon_event_moves_total",
+    kind: Kind::Counter,
+    help: "Event streams moved to another beacon node (its node failed, stopped being eligible or fell behind).",
+    labels: NETWORK,
+};
+pub const BEACON_EVENTS_DELIVERED_TOTAL: StateMetric = StateMetric {
+    name: "rpcgate_beacon_events_delivered_total",
+    kind: Kind::Counter,
+    help: "Events handed to client streams (one per client).",
+    labels: NETWORK,
+};
+pub const BEACON_EVENTS_DROPPED_TOTAL: StateMetric = StateMetric {
+    name: "rpcgate_beacon_events_dropped_total",
+    kind: Kind::Counter,
+    help: "Events lost by clients too far behind (their streams were cut).",
+    labels: NETWORK,
+};
+pub const BEACON_EVENT_CLIENTS_CUT_TOTAL: StateMetric = StateMetric {
+    name: "rpcgate_beacon_event_clients_cut_total",
+    kind: Kind::Counter,
+    help: "Client event streams cut for being more than events.client_queue events behind.",
+    labels: NETWORK,
+};
+pub const BEACON_EVENTS_FILLED_TOTAL: StateMetric = StateMetric {
+    name: "rpcgate_beacon_events_filled_total",
+    kind: Kind::Counter,
+    help: "Events read from a beacon node's REST API to fill the gap of a move.",
+    labels: NETWORK,
+};
+
 pub const ALL: &[&StateMetric] = &[
     &BEACON_NODE_SLOT,
     &BEACON_NODE_LAG_SLOTS,
@@ -250,6 +293,13 @@ pub const ALL: &[&StateMetric] = &[
     &BEACON_SENDS_TOTAL,
     &BEACON_AGREED_SLOT,
     &BEACON_ELIGIBLE_NODES,
+    &BEACON_EVENT_STREAMS,
+    &BEACON_EVENT_UPSTREAMS,
+    &BEACON_EVENT_MOVES_TOTAL,
+    &BEACON_EVENTS_DELIVERED_TOTAL,
+    &BEACON_EVENTS_DROPPED_TOTAL,
+    &BEACON_EVENT_CLIENTS_CUT_TOTAL,
+    &BEACON_EVENTS_FILLED_TOTAL,
     &BACKEND_HEAD,
     &BACKEND_LAG_BLOCKS,
     &BACKEND_ELIGIBLE,

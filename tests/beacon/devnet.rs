@@ -69,11 +69,26 @@ impl Devnet {
     }
 }
 
+impl Devnet {
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`) to node `i` (1-based).
+    pub fn signal(&self, i: usize, signal: &str) {
+        let pid = std::fs::read_to_string(self.work.path().join(format!("n{i}/pid"))).unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.trim())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} node {i}");
+    }
+}
+
 impl Drop for Devnet {
     fn drop(&mut self) {
         for i in 1..=self.urls.len() {
             let pid = self.work.path().join(format!("n{i}/pid"));
             if let Ok(pid) = std::fs::read_to_string(pid) {
+                // A stopped node takes no TERM until continued.
+                let _ = Command::new("kill").arg("-CONT").arg(pid.trim()).status();
                 let _ = Command::new("kill").arg(pid.trim()).status();
             }
         }

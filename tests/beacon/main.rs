@@ -1,4 +1,4 @@
-//! The Beacon API front against real Lodestar nodes: two nodes of one
+//! The Beacon API front against real Lodestar nodes: two of the three nodes of one
 //! devnet (started once for the whole binary, `devnet`), each behind a
 //! faithful pass-through (`tap`), behind one gateway. The scenarios run in
 //! order inside one test, so the devnet's ~15 s start is paid once:
@@ -23,12 +23,16 @@
 //! - a client over its rate limit is refused (429); requests are counted per
 //!   path group and outcome.
 //!
+//! - `/eth/v1/events` (`events`): on a gateway of its own, with the third
+//!   node; last, since it kills a node.
+//!
 //! Skipped, saying so, when Lodestar is not installed (scripts/install-lodestar).
 
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
 mod chain;
 mod devnet;
+mod events;
 mod latency;
 mod routing;
 mod tap;
@@ -177,7 +181,7 @@ async fn wait_eligible(gw: &Running, what: &str, ok: impl Fn(&[String]) -> bool)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beacon_gateway_over_lodestar() {
     let _one_devnet_at_a_time = DEVNETS.lock().await;
-    let Some(devnet) = Devnet::start(2) else {
+    let Some(devnet) = Devnet::start(3) else {
         return;
     };
     let taps = [
@@ -197,6 +201,7 @@ async fn beacon_gateway_over_lodestar() {
     routing::what_cannot_change_is_read_once(&gw, &taps, &devnet).await;
     routing::production_is_retried_only_within_its_slot(&gw, &taps).await;
     routing::client_limits_and_request_metrics(&gw).await;
+    events::scenarios(&devnet).await;
 }
 
 /// Reads through the gateway (both listeners) against the same read of node 1 directly.
@@ -352,9 +357,9 @@ async fn closed_paths(gw: &Running, taps: &[Tap; 2]) {
             403,
         ),
         (
-            format!("{}/eth/v1/events?topics=head", gw.main),
+            format!("{}/eth/v1/events?topics=head&topics=heads", gw.main),
             Some(KEY),
-            501,
+            400,
         ),
     ];
     for (url, key, status) in cases {

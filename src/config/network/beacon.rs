@@ -56,6 +56,27 @@ pub struct BeaconNetworkConfig {
     pub request_timeout: Duration,
     pub max_response_bytes: usize,
     pub upstreams: Vec<BeaconNodeConfig>,
+    pub events: BeaconEventsConfig,
+}
+
+/// `events:` of a beacon network: the event streams it serves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BeaconEventsConfig {
+    /// A comment line sent on a client's stream when nothing else was, so
+    /// proxies do not cut an idle stream.
+    pub keepalive: Duration,
+    /// Client streams open at once in this network; one more is refused (429).
+    pub max_streams: usize,
+    /// Events one client may be behind; a client further behind is cut.
+    pub client_queue: usize,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::config) struct RawEvents {
+    pub keepalive: Option<String>,
+    pub max_streams: Option<u64>,
+    pub client_queue: Option<u64>,
 }
 
 /// One beacon node: `upstreams[i]` of a beacon network.
@@ -75,6 +96,10 @@ impl Defaults {
     const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
     /// A mainnet state as JSON is far larger; states are debug reads, closed by default.
     const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+    const EVENTS_KEEPALIVE: Duration = Duration::from_secs(15);
+    const EVENTS_MAX_STREAMS: u64 = 10_000;
+    /// Events of a few slots at mainnet rates of `head`, `block` and the rest.
+    const EVENTS_CLIENT_QUEUE: u64 = 256;
 }
 
 /// Checks a `kind: beacon` network.
@@ -102,10 +127,32 @@ pub(in crate::config) fn validate(
         ("routes", raw.routes.is_some()),
         ("hedge", raw.hedge.is_some()),
     ];
+    let raw_events = raw.events.unwrap_or_default();
+    let events = BeaconEventsConfig {
+        keepalive: c.duration(
+            &at("events.keepalive"),
+            raw_events.keepalive.as_deref(),
+            Defaults::EVENTS_KEEPALIVE,
+        ),
+        max_streams: c.range(
+            &at("events.max_streams"),
+            raw_events.max_streams,
+            Defaults::EVENTS_MAX_STREAMS,
+            1,
+            1_000_000,
+        ) as usize,
+        client_queue: c.range(
+            &at("events.client_queue"),
+            raw_events.client_queue,
+            Defaults::EVENTS_CLIENT_QUEUE,
+            1,
+            65_536,
+        ) as usize,
+    };
     for (key, _) in execution_only.iter().filter(|(_, given)| *given) {
         c.fail(
             at(key),
-            "is a key of execution (JSON-RPC) networks; a beacon network has kind, listen, max_lag_slots, poll_interval, request_timeout, max_response_bytes and upstreams",
+            "is a key of execution (JSON-RPC) networks; a beacon network has kind, listen, max_lag_slots, poll_interval, request_timeout, max_response_bytes, events and upstreams",
         );
     }
     let listen = raw
@@ -156,6 +203,7 @@ pub(in crate::config) fn validate(
             1 << 32,
         ) as usize,
         upstreams,
+        events,
     }
 }
 

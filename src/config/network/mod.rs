@@ -22,7 +22,7 @@ use super::error::Checks;
 use super::MethodPattern;
 
 pub(super) use beacon::{validate as validate_beacon, NetworkKind};
-pub use beacon::{BeaconNetworkConfig, BeaconNodeConfig};
+pub use beacon::{BeaconEventsConfig, BeaconNetworkConfig, BeaconNodeConfig};
 pub use cache::{CacheConfig, CACHE_CANON_WINDOW};
 pub use filters::{FiltersConfig, ReadYourWritesConfig};
 pub use head::HeadConfig;
@@ -41,6 +41,8 @@ pub(super) struct RawNetwork {
     pub max_lag_slots: Option<u64>,
     /// Beacon networks only.
     pub poll_interval: Option<String>,
+    /// Beacon networks only: `/eth/v1/events`.
+    pub events: Option<beacon::RawEvents>,
     pub chain_id: Option<u64>,
     #[serde(default)]
     pub default: bool,
@@ -165,6 +167,7 @@ pub(super) fn validate(
         ("listen", raw.listen.is_some()),
         ("max_lag_slots", raw.max_lag_slots.is_some()),
         ("poll_interval", raw.poll_interval.is_some()),
+        ("events", raw.events.is_some()),
     ];
     for (key, _) in beacon_only.iter().filter(|(_, given)| *given) {
         c.fail(

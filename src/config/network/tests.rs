@@ -315,3 +315,30 @@ fn beacon_network_mistakes_are_named_by_key() {
     );
     assert_eq!(err_path(&none), "networks.mainnet-beacon.upstreams");
 }
+
+#[test]
+fn beacon_events_keys() {
+    let c = Config::from_yaml(BEACON).unwrap();
+    let e = c.beacon[0].events;
+    assert_eq!(e.keepalive, std::time::Duration::from_secs(15));
+    assert_eq!((e.max_streams, e.client_queue), (10_000, 256));
+    let set = BEACON.replace(
+        "max_lag_slots: 2",
+        "max_lag_slots: 2\n    events: { keepalive: 5s, max_streams: 9, client_queue: 16 }",
+    );
+    let e = Config::from_yaml(&set).unwrap().beacon[0].events;
+    assert_eq!(e.keepalive, std::time::Duration::from_secs(5));
+    assert_eq!((e.max_streams, e.client_queue), (9, 16));
+    let zero = set.replace("client_queue: 16", "client_queue: 0");
+    assert_eq!(
+        err_path(&zero),
+        "networks.mainnet-beacon.events.client_queue"
+    );
+    let unknown = set.replace("client_queue: 16", "queue: 16");
+    assert!(Config::from_yaml(&unknown).is_err());
+    let execution = BEACON.replace(
+        "    chain_id: 1\n",
+        "    chain_id: 1\n    events: { keepalive: 5s }\n",
+    );
+    assert_eq!(err_path(&execution), "networks.mainnet.events");
+}
