@@ -69,6 +69,7 @@ fn network(n: usize) -> NetworkView {
         network: "bench".into(),
         max_lag: 2,
         watchdog: Duration::from_secs(10),
+        catch_up: Duration::from_secs(2),
     };
     view::build(
         states,
