@@ -29,9 +29,12 @@ async fn at_fork() -> (Fleet, Vec<Tap>, Gw, Checkpoint) {
         .enumerate()
         .map(|(i, t)| up(&format!("r{i}"), t.url(), None))
         .collect();
+    // `REORG_READS_CATCH_UP=1ms` switches the hold and the wait off (as
+    // good as), to see both tests fail.
+    let catch_up = std::env::var("REORG_READS_CATCH_UP").unwrap_or_else(|_| "60s".into());
     let y = with_cache(&yaml(fleet.chain_id(), &ups, ""), &["enabled: false"]).replace(
         "      probe_timeout: 1s\n",
-        "      probe_timeout: 1s\n      catch_up_wait: 60s\n",
+        &format!("      probe_timeout: 1s\n      catch_up_wait: {catch_up}\n"),
     );
     let gw = start_gateway(&y).await;
     wait_synced(&gw, 3, height).await;
