@@ -9,6 +9,7 @@
 pub mod agree;
 pub mod chain;
 mod client;
+mod lean;
 pub mod discovery;
 pub mod head;
 pub mod latency;
