@@ -28,11 +28,11 @@ use bytes::Bytes;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use super::latency::PeakEwma;
-use post::Transport;
 use super::tls::{self, Connector, UpstreamStream};
 use crate::config::{UpstreamConfig, UpstreamTier};
 use crate::jsonrpc::Reply;
 use crate::metrics::{Metrics, UpstreamOutcome, UpstreamSeries};
+use post::Transport;
 
 pub(super) mod batch;
 mod doubt;

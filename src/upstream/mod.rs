@@ -9,10 +9,10 @@
 pub mod agree;
 pub mod chain;
 mod client;
-mod lean;
 pub mod discovery;
 pub mod head;
 pub mod latency;
+mod lean;
 mod newheads;
 mod pool;
 mod reasons;

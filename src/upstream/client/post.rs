@@ -108,4 +108,3 @@ async fn read_reply(
     };
     Ok((body, held))
 }
-

@@ -95,7 +95,11 @@ impl LeanPool {
     /// POSTs `body` and reads the answer whole, at most `max_reply` bytes
     /// of body against the answer budget; a 5xx or 429 is
     /// [`UpstreamError::Status`] without reading its body.
-    pub(super) async fn post(&self, body: &[u8], max_reply: usize) -> Result<Answer, UpstreamError> {
+    pub(super) async fn post(
+        &self,
+        body: &[u8],
+        max_reply: usize,
+    ) -> Result<Answer, UpstreamError> {
         let mut digits = [0u8; 20];
         let len = decimal(body.len() as u64, &mut digits);
         let parts = [&self.head[..], len, b"\r\n\r\n", body];
@@ -110,7 +114,9 @@ impl LeanPool {
                 // closed, and the request surely not received. Another one.
                 Err((0, _)) if reused => continue,
                 Err((_, e)) => {
-                    return Err(UpstreamError::Transport(format!("writing the request: {e}")))
+                    return Err(UpstreamError::Transport(format!(
+                        "writing the request: {e}"
+                    )))
                 }
             }
         };
@@ -204,7 +210,9 @@ fn encode_head(url: &http::Uri, headers: &http::HeaderMap) -> Box<[u8]> {
     for (name, value) in headers {
         if matches!(
             *name,
-            http::header::CONTENT_LENGTH | http::header::TRANSFER_ENCODING | http::header::CONNECTION
+            http::header::CONTENT_LENGTH
+                | http::header::TRANSFER_ENCODING
+                | http::header::CONNECTION
         ) {
             continue;
         }

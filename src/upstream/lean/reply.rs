@@ -74,7 +74,8 @@ pub(super) async fn read(
         return Err(UpstreamError::Status(status.as_u16()));
     }
     let mut held = memory::answers().empty();
-    let no_body = status == http::StatusCode::NO_CONTENT || status == http::StatusCode::NOT_MODIFIED;
+    let no_body =
+        status == http::StatusCode::NO_CONTENT || status == http::StatusCode::NOT_MODIFIED;
     let (body, clean_end) = match head.framing {
         _ if no_body => (Bytes::new(), buf.len() == head.len),
         Framing::Length(n) => read_length(tcp, buf, head.len, n, max, &mut held).await?,
@@ -124,8 +125,8 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, UpstreamError> {
         Err(e) => return Err(transport(format!("malformed answer head: {e}"))),
     };
     let code = response.code.unwrap_or(0);
-    let status = http::StatusCode::from_u16(code)
-        .map_err(|_| transport(format!("answer status {code}")))?;
+    let status =
+        http::StatusCode::from_u16(code).map_err(|_| transport(format!("answer status {code}")))?;
     if status == http::StatusCode::SWITCHING_PROTOCOLS {
         return Err(transport("the backend switched protocols"));
     }
@@ -135,8 +136,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, UpstreamError> {
     let mut chunked = false;
     for h in response.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            let n = parse_length(h.value)
-                .ok_or_else(|| transport("malformed Content-Length"))?;
+            let n = parse_length(h.value).ok_or_else(|| transport("malformed Content-Length"))?;
             if length.is_some_and(|before| before != n) {
                 return Err(transport("conflicting Content-Length headers"));
             }
@@ -204,7 +204,9 @@ async fn read_length(
     if n > max {
         return Err(UpstreamError::TooLarge(max));
     }
-    held.grow(n).await.map_err(|_| UpstreamError::MemoryBudget)?;
+    held.grow(n)
+        .await
+        .map_err(|_| UpstreamError::MemoryBudget)?;
     let have = &buf[start..];
     if have.len() >= n {
         return Ok((Bytes::copy_from_slice(&have[..n]), have.len() == n));
@@ -218,7 +220,11 @@ async fn read_length(
 }
 
 /// Reads more into `buf`, after dropping its first `*pos` bytes (used).
-async fn more(tcp: &mut TcpStream, buf: &mut Vec<u8>, pos: &mut usize) -> Result<(), UpstreamError> {
+async fn more(
+    tcp: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    pos: &mut usize,
+) -> Result<(), UpstreamError> {
     if *pos > 0 {
         buf.drain(..*pos);
         *pos = 0;
@@ -261,7 +267,9 @@ async fn read_chunked(
             .ok()
             .filter(|s| body.len().saturating_add(*s) <= max)
             .ok_or(UpstreamError::TooLarge(max))?;
-        held.grow(size).await.map_err(|_| UpstreamError::MemoryBudget)?;
+        held.grow(size)
+            .await
+            .map_err(|_| UpstreamError::MemoryBudget)?;
         let have = (buf.len() - pos).min(size);
         body.extend_from_slice(&buf[pos..pos + have]);
         pos += have;
@@ -316,20 +324,24 @@ async fn read_to_end(
     held.grow(body.len())
         .await
         .map_err(|_| UpstreamError::MemoryBudget)?;
-    let mut chunk = [0u8; 8192];
     loop {
+        // Read into the body itself: a buffer on the stack would be held
+        // across the await, and every move of the call's future copies it.
+        let before = body.len();
+        body.reserve(8192);
         let n = tcp
-            .read(&mut chunk)
+            .read_buf(&mut body)
             .await
             .map_err(|e| transport(format!("reading the answer body: {e}")))?;
         if n == 0 {
             break;
         }
-        if body.len() + n > max {
+        if body.len() > max {
             return Err(UpstreamError::TooLarge(max));
         }
-        held.grow(n).await.map_err(|_| UpstreamError::MemoryBudget)?;
-        body.extend_from_slice(&chunk[..n]);
+        held.grow(body.len() - before)
+            .await
+            .map_err(|_| UpstreamError::MemoryBudget)?;
     }
     // Our half is done too; the connection is not reused.
     let _ = tcp.shutdown().await;

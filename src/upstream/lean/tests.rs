@@ -32,26 +32,27 @@ async fn echo() -> (String, Arc<AtomicUsize>) {
             let (stream, _) = listener.accept().await.unwrap();
             count.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(|req: http::Request<Incoming>| async move {
-                    let h = |n: &str| {
-                        req.headers()
-                            .get(n)
-                            .map_or("-".to_string(), |v| v.to_str().unwrap().to_string())
-                    };
-                    let seen = format!(
-                        "{} {} {} {} {} ",
-                        req.method(),
-                        req.uri(),
-                        h("host"),
-                        h("content-type"),
-                        h("x-api-key")
-                    );
-                    let body = req.into_body().collect().await.unwrap().to_bytes();
-                    let text = format!("{seen}{}", String::from_utf8_lossy(&body));
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(
-                        text,
-                    ))))
-                });
+                let service =
+                    hyper::service::service_fn(|req: http::Request<Incoming>| async move {
+                        let h = |n: &str| {
+                            req.headers()
+                                .get(n)
+                                .map_or("-".to_string(), |v| v.to_str().unwrap().to_string())
+                        };
+                        let seen = format!(
+                            "{} {} {} {} {} ",
+                            req.method(),
+                            req.uri(),
+                            h("host"),
+                            h("content-type"),
+                            h("x-api-key")
+                        );
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let text = format!("{seen}{}", String::from_utf8_lossy(&body));
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from(text),
+                        )))
+                    });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -65,7 +66,11 @@ async fn echo() -> (String, Arc<AtomicUsize>) {
 /// its body's end), it writes `answers[i]` for the i-th request it has seen
 /// in all (the last one again past the end), one byte per write when
 /// `trickle`, and closes the connection after an answer when `close_after`.
-async fn raw(answers: Vec<&'static [u8]>, trickle: bool, close_after: bool) -> (String, Arc<AtomicUsize>) {
+async fn raw(
+    answers: Vec<&'static [u8]>,
+    trickle: bool,
+    close_after: bool,
+) -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -140,7 +145,12 @@ async fn calls_share_one_connection_with_the_head_encoded_once() {
     // Framing headers among the configured ones are ours to say.
     headers.insert("content-length", "1".parse().unwrap());
     let pool = lean(&url, &headers);
-    let authority = url.trim_start_matches("http://").split('/').next().unwrap().to_string();
+    let authority = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     for i in 0..20 {
         let body = format!("{{\"n\":{}}}", "7".repeat(i * 100));
         assert_eq!(
@@ -148,7 +158,11 @@ async fn calls_share_one_connection_with_the_head_encoded_once() {
             format!("POST /rpc?k=1 {authority} application/json s3cret {body}")
         );
     }
-    assert_eq!(accepted.load(Ordering::Relaxed), 1, "one connection, reused");
+    assert_eq!(
+        accepted.load(Ordering::Relaxed),
+        1,
+        "one connection, reused"
+    );
     assert_eq!(pool.idle_count(), 1);
 }
 
@@ -208,20 +222,44 @@ async fn connection_close_and_a_backend_closing_idle_connections_cost_only_a_new
 #[tokio::test]
 async fn limits_and_faults_are_errors_of_their_kind() {
     let cases: Vec<(&'static [u8], &str)> = vec![
-        (b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n", "Status(503)"),
-        (b"HTTP/1.1 429 Slow\r\nContent-Length: 0\r\n\r\n", "Status(429)"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n", "TooLarge(1000)"),
+        (
+            b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n",
+            "Status(503)",
+        ),
+        (
+            b"HTTP/1.1 429 Slow\r\nContent-Length: 0\r\n\r\n",
+            "Status(429)",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n",
+            "TooLarge(1000)",
+        ),
         (
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n",
             "TooLarge(1000)",
         ),
         // No length: the body runs to the end (here, empty).
         (b"HTTP/1.1 200 OK\r\n\r\n", "Ok(b\"\")"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", "conflicting"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nok", "malformed Content-Length"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok", "unsupported Transfer-Encoding"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "malformed chunk size"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok", "reading the answer body"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+            "conflicting",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nok",
+            "malformed Content-Length",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok",
+            "unsupported Transfer-Encoding",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "malformed chunk size",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok",
+            "reading the answer body",
+        ),
         (b"NOT HTTP\r\n\r\n", "malformed answer head"),
     ];
     for (answer, expected) in cases {
@@ -231,9 +269,14 @@ async fn limits_and_faults_are_errors_of_their_kind() {
         assert!(got.contains(expected), "{answer:?}: {got}");
     }
     // Too many headers, and a head too long.
-    let many: String = (0..MAX_HEADERS + 1).map(|i| format!("x-h{i}: 1\r\n")).collect();
+    let many: String = (0..MAX_HEADERS + 1)
+        .map(|i| format!("x-h{i}: 1\r\n"))
+        .collect();
     let many = format!("HTTP/1.1 200 OK\r\n{many}Content-Length: 0\r\n\r\n");
-    let long = format!("HTTP/1.1 200 OK\r\nx-long: {}\r\n\r\n", "a".repeat(MAX_HEAD_BYTES));
+    let long = format!(
+        "HTTP/1.1 200 OK\r\nx-long: {}\r\n\r\n",
+        "a".repeat(MAX_HEAD_BYTES)
+    );
     for answer in [many, long] {
         let answer: &'static [u8] = Box::leak(answer.into_bytes().into_boxed_slice());
         let (url, _) = raw(vec![answer], false, true).await;
@@ -247,7 +290,10 @@ async fn limits_and_faults_are_errors_of_their_kind() {
 async fn a_refused_connection_is_a_connect_error() {
     // Port 9 (discard) is closed on loopback.
     let pool = lean("http://127.0.0.1:9", &http::HeaderMap::new());
-    assert!(matches!(pool.post(b"{}", 1000).await, Err(UpstreamError::Connect(_))));
+    assert!(matches!(
+        pool.post(b"{}", 1000).await,
+        Err(UpstreamError::Connect(_))
+    ));
 }
 
 #[test]
