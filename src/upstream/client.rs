@@ -1,4 +1,4 @@
-//! One backend node: its HTTP connections (`pool`), its load, its failure count.
+//! One backend node: its HTTP connections (`post`), its load, its failure count.
 //!
 //! Every call carries our own small integer id upstream (some nodes reject or
 //! normalize ids such as `1.50`); the caller's id is put back by the
@@ -25,19 +25,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use super::latency::PeakEwma;
-use super::pool::{Pool, SendError};
 use super::tls::{self, Connector, UpstreamStream};
 use crate::config::{UpstreamConfig, UpstreamTier};
 use crate::jsonrpc::Reply;
-use crate::memory::{self, Permit};
 use crate::metrics::{Metrics, UpstreamOutcome, UpstreamSeries};
+use post::Transport;
 
 pub(super) mod batch;
 mod doubt;
+mod post;
 
 pub use doubt::HeadDoubt;
 
@@ -200,7 +199,7 @@ pub struct Backend {
     /// WebSocket handshake to it.
     pub headers: http::HeaderMap,
     /// Its HTTP connections.
-    pool: Arc<Pool>,
+    transport: Transport,
     /// TLS settings for its https/wss URLs (None when it has neither).
     tls: Option<Arc<rustls::ClientConfig>>,
     next_id: AtomicU64,
@@ -276,7 +275,7 @@ impl Backend {
             name: cfg.name.clone(),
             ws: cfg.ws.clone(),
             headers: cfg.headers.clone(),
-            pool: Pool::new(connector, &cfg.http),
+            transport: Transport::new(connector, &cfg.http, &cfg.headers),
             tls,
             next_id: AtomicU64::new(1),
             max_reply_bytes: limits.max_reply_bytes,
@@ -487,18 +486,8 @@ impl Backend {
                 max: self.max_request_bytes,
             });
         }
-        let request = self.pool.request(body, &self.headers);
         let exchange = async {
-            let (response, lease) = self.pool.send(request).await.map_err(|e| match e {
-                SendError::Connect(text) => UpstreamError::Connect(text),
-                SendError::Transport(text) => UpstreamError::Transport(text),
-            })?;
-            let status = response.status();
-            if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
-                return Err(UpstreamError::Status(status.as_u16()));
-            }
-            let (body, held) = read_reply(response.into_body(), self.max_reply_bytes).await?;
-            lease.done();
+            let (status, body, held) = self.post(body).await?;
             match Reply::from_body(body) {
                 Some(r) => Ok(r.holding(held)),
                 // A non-JSON-RPC body with an error status is reported as
@@ -545,57 +534,10 @@ pub fn ws_request(url: &http::Uri, headers: &http::HeaderMap) -> Result<http::Re
     Ok(request)
 }
 
-/// A reply's whole body, at most `max` bytes, and the permit for them.
-pub(super) async fn read_reply(
-    mut body: hyper::body::Incoming,
-    max: usize,
-) -> Result<(Bytes, Permit), UpstreamError> {
-    use hyper::body::Body as _;
-    let mut held = memory::answers().empty();
-    let declared = body
-        .size_hint()
-        .exact()
-        .and_then(|n| usize::try_from(n).ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(UpstreamError::TooLarge(max));
-    }
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<Vec<u8>> = None;
-    let mut len = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| UpstreamError::Transport(with_sources(&e)))?;
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers
-        };
-        len += data.len();
-        if len > max {
-            return Err(UpstreamError::TooLarge(max));
-        }
-        held.grow(data.len())
-            .await
-            .map_err(|_| UpstreamError::MemoryBudget)?;
-        match (&mut joined, first.take()) {
-            (Some(buf), _) => buf.extend_from_slice(&data),
-            (None, None) => first = Some(data),
-            (None, Some(before)) => {
-                let mut buf = Vec::with_capacity(declared.unwrap_or(0).max(len));
-                buf.extend_from_slice(&before);
-                buf.extend_from_slice(&data);
-                joined = Some(buf);
-            }
-        }
-    }
-    let body = match joined {
-        Some(buf) => Bytes::from(buf),
-        None => first.unwrap_or_default(),
-    };
-    Ok((body, held))
-}
-
 fn request_body(id: u64, method: &str, params: Option<&str>) -> Bytes {
     let mut out = Vec::with_capacity(64 + method.len() + params.map_or(0, str::len));
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(super::lean::decimal(id, &mut [0u8; 20]));
     out.extend_from_slice(b",\"method\":");
     serde_json::to_writer(&mut out, method).expect("string serialization is infallible");
     if let Some(p) = params {

@@ -12,6 +12,7 @@ mod client;
 pub mod discovery;
 pub mod head;
 pub mod latency;
+mod lean;
 mod newheads;
 mod pool;
 mod reasons;

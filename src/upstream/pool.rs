@@ -1,5 +1,7 @@
-//! One backend's own pool of HTTP/1.1 connections (hyper's
-//! `client::conn::http1` senders), kept by hand.
+//! One TLS backend's own pool of HTTP/1.1 connections (hyper's
+//! `client::conn::http1` senders), kept by hand. Plain-HTTP backends use
+//! the lean client (`lean`) instead; this one serves `https` URLs, whose
+//! streams go through rustls.
 //!
 //! hyper-util's pooled `Client` serves any host: per request it parses the
 //! URI into a pool key, takes its pool's lock, checks idle connections out

@@ -10,7 +10,7 @@
 //! Each answer is kept as a slice of the batch's body (no copy), and parsed
 //! as a single call's reply is, so the result or error member is copied out
 //! verbatim. The body is read against the answer budget as a single reply
-//! is (`read_reply`), and each answer takes its share of that permit along,
+//! is (`Backend::post`), and each answer takes its share of that permit along,
 //! so a batch's answers are budgeted for as long as they wait to be written.
 //!
 //! A request that fails as a whole (connection, timeout, HTTP 5xx or 429,
@@ -26,10 +26,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{read_reply, Backend, UpstreamError};
+use super::{Backend, UpstreamError};
 use crate::jsonrpc::Reply;
 use crate::memory::Permit;
-use crate::upstream::pool::SendError;
 
 /// One call of a batch, written once as the part of its request object that
 /// follows the id (`,"method":...,"params":...}`).
@@ -128,22 +127,8 @@ impl Backend {
             // Too large for the node as one request: the calls go alone.
             return Err(None);
         }
-        let request = self.pool.request(body, &self.headers);
         let exchange = async {
-            let (response, lease) = self.pool.send(request).await.map_err(|e| {
-                Some(match e {
-                    SendError::Connect(text) => UpstreamError::Connect(text),
-                    SendError::Transport(text) => UpstreamError::Transport(text),
-                })
-            })?;
-            let status = response.status();
-            if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
-                return Err(Some(UpstreamError::Status(status.as_u16())));
-            }
-            let (body, mut held) = read_reply(response.into_body(), self.max_reply_bytes)
-                .await
-                .map_err(Some)?;
-            lease.done();
+            let (status, body, mut held) = self.post(body).await.map_err(Some)?;
             if !status.is_success() {
                 // 413, 400, 405: the batch as such, not its calls.
                 return Err(None);
@@ -166,7 +151,7 @@ fn batch_body(calls: &[BatchCall]) -> Bytes {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-        out.extend_from_slice(i.to_string().as_bytes());
+        out.extend_from_slice(crate::upstream::lean::decimal(i as u64, &mut [0u8; 20]));
         out.extend_from_slice(&call.tail);
     }
     out.push(b']');

@@ -3,6 +3,7 @@
 mod agreed_head;
 mod client_faults;
 mod discovery;
+mod distinct_calls;
 mod failover;
 mod fallback_tier;
 mod head_freshness;
