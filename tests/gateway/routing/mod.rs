@@ -9,6 +9,7 @@ mod head_freshness;
 mod hedging;
 mod method_routes;
 mod read_your_writes;
+mod saturated_batches;
 mod served_by;
 mod stale_heads;
 mod state_history;
