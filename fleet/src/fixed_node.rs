@@ -19,6 +19,11 @@
 //! cache keeps only while that head is served, as on a real chain. Block
 //! hashes are made from the number, so they agree across nodes and each
 //! block's parent is the block below.
+//!
+//! A batch (a JSON array) is answered entry by entry, one after the other,
+//! as Geth does. [`FixedChain::with_slow_logs`] makes `eth_getLogs` take a
+//! while (a sleep, not work): the heavy call that cheap ones queue behind in
+//! `loadtests/saturated-batch`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -48,6 +53,8 @@ pub struct FixedChain {
     /// `None`: the head stays at its first block.
     block_time: Option<Duration>,
     started: Instant,
+    /// How long an `eth_getLogs` takes to answer.
+    slow_logs: Duration,
 }
 
 impl FixedChain {
@@ -58,7 +65,14 @@ impl FixedChain {
             chain_id,
             block_time,
             started: Instant::now(),
+            slow_logs: Duration::ZERO,
         }
+    }
+
+    /// The same chain, its `eth_getLogs` answered after `slow`.
+    pub fn with_slow_logs(mut self, slow: Duration) -> Self {
+        self.slow_logs = slow;
+        self
     }
 
     fn head(&self) -> u64 {
@@ -108,13 +122,25 @@ async fn answer(
     let text = String::from_utf8_lossy(&body);
     let text = text.trim_start();
     let reply = if text.starts_with('[') {
-        // The scenarios send batches only through the anvil fleet.
-        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"the fixed node answers no batches"}}"#
-            .to_string()
+        match serde_json::from_str::<Vec<&serde_json::value::RawValue>>(text) {
+            Ok(calls) => {
+                let mut out = String::from("[");
+                for (i, call) in calls.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&single(&chain, call.get()).await);
+                }
+                out.push(']');
+                out
+            }
+            Err(_) => {
+                r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}"#
+                    .to_string()
+            }
+        }
     } else {
-        let id = id_of(text).unwrap_or("null");
-        let result = result_for(&chain, text);
-        format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#)
+        single(&chain, text).await
     };
     let mut r = Response::new(Full::new(Bytes::from(reply)));
     r.headers_mut().insert(
@@ -122,6 +148,16 @@ async fn answer(
         HeaderValue::from_static("application/json"),
     );
     Ok(r)
+}
+
+/// The answer to one call.
+async fn single(chain: &FixedChain, text: &str) -> String {
+    if !chain.slow_logs.is_zero() && method_of(text) == Some("eth_getLogs") {
+        tokio::time::sleep(chain.slow_logs).await;
+    }
+    let id = id_of(text).unwrap_or("null");
+    let result = result_for(chain, text);
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#)
 }
 
 fn status(code: StatusCode) -> Response<Full<Bytes>> {

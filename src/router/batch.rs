@@ -16,7 +16,7 @@
 //! A group of one is sent as a single call. A batch the backend refuses as
 //! such (a non-array answer) sends its calls one by one to the same
 //! backend. An answer that says the backend failed that call rather than
-//! answered it (a rate limit, a timeout: [`entry_failure`]) becomes that
+//! answered it (a rate limit, a timeout: `upstream::entry_failure`) becomes that
 //! failure, so the router's retry loop sends that call again, alone, to
 //! another backend; the others are not sent again. Sends are never batched
 //! (the router passes no batcher for them).
@@ -32,11 +32,10 @@ use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use parking_lot::Mutex;
-use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use crate::jsonrpc::Reply;
-use crate::upstream::{Backend, BatchCall, BatchFailure, UpstreamError};
+use crate::upstream::{entry_failure, Backend, BatchCall, BatchFailure, UpstreamError};
 
 /// The first attempts of one client batch's entries, collected and sent in
 /// groups by backend.
@@ -171,32 +170,6 @@ async fn send(group: Vec<Queued>) {
     }
 }
 
-/// JSON-RPC error codes with which nodes and providers say, inside a batch,
-/// that they failed a call rather than answered it: -32005 and 429 (a rate
-/// or capacity limit), -32002 (geth: request timed out). A single call would
-/// have got an HTTP 429 or a timeout, which the router retries elsewhere;
-/// within a batch it is the call's own answer, so it is turned back into
-/// that failure here. Any other error (a revert, a bad param) is an answer.
-const FAILED_CALL_CODES: [i64; 3] = [-32005, 429, -32002];
-
-/// `reply`, or the failure it stands for (see [`FAILED_CALL_CODES`]).
-fn entry_failure(reply: Reply, timeout: Duration) -> Result<Reply, UpstreamError> {
-    #[derive(Deserialize)]
-    struct Code {
-        code: Option<i64>,
-    }
-    if !reply.is_error() {
-        return Ok(reply);
-    }
-    match serde_json::from_slice::<Code>(reply.raw()) {
-        Ok(Code { code: Some(-32002) }) => Err(UpstreamError::Timeout(timeout)),
-        Ok(Code { code: Some(code) }) if FAILED_CALL_CODES.contains(&code) => {
-            Err(UpstreamError::Status(429))
-        }
-        _ => Ok(reply),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,26 +227,5 @@ mod tests {
         assert_eq!(sizes, [("x".to_string(), 3), ("y".to_string(), 2)]);
         assert!(matches!(lone.try_recv(), Ok(Sent::Alone)));
         assert!(b.queued.lock().is_empty());
-    }
-
-    #[test]
-    fn failed_calls_inside_a_batch_are_told_from_answers() {
-        let reply = |raw: &'static str| {
-            let body = format!(r#"{{"jsonrpc":"2.0","id":0,"error":{raw}}}"#);
-            Reply::from_body(bytes::Bytes::from(body)).expect("a JSON-RPC reply")
-        };
-        let t = Duration::from_secs(2);
-        assert!(matches!(
-            entry_failure(reply(r#"{"code":-32005,"message":"limit"}"#), t),
-            Err(UpstreamError::Status(429))
-        ));
-        assert!(matches!(
-            entry_failure(reply(r#"{"code":-32002,"message":"request timed out"}"#), t),
-            Err(UpstreamError::Timeout(_))
-        ));
-        let revert = entry_failure(reply(r#"{"code":3,"message":"execution reverted"}"#), t);
-        assert!(revert.unwrap().is_error());
-        let ok = Reply::result_from(bytes::Bytes::from_static(b"\"0x1\""));
-        assert!(entry_failure(ok, t).is_ok());
     }
 }

@@ -36,6 +36,7 @@ use post::Transport;
 
 pub(super) mod batch;
 mod doubt;
+mod gate;
 mod post;
 
 pub use doubt::HeadDoubt;
@@ -189,6 +190,11 @@ pub struct CallLimits {
     /// The network's `request_timeout`: a call given longer (its
     /// `method_timeouts` entry) runs on its own clock.
     pub request_timeout: Duration,
+    /// Requests in flight to it at once (0: no limit), and how reads that
+    /// wait for one are batched (see [`gate`]).
+    pub max_in_flight: usize,
+    pub saturated_batch_max: usize,
+    pub saturated_batch_max_bytes: usize,
 }
 
 /// One backend node of a network.
@@ -200,6 +206,9 @@ pub struct Backend {
     pub headers: http::HeaderMap,
     /// Its HTTP connections.
     transport: Transport,
+    /// Its bound on requests in flight, and the queue of reads batched
+    /// while it is reached (None: no bound).
+    gate: Option<gate::Gate>,
     /// TLS settings for its https/wss URLs (None when it has neither).
     tls: Option<Arc<rustls::ClientConfig>>,
     next_id: AtomicU64,
@@ -253,6 +262,9 @@ impl Backend {
             max_request_bytes: usize::MAX,
             eject_after,
             request_timeout: Duration::MAX,
+            max_in_flight: 0,
+            saturated_batch_max: 0,
+            saturated_batch_max_bytes: 0,
         };
         Backend::with_limits(network, cfg, client, limits, metrics)
     }
@@ -276,6 +288,7 @@ impl Backend {
             ws: cfg.ws.clone(),
             headers: cfg.headers.clone(),
             transport: Transport::new(connector, &cfg.http, &cfg.headers),
+            gate: gate::Gate::new(&limits),
             tls,
             next_id: AtomicU64::new(1),
             max_reply_bytes: limits.max_reply_bytes,
@@ -415,8 +428,23 @@ impl Backend {
 
     /// A call on the request path: counted in the load estimate and in the
     /// failure count that ejects a backend. Returns true in the second field
-    /// when this failure just ejected the backend.
+    /// when this failure just ejected the backend. With a bound on requests
+    /// in flight, it waits for a free slot, and a read may go in a batch
+    /// with others waiting (see [`gate`]).
     pub async fn call(
+        &self,
+        method: &str,
+        params: Option<&str>,
+        timeout: Duration,
+    ) -> (Result<Reply, UpstreamError>, bool) {
+        match &self.gate {
+            Some(gate) => self.gated(gate, method, params, timeout).await,
+            None => self.call_alone(method, params, timeout).await,
+        }
+    }
+
+    /// [`Backend::call`] once it may send: alone, at once.
+    async fn call_alone(
         &self,
         method: &str,
         params: Option<&str>,

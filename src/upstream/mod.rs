@@ -20,7 +20,7 @@ mod tls;
 mod upstreams;
 pub mod view;
 
-pub use client::batch::{BatchCall, BatchFailure, BatchReplies};
+pub use client::batch::{entry_failure, BatchCall, BatchFailure, BatchReplies};
 pub use client::{
     http_client, ws_request, Backend, CallLimits, HeadDoubt, HttpClient, UpstreamError,
 };

@@ -292,5 +292,8 @@ fn limits(config: &NetworkConfig, eject_after: u32) -> CallLimits {
         max_request_bytes: config.max_upstream_body_bytes,
         eject_after,
         request_timeout: config.request_timeout,
+        max_in_flight: config.upstream_max_in_flight,
+        saturated_batch_max: config.saturated_batch_max,
+        saturated_batch_max_bytes: config.saturated_batch_max_bytes,
     }
 }

@@ -118,6 +118,15 @@ pub(in crate::config) fn validate(
         ("eject_after_failures", raw.eject_after_failures.is_some()),
         ("max_logs_block_range", raw.max_logs_block_range.is_some()),
         ("upstream_batch_max", raw.upstream_batch_max.is_some()),
+        (
+            "upstream_max_in_flight",
+            raw.upstream_max_in_flight.is_some(),
+        ),
+        ("saturated_batch_max", raw.saturated_batch_max.is_some()),
+        (
+            "saturated_batch_max_bytes",
+            raw.saturated_batch_max_bytes.is_some(),
+        ),
         ("method_timeouts", raw.method_timeouts.is_some()),
         ("head", raw.head.is_some()),
         ("cache", raw.cache.is_some()),

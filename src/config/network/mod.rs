@@ -54,6 +54,9 @@ pub(super) struct RawNetwork {
     pub max_upstream_body_bytes: Option<u64>,
     pub max_logs_block_range: Option<u64>,
     pub upstream_batch_max: Option<u64>,
+    pub upstream_max_in_flight: Option<u64>,
+    pub saturated_batch_max: Option<u64>,
+    pub saturated_batch_max_bytes: Option<u64>,
     pub method_timeouts: Option<BTreeMap<String, String>>,
     pub head: Option<head::RawHead>,
     pub cache: Option<cache::RawCache>,
@@ -90,6 +93,15 @@ pub struct NetworkConfig {
     /// Entries of one client batch that go to the same backend are sent
     /// together, at most this many per upstream request (0 or 1: each alone).
     pub upstream_batch_max: usize,
+    /// Requests in flight to one backend at once (0: no limit); more wait,
+    /// within their time limit, for one to finish.
+    pub upstream_max_in_flight: usize,
+    /// Reads waiting for a saturated backend (all `upstream_max_in_flight`
+    /// busy) go to it together on the next free slot, at most this many a
+    /// request (0 or 1: each alone).
+    pub saturated_batch_max: usize,
+    /// ... and at most this many request bytes a batch.
+    pub saturated_batch_max_bytes: usize,
     /// Time limits of one attempt for the methods they match, most specific
     /// first (exact names, then longer patterns); else `request_timeout`.
     pub method_timeouts: Vec<(MethodPattern, Duration)>,
@@ -124,6 +136,12 @@ impl Defaults {
     const MAX_LOGS_BLOCK_RANGE: u64 = 10_000;
     /// Calls of one client batch sent to one backend in one request, at most.
     const UPSTREAM_BATCH_MAX: u64 = 10;
+    /// No bound on a backend's requests in flight: nothing queues, nothing
+    /// is batched across clients.
+    const UPSTREAM_MAX_IN_FLIGHT: u64 = 0;
+    /// Off: it did not win both measures of `loadtests/saturated-batch`.
+    const SATURATED_BATCH_MAX: u64 = 0;
+    const SATURATED_BATCH_MAX_BYTES: u64 = 256 * 1024;
     /// Tracing and debugging calls replay blocks: they need far longer than reads.
     const METHOD_TIMEOUTS: [(&'static str, Duration); 2] = [
         ("debug_*", Duration::from_secs(120)),
@@ -285,6 +303,30 @@ pub(super) fn validate(
             Defaults::UPSTREAM_BATCH_MAX,
             0,
             1000,
+        ) as usize,
+        upstream_max_in_flight: count(
+            c,
+            "upstream_max_in_flight",
+            raw.upstream_max_in_flight,
+            Defaults::UPSTREAM_MAX_IN_FLIGHT,
+            0,
+            100_000,
+        ) as usize,
+        saturated_batch_max: count(
+            c,
+            "saturated_batch_max",
+            raw.saturated_batch_max,
+            Defaults::SATURATED_BATCH_MAX,
+            0,
+            1000,
+        ) as usize,
+        saturated_batch_max_bytes: count(
+            c,
+            "saturated_batch_max_bytes",
+            raw.saturated_batch_max_bytes,
+            Defaults::SATURATED_BATCH_MAX_BYTES,
+            1024,
+            1 << 32,
         ) as usize,
         method_timeouts: method_timeouts(c, &at("method_timeouts"), raw.method_timeouts),
         head: head::validate(c, &at("head"), raw.head.unwrap_or_default()),

@@ -96,6 +96,13 @@ fn heavy_call_bounds_have_defaults_and_are_checked() {
         "networks.mainnet.max_logs_block_range"
     );
     assert_eq!(n.upstream_batch_max, 10);
+    assert_eq!(n.upstream_max_in_flight, 0);
+    assert_eq!(n.saturated_batch_max, 0);
+    assert_eq!(n.saturated_batch_max_bytes, 256 * 1024);
+    assert_eq!(
+        err_path(&with("    saturated_batch_max_bytes: 10\n")),
+        "networks.mainnet.saturated_batch_max_bytes"
+    );
     assert_eq!(
         err_path(&with("    upstream_batch_max: 1001\n")),
         "networks.mainnet.upstream_batch_max"

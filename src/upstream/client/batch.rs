@@ -49,6 +49,11 @@ impl BatchCall {
         tail.push(b'}');
         BatchCall { tail }
     }
+
+    /// What it adds to a batch's body (its id and separator included, at most).
+    pub(super) fn len(&self) -> usize {
+        self.tail.len() + 32
+    }
 }
 
 /// Why a batch got no answer per call.
@@ -69,7 +74,26 @@ impl Backend {
     /// Sends `calls` as one batch within `timeout`, with the bookkeeping of
     /// [`Backend::call`]: one request in flight for the load estimate, one
     /// round trip, and at most one failure towards ejection.
+    /// With a bound on requests in flight, it first waits for a free slot
+    /// (within `timeout`).
     pub async fn call_batch(
+        &self,
+        calls: &[BatchCall],
+        timeout: Duration,
+    ) -> Result<BatchReplies, BatchFailure> {
+        let Some(gate) = &self.gate else {
+            return self.call_batch_now(calls, timeout).await;
+        };
+        let started = Instant::now();
+        let Some(_slot) = gate.slot(timeout).await else {
+            return Err(BatchFailure::Failed(UpstreamError::Timeout(timeout), false));
+        };
+        let left = timeout.saturating_sub(started.elapsed());
+        self.call_batch_now(calls, left).await
+    }
+
+    /// [`Backend::call_batch`] once it may send.
+    pub(super) async fn call_batch_now(
         &self,
         calls: &[BatchCall],
         timeout: Duration,
@@ -138,6 +162,32 @@ impl Backend {
         tokio::time::timeout(timeout, exchange)
             .await
             .unwrap_or(Err(Some(UpstreamError::Timeout(timeout))))
+    }
+}
+
+/// JSON-RPC error codes with which nodes and providers say, inside a batch,
+/// that they failed a call rather than answered it: -32005 and 429 (a rate
+/// or capacity limit), -32002 (geth: request timed out). A single call would
+/// have got an HTTP 429 or a timeout, which the router retries elsewhere;
+/// within a batch it is the call's own answer, so it is turned back into
+/// that failure here. Any other error (a revert, a bad param) is an answer.
+const FAILED_CALL_CODES: [i64; 3] = [-32005, 429, -32002];
+
+/// `reply`, or the failure it stands for (see [`FAILED_CALL_CODES`]).
+pub fn entry_failure(reply: Reply, timeout: Duration) -> Result<Reply, UpstreamError> {
+    #[derive(Deserialize)]
+    struct Code {
+        code: Option<i64>,
+    }
+    if !reply.is_error() {
+        return Ok(reply);
+    }
+    match serde_json::from_slice::<Code>(reply.raw()) {
+        Ok(Code { code: Some(-32002) }) => Err(UpstreamError::Timeout(timeout)),
+        Ok(Code { code: Some(code) }) if FAILED_CALL_CODES.contains(&code) => {
+            Err(UpstreamError::Status(429))
+        }
+        _ => Ok(reply),
     }
 }
 
@@ -224,5 +274,26 @@ mod tests {
         let whole = Bytes::from_static(br#"{"id":null,"error":{"code":-32600,"message":"batch"}}"#);
         assert!(split_answers(&whole, 3, &mut held).is_none());
         assert!(split_answers(&Bytes::from_static(b"<html>"), 3, &mut held).is_none());
+    }
+
+    #[test]
+    fn failed_calls_inside_a_batch_are_told_from_answers() {
+        let reply = |raw: &'static str| {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":0,"error":{raw}}}"#);
+            Reply::from_body(bytes::Bytes::from(body)).expect("a JSON-RPC reply")
+        };
+        let t = Duration::from_secs(2);
+        assert!(matches!(
+            entry_failure(reply(r#"{"code":-32005,"message":"limit"}"#), t),
+            Err(UpstreamError::Status(429))
+        ));
+        assert!(matches!(
+            entry_failure(reply(r#"{"code":-32002,"message":"request timed out"}"#), t),
+            Err(UpstreamError::Timeout(_))
+        ));
+        let revert = entry_failure(reply(r#"{"code":3,"message":"execution reverted"}"#), t);
+        assert!(revert.unwrap().is_error());
+        let ok = Reply::result_from(bytes::Bytes::from_static(b"\"0x1\""));
+        assert!(entry_failure(ok, t).is_ok());
     }
 }

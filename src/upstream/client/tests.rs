@@ -127,6 +127,9 @@ async fn a_body_over_the_backends_limit_is_not_sent() {
         max_request_bytes: 100,
         eject_after: 1,
         request_timeout: Duration::from_secs(1),
+        max_in_flight: 0,
+        saturated_batch_max: 0,
+        saturated_batch_max_bytes: 0,
     };
     let b = Backend::with_limits("test", &cfg, http_client(), limits, &Metrics::new());
     let params = format!("[\"0x{}\"]", "00".repeat(60));

@@ -11,6 +11,7 @@ mod hedging;
 mod method_routes;
 mod read_your_writes;
 mod reorg_reads;
+mod saturated_batches;
 mod served_by;
 mod stale_heads;
 mod state_history;
