@@ -285,7 +285,10 @@ pub async fn serve(
             let outcome = Outcome::of_status(response.status());
             (response, outcome)
         }
-        Err(e) => (rescue::answer(&e).map(AnswerBody::from), Outcome::of_error(&e)),
+        Err(e) => (
+            rescue::answer(&e).map(AnswerBody::from),
+            Outcome::of_error(&e),
+        ),
     };
     net.series.count(group, outcome, started.elapsed());
     response

@@ -103,7 +103,7 @@ async fn read_head(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, Upstr
             }
         }
         if buf.len() == buf.capacity() {
-            buf.reserve(buf.len().max(1024).min(MAX_HEAD_BYTES));
+            buf.reserve(buf.len().clamp(1024, MAX_HEAD_BYTES));
         }
         let n = tcp
             .read_buf(buf)
@@ -312,7 +312,7 @@ async fn read_chunked(
 /// A body that runs to the connection's end, starting at `buf[start..]`.
 async fn read_to_end(
     tcp: &mut TcpStream,
-    buf: &mut Vec<u8>,
+    buf: &[u8],
     start: usize,
     max: usize,
     held: &mut Permit,

@@ -38,7 +38,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Call `n`'s id: a number for even `n`, a string for odd.
 fn id(n: usize) -> Value {
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         json!(n)
     } else {
         json!(format!("call-{n}"))
