@@ -19,7 +19,7 @@
 //! place ([`rescue`]). Each request is counted by path group and outcome
 //! ([`counts`]).
 //! `/eth/v1/events` is served from one shared stream per topic set
-//! ([`events`]), moved between nodes without a gap.
+//! ([`mod@events`]), moved between nodes without a gap.
 //!
 //! It sits below `control` in the module order so that the control plane
 //! can start the networks and report them in `/status`, readiness and
@@ -368,7 +368,11 @@ async fn answer(
     let snapshot = net.snapshot();
     let reply = match route {
         Route::Publish => {
-            let nodes = snapshot.eligible().map(|v| v.node.clone()).collect();
+            // The healthiest first: it is asked alone before the others.
+            let nodes = choose::by_health(&snapshot)
+                .iter()
+                .map(|v| v.node.clone())
+                .collect();
             proxy::fan_out(nodes, owned, FanOut::Publish).await?
         }
         Route::Subscribe => {

@@ -10,11 +10,17 @@
 //! a read too, but one whose answer is only worth anything within its
 //! slot: it goes to the healthiest node first and to the next only while
 //! the wall clock is still in the slot asked for (after it, the block
-//! could not be published in time, and a second node's work is wasted). A publish is sent to
-//! every eligible node at once, each send in a task of its own: the caller
-//! is answered by the first node that accepts, the others finish in the
-//! background and are counted per node. A publish is never sent twice to
-//! the same node: a node that refused it keeps its answer.
+//! could not be published in time, and a second node's work is wasted). A publish goes to
+//! the first eligible node, and once that node accepted it, to every other
+//! eligible node in the background (counted per node): sent to all at once,
+//! each node would also hear the item over gossip from the others, and a
+//! node answers an item it already has as a failure (Lodestar's
+//! `PublishError.Duplicate` in a 500), so every node could refuse what the
+//! network already holds. When the first node does not accept, the others
+//! are asked at once and the caller is answered by the first that accepts.
+//! Subscriptions are node-local (no gossip): they go to every node at once.
+//! Nothing is sent twice to the same node: a node that refused keeps its
+//! answer.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -128,18 +134,41 @@ pub(super) enum FanOut {
     Subscribe,
 }
 
-/// Sends `req` to each of `nodes` in tasks of their own; answers with the
-/// first success, else (all done) the first node's refusal or error.
+/// Sends `req` to each of `nodes`; answers with the first success, else
+/// (all done) the first node's refusal or error. A publish asks the first
+/// node alone before the others (see the module doc).
 pub(super) async fn fan_out(
-    nodes: Vec<Arc<Node>>,
+    mut nodes: Vec<Arc<Node>>,
     req: Owned,
     kind: FanOut,
 ) -> Result<Reply, BeaconError> {
     if nodes.is_empty() {
         return Err(BeaconError::NoEligibleNode);
     }
-    let (tx, mut rx) = mpsc::channel(nodes.len());
     let req = Arc::new(req);
+    let mut first_failure: Option<Result<Reply, BeaconError>> = None;
+    if let FanOut::Publish = kind {
+        let first = nodes.remove(0);
+        let answer = first.send(req.outgoing()).await;
+        first.publishes.count(&answer);
+        match answer {
+            Ok(r) if r.status.is_success() => {
+                for node in nodes {
+                    let req = req.clone();
+                    tokio::spawn(async move {
+                        let answer = node.send(req.outgoing()).await;
+                        node.publishes.count(&answer);
+                    });
+                }
+                return Ok(r);
+            }
+            other => first_failure = Some(other),
+        }
+        if nodes.is_empty() {
+            return first_failure.unwrap_or(Err(BeaconError::NoEligibleNode));
+        }
+    }
+    let (tx, mut rx) = mpsc::channel(nodes.len());
     for node in nodes {
         let (tx, req) = (tx.clone(), req.clone());
         tokio::spawn(async move {
@@ -154,7 +183,6 @@ pub(super) async fn fan_out(
         });
     }
     drop(tx);
-    let mut first_failure: Option<Result<Reply, BeaconError>> = None;
     while let Some(answer) = rx.recv().await {
         match answer {
             Ok(r) if r.status.is_success() => return Ok(r),

@@ -9,7 +9,8 @@
 //!   callers are refused before any node is asked;
 //! - a node made to report `is_syncing` or `is_optimistic` gets no traffic,
 //!   and gets it again once healthy;
-//! - a publish reaches every eligible node;
+//! - a publish reaches every eligible node; one the first node accepts goes
+//!   to the others only after (never all at once: gossip makes duplicates);
 //! - a subscription sent while a node was down is replayed to it when it
 //!   becomes eligible;
 //! - reads naming `head` go only to nodes at the served head: a node held
@@ -196,6 +197,7 @@ async fn beacon_gateway_over_lodestar() {
     unhealthy_node_gets_no_traffic(&gw, &taps, Mode::Syncing).await;
     unhealthy_node_gets_no_traffic(&gw, &taps, Mode::Optimistic).await;
     publish_reaches_every_eligible_node(&gw, &taps).await;
+    an_accepted_publish_reaches_the_others_after(&gw, &taps).await;
     subscription_is_replayed_to_a_node_that_joins(&gw, &taps).await;
     routing::head_reads_only_from_nodes_at_the_served_head(&gw, &taps).await;
     routing::what_cannot_change_is_read_once(&gw, &taps, &devnet).await;
@@ -412,6 +414,39 @@ async fn unhealthy_node_gets_no_traffic(gw: &Running, taps: &[Tap; 2], mode: Mod
 
 /// A publish goes to every eligible node (here refused by both: the exit is
 /// not signed; the nodes' own answer comes back, Lodestar's is a 500).
+/// A publish the first node accepts goes to the other only after: sent to
+/// both at once, each would also hear it over gossip from the other and
+/// answer it as a duplicate (a 500 from Lodestar), and the client would be
+/// told that nobody took what the network holds.
+async fn an_accepted_publish_reaches_the_others_after(gw: &Running, taps: &[Tap; 2]) {
+    const PATH: &str = "/eth/v1/beacon/pool/voluntary_exits";
+    taps.iter().for_each(|t| {
+        t.reset();
+        t.accept_path(Some(PATH));
+    });
+    let url = format!("{}{PATH}", gw.main);
+    let r = request(Method::POST, &url, Some(KEY), Some("{}")).await;
+    assert_eq!(r.status, 200, "the first node accepted it");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while taps.iter().any(|t| t.traffic().is_empty()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the publish reached both nodes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut orders: Vec<(u64, u64)> = taps
+        .iter()
+        .map(|t| t.traffic()[0].order.expect("accepted by the tap"))
+        .collect();
+    orders.sort();
+    assert!(
+        orders[1].0 > orders[0].1,
+        "the second node was sent the publish before the first answered: {orders:?}"
+    );
+    taps.iter().for_each(|t| t.accept_path(None));
+}
+
 async fn publish_reaches_every_eligible_node(gw: &Running, taps: &[Tap; 2]) {
     taps.iter().for_each(Tap::reset);
     let exit = format!(

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -37,7 +38,13 @@ pub struct Seen {
     /// One of the gateway's health reads (a HEALTH path, no `Accept`: the
     /// test's own reads send one).
     health: bool,
+    /// For a request the tap accepted itself ([`Tap::accept_path`]): when it
+    /// arrived and when it was answered, in one order shared by every tap.
+    pub order: Option<(u64, u64)>,
 }
+
+/// The order of arrivals and answers across taps.
+static ORDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 pub struct Tap {
     pub url: String,
@@ -51,6 +58,9 @@ pub struct Tap {
 struct Faults {
     /// Requests whose path starts with this get 503.
     failing: Arc<Mutex<Option<String>>>,
+    /// Requests whose path starts with this are accepted by the tap itself
+    /// (200, a moment later), not forwarded.
+    accepting: Arc<Mutex<Option<String>>>,
     /// Held answers by path (`Mode::Held`).
     held: Arc<Mutex<Vec<(String, Bytes)>>>,
 }
@@ -126,6 +136,12 @@ impl Tap {
         *self.faults.failing.lock() = prefix.map(str::to_string);
     }
 
+    /// Requests whose path starts with `prefix` are answered 200 by the tap
+    /// after 300 ms, not forwarded (`None`: no more).
+    pub fn accept_path(&self, prefix: Option<&str>) {
+        *self.faults.accepting.lock() = prefix.map(str::to_string);
+    }
+
     pub fn reset(&self) {
         self.seen.lock().clear();
     }
@@ -168,12 +184,28 @@ async fn relay(
         body: body.clone(),
         status,
         health,
+        order: None,
     };
     let failing = faults
         .failing
         .lock()
         .as_deref()
         .is_some_and(|p| path.starts_with(p));
+    let accepting = faults
+        .accepting
+        .lock()
+        .as_deref()
+        .is_some_and(|p| path.starts_with(p));
+    if accepting {
+        let arrived = ORDER.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let answered = ORDER.fetch_add(1, Ordering::SeqCst);
+        seen.lock().push(Seen {
+            order: Some((arrived, answered)),
+            ..record(200)
+        });
+        return Ok(Response::new(Full::new(Bytes::new())));
+    }
     if mode == Mode::Held as u8 && HELD.contains(&path.as_str()) {
         let held = faults.held.lock();
         if let Some((_, body)) = held.iter().find(|(p, _)| *p == path) {
