@@ -142,6 +142,7 @@ mod tests {
                 "server: { tls: { cert_file: /c, key_file: /k } }\n",
             ),
             ("log.format", "log: { format: json }\n"),
+            ("server.runtime", "server: { runtime: per_core }\n"),
             ("redis", "redis: { url: redis://127.0.0.1:1 }\n"),
             (
                 "networks.<beacon network>",

@@ -177,11 +177,17 @@ impl NetworkView {
     /// Whether a read of block `block` that no eligible backend has may
     /// wait for one to reach it (`Upstreams::reaching`): the gateway served
     /// it (at or below the served head) and some backend still answers its
-    /// probes. With every backend unreachable there is nothing to wait for,
-    /// and the call fails at once.
+    /// probes and is not ejected (a primary: fallbacks are what a call
+    /// falls back on, not what it waits for). With every primary
+    /// unreachable or ejected there is nothing to wait for: the call goes
+    /// on at once (to a fallback, or fails).
     pub fn worth_waiting_for(&self, block: u64) -> bool {
         self.served_head.is_some_and(|s| block <= s)
-            && self.backends.iter().any(|b| b.state.reachable)
+            && self.backends.iter().any(|b| {
+                b.state.reachable
+                    && !b.backend.is_ejected()
+                    && b.backend.tier == UpstreamTier::Primary
+            })
     }
 
     /// Tells each fallback whether it serves, so that its head tracker
