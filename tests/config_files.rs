@@ -30,16 +30,14 @@ fn the_kubernetes_configs_are_valid_and_safe() {
         ("k8s/overlays/dev/rpcgate.yaml", "sepolia", 11155111, false),
         ("k8s/overlays/prod/rpcgate.yaml", "mainnet", 1, true),
     ] {
-        // The keys file is the Secret's mount in the pod; a stand-in here.
+        // The keys files are the Secret's mount in the pod; stand-ins here.
         let dir = tempfile::tempdir().unwrap();
-        let keys = dir.path().join("dapps");
-        std::fs::write(&keys, "a-placeholder-key-0123456789\n").unwrap();
         let text = std::fs::read_to_string(file).unwrap();
         assert!(
             text.contains("keys_file: /etc/rpcgate/keys/dapps"),
             "{file}"
         );
-        let text = text.replace("/etc/rpcgate/keys/dapps", keys.to_str().unwrap());
+        let text = with_stand_in_keys(&text, dir.path());
         let c = Config::from_yaml(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
         let net = &c.networks[0];
         assert_eq!(
@@ -68,7 +66,8 @@ fn the_kubernetes_configs_are_valid_and_safe() {
             "{file}"
         );
         assert!(!c.policy.trusted_proxies.is_empty(), "{file}");
-        assert_eq!(c.policy.clients.len(), 1);
+        // The DApps' keys, and the validator clients' for the beacon network.
+        assert_eq!(c.policy.clients.len(), 2, "{file}");
         assert_eq!(c.redis.is_some(), redis, "{file}");
     }
 }
@@ -272,11 +271,21 @@ const DICTIONARY: &[&str] = &[
     "abc123",
 ];
 
+/// `text` with each keys file of the Secret's mount (`/etc/rpcgate/keys/<client>`)
+/// moved to a stand-in file in `dir`, one placeholder key per client.
+fn with_stand_in_keys(text: &str, dir: &std::path::Path) -> String {
+    for (client, key) in [
+        ("dapps", "a-placeholder-key-0123456789"),
+        ("validators", "a-placeholder-validator-key-9876543210"),
+    ] {
+        std::fs::write(dir.join(client), format!("{key}\n")).unwrap();
+    }
+    text.replace("/etc/rpcgate/keys/", &format!("{}/", dir.display()))
+}
+
 /// Every config we ship: the example, the Kubernetes overlays' files (keys
-/// file replaced by a stand-in) and the demo's generated one.
+/// files replaced by stand-ins) and the demo's generated one.
 fn shipped_configs(dir: &std::path::Path) -> Vec<(String, String)> {
-    let keys = dir.join("dapps");
-    std::fs::write(&keys, "a-placeholder-key-0123456789\n").unwrap();
     let mut configs = Vec::new();
     for file in [
         "config/rpcgate.example.yaml",
@@ -285,8 +294,7 @@ fn shipped_configs(dir: &std::path::Path) -> Vec<(String, String)> {
         "k8s/overlays/prod/rpcgate.yaml",
     ] {
         let text = std::fs::read_to_string(file).unwrap();
-        let text = text.replace("/etc/rpcgate/keys/dapps", keys.to_str().unwrap());
-        configs.push((file.to_string(), text));
+        configs.push((file.to_string(), with_stand_in_keys(&text, dir)));
     }
     let upstreams = [(
         "http://127.0.0.1:8545".to_string(),
