@@ -115,7 +115,8 @@ async fn dns_records_added_join_and_removed_drain() {
 
 /// The shipped Kubernetes config (k8s/base/config/rpcgate.yaml) with what a test must
 /// change: loopback listeners, anvil's chain id, the anvils' port, a fast interval, the
-/// loopback DNS server, and the keys file (the Secret's mount in the pod) stood in for.
+/// loopback DNS server, and the keys file (the Secret's mount in the pod) stood in for;
+/// without its beacon network.
 fn shipped_k8s_config(port: u16, dns: std::net::SocketAddr, keys: &std::path::Path) -> String {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -126,6 +127,16 @@ fn shipped_k8s_config(port: u16, dns: std::net::SocketAddr, keys: &std::path::Pa
     c["listen"] = "127.0.0.1:0".into();
     c["admin_listen"] = "127.0.0.1:0".into();
     c["policy"]["clients"]["dapps"]["keys_file"] = keys.to_str().unwrap().into();
+    // The beacon side (its Lighthouse Service, its validators' keys) is not what
+    // this test follows.
+    c["policy"]["clients"]
+        .as_mapping_mut()
+        .unwrap()
+        .remove("validators");
+    c["networks"]
+        .as_mapping_mut()
+        .unwrap()
+        .remove("mainnet-beacon");
     let net = &mut c["networks"]["mainnet"];
     net["chain_id"] = 31337.into();
     net["head"]["poll_interval"] = "50ms".into();

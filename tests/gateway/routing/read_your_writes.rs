@@ -261,7 +261,7 @@ async fn with_read_your_writes_off_the_other_replicas_answer_null() {
 async fn reads_fall_back_to_usual_routing_when_the_accepting_replica_is_down() {
     let net = "ryw_down";
     // No wait for the send to show elsewhere: it never will (no gossip).
-    let (fleet, gw) = setup(net, "{wait_for_send: 0s}").await;
+    let (fleet, gw) = setup(net, "{wait_for_send: 1ms}").await;
     let (raw, hash) = fleet.sign_transfer(OTHER, 1).await.unwrap();
     assert_eq!(
         read(&gw, WALLET, "eth_sendRawTransaction", json!([raw])).await,
@@ -361,7 +361,7 @@ async fn a_nonce_is_never_read_from_a_replica_that_lost_the_send() {
 /// The replica that accepted a send is killed with it in its pool; the
 /// fleet mines it a moment later (it had been passed on). A pending-nonce
 /// read made in between finds the send nowhere and waits for it to show,
-/// rather than answering the count without it. With `wait_for_send: 0s`
+/// rather than answering the count without it. With `wait_for_send: 1ms`
 /// the read answered one below.
 #[tokio::test]
 async fn a_nonce_read_waits_for_a_send_no_replica_shows_yet() {
