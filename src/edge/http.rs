@@ -271,21 +271,17 @@ async fn read_body(
 ) -> Result<Bytes, HttpRefusal> {
     let mut whole = Bytes::new();
     let mut joined: Option<BytesMut> = None;
-    let mut inflating = match coding {
-        Some(coding) => {
-            let inflater =
-                Inflater::new(coding, limit).map_err(|e| inflate_refusal(e, coding, limit))?;
-            Some((inflater.counting(counted), coding))
-        }
-        None => None,
-    };
+    // The decoder is made once its state is charged (with the first frame,
+    // or at the end of a body that had none), so a body still waiting for
+    // budget holds no decoder either.
+    let mut inflating: Option<Inflater> = None;
     let mut wire = 0usize;
     let mut held = memory::requests().empty();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(|_| HttpRefusal::BodyRead)?.into_data() else {
             continue; // trailers
         };
-        if let Some((inflater, coding)) = &mut inflating {
+        if let Some(coding) = coding {
             wire += data.len();
             if wire > limit {
                 return Err(HttpRefusal::TooLarge { limit });
@@ -295,8 +291,12 @@ async fn read_body(
             held.grow(data.len())
                 .await
                 .map_err(|_| HttpRefusal::MemoryBusy)?;
+            let inflater = match &mut inflating {
+                Some(inflater) => inflater,
+                None => inflating.insert(start_inflater(coding, limit, counted, &mut held).await?),
+            };
             inflater.push(data);
-            decode(inflater, *coding, limit, &mut held, wire).await?;
+            decode(inflater, coding, limit, &mut held, wire).await?;
             continue;
         }
         held.grow(data.len())
@@ -317,7 +317,11 @@ async fn read_body(
             }
         }
     }
-    if let Some((mut inflater, coding)) = inflating {
+    if let Some(coding) = coding {
+        let mut inflater = match inflating {
+            Some(inflater) => inflater,
+            None => start_inflater(coding, limit, counted, &mut held).await?,
+        };
         inflater.end();
         decode(&mut inflater, coding, limit, &mut held, wire).await?;
         let kept = inflater.decoded_capacity();
@@ -327,6 +331,21 @@ async fn read_body(
         return Ok(memory::hold(decoded, held.shrunk_to(kept)));
     }
     Ok(memory::hold(joined.map_or(whole, BytesMut::freeze), held))
+}
+
+/// A decoder for `coding`, made once `held` has grown by what its state
+/// takes ([`Inflater::state_bytes`]).
+async fn start_inflater(
+    coding: ContentCoding,
+    limit: usize,
+    counted: &CompressionMetrics,
+    held: &mut memory::Permit,
+) -> Result<Inflater, HttpRefusal> {
+    held.grow(Inflater::state_bytes(coding))
+        .await
+        .map_err(|_| HttpRefusal::MemoryBusy)?;
+    let inflater = Inflater::new(coding, limit).map_err(|e| inflate_refusal(e, coding, limit))?;
+    Ok(inflater.counting(counted))
 }
 
 /// Decodes what has arrived, step by step, growing `held` (which also

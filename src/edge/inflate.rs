@@ -168,6 +168,12 @@ impl Inflater {
         self.feed().ended = true;
     }
 
+    /// What a new decoder for `coding` holds before its first step: its
+    /// state, without any window (charged before [`Inflater::new`]).
+    pub fn state_bytes(coding: ContentCoding) -> usize {
+        footprint(coding).1
+    }
+
     /// Bytes the inflater may hold once the next step is done (see the module doc).
     pub fn held_after_step(&self) -> usize {
         let (window, state) = footprint(self.coding);
