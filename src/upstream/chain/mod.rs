@@ -11,8 +11,11 @@
 //!
 //! The chain is rebuilt by the reorg control loop ([`follow()`]), never by
 //! the request path, and published as an immutable snapshot. It covers at most
-//! [`CACHE_CANON_WINDOW`](crate::config::CACHE_CANON_WINDOW) blocks below the served head, and nothing at or
-//! below the finalized block, which cannot change.
+//! [`CACHE_CANON_WINDOW`](crate::config::CACHE_CANON_WINDOW) blocks below the served head. A first
+//! read stops above the finalized block; known blocks are kept below it, and
+//! read again there when a reorg replaced one: a node's `finalized` may be
+//! shallower than its reorgs (a devnet, anvil with one slot per epoch), and
+//! a filter must see every block it delivered replaced ([`rebuild_above`]).
 
 use std::future::Future;
 
