@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use super::{rebuild, stamp_of, Canon, Header};
+use super::{rebuild_above, stamp_of, Canon, Header};
 use crate::config::CACHE_CANON_WINDOW as CANON_WINDOW;
 use crate::eth::{parse_hash, parse_quantity, Hash};
 use crate::upstream::{Backend, NetworkView};
@@ -94,13 +94,15 @@ async fn refresh(
         })
         .map(|b| b.backend.clone())
         .ok_or("no backend at the served head")?;
-    let lower = served.saturating_sub(CANON_WINDOW - 1);
+    let floor = served.saturating_sub(CANON_WINDOW - 1);
     let lower = match view.finalized {
-        Some(f) => lower.max(f.saturating_add(1).min(served)),
-        None => lower,
+        Some(f) => floor.max(f.saturating_add(1).min(served)),
+        None => floor,
     };
-    let (mut next, replaced) =
-        rebuild(&old, served, lower, |n| header(backend.clone(), n, timeout)).await?;
+    let (mut next, replaced) = rebuild_above(&old, served, lower, floor, |n| {
+        header(backend.clone(), n, timeout)
+    })
+    .await?;
     next.stamp = Some(stamp);
     chain.store(Arc::new(next));
     Ok(replaced)

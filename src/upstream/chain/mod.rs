@@ -11,8 +11,11 @@
 //!
 //! The chain is rebuilt by the reorg control loop ([`follow()`]), never by
 //! the request path, and published as an immutable snapshot. It covers at most
-//! [`CACHE_CANON_WINDOW`](crate::config::CACHE_CANON_WINDOW) blocks below the served head, and nothing at or
-//! below the finalized block, which cannot change.
+//! [`CACHE_CANON_WINDOW`](crate::config::CACHE_CANON_WINDOW) blocks below the served head. A first
+//! read stops above the finalized block; known blocks are kept below it, and
+//! read again there when a reorg replaced one: a node's `finalized` may be
+//! shallower than its reorgs (a devnet, anvil with one slot per epoch), and
+//! a filter must see every block it delivered replaced ([`rebuild_above`]).
 
 use std::future::Future;
 
@@ -101,6 +104,29 @@ pub async fn rebuild<F, Fut>(
     old: &Canon,
     top: u64,
     lower: u64,
+    fetch: F,
+) -> Result<(Canon, Vec<(u64, Hash)>), String>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: Future<Output = Result<Header, String>>,
+{
+    rebuild_above(old, top, lower, lower, fetch).await
+}
+
+/// [`rebuild`], where `lower` (the block above the finalized one) is where
+/// a first read stops and `floor` (at or below it: the window's depth) is
+/// how deep known blocks are kept. Below `lower` the chain is read only to
+/// meet the known one: when the block read at `lower` does not sit on the
+/// known block below it (a node's finalized block was replaced after all: a
+/// shallow `finalized`, as a devnet or anvil with one slot per epoch reports
+/// it), or blocks came faster than this loop. Cutting the window at
+/// `lower` would forget a replaced block, and a filter that delivered it
+/// would never see its replacement.
+pub async fn rebuild_above<F, Fut>(
+    old: &Canon,
+    top: u64,
+    lower: u64,
+    floor: u64,
     mut fetch: F,
 ) -> Result<(Canon, Vec<(u64, Hash)>), String>
 where
@@ -108,6 +134,7 @@ where
     Fut: Future<Output = Result<Header, String>>,
 {
     let lower = lower.min(top);
+    let floor = floor.min(lower);
     let mut fresh: Vec<Header> = Vec::new(); // from the top down
     let mut n = top;
     let mut expect: Option<Hash> = None;
@@ -118,7 +145,13 @@ where
         }
         let parent = header.parent;
         fresh.push(header);
-        if n == lower || old.hash(n - 1) == Some(&parent) {
+        if n == floor || old.hash(n - 1) == Some(&parent) {
+            break;
+        }
+        // Below finality, read on only to meet the known chain: a replaced
+        // block of it, or the blocks between it and the fresh ones.
+        let meets = old.top().is_some_and(|t| t >= floor && old.base() < n);
+        if n <= lower && !meets {
             break;
         }
         expect = Some(parent);
@@ -135,9 +168,11 @@ where
         .filter(|(m, h)| *m >= low && fresh_hash(*m) != Some(*h))
         .map(|(m, h)| (m, *h))
         .collect();
+    // Only blocks that join the fresh ones (a chain has no holes).
+    let joins = low > 0 && old.hash(low - 1).is_some();
     let kept: Vec<Hash> = old
         .iter()
-        .filter(|(m, _)| *m >= lower && *m < low)
+        .filter(|(m, _)| joins && *m >= floor && *m < low)
         .map(|(_, h)| *h)
         .collect();
     let base = low - kept.len() as u64;
@@ -260,6 +295,42 @@ mod tests {
         assert_eq!(replaced.len(), 4);
         assert_eq!(after.hash(11), None);
         assert_eq!(after.hash(9), Some(&h(2, 9)));
+    }
+
+    #[tokio::test]
+    async fn a_replaced_finalized_block_is_read_and_the_window_keeps_its_depth() {
+        let fetch = |c: HashMap<u64, Header>| {
+            move |n: u64| {
+                let got = c.get(&n).cloned().ok_or_else(|| "missing".to_string());
+                async move { got }
+            }
+        };
+        let (canon, _) = rebuild_above(&Canon::default(), 12, 11, 3, fetch(chain(0, 100, 12)))
+            .await
+            .unwrap();
+        assert_eq!(canon.base(), 11, "the first build reads down to finality");
+        let (canon, _) = rebuild_above(&canon, 14, 13, 5, fetch(chain(0, 100, 14)))
+            .await
+            .unwrap();
+        assert_eq!(canon.base(), 11, "known blocks are kept below finality");
+        // Finality says 12; blocks 12..=14 are replaced all the same.
+        let (next, mut replaced) = rebuild_above(&canon, 14, 13, 5, fetch(chain(1, 11, 14)))
+            .await
+            .unwrap();
+        replaced.sort();
+        assert_eq!(
+            replaced,
+            vec![(12, h(0, 12)), (13, h(0, 13)), (14, h(0, 14))]
+        );
+        assert_eq!(next.hash(12), Some(&h(1, 12)));
+        assert_eq!(next.hash(11), Some(&h(0, 11)));
+        assert_eq!(next.base(), 11);
+        // Blocks faster than the loop: the gap below finality is read.
+        let (later, _) = rebuild_above(&next, 18, 17, 5, fetch(chain(1, 11, 18)))
+            .await
+            .unwrap();
+        assert_eq!(later.base(), 11);
+        assert_eq!(later.hash(15), Some(&h(1, 15)));
     }
 
     #[tokio::test]

@@ -532,3 +532,95 @@ async fn a_pending_filter_is_polled_on_two_gateways_through_redis() {
     unique.dedup();
     assert_eq!(unique.len(), all.len(), "a hash delivered twice: {all:?}");
 }
+
+/// Polls the block filter and the log filter alternately on `gws` (one poll
+/// of each per gateway in turn) until `enough` holds for what came (bounded:
+/// a hang guard); returns the hashes and the logs.
+async fn poll_alternately(
+    gws: [&Gw; 2],
+    blocks: &Value,
+    logs: &Value,
+    what: &str,
+    enough: impl Fn(&[Value], &[Value]) -> bool,
+) -> (Vec<Value>, Vec<Value>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let (mut hashes, mut seen_logs) = (Vec::new(), Vec::new());
+    for round in 0.. {
+        let url = &gws[round % 2].url;
+        for (id, into) in [(blocks, &mut hashes), (logs, &mut seen_logs)] {
+            let r = result(url, "eth_getFilterChanges", json!([id])).await;
+            into.extend(r.as_array().unwrap_or_else(|| panic!("{r}")).clone());
+        }
+        if enough(&hashes, &seen_logs) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; blocks {hashes:?}, logs {seen_logs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (hashes, seen_logs)
+}
+
+/// Anvil with one slot per epoch calls latest - 2 finalized, and a 3-block
+/// reorg replaces that block too. Two gateways sharing Redis, finality
+/// followed: the filters take back what they delivered of every replaced
+/// block, the "finalized" one included, and deliver all of the new chain.
+#[tokio::test]
+async fn a_reorg_below_a_shallow_finalized_block_reaches_filters_on_both_gateways() {
+    let (fleet, _redis, a, b, start) = two_gateways_on_redis(2).await;
+    let blocks = result(&a.url, "eth_newBlockFilter", json!([])).await;
+    let logs = result(&a.url, "eth_newFilter", json!([{"topics": [topic42()]}])).await;
+    let checkpoint = fleet.checkpoint().await.unwrap();
+    for _ in 0..3 {
+        let top = mine_logging_block(&fleet).await;
+        wait_synced(&a, 3, top).await;
+        wait_synced(&b, 3, top).await;
+    }
+    let top = start + 3;
+    for gw in [&a, &b] {
+        wait_view(gw, "the first of the three blocks finalized", |v| {
+            v.finalized == Some(start + 1)
+        })
+        .await;
+    }
+    let (first, first_logs) =
+        poll_alternately([&a, &b], &blocks, &logs, "the three blocks", |h, l| {
+            h.len() >= 3 && l.len() >= 3
+        })
+        .await;
+    assert_eq!(first.len(), 3);
+
+    fleet.reorg_to(&checkpoint, 3).await.unwrap();
+    let new_top = fleet.head(0).await.unwrap();
+    assert_eq!(new_top.number, top);
+    wait_trackers_at(&a, &new_top.hash).await;
+    wait_trackers_at(&b, &new_top.hash).await;
+    let mut chain = Vec::new();
+    for n in start + 1..=top {
+        chain.push(json!(fleet.block_hash(0, n).await.unwrap().unwrap()));
+    }
+    let truth = logs_42(&fleet, start + 1, top).await;
+    assert_eq!(truth.len(), 3, "the replaced deployments landed again");
+    let (after, after_logs) = poll_alternately(
+        [&b, &a],
+        &blocks,
+        &logs,
+        "the new blocks, the removed logs and the new ones",
+        |h, l| h.len() >= 3 && l.len() >= 6,
+    )
+    .await;
+    assert_eq!(after, chain, "every new block, the finalized one first");
+    let removed: Vec<_> = first_logs
+        .iter()
+        .map(|l| {
+            let mut l = l.clone();
+            l["removed"] = json!(true);
+            log_id(&l)
+        })
+        .collect();
+    let got: Vec<_> = after_logs.iter().map(log_id).collect();
+    assert_eq!(got[..3], removed[..], "the replaced logs first, removed");
+    assert_eq!(got[3..], truth[..], "then the new chain's logs");
+}
