@@ -327,7 +327,9 @@ impl Filters {
                 m.refused[reason as usize].inc();
                 Err(FilterError::TooMany(cap))
             }
-            Err(StoreError::Unavailable(why)) => Err(FilterError::Unavailable(why)),
+            Err(StoreError::Unavailable(why) | StoreError::Unknown(why)) => {
+                Err(FilterError::Unavailable(why))
+            }
         }
     }
 
@@ -422,11 +424,11 @@ impl Filters {
                 out
             }
         };
-        let saved = self
-            .store
-            .save(id, version, &state, self.bounds())
-            .await
-            .map_err(unavailable)?;
+        let saved = match self.store.save(id, version, &state, self.bounds()).await {
+            Ok(saved) => saved,
+            Err(StoreError::Unknown(why)) => self.saved_after_all(id, version, &state, why).await?,
+            Err(e) => return Err(unavailable(e)),
+        };
         self.count_live();
         // A poll of the same filter that finished first delivered these.
         let delivered = if saved { delivered } else { Vec::new() };
@@ -482,6 +484,30 @@ impl Filters {
     /// The filter `id` if `client` made it: another client's filter is
     /// "not found", as if the id were wrong (a poll consumes what the owner
     /// would have been given, and an uninstall ends its filter).
+    /// Whether a poll's save whose answer never came was applied. Failing
+    /// the poll when it was would lose what it delivers for good: the next
+    /// poll starts after it. So a read of the filter settles it (on Redis's
+    /// one connection it is answered after the save): still at `version`,
+    /// not applied (the poll fails, the next one delivers the same); at the
+    /// next version with `state`, applied; anything else, another poll of
+    /// the filter won (it delivered these). When that read fails too the
+    /// save is taken as applied: a slow Redis applies what it was sent, and
+    /// were it lost, the next poll would deliver the same again.
+    async fn saved_after_all(
+        &self,
+        id: &str,
+        version: u64,
+        state: &State,
+        why: String,
+    ) -> Result<bool, FilterError> {
+        match self.store.load(id).await {
+            Ok(Some((now, _))) if now == version => Err(FilterError::Unavailable(why)),
+            Ok(Some((now, saved))) => Ok(now == version + 1 && saved == *state),
+            Ok(None) => Ok(false),
+            Err(_) => Ok(true),
+        }
+    }
+
     async fn load_owned(&self, id: &str, client: &str) -> Result<(u64, State), FilterError> {
         self.store
             .load(id)
@@ -564,7 +590,7 @@ async fn block_hash(
 fn unavailable(e: StoreError) -> FilterError {
     match e {
         StoreError::Refused(cap) => FilterError::TooMany(cap),
-        StoreError::Unavailable(why) => FilterError::Unavailable(why),
+        StoreError::Unavailable(why) | StoreError::Unknown(why) => FilterError::Unavailable(why),
     }
 }
 

@@ -46,6 +46,9 @@ pub(super) enum StoreError {
     Refused(Cap),
     #[error("{0}")]
     Unavailable(String),
+    /// A write went out and no answer came back: Redis may have applied it.
+    #[error("{0}")]
+    Unknown(String),
 }
 
 /// The bounds a store enforces.
@@ -433,7 +436,10 @@ pub(super) async fn within<T>(
 ) -> Result<T, StoreError> {
     link.call(timeout, f)
         .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))
+        .map_err(|e| match e.may_have_applied() {
+            true => StoreError::Unknown(e.to_string()),
+            false => StoreError::Unavailable(e.to_string()),
+        })
 }
 
 fn millis(d: Duration) -> u64 {

@@ -51,6 +51,22 @@ pub enum LinkError {
     Skipped,
 }
 
+impl LinkError {
+    /// Whether the command may have reached Redis and been applied although
+    /// no answer came back: a timeout or a connection lost after sending.
+    /// A skipped call, a refused connection and an error reply were not.
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            LinkError::Timeout(_) => true,
+            LinkError::Skipped => false,
+            LinkError::Redis(e) => {
+                !e.is_connection_refusal()
+                    && (e.is_timeout() || e.is_connection_dropped() || e.is_io_error())
+            }
+        }
+    }
+}
+
 /// A kind of value read from Redis, for `rpcgate_redis_invalid_values_total`.
 #[derive(Debug, Clone, Copy)]
 pub enum ValueKind {

@@ -624,3 +624,108 @@ async fn a_reorg_below_a_shallow_finalized_block_reaches_filters_on_both_gateway
     assert_eq!(got[..3], removed[..], "the replaced logs first, removed");
     assert_eq!(got[3..], truth[..], "then the new chain's logs");
 }
+
+/// A pass-through in front of Redis that, once armed, holds the next
+/// script call naming `armed` (and everything the gateway sends after it,
+/// so order is kept) for `hold`: a write that reaches Redis after the
+/// gateway stopped waiting for its answer.
+struct LateWrites {
+    port: u16,
+    armed: Arc<Mutex<Option<String>>>,
+}
+
+impl LateWrites {
+    async fn start(redis_port: u16, hold: Duration) -> LateWrites {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed: Arc<Mutex<Option<String>>> = Arc::default();
+        let watch = armed.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", redis_port)).await
+                else {
+                    continue;
+                };
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                });
+                let watch = watch.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut until = tokio::time::Instant::now();
+                    loop {
+                        let n = match from_client.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        let text = String::from_utf8_lossy(chunk).to_ascii_uppercase();
+                        let held = {
+                            let mut armed = watch.lock();
+                            let hit = armed.as_ref().is_some_and(|id| {
+                                text.contains("EVALSHA") && text.contains(&id.to_ascii_uppercase())
+                            });
+                            if hit {
+                                *armed = None;
+                            }
+                            hit
+                        };
+                        if held {
+                            until = tokio::time::Instant::now() + hold;
+                        }
+                        tokio::time::sleep_until(until).await;
+                        if to_server.write_all(chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        LateWrites { port, armed }
+    }
+}
+
+#[tokio::test]
+async fn a_poll_whose_save_redis_answers_late_still_delivers_its_blocks() {
+    // A filter poll saves where the filter now stands; when Redis's answer
+    // comes after the gateway stopped waiting, the save was applied all the
+    // same, and failing the poll would lose its blocks: the next poll
+    // starts after them.
+    let fleet = fleet(1).await;
+    let start = fleet.mine_blocks(1).await.unwrap();
+    let redis = RedisServer::start().await.unwrap();
+    let late = LateWrites::start(redis.port(), Duration::from_millis(1500)).await;
+    let y = format!(
+        "{}redis:\n  url: redis://127.0.0.1:{}\n",
+        yaml(fleet.chain_id(), &fleet_ups(&fleet), ""),
+        late.port
+    );
+    let gw = start_gateway(&y).await;
+    wait_synced(&gw, 1, start).await;
+    let id = result(&gw.url, "eth_newBlockFilter", json!([])).await;
+    let mut got: Vec<Value> = Vec::new();
+    for _ in 0..3 {
+        let top = fleet.mine().await.unwrap();
+        wait_synced(&gw, 1, top).await;
+        *late.armed.lock() = id.as_str().map(str::to_string);
+        // This poll's save is held past the gateway's wait; later polls
+        // are not. Polls that fail are asked again, as a client would.
+        for _ in 0..5 {
+            let r = call(&gw.url, "eth_getFilterChanges", json!([id])).await;
+            if let Some(list) = r["result"].as_array() {
+                got.extend(list.iter().cloned());
+                if got.len() as u64 >= top - start {
+                    break;
+                }
+            }
+        }
+    }
+    let mut chain = Vec::new();
+    for n in start + 1..=start + 3 {
+        chain.push(json!(fleet.block_hash(0, n).await.unwrap().unwrap()));
+    }
+    assert_eq!(got, chain, "every block once, in order");
+}
