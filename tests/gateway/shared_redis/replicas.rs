@@ -24,6 +24,10 @@ async fn read(gw: &Gw, method: &str, params: Value) -> Value {
     answer["result"].clone()
 }
 
+/// The send goes through A; B, which has no record of its own, reads the
+/// wallet's pending nonce and the transaction by the record A shared. With
+/// the send not shared (A records nothing in Redis), B's reads are routed as
+/// usual and nearly all of them miss the send.
 #[tokio::test]
 async fn a_send_through_one_gateway_steers_reads_through_another() {
     let redis = RedisServer::start().await.unwrap();
