@@ -122,6 +122,26 @@ fn log_id(log: &Value) -> (String, String, String, bool) {
     )
 }
 
+/// After a reorg of three logging blocks: the `first` three logs again with
+/// `removed: true`, then the new chain's (`truth`), in that order.
+fn assert_removed_then_new(
+    first: &[Value],
+    after: &[Value],
+    truth: &[(String, String, String, bool)],
+) {
+    let removed: Vec<_> = first
+        .iter()
+        .map(|l| {
+            let mut l = l.clone();
+            l["removed"] = json!(true);
+            log_id(&l)
+        })
+        .collect();
+    let got: Vec<_> = after.iter().map(log_id).collect();
+    assert_eq!(got[..3], removed[..], "the replaced logs first, removed");
+    assert_eq!(got[3..], truth[..], "then the new chain's logs");
+}
+
 #[tokio::test]
 async fn every_block_and_log_once_while_replicas_fail_in_turn() {
     let fleet = fleet(3).await;
@@ -214,17 +234,7 @@ async fn a_reorg_under_a_log_filter_delivers_removed_logs_then_the_new_ones() {
         got.len() >= 6
     })
     .await;
-    let removed: Vec<_> = first
-        .iter()
-        .map(|l| {
-            let mut l = l.clone();
-            l["removed"] = json!(true);
-            log_id(&l)
-        })
-        .collect();
-    let got: Vec<_> = after.iter().map(log_id).collect();
-    assert_eq!(got[..3], removed[..], "the replaced logs first, removed");
-    assert_eq!(got[3..], truth[..], "then the new chain's logs");
+    assert_removed_then_new(&first, &after, &truth);
     let again = result(&url, "eth_getFilterChanges", json!([id])).await;
     assert_eq!(again, json!([]), "nothing twice");
 }
@@ -612,17 +622,7 @@ async fn a_reorg_below_a_shallow_finalized_block_reaches_filters_on_both_gateway
     )
     .await;
     assert_eq!(after, chain, "every new block, the finalized one first");
-    let removed: Vec<_> = first_logs
-        .iter()
-        .map(|l| {
-            let mut l = l.clone();
-            l["removed"] = json!(true);
-            log_id(&l)
-        })
-        .collect();
-    let got: Vec<_> = after_logs.iter().map(log_id).collect();
-    assert_eq!(got[..3], removed[..], "the replaced logs first, removed");
-    assert_eq!(got[3..], truth[..], "then the new chain's logs");
+    assert_removed_then_new(&first_logs, &after_logs, &truth);
 }
 
 /// A pass-through in front of Redis that, once armed, holds the next
