@@ -46,7 +46,8 @@ pub(super) enum StoreError {
     Refused(Cap),
     #[error("{0}")]
     Unavailable(String),
-    /// A write went out and no answer came back: Redis may have applied it.
+    /// A write went out and no answer came in time: Redis most likely
+    /// applied it ([`crate::redis_link::LinkError::may_have_applied`]).
     #[error("{0}")]
     Unknown(String),
 }

@@ -52,17 +52,16 @@ pub enum LinkError {
 }
 
 impl LinkError {
-    /// Whether the command may have reached Redis and been applied although
-    /// no answer came back: a timeout or a connection lost after sending.
-    /// A skipped call, a refused connection and an error reply were not.
+    /// Whether the command most likely reached a live Redis and was applied
+    /// although no answer came in time: a timeout (a slow Redis applies what
+    /// it was sent). A skipped call, a refused connection and an error reply
+    /// were not applied; a connection lost is a Redis gone, whose last
+    /// writes its restart may not have kept either, so it counts as not.
     pub fn may_have_applied(&self) -> bool {
         match self {
             LinkError::Timeout(_) => true,
             LinkError::Skipped => false,
-            LinkError::Redis(e) => {
-                !e.is_connection_refusal()
-                    && (e.is_timeout() || e.is_connection_dropped() || e.is_io_error())
-            }
+            LinkError::Redis(e) => e.is_timeout(),
         }
     }
 }
