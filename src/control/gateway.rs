@@ -195,7 +195,8 @@ pub struct Gateway {
     pub reloads: ReloadCounters,
     /// Client subscriptions and their upstream feeds, per network.
     subscriptions: Hubs,
-    /// The `kind: beacon` networks, started once (restart-only).
+    /// The `kind: beacon` networks, started once (restart-only but for
+    /// their `paths:`, which a reload applies).
     beacon: BeaconNetworks,
     /// Turns true when shutdown begins. Every open client WebSocket holds a
     /// receiver: it says goodbye (1001) on the change, and the listener's
@@ -340,6 +341,7 @@ impl Gateway {
         drop(control);
         crate::logs::apply(&config.log);
         apply_memory_bounds(config);
+        self.beacon.apply(&config.beacon);
         for key in self.started.restart_only_changes(config) {
             tracing::warn!(
                 key,

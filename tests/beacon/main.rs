@@ -31,6 +31,7 @@
 
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
+mod allowlist;
 mod chain;
 mod devnet;
 mod events;
@@ -111,6 +112,8 @@ struct Running {
     own: String,
     /// `http://host:port` of the admin listener (`/metrics`).
     admin: String,
+    /// The config it started with (a test reloads it with keys added).
+    yaml: String,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -157,6 +160,7 @@ async fn start_gateway_over(urls: &[String]) -> Running {
         main,
         own,
         admin,
+        yaml,
         _stop: stop,
     }
 }
@@ -193,7 +197,7 @@ async fn beacon_gateway_over_lodestar() {
     wait_eligible(&gw, "both nodes eligible", |n| n.len() == 2).await;
 
     differential_reads(&gw, &devnet).await;
-    closed_paths(&gw, &taps).await;
+    closed_paths(&gw, &taps, &devnet.urls[0]).await;
     unhealthy_node_gets_no_traffic(&gw, &taps, Mode::Syncing).await;
     unhealthy_node_gets_no_traffic(&gw, &taps, Mode::Optimistic).await;
     publish_reaches_every_eligible_node(&gw, &taps).await;
@@ -338,8 +342,9 @@ async fn differential_reads(gw: &Running, devnet: &Devnet) {
     }
 }
 
-/// Closed paths and the validator namespace without a key: refused, no node asked.
-async fn closed_paths(gw: &Running, taps: &[Tap; 2]) {
+/// Closed paths and the validator namespace without a key: refused, no node
+/// asked; then the operator's `paths:` ([`allowlist`]). `direct`: node 1.
+async fn closed_paths(gw: &Running, taps: &[Tap; 2], direct: &str) {
     taps.iter().for_each(Tap::reset);
     let cases = [
         (
@@ -385,6 +390,7 @@ async fn closed_paths(gw: &Running, taps: &[Tap; 2]) {
     for tap in taps {
         assert!(tap.traffic().is_empty(), "{:?}", tap.traffic());
     }
+    allowlist::operator_paths(gw, taps, direct).await;
 }
 
 /// A node made to report `mode` through its tap gets no reads; healthy again, it does.

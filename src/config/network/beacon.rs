@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::beacon_paths::{self, BeaconPathsConfig};
 use super::upstream::{url, RawUpstream};
 use super::RawNetwork;
 use crate::config::error::{address, Checks};
@@ -57,6 +58,19 @@ pub struct BeaconNetworkConfig {
     pub max_response_bytes: usize,
     pub upstreams: Vec<BeaconNodeConfig>,
     pub events: BeaconEventsConfig,
+    /// The operator's allowlist additions (a reload applies them).
+    pub paths: BeaconPathsConfig,
+}
+
+impl BeaconNetworkConfig {
+    /// This network without the keys a reload applies (`paths`): what only
+    /// a restart can change.
+    pub fn restart_part(&self) -> BeaconNetworkConfig {
+        BeaconNetworkConfig {
+            paths: BeaconPathsConfig::default(),
+            ..self.clone()
+        }
+    }
 }
 
 /// `events:` of a beacon network: the event streams it serves.
@@ -161,7 +175,7 @@ pub(in crate::config) fn validate(
     for (key, _) in execution_only.iter().filter(|(_, given)| *given) {
         c.fail(
             at(key),
-            "is a key of execution (JSON-RPC) networks; a beacon network has kind, listen, max_lag_slots, poll_interval, request_timeout, max_response_bytes, events and upstreams",
+            "is a key of execution (JSON-RPC) networks; a beacon network has kind, listen, max_lag_slots, poll_interval, request_timeout, max_response_bytes, events, paths and upstreams",
         );
     }
     let listen = raw
@@ -213,6 +227,7 @@ pub(in crate::config) fn validate(
         ) as usize,
         upstreams,
         events,
+        paths: beacon_paths::validate(c, &net, raw.paths),
     }
 }
 
