@@ -42,7 +42,7 @@ mod rescue;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,8 @@ pub struct BeaconNetwork {
     series: Series,
     /// The operator's `paths:` (a reload swaps them).
     rules: ArcSwap<PathRules>,
+    /// `ready_required` (a reload sets it).
+    ready_required: AtomicBool,
     pub events: Arc<Events>,
     health: tokio::task::JoinHandle<()>,
 }
@@ -158,6 +160,7 @@ impl BeaconNetwork {
         Arc::new(BeaconNetwork {
             series: Series::new(&metrics.beacon, &config.name),
             rules: ArcSwap::from_pointee(PathRules::new(&config.paths)),
+            ready_required: AtomicBool::new(config.ready_required),
             config,
             snapshot,
             turn: AtomicUsize::new(0),
@@ -177,6 +180,22 @@ impl BeaconNetwork {
     /// Takes the keys of `config` a reload applies (the rest stays as started).
     fn apply(&self, config: &BeaconNetworkConfig) {
         self.rules.store(Arc::new(PathRules::new(&config.paths)));
+        self.ready_required
+            .store(config.ready_required, Ordering::Relaxed);
+    }
+
+    /// Whether `/readyz` needs this network to have an eligible node.
+    pub fn ready_required(&self) -> bool {
+        self.ready_required.load(Ordering::Relaxed)
+    }
+
+    /// Why this network cannot serve now (`None`: an eligible node serves).
+    pub fn not_ready(&self) -> Option<String> {
+        self.snapshot()
+            .eligible()
+            .next()
+            .is_none()
+            .then(|| format!("beacon network {} has no eligible node", self.config.name))
     }
 }
 

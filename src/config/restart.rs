@@ -62,7 +62,7 @@ const RESTART_ONLY: [RestartOnly; 18] = [
     // One connection per process, shared by the policy and every network.
     ("redis", |a, b| a.redis != b.redis),
     // Beacon networks are started once with their listeners and node loops
-    // (`paths` excepted: a reload applies it).
+    // (`paths` and `ready_required` excepted: a reload applies them).
     ("networks.<beacon network>", |a, b| {
         let restart = |c: &Config| {
             c.beacon

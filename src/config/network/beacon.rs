@@ -60,14 +60,19 @@ pub struct BeaconNetworkConfig {
     pub events: BeaconEventsConfig,
     /// The operator's allowlist additions (a reload applies them).
     pub paths: BeaconPathsConfig,
+    /// Whether `/readyz` fails while this network has no eligible node
+    /// (default false: a syncing beacon node does not take the JSON-RPC
+    /// front out of the Service; a reload applies it).
+    pub ready_required: bool,
 }
 
 impl BeaconNetworkConfig {
-    /// This network without the keys a reload applies (`paths`): what only
-    /// a restart can change.
+    /// This network without the keys a reload applies (`paths`,
+    /// `ready_required`): what only a restart can change.
     pub fn restart_part(&self) -> BeaconNetworkConfig {
         BeaconNetworkConfig {
             paths: BeaconPathsConfig::default(),
+            ready_required: false,
             ..self.clone()
         }
     }
@@ -175,7 +180,7 @@ pub(in crate::config) fn validate(
     for (key, _) in execution_only.iter().filter(|(_, given)| *given) {
         c.fail(
             at(key),
-            "is a key of execution (JSON-RPC) networks; a beacon network has kind, listen, max_lag_slots, poll_interval, request_timeout, max_response_bytes, events, paths and upstreams",
+            "is a key of execution (JSON-RPC) networks; a beacon network has kind, listen, max_lag_slots, poll_interval, request_timeout, max_response_bytes, events, paths, ready_required and upstreams",
         );
     }
     let listen = raw
@@ -228,6 +233,7 @@ pub(in crate::config) fn validate(
         upstreams,
         events,
         paths: beacon_paths::validate(c, &net, raw.paths),
+        ready_required: raw.ready_required.unwrap_or(false),
     }
 }
 

@@ -47,6 +47,9 @@ pub(super) struct RawNetwork {
     pub events: Option<beacon::RawEvents>,
     /// Beacon networks only: the operator's allowlist additions.
     pub paths: Option<beacon_paths::RawPaths>,
+    /// Whether `/readyz` needs this network to have an eligible backend
+    /// (execution, default true) or node (beacon, default false).
+    pub ready_required: Option<bool>,
     pub chain_id: Option<u64>,
     #[serde(default)]
     pub default: bool,
@@ -124,6 +127,10 @@ pub struct NetworkConfig {
     /// `hedge:`: reads sent to a second backend when the first is slow
     /// (empty: never; the first entry matching a method wins).
     pub hedge: Vec<HedgeRule>,
+    /// `/readyz` fails while this network has no eligible backend (default
+    /// true; false for a network whose outage should not take the others
+    /// out of a load balancer).
+    pub ready_required: bool,
 }
 
 /// The defaults of a network's own keys (its sections have their own).
@@ -346,6 +353,7 @@ pub(super) fn validate(
         discover,
         routes,
         hedge: hedge::rules(c, &at("hedge"), raw.hedge),
+        ready_required: raw.ready_required.unwrap_or(true),
     }
 }
 
