@@ -8,7 +8,8 @@
 //! ([`judge`]: same genesis, not syncing, not optimistic, execution layer
 //! online, within `max_lag_slots` of the head the nodes agree on) and
 //! publishes a snapshot that requests read with one atomic load. A request
-//! is classified by one table ([`paths`]: the allowlist), admitted by the
+//! is classified by one table ([`paths`]: the allowlist, with the
+//! operator's `paths:` prefixes on top, [`allowlist`]), admitted by the
 //! client policy, then routed: a read through [`reads`] (the cache of what
 //! cannot change, then the nodes that have what it names, [`choose`]), a
 //! block production to the healthiest node, retried only within its slot,
@@ -25,6 +26,7 @@
 //! can start the networks and report them in `/status`, readiness and
 //! `/metrics`; the edge hands it requests by path.
 
+mod allowlist;
 mod cache;
 mod choose;
 mod counts;
@@ -40,10 +42,11 @@ mod rescue;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use allowlist::PathRules;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
@@ -110,6 +113,10 @@ pub struct BeaconNetwork {
     cache: AnswerCache,
     floors: HeadFloors,
     series: Series,
+    /// The operator's `paths:` (a reload swaps them).
+    rules: ArcSwap<PathRules>,
+    /// `ready_required` (a reload sets it).
+    ready_required: AtomicBool,
     pub events: Arc<Events>,
     health: tokio::task::JoinHandle<()>,
 }
@@ -152,6 +159,8 @@ impl BeaconNetwork {
         ));
         Arc::new(BeaconNetwork {
             series: Series::new(&metrics.beacon, &config.name),
+            rules: ArcSwap::from_pointee(PathRules::new(&config.paths)),
+            ready_required: AtomicBool::new(config.ready_required),
             config,
             snapshot,
             turn: AtomicUsize::new(0),
@@ -166,6 +175,27 @@ impl BeaconNetwork {
     /// The current verdicts (one atomic load).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// Takes the keys of `config` a reload applies (the rest stays as started).
+    fn apply(&self, config: &BeaconNetworkConfig) {
+        self.rules.store(Arc::new(PathRules::new(&config.paths)));
+        self.ready_required
+            .store(config.ready_required, Ordering::Relaxed);
+    }
+
+    /// Whether `/readyz` needs this network to have an eligible node.
+    pub fn ready_required(&self) -> bool {
+        self.ready_required.load(Ordering::Relaxed)
+    }
+
+    /// Why this network cannot serve now (`None`: an eligible node serves).
+    pub fn not_ready(&self) -> Option<String> {
+        self.snapshot()
+            .eligible()
+            .next()
+            .is_none()
+            .then(|| format!("beacon network {} has no eligible node", self.config.name))
     }
 }
 
@@ -221,6 +251,16 @@ impl BeaconNetworks {
         }
     }
 
+    /// Applies a reloaded config's reloadable keys to the networks it names
+    /// that run (one added or removed by a reload waits for a restart).
+    pub fn apply(&self, configs: &[BeaconNetworkConfig]) {
+        for config in configs {
+            if let Some(net) = self.by_name.get(&config.name) {
+                net.apply(config);
+            }
+        }
+    }
+
     /// Ends every event stream (the gateway is draining).
     pub fn close_event_streams(&self) {
         for net in self.by_name.values() {
@@ -229,13 +269,14 @@ impl BeaconNetworks {
     }
 
     /// The network and the rest of the path named by a main-listener path
-    /// `/<network>/eth/...` or `/<network>/<key>/eth/...` (see [`split_key`]).
+    /// `/<network>/eth/...` or `/<network>/<key>/eth/...` (see [`split_key`]),
+    /// or `/<network>/<path>` when the network's `paths.allow` opens `<path>`.
     pub fn resolve<'p>(&self, path: &'p str) -> Option<(&Arc<BeaconNetwork>, &'p str)> {
         let rest = path.strip_prefix('/')?;
         let (name, _) = rest.split_once('/')?;
         let net = self.by_name.get(name)?;
         let api = &rest[name.len()..];
-        split_key(api).is_some().then_some((net, api))
+        (split_key(api).is_some() || net.rules.load().opens(api)).then_some((net, api))
     }
 }
 
@@ -273,7 +314,7 @@ pub async fn serve(
 ) -> Response<AnswerBody> {
     let started = Instant::now();
     let (path_key, api_path) = split_key(api_path).unwrap_or((None, api_path));
-    let route = paths::classify(req.method(), api_path);
+    let route = net.rules.load().route(req.method(), api_path);
     let group = Group::of(route, api_path);
     let asked = Asked {
         api_path,

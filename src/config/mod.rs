@@ -38,10 +38,10 @@ pub use ipnet::IpNet;
 pub use log::{LogConfig, DEFAULT_REFUSALS_PER_SECOND, DEFAULT_REFUSALS_SUMMARY_INTERVAL};
 pub use method_pattern::MethodPattern;
 pub use network::{
-    BeaconEventsConfig, BeaconNetworkConfig, BeaconNodeConfig, CacheConfig, DiscoverConfig,
-    FiltersConfig, HeadConfig, HedgeDelay, HedgeRule, NetworkConfig, ReadYourWritesConfig,
-    RouteConfig, RouteFallback, UpstreamConfig, UpstreamTier, CACHE_CANON_WINDOW,
-    DEFAULT_HEDGE_MAX_EXTRA,
+    BeaconEventsConfig, BeaconNetworkConfig, BeaconNodeConfig, BeaconPathsConfig, CacheConfig,
+    DiscoverConfig, FiltersConfig, HeadConfig, HedgeDelay, HedgeRule, NetworkConfig,
+    ReadYourWritesConfig, RouteConfig, RouteFallback, UpstreamConfig, UpstreamTier,
+    CACHE_CANON_WINDOW, DEFAULT_HEDGE_MAX_EXTRA,
 };
 pub use policy::{
     canonical_ip, AllowEntry, ClientConfig, ClientRules, KeyDigest, LimitsConfig, PolicyConfig,

@@ -61,8 +61,17 @@ const RESTART_ONLY: [RestartOnly; 18] = [
     ("log.format", |a, b| a.log.json != b.log.json),
     // One connection per process, shared by the policy and every network.
     ("redis", |a, b| a.redis != b.redis),
-    // Beacon networks are started once with their listeners and node loops.
-    ("networks.<beacon network>", |a, b| a.beacon != b.beacon),
+    // Beacon networks are started once with their listeners and node loops
+    // (`paths` and `ready_required` excepted: a reload applies them).
+    ("networks.<beacon network>", |a, b| {
+        let restart = |c: &Config| {
+            c.beacon
+                .iter()
+                .map(|n| n.restart_part())
+                .collect::<Vec<_>>()
+        };
+        restart(a) != restart(b)
+    }),
 ];
 
 /// The YAML paths of the keys that only a restart applies, in a fixed order
@@ -163,5 +172,13 @@ mod tests {
         let new = load("server: { max_body_bytes: 1000, cors: { allowed_origins: [\"https://a.test\"] } }\nlog: { level: debug }\n");
         assert!(base.restart_only_changes(&new).is_empty());
         assert!(base.restart_only_changes(&base).is_empty());
+        // A beacon network's `paths` follow a reload.
+        let beacon =
+            "  b:\n    kind: beacon\n    upstreams: [{ name: n, http: http://127.0.0.1:2 }]\n";
+        let with = Config::from_yaml(&format!("{BASE}{beacon}")).unwrap();
+        let paths = "    paths: { allow: [/eth/v1/debug/], deny: [/eth/v1/node/peers] }\n";
+        let new = Config::from_yaml(&format!("{BASE}{beacon}{paths}")).unwrap();
+        assert_eq!(new.beacon[0].paths.allow, ["/eth/v1/debug/"]);
+        assert!(with.restart_only_changes(&new).is_empty());
     }
 }

@@ -3,8 +3,12 @@
 //! separately and keeps answering while the RPC listener drains.
 //!
 //! - `/livez`: the process is up (200).
-//! - `/readyz`: 200 when every network has an eligible backend and the
-//!   gateway is not shutting down; 503 with the reasons otherwise.
+//! - `/readyz`: 200 when every network required for readiness
+//!   (`ready_required`: execution networks by default, beacon networks
+//!   not) has an eligible backend or node and the gateway is not shutting
+//!   down; 503 with the reasons otherwise. `/readyz/<network>`: the same
+//!   for one network of either kind, required or not (404: no such network),
+//!   for operators who probe each front on its own.
 //! - `/status`: JSON, per network and backend: head, lag, latency estimate,
 //!   in-flight requests, eligibility and the reason when not eligible.
 //! - `/metrics`: Prometheus text, the gateway's registry ([`crate::metrics`])
@@ -127,6 +131,17 @@ fn route(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 )
             }
         }
+        path if path.starts_with("/readyz/") => {
+            let name = &path["/readyz/".len()..];
+            match gateway.network_not_ready(name) {
+                None => text(StatusCode::NOT_FOUND, "no such network\n"),
+                Some(reasons) if reasons.is_empty() => text(StatusCode::OK, "ready\n"),
+                Some(reasons) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("not ready: {}\n", reasons.join("; ")),
+                ),
+            }
+        }
         "/status" => {
             let body =
                 serde_json::to_vec_pretty(&status(gateway)).expect("a JSON value serializes");
@@ -148,7 +163,7 @@ fn route(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "unknown path: try /livez, /readyz, /status or /metrics\n",
+            "unknown path: try /livez, /readyz, /readyz/<network>, /status or /metrics\n",
         ),
     }
 }
@@ -203,6 +218,7 @@ pub fn status(gateway: &Gateway) -> Value {
                 "finalized": view.finalized,
                 "eligible": view.eligible().count(),
                 "fallback_serving": view.fallback_serving,
+                "ready_required": net.config.ready_required,
                 "backends": backends,
             }),
         );

@@ -47,6 +47,7 @@ pub(super) fn status(gateway: &Gateway) -> Value {
                 "agreed_slot": snap.agreed_slot,
                 "genesis_validators_root": snap.genesis,
                 "eligible": snap.eligible().count(),
+                "ready_required": net.ready_required(),
                 "nodes": nodes,
             }),
         );

@@ -195,7 +195,8 @@ pub struct Gateway {
     pub reloads: ReloadCounters,
     /// Client subscriptions and their upstream feeds, per network.
     subscriptions: Hubs,
-    /// The `kind: beacon` networks, started once (restart-only).
+    /// The `kind: beacon` networks, started once (restart-only but for
+    /// their `paths:`, which a reload applies).
     beacon: BeaconNetworks,
     /// Turns true when shutdown begins. Every open client WebSocket holds a
     /// receiver: it says goodbye (1001) on the change, and the listener's
@@ -340,6 +341,7 @@ impl Gateway {
         drop(control);
         crate::logs::apply(&config.log);
         apply_memory_bounds(config);
+        self.beacon.apply(&config.beacon);
         for key in self.started.restart_only_changes(config) {
             tracing::warn!(
                 key,
@@ -371,7 +373,10 @@ impl Gateway {
     }
 
     /// Why the gateway should not get traffic now (empty when ready): it is
-    /// shutting down, or a network has no eligible backend.
+    /// shutting down, or a network required for readiness (`ready_required`:
+    /// execution networks by default, beacon networks not) has no eligible
+    /// backend or node. One front's outage then keeps the other in its
+    /// load balancer; `/readyz/<network>` answers for one network.
     pub fn not_ready(&self) -> Vec<String> {
         if self.draining.load(Ordering::Relaxed) {
             return vec!["shutting down".into()];
@@ -379,20 +384,48 @@ impl Gateway {
         let routes = self.table();
         let mut reasons: Vec<String> = routes
             .networks
-            .iter()
-            .filter(|(_, net)| net.view().eligible().next().is_none())
-            .map(|(name, _)| format!("network {name} has no eligible backend"))
+            .values()
+            .filter(|net| net.config.ready_required)
+            .filter_map(|net| network_not_ready(net))
             .collect();
         reasons.extend(
             self.beacon
                 .by_name
-                .iter()
-                .filter(|(_, net)| net.snapshot().eligible().next().is_none())
-                .map(|(name, _)| format!("beacon network {name} has no eligible node")),
+                .values()
+                .filter(|net| net.ready_required())
+                .filter_map(|net| net.not_ready()),
         );
         reasons.sort();
         reasons
     }
+
+    /// Why one network (either kind) should not get traffic now: `None`
+    /// when no network has that name, else the reasons (empty when ready),
+    /// whether or not it is required for the gateway's readiness.
+    pub fn network_not_ready(&self, name: &str) -> Option<Vec<String>> {
+        let not_ready = if let Some(net) = self.table().networks.get(name) {
+            network_not_ready(net)
+        } else {
+            self.beacon.by_name.get(name)?.not_ready()
+        };
+        let draining = self.draining.load(Ordering::Relaxed);
+        Some(
+            draining
+                .then(|| "shutting down".to_string())
+                .into_iter()
+                .chain(not_ready)
+                .collect(),
+        )
+    }
+}
+
+/// Why an execution network cannot serve now (`None`: it can).
+fn network_not_ready(net: &Network) -> Option<String> {
+    net.view()
+        .eligible()
+        .next()
+        .is_none()
+        .then(|| format!("network {} has no eligible backend", net.config.name))
 }
 
 /// The process's memory budgets (see `crate::memory`) as `config` sets them.

@@ -22,7 +22,8 @@
 //! - block production whose node fails is retried on the other node only
 //!   within its slot;
 //! - a client over its rate limit is refused (429); requests are counted per
-//!   path group and outcome.
+//!   path group and outcome; two gateways sharing one redis-server share a
+//!   client's budget (`shared_limit`).
 //!
 //! - `/eth/v1/events` (`events`): on a gateway of its own, with the third
 //!   node; last, since it kills a node.
@@ -31,11 +32,13 @@
 
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
+mod allowlist;
 mod chain;
 mod devnet;
 mod events;
 mod latency;
 mod routing;
+mod shared_limit;
 mod tap;
 mod validator;
 
@@ -58,6 +61,9 @@ use tap::{Mode, Tap};
 const KEY: &str = "beacon-test-key-7a6b5c4d3e2f";
 /// A named client with a small request budget.
 const SLOW_KEY: &str = "beacon-slow-key-1b2c3d4e5f60";
+/// A named client with a budget of 4 requests (next to no refill), for the
+/// limiter two gateways share through Redis (`shared_limit`).
+const SHARED_KEY: &str = "beacon-shared-key-9f8e7d6c5b4a";
 
 /// The tests of this binary run their devnets one after the other: two at
 /// once would starve each other's slots on a 2-core machine.
@@ -111,6 +117,8 @@ struct Running {
     own: String,
     /// `http://host:port` of the admin listener (`/metrics`).
     admin: String,
+    /// The config it started with (a test reloads it with keys added).
+    yaml: String,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -129,6 +137,12 @@ async fn start_gateway(taps: &[&Tap]) -> Running {
 
 /// A gateway over the nodes at `urls` (taps or the nodes themselves).
 async fn start_gateway_over(urls: &[String]) -> Running {
+    start_gateway_with(urls, "").await
+}
+
+/// The same with `top` (top-level YAML, e.g. `redis:`) added.
+async fn start_gateway_with(urls: &[String], top: &str) -> Running {
+    let shared = digest(SHARED_KEY);
     let slow = digest(SLOW_KEY);
     let digest = digest(KEY);
     let ups: String = urls
@@ -137,7 +151,7 @@ async fn start_gateway_over(urls: &[String]) -> Running {
         .map(|(i, u)| format!("      - name: n{}\n        http: {u}\n", i + 1))
         .collect();
     let yaml = format!(
-        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\npolicy:\n  clients:\n    vc:\n      key_sha256: [{digest}]\n    slow:\n      key_sha256: [{slow}]\n      limits:\n        requests_per_second: 0.2\n        burst: 3\nnetworks:\n  lh:\n    kind: beacon\n    listen: 127.0.0.1:0\n    max_lag_slots: 4\n    poll_interval: 200ms\n    upstreams:\n{ups}"
+        "{top}listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\npolicy:\n  clients:\n    vc:\n      key_sha256: [{digest}]\n    slow:\n      key_sha256: [{slow}]\n      limits:\n        requests_per_second: 0.2\n        burst: 3\n    shared:\n      key_sha256: [{shared}]\n      limits:\n        requests_per_second: 0.001\n        burst: 4\nnetworks:\n  lh:\n    kind: beacon\n    listen: 127.0.0.1:0\n    max_lag_slots: 4\n    poll_interval: 200ms\n    upstreams:\n{ups}"
     );
     let config = Config::from_yaml(&yaml).unwrap();
     let server = Server::bind(&config).await.unwrap();
@@ -157,6 +171,7 @@ async fn start_gateway_over(urls: &[String]) -> Running {
         main,
         own,
         admin,
+        yaml,
         _stop: stop,
     }
 }
@@ -193,7 +208,7 @@ async fn beacon_gateway_over_lodestar() {
     wait_eligible(&gw, "both nodes eligible", |n| n.len() == 2).await;
 
     differential_reads(&gw, &devnet).await;
-    closed_paths(&gw, &taps).await;
+    closed_paths(&gw, &taps, &devnet.urls[0]).await;
     unhealthy_node_gets_no_traffic(&gw, &taps, Mode::Syncing).await;
     unhealthy_node_gets_no_traffic(&gw, &taps, Mode::Optimistic).await;
     publish_reaches_every_eligible_node(&gw, &taps).await;
@@ -203,6 +218,7 @@ async fn beacon_gateway_over_lodestar() {
     routing::what_cannot_change_is_read_once(&gw, &taps, &devnet).await;
     routing::production_is_retried_only_within_its_slot(&gw, &taps).await;
     routing::client_limits_and_request_metrics(&gw).await;
+    shared_limit::one_budget_across_two_gateways(&taps).await;
     events::scenarios(&devnet).await;
 }
 
@@ -338,8 +354,9 @@ async fn differential_reads(gw: &Running, devnet: &Devnet) {
     }
 }
 
-/// Closed paths and the validator namespace without a key: refused, no node asked.
-async fn closed_paths(gw: &Running, taps: &[Tap; 2]) {
+/// Closed paths and the validator namespace without a key: refused, no node
+/// asked; then the operator's `paths:` ([`allowlist`]). `direct`: node 1.
+async fn closed_paths(gw: &Running, taps: &[Tap; 2], direct: &str) {
     taps.iter().for_each(Tap::reset);
     let cases = [
         (
@@ -385,6 +402,7 @@ async fn closed_paths(gw: &Running, taps: &[Tap; 2]) {
     for tap in taps {
         assert!(tap.traffic().is_empty(), "{:?}", tap.traffic());
     }
+    allowlist::operator_paths(gw, taps, direct).await;
 }
 
 /// A node made to report `mode` through its tap gets no reads; healthy again, it does.

@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::beacon_paths::{self, BeaconPathsConfig};
 use super::upstream::{url, RawUpstream};
 use super::RawNetwork;
 use crate::config::error::{address, Checks};
@@ -57,6 +58,24 @@ pub struct BeaconNetworkConfig {
     pub max_response_bytes: usize,
     pub upstreams: Vec<BeaconNodeConfig>,
     pub events: BeaconEventsConfig,
+    /// The operator's allowlist additions (a reload applies them).
+    pub paths: BeaconPathsConfig,
+    /// Whether `/readyz` fails while this network has no eligible node
+    /// (default false: a syncing beacon node does not take the JSON-RPC
+    /// front out of the Service; a reload applies it).
+    pub ready_required: bool,
+}
+
+impl BeaconNetworkConfig {
+    /// This network without the keys a reload applies (`paths`,
+    /// `ready_required`): what only a restart can change.
+    pub fn restart_part(&self) -> BeaconNetworkConfig {
+        BeaconNetworkConfig {
+            paths: BeaconPathsConfig::default(),
+            ready_required: false,
+            ..self.clone()
+        }
+    }
 }
 
 /// `events:` of a beacon network: the event streams it serves.
@@ -161,7 +180,7 @@ pub(in crate::config) fn validate(
     for (key, _) in execution_only.iter().filter(|(_, given)| *given) {
         c.fail(
             at(key),
-            "is a key of execution (JSON-RPC) networks; a beacon network has kind, listen, max_lag_slots, poll_interval, request_timeout, max_response_bytes, events and upstreams",
+            "is a key of execution (JSON-RPC) networks; a beacon network has kind, listen, max_lag_slots, poll_interval, request_timeout, max_response_bytes, events, paths, ready_required and upstreams",
         );
     }
     let listen = raw
@@ -213,6 +232,8 @@ pub(in crate::config) fn validate(
         ) as usize,
         upstreams,
         events,
+        paths: beacon_paths::validate(c, &net, raw.paths),
+        ready_required: raw.ready_required.unwrap_or(false),
     }
 }
 

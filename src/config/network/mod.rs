@@ -4,6 +4,7 @@
 //! hedging); this one holds the network's own keys and `method_timeouts`.
 
 mod beacon;
+mod beacon_paths;
 mod cache;
 mod filters;
 mod head;
@@ -23,6 +24,7 @@ use super::MethodPattern;
 
 pub(super) use beacon::{validate as validate_beacon, NetworkKind};
 pub use beacon::{BeaconEventsConfig, BeaconNetworkConfig, BeaconNodeConfig};
+pub use beacon_paths::BeaconPathsConfig;
 pub use cache::{CacheConfig, CACHE_CANON_WINDOW};
 pub use filters::{FiltersConfig, ReadYourWritesConfig};
 pub use head::HeadConfig;
@@ -43,6 +45,11 @@ pub(super) struct RawNetwork {
     pub poll_interval: Option<String>,
     /// Beacon networks only: `/eth/v1/events`.
     pub events: Option<beacon::RawEvents>,
+    /// Beacon networks only: the operator's allowlist additions.
+    pub paths: Option<beacon_paths::RawPaths>,
+    /// Whether `/readyz` needs this network to have an eligible backend
+    /// (execution, default true) or node (beacon, default false).
+    pub ready_required: Option<bool>,
     pub chain_id: Option<u64>,
     #[serde(default)]
     pub default: bool,
@@ -120,6 +127,10 @@ pub struct NetworkConfig {
     /// `hedge:`: reads sent to a second backend when the first is slow
     /// (empty: never; the first entry matching a method wins).
     pub hedge: Vec<HedgeRule>,
+    /// `/readyz` fails while this network has no eligible backend (default
+    /// true; false for a network whose outage should not take the others
+    /// out of a load balancer).
+    pub ready_required: bool,
 }
 
 /// The defaults of a network's own keys (its sections have their own).
@@ -186,6 +197,7 @@ pub(super) fn validate(
         ("max_lag_slots", raw.max_lag_slots.is_some()),
         ("poll_interval", raw.poll_interval.is_some()),
         ("events", raw.events.is_some()),
+        ("paths", raw.paths.is_some()),
     ];
     for (key, _) in beacon_only.iter().filter(|(_, given)| *given) {
         c.fail(
@@ -341,6 +353,7 @@ pub(super) fn validate(
         discover,
         routes,
         hedge: hedge::rules(c, &at("hedge"), raw.hedge),
+        ready_required: raw.ready_required.unwrap_or(true),
     }
 }
 
