@@ -8,12 +8,14 @@
 //! 137; its pool is gone too. So:
 //! - a backend whose head is unknown (doubted after a reconnect) or below
 //!   the served head the send was seen at is no target (`Steer::seen_at`);
-//! - a `pending` nonce is taken only from a backend that shows the send
+//! - a `pending` nonce is taken only from backends that show the send
 //!   (`eth_getTransactionByHash` of it is not `null`: in its pool or in a
-//!   block it has), asked just before the count: the accepting backend
-//!   first, then the others. A node that shows the transaction counts it
-//!   in its sender's pending nonce, whoever that sender is, so no signature
-//!   needs recovering;
+//!   block it has), asked just before the count. A node that shows the
+//!   transaction counts it in its sender's pending nonce, whoever that
+//!   sender is, so no signature needs recovering. Every such backend is
+//!   asked, and the highest count wins: the send this gateway knows of may
+//!   not be the wallet's last (one made through another replica whose
+//!   record did not reach Redis), and a node only ever counts too few;
 //! - when no backend shows it (the node that took it went away before
 //!   passing it on), the read waits for it to show, in a block most likely,
 //!   asking again every [`RETRY`], for `read_your_writes.wait_for_send` at
@@ -26,6 +28,7 @@
 use std::time::Duration;
 
 use fastrand::Rng;
+use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use super::ryw::{Read, RecentSends, Steer};
@@ -98,18 +101,23 @@ async fn where_it_shows(
     let mut fresh = None;
     loop {
         let view = fresh.as_deref().unwrap_or(view);
-        for b in targets(view, call, steer) {
-            if !shows(target, b, &params).await {
-                continue;
+        let asks = targets(view, call, steer).into_iter().map(|b| {
+            let params = &params;
+            async move {
+                if !shows(target, b, params).await {
+                    return None;
+                }
+                Some((b, ask(target, b, call).await?))
             }
-            if let Some(reply) = ask(target, b, call).await {
-                let outcome = if *b.backend.name == *steer.backend {
-                    RywRead::Steered
-                } else {
-                    RywRead::Elsewhere
-                };
-                return Some((reply, outcome));
-            }
+        });
+        let answers = join_all(asks).await.into_iter().flatten();
+        if let Some((b, reply)) = highest(answers) {
+            let outcome = if *b.backend.name == *steer.backend {
+                RywRead::Steered
+            } else {
+                RywRead::Elsewhere
+            };
+            return Some((reply, outcome));
         }
         let now = Instant::now();
         if now >= until {
@@ -118,6 +126,25 @@ async fn where_it_shows(
         tokio::time::sleep(RETRY.min(until - now)).await;
         fresh = Some(target.upstreams.view());
     }
+}
+
+/// The answer with the highest count (answers that are not a count come
+/// last, in order).
+fn highest<'v>(
+    answers: impl Iterator<Item = (&'v BackendView, Reply)>,
+) -> Option<(&'v BackendView, Reply)> {
+    let count = |r: &Reply| {
+        r.parse_result::<&str>()
+            .and_then(crate::eth::parse_quantity)
+    };
+    let mut best: Option<(&BackendView, Reply, Option<u64>)> = None;
+    for (b, reply) in answers {
+        let n = count(&reply);
+        if best.as_ref().is_none_or(|(_, _, top)| n > *top) {
+            best = Some((b, reply, n));
+        }
+    }
+    best.map(|(b, reply, _)| (b, reply))
 }
 
 /// Whether backend `b` knows the transaction (`params`: its hash): pending

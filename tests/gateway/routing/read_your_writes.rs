@@ -385,3 +385,37 @@ async fn a_nonce_read_waits_for_a_send_no_replica_shows_yet() {
     let answer = reader.await.unwrap();
     assert_eq!(nonce_of(&answer["result"]), before + 1, "{answer}");
 }
+
+/// The wallet's send through this gateway is mined; its next send went
+/// elsewhere (through another gateway replica whose record never reached
+/// Redis, say) and sits in one replica's pool only. A pending-nonce read
+/// steered by the older send must count the newer one: every replica shows
+/// the older send, and the highest count among them is the wallet's.
+/// Taking the first replica that shows the send answered one below about
+/// two reads in three.
+#[tokio::test]
+async fn a_nonce_read_counts_a_later_send_made_elsewhere() {
+    let net = "ryw_later_elsewhere";
+    let (fleet, gw) = setup(net, "{}").await;
+    let (raw, hash) = fleet.sign_transfer(OTHER, 1).await.unwrap();
+    let sent = read(&gw, WALLET, "eth_sendRawTransaction", json!([raw])).await;
+    assert_eq!(sent, json!(hash));
+    fleet.submit(raw).await.unwrap();
+    let top = fleet.mine().await.unwrap();
+    wait_synced(&gw, 3, top).await;
+    let mined = mined_nonce(&fleet, 0).await;
+    let (later, later_hash) = fleet.sign_transfer(OTHER, 2).await.unwrap();
+    let took = result(&fleet.http_url(1), "eth_sendRawTransaction", json!([later])).await;
+    assert_eq!(took, json!(later_hash));
+    assert_eq!(accepting_replica(&fleet, &later_hash).await, 1);
+    for _ in 0..12 {
+        let n = read(
+            &gw,
+            WALLET,
+            "eth_getTransactionCount",
+            json!([DEV, "pending"]),
+        )
+        .await;
+        assert_eq!(nonce_of(&n), mined + 1, "the wallet's pending nonce");
+    }
+}
