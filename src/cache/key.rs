@@ -71,26 +71,30 @@ fn push_decimal(out: &mut String, n: usize) {
     out.push(char::from(b'0' + (n % 10) as u8));
 }
 
-/// Appends `json` without insignificant whitespace and with hex strings lowercased.
+/// Appends `json` without insignificant whitespace and with hex strings
+/// lowercased, in one pass: a hex string is found, checked and its case
+/// noted by one scan, and only one with upper-case digits is copied on its
+/// own; every other byte is copied in runs between whitespace.
 fn normalize_into(out: &mut String, json: &str) {
     let bytes = json.as_bytes();
     let mut i = 0;
-    let mut run = 0; // start of the pending run of kept bytes outside strings
+    let mut run = 0; // start of the pending run of kept bytes
     while i < bytes.len() {
         match bytes[i] {
-            b'"' => {
-                out.push_str(&json[run..i]);
-                let end = string_end(bytes, i);
-                let s = &json[i..end];
-                let at = out.len();
-                out.push_str(s);
-                if is_hex_string(s) && !is_member_name(bytes, end) {
-                    // In place, a word at a time: not char by char.
-                    out[at..].make_ascii_lowercase();
+            b'"' => match hex_string_end(bytes, i) {
+                Some((end, upper)) => {
+                    if upper && !is_member_name(bytes, end) {
+                        out.push_str(&json[run..i]);
+                        let at = out.len();
+                        out.push_str(&json[i..end]);
+                        // In place, a word at a time: not char by char.
+                        out[at..].make_ascii_lowercase();
+                        run = end;
+                    }
+                    i = end;
                 }
-                i = end;
-                run = end;
-            }
+                None => i = string_end(bytes, i),
+            },
             b' ' | b'\t' | b'\n' | b'\r' => {
                 out.push_str(&json[run..i]);
                 i += 1;
@@ -100,6 +104,29 @@ fn normalize_into(out: &mut String, json: &str) {
         }
     }
     out.push_str(&json[run..]);
+}
+
+/// For a hex string whose opening quote is at `at` (`"0x`, hex digits, the
+/// closing quote; no escapes, since a backslash is no digit): the index just
+/// past its closing quote, and whether it has an upper-case letter (the `X`
+/// included). `None` for any other string.
+fn hex_string_end(b: &[u8], at: usize) -> Option<(usize, bool)> {
+    let mut upper = match b.get(at + 1..at + 3)? {
+        [b'0', b'x'] => false,
+        [b'0', b'X'] => true,
+        _ => return None,
+    };
+    let mut j = at + 3;
+    while let Some(&c) = b.get(j) {
+        match c {
+            b'0'..=b'9' | b'a'..=b'f' => {}
+            b'A'..=b'F' => upper = true,
+            b'"' => return Some((j + 1, upper)),
+            _ => return None,
+        }
+        j += 1;
+    }
+    None
 }
 
 /// Whether the string that ends just before `end` names an object member
@@ -117,23 +144,92 @@ fn string_end(bytes: &[u8], start: usize) -> usize {
     json_text::string_end(bytes, start).unwrap_or(bytes.len())
 }
 
-/// `"0x..."` with hex digits only (no escapes).
-fn is_hex_string(s: &str) -> bool {
-    let Some(inner) = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) else {
-        return false;
-    };
-    let Some(digits) = inner
-        .strip_prefix("0x")
-        .or_else(|| inner.strip_prefix("0X"))
-    else {
-        return false;
-    };
-    digits.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The normalization as it was before it was made one pass: the
+    /// reference the one-pass scan must agree with.
+    fn reference(json: &str) -> String {
+        fn is_hex_string(s: &str) -> bool {
+            let Some(inner) = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) else {
+                return false;
+            };
+            let Some(digits) = inner
+                .strip_prefix("0x")
+                .or_else(|| inner.strip_prefix("0X"))
+            else {
+                return false;
+            };
+            digits.bytes().all(|b| b.is_ascii_hexdigit())
+        }
+        let mut out = String::new();
+        let bytes = json.as_bytes();
+        let mut i = 0;
+        let mut run = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'"' => {
+                    out.push_str(&json[run..i]);
+                    let end = string_end(bytes, i);
+                    let s = &json[i..end];
+                    let at = out.len();
+                    out.push_str(s);
+                    if is_hex_string(s) && !is_member_name(bytes, end) {
+                        out[at..].make_ascii_lowercase();
+                    }
+                    i = end;
+                    run = end;
+                }
+                b' ' | b'\t' | b'\n' | b'\r' => {
+                    out.push_str(&json[run..i]);
+                    i += 1;
+                    run = i;
+                }
+                _ => i += 1,
+            }
+        }
+        out.push_str(&json[run..]);
+        out
+    }
+
+    #[test]
+    fn the_one_pass_scan_agrees_with_the_reference() {
+        let atoms = [
+            "\"0xAbC\"",
+            "\"0x\"",
+            "\"0X\"",
+            "\"0Xab\"",
+            "\"0xG1\"",
+            "\"0x1\\\"\"",
+            "\"0x",
+            "\"",
+            "\"a b\"",
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            " ",
+            "\t",
+            "\n",
+            "1",
+            "\"0XFF\" :",
+            "\"0xff\":",
+            "\"é\"",
+            "\\",
+            "null",
+        ];
+        let mut rng = fastrand::Rng::with_seed(25);
+        for _ in 0..50_000 {
+            let n = rng.usize(..8);
+            let text: String = (0..n).map(|_| atoms[rng.usize(..atoms.len())]).collect();
+            let mut out = String::new();
+            normalize_into(&mut out, &text);
+            assert_eq!(out, reference(&text), "{text:?}");
+        }
+    }
 
     #[test]
     fn spellings_of_one_request_meet() {

@@ -294,7 +294,8 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
             match self.flights.join(&key) {
                 Joined::Lead(lead) => break lead,
                 Joined::Follow(slot) => {
-                    if let Some(outcome) = coalesce::follow(slot).await {
+                    // Boxed: following an identical call is the rarer way.
+                    if let Some(outcome) = Box::pin(coalesce::follow(slot)).await {
                         bump(&self.stats.coalesced);
                         return Lookup::Answered(outcome, CacheUse::Coalesced);
                     }
@@ -316,7 +317,13 @@ impl<E: Clone + Send + Sync + 'static> Cache<E> {
             // Boxed: the Redis round trip's future is large, and a future
             // held inline is copied whole each time the request's future
             // moves (on every call, whether or not this branch runs).
-            if let Some(hit) = Box::pin(self.redis_hit(&rule, &key, view)).await {
+            // Only made when it may find something: boxing it allocates
+            // and copies the future, whether or not it is polled.
+            let shared = self.redis.is_some() && rule.is_forever();
+            if let Some(hit) = match shared {
+                true => Box::pin(self.redis_hit(&rule, &key, view)).await,
+                false => None,
+            } {
                 let outcome = Ok(hit);
                 lead.finish(&outcome);
                 return Lookup::Answered(outcome, CacheUse::Redis);

@@ -146,6 +146,15 @@ impl Reply {
     /// A backend's JSON-RPC answer read from `body`; `None` when it is not
     /// one (no `result`, no `error`, not JSON).
     pub fn from_body(body: Bytes) -> Option<Reply> {
+        if let Some(span) = plain_result(&body) {
+            return Some(Reply {
+                body,
+                span,
+                kind: ReplyKind::Result,
+                origin: None,
+                _held: None,
+            });
+        }
         #[derive(Deserialize)]
         struct Wire<'a> {
             #[serde(default, borrow, deserialize_with = "super::present")]
@@ -183,6 +192,49 @@ impl Reply {
     }
 }
 
+/// The span of the result in a body of the one shape nodes answer a call
+/// with: `{"jsonrpc":"2.0","id":<digits>,"result":<value>}`, byte for byte
+/// up to the value, then nothing but whitespace after the closing brace.
+/// Only the value is parsed (to check that it is one JSON value, as the
+/// general path's parse of the whole body would): the envelope around it
+/// is known by its bytes, so a reply of that shape costs no deserializer's
+/// field matching. Any other shape (another order, spaces, an error, a
+/// string id) gets `None` and goes through the general path.
+fn plain_result(body: &[u8]) -> Option<std::ops::Range<usize>> {
+    const HEAD: &[u8] = br#"{"jsonrpc":"2.0","id":"#;
+    const RESULT: &[u8] = br#","result":"#;
+    let rest = body.strip_prefix(HEAD)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let start = HEAD.len() + digits + RESULT.len();
+    if !rest[digits..].starts_with(RESULT) {
+        return None;
+    }
+    let close = body.iter().rposition(|b| !json_space(*b))?;
+    if body[close] != b'}' || close < start {
+        return None;
+    }
+    let value = std::str::from_utf8(&body[start..close]).ok()?;
+    // One whole JSON value, with nothing but whitespace around it (which
+    // the span leaves out, as serde's raw value does).
+    let trimmed = value.trim_matches(|c: char| c.is_ascii() && json_space(c as u8));
+    if trimmed.is_empty() || serde_json::from_str::<serde::de::IgnoredAny>(trimmed).is_err() {
+        return None;
+    }
+    let lead = value.len()
+        - value
+            .trim_start_matches(|c: char| c.is_ascii() && json_space(c as u8))
+            .len();
+    Some(start + lead..start + lead + trimmed.len())
+}
+
+/// JSON's whitespace (not the form feed `is_ascii_whitespace` also takes).
+fn json_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
 /// How error messages of nodes that lack a block's state begin. ("header
 /// not found" is not one: it says the block is not there, see
 /// [`Reply::is_block_not_found`].)
@@ -216,6 +268,72 @@ const RESOURCE_NOT_FOUND: i64 = -32001;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The general path alone: serde's parse of the whole body.
+    fn general(body: &[u8]) -> Option<(std::ops::Range<usize>, ReplyKind)> {
+        #[derive(Deserialize)]
+        struct Wire<'a> {
+            #[serde(default, borrow, deserialize_with = "crate::jsonrpc::present")]
+            result: Option<&'a RawValue>,
+            #[serde(default, borrow, deserialize_with = "crate::jsonrpc::present")]
+            error: Option<&'a RawValue>,
+        }
+        let wire: Wire = serde_json::from_slice(body).ok()?;
+        let (raw, kind) = match (wire.error, wire.result) {
+            (Some(e), _) if e.get() != "null" => (e, ReplyKind::Error),
+            (_, Some(r)) => (r, ReplyKind::Result),
+            _ => return None,
+        };
+        let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+        Some((start..start + raw.get().len(), kind))
+    }
+
+    /// Wherever the one-shape path answers, it answers as the general path
+    /// does (and it answers for the nodes' usual shape).
+    #[test]
+    fn the_plain_shape_reads_as_the_general_parse_does() {
+        let heads = [
+            r#"{"jsonrpc":"2.0","id":"#,
+            r#"{"jsonrpc":"2.0","id": "#,
+            r#"{"jsonrpc":"2.0","#,
+        ];
+        let ids = ["7", "123", "", "x", "-1", "1.5"];
+        let middles = [r#","result":"#, r#","result" :"#, r#","error":"#, ","];
+        let values = [
+            r#""0xde0b6b3a7640000""#,
+            " 1 ",
+            "null",
+            r#"{"a":[1,2]}"#,
+            "[",
+            r#""open"#,
+            r#"1,"result":2"#,
+            r#"1,"error":{"code":1}"#,
+            "\u{c}1",
+            "",
+            r#""\u00e9""#,
+            "1 2",
+        ];
+        let tails = ["}", "}\n", " }", "", "}}", "}\u{c}", "}x"];
+        let mut plain = 0;
+        for h in heads {
+            for i in ids {
+                for m in middles {
+                    for v in values {
+                        for t in tails {
+                            let body = format!("{h}{i}{m}{v}{t}");
+                            let b = body.as_bytes();
+                            if let Some(span) = plain_result(b) {
+                                plain += 1;
+                                assert_eq!(Some((span, ReplyKind::Result)), general(b), "{body}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(plain >= 10, "{plain} bodies took the plain path");
+        assert!(plain_result(br#"{"jsonrpc":"2.0","id":5,"result":"0x1"}"#).is_some());
+    }
 
     #[test]
     fn replies_keep_the_member_verbatim() {

@@ -211,7 +211,10 @@ pub(super) async fn leg<'v>(
         armed: learn,
     };
     let (res, ejected_now) = match batch {
-        Some(batch) => batch.call(&choice.backend, method, params, timeout).await,
+        // Boxed: only a client batch's entries ride in one, and a future
+        // held inline makes every send's future larger (it is copied
+        // whole when the call's future is boxed).
+        Some(batch) => Box::pin(batch.call(&choice.backend, method, params, timeout)).await,
         None => choice.backend.call(method, params, timeout).await,
     };
     pending.armed = false;

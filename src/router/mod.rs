@@ -160,7 +160,9 @@ async fn forward_in(
     batch: Option<&Batcher>,
 ) -> Result<Reply, RouteError> {
     if let Some(route) = target.config.route_for(call.method) {
-        return routes::forward(target, view, route, call, rng).await;
+        // Boxed: a method route is the rarer way, and its future, held
+        // inline, would make every call's future larger.
+        return Box::pin(routes::forward(target, view, route, call, rng)).await;
     }
     ordinary(target, view, call, rng, batch).await
 }
@@ -215,7 +217,7 @@ async fn ordinary(
     }
     tracing::debug!(network = %target.config.name, method = call.method, "primaries failed this call; trying the fallbacks");
     // Retries go alone: only a call's first attempt is batched.
-    match try_group(target, fallbacks, &call, rng, None).await {
+    match Box::pin(try_group(target, fallbacks, &call, rng, None)).await {
         Ok(reply) => Ok(reply),
         Err(mut u) => {
             u.missing = u.missing.or(first.missing);
@@ -329,41 +331,56 @@ async fn attempt(
     let mut race = target.hedging.race(call.method);
     let learn = race.is_some();
     // Sends in flight. Only a hedged call can have two at once, so only a
-    // hedged call has the set; any other awaits its one send in place
-    // (`alone`), without the set's allocations and the move of each send
-    // into a task of its own.
+    // hedged call has the set; any other awaits its one send in place,
+    // without the set's allocations and the move of each send into a task
+    // of its own. The send is awaited where it is made: held in a local
+    // first, it took a slot of its own in this future besides the one it
+    // is awaited in, and was copied between them on every call.
     let mut legs = race.is_some().then(FuturesUnordered::new);
     loop {
-        let mut alone = None;
-        if legs.as_ref().is_none_or(FuturesUnordered::is_empty) {
-            if failures >= target.config.max_attempts {
-                break;
+        let leg = match legs.as_mut() {
+            None => {
+                if failures >= target.config.max_attempts {
+                    break;
+                }
+                let Some(choice) = order.take(&mut candidates) else {
+                    break;
+                };
+                tries = tries.saturating_add(1);
+                // Only a call's first attempt may ride in a client batch.
+                hedge::leg(
+                    choice,
+                    call.method,
+                    call.params,
+                    timeout,
+                    false,
+                    learn,
+                    order.batch.take(),
+                )
+                .await
             }
-            let Some(choice) = order.take(&mut candidates) else {
-                break;
-            };
-            tries = tries.saturating_add(1);
-            if let Some(race) = race.as_mut() {
-                race.started(&choice.backend, timeout);
-            }
-            // Only a call's first attempt may ride in a client batch.
-            let send = hedge::leg(
-                choice,
-                call.method,
-                call.params,
-                timeout,
-                false,
-                learn,
-                order.batch.take(),
-            );
-            match legs.as_mut() {
-                Some(legs) => legs.push(send),
-                None => alone = Some(send),
-            }
-        }
-        let leg = match (alone, legs.as_mut()) {
-            (Some(send), _) => send.await,
-            (None, Some(legs)) => {
+            Some(legs) => {
+                if legs.is_empty() {
+                    if failures >= target.config.max_attempts {
+                        break;
+                    }
+                    let Some(choice) = order.take(&mut candidates) else {
+                        break;
+                    };
+                    tries = tries.saturating_add(1);
+                    if let Some(race) = race.as_mut() {
+                        race.started(&choice.backend, timeout);
+                    }
+                    legs.push(hedge::leg(
+                        choice,
+                        call.method,
+                        call.params,
+                        timeout,
+                        false,
+                        learn,
+                        order.batch.take(),
+                    ));
+                }
                 let hedge_at = race.as_ref().and_then(|r| r.hedge_at());
                 match hedge::next(legs, hedge_at).await {
                     Some(Next::Done(leg)) => leg,
@@ -391,8 +408,6 @@ async fn attempt(
                     None => break,
                 }
             }
-            // Not reached: without the set, the send made above is in `alone`.
-            (None, None) => break,
         };
         let Leg {
             choice,

@@ -438,7 +438,9 @@ impl Backend {
         timeout: Duration,
     ) -> (Result<Reply, UpstreamError>, bool) {
         match &self.gate {
-            Some(gate) => self.gated(gate, method, params, timeout).await,
+            // Boxed: a bound on requests in flight is the rare case, and
+            // its future holds the plain call's besides its own.
+            Some(gate) => Box::pin(self.gated(gate, method, params, timeout)).await,
             None => self.call_alone(method, params, timeout).await,
         }
     }

@@ -4,9 +4,11 @@
 //! answered errors measures the wrong path).
 //!
 //! `drive URL REQUESTS CONNECTIONS MODE`; MODE is `distinct` (eth_getBalance
-//! at latest, a new address each request: forwarded) or `same`
+//! at latest, a new address each request: forwarded), `same`
 //! (eth_getBalance of one address at block 1, a final block: a cache hit
-//! after the first). Prints the
+//! after the first, from the byte-bounded store) or `head` (eth_getBalance
+//! of one address at `latest`, pinned to a head that does not move: a hit
+//! in the head store after the first). Prints the
 //! count of answers that carried a `result`; exits 1 if any did not.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +24,9 @@ fn body(mode: &str, n: u64) -> Bytes {
         "distinct" => Bytes::from(format!(
             r#"{{"jsonrpc":"2.0","id":{n},"method":"eth_getBalance","params":["0x{n:040x}","latest"]}}"#
         )),
+        "head" => Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x00000000000000000000000000000000000000aa","latest"]}"#,
+        ),
         _ => Bytes::from_static(
             br#"{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x00000000000000000000000000000000000000aa","0x1"]}"#,
         ),
@@ -32,7 +37,7 @@ fn body(mode: &str, n: u64) -> Bytes {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [url, requests, connections, mode] = &args[..] else {
-        eprintln!("usage: drive URL REQUESTS CONNECTIONS distinct|same");
+        eprintln!("usage: drive URL REQUESTS CONNECTIONS distinct|same|head");
         std::process::exit(2);
     };
     let uri: http::Uri = url.parse().unwrap();

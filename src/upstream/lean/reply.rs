@@ -117,9 +117,17 @@ async fn read_head(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, Upstr
 
 /// The head at the start of `buf`, or `None` when it is not all there.
 fn parse_head(buf: &[u8]) -> Result<Option<Head>, UpstreamError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let len = match response.parse(buf) {
+    // Left uninitialized: httparse writes the ones it finds, and a head
+    // has a few, not the 64 an initialized array would write every call.
+    let mut headers =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut headers,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(transport(format!("malformed answer head: {e}"))),
