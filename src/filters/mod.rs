@@ -481,9 +481,6 @@ impl Filters {
         .await?)
     }
 
-    /// The filter `id` if `client` made it: another client's filter is
-    /// "not found", as if the id were wrong (a poll consumes what the owner
-    /// would have been given, and an uninstall ends its filter).
     /// Whether a poll's save whose answer never came was applied. Failing
     /// the poll when it was would lose what it delivers for good: the next
     /// poll starts after it. So a read of the filter settles it (on Redis's
@@ -508,6 +505,9 @@ impl Filters {
         }
     }
 
+    /// The filter `id` if `client` made it: another client's filter is
+    /// "not found", as if the id were wrong (a poll consumes what the owner
+    /// would have been given, and an uninstall ends its filter).
     async fn load_owned(&self, id: &str, client: &str) -> Result<(u64, State), FilterError> {
         self.store
             .load(id)
