@@ -5,7 +5,12 @@
 //! transaction pool, send the block's raw transactions, `evm_mine` with the block's
 //! timestamp. Dropping the pool first matters: a transaction sent straight to a node
 //! (for instance through the gateway under test) must not slip into an earlier block on
-//! that node only.
+//! that node only. But the node must not lose it either: a send the gateway handed to
+//! this node just before the block, and that the fleet queues for the next one, stays
+//! in the node's pool (its pending count includes it) as it would on a real node. So
+//! mining a new block ([`Replica::apply`]) puts back the pool's other transactions after
+//! `evm_mine`; a replay ([`Replica::sync_to`]) does not look (a replica catching up
+//! serves no sends).
 
 use std::collections::HashMap;
 
@@ -63,12 +68,52 @@ impl Replica {
     ) -> Result<(), FleetError> {
         while self.synced < target {
             let block = &history[self.synced as usize];
-            self.apply(block).await?;
+            self.mine_exactly(block).await?;
         }
         Ok(())
     }
 
+    /// Mines `block` on top of this replica's head, keeping the other
+    /// transactions its pool had (see the module docs).
     pub(super) async fn apply(&mut self, block: &MinedBlock) -> Result<(), FleetError> {
+        let kept = self.pool_raws().await?;
+        self.mine_exactly(block).await?;
+        for raw in kept {
+            if block.txs.iter().any(|tx| tx.eq_ignore_ascii_case(&raw)) {
+                continue;
+            }
+            // Best effort, as gossip is: a transaction the new block made
+            // invalid is refused, and that is the node's business.
+            let _ = self.call("eth_sendRawTransaction", json!([raw])).await;
+        }
+        Ok(())
+    }
+
+    /// The raw transactions in this replica's pool (pending and queued).
+    async fn pool_raws(&self) -> Result<Vec<String>, FleetError> {
+        let content = self.call("txpool_content", json!([])).await?;
+        let hashes: Vec<String> = ["pending", "queued"]
+            .iter()
+            .filter_map(|part| content[part].as_object())
+            .flat_map(|by_sender| by_sender.values())
+            .filter_map(|by_nonce| by_nonce.as_object())
+            .flat_map(|txs| txs.values())
+            .filter_map(|tx| tx["hash"].as_str().map(str::to_owned))
+            .collect();
+        let mut raws = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            if let Value::String(raw) = self
+                .call("eth_getRawTransactionByHash", json!([hash]))
+                .await?
+            {
+                raws.push(raw);
+            }
+        }
+        Ok(raws)
+    }
+
+    /// Drops the pool, sends `block`'s transactions and mines them alone.
+    async fn mine_exactly(&mut self, block: &MinedBlock) -> Result<(), FleetError> {
         self.call("anvil_dropAllTransactions", json!([])).await?;
         for raw in &block.txs {
             match self.call("eth_sendRawTransaction", json!([raw])).await {
