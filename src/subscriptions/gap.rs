@@ -37,6 +37,10 @@ pub const MAX_HEAD_GAP: u64 = 512;
 pub const MAX_LOG_GAP: u64 = 10_000;
 /// Blocks below the newest delivered log whose log identities are kept.
 const RECENT_LOG_BLOCKS: u64 = 128;
+/// Delivered blocks whose logs a moved feed reads again (a reorg deeper than
+/// this while the feed moves is not announced). Far within
+/// [`RECENT_LOG_BLOCKS`], so that the logs read again are known.
+pub const RECHECK_LOG_BLOCKS: u64 = 16;
 /// Bytes of delivered logs a feed keeps for removal on a reorg: past it, the
 /// oldest blocks go first (a reorg that deep is not announced by the gateway).
 const MAX_HELD_BYTES: usize = 4 << 20;
@@ -153,8 +157,18 @@ impl Logs {
     /// The blocks to fetch before following a backend whose head is `head`:
     /// `None` on the first subscription (the client asked for logs from now on).
     /// At most [`MAX_LOG_GAP`] blocks, the newest.
+    ///
+    /// The fill starts [`RECHECK_LOG_BLOCKS`] below what is covered: the
+    /// blocks last delivered may have been replaced while no backend was
+    /// followed (a reorg the old backend never announced, or one the new
+    /// backend is past). Their logs come again; those of unchanged blocks are
+    /// known and skipped, and those of a replaced block take back what was
+    /// delivered from its height up (see [`Logs::admit`]).
     pub fn missing(&self, head: u64) -> Option<(u64, u64)> {
-        let from = self.covered?.checked_add(1)?;
+        let from = self
+            .covered?
+            .checked_add(1)?
+            .saturating_sub(RECHECK_LOG_BLOCKS);
         let from = from.max(head.saturating_sub(MAX_LOG_GAP - 1));
         (from <= head).then_some((from, head))
     }
@@ -362,6 +376,26 @@ mod tests {
     }
 
     #[test]
+    fn a_moved_feed_reads_the_last_delivered_blocks_again() {
+        let mut l = Logs::default();
+        l.covered_to(100);
+        assert_eq!(l.missing(100), Some((101 - RECHECK_LOG_BLOCKS, 100)));
+        assert_eq!(l.missing(98), Some((101 - RECHECK_LOG_BLOCKS, 98)));
+        assert_eq!(l.missing(100 - RECHECK_LOG_BLOCKS), None);
+        assert!(delivers(&mut l, &log(101, "a101", 0)));
+        assert!(delivers(&mut l, &log(102, "a102", 0)));
+        // The feed moves; block 102 was replaced meanwhile. Reading again
+        // from below finds 101 unchanged and 102 new: the old 102 is taken
+        // back before the new one is delivered.
+        let (from, to) = l.missing(103).unwrap();
+        assert!(from <= 101 && to == 103);
+        assert!(!delivers(&mut l, &log(101, "a101", 0)));
+        let replaced = admit(&mut l, &log(102, "b102", 0));
+        assert!(replaced.deliver);
+        assert_eq!(removals(&replaced), vec![(102, "a102".to_string(), 0)]);
+    }
+
+    #[test]
     fn logs_are_filled_from_what_is_covered_and_delivered_once() {
         let mut l = Logs::default();
         assert_eq!(l.missing(10), None, "nothing to fill at the start");
@@ -369,13 +403,14 @@ mod tests {
         assert!(delivers(&mut l, &log(11, "h11", 0)));
         assert!(delivers(&mut l, &log(11, "h11", 1)));
         assert!(!delivers(&mut l, &log(11, "H11", 1)), "the same log twice");
-        // Failover: block 11 may be incomplete, so it is fetched again.
-        assert_eq!(l.missing(14), Some((11, 14)));
+        // Failover: block 11 may be incomplete, so it is fetched again, and
+        // the blocks below it may have been replaced.
+        assert_eq!(l.missing(14), Some((0, 14)));
         assert!(!delivers(&mut l, &log(11, "h11", 0)));
         assert!(delivers(&mut l, &log(11, "h11", 2)));
         assert!(delivers(&mut l, &log(13, "h13", 0)));
         l.covered_to(14);
-        assert_eq!(l.missing(14), None);
+        assert_eq!(l.missing(14), Some((0, 14)));
         assert_eq!(
             l.missing(14 + 2 * MAX_LOG_GAP),
             Some((14 + MAX_LOG_GAP + 1, 14 + 2 * MAX_LOG_GAP))

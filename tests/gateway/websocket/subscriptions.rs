@@ -497,6 +497,59 @@ async fn logs_of_orphaned_blocks_come_back_removed_once() {
     assert!(fresh.iter().all(|(_, _, h, _)| *h == new_hash));
 }
 
+#[tokio::test]
+async fn a_feed_that_moves_after_a_reorg_takes_back_the_replaced_blocks() {
+    let (fleet, gw) = setup(2, "").await;
+    let mut ws = connect(&gw, "/dev").await;
+    let id = subscribe(&mut ws, json!(["logs", {"topics": [TOPIC_42]}])).await;
+    let mut seen = Vec::new();
+    fleet.deploy(LOGGER_INIT, 200_000).await.unwrap();
+    let kept = fleet.mine().await.unwrap();
+    logs_until(&mut ws, &id, &mut seen, kept).await;
+    let checkpoint = fleet.checkpoint().await.unwrap();
+    for _ in 0..2 {
+        fleet.deploy(LOGGER_INIT, 200_000).await.unwrap();
+        let h = fleet.mine().await.unwrap();
+        logs_until(&mut ws, &id, &mut seen, h).await;
+    }
+    let orphaned: Vec<_> = seen[1..].to_vec();
+    assert_eq!(orphaned.len(), 2);
+    // Both nodes go away, the chain is replaced from `kept + 1` up (both
+    // deployments land again in the first replacement block), and one node
+    // comes back on the new branch: the feed moves to it with two delivered
+    // blocks replaced, one of them below what its logs had covered.
+    fleet.stop(0).await.unwrap();
+    fleet.stop(1).await.unwrap();
+    fleet.reorg_to(&checkpoint, 3).await.unwrap();
+    fleet.restart(0).await.unwrap();
+    fleet.deploy(LOGGER_INIT, 200_000).await.unwrap();
+    let last = fleet.mine().await.unwrap();
+    logs_until(&mut ws, &id, &mut seen, last).await;
+
+    let after = &seen[3..];
+    let removed: Vec<_> = after.iter().filter(|(r, ..)| *r).cloned().collect();
+    let expected: Vec<_> = orphaned
+        .iter()
+        .map(|(_, n, h, i)| (true, *n, h.clone(), i.clone()))
+        .collect();
+    assert_eq!(
+        removed, expected,
+        "each replaced log removed once: {after:?}"
+    );
+    let replacement = kept + 1;
+    let new_hash = json!(fleet.block_hash(0, replacement).await.unwrap().unwrap());
+    let fresh: Vec<_> = after
+        .iter()
+        .filter(|(r, n, ..)| !r && *n == replacement)
+        .collect();
+    assert_eq!(
+        fresh.len(),
+        2,
+        "both logs again, in the replacement: {after:?}"
+    );
+    assert!(fresh.iter().all(|(_, _, h, _)| *h == new_hash));
+}
+
 /// A log as the client saw it: (removed, block number, block hash, log index).
 type SeenLog = (bool, u64, Value, Value);
 
