@@ -354,3 +354,43 @@ async fn a_real_redis_server_starts_answers_and_dies() {
         .unwrap();
     assert_eq!(v, None);
 }
+
+#[tokio::test]
+async fn a_send_to_one_replica_stays_in_its_pool_across_blocks_until_mined() {
+    let fleet = fleet(2).await;
+    let (raw, hash) = fleet.sign_transfer(ALICE, 1).await.unwrap();
+    // Sent to replica 0 alone (as the gateway does), not yet queued by the
+    // fleet: a block mined now leaves it out on both replicas, and replica 0
+    // still has it pending, as a real node would.
+    let rpc0 = fleet.rpc(0).await.unwrap();
+    rpc0.call("eth_sendRawTransaction", json!([raw.clone()]))
+        .await
+        .unwrap();
+    fleet.mine().await.unwrap();
+    assert_eq!(receipt_block(&fleet, 0, &hash).await, None);
+    let pending = rpc0
+        .call("eth_getTransactionByHash", json!([hash.clone()]))
+        .await
+        .unwrap();
+    assert!(!pending.is_null(), "replica 0 dropped the send with its pool");
+    let count = rpc0
+        .call(
+            "eth_getTransactionCount",
+            json!([rpcgate_fleet::DEV_ACCOUNT, "pending"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(count, json!("0x1"));
+    let rpc1 = fleet.rpc(1).await.unwrap();
+    let elsewhere = rpc1
+        .call("eth_getTransactionByHash", json!([hash.clone()]))
+        .await
+        .unwrap();
+    assert!(elsewhere.is_null(), "only the replica it was sent to has it");
+    // Queued by the fleet now: the next block carries it on both.
+    fleet.submit(raw).await.unwrap();
+    let height = fleet.mine().await.unwrap();
+    assert_eq!(receipt_block(&fleet, 0, &hash).await, Some(height));
+    assert_eq!(receipt_block(&fleet, 1, &hash).await, Some(height));
+    assert_in_lockstep(&fleet, height).await;
+}
