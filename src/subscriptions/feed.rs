@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::gap::{HeadStep, Heads, LogId, Logs, MAX_HEAD_GAP};
+use super::gap::{HeadStep, Heads, LogId, Logs, MAX_HEAD_GAP, MAX_REORG_WALK};
 use super::topic::{Kind, Topic};
 use super::Hub;
 use crate::eth::parse_quantity;
@@ -304,9 +304,19 @@ struct Delivery<'a> {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Header {
     number: String,
     hash: String,
+    #[serde(default)]
+    parent_hash: Option<String>,
+}
+
+/// What identifies a header: its number, its hash and its parent's hash.
+struct HeaderId {
+    number: u64,
+    hash: String,
+    parent: Option<String>,
 }
 
 impl Delivery<'_> {
@@ -340,8 +350,8 @@ impl Delivery<'_> {
                     .await?;
                 if self.delivered.heads.last().is_none() {
                     // No starting point known: clients get what comes next.
-                    if let Some((n, hash)) = header_id(latest.raw()) {
-                        self.delivered.heads.delivered(n, &hash);
+                    if let Some(id) = header_id(latest.raw()) {
+                        self.delivered.heads.delivered(id.number, &id.hash);
                     }
                     return Ok(());
                 }
@@ -399,12 +409,12 @@ impl Delivery<'_> {
     /// A header from this backend: delivered, skipped, or preceded by the
     /// headers between the last delivered one and it.
     async fn header(&mut self, raw: &[u8]) -> Result<(), String> {
-        let Some((number, hash)) = header_id(raw) else {
+        let Some(id) = header_id(raw) else {
             return Ok(());
         };
-        match self.delivered.heads.judge(number, &hash) {
+        match self.delivered.heads.judge(id.number, &id.hash) {
             HeadStep::Skip => return Ok(()),
-            HeadStep::Deliver => {}
+            HeadStep::Deliver => self.replaced_below(&id).await?,
             HeadStep::Fill { from, to } => {
                 if self
                     .delivered
@@ -416,22 +426,63 @@ impl Delivery<'_> {
                         "newHeads gap larger than {MAX_HEAD_GAP} blocks; older headers skipped");
                 }
                 for n in from..=to {
-                    let block = self
-                        .call("eth_getBlockByNumber", &format!(r#"["0x{n:x}",false]"#))
-                        .await?;
-                    let (got, got_hash) = header_id(block.raw())
-                        .ok_or_else(|| format!("backend has no block {n}"))?;
-                    if got != n {
-                        return Err(format!("asked for block {n}, got {got}"));
+                    let (block, got) = self.block(n).await?;
+                    if n == from {
+                        self.replaced_below(&got).await?;
                     }
                     self.deliver(block.raw());
-                    self.delivered.heads.delivered(n, &got_hash);
+                    self.delivered.heads.delivered(n, &got.hash);
                 }
             }
         }
         self.deliver(raw);
-        self.delivered.heads.delivered(number, &hash);
+        self.delivered.heads.delivered(id.number, &id.hash);
         Ok(())
+    }
+
+    /// Before header `id` goes out: when its parent is not the header
+    /// delivered one below it, the chain changed below it too (a reorg seen
+    /// only now, by a feed that moved, say), and the replacements of the
+    /// delivered headers are fetched back to where the chains meet (at most
+    /// [`MAX_REORG_WALK`] blocks) and delivered first, oldest first, as a
+    /// node announces a new branch.
+    async fn replaced_below(&mut self, id: &HeaderId) -> Result<(), String> {
+        let mut replacements = Vec::new();
+        let (mut number, mut parent) = (id.number, id.parent.clone());
+        while let (Some(p), Some(below)) = (parent.as_deref(), number.checked_sub(1)) {
+            let Some(known) = self.delivered.heads.hash_at(below) else {
+                break;
+            };
+            if known.eq_ignore_ascii_case(p) || replacements.len() >= MAX_REORG_WALK {
+                break;
+            }
+            let (block, got) = self.block(below).await?;
+            if !got.hash.eq_ignore_ascii_case(p) {
+                return Err(format!(
+                    "block {below} is not the parent of the next one here"
+                ));
+            }
+            parent = got.parent.clone();
+            number = below;
+            replacements.push((block, got));
+        }
+        for (block, got) in replacements.into_iter().rev() {
+            self.deliver(block.raw());
+            self.delivered.heads.delivered(got.number, &got.hash);
+        }
+        Ok(())
+    }
+
+    /// Block `n` of this backend, without transactions.
+    async fn block(&self, n: u64) -> Result<(crate::jsonrpc::Reply, HeaderId), String> {
+        let block = self
+            .call("eth_getBlockByNumber", &format!(r#"["0x{n:x}",false]"#))
+            .await?;
+        let got = header_id(block.raw()).ok_or_else(|| format!("backend has no block {n}"))?;
+        if got.number != n {
+            return Err(format!("asked for block {n}, got {}", got.number));
+        }
+        Ok((block, got))
     }
 
     /// A log from this backend: delivered unless already delivered, after
@@ -476,9 +527,13 @@ impl Delivery<'_> {
     }
 }
 
-fn header_id(raw: &[u8]) -> Option<(u64, String)> {
+fn header_id(raw: &[u8]) -> Option<HeaderId> {
     let h: Header = serde_json::from_slice(raw).ok()?;
-    Some((parse_quantity(&h.number)?, h.hash))
+    Some(HeaderId {
+        number: parse_quantity(&h.number)?,
+        hash: h.hash,
+        parent: h.parent_hash,
+    })
 }
 
 fn log_id(raw: &[u8]) -> Option<LogId> {

@@ -30,6 +30,9 @@ use serde_json::{Map, Value};
 
 /// Headers remembered for reorg and duplicate checks.
 const RECENT_HEADS: usize = 256;
+/// Delivered headers a feed walks back at most to find where a new branch
+/// meets what clients have seen (a deeper reorg is announced from there).
+pub const MAX_REORG_WALK: usize = 64;
 /// A gap larger than this is not filled (the feed skips ahead and logs it):
 /// one slow client reconnecting after hours must not fetch the whole chain.
 pub const MAX_HEAD_GAP: u64 = 512;
@@ -113,6 +116,15 @@ impl Heads {
 
     pub fn last(&self) -> Option<u64> {
         self.recent.back().map(|(n, _)| *n)
+    }
+
+    /// The hash delivered at `number`, if it is remembered.
+    pub fn hash_at(&self, number: u64) -> Option<&str> {
+        self.recent
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == number)
+            .and_then(|(_, h)| h.as_deref())
     }
 }
 

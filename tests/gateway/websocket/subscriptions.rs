@@ -442,6 +442,40 @@ async fn new_heads_repeat_a_number_only_after_a_reorg() {
 }
 
 #[tokio::test]
+async fn a_feed_that_moves_after_a_reorg_delivers_the_new_branch_from_where_it_forks() {
+    let (fleet, gw) = setup(2, "").await;
+    let mut ws = connect(&gw, "/dev").await;
+    let id = subscribe(&mut ws, json!(["newHeads"])).await;
+    let mut seen = Vec::new();
+    fleet.mine().await.unwrap();
+    let checkpoint = fleet.checkpoint().await.unwrap();
+    fleet.mine_blocks(2).await.unwrap();
+    for _ in 0..3 {
+        let h = notification(&mut ws, &id).await;
+        seen.push((quantity(&h["number"]), h["hash"].clone()));
+    }
+    // Both nodes go away, blocks 3 and 4 are replaced and 5 is new, and one
+    // node comes back on the new branch: the feed moves to it with its head
+    // (5) one above what clients have (4), on another branch.
+    fleet.stop(0).await.unwrap();
+    fleet.stop(1).await.unwrap();
+    let top = fleet.reorg_to(&checkpoint, 3).await.unwrap();
+    fleet.restart(0).await.unwrap();
+    while seen.last().map(|(n, _)| *n) != Some(top) {
+        let h = notification(&mut ws, &id).await;
+        seen.push((quantity(&h["number"]), h["hash"].clone()));
+    }
+    let numbers: Vec<u64> = seen.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, [2, 3, 4, 3, 4, 5], "the new branch from block 3");
+    for (n, hash) in &seen[3..] {
+        assert_eq!(
+            *hash,
+            json!(fleet.block_hash(0, *n).await.unwrap().unwrap())
+        );
+    }
+}
+
+#[tokio::test]
 async fn logs_of_orphaned_blocks_come_back_removed_once() {
     let (fleet, gw) = setup(2, "").await;
     let mut ws = connect(&gw, "/dev").await;
