@@ -157,6 +157,9 @@ struct Shared {
     head_at: Mutex<Option<HeadAt>>,
     /// Calls answered "not found" by [`Tap::set_head_at`] (not reset).
     not_found: AtomicU64,
+    /// `pending` nonce reads still to be answered as `latest` (see
+    /// [`Tap::count_pending_as_latest`]).
+    pending_as_latest: AtomicU64,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -191,6 +194,7 @@ impl Tap {
             fault: Mutex::new(Fault::None),
             only: Mutex::new(None),
             state_history: Mutex::new(None),
+            pending_as_latest: AtomicU64::new(0),
             missing_state: AtomicU64::new(0),
             head_lie: Mutex::new(None),
             body_limit: Mutex::new(None),
@@ -286,6 +290,13 @@ impl Tap {
 
     /// Makes the node look pruned: state reads of blocks more than `blocks` below its
     /// head get `missing trie node`. `None` forwards every call again.
+    /// The next `n` single `eth_getTransactionCount(…, "pending")` calls
+    /// are answered as `latest`: a node whose pool is being reset for a new
+    /// block, that counts none of its pending transactions for a moment.
+    pub fn count_pending_as_latest(&self, n: u64) {
+        self.shared.pending_as_latest.store(n, Ordering::SeqCst);
+    }
+
     pub fn set_state_history(&self, blocks: Option<u64>) {
         *self.shared.state_history.lock() = blocks;
     }
@@ -421,6 +432,9 @@ async fn relay(
         }
     }
 
+    if let Some(latest) = shared.pending_count_as_latest(&body) {
+        body = latest;
+    }
     let body_sent = body.clone();
     let upstream = Request::post(shared.target.clone())
         .header(header::CONTENT_TYPE, "application/json")
@@ -449,6 +463,20 @@ async fn relay(
 }
 
 impl Shared {
+    /// `body` with `pending` turned to `latest`, when it is a single pending
+    /// nonce read and [`Tap::count_pending_as_latest`] has some left.
+    fn pending_count_as_latest(&self, body: &Bytes) -> Option<Bytes> {
+        let mut call: Value = serde_json::from_slice(body).ok()?;
+        if call["method"] != "eth_getTransactionCount" || call["params"][1] != "pending" {
+            return None;
+        }
+        self.pending_as_latest
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .ok()?;
+        call["params"][1] = Value::from("latest");
+        Some(Bytes::from(call.to_string()))
+    }
+
     fn record(&self, body: &[u8]) {
         self.requests.fetch_add(1, Ordering::SeqCst);
         if body.trim_ascii_start().starts_with(b"[") {

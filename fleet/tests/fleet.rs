@@ -372,7 +372,10 @@ async fn a_send_to_one_replica_stays_in_its_pool_across_blocks_until_mined() {
         .call("eth_getTransactionByHash", json!([hash.clone()]))
         .await
         .unwrap();
-    assert!(!pending.is_null(), "replica 0 dropped the send with its pool");
+    assert!(
+        !pending.is_null(),
+        "replica 0 dropped the send with its pool"
+    );
     let count = rpc0
         .call(
             "eth_getTransactionCount",
@@ -386,7 +389,10 @@ async fn a_send_to_one_replica_stays_in_its_pool_across_blocks_until_mined() {
         .call("eth_getTransactionByHash", json!([hash.clone()]))
         .await
         .unwrap();
-    assert!(elsewhere.is_null(), "only the replica it was sent to has it");
+    assert!(
+        elsewhere.is_null(),
+        "only the replica it was sent to has it"
+    );
     // Queued by the fleet now: the next block carries it on both.
     fleet.submit(raw).await.unwrap();
     let height = fleet.mine().await.unwrap();

@@ -16,6 +16,10 @@
 //!   asked, and the highest count wins: the send this gateway knows of may
 //!   not be the wallet's last (one made through another replica whose
 //!   record did not reach Redis), and a node only ever counts too few;
+//! - a count at or below the send's own nonce (read from its bytes when it
+//!   was sent, `eth::raw_tx`) from a backend that shows the send is no
+//!   answer yet: the node is caught between two states (its pool reset for
+//!   a new block, say), and all are asked again in a moment;
 //! - when no backend shows it (the node that took it went away before
 //!   passing it on), the read waits for it to show, in a block most likely,
 //!   asking again every [`RETRY`], for `read_your_writes.wait_for_send` at
@@ -105,23 +109,37 @@ async fn where_it_shows(
             let params = &params;
             async move {
                 if !shows(target, b, params).await {
+                    tracing::debug!(backend = %b.backend.name, "the send does not show here");
                     return None;
                 }
-                Some((b, ask(target, b, call).await?))
+                let reply = ask(target, b, call).await?;
+                tracing::debug!(backend = %b.backend.name, count = ?reply.parse_result::<&str>(), "the send shows here");
+                Some((b, reply))
             }
         });
-        let answers = join_all(asks).await.into_iter().flatten();
-        if let Some((b, reply)) = highest(answers) {
-            let outcome = if *b.backend.name == *steer.backend {
-                RywRead::Steered
-            } else {
-                RywRead::Elsewhere
-            };
-            return Some((reply, outcome));
-        }
+        let answers: Vec<_> = join_all(asks).await.into_iter().flatten().collect();
         let now = Instant::now();
+        // A count at or below the send's own nonce from a backend that
+        // shows the send is a node caught mid-update: asked again.
+        let settled = answers
+            .iter()
+            .any(|(_, r)| steer.nonce.is_none_or(|n| count(r).is_none_or(|c| c > n)));
+        let shown = !answers.is_empty();
+        if settled || now >= until {
+            if let Some((b, reply)) = highest(answers.into_iter()) {
+                let outcome = if *b.backend.name == *steer.backend {
+                    RywRead::Steered
+                } else {
+                    RywRead::Elsewhere
+                };
+                return Some((reply, outcome));
+            }
+        }
         if now >= until {
             return None;
+        }
+        if shown {
+            tracing::debug!(nonce = ?steer.nonce, "the send shows, but no count is above its nonce yet; asking again");
         }
         tokio::time::sleep(RETRY.min(until - now)).await;
         fresh = Some(target.upstreams.view());
@@ -133,10 +151,6 @@ async fn where_it_shows(
 fn highest<'v>(
     answers: impl Iterator<Item = (&'v BackendView, Reply)>,
 ) -> Option<(&'v BackendView, Reply)> {
-    let count = |r: &Reply| {
-        r.parse_result::<&str>()
-            .and_then(crate::eth::parse_quantity)
-    };
     let mut best: Option<(&BackendView, Reply, Option<u64>)> = None;
     for (b, reply) in answers {
         let n = count(&reply);
@@ -145,6 +159,12 @@ fn highest<'v>(
         }
     }
     best.map(|(b, reply, _)| (b, reply))
+}
+
+/// The count a nonce read answered, if it is one.
+fn count(r: &Reply) -> Option<u64> {
+    r.parse_result::<&str>()
+        .and_then(crate::eth::parse_quantity)
 }
 
 /// Whether backend `b` knows the transaction (`params`: its hash): pending

@@ -7,6 +7,10 @@
 //! fetching the missing numbers first; one at or below the last is delivered
 //! again only when its hash differs from what was delivered at that number (a
 //! reorg, as Geth does), and is otherwise a duplicate from the new backend.
+//! A header whose parent is not the header delivered one below it shows
+//! that the chain changed below it too (a feed that moved after a reorg sees
+//! only the new branch's top): the feed fetches the replacements back to
+//! where the branches meet and delivers them first ([`Heads::hash_at`]).
 //!
 //! **Logs**: the highest block whose logs are known to be complete
 //! (`covered`), and the (block hash, log index) pairs delivered for recent

@@ -419,3 +419,30 @@ async fn a_nonce_read_counts_a_later_send_made_elsewhere() {
         assert_eq!(nonce_of(&n), mined + 1, "the wallet's pending nonce");
     }
 }
+
+/// The replica that accepted a send shows it, but for a moment counts only
+/// what it has mined (its pool being reset for a new block): its tap answers
+/// the next two pending counts as `latest`. A pending-nonce read must not
+/// take a count at or below the send's own nonce from a replica that shows
+/// the send: it asks again. Without the nonce check the read answered one
+/// below.
+#[tokio::test]
+async fn a_nonce_read_does_not_take_a_count_below_the_send_it_shows() {
+    let net = "ryw_mid_update";
+    let (fleet, taps, gw) = unwatched(net, "{}").await;
+    let (raw, hash) = fleet.sign_transfer(OTHER, 1).await.unwrap();
+    let sent = read(&gw, WALLET, "eth_sendRawTransaction", json!([raw])).await;
+    assert_eq!(sent, json!(hash));
+    let a = accepting_replica(&fleet, &hash).await;
+    let before = mined_nonce(&fleet, a).await;
+    taps[a].count_pending_as_latest(2);
+    let n = read(
+        &gw,
+        WALLET,
+        "eth_getTransactionCount",
+        json!([DEV, "pending"]),
+    )
+    .await;
+    assert_eq!(nonce_of(&n), before + 1, "the wallet's pending nonce");
+    assert_eq!(counter(&gw, net, "reads", "steered"), 1);
+}

@@ -91,6 +91,13 @@ pub async fn scheduler(
             outage(&soak).await;
         } else {
             let fault = FAULTS[rng.usize(..FAULTS.len())];
+            // SOAK_ONLY_RESTARTS=1: every fault a restart behind (to chase
+            // a case that follows restarts); the seed still picks the rest.
+            let fault = if std::env::var_os("SOAK_ONLY_RESTARTS").is_some() {
+                Fault::RestartBehind
+            } else {
+                fault
+            };
             run(&soak, &setup, &redis, &mut rng, fault).await;
         }
         let rest = gap.saturating_sub(started.elapsed());

@@ -89,12 +89,18 @@ impl Gateway {
         let max_lag = 2 + reloads % 2;
         // GATEWAY_LOG=info shows the routing decisions (the head held, a
         // read waiting, a backend's head doubted) when a count needs a cause.
+        // A filter with directives works too, e.g.
+        // GATEWAY_LOG=warn,rpcgate::router::ryw_read=debug.
         let level = std::env::var("GATEWAY_LOG")
             .ok()
-            .filter(|l| ["error", "warn", "info", "debug"].contains(&l.as_str()))
+            .filter(|l| {
+                !l.is_empty()
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_,:=".contains(&b))
+            })
             .unwrap_or_else(|| "warn".into());
         let mut yaml = format!(
-            "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\nlog:\n  level: {level}\n\
+            "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\nlog:\n  level: \"{level}\"\n\
              server:\n  first_request_timeout: 2s\n\
              networks:\n  soak:\n    chain_id: {chain}\n    max_lag_blocks: {max_lag}\n\
              \x20   cache:\n      shared: true\n    upstreams:\n",
