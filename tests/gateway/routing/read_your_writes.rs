@@ -272,13 +272,7 @@ async fn reads_fall_back_to_usual_routing_when_the_accepting_replica_is_down() {
     for _ in 0..10 {
         let tx = read(&gw, WALLET, "eth_getTransactionByHash", json!([hash])).await;
         assert!(tx.is_null(), "only the stopped replica had it: {tx}");
-        read(
-            &gw,
-            WALLET,
-            "eth_getTransactionCount",
-            json!([DEV, "pending"]),
-        )
-        .await;
+        pending_nonce(&gw).await;
     }
     assert_eq!(counter(&gw, net, "reads", "fallback"), 20);
     assert_eq!(counter(&gw, net, "reads", "steered"), 0);
@@ -324,6 +318,27 @@ async fn mined_nonce(fleet: &Fleet, i: usize) -> u64 {
     )
 }
 
+/// The wallet's `pending` nonce read through the gateway.
+async fn pending_nonce(gw: &Gw) -> Value {
+    read(
+        gw,
+        WALLET,
+        "eth_getTransactionCount",
+        json!([DEV, "pending"]),
+    )
+    .await
+}
+
+/// A transfer of the wallet signed and sent through the gateway: its raw
+/// bytes, its hash and the replica that accepted it.
+async fn send_through(fleet: &Fleet, gw: &Gw) -> (String, String, usize) {
+    let (raw, hash) = fleet.sign_transfer(OTHER, 1).await.unwrap();
+    let sent = read(gw, WALLET, "eth_sendRawTransaction", json!([raw])).await;
+    assert_eq!(sent, json!(hash));
+    let a = accepting_replica(fleet, &hash).await;
+    (raw, hash, a)
+}
+
 /// The replica that accepted a send is restarted from an older disk, three
 /// blocks (three of the wallet's sends) behind and without its pool, before
 /// the gateway notices (its view still has the old head); the send is mined
@@ -335,23 +350,14 @@ async fn mined_nonce(fleet: &Fleet, i: usize) -> u64 {
 async fn a_nonce_is_never_read_from_a_replica_that_lost_the_send() {
     let net = "ryw_restarted";
     let (fleet, _taps, gw) = unwatched(net, "{}").await;
-    let (raw, hash) = fleet.sign_transfer(OTHER, 1).await.unwrap();
-    let sent = read(&gw, WALLET, "eth_sendRawTransaction", json!([raw])).await;
-    assert_eq!(sent, json!(hash));
-    let a = accepting_replica(&fleet, &hash).await;
+    let (raw, _, a) = send_through(&fleet, &gw).await;
     let before = mined_nonce(&fleet, (a + 1) % 3).await;
     fleet.restart_behind(a, 3).await.unwrap();
     fleet.submit(raw).await.unwrap();
     fleet.mine().await.unwrap();
     assert_eq!(mined_nonce(&fleet, a).await, before - 3, "restarted behind");
     for _ in 0..10 {
-        let n = read(
-            &gw,
-            WALLET,
-            "eth_getTransactionCount",
-            json!([DEV, "pending"]),
-        )
-        .await;
+        let n = pending_nonce(&gw).await;
         assert_eq!(nonce_of(&n), before + 1, "the wallet's pending nonce");
     }
     assert_eq!(counter(&gw, net, "reads", "elsewhere"), 10);
@@ -367,10 +373,7 @@ async fn a_nonce_is_never_read_from_a_replica_that_lost_the_send() {
 async fn a_nonce_read_waits_for_a_send_no_replica_shows_yet() {
     let net = "ryw_wait";
     let (fleet, gw) = setup(net, "{wait_for_send: 30s}").await;
-    let (raw, hash) = fleet.sign_transfer(OTHER, 1).await.unwrap();
-    let sent = read(&gw, WALLET, "eth_sendRawTransaction", json!([raw])).await;
-    assert_eq!(sent, json!(hash));
-    let a = accepting_replica(&fleet, &hash).await;
+    let (raw, _, a) = send_through(&fleet, &gw).await;
     let before = mined_nonce(&fleet, (a + 1) % 3).await;
     fleet.stop(a).await.unwrap();
     fleet.submit(raw).await.unwrap();
@@ -409,13 +412,7 @@ async fn a_nonce_read_counts_a_later_send_made_elsewhere() {
     assert_eq!(took, json!(later_hash));
     assert_eq!(accepting_replica(&fleet, &later_hash).await, 1);
     for _ in 0..12 {
-        let n = read(
-            &gw,
-            WALLET,
-            "eth_getTransactionCount",
-            json!([DEV, "pending"]),
-        )
-        .await;
+        let n = pending_nonce(&gw).await;
         assert_eq!(nonce_of(&n), mined + 1, "the wallet's pending nonce");
     }
 }
@@ -430,19 +427,10 @@ async fn a_nonce_read_counts_a_later_send_made_elsewhere() {
 async fn a_nonce_read_does_not_take_a_count_below_the_send_it_shows() {
     let net = "ryw_mid_update";
     let (fleet, taps, gw) = unwatched(net, "{}").await;
-    let (raw, hash) = fleet.sign_transfer(OTHER, 1).await.unwrap();
-    let sent = read(&gw, WALLET, "eth_sendRawTransaction", json!([raw])).await;
-    assert_eq!(sent, json!(hash));
-    let a = accepting_replica(&fleet, &hash).await;
+    let (_, _, a) = send_through(&fleet, &gw).await;
     let before = mined_nonce(&fleet, a).await;
     taps[a].count_pending_as_latest(2);
-    let n = read(
-        &gw,
-        WALLET,
-        "eth_getTransactionCount",
-        json!([DEV, "pending"]),
-    )
-    .await;
+    let n = pending_nonce(&gw).await;
     assert_eq!(nonce_of(&n), before + 1, "the wallet's pending nonce");
     assert_eq!(counter(&gw, net, "reads", "steered"), 1);
 }

@@ -478,21 +478,7 @@ async fn a_feed_that_moves_after_a_reorg_delivers_the_new_branch_from_where_it_f
 #[tokio::test]
 async fn logs_of_orphaned_blocks_come_back_removed_once() {
     let (fleet, gw) = setup(2, "").await;
-    let mut ws = connect(&gw, "/dev").await;
-    let id = subscribe(&mut ws, json!(["logs", {"topics": [TOPIC_42]}])).await;
-    let mut seen = Vec::new();
-    // One log per block (a logger deployment each); 3 and 4 are orphaned.
-    fleet.deploy(LOGGER_INIT, 200_000).await.unwrap();
-    let kept = fleet.mine().await.unwrap();
-    logs_until(&mut ws, &id, &mut seen, kept).await;
-    let checkpoint = fleet.checkpoint().await.unwrap();
-    for _ in 0..2 {
-        fleet.deploy(LOGGER_INIT, 200_000).await.unwrap();
-        let h = fleet.mine().await.unwrap();
-        logs_until(&mut ws, &id, &mut seen, h).await;
-    }
-    let orphaned: Vec<_> = seen[1..].to_vec();
-    assert_eq!(orphaned.len(), 2);
+    let (mut ws, id, mut seen, kept, checkpoint) = three_logged_blocks(&fleet, &gw).await;
     // Both deployments land again in the first replacement block; anvil
     // announces no removal itself, so what the client gets is the gateway's.
     let top = fleet.reorg_to(&checkpoint, 2).await.unwrap();
@@ -503,51 +489,13 @@ async fn logs_of_orphaned_blocks_come_back_removed_once() {
     fleet.mine().await.unwrap();
     logs_until(&mut ws, &id, &mut seen, top + 1).await;
 
-    let after = &seen[3..];
-    let removed: Vec<_> = after.iter().filter(|(r, ..)| *r).cloned().collect();
-    let expected: Vec<_> = orphaned
-        .iter()
-        .map(|(_, n, h, i)| (true, *n, h.clone(), i.clone()))
-        .collect();
-    assert_eq!(
-        removed, expected,
-        "each orphaned log removed once, in order"
-    );
-    let first_new = after.iter().position(|(r, ..)| !r).unwrap();
-    assert!(
-        after[first_new..].iter().all(|(r, ..)| !r),
-        "removals come before the logs of the replacing block: {after:?}"
-    );
-    let new_hash = json!(fleet.block_hash(0, replacement).await.unwrap().unwrap());
-    let fresh: Vec<_> = after[first_new..]
-        .iter()
-        .filter(|(_, n, ..)| *n == replacement)
-        .collect();
-    assert_eq!(
-        fresh.len(),
-        2,
-        "both logs again, in the replacement: {after:?}"
-    );
-    assert!(fresh.iter().all(|(_, _, h, _)| *h == new_hash));
+    assert_replaced_once(&fleet, &seen, replacement).await;
 }
 
 #[tokio::test]
 async fn a_feed_that_moves_after_a_reorg_takes_back_the_replaced_blocks() {
     let (fleet, gw) = setup(2, "").await;
-    let mut ws = connect(&gw, "/dev").await;
-    let id = subscribe(&mut ws, json!(["logs", {"topics": [TOPIC_42]}])).await;
-    let mut seen = Vec::new();
-    fleet.deploy(LOGGER_INIT, 200_000).await.unwrap();
-    let kept = fleet.mine().await.unwrap();
-    logs_until(&mut ws, &id, &mut seen, kept).await;
-    let checkpoint = fleet.checkpoint().await.unwrap();
-    for _ in 0..2 {
-        fleet.deploy(LOGGER_INIT, 200_000).await.unwrap();
-        let h = fleet.mine().await.unwrap();
-        logs_until(&mut ws, &id, &mut seen, h).await;
-    }
-    let orphaned: Vec<_> = seen[1..].to_vec();
-    assert_eq!(orphaned.len(), 2);
+    let (mut ws, id, mut seen, kept, checkpoint) = three_logged_blocks(&fleet, &gw).await;
     // Both nodes go away, the chain is replaced from `kept + 1` up (both
     // deployments land again in the first replacement block), and one node
     // comes back on the new branch: the feed moves to it with two delivered
@@ -560,6 +508,37 @@ async fn a_feed_that_moves_after_a_reorg_takes_back_the_replaced_blocks() {
     let last = fleet.mine().await.unwrap();
     logs_until(&mut ws, &id, &mut seen, last).await;
 
+    assert_replaced_once(&fleet, &seen, kept + 1).await;
+}
+
+/// A logs subscription (topic 42) and three blocks with one log each,
+/// a checkpoint taken after the first: the socket, the subscription, the
+/// logs seen, the first block and the checkpoint.
+async fn three_logged_blocks(
+    fleet: &Fleet,
+    gw: &Gw,
+) -> (Ws, String, Vec<SeenLog>, u64, rpcgate_fleet::Checkpoint) {
+    let mut ws = connect(gw, "/dev").await;
+    let id = subscribe(&mut ws, json!(["logs", {"topics": [TOPIC_42]}])).await;
+    let mut seen = Vec::new();
+    fleet.deploy(LOGGER_INIT, 200_000).await.unwrap();
+    let kept = fleet.mine().await.unwrap();
+    logs_until(&mut ws, &id, &mut seen, kept).await;
+    let checkpoint = fleet.checkpoint().await.unwrap();
+    for _ in 0..2 {
+        fleet.deploy(LOGGER_INIT, 200_000).await.unwrap();
+        let h = fleet.mine().await.unwrap();
+        logs_until(&mut ws, &id, &mut seen, h).await;
+    }
+    assert_eq!(seen.len(), 3);
+    (ws, id, seen, kept, checkpoint)
+}
+
+/// After the three logs of [`three_logged_blocks`], `seen` takes back the
+/// last two once each, in order, before any new log, then carries both
+/// deployments again in block `replacement` with its new hash.
+async fn assert_replaced_once(fleet: &Fleet, seen: &[SeenLog], replacement: u64) {
+    let orphaned = &seen[1..3];
     let after = &seen[3..];
     let removed: Vec<_> = after.iter().filter(|(r, ..)| *r).cloned().collect();
     let expected: Vec<_> = orphaned
@@ -568,13 +547,17 @@ async fn a_feed_that_moves_after_a_reorg_takes_back_the_replaced_blocks() {
         .collect();
     assert_eq!(
         removed, expected,
-        "each replaced log removed once: {after:?}"
+        "each orphaned log removed once, in order: {after:?}"
     );
-    let replacement = kept + 1;
+    let first_new = after.iter().position(|(r, ..)| !r).unwrap();
+    assert!(
+        after[first_new..].iter().all(|(r, ..)| !r),
+        "removals come before the logs of the replacing block: {after:?}"
+    );
     let new_hash = json!(fleet.block_hash(0, replacement).await.unwrap().unwrap());
-    let fresh: Vec<_> = after
+    let fresh: Vec<_> = after[first_new..]
         .iter()
-        .filter(|(r, n, ..)| !r && *n == replacement)
+        .filter(|(_, n, ..)| *n == replacement)
         .collect();
     assert_eq!(
         fresh.len(),
