@@ -31,7 +31,7 @@ use tokio::sync::Mutex;
 
 use super::anvil::{Anvil, AnvilOptions};
 use super::autominer::{self, AutoMiner};
-use super::replica::{MinedBlock, Replica};
+use super::replica::{replay, MinedBlock, Replica};
 use super::rpc::{parse_quantity, RpcClient};
 use super::FleetError;
 
@@ -419,13 +419,40 @@ impl Fleet {
     /// Kills replica `i` and starts it again `behind` blocks below the height it had,
     /// held there (as a node restarted from an older disk would be) until
     /// [`Fleet::release`]. Returns the height it came back at.
+    ///
+    /// The replay of the history up to there (every block from genesis: seconds on a
+    /// long chain) runs without holding the fleet, so the other replicas go on mining
+    /// meanwhile, as a chain does while one of its nodes restarts (mining passes a held
+    /// replica by). Should the fleet reorg meanwhile, the replica is rebuilt again with
+    /// the fleet held.
     pub async fn restart_behind(&self, i: usize, behind: u64) -> Result<u64, FleetError> {
+        let (at, rpc, blocks, reorgs) = {
+            let mut state = self.inner.state.lock().await;
+            let reorgs = state.reorgs;
+            let (replica, history) = state.replica_and_history(i)?;
+            let at = replica.synced.saturating_sub(behind);
+            replica.respawn(&self.inner.anvil_opts).await?;
+            replica.held_at = Some(at);
+            (
+                at,
+                replica.rpc.clone(),
+                history[..at as usize].to_vec(),
+                reorgs,
+            )
+        };
+        let replayed = replay(&rpc, i, &blocks).await;
         let mut state = self.inner.state.lock().await;
+        let unchanged = state.reorgs == reorgs;
         let (replica, history) = state.replica_and_history(i)?;
-        let at = replica.synced.saturating_sub(behind);
-        replica.respawn(&self.inner.anvil_opts).await?;
-        replica.held_at = Some(at);
-        replica.sync_to(history, at).await?;
+        if unchanged && replica.synced == 0 && replica.held_at == Some(at) {
+            replayed?;
+            replica.synced = at;
+        } else {
+            let at = replica.held_at.unwrap_or(at).min(history.len() as u64);
+            replica.respawn(&self.inner.anvil_opts).await?;
+            replica.held_at = Some(at);
+            replica.sync_to(history, at).await?;
+        }
         tracing::info!(replica = i, height = at, "replica restarted behind");
         Ok(at)
     }

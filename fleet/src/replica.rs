@@ -114,15 +114,7 @@ impl Replica {
 
     /// Drops the pool, sends `block`'s transactions and mines them alone.
     async fn mine_exactly(&mut self, block: &MinedBlock) -> Result<(), FleetError> {
-        self.call("anvil_dropAllTransactions", json!([])).await?;
-        for raw in &block.txs {
-            match self.call("eth_sendRawTransaction", json!([raw])).await {
-                Ok(_) => {}
-                Err(FleetError::Replica { source, .. }) if is_already_known(&source) => {}
-                Err(error) => return Err(error),
-            }
-        }
-        self.call("evm_mine", json!([block.timestamp])).await?;
+        mine_exactly(&self.rpc, self.index, block).await?;
         self.synced += 1;
         Ok(())
     }
@@ -224,6 +216,40 @@ impl Replica {
         self.process = Some(process);
         Ok(())
     }
+}
+
+/// Replays `history` on the node behind `rpc` (replica `index`, fresh, at
+/// genesis): what [`Replica::sync_to`] does, without borrowing the replica,
+/// so that the fleet can go on mining meanwhile.
+pub(super) async fn replay(
+    rpc: &RpcClient,
+    index: usize,
+    history: &[MinedBlock],
+) -> Result<(), FleetError> {
+    for block in history {
+        mine_exactly(rpc, index, block).await?;
+    }
+    Ok(())
+}
+
+/// Drops the pool of the node behind `rpc`, sends `block`'s transactions and
+/// mines them alone.
+async fn mine_exactly(rpc: &RpcClient, index: usize, block: &MinedBlock) -> Result<(), FleetError> {
+    let call = |method: &'static str, params: Value| async move {
+        rpc.call(method, params)
+            .await
+            .map_err(|e| e.on_replica(index))
+    };
+    call("anvil_dropAllTransactions", json!([])).await?;
+    for raw in &block.txs {
+        match call("eth_sendRawTransaction", json!([raw])).await {
+            Ok(_) => {}
+            Err(FleetError::Replica { source, .. }) if is_already_known(&source) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    call("evm_mine", json!([block.timestamp])).await?;
+    Ok(())
 }
 
 fn is_already_known(error: &FleetError) -> bool {

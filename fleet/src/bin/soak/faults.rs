@@ -122,10 +122,11 @@ async fn run(
             let f = record.fault_start(format!(
                 "replica {replica} killed, restarted {behind} blocks behind"
             ));
-            let restarted = {
-                let _chain = soak.chain.lock().await;
-                soak.fleet.restart_behind(replica, behind).await
-            };
+            // Not under `soak.chain`: the fleet replays the restarted replica
+            // while the others go on mining (and the wallet sending), as a
+            // chain does while one node restarts; the gateway sends nothing
+            // to a node it has not probed since it came back.
+            let restarted = soak.fleet.restart_behind(replica, behind).await;
             match restarted {
                 Ok(at) => tracing::info!(replica, at, "soak: replica back behind"),
                 Err(error) => eprintln!("soak: restart behind failed: {error}"),

@@ -126,7 +126,16 @@ async fn run(cli: Cli) -> Result<bool, String> {
         .await
         .map_err(|e| e.to_string())?;
     let contract = deploy(&fleet).await?;
-    fleet.mine_blocks(3).await.map_err(|e| e.to_string())?;
+    // SOAK_PREMINE=n starts on a chain n blocks long (a restarted replica
+    // replays it all: what an hour's chain costs, at once).
+    let premine = std::env::var("SOAK_PREMINE")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    fleet
+        .mine_blocks(3 + premine)
+        .await
+        .map_err(|e| e.to_string())?;
     let redis_dir = dir.join("redis");
     std::fs::create_dir_all(&redis_dir).map_err(|e| e.to_string())?;
     let redis = RedisServer::start_with_aof(&redis_dir)
