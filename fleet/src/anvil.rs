@@ -10,6 +10,11 @@
 //! The process is started with `kill_on_drop`, so forgetting an [`Anvil`] never leaks
 //! a node; [`Anvil::kill`] stops it and waits until the port is free again, which
 //! [`Anvil::spawn_on_port`] relies on to restart a node at the same address.
+//!
+//! Each process gets a home directory of its own, removed with it: past a few
+//! hundred blocks anvil writes old states under `$HOME/.foundry/anvil/tmp` and never
+//! removes them when it is killed (a soak that restarts replicas of a long chain left
+//! 45 GB there and filled the disk).
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -66,6 +71,8 @@ pub struct Anvil {
     child: Child,
     host: std::net::Ipv4Addr,
     port: u16,
+    /// The process's `$HOME` (its state spill); dropped after the child.
+    _home: tempfile::TempDir,
 }
 
 impl Anvil {
@@ -78,8 +85,16 @@ impl Anvil {
     /// port keeps the URLs that clients (such as the gateway under test) hold valid.
     pub async fn spawn_on_port(opts: &AnvilOptions, port: u16) -> Result<Self, FleetError> {
         let path = anvil_binary()?;
+        let home = tempfile::Builder::new()
+            .prefix("rpcgate-anvil-")
+            .tempdir()
+            .map_err(|source| FleetError::Io {
+                context: "making anvil's home directory",
+                source,
+            })?;
         let mut command = Command::new(&path);
         command
+            .env("HOME", home.path())
             .args(["--host", &opts.host.to_string(), "--no-mining"])
             .args(["--port", &port.to_string()])
             .args(["--timestamp", &opts.genesis_timestamp.to_string()])
@@ -114,6 +129,7 @@ impl Anvil {
                     child,
                     host: opts.host,
                     port,
+                    _home: home,
                 })
             }
             Ok(None) => {
