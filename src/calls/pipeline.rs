@@ -142,11 +142,8 @@ async fn pinned_call(
         let params = pinned.params.as_deref();
         if call.method == "eth_sendRawTransaction" {
             let reply = Box::pin(router::forward(target, view, forward(params))).await?;
-            let nonce = params
-                .and_then(|p| serde_json::from_str::<(&str,)>(p).ok())
-                .and_then(|(raw,)| crate::eth::raw_tx::nonce_of(raw));
-            recent.sent(&reply, &bucket(), served, nonce);
-            Box::pin(recent.share(&reply, &bucket(), served, nonce)).await;
+            recent.sent(&reply, &bucket(), served);
+            Box::pin(recent.share(&reply, &bucket(), served)).await;
             return Ok(Routed {
                 reply,
                 cache: CacheUse::Pass,

@@ -17,7 +17,6 @@ pub mod hash;
 pub mod methods;
 pub mod pinning;
 pub mod quantity;
-pub mod raw_tx;
 
 pub use block_ref::BlockRef;
 pub use hash::{parse_hash, Hash};

@@ -73,8 +73,6 @@ struct Latest {
     seen_at: u64,
     /// Wall-clock milliseconds, to compare with the shared record.
     at_ms: u64,
-    /// The send's nonce, when its bytes tell it.
-    nonce: Option<u64>,
 }
 
 /// What a steered read is.
@@ -98,9 +96,6 @@ pub struct Steer {
     pub(super) seen_at: u64,
     /// When (wall clock, ms; 0: not known), to pick the later of two records.
     at_ms: u64,
-    /// The send's nonce (a nonce read only): a backend that shows the send
-    /// counts above it.
-    pub(super) nonce: Option<u64>,
 }
 
 impl Steer {
@@ -111,7 +106,6 @@ impl Steer {
             read,
             seen_at: send.seen_at,
             at_ms: send.at_ms,
-            nonce: send.nonce,
         }
     }
 }
@@ -166,10 +160,9 @@ impl RecentSends {
     }
 
     /// Remembers a send of `client` that `reply` answered at served head
-    /// `seen_at` (`nonce`: the transaction's, if its bytes tell it): a
-    /// transaction hash from a backend (an error, or an answer not from a
-    /// backend, teaches nothing).
-    pub fn sent(&self, reply: &Reply, client: &str, seen_at: u64, nonce: Option<u64>) {
+    /// `seen_at`: a transaction hash from a backend (an error, or an answer
+    /// not from a backend, teaches nothing).
+    pub fn sent(&self, reply: &Reply, client: &str, seen_at: u64) {
         let (Some(origin), false) = (&reply.origin, reply.is_error()) else {
             return;
         };
@@ -197,7 +190,6 @@ impl RecentSends {
                 at: now,
                 seen_at,
                 at_ms: wall_ms(),
-                nonce,
             },
         );
         let mut order = self.order.lock();
@@ -221,7 +213,7 @@ impl RecentSends {
 
     /// Records the send `reply` answered in the shared record too (with
     /// `redis:` set; else nothing), before its answer goes back.
-    pub async fn share(&self, reply: &Reply, client: &str, seen_at: u64, nonce: Option<u64>) {
+    pub async fn share(&self, reply: &Reply, client: &str, seen_at: u64) {
         let (Some(shared), Some(origin), false) = (&self.shared, &reply.origin, reply.is_error())
         else {
             return;
@@ -234,7 +226,6 @@ impl RecentSends {
             hash,
             seen_at,
             at_ms: wall_ms(),
-            nonce,
         };
         shared.record(&send, client, self.ttl).await;
     }
@@ -308,11 +299,10 @@ impl RecentSends {
                     read: Read::Transaction,
                     seen_at,
                     at_ms: 0,
-                    nonce: None,
                 })
             }
             "eth_getTransactionCount" if is_pending_count(params?) => {
-                let (backend, hash, at, seen_at, at_ms, nonce) = {
+                let (backend, hash, at, seen_at, at_ms) = {
                     let latest = self.by_client.get(client)?;
                     (
                         latest.backend.clone(),
@@ -320,7 +310,6 @@ impl RecentSends {
                         latest.at,
                         latest.seen_at,
                         latest.at_ms,
-                        latest.nonce,
                     )
                 };
                 if Instant::now().duration_since(at) >= self.ttl {
@@ -333,7 +322,6 @@ impl RecentSends {
                     read: Read::Nonce,
                     seen_at,
                     at_ms,
-                    nonce,
                 })
             }
             _ => None,
@@ -475,7 +463,7 @@ mod tests {
     async fn reads_of_a_send_go_to_the_backend_that_accepted_it() {
         let recent = RecentSends::new(unit_series("ryw-unit-steer"), &config(10), None);
         assert!(receipt(&recent, H1, "c:a").is_none());
-        recent.sent(&accepted(H1, "r1"), "c:a", 0, None);
+        recent.sent(&accepted(H1, "r1"), "c:a", 0);
         // The hash, by anyone, in either spelling; the nonce for its sender only.
         assert_eq!(&*receipt(&recent, H1, "c:b").unwrap().backend, "r1");
         let upper = format!("0x{}", H1[2..].to_ascii_uppercase());
@@ -494,20 +482,20 @@ mod tests {
         assert!(receipt(&recent, H2, "c:a").is_none());
         assert!(recent.steer("eth_getBalance", Some("[]"), "c:a").is_none());
         // The latest send moves the sender's nonce reads.
-        recent.sent(&accepted(H2, "r2"), "c:a", 0, None);
+        recent.sent(&accepted(H2, "r2"), "c:a", 0);
         assert_eq!(&*nonce(&recent, "c:a").unwrap().backend, "r2");
         assert_eq!(&*receipt(&recent, H1, "c:a").unwrap().backend, "r1");
         // Errors and answers not from a backend are no sends.
         let mut refused = Reply::result_from(Bytes::from_static(b"\"x\""));
         refused.origin = None;
-        recent.sent(&refused, "c:z", 0, None);
+        recent.sent(&refused, "c:z", 0);
         assert_eq!(recent.len(), 2);
     }
 
     #[tokio::test(start_paused = true)]
     async fn sends_are_forgotten_when_included_after_the_ttl_or_when_full() {
         let recent = RecentSends::new(unit_series("ryw-unit-forget"), &config(2), None);
-        recent.sent(&accepted(H1, "r1"), "c:a", 0, None);
+        recent.sent(&accepted(H1, "r1"), "c:a", 0);
         let steer = receipt(&recent, H1, "c:a").unwrap();
         // Pending (no block), or in a block above the served head: kept.
         let pending = Reply::result_from(Bytes::from_static(b"{\"blockNumber\":null}"));
@@ -522,16 +510,16 @@ mod tests {
         assert!(nonce(&recent, "c:a").is_none());
         assert!(recent.is_empty());
 
-        recent.sent(&accepted(H1, "r1"), "c:a", 0, None);
+        recent.sent(&accepted(H1, "r1"), "c:a", 0);
         tokio::time::advance(Duration::from_secs(30)).await;
-        recent.sent(&accepted(H2, "r1"), "c:b", 0, None);
+        recent.sent(&accepted(H2, "r1"), "c:b", 0);
         tokio::time::advance(Duration::from_secs(31)).await;
         assert!(receipt(&recent, H1, "c:a").is_none(), "past the ttl");
         assert!(nonce(&recent, "c:a").is_none());
         assert!(receipt(&recent, H2, "c:b").is_some());
         // Past max_entries, the oldest goes.
-        recent.sent(&accepted(H1, "r1"), "c:a", 0, None);
-        recent.sent(&accepted(H3, "r1"), "c:c", 0, None);
+        recent.sent(&accepted(H1, "r1"), "c:a", 0);
+        recent.sent(&accepted(H3, "r1"), "c:c", 0);
         assert_eq!(recent.len(), 2);
         assert!(receipt(&recent, H2, "c:b").is_none());
         assert!(nonce(&recent, "c:b").is_none());

@@ -16,10 +16,11 @@
 //!   asked, and the highest count wins: the send this gateway knows of may
 //!   not be the wallet's last (one made through another replica whose
 //!   record did not reach Redis), and a node only ever counts too few;
-//! - a count at or below the send's own nonce (read from its bytes when it
-//!   was sent, `eth::raw_tx`) from a backend that shows the send is no
-//!   answer yet: the node is caught between two states (its pool reset for
-//!   a new block, say), and all are asked again in a moment;
+//! - a count of the send's own sender at or below the send's nonce (both as
+//!   the backend shows the send) is no answer yet: the node is caught
+//!   between two states (its pool reset for a new block, say), and all are
+//!   asked again in a moment. A count of another address (one client may
+//!   send for many) is taken as it is;
 //! - when no backend shows it (the node that took it went away before
 //!   passing it on), the read waits for it to show, in a block most likely,
 //!   asking again every [`RETRY`], for `read_your_writes.wait_for_send` at
@@ -102,31 +103,36 @@ async fn where_it_shows(
 ) -> Option<(Reply, RywRead)> {
     let until = Instant::now() + wait;
     let params = format!("[\"{}\"]", crate::eth::hash::to_hex(&steer.hash));
+    // The address whose count is read: `[address, "pending"]`.
+    let reader = call
+        .params
+        .and_then(|p| serde_json::from_str::<(&str, serde::de::IgnoredAny)>(p).ok())
+        .map(|(address, _)| address);
     let mut fresh = None;
     loop {
         let view = fresh.as_deref().unwrap_or(view);
         let asks = targets(view, call, steer).into_iter().map(|b| {
             let params = &params;
             async move {
-                if !shows(target, b, params).await {
+                let Some(sent) = shows(target, b, params).await else {
                     tracing::debug!(backend = %b.backend.name, "the send does not show here");
                     return None;
-                }
+                };
                 let reply = ask(target, b, call).await?;
                 tracing::debug!(backend = %b.backend.name, count = ?reply.parse_result::<&str>(), "the send shows here");
-                Some((b, reply))
+                let short = sent.counts_short(reader, count(&reply));
+                Some((b, reply, short))
             }
         });
         let answers: Vec<_> = join_all(asks).await.into_iter().flatten().collect();
         let now = Instant::now();
-        // A count at or below the send's own nonce from a backend that
-        // shows the send is a node caught mid-update: asked again.
-        let settled = answers
-            .iter()
-            .any(|(_, r)| steer.nonce.is_none_or(|n| count(r).is_none_or(|c| c > n)));
+        // A backend that shows the send but counts its sender short of it
+        // is a node caught mid-update: asked again.
+        let settled = answers.iter().any(|(_, _, short)| !short);
         let shown = !answers.is_empty();
         if settled || now >= until {
-            if let Some((b, reply)) = highest(answers.into_iter()) {
+            let answers = answers.into_iter().map(|(b, reply, _)| (b, reply));
+            if let Some((b, reply)) = highest(answers) {
                 let outcome = if *b.backend.name == *steer.backend {
                     RywRead::Steered
                 } else {
@@ -139,7 +145,7 @@ async fn where_it_shows(
             return None;
         }
         if shown {
-            tracing::debug!(nonce = ?steer.nonce, "the send shows, but no count is above its nonce yet; asking again");
+            tracing::debug!("the send shows, but counted short of it; asking again");
         }
         tokio::time::sleep(RETRY.min(until - now)).await;
         fresh = Some(target.upstreams.view());
@@ -167,15 +173,47 @@ fn count(r: &Reply) -> Option<u64> {
         .and_then(crate::eth::parse_quantity)
 }
 
-/// Whether backend `b` knows the transaction (`params`: its hash): pending
-/// in its pool, or in a block it has.
-async fn shows(target: Target<'_>, b: &BackendView, params: &str) -> bool {
+/// A send as a backend shows it: its sender and nonce, when given.
+struct Shown {
+    from: Option<String>,
+    nonce: Option<u64>,
+}
+
+impl Shown {
+    /// Whether `count`, read for `reader`, leaves this send out: the
+    /// sender's count at or below the send's nonce.
+    fn counts_short(&self, reader: Option<&str>, count: Option<u64>) -> bool {
+        let (Some(from), Some(reader), Some(nonce), Some(count)) =
+            (&self.from, reader, self.nonce, count)
+        else {
+            return false;
+        };
+        from.eq_ignore_ascii_case(reader) && count <= nonce
+    }
+}
+
+/// What backend `b` shows of the transaction (`params`: its hash), if it
+/// knows it: pending in its pool, or in a block it has.
+async fn shows(target: Target<'_>, b: &BackendView, params: &str) -> Option<Shown> {
+    #[derive(serde::Deserialize)]
+    struct Tx<'a> {
+        from: Option<&'a str>,
+        nonce: Option<&'a str>,
+    }
     let method = "eth_getTransactionByHash";
     let (reply, _) = b
         .backend
         .call(method, Some(params), target.config.timeout_for(method))
         .await;
-    reply.is_ok_and(|r| !r.is_error() && r.raw() != b"null")
+    let reply = reply.ok().filter(|r| !r.is_error() && r.raw() != b"null")?;
+    let tx = reply.parse_result::<Tx>();
+    Some(Shown {
+        from: tx.as_ref().and_then(|t| t.from).map(str::to_owned),
+        nonce: tx
+            .as_ref()
+            .and_then(|t| t.nonce)
+            .and_then(crate::eth::parse_quantity),
+    })
 }
 
 /// `call` on backend `b` alone (its own retries on that backend aside).

@@ -47,8 +47,6 @@ pub struct SharedSend {
     pub seen_at: u64,
     /// When it was answered (milliseconds since the Unix epoch).
     pub at_ms: u64,
-    /// The transaction's nonce, when it could be read from its bytes.
-    pub nonce: Option<u64>,
 }
 
 impl SharedSends {
@@ -74,7 +72,7 @@ impl SharedSends {
             .ignore()
             .cmd("SET")
             .arg(format!("{}c:{client}", self.prefix))
-            .arg(latest_record(send, &hex))
+            .arg(format!("{backend} {hex} {} {}", send.seen_at, send.at_ms))
             .arg("PX")
             .arg(ttl_ms)
             .ignore();
@@ -136,15 +134,6 @@ fn hex_hash(hash: &Hash) -> String {
     out
 }
 
-/// `<backend> <hash> <seen at> <at ms>[ <nonce>]`, a client's latest send.
-fn latest_record(send: &SharedSend, hex: &str) -> String {
-    let (backend, seen_at, at_ms) = (&send.backend, send.seen_at, send.at_ms);
-    match send.nonce {
-        Some(nonce) => format!("{backend} {hex} {seen_at} {at_ms} {nonce}"),
-        None => format!("{backend} {hex} {seen_at} {at_ms}"),
-    }
-}
-
 /// `<backend> <seen at>`, the record of a send by its hash.
 fn parse_tx(value: &str, hash: &Hash) -> Option<SharedSend> {
     let mut parts = value.split(' ');
@@ -153,26 +142,19 @@ fn parse_tx(value: &str, hash: &Hash) -> Option<SharedSend> {
         hash: *hash,
         seen_at: parts.next()?.parse().ok()?,
         at_ms: 0,
-        nonce: None,
     };
     parts.next().is_none().then_some(send)
 }
 
-/// A client's latest send, as [`latest_record`] writes it (a record
-/// without the nonce is read too: a replica of the previous version wrote
-/// it).
+/// `<backend> <hash> <seen at> <at ms>`, a client's latest send.
 fn parse_latest(value: &str) -> Option<SharedSend> {
     let mut parts = value.split(' ');
-    let mut send = SharedSend {
+    let send = SharedSend {
         backend: checked_backend(parts.next()?)?,
         hash: parse_hash(parts.next()?)?,
         seen_at: parts.next()?.parse().ok()?,
         at_ms: parts.next()?.parse().ok()?,
-        nonce: None,
     };
-    if let Some(nonce) = parts.next() {
-        send.nonce = Some(nonce.parse().ok()?);
-    }
     parts.next().is_none().then_some(send)
 }
 
@@ -208,16 +190,8 @@ mod tests {
             (latest.hash, latest.seen_at, latest.at_ms),
             (hash, 17, 1_700_000_000_000)
         );
-        assert_eq!(latest.nonce, None, "a record from before nonces");
-        let send = SharedSend {
-            nonce: Some(901),
-            ..latest.clone()
-        };
-        assert_eq!(parse_latest(&latest_record(&send, &hex)), Some(send));
-        assert_eq!(parse_latest(&latest_record(&latest, &hex)), Some(latest));
         assert!(parse_latest(&format!("r1 {hex}")).is_none(), "the old form");
         assert!(parse_latest(&format!("r1 {hex} 17 1 x")).is_none());
-        assert!(parse_latest(&format!("r1 {hex} 17 1 2 3")).is_none());
         assert!(parse_latest(&format!("r1 {hex} -1 1")).is_none());
         let tx = parse_tx("r2 9", &hash).unwrap();
         assert_eq!((&*tx.backend, tx.seen_at), ("r2", 9));
